@@ -1,0 +1,21 @@
+//! vigil's eBPF programs and their loader.
+//!
+//! The C programs under `bpf/` are compiled by `build.rs` with clang (CO-RE) and embedded in
+//! the binary, so users need no compiler at run time. `bpf/include/vigil_abi.h` is the single
+//! definition of every structure crossing the kernel boundary; [`abi`] is its bindgen view.
+//!
+//! Layers, each in its own module:
+//! - [`preflight`]: checks that name what the machine lacks before anything is loaded,
+//! - [`lifecycle`]: loads and attaches the process-lifecycle sensor,
+//! - [`ringbuf`]: the reader thread that drains the kernel ring buffer,
+//! - [`records`]: pure decoding of the raw messages into typed records.
+
+pub mod abi;
+pub mod lifecycle;
+pub mod preflight;
+pub mod records;
+pub mod ringbuf;
+
+/// The lifecycle object file, as compiled by build.rs.
+pub(crate) static LIFECYCLE_OBJECT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/lifecycle.bpf.o"));

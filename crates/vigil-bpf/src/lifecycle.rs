@@ -1,0 +1,197 @@
+//! Loads and attaches the process-lifecycle sensor (`bpf/lifecycle.bpf.c`).
+//!
+//! Dropping [`LifecycleSensor`] detaches every program and frees every map: nothing is pinned,
+//! so an agent that stops leaves nothing behind in the kernel.
+
+use std::mem::size_of;
+use std::path::PathBuf;
+
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
+
+use crate::abi::{vigil_config, vigil_proc_entry, VIGIL_ARGS_REGION, VIGIL_CNT_MAX};
+
+/// Load-time options of the lifecycle sensor.
+#[derive(Debug, Clone)]
+pub struct LifecycleOptions {
+    /// Total ring buffer size in bytes (rounded up to a power of two, at least one page).
+    pub ring_buffer_bytes: u32,
+    /// Entries of the kernel process table.
+    pub process_table_entries: u32,
+    /// Bytes of argv copied per exec (capped at `VIGIL_ARGS_REGION - 1`).
+    pub args_limit: u32,
+    /// Bytes of environment copied per exec; 0 disables environment capture.
+    pub env_limit: u32,
+    /// BTF to relocate against instead of the running kernel's (`--btf`).
+    pub btf: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot open the embedded lifecycle eBPF object: {0}")]
+    Open(libbpf_rs::Error),
+    #[error("map {map}: {source}")]
+    Map { map: &'static str, source: libbpf_rs::Error },
+    #[error("the embedded object has no map or program named {0}")]
+    Missing(&'static str),
+    #[error(".rodata of the lifecycle object is {found} bytes, expected {expected}")]
+    Rodata { found: usize, expected: usize },
+    #[error("the kernel refused the lifecycle programs: {0} (run with RUST_LOG=debug for the verifier log)")]
+    Load(libbpf_rs::Error),
+    #[error("cannot attach {program}: {source}")]
+    Attach { program: String, source: libbpf_rs::Error },
+}
+
+/// A loaded and attached lifecycle sensor.
+pub struct LifecycleSensor {
+    // Field order matters: links detach before the object is closed.
+    links: Vec<Link>,
+    object: Object,
+}
+
+impl std::fmt::Debug for LifecycleSensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LifecycleSensor").field("links", &self.links.len()).finish()
+    }
+}
+
+/// Rounds a requested ring size to what the kernel accepts: a power-of-two number of pages.
+pub fn ring_size(requested: u32) -> u32 {
+    requested.max(4096).next_power_of_two()
+}
+
+impl LifecycleSensor {
+    /// Opens, configures, loads and attaches the lifecycle programs.
+    pub fn load(opts: &LifecycleOptions) -> Result<Self, LoadError> {
+        let mut builder = ObjectBuilder::default();
+        if let Some(btf) = &opts.btf {
+            builder.btf_custom_path(btf).map_err(LoadError::Open)?;
+        }
+        let mut open = builder.open_memory(crate::LIFECYCLE_OBJECT).map_err(LoadError::Open)?;
+        let cpus = libbpf_rs::num_possible_cpus().map_err(LoadError::Open)? as u32;
+        let config = vigil_config {
+            args_limit: opts.args_limit.min(VIGIL_ARGS_REGION - 1),
+            env_limit: opts.env_limit,
+        };
+        for mut map in open.maps_mut() {
+            let name = map.name().to_string_lossy().into_owned();
+            let set = |r: libbpf_rs::Result<()>, map: &'static str| {
+                r.map_err(|source| LoadError::Map { map, source })
+            };
+            match name.as_str() {
+                "vigil_events" => {
+                    set(map.set_max_entries(ring_size(opts.ring_buffer_bytes)), "vigil_events")?
+                }
+                "vigil_procs" => set(
+                    map.set_max_entries(opts.process_table_entries.max(1024)),
+                    "vigil_procs",
+                )?,
+                "vigil_scratch" => set(map.set_max_entries(cpus), "vigil_scratch")?,
+                n if n.ends_with(".rodata") => {
+                    let data = map.initial_value_mut().ok_or(LoadError::Missing(".rodata"))?;
+                    if data.len() != size_of::<vigil_config>() {
+                        return Err(LoadError::Rodata {
+                            found: data.len(),
+                            expected: size_of::<vigil_config>(),
+                        });
+                    }
+                    data[0..4].copy_from_slice(&config.args_limit.to_ne_bytes());
+                    data[4..8].copy_from_slice(&config.env_limit.to_ne_bytes());
+                }
+                _ => {}
+            }
+        }
+        let object = open.load().map_err(LoadError::Load)?;
+        let mut links = Vec::new();
+        for prog in object.progs_mut() {
+            let program = prog.name().to_string_lossy().into_owned();
+            let link = prog.attach().map_err(|source| LoadError::Attach { program, source })?;
+            links.push(link);
+        }
+        Ok(Self { links, object })
+    }
+
+    fn map_handle(&self, name: &'static str) -> Result<MapHandle, LoadError> {
+        let map = self
+            .object
+            .maps()
+            .find(|m| m.name() == name)
+            .ok_or(LoadError::Missing(name))?;
+        MapHandle::try_from(&map).map_err(|source| LoadError::Map { map: name, source })
+    }
+
+    /// An owned handle on the event ring buffer, for the reader thread.
+    pub fn events(&self) -> Result<MapHandle, LoadError> {
+        self.map_handle("vigil_events")
+    }
+
+    /// Kernel-side counters (ring buffer losses, table overflow...).
+    pub fn counters(&self) -> Result<KernelCounters, LoadError> {
+        Ok(KernelCounters { map: self.map_handle("vigil_counters")? })
+    }
+
+    /// Writer for the kernel process table, used by the start-up /proc scan.
+    pub fn process_table(&self) -> Result<ProcessTable, LoadError> {
+        Ok(ProcessTable { map: self.map_handle("vigil_procs")? })
+    }
+
+    /// Number of attached programs.
+    pub fn attached(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Kernel ids of the loaded programs (for `kernel.bpf_stats_enabled` accounting).
+    pub fn program_ids(&self) -> Vec<(String, u32)> {
+        self.object
+            .progs()
+            .filter_map(|p| {
+                let id = libbpf_rs::Program::id_from_fd(p.as_fd()).ok()?;
+                Some((p.name().to_string_lossy().into_owned(), id))
+            })
+            .collect()
+    }
+}
+
+use std::os::fd::AsFd;
+
+/// Sums of the per-CPU counters of `vigil_counters`, indexed by `enum vigil_counter`.
+#[derive(Debug)]
+pub struct KernelCounters {
+    map: MapHandle,
+}
+
+impl KernelCounters {
+    /// Reads every counter, summed over CPUs.
+    pub fn read(&self) -> [u64; VIGIL_CNT_MAX as usize] {
+        let mut out = [0u64; VIGIL_CNT_MAX as usize];
+        for (idx, slot) in out.iter_mut().enumerate() {
+            let key = (idx as u32).to_ne_bytes();
+            if let Ok(Some(per_cpu)) = self.map.lookup_percpu(&key, MapFlags::ANY) {
+                *slot = per_cpu
+                    .iter()
+                    .filter_map(|v| v.get(..8).map(|b| u64::from_ne_bytes(b.try_into().unwrap())))
+                    .sum();
+            }
+        }
+        out
+    }
+}
+
+/// Inserts processes found at start-up into the kernel process table.
+#[derive(Debug)]
+pub struct ProcessTable {
+    map: MapHandle,
+}
+
+impl ProcessTable {
+    /// Inserts `entry` for `tgid` unless the kernel already tracks a newer image of it.
+    pub fn insert_if_absent(&self, tgid: u32, entry: &vigil_proc_entry) -> bool {
+        // SAFETY: vigil_proc_entry is plain old data with explicit padding.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (entry as *const vigil_proc_entry).cast::<u8>(),
+                size_of::<vigil_proc_entry>(),
+            )
+        };
+        self.map.update(&tgid.to_ne_bytes(), bytes, MapFlags::NO_EXIST).is_ok()
+    }
+}

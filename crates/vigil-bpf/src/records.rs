@@ -1,0 +1,194 @@
+//! Decoding of the raw ring-buffer messages into typed records. Pure: unit-tested without a
+//! kernel.
+
+use std::mem::size_of;
+
+use crate::abi::{
+    vigil_clone_msg, vigil_exec_msg, vigil_exit_msg, vigil_msg_header, VIGIL_MSG_CLONE,
+    VIGIL_MSG_EXEC, VIGIL_MSG_EXIT,
+};
+
+/// One message from the kernel.
+#[derive(Debug, Clone)]
+pub enum Record {
+    Exec(Box<ExecRecord>),
+    Clone(vigil_clone_msg),
+    Exit(vigil_exit_msg),
+}
+
+/// An exec message with its variable sections split out.
+#[derive(Debug, Clone)]
+pub struct ExecRecord {
+    pub msg: vigil_exec_msg,
+    /// Encoded path of the executed file: `[u8 len][bytes]` components, leaf first.
+    pub path: Vec<u8>,
+    /// Encoded current working directory, same encoding.
+    pub cwd: Vec<u8>,
+    /// Name of the task's cgroup (the leaf, which carries a container id if any).
+    pub cgroup: Vec<u8>,
+    /// argv as in the process's memory: NUL-terminated strings, possibly truncated.
+    pub args: Vec<u8>,
+    /// Environment block, same layout as `args` (empty unless enabled).
+    pub env: Vec<u8>,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message of {0} bytes is shorter than its header")]
+    Short(usize),
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+    #[error("message kind {kind} needs {need} bytes, got {got}")]
+    Truncated { kind: u8, need: usize, got: usize },
+}
+
+fn read<T: Copy>(data: &[u8], kind: u8) -> Result<T, DecodeError> {
+    if data.len() < size_of::<T>() {
+        return Err(DecodeError::Truncated { kind, need: size_of::<T>(), got: data.len() });
+    }
+    // SAFETY: the length is checked above and T is a plain-old-data ABI struct.
+    Ok(unsafe { std::ptr::read_unaligned(data.as_ptr().cast::<T>()) })
+}
+
+/// Decodes one ring-buffer message.
+pub fn decode(data: &[u8]) -> Result<Record, DecodeError> {
+    if data.len() < size_of::<vigil_msg_header>() {
+        return Err(DecodeError::Short(data.len()));
+    }
+    let kind = data[0];
+    match u32::from(kind) {
+        VIGIL_MSG_EXEC => decode_exec(data).map(|r| Record::Exec(Box::new(r))),
+        VIGIL_MSG_CLONE => read::<vigil_clone_msg>(data, kind).map(Record::Clone),
+        VIGIL_MSG_EXIT => read::<vigil_exit_msg>(data, kind).map(Record::Exit),
+        _ => Err(DecodeError::UnknownKind(kind)),
+    }
+}
+
+fn decode_exec(data: &[u8]) -> Result<ExecRecord, DecodeError> {
+    let kind = VIGIL_MSG_EXEC as u8;
+    let msg: vigil_exec_msg = read(data, kind)?;
+    let lens = [
+        usize::from(msg.path_len),
+        usize::from(msg.cwd_len),
+        usize::from(msg.cgroup_len),
+        msg.args_len as usize,
+        msg.env_len as usize,
+    ];
+    let need = size_of::<vigil_exec_msg>() + lens.iter().sum::<usize>();
+    if data.len() < need {
+        return Err(DecodeError::Truncated { kind, need, got: data.len() });
+    }
+    let mut off = size_of::<vigil_exec_msg>();
+    let mut take = |len: usize| {
+        let s = data[off..off + len].to_vec();
+        off += len;
+        s
+    };
+    Ok(ExecRecord {
+        msg,
+        path: take(lens[0]),
+        cwd: take(lens[1]),
+        cgroup: take(lens[2]),
+        args: take(lens[3]),
+        env: take(lens[4]),
+    })
+}
+
+/// Turns an encoded path (components leaf first) into an absolute path.
+pub fn decode_path(encoded: &[u8]) -> Vec<u8> {
+    let mut components = Vec::new();
+    let mut rest = encoded;
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = usize::from(len).min(tail.len());
+        components.push(&tail[..len]);
+        rest = &tail[len..];
+    }
+    let mut path = Vec::with_capacity(encoded.len() + 1);
+    for component in components.iter().rev() {
+        path.push(b'/');
+        path.extend_from_slice(component);
+    }
+    if path.is_empty() {
+        path.push(b'/');
+    }
+    path
+}
+
+/// Splits a NUL-separated block (argv or environment) into its strings. A block cut by
+/// truncation keeps its partial last string.
+pub fn split_nul(block: &[u8]) -> Vec<Vec<u8>> {
+    if block.is_empty() {
+        return Vec::new();
+    }
+    let body = block.strip_suffix(&[0]).unwrap_or(block);
+    body.split(|&b| b == 0).map(<[u8]>::to_vec).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(components_leaf_first: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in components_leaf_first {
+            out.push(c.len() as u8);
+            out.extend_from_slice(c);
+        }
+        out
+    }
+
+    #[test]
+    fn path_is_rebuilt_root_first() {
+        assert_eq!(decode_path(&encode(&[b"echo", b"bin", b"usr"])), b"/usr/bin/echo");
+        assert_eq!(decode_path(&[]), b"/");
+        assert_eq!(decode_path(&encode(&[b"memfd:x"])), b"/memfd:x");
+    }
+
+    #[test]
+    fn path_with_a_cut_component_does_not_panic() {
+        assert_eq!(decode_path(&[10, b'a', b'b']), b"/ab");
+    }
+
+    #[test]
+    fn nul_blocks_split_like_argv() {
+        assert_eq!(split_nul(b"a\0b c\0\0x\0"), vec![b"a".to_vec(), b"b c".to_vec(), vec![], b"x".to_vec()]);
+        assert_eq!(split_nul(b"trunc"), vec![b"trunc".to_vec()]);
+        assert!(split_nul(b"").is_empty());
+    }
+
+    #[test]
+    fn short_and_unknown_messages_are_errors() {
+        assert_eq!(decode(&[1, 2]).unwrap_err(), DecodeError::Short(2));
+        let mut unknown = vec![0u8; 16];
+        unknown[0] = 99;
+        assert_eq!(decode(&unknown).unwrap_err(), DecodeError::UnknownKind(99));
+        let mut exit = vec![0u8; 16];
+        exit[0] = VIGIL_MSG_EXIT as u8;
+        assert!(matches!(decode(&exit), Err(DecodeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn exec_sections_are_split_in_order() {
+        let mut msg = vigil_exec_msg::default();
+        msg.hdr.kind = VIGIL_MSG_EXEC as u8;
+        msg.path_len = 2;
+        msg.cwd_len = 1;
+        msg.cgroup_len = 3;
+        msg.args_len = 4;
+        msg.env_len = 0;
+        // SAFETY: plain-old-data struct viewed as bytes.
+        let head = unsafe {
+            std::slice::from_raw_parts((&msg as *const vigil_exec_msg).cast::<u8>(), size_of::<vigil_exec_msg>())
+        };
+        let mut data = head.to_vec();
+        data.extend_from_slice(b"PPCGGGAAAA");
+        let Record::Exec(rec) = decode(&data).unwrap() else { panic!("not an exec") };
+        assert_eq!(rec.path, b"PP");
+        assert_eq!(rec.cwd, b"C");
+        assert_eq!(rec.cgroup, b"GGG");
+        assert_eq!(rec.args, b"AAAA");
+        assert!(rec.env.is_empty());
+        data.pop();
+        assert!(matches!(decode(&data), Err(DecodeError::Truncated { .. })));
+    }
+}
