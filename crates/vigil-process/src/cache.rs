@@ -1,0 +1,257 @@
+//! The user-space process cache, keyed by process image (pid + ktime, i.e. exec_id).
+//!
+//! Reference counting follows Tetragon's scheme in a simpler form: an entry is held by its
+//! own process while that image is alive and by every cached child whose parent it is. When
+//! both are gone it becomes *releasable*, and it is removed one `gc_interval` later so that
+//! events already in flight still find it. Removal releases the parent in turn.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::exec_id::ProcessKey;
+use crate::model::ProcessInfo;
+
+#[derive(Debug)]
+struct Entry {
+    info: Arc<ProcessInfo>,
+    alive: bool,
+    children: u32,
+    releasable_since: Option<Instant>,
+}
+
+/// A snapshot of one entry, for debugging dumps and tests.
+#[derive(Debug, Clone)]
+pub struct EntrySnapshot {
+    pub key: ProcessKey,
+    pub exec_id: String,
+    pub binary: String,
+    pub alive: bool,
+    pub refcnt: u32,
+}
+
+/// Counters a metrics endpoint and tests read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub entries: usize,
+    pub inserted: u64,
+    pub removed: u64,
+    /// Inserts refused because the cache was full of entries still in use.
+    pub refused_full: u64,
+}
+
+#[derive(Debug)]
+pub struct ProcessCache {
+    entries: HashMap<ProcessKey, Entry>,
+    /// Current live image of each pid, for messages that only know a pid.
+    by_pid: HashMap<u32, ProcessKey>,
+    releasable: VecDeque<(ProcessKey, Instant)>,
+    capacity: usize,
+    gc_interval: Duration,
+    stats: CacheStats,
+}
+
+impl ProcessCache {
+    pub fn new(capacity: usize, gc_interval: Duration) -> Self {
+        Self {
+            entries: HashMap::new(),
+            by_pid: HashMap::new(),
+            releasable: VecDeque::new(),
+            capacity: capacity.max(1),
+            gc_interval,
+            stats: CacheStats::default(),
+        }
+    }
+
+    pub fn get(&self, key: &ProcessKey) -> Option<Arc<ProcessInfo>> {
+        self.entries.get(key).map(|e| e.info.clone())
+    }
+
+    /// The live image of `pid`, if the cache knows one.
+    pub fn by_pid(&self, pid: u32) -> Option<Arc<ProcessInfo>> {
+        self.by_pid.get(&pid).and_then(|k| self.get(k))
+    }
+
+    /// Resolves a parent reference from the kernel: an exact key, or only a pid when the
+    /// kernel did not know the parent's image (ktime 0).
+    pub fn resolve(&self, key: ProcessKey) -> Option<Arc<ProcessInfo>> {
+        if key.ktime != 0 {
+            if let Some(info) = self.get(&key) {
+                return Some(info);
+            }
+        }
+        self.by_pid(key.pid)
+    }
+
+    /// Adds a live image. Returns false when the cache is full of entries in use; the
+    /// caller still reports the event, only later lookups miss.
+    pub fn insert(&mut self, info: Arc<ProcessInfo>, now: Instant) -> bool {
+        let key = info.key;
+        if self.entries.contains_key(&key) {
+            return true;
+        }
+        if self.entries.len() >= self.capacity {
+            self.collect(now, true);
+            if self.entries.len() >= self.capacity {
+                self.stats.refused_full += 1;
+                return false;
+            }
+        }
+        if let Some(parent) = info.parent_key.and_then(|p| self.entries.get_mut(&p)) {
+            parent.children += 1;
+            parent.releasable_since = None;
+        }
+        self.by_pid.insert(key.pid, key);
+        self.entries.insert(key, Entry { info, alive: true, children: 0, releasable_since: None });
+        self.stats.inserted += 1;
+        true
+    }
+
+    /// The image ended: by exit, or replaced by a new exec of the same pid.
+    pub fn end(&mut self, key: ProcessKey, now: Instant) {
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.alive = false;
+        }
+        if self.by_pid.get(&key.pid) == Some(&key) {
+            self.by_pid.remove(&key.pid);
+        }
+        self.mark_if_releasable(key, now);
+    }
+
+    fn mark_if_releasable(&mut self, key: ProcessKey, now: Instant) {
+        if let Some(e) = self.entries.get_mut(&key) {
+            if !e.alive && e.children == 0 && e.releasable_since.is_none() {
+                e.releasable_since = Some(now);
+                self.releasable.push_back((key, now));
+            }
+        }
+    }
+
+    /// Removes entries releasable for at least `gc_interval` (all releasable ones when
+    /// `force`). Returns how many were removed.
+    pub fn collect(&mut self, now: Instant, force: bool) -> usize {
+        let mut removed = 0;
+        while let Some(&(key, since)) = self.releasable.front() {
+            if !force && now.duration_since(since) < self.gc_interval {
+                break;
+            }
+            self.releasable.pop_front();
+            let still = self
+                .entries
+                .get(&key)
+                .is_some_and(|e| !e.alive && e.children == 0 && e.releasable_since == Some(since));
+            if !still {
+                continue;
+            }
+            let entry = self.entries.remove(&key).expect("checked above");
+            removed += 1;
+            self.stats.removed += 1;
+            if let Some(parent_key) = entry.info.parent_key {
+                if let Some(parent) = self.entries.get_mut(&parent_key) {
+                    parent.children = parent.children.saturating_sub(1);
+                }
+                self.mark_if_releasable(parent_key, now);
+            }
+        }
+        removed
+    }
+
+    /// Ancestors beyond the parent, nearest first, up to `limit`.
+    pub fn ancestors(&self, parent: &ProcessInfo, limit: usize) -> Vec<Arc<ProcessInfo>> {
+        let mut out = Vec::new();
+        let mut next = parent.parent_key;
+        while let Some(key) = next {
+            if out.len() >= limit {
+                break;
+            }
+            let Some(info) = self.get(&key) else { break };
+            next = info.parent_key.filter(|p| *p != key);
+            out.push(info);
+        }
+        out
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats { entries: self.entries.len(), ..self.stats }
+    }
+
+    pub fn snapshot(&self) -> Vec<EntrySnapshot> {
+        let mut out: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(k, e)| EntrySnapshot {
+                key: *k,
+                exec_id: e.info.exec_id.clone(),
+                binary: e.info.binary.clone(),
+                alive: e.alive,
+                refcnt: u32::from(e.alive) + e.children,
+            })
+            .collect();
+        out.sort_by_key(|s| s.key);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(pid: u32, ktime: u64, parent: Option<(u32, u64)>) -> Arc<ProcessInfo> {
+        Arc::new(ProcessInfo {
+            key: ProcessKey::new(pid, ktime),
+            parent_key: parent.map(|(p, k)| ProcessKey::new(p, k)),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn child_keeps_dead_parent_until_it_goes() {
+        let t0 = Instant::now();
+        let gc = Duration::from_secs(1);
+        let mut c = ProcessCache::new(100, gc);
+        c.insert(info(1, 10, None), t0);
+        c.insert(info(2, 20, Some((1, 10))), t0);
+        c.end(ProcessKey::new(1, 10), t0);
+        assert_eq!(c.collect(t0 + gc * 2, false), 0, "parent is held by its live child");
+        c.end(ProcessKey::new(2, 20), t0 + gc);
+        assert_eq!(c.collect(t0 + gc, false), 0, "not before gc_interval");
+        assert_eq!(c.collect(t0 + gc * 2, false), 1, "child goes first");
+        assert_eq!(c.collect(t0 + gc * 4, false), 1, "then the parent it released");
+        assert_eq!(c.stats().entries, 0);
+    }
+
+    #[test]
+    fn resolve_falls_back_to_the_live_image_of_a_pid() {
+        let t0 = Instant::now();
+        let mut c = ProcessCache::new(10, Duration::ZERO);
+        c.insert(info(7, 70, None), t0);
+        assert_eq!(c.resolve(ProcessKey::new(7, 0)).unwrap().key.ktime, 70);
+        assert_eq!(c.resolve(ProcessKey::new(7, 70)).unwrap().key.ktime, 70);
+        c.end(ProcessKey::new(7, 70), t0);
+        assert!(c.resolve(ProcessKey::new(7, 0)).is_none());
+    }
+
+    #[test]
+    fn full_cache_refuses_instead_of_evicting_live_entries() {
+        let t0 = Instant::now();
+        let mut c = ProcessCache::new(2, Duration::from_secs(60));
+        assert!(c.insert(info(1, 1, None), t0));
+        assert!(c.insert(info(2, 2, None), t0));
+        assert!(!c.insert(info(3, 3, None), t0));
+        c.end(ProcessKey::new(1, 1), t0);
+        assert!(c.insert(info(3, 3, None), t0), "a releasable entry makes room");
+        assert_eq!(c.stats().refused_full, 1);
+    }
+
+    #[test]
+    fn ancestors_walk_up_nearest_first() {
+        let t0 = Instant::now();
+        let mut c = ProcessCache::new(10, Duration::ZERO);
+        c.insert(info(1, 1, None), t0);
+        c.insert(info(2, 2, Some((1, 1))), t0);
+        c.insert(info(3, 3, Some((2, 2))), t0);
+        let parent = c.get(&ProcessKey::new(3, 3)).unwrap();
+        let anc: Vec<u32> = c.ancestors(&parent, 10).iter().map(|i| i.key.pid).collect();
+        assert_eq!(anc, vec![2, 1]);
+    }
+}

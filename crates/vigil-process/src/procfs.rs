@@ -1,0 +1,215 @@
+//! The start-up scan: every process already running when the agent starts, read from
+//! procfs (`--procfs`, default `/proc`), reported as Tetragon does (flag `procFS`).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::model::{Credentials, NamespaceIds};
+use crate::text::valid_utf8;
+
+/// What the scan learns about one process.
+#[derive(Debug, Clone, Default)]
+pub struct ScannedProcess {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Start time on the boot clock, in ns (procfs gives clock ticks).
+    pub start_ktime: u64,
+    pub binary: String,
+    pub argv: Vec<Vec<u8>>,
+    pub cwd: String,
+    pub creds: Credentials,
+    pub namespaces: NamespaceIds,
+    pub nspid: u32,
+    pub auid: u32,
+    pub cgroup_leaf: String,
+    pub kernel_thread: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("cannot list processes in {path}: {source}")]
+    List { path: PathBuf, source: std::io::Error },
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
+/// Scans `procfs`, parents before children (sorted by start time, then pid). Processes that
+/// vanish during the scan are skipped.
+pub fn scan(procfs: &Path) -> Result<Vec<ScannedProcess>, ScanError> {
+    let dir = fs::read_dir(procfs)
+        .map_err(|source| ScanError::List { path: procfs.to_path_buf(), source })?;
+    let ticks = clock_ticks();
+    let mut out: Vec<ScannedProcess> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| read_process(&procfs.join(pid.to_string()), pid, ticks))
+        .collect();
+    out.sort_by_key(|p| (p.start_ktime, p.pid));
+    Ok(out)
+}
+
+fn read_process(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProcess> {
+    let stat = fs::read_to_string(dir.join("stat")).ok()?;
+    // comm may contain spaces and parentheses: fields start after the last ')'.
+    let close = stat.rfind(')')?;
+    let comm = stat.get(stat.find('(')? + 1..close).unwrap_or("").to_string();
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let ppid = fields.get(1)?.parse().ok()?;
+    let flags: u64 = fields.get(6)?.parse().ok()?;
+    let start_ticks: u64 = fields.get(19)?.parse().ok()?;
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let kernel_thread = flags & PF_KTHREAD != 0;
+
+    let cmdline = fs::read(dir.join("cmdline")).unwrap_or_default();
+    let argv = crate_split_nul(&cmdline);
+    let binary = match fs::read_link(dir.join("exe")) {
+        Ok(p) => valid_utf8(p.as_os_str().as_encoded_bytes()),
+        Err(_) => comm.clone(),
+    };
+    let cwd = fs::read_link(dir.join("cwd"))
+        .map(|p| valid_utf8(p.as_os_str().as_encoded_bytes()))
+        .unwrap_or_default();
+    let status = fs::read_to_string(dir.join("status")).unwrap_or_default();
+    let (creds, nspid) = parse_status(&status);
+    let auid = fs::read_to_string(dir.join("loginuid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(u32::MAX);
+    let cgroup_leaf = fs::read_to_string(dir.join("cgroup"))
+        .map(|s| cgroup_leaf(&s))
+        .unwrap_or_default();
+    Some(ScannedProcess {
+        pid,
+        ppid,
+        start_ktime: start_ticks * (1_000_000_000 / ticks),
+        binary,
+        argv,
+        cwd,
+        creds,
+        namespaces: read_namespaces(&dir.join("ns")),
+        nspid: if nspid == 0 { pid } else { nspid },
+        auid,
+        cgroup_leaf,
+        kernel_thread,
+    })
+}
+
+fn crate_split_nul(block: &[u8]) -> Vec<Vec<u8>> {
+    if block.is_empty() {
+        return Vec::new();
+    }
+    let body = block.strip_suffix(&[0]).unwrap_or(block);
+    body.split(|&b| b == 0).map(<[u8]>::to_vec).collect()
+}
+
+/// Parses the credential, capability and NSpid lines of /proc/<pid>/status.
+pub fn parse_status(status: &str) -> (Credentials, u32) {
+    let mut c = Credentials::default();
+    let mut nspid = 0;
+    for line in status.lines() {
+        let Some((key, value)) = line.split_once(':') else { continue };
+        let nums: Vec<u32> = value.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        let hex = || u64::from_str_radix(value.trim(), 16).unwrap_or(0);
+        match key {
+            "Uid" if nums.len() == 4 => {
+                (c.uid, c.euid, c.suid, c.fsuid) = (nums[0], nums[1], nums[2], nums[3])
+            }
+            "Gid" if nums.len() == 4 => {
+                (c.gid, c.egid, c.sgid, c.fsgid) = (nums[0], nums[1], nums[2], nums[3])
+            }
+            "CapInh" => c.cap_inheritable = hex(),
+            "CapPrm" => c.cap_permitted = hex(),
+            "CapEff" => c.cap_effective = hex(),
+            "NSpid" => nspid = nums.last().copied().unwrap_or(0),
+            _ => {}
+        }
+    }
+    (c, nspid)
+}
+
+fn read_namespaces(ns_dir: &Path) -> NamespaceIds {
+    let inum = |name: &str| -> u32 {
+        fs::read_link(ns_dir.join(name))
+            .ok()
+            .and_then(|p| {
+                let s = p.to_string_lossy().into_owned();
+                s.split_once('[')?.1.trim_end_matches(']').parse().ok()
+            })
+            .unwrap_or(0)
+    };
+    NamespaceIds {
+        uts: inum("uts"),
+        ipc: inum("ipc"),
+        mnt: inum("mnt"),
+        pid: inum("pid"),
+        pid_for_children: inum("pid_for_children"),
+        net: inum("net"),
+        time: inum("time"),
+        time_for_children: inum("time_for_children"),
+        cgroup: inum("cgroup"),
+        user: inum("user"),
+    }
+}
+
+/// The leaf of the most specific cgroup path in /proc/<pid>/cgroup (the unified hierarchy
+/// first, else the first v1 hierarchy that is not the root).
+pub fn cgroup_leaf(cgroup_file: &str) -> String {
+    let mut best = "";
+    for line in cgroup_file.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(_), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if path == "/" {
+            continue;
+        }
+        if id == "0" || best.is_empty() {
+            best = path;
+            if id == "0" {
+                break;
+            }
+        }
+    }
+    best.rsplit('/').next().unwrap_or("").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_fill_credentials() {
+        let s = "Name:\tsudo\nUid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n\
+                 CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\n\
+                 NSpid:\t4242\t7\n";
+        let (c, nspid) = parse_status(s);
+        assert_eq!((c.uid, c.euid, c.suid, c.fsuid), (1000, 0, 0, 0));
+        assert_eq!(c.gid, 1000);
+        assert_eq!(c.cap_permitted, 0x1ff_ffff_ffff);
+        assert_eq!(nspid, 7);
+    }
+
+    #[test]
+    fn cgroup_leaf_prefers_unified_then_v1() {
+        assert_eq!(cgroup_leaf("0::/system.slice/docker-abc.scope\n"), "docker-abc.scope");
+        assert_eq!(
+            cgroup_leaf("12:pids:/kubepods/pod1/cid\n1:name=systemd:/x\n0::/\n"),
+            "cid"
+        );
+        assert_eq!(cgroup_leaf("0::/\n"), "");
+    }
+
+    #[test]
+    fn scan_of_this_machine_finds_ourselves_with_a_parent() {
+        let me = std::process::id();
+        let all = scan(Path::new("/proc")).unwrap();
+        let mine = all.iter().find(|p| p.pid == me).expect("own process scanned");
+        assert_eq!(mine.ppid, std::os::unix::process::parent_id());
+        assert!(mine.binary.starts_with('/'), "{}", mine.binary);
+        assert!(all.iter().any(|p| p.pid == 1));
+    }
+}
