@@ -23,12 +23,12 @@ limits! {
     MAX_SELECTORS = 5;
     /// Actions per selector (`MAX_ACTIONS`).
     MAX_ACTIONS = 3;
-    /// matchArgs (and matchData) entries per selector, one per argument.
+    /// matchArgs (and matchData) entries per selector. Tetragon's docs say "one per index",
+    /// but its own examples filter one socket argument twice (DAddr and DPort), so only the
+    /// count is limited.
     MAX_MATCH_ARGS = 5;
     /// Values of one scalar integer comparison (`MAX_MATCH_VALUES`).
     MAX_MATCH_VALUES = 4;
-    /// Values of one file/fd/path comparison on kernels >= 5.3 (`MAX_MATCH_FILE_VALUES`).
-    MAX_MATCH_FILE_VALUES = 8;
     /// PID values per matchPIDs entry.
     MAX_PID_VALUES = 4;
     /// Length of a Prefix value (`STRING_PREFIX_MAX_LENGTH`).

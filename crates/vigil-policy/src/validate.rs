@@ -332,8 +332,9 @@ impl Checker<'_> {
     }
 
     fn selector_fields(&mut self, hook: &HookView<'_>, s: &Selector, path: &str) {
-        self.arg_filters(&s.match_args, hook.args, &format!("{path}.matchArgs"), "args");
-        self.arg_filters(&s.match_data, hook.data, &format!("{path}.matchData"), "data");
+        let positional = hook.kind == HookKind::Tracepoint;
+        self.arg_filters(&s.match_args, hook.args, &format!("{path}.matchArgs"), "args", positional);
+        self.arg_filters(&s.match_data, hook.data, &format!("{path}.matchData"), "data", positional);
         if !s.match_return_args.is_empty() {
             let returns: Vec<ArgSpec> = hook.return_arg.cloned().into_iter().collect();
             if returns.is_empty() {
@@ -365,9 +366,8 @@ impl Checker<'_> {
         }
     }
 
-    fn arg_filters(&mut self, filters: &[ArgSelector], specs: &[ArgSpec], path: &str, what: &str) {
+    fn arg_filters(&mut self, filters: &[ArgSelector], specs: &[ArgSpec], path: &str, what: &str, positional: bool) {
         self.count(path, filters.len(), limits::MAX_MATCH_ARGS, "argument filters per selector");
-        let mut seen = HashSet::new();
         for (i, filter) in filters.iter().enumerate() {
             let fp = format!("{path}[{i}]");
             let mut types = Vec::new();
@@ -379,11 +379,10 @@ impl Checker<'_> {
                     }
                 }
             } else if let Some(index) = filter.index {
-                if !seen.insert(index) {
-                    self.at_value(&format!("{fp}.index"), ErrorCode::Duplicate, format!("index {index} is already filtered in this selector (one filter per argument)"));
-                    continue;
-                }
-                match specs.iter().find(|s| s.index == index) {
+                // Tracepoint filters name a position in `args` (Tetragon numbers tracepoint
+                // arguments by their order in the spec); other hooks name an argument index.
+                let found = if positional { specs.get(index as usize) } else { specs.iter().find(|s| s.index == index) };
+                match found {
                     Some(spec) => types.push(spec.arg_type),
                     None => {
                         let known: Vec<String> = specs.iter().map(|s| s.index.to_string()).collect();
@@ -418,11 +417,6 @@ impl Checker<'_> {
         let count_limit = match op {
             SubString | SubStringIgnCase => Some(limits::MAX_SUBSTRING_VALUES),
             Equal | NotEqual | GreaterThan | LessThan | Mask if class == TypeClass::Integer => Some(limits::MAX_MATCH_VALUES),
-            Prefix | NotPrefix | Postfix | NotPostfix | Equal | NotEqual
-                if matches!(arg_type, ArgType::File | ArgType::Path | ArgType::Fd) =>
-            {
-                Some(limits::MAX_MATCH_FILE_VALUES)
-            }
             _ => None,
         };
         if let Some(limit) = count_limit {
@@ -571,6 +565,11 @@ fn address(text: &str) -> bool {
 /// Checks one filter value; the error text starts with "list" for unresolved lists.
 pub(crate) fn check_value(op: Operator, class: TypeClass, value: &str, list_exists: impl Fn(&str) -> bool) -> Result<(), String> {
     use Operator::*;
+    // `${NAME}` is a deployment-template placeholder (Tetragon's quickstart policies are
+    // run through envsubst); it is filled in before loading, so it is not judged here.
+    if value.starts_with("${") && value.ends_with('}') {
+        return Ok(());
+    }
     let named = |prefix: &str, names: &[&str]| parse_int(value).is_some() || (value.starts_with(prefix) && names.contains(&value));
     let ok = match op {
         Equal | NotEqual | GreaterThan | LessThan | Mask if matches!(class, TypeClass::Integer | TypeClass::CapabilitySet | TypeClass::SyscallId) => {
