@@ -6,7 +6,10 @@ use std::collections::HashMap;
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
     #[error("cannot read {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("not a BTF blob: {0}")]
     Format(&'static str),
 }
@@ -53,7 +56,12 @@ pub struct Btf {
 
 impl std::fmt::Debug for Btf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Btf({} types, {} functions)", self.types.len(), self.functions.len())
+        write!(
+            f,
+            "Btf({} types, {} functions)",
+            self.types.len(),
+            self.functions.len()
+        )
     }
 }
 
@@ -73,7 +81,10 @@ const KIND_ENUM64: u32 = 19;
 
 impl Btf {
     pub fn from_file(path: &str) -> Result<Self, BtfError> {
-        let data = std::fs::read(path).map_err(|source| BtfError::Io { path: path.to_string(), source })?;
+        let data = std::fs::read(path).map_err(|source| BtfError::Io {
+            path: path.to_string(),
+            source,
+        })?;
         Self::parse(data)
     }
 
@@ -84,7 +95,9 @@ impl Btf {
                 .ok_or(BtfError::Format("truncated"))
         };
         if data.get(0..2) != Some(&[0x9f, 0xeb]) {
-            return Err(BtfError::Format("bad magic (only little-endian BTF is read)"));
+            return Err(BtfError::Format(
+                "bad magic (only little-endian BTF is read)",
+            ));
         }
         let hdr_len = u32_at(&data, 4)? as usize;
         let type_off = u32_at(&data, 8)? as usize;
@@ -97,7 +110,13 @@ impl Btf {
         if types_end > data.len() || strings + str_len > data.len() {
             return Err(BtfError::Format("sections past the end"));
         }
-        let mut types = vec![TypeEntry { kind: 0, name_off: 0, size_or_type: 0, vlen: 0, extra: 0 }];
+        let mut types = vec![TypeEntry {
+            kind: 0,
+            name_off: 0,
+            size_or_type: 0,
+            vlen: 0,
+            extra: 0,
+        }];
         let mut off = types_start;
         while off < types_end {
             let name_off = u32_at(&data, off)?;
@@ -114,10 +133,22 @@ impl Btf {
                 2 | 7..=12 | 16 | 18 => 0,
                 _ => return Err(BtfError::Format("unknown type kind")),
             };
-            types.push(TypeEntry { kind, name_off, size_or_type, vlen, extra });
+            types.push(TypeEntry {
+                kind,
+                name_off,
+                size_or_type,
+                vlen,
+                extra,
+            });
             off = extra + extra_len;
         }
-        let mut btf = Btf { data, strings, strings_len: str_len, types, functions: HashMap::new() };
+        let mut btf = Btf {
+            data,
+            strings,
+            strings_len: str_len,
+            types,
+            functions: HashMap::new(),
+        };
         let functions = (1..btf.types.len())
             .filter(|&id| btf.types[id].kind == KIND_FUNC)
             .map(|id| (btf.name(btf.types[id].name_off).to_string(), id as u32))
@@ -132,7 +163,10 @@ impl Btf {
         if start >= end_limit {
             return "";
         }
-        let end = self.data[start..end_limit].iter().position(|&b| b == 0).map_or(end_limit, |p| start + p);
+        let end = self.data[start..end_limit]
+            .iter()
+            .position(|&b| b == 0)
+            .map_or(end_limit, |p| start + p);
         std::str::from_utf8(&self.data[start..end]).unwrap_or("")
     }
 
@@ -159,23 +193,39 @@ impl Btf {
             if type_id == 0 && i + 1 == proto.vlen as usize {
                 break; // variadic marker
             }
-            params.push(Param { name: self.name(name_off).to_string(), shape: self.shape(type_id) });
+            params.push(Param {
+                name: self.name(name_off).to_string(),
+                shape: self.shape(type_id),
+            });
         }
         Some(params)
     }
 
     fn shape(&self, mut id: u32) -> ParamShape {
         for _ in 0..32 {
-            let Some(t) = self.types.get(id as usize) else { return ParamShape::Other("unknown") };
+            let Some(t) = self.types.get(id as usize) else {
+                return ParamShape::Other("unknown");
+            };
             match t.kind {
-                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => id = t.size_or_type,
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    id = t.size_or_type
+                }
                 KIND_PTR => {
-                    let target = self.types.get(t.size_or_type as usize).map_or("void", |p| self.name(p.name_off));
+                    let target = self
+                        .types
+                        .get(t.size_or_type as usize)
+                        .map_or("void", |p| self.name(p.name_off));
                     return ParamShape::Pointer(target.to_string());
                 }
-                KIND_INT => return ParamShape::Integer { bytes: t.size_or_type },
+                KIND_INT => {
+                    return ParamShape::Integer {
+                        bytes: t.size_or_type,
+                    };
+                }
                 KIND_ENUM | KIND_ENUM64 => return ParamShape::Enum,
-                KIND_STRUCT | KIND_UNION => return ParamShape::Struct(self.name(t.name_off).to_string()),
+                KIND_STRUCT | KIND_UNION => {
+                    return ParamShape::Struct(self.name(t.name_off).to_string());
+                }
                 _ => return ParamShape::Other("other"),
             }
         }

@@ -58,33 +58,81 @@ pub fn validate(files: &[String], kernel: Option<&dyn KernelInfo>) -> CommandOut
             }
         }
     }
-    CommandOutput { text, status: i32::from(failed) }
+    CommandOutput {
+        text,
+        status: i32::from(failed),
+    }
 }
 
 /// `explain FILE`: per hook, what will be attached and how on this kernel, and what cannot
 /// be and why. Status 1 if the policy would be refused.
-pub fn explain(file: &str, kernel: Option<&dyn KernelInfo>, caps: &dyn KernelCapabilities) -> CommandOutput {
+pub fn explain(
+    file: &str,
+    kernel: Option<&dyn KernelInfo>,
+    caps: &dyn KernelCapabilities,
+) -> CommandOutput {
     let source = match read(file) {
         Ok(s) => s,
-        Err(e) => return CommandOutput { text: e + "\n", status: 1 },
+        Err(e) => {
+            return CommandOutput {
+                text: e + "\n",
+                status: 1,
+            };
+        }
     };
     let policy = match parse_policy(&source, file) {
         Ok(p) => p,
-        Err(errors) => return CommandOutput { text: format!("{errors}\n"), status: 1 },
+        Err(errors) => {
+            return CommandOutput {
+                text: format!("{errors}\n"),
+                status: 1,
+            };
+        }
     };
     let mut text = String::new();
-    let _ = writeln!(text, "policy {} ({}), kernel: {}", policy.metadata.name, policy.kind.name(), caps.describe());
+    let _ = writeln!(
+        text,
+        "policy {} ({}), kernel: {}",
+        policy.metadata.name,
+        policy.kind.name(),
+        caps.describe()
+    );
     let plan = compile(&policy, caps);
     let _ = writeln!(text, "mode: {:?}", plan.mode);
     for hook in &plan.hooks {
-        let _ = writeln!(text, "{}: attach {} via {}{}", hook.path, hook.targets.join(", "), hook.mechanism.name(), if hook.on_return { " (return)" } else { "" });
+        let _ = writeln!(
+            text,
+            "{}: attach {} via {}{}",
+            hook.path,
+            hook.targets.join(", "),
+            hook.mechanism.name(),
+            if hook.on_return { " (return)" } else { "" }
+        );
         for a in &hook.arguments {
-            let _ = writeln!(text, "    read {:?} {} as {}{}", a.origin, a.index, a.arg_type, a.label.as_ref().map(|l| format!(" ({l})")).unwrap_or_default());
+            let _ = writeln!(
+                text,
+                "    read {:?} {} as {}{}",
+                a.origin,
+                a.index,
+                a.arg_type,
+                a.label
+                    .as_ref()
+                    .map(|l| format!(" ({l})"))
+                    .unwrap_or_default()
+            );
         }
         for (i, s) in hook.selectors.iter().enumerate() {
             let actions: Vec<&str> = s.actions.iter().map(|a| a.action.name()).collect();
-            let actions = if actions.is_empty() { "Post".to_string() } else { actions.join(", ") };
-            let _ = writeln!(text, "    selector {i}: {} filter(s) -> {actions}", s.filters.len());
+            let actions = if actions.is_empty() {
+                "Post".to_string()
+            } else {
+                actions.join(", ")
+            };
+            let _ = writeln!(
+                text,
+                "    selector {i}: {} filter(s) -> {actions}",
+                s.filters.len()
+            );
         }
     }
     for r in &plan.refusals {
@@ -101,6 +149,17 @@ pub fn explain(file: &str, kernel: Option<&dyn KernelInfo>, caps: &dyn KernelCap
             let _ = writeln!(text, "skipped check: {s}");
         }
     }
-    let _ = writeln!(text, "{}", if failed { "result: refused (nothing is attached)" } else { "result: loads" });
-    CommandOutput { text, status: i32::from(failed) }
+    let _ = writeln!(
+        text,
+        "{}",
+        if failed {
+            "result: refused (nothing is attached)"
+        } else {
+            "result: loads"
+        }
+    );
+    CommandOutput {
+        text,
+        status: i32::from(failed),
+    }
 }

@@ -84,7 +84,13 @@ impl KernelCapabilities for Capabilities {
     }
     fn describe(&self) -> String {
         let mut have = vec!["tracepoint", "raw_tp", "uprobe"];
-        for (name, on) in [("kprobe", self.kprobes), ("kprobe.multi", self.kprobe_multi), ("fentry", self.fentry), ("lsm", self.bpf_lsm), ("error-injection", self.error_injection)] {
+        for (name, on) in [
+            ("kprobe", self.kprobes),
+            ("kprobe.multi", self.kprobe_multi),
+            ("fentry", self.fentry),
+            ("lsm", self.bpf_lsm),
+            ("error-injection", self.error_injection),
+        ] {
             if on {
                 have.push(name);
             }
@@ -150,12 +156,23 @@ pub struct ArgReader {
 /// One filter row of a selector table.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
-    Arg { origin: ArgOrigin, positions: Vec<u32>, operator: Operator, values: Vec<String> },
+    Arg {
+        origin: ArgOrigin,
+        positions: Vec<u32>,
+        operator: Operator,
+        values: Vec<String>,
+    },
     Pids(PidSelector),
-    Binaries { parent: bool, selector: BinarySelector },
+    Binaries {
+        parent: bool,
+        selector: BinarySelector,
+    },
     Namespaces(NamespaceSelector),
     NamespaceChanges(NamespaceChangesSelector),
-    Capabilities { changes: bool, selector: CapabilitiesSelector },
+    Capabilities {
+        changes: bool,
+        selector: CapabilitiesSelector,
+    },
     Workloads(WorkloadSelector),
 }
 
@@ -209,7 +226,8 @@ impl Plan {
     }
 }
 
-const NO_FUNCTION_PROBES: &str = "kernel functions/LSM hooks need kprobes, fentry or BPF LSM, none available";
+const NO_FUNCTION_PROBES: &str =
+    "kernel functions/LSM hooks need kprobes, fentry or BPF LSM, none available";
 
 /// Compiles a checked policy for a kernel with the given capabilities.
 pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
@@ -222,8 +240,16 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
         enforcer_syscalls: Vec::new(),
         loader: spec.loader,
     };
-    let refuse = |plan: &mut Plan, path: String, reason: &str| plan.refusals.push(Refusal { path, reason: reason.to_string() });
-    let disable_multi = spec.options.iter().any(|o| o.name == "disable-kprobe-multi" && o.value.eq_ignore_ascii_case("true"));
+    let refuse = |plan: &mut Plan, path: String, reason: &str| {
+        plan.refusals.push(Refusal {
+            path,
+            reason: reason.to_string(),
+        })
+    };
+    let disable_multi = spec
+        .options
+        .iter()
+        .any(|o| o.name == "disable-kprobe-multi" && o.value.eq_ignore_ascii_case("true"));
 
     for (field, hooks) in [("kprobes", &spec.kprobes), ("fentries", &spec.fentries)] {
         for (i, k) in hooks.iter().enumerate() {
@@ -233,13 +259,23 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
                 refuse(&mut plan, path, reason);
                 continue;
             }
-            let overrides = k.selectors.iter().flat_map(|s| &s.match_actions).any(|a| a.action == Action::Override);
+            let overrides = k
+                .selectors
+                .iter()
+                .flat_map(|s| &s.match_actions)
+                .any(|a| a.action == Action::Override);
             let mechanism = if field == "fentries" {
                 caps.fentry().then_some(Mechanism::Fentry)
             } else if syscall && !caps.kprobes() {
                 Some(Mechanism::SyscallTracepoint)
             } else if caps.kprobes() {
-                Some(if targets.len() > 1 && caps.kprobe_multi() && !disable_multi { Mechanism::KprobeMulti } else { Mechanism::Kprobe })
+                Some(
+                    if targets.len() > 1 && caps.kprobe_multi() && !disable_multi {
+                        Mechanism::KprobeMulti
+                    } else {
+                        Mechanism::Kprobe
+                    },
+                )
             } else if caps.fentry() {
                 Some(Mechanism::Fentry)
             } else {
@@ -263,7 +299,11 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
             }
             let mut arguments = readers(&k.args, ArgOrigin::Argument);
             arguments.extend(readers(&k.data, ArgOrigin::Data));
-            arguments.extend(k.return_arg.iter().flat_map(|r| readers(std::slice::from_ref(r), ArgOrigin::Return)));
+            arguments.extend(
+                k.return_arg
+                    .iter()
+                    .flat_map(|r| readers(std::slice::from_ref(r), ArgOrigin::Return)),
+            );
             plan.hooks.push(HookPlan {
                 path,
                 targets,
@@ -281,7 +321,11 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
         plan.hooks.push(HookPlan {
             path: policy.source.hook_path("tracepoints", i),
             targets: vec![format!("{}/{}", t.subsystem, t.event)],
-            mechanism: if t.raw { Mechanism::RawTracepoint } else { Mechanism::Tracepoint },
+            mechanism: if t.raw {
+                Mechanism::RawTracepoint
+            } else {
+                Mechanism::Tracepoint
+            },
             on_return: false,
             arguments: readers(&t.args, ArgOrigin::Argument),
             selectors: tables(spec, &t.selectors),
@@ -293,10 +337,18 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
     for (i, u) in spec.uprobes.iter().enumerate() {
         let path = policy.source.hook_path("uprobes", i);
         if !caps.file_exists(&u.path) {
-            refuse(&mut plan, path, &format!("target file {} does not exist here", u.path));
+            refuse(
+                &mut plan,
+                path,
+                &format!("target file {} does not exist here", u.path),
+            );
             continue;
         }
-        let mut targets: Vec<String> = u.symbols.iter().map(|s| format!("{}:{s}", u.path)).collect();
+        let mut targets: Vec<String> = u
+            .symbols
+            .iter()
+            .map(|s| format!("{}:{s}", u.path))
+            .collect();
         targets.extend(u.offsets.iter().map(|o| format!("{}:+{o:#x}", u.path)));
         targets.extend(u.addrs.iter().map(|a| format!("{}:@{a:#x}", u.path)));
         let mut arguments = readers(&u.args, ArgOrigin::Argument);
@@ -316,7 +368,11 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
     for (i, u) in spec.usdts.iter().enumerate() {
         let path = policy.source.hook_path("usdts", i);
         if !caps.file_exists(&u.path) {
-            refuse(&mut plan, path, &format!("target file {} does not exist here", u.path));
+            refuse(
+                &mut plan,
+                path,
+                &format!("target file {} does not exist here", u.path),
+            );
             continue;
         }
         plan.hooks.push(HookPlan {
@@ -351,7 +407,10 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
     }
     for (i, e) in spec.enforcers.iter().enumerate() {
         for call in &e.calls {
-            match call.strip_prefix("list:").and_then(|n| spec.lists.iter().find(|l| l.name == n)) {
+            match call
+                .strip_prefix("list:")
+                .and_then(|n| spec.lists.iter().find(|l| l.name == n))
+            {
                 Some(list) => plan.enforcer_syscalls.extend(list.values.iter().cloned()),
                 None => plan.enforcer_syscalls.push(call.clone()),
             }
@@ -364,7 +423,11 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
             .flat_map(|s| &s.match_actions)
             .any(|a| a.action == Action::NotifyEnforcer && a.arg_error.is_some());
         if overrides && !caps.error_injection() {
-            refuse(&mut plan, format!("spec.enforcers[{i}]"), "the enforcer's error override needs error injection, absent");
+            refuse(
+                &mut plan,
+                format!("spec.enforcers[{i}]"),
+                "the enforcer's error override needs error injection, absent",
+            );
         }
     }
     if spec.loader && !caps.kprobes() && !caps.fentry() {
@@ -375,7 +438,11 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
 
 /// Targets of a kprobe hook, whether they are syscalls, and a refusal for lists that cannot
 /// be expanded on this kernel.
-fn expand_call(spec: &Spec, k: &KProbeSpec, caps: &dyn KernelCapabilities) -> (Vec<String>, bool, Option<&'static str>) {
+fn expand_call(
+    spec: &Spec,
+    k: &KProbeSpec,
+    caps: &dyn KernelCapabilities,
+) -> (Vec<String>, bool, Option<&'static str>) {
     let Some(name) = k.call.strip_prefix("list:") else {
         return (vec![k.call.clone()], k.syscall, None);
     };
@@ -383,12 +450,28 @@ fn expand_call(spec: &Spec, k: &KProbeSpec, caps: &dyn KernelCapabilities) -> (V
         return (Vec::new(), k.syscall, Some("the list is not defined"));
     };
     match list.list_type {
-        Some(ListType::Syscalls) => (list.values.iter().map(|v| syscall_name(v).to_string()).collect(), true, None),
+        Some(ListType::Syscalls) => (
+            list.values
+                .iter()
+                .map(|v| syscall_name(v).to_string())
+                .collect(),
+            true,
+            None,
+        ),
         Some(ListType::GeneratedSyscalls) => (vec!["<every system call>".into()], true, None),
-        Some(ListType::GeneratedFtrace) if !caps.ftrace_function_list() => {
-            (Vec::new(), false, Some("the ftrace function list cannot be read on this kernel"))
-        }
-        Some(ListType::GeneratedFtrace) => (vec![format!("<functions matching {}>", list.pattern.as_deref().unwrap_or(""))], false, None),
+        Some(ListType::GeneratedFtrace) if !caps.ftrace_function_list() => (
+            Vec::new(),
+            false,
+            Some("the ftrace function list cannot be read on this kernel"),
+        ),
+        Some(ListType::GeneratedFtrace) => (
+            vec![format!(
+                "<functions matching {}>",
+                list.pattern.as_deref().unwrap_or("")
+            )],
+            false,
+            None,
+        ),
         None => (list.values.clone(), k.syscall, None),
     }
 }
@@ -407,7 +490,12 @@ fn readers(args: &[ArgSpec], origin: ArgOrigin) -> Vec<ArgReader> {
                 ArgType::CharBuf => crate::limits::CHAR_BUF_DEFAULT_BYTES.max,
                 _ => crate::limits::MAX_STRING_BYTES.max,
             },
-            resolve: a.resolve.iter().flat_map(|r| r.split('.')).map(str::to_string).collect(),
+            resolve: a
+                .resolve
+                .iter()
+                .flat_map(|r| r.split('.'))
+                .map(str::to_string)
+                .collect(),
             btf_type: a.btf_type.clone(),
         })
         .collect()
@@ -417,29 +505,91 @@ fn tables(spec: &Spec, selectors: &[Selector]) -> Vec<SelectorTable> {
     selectors
         .iter()
         .map(|s| {
-            let parts: Vec<&Selector> =
-                std::iter::once(s).chain(s.macros.iter().filter_map(|m| spec.selectors_macros.get(m))).collect();
-            let mut table = SelectorTable { label: s.label.clone(), filters: Vec::new(), actions: Vec::new(), return_actions: Vec::new() };
+            let parts: Vec<&Selector> = std::iter::once(s)
+                .chain(s.macros.iter().filter_map(|m| spec.selectors_macros.get(m)))
+                .collect();
+            let mut table = SelectorTable {
+                label: s.label.clone(),
+                filters: Vec::new(),
+                actions: Vec::new(),
+                return_actions: Vec::new(),
+            };
             for p in parts {
                 let arg = |origin, f: &ArgSelector| Filter::Arg {
                     origin,
-                    positions: if f.args.is_empty() { f.index.into_iter().collect() } else { f.args.clone() },
+                    positions: if f.args.is_empty() {
+                        f.index.into_iter().collect()
+                    } else {
+                        f.args.clone()
+                    },
                     operator: f.operator,
                     values: f.values.clone(),
                 };
-                table.filters.extend(p.match_args.iter().map(|f| arg(ArgOrigin::Argument, f)));
-                table.filters.extend(p.match_data.iter().map(|f| arg(ArgOrigin::Data, f)));
-                table.filters.extend(p.match_return_args.iter().map(|f| arg(ArgOrigin::Return, f)));
-                table.filters.extend(p.match_pids.iter().cloned().map(Filter::Pids));
-                table.filters.extend(p.match_binaries.iter().cloned().map(|selector| Filter::Binaries { parent: false, selector }));
-                table.filters.extend(p.match_parent_binaries.iter().cloned().map(|selector| Filter::Binaries { parent: true, selector }));
-                table.filters.extend(p.match_namespaces.iter().cloned().map(Filter::Namespaces));
-                table.filters.extend(p.match_namespace_changes.iter().cloned().map(Filter::NamespaceChanges));
-                table.filters.extend(p.match_capabilities.iter().cloned().map(|selector| Filter::Capabilities { changes: false, selector }));
-                table.filters.extend(p.match_capability_changes.iter().cloned().map(|selector| Filter::Capabilities { changes: true, selector }));
-                table.filters.extend(p.match_workloads.iter().cloned().map(Filter::Workloads));
+                table
+                    .filters
+                    .extend(p.match_args.iter().map(|f| arg(ArgOrigin::Argument, f)));
+                table
+                    .filters
+                    .extend(p.match_data.iter().map(|f| arg(ArgOrigin::Data, f)));
+                table.filters.extend(
+                    p.match_return_args
+                        .iter()
+                        .map(|f| arg(ArgOrigin::Return, f)),
+                );
+                table
+                    .filters
+                    .extend(p.match_pids.iter().cloned().map(Filter::Pids));
+                table
+                    .filters
+                    .extend(
+                        p.match_binaries
+                            .iter()
+                            .cloned()
+                            .map(|selector| Filter::Binaries {
+                                parent: false,
+                                selector,
+                            }),
+                    );
+                table
+                    .filters
+                    .extend(p.match_parent_binaries.iter().cloned().map(|selector| {
+                        Filter::Binaries {
+                            parent: true,
+                            selector,
+                        }
+                    }));
+                table
+                    .filters
+                    .extend(p.match_namespaces.iter().cloned().map(Filter::Namespaces));
+                table.filters.extend(
+                    p.match_namespace_changes
+                        .iter()
+                        .cloned()
+                        .map(Filter::NamespaceChanges),
+                );
+                table
+                    .filters
+                    .extend(p.match_capabilities.iter().cloned().map(|selector| {
+                        Filter::Capabilities {
+                            changes: false,
+                            selector,
+                        }
+                    }));
+                table
+                    .filters
+                    .extend(p.match_capability_changes.iter().cloned().map(|selector| {
+                        Filter::Capabilities {
+                            changes: true,
+                            selector,
+                        }
+                    }));
+                table
+                    .filters
+                    .extend(p.match_workloads.iter().cloned().map(Filter::Workloads));
                 table.actions.extend(p.match_actions.iter().cloned());
-                table.return_actions.extend(p.match_return_actions.iter().cloned());
+                table
+                    .return_actions
+                    .extend(p.match_return_actions.iter().cloned());
             }
             table
         })

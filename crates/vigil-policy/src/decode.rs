@@ -4,10 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use crate::decode_hooks::{
+    decode_kprobe, decode_lsm, decode_tracepoint, decode_uprobe, decode_usdt,
+};
 use crate::error::{Collector, ErrorCode};
 use crate::model::*;
 use crate::source::SourceMap;
-use crate::types::{Action, ArgType, ListType};
+use crate::types::{ArgType, ListType};
 use crate::yaml::{Node, NodeValue, Pos};
 
 pub(crate) const API_VERSION: &str = "cilium.io/v1alpha1";
@@ -22,7 +25,11 @@ pub(crate) struct Fields<'n> {
 
 impl Fields<'_> {
     pub fn child(&self, key: &str) -> String {
-        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
     }
 }
 
@@ -33,7 +40,10 @@ pub(crate) struct Decoder<'c> {
 
 impl<'c> Decoder<'c> {
     pub fn new(errors: &'c mut Collector, file: &str) -> Self {
-        let source = SourceMap { file: file.to_string(), ..SourceMap::default() };
+        let source = SourceMap {
+            file: file.to_string(),
+            ..SourceMap::default()
+        };
         Self { errors, source }
     }
 
@@ -52,18 +62,40 @@ impl<'c> Decoder<'c> {
             _ if node.is_null() => &[],
             _ => {
                 let found = node.kind_name();
-                self.error(path, node.pos, ErrorCode::WrongType, format!("expected a mapping, found {found}"));
+                self.error(
+                    path,
+                    node.pos,
+                    ErrorCode::WrongType,
+                    format!("expected a mapping, found {found}"),
+                );
                 return None;
             }
         };
         for (i, (key, _)) in entries.iter().enumerate() {
             let name = scalar(key).unwrap_or_default();
-            if entries[..i].iter().any(|(earlier, _)| scalar(earlier) == Some(name)) {
-                let child = if path.is_empty() { name.to_string() } else { format!("{path}.{name}") };
-                self.error(&child, key.pos, ErrorCode::DuplicateKey, format!("`{name}` is given more than once"));
+            if entries[..i]
+                .iter()
+                .any(|(earlier, _)| scalar(earlier) == Some(name))
+            {
+                let child = if path.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{path}.{name}")
+                };
+                self.error(
+                    &child,
+                    key.pos,
+                    ErrorCode::DuplicateKey,
+                    format!("`{name}` is given more than once"),
+                );
             }
         }
-        Some(Fields { path: path.to_string(), pos: node.pos, entries, used: vec![false; entries.len()] })
+        Some(Fields {
+            path: path.to_string(),
+            pos: node.pos,
+            entries,
+            used: vec![false; entries.len()],
+        })
     }
 
     /// Takes a field (the first, if duplicated); `null` values count as absent.
@@ -83,12 +115,17 @@ impl<'c> Decoder<'c> {
     }
 
     /// Reports fields that no decoder asked for.
-    pub fn finish(&mut self, fields: Fields<'_>) {
+    pub fn finish(&mut self, fields: &Fields<'_>) {
         for (i, (key, _)) in fields.entries.iter().enumerate() {
             if !fields.used[i] {
                 let name = scalar(key).unwrap_or("?").to_string();
                 let path = fields.child(&name);
-                self.error(&path, key.pos, ErrorCode::UnknownField, format!("unknown field `{name}`"));
+                self.error(
+                    &path,
+                    key.pos,
+                    ErrorCode::UnknownField,
+                    format!("unknown field `{name}`"),
+                );
             }
         }
     }
@@ -98,7 +135,12 @@ impl<'c> Decoder<'c> {
             Some(text) => Some(text.to_string()),
             None => {
                 let found = node.kind_name();
-                self.error(path, node.pos, ErrorCode::WrongType, format!("expected a string, found {found}"));
+                self.error(
+                    path,
+                    node.pos,
+                    ErrorCode::WrongType,
+                    format!("expected a string, found {found}"),
+                );
                 None
             }
         }
@@ -109,7 +151,12 @@ impl<'c> Decoder<'c> {
             Some("true" | "True" | "TRUE") => Some(true),
             Some("false" | "False" | "FALSE") => Some(false),
             _ => {
-                self.error(path, node.pos, ErrorCode::InvalidBool, "expected true or false");
+                self.error(
+                    path,
+                    node.pos,
+                    ErrorCode::InvalidBool,
+                    "expected true or false",
+                );
                 None
             }
         }
@@ -119,17 +166,29 @@ impl<'c> Decoder<'c> {
         match scalar(node).and_then(parse_int) {
             Some(value) => Some(value),
             None => {
-                self.error(path, node.pos, ErrorCode::InvalidNumber, "expected an integer");
+                self.error(
+                    path,
+                    node.pos,
+                    ErrorCode::InvalidNumber,
+                    "expected an integer",
+                );
                 None
             }
         }
     }
 
     pub fn unsigned<T: TryFrom<i64>>(&mut self, node: &Node, path: &str) -> Option<T> {
-        let parsed = scalar(node).and_then(parse_int).and_then(|v| T::try_from(v).ok());
+        let parsed = scalar(node)
+            .and_then(parse_int)
+            .and_then(|v| T::try_from(v).ok());
         if parsed.is_none() {
             let bits = std::mem::size_of::<T>() * 8;
-            self.error(path, node.pos, ErrorCode::InvalidNumber, format!("expected an unsigned {bits}-bit integer"));
+            self.error(
+                path,
+                node.pos,
+                ErrorCode::InvalidNumber,
+                format!("expected an unsigned {bits}-bit integer"),
+            );
         }
         parsed
     }
@@ -145,7 +204,12 @@ impl<'c> Decoder<'c> {
             }
             _ => {
                 let found = node.kind_name();
-                self.error(path, node.pos, ErrorCode::WrongType, format!("expected a list, found {found}"));
+                self.error(
+                    path,
+                    node.pos,
+                    ErrorCode::WrongType,
+                    format!("expected a list, found {found}"),
+                );
                 &[]
             }
         }
@@ -160,7 +224,12 @@ impl<'c> Decoder<'c> {
 
     pub fn req_string(&mut self, f: &mut Fields<'_>, key: &str) -> Option<String> {
         if self.take(f, key).is_none() {
-            self.error(&f.child(key), f.pos, ErrorCode::MissingField, format!("`{key}` is required"));
+            self.error(
+                &f.child(key),
+                f.pos,
+                ErrorCode::MissingField,
+                format!("`{key}` is required"),
+            );
             return None;
         }
         self.opt_string(f, key)
@@ -186,17 +255,29 @@ impl<'c> Decoder<'c> {
     }
 
     pub fn string_list(&mut self, f: &mut Fields<'_>, key: &str) -> Vec<String> {
-        let Some(node) = self.take(f, key) else { return Vec::new() };
+        let Some(node) = self.take(f, key) else {
+            return Vec::new();
+        };
         let path = f.child(key);
         let items = self.list(node, &path);
-        items.iter().enumerate().filter_map(|(i, item)| self.string(item, &format!("{path}[{i}]"))).collect()
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| self.string(item, &format!("{path}[{i}]")))
+            .collect()
     }
 
     pub fn unsigned_list<T: TryFrom<i64>>(&mut self, f: &mut Fields<'_>, key: &str) -> Vec<T> {
-        let Some(node) = self.take(f, key) else { return Vec::new() };
+        let Some(node) = self.take(f, key) else {
+            return Vec::new();
+        };
         let path = f.child(key);
         let items = self.list(node, &path);
-        items.iter().enumerate().filter_map(|(i, item)| self.unsigned(item, &format!("{path}[{i}]"))).collect()
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| self.unsigned(item, &format!("{path}[{i}]")))
+            .collect()
     }
 
     /// Decodes each item of list field `key`; items with faults are left out, and the
@@ -207,7 +288,9 @@ impl<'c> Decoder<'c> {
         key: &str,
         mut decode: impl FnMut(&mut Self, &Node, &str) -> Option<T>,
     ) -> (Vec<T>, Vec<usize>) {
-        let Some(node) = self.take(f, key) else { return (Vec::new(), Vec::new()) };
+        let Some(node) = self.take(f, key) else {
+            return (Vec::new(), Vec::new());
+        };
         let path = f.child(key);
         let mut kept = Vec::new();
         let mut origins = Vec::new();
@@ -238,7 +321,10 @@ pub(crate) fn parse_int(text: &str) -> Option<i64> {
         Some(rest) => (true, rest),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
     };
-    let magnitude = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let magnitude = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         u64::from_str_radix(hex, 16).ok()?
     } else if let Some(oct) = digits.strip_prefix("0o") {
         u64::from_str_radix(oct, 8).ok()?
@@ -256,13 +342,21 @@ pub(crate) fn parse_int(text: &str) -> Option<i64> {
 }
 
 /// The top level: apiVersion, kind, metadata, spec.
-pub(crate) fn decode_policy(d: &mut Decoder<'_>, root: &Node) -> Option<(PolicyKind, Metadata, Spec)> {
+pub(crate) fn decode_policy(
+    d: &mut Decoder<'_>,
+    root: &Node,
+) -> Option<(PolicyKind, Metadata, Spec)> {
     let mut top = d.mapping(root, "")?;
     match d.req_string(&mut top, "apiVersion") {
         Some(v) if v == API_VERSION => {}
         Some(v) => {
             let pos = d.source.value_pos("apiVersion");
-            d.error("apiVersion", pos, ErrorCode::ApiVersion, format!("unsupported apiVersion `{v}`, expected `{API_VERSION}`"));
+            d.error(
+                "apiVersion",
+                pos,
+                ErrorCode::ApiVersion,
+                format!("unsupported apiVersion `{v}`, expected `{API_VERSION}`"),
+            );
         }
         None => {}
     }
@@ -271,7 +365,14 @@ pub(crate) fn decode_policy(d: &mut Decoder<'_>, root: &Node) -> Option<(PolicyK
         Some("TracingPolicyNamespaced") => Some(PolicyKind::TracingPolicyNamespaced),
         Some(other) => {
             let pos = d.source.value_pos("kind");
-            d.error("kind", pos, ErrorCode::Kind, format!("unknown kind `{other}`, expected TracingPolicy or TracingPolicyNamespaced"));
+            d.error(
+                "kind",
+                pos,
+                ErrorCode::Kind,
+                format!(
+                    "unknown kind `{other}`, expected TracingPolicy or TracingPolicyNamespaced"
+                ),
+            );
             None
         }
         None => None,
@@ -279,7 +380,12 @@ pub(crate) fn decode_policy(d: &mut Decoder<'_>, root: &Node) -> Option<(PolicyK
     let metadata = match d.take(&mut top, "metadata") {
         Some(node) => decode_metadata(d, node),
         None => {
-            d.error("metadata", top.pos, ErrorCode::MissingField, "`metadata` is required");
+            d.error(
+                "metadata",
+                top.pos,
+                ErrorCode::MissingField,
+                "`metadata` is required",
+            );
             None
         }
     };
@@ -289,7 +395,7 @@ pub(crate) fn decode_policy(d: &mut Decoder<'_>, root: &Node) -> Option<(PolicyK
     };
     // `status` is written by Kubernetes; a policy copied out of a cluster may carry it.
     let _ = d.take(&mut top, "status");
-    d.finish(top);
+    d.finish(&top);
     Some((kind?, metadata?, spec?))
 }
 
@@ -300,25 +406,48 @@ fn decode_metadata(d: &mut Decoder<'_>, node: &Node) -> Option<Metadata> {
     let labels = string_map(d, &mut f, "labels");
     let annotations = string_map(d, &mut f, "annotations");
     // Kubernetes bookkeeping that may appear in exported objects; meaningless here.
-    for key in ["uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "finalizers", "generateName"] {
+    for key in [
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "managedFields",
+        "finalizers",
+        "generateName",
+    ] {
         let _ = d.take(&mut f, key);
     }
-    d.finish(f);
-    Some(Metadata { name: name?, namespace, labels, annotations })
+    d.finish(&f);
+    Some(Metadata {
+        name: name?,
+        namespace,
+        labels,
+        annotations,
+    })
 }
 
-pub(crate) fn string_map(d: &mut Decoder<'_>, f: &mut Fields<'_>, key: &str) -> BTreeMap<String, String> {
+pub(crate) fn string_map(
+    d: &mut Decoder<'_>,
+    f: &mut Fields<'_>,
+    key: &str,
+) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let Some(node) = d.take(f, key) else { return out };
+    let Some(node) = d.take(f, key) else {
+        return out;
+    };
     let path = f.child(key);
     if let Some(mut inner) = d.mapping(node, &path) {
-        let keys: Vec<String> = inner.entries.iter().filter_map(|(k, _)| scalar(k).map(str::to_string)).collect();
+        let keys: Vec<String> = inner
+            .entries
+            .iter()
+            .filter_map(|(k, _)| scalar(k).map(str::to_string))
+            .collect();
         for k in keys {
             if let Some(v) = d.opt_string(&mut inner, &k) {
                 out.insert(k, v);
             }
         }
-        d.finish(inner);
+        d.finish(&inner);
     }
     out
 }
@@ -330,10 +459,14 @@ fn decode_spec(d: &mut Decoder<'_>, node: &Node) -> Option<Spec> {
     let (lists, _) = d.items(&mut f, "lists", decode_list);
     spec.lists = lists;
     spec.selectors_macros = decode_macros(d, &mut f);
-    let (kprobes, o) = d.items(&mut f, "kprobes", |d, n, p| decode_kprobe(d, n, p, HookKind::Kprobe));
+    let (kprobes, o) = d.items(&mut f, "kprobes", |d, n, p| {
+        decode_kprobe(d, n, p, HookKind::Kprobe)
+    });
     spec.kprobes = kprobes;
     d.source.origins.insert("kprobes", o);
-    let (fentries, o) = d.items(&mut f, "fentries", |d, n, p| decode_kprobe(d, n, p, HookKind::Fentry));
+    let (fentries, o) = d.items(&mut f, "fentries", |d, n, p| {
+        decode_kprobe(d, n, p, HookKind::Fentry)
+    });
     spec.fentries = fentries;
     d.source.origins.insert("fentries", o);
     let (tracepoints, o) = d.items(&mut f, "tracepoints", decode_tracepoint);
@@ -352,7 +485,7 @@ fn decode_spec(d: &mut Decoder<'_>, node: &Node) -> Option<Spec> {
     let (enforcers, _) = d.items(&mut f, "enforcers", |d, n, p| {
         let mut e = d.mapping(n, p)?;
         let calls = d.string_list(&mut e, "calls");
-        d.finish(e);
+        d.finish(&e);
         Some(EnforcerSpec { calls })
     });
     spec.enforcers = enforcers;
@@ -360,7 +493,7 @@ fn decode_spec(d: &mut Decoder<'_>, node: &Node) -> Option<Spec> {
         let mut o = d.mapping(n, p)?;
         let name = d.req_string(&mut o, "name");
         let value = d.opt_string(&mut o, "value").unwrap_or_default();
-        d.finish(o);
+        d.finish(&o);
         Some(OptionSpec { name: name?, value })
     });
     spec.options = options;
@@ -368,20 +501,30 @@ fn decode_spec(d: &mut Decoder<'_>, node: &Node) -> Option<Spec> {
     spec.container_selector = opt_label_selector(d, &mut f, "containerSelector");
     spec.host_selector = opt_label_selector(d, &mut f, "hostSelector");
     spec.node_selector = opt_label_selector(d, &mut f, "nodeSelector");
-    d.finish(f);
+    d.finish(&f);
     Some(spec)
 }
 
 fn decode_macros(d: &mut Decoder<'_>, f: &mut Fields<'_>) -> BTreeMap<String, Selector> {
     let mut out = BTreeMap::new();
-    let Some(node) = d.take(f, "selectorsMacros") else { return out };
+    let Some(node) = d.take(f, "selectorsMacros") else {
+        return out;
+    };
     let path = f.child("selectorsMacros");
-    let Some(mut macros) = d.mapping(node, &path) else { return out };
-    let names: Vec<String> = macros.entries.iter().filter_map(|(k, _)| scalar(k).map(str::to_string)).collect();
+    let Some(mut macros) = d.mapping(node, &path) else {
+        return out;
+    };
+    let names: Vec<String> = macros
+        .entries
+        .iter()
+        .filter_map(|(k, _)| scalar(k).map(str::to_string))
+        .collect();
     for name in names {
         let before = d.error_count();
         let child = macros.child(&name);
-        let selector = d.take(&mut macros, &name).and_then(|n| crate::decode_selector::decode_selector(d, n, &child));
+        let selector = d
+            .take(&mut macros, &name)
+            .and_then(|n| crate::decode_selector::decode_selector(d, n, &child));
         match selector {
             Some(selector) if d.error_count() == before => {
                 out.insert(name, selector);
@@ -391,7 +534,7 @@ fn decode_macros(d: &mut Decoder<'_>, f: &mut Fields<'_>) -> BTreeMap<String, Se
             }
         }
     }
-    d.finish(macros);
+    d.finish(&macros);
     out
 }
 
@@ -415,8 +558,13 @@ fn decode_list(d: &mut Decoder<'_>, node: &Node, path: &str) -> Option<ListSpec>
     };
     let values = d.string_list(&mut f, "values");
     let pattern = d.opt_string(&mut f, "pattern");
-    d.finish(f);
-    Some(ListSpec { name: name?, list_type, values, pattern })
+    d.finish(&f);
+    Some(ListSpec {
+        name: name?,
+        list_type,
+        values,
+        pattern,
+    })
 }
 
 pub(crate) fn decode_arg(d: &mut Decoder<'_>, node: &Node, path: &str) -> Option<ArgSpec> {
@@ -424,7 +572,12 @@ pub(crate) fn decode_arg(d: &mut Decoder<'_>, node: &Node, path: &str) -> Option
     let index = match d.take(&mut f, "index") {
         Some(n) => d.unsigned::<u32>(n, &f.child("index")),
         None => {
-            d.error(&f.child("index"), f.pos, ErrorCode::MissingField, "`index` is required");
+            d.error(
+                &f.child("index"),
+                f.pos,
+                ErrorCode::MissingField,
+                "`index` is required",
+            );
             None
         }
     };
@@ -434,7 +587,12 @@ pub(crate) fn decode_arg(d: &mut Decoder<'_>, node: &Node, path: &str) -> Option
             let text = d.string(n, &child)?;
             let parsed = ArgType::from_spelling(&text);
             if parsed.is_none() {
-                d.error(&child, n.pos, ErrorCode::UnknownArgType, format!("unknown argument type `{text}`"));
+                d.error(
+                    &child,
+                    n.pos,
+                    ErrorCode::UnknownArgType,
+                    format!("unknown argument type `{text}`"),
+                );
             }
             parsed
         }
@@ -454,163 +612,25 @@ pub(crate) fn decode_arg(d: &mut Decoder<'_>, node: &Node, path: &str) -> Option
         source: d.opt_string(&mut f, "source"),
         size: d.opt_unsigned(&mut f, "size"),
     };
-    d.finish(f);
+    d.finish(&f);
     index?;
     arg_type?;
     Some(arg)
 }
 
-fn args(d: &mut Decoder<'_>, f: &mut Fields<'_>, key: &str) -> Vec<ArgSpec> {
-    d.items(f, key, decode_arg).0
-}
-
-fn selectors(d: &mut Decoder<'_>, f: &mut Fields<'_>) -> Vec<Selector> {
-    d.items(f, "selectors", crate::decode_selector::decode_selector).0
-}
-
-fn ignore(d: &mut Decoder<'_>, f: &mut Fields<'_>) -> Ignore {
-    let Some(node) = d.take(f, "ignore") else { return Ignore::default() };
-    let path = f.child("ignore");
-    let Some(mut i) = d.mapping(node, &path) else { return Ignore::default() };
-    let out = Ignore {
-        call_not_found: d.flag(&mut i, "callNotFound"),
-        digest_verification_failure: d.flag(&mut i, "digestVerificationFailure"),
-    };
-    d.finish(i);
-    out
-}
-
-fn decode_kprobe(d: &mut Decoder<'_>, node: &Node, path: &str, _kind: HookKind) -> Option<KProbeSpec> {
-    let mut f = d.mapping(node, path)?;
-    let call = d.req_string(&mut f, "call");
-    let return_arg = match d.take(&mut f, "returnArg") {
-        Some(n) => decode_arg(d, n, &f.child("returnArg")),
-        None => None,
-    };
-    let return_arg_action = match d.take(&mut f, "returnArgAction") {
-        Some(n) => {
-            let child = f.child("returnArgAction");
-            let text = d.string(n, &child)?;
-            match Action::parse(&text) {
-                Some(a @ (Action::TrackSock | Action::UntrackSock)) => Some(a),
-                _ => {
-                    d.error(&child, n.pos, ErrorCode::InvalidValue, format!("returnArgAction `{text}`: only TrackSock or UntrackSock"));
-                    None
-                }
-            }
-        }
-        None => None,
-    };
-    let spec = KProbeSpec {
-        call: call.clone().unwrap_or_default(),
-        syscall: d.opt_bool(&mut f, "syscall").unwrap_or(true),
-        r#return: d.flag(&mut f, "return"),
-        args: args(d, &mut f, "args"),
-        data: args(d, &mut f, "data"),
-        return_arg,
-        return_arg_action,
-        selectors: selectors(d, &mut f),
-        message: d.opt_string(&mut f, "message"),
-        tags: d.string_list(&mut f, "tags"),
-        ignore: ignore(d, &mut f),
-    };
-    d.finish(f);
-    call?;
-    Some(spec)
-}
-
-fn decode_tracepoint(d: &mut Decoder<'_>, node: &Node, path: &str) -> Option<TracepointSpec> {
-    let mut f = d.mapping(node, path)?;
-    let subsystem = d.req_string(&mut f, "subsystem");
-    let event = d.req_string(&mut f, "event");
-    let spec = TracepointSpec {
-        subsystem: subsystem.clone().unwrap_or_default(),
-        event: event.clone().unwrap_or_default(),
-        raw: d.flag(&mut f, "raw"),
-        args: args(d, &mut f, "args"),
-        selectors: selectors(d, &mut f),
-        message: d.opt_string(&mut f, "message"),
-        tags: d.string_list(&mut f, "tags"),
-    };
-    d.finish(f);
-    subsystem?;
-    event?;
-    Some(spec)
-}
-
-fn decode_uprobe(d: &mut Decoder<'_>, node: &Node, path: &str) -> Option<UProbeSpec> {
-    let mut f = d.mapping(node, path)?;
-    let target = d.req_string(&mut f, "path");
-    let return_arg = match d.take(&mut f, "returnArg") {
-        Some(n) => decode_arg(d, n, &f.child("returnArg")),
-        None => None,
-    };
-    let spec = UProbeSpec {
-        path: target.clone().unwrap_or_default(),
-        btf_path: d.opt_string(&mut f, "btfPath"),
-        symbols: d.string_list(&mut f, "symbols"),
-        offsets: d.unsigned_list(&mut f, "offsets"),
-        addrs: d.unsigned_list(&mut f, "addrs"),
-        ref_ctr_offsets: d.unsigned_list(&mut f, "refCtrOffsets"),
-        r#return: d.flag(&mut f, "return"),
-        return_arg,
-        args: args(d, &mut f, "args"),
-        data: args(d, &mut f, "data"),
-        selectors: selectors(d, &mut f),
-        message: d.opt_string(&mut f, "message"),
-        tags: d.string_list(&mut f, "tags"),
-        binary_digests: d.string_list(&mut f, "binaryDigests"),
-        ignore: ignore(d, &mut f),
-    };
-    d.finish(f);
-    target?;
-    Some(spec)
-}
-
-fn decode_usdt(d: &mut Decoder<'_>, node: &Node, path: &str) -> Option<UsdtSpec> {
-    let mut f = d.mapping(node, path)?;
-    let target = d.req_string(&mut f, "path");
-    let provider = d.req_string(&mut f, "provider");
-    let name = d.req_string(&mut f, "name");
-    let spec = UsdtSpec {
-        path: target.clone().unwrap_or_default(),
-        btf_path: d.opt_string(&mut f, "btfPath"),
-        provider: provider.clone().unwrap_or_default(),
-        name: name.clone().unwrap_or_default(),
-        args: args(d, &mut f, "args"),
-        selectors: selectors(d, &mut f),
-        message: d.opt_string(&mut f, "message"),
-        tags: d.string_list(&mut f, "tags"),
-    };
-    d.finish(f);
-    target?;
-    provider?;
-    name?;
-    Some(spec)
-}
-
-fn decode_lsm(d: &mut Decoder<'_>, node: &Node, path: &str) -> Option<LsmHookSpec> {
-    let mut f = d.mapping(node, path)?;
-    let hook = d.req_string(&mut f, "hook");
-    let spec = LsmHookSpec {
-        hook: hook.clone().unwrap_or_default(),
-        args: args(d, &mut f, "args"),
-        selectors: selectors(d, &mut f),
-        message: d.opt_string(&mut f, "message"),
-        tags: d.string_list(&mut f, "tags"),
-    };
-    d.finish(f);
-    hook?;
-    Some(spec)
-}
-
-pub(crate) fn opt_label_selector(d: &mut Decoder<'_>, f: &mut Fields<'_>, key: &str) -> Option<LabelSelector> {
+pub(crate) fn opt_label_selector(
+    d: &mut Decoder<'_>,
+    f: &mut Fields<'_>,
+    key: &str,
+) -> Option<LabelSelector> {
     let node = d.take(f, key);
     let path = f.child(key);
     // `hostSelector: {}` means "all hosts" and differs from absent, so an empty or null
     // mapping that is present still yields Some.
     let present = f.entries.iter().any(|(k, _)| scalar(k) == Some(key));
-    let Some(node) = node else { return present.then(LabelSelector::default) };
+    let Some(node) = node else {
+        return present.then(LabelSelector::default);
+    };
     let mut s = d.mapping(node, &path)?;
     let match_labels = string_map(d, &mut s, "matchLabels");
     let (match_expressions, _) = d.items(&mut s, "matchExpressions", |d, n, p| {
@@ -618,17 +638,29 @@ pub(crate) fn opt_label_selector(d: &mut Decoder<'_>, f: &mut Fields<'_>, key: &
         let key = d.req_string(&mut e, "key");
         let operator = d.req_string(&mut e, "operator");
         let values = d.string_list(&mut e, "values");
-        d.finish(e);
+        d.finish(&e);
         if let Some(op) = &operator
             && !matches!(op.as_str(), "In" | "NotIn" | "Exists" | "DoesNotExist")
         {
             let child = format!("{p}.operator");
             let pos = d.source.value_pos(&child);
-            d.error(&child, pos, ErrorCode::InvalidValue, format!("label operator `{op}`: In, NotIn, Exists or DoesNotExist"));
+            d.error(
+                &child,
+                pos,
+                ErrorCode::InvalidValue,
+                format!("label operator `{op}`: In, NotIn, Exists or DoesNotExist"),
+            );
             return None;
         }
-        Some(LabelRequirement { key: key?, operator: operator?, values })
+        Some(LabelRequirement {
+            key: key?,
+            operator: operator?,
+            values,
+        })
     });
-    d.finish(s);
-    Some(LabelSelector { match_labels, match_expressions })
+    d.finish(&s);
+    Some(LabelSelector {
+        match_labels,
+        match_expressions,
+    })
 }

@@ -95,7 +95,11 @@ pub struct PolicyError {
 pub struct PolicyErrors(pub Vec<PolicyError>);
 
 fn render(errors: &[PolicyError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl PolicyErrors {
@@ -121,7 +125,10 @@ pub(crate) struct Collector {
 
 impl Collector {
     pub fn new(file: &str) -> Self {
-        Self { file: file.to_string(), errors: Vec::new() }
+        Self {
+            file: file.to_string(),
+            errors: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, path: &str, pos: Pos, code: ErrorCode, message: impl Into<String>) {
@@ -138,7 +145,8 @@ impl Collector {
         if self.errors.is_empty() {
             return Ok(());
         }
-        self.errors.sort_by(|a, b| a.pos.cmp(&b.pos).then_with(|| a.path.cmp(&b.path)));
+        self.errors
+            .sort_by(|a, b| a.pos.cmp(&b.pos).then_with(|| a.path.cmp(&b.path)));
         self.errors.dedup();
         Err(PolicyErrors(self.errors))
     }

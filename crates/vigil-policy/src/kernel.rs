@@ -6,11 +6,11 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use crate::TracingPolicy;
 pub use crate::btf::{Btf, BtfError, Param, ParamShape};
 use crate::error::{ErrorCode, PolicyError};
 use crate::model::ArgSpec;
 use crate::types::ListType;
-use crate::TracingPolicy;
 
 /// An answer that may be unavailable on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,19 +69,27 @@ impl SystemKernel {
             .iter()
             .map(std::path::PathBuf::from)
             .find(|p| p.join("events").is_dir());
-        let kallsyms = std::fs::read_to_string("/proc/kallsyms").ok().and_then(|text| {
-            let symbols: HashSet<String> = text
-                .lines()
-                .filter_map(|line| {
-                    let mut parts = line.split_whitespace();
-                    let _addr = parts.next()?;
-                    let _kind = parts.next()?;
-                    parts.next().map(str::to_string)
-                })
-                .collect();
-            (!symbols.is_empty()).then_some(symbols)
-        });
-        Self { btf, btf_origin: path.to_string(), btf_error, tracefs, kallsyms }
+        let kallsyms = std::fs::read_to_string("/proc/kallsyms")
+            .ok()
+            .and_then(|text| {
+                let symbols: HashSet<String> = text
+                    .lines()
+                    .filter_map(|line| {
+                        let mut parts = line.split_whitespace();
+                        let _addr = parts.next()?;
+                        let _kind = parts.next()?;
+                        parts.next().map(str::to_string)
+                    })
+                    .collect();
+                (!symbols.is_empty()).then_some(symbols)
+            });
+        Self {
+            btf,
+            btf_origin: path.to_string(),
+            btf_error,
+            tracefs,
+            kallsyms,
+        }
     }
 
     fn symbol_known(&self, name: &str) -> Option<bool> {
@@ -102,19 +110,32 @@ impl KernelInfo for SystemKernel {
         }
         match self.symbol_known(name) {
             // In kallsyms but not BTF: exists, parameters unknown.
-            Some(true) => Answer::Unknown(format!("`{name}` exists but BTF does not describe its parameters")),
+            Some(true) => Answer::Unknown(format!(
+                "`{name}` exists but BTF does not describe its parameters"
+            )),
             Some(false) => Answer::No,
-            None => Answer::Unknown(self.btf_error.clone().unwrap_or_else(|| "no BTF and no kallsyms".into())),
+            None => Answer::Unknown(
+                self.btf_error
+                    .clone()
+                    .unwrap_or_else(|| "no BTF and no kallsyms".into()),
+            ),
         }
     }
 
     fn syscall(&self, name: &str) -> Answer<()> {
         if let Some(root) = &self.tracefs
-            && root.join(format!("events/syscalls/sys_enter_{name}")).is_dir()
+            && root
+                .join(format!("events/syscalls/sys_enter_{name}"))
+                .is_dir()
         {
             return Answer::Yes(());
         }
-        let candidates = [format!("__x64_sys_{name}"), format!("__arm64_sys_{name}"), format!("__se_sys_{name}"), format!("sys_{name}")];
+        let candidates = [
+            format!("__x64_sys_{name}"),
+            format!("__arm64_sys_{name}"),
+            format!("__se_sys_{name}"),
+            format!("sys_{name}"),
+        ];
         let known: Vec<Option<bool>> = candidates.iter().map(|c| self.symbol_known(c)).collect();
         if known.contains(&Some(true)) {
             Answer::Yes(())
@@ -143,8 +164,17 @@ impl KernelInfo for SystemKernel {
             (None, Some(e)) => format!("no BTF ({e})"),
             (None, None) => "no BTF".into(),
         };
-        let tracefs = self.tracefs.as_ref().map_or("tracefs not mounted".to_string(), |p| format!("tracefs {}", p.display()));
-        let kallsyms = if self.kallsyms.is_some() { "kallsyms readable" } else { "kallsyms unreadable" };
+        let tracefs = self
+            .tracefs
+            .as_ref()
+            .map_or("tracefs not mounted".to_string(), |p| {
+                format!("tracefs {}", p.display())
+            });
+        let kallsyms = if self.kallsyms.is_some() {
+            "kallsyms readable"
+        } else {
+            "kallsyms unreadable"
+        };
         format!("{btf}; {tracefs}; {kallsyms}")
     }
 }
@@ -153,9 +183,24 @@ impl KernelInfo for SystemKernel {
 pub fn parse_format(text: &str) -> Vec<TracepointField> {
     text.lines()
         .filter_map(|line| {
-            let decl = line.trim().strip_prefix("field:")?.split(';').next()?.trim().to_string();
-            let name = decl.rsplit([' ', '*']).next()?.split('[').next()?.to_string();
-            (!name.starts_with("common_")).then(|| TracepointField { is_pointer: decl.contains('*'), declaration: decl, name })
+            let decl = line
+                .trim()
+                .strip_prefix("field:")?
+                .split(';')
+                .next()?
+                .trim()
+                .to_string();
+            let name = decl
+                .rsplit([' ', '*'])
+                .next()?
+                .split('[')
+                .next()?
+                .to_string();
+            (!name.starts_with("common_")).then(|| TracepointField {
+                is_pointer: decl.contains('*'),
+                declaration: decl,
+                name,
+            })
         })
         .collect()
 }
@@ -171,7 +216,13 @@ pub struct KernelReport {
 /// Strips the `sys_` / arch prefixes Tetragon accepts on syscall names.
 pub fn syscall_name(call: &str) -> &str {
     let call = call.split_once('/').map_or(call, |(_, rest)| rest);
-    for prefix in ["__x64_sys_", "__ia32_sys_", "__arm64_sys_", "__se_sys_", "sys_"] {
+    for prefix in [
+        "__x64_sys_",
+        "__ia32_sys_",
+        "__arm64_sys_",
+        "__se_sys_",
+        "sys_",
+    ] {
         if let Some(rest) = call.strip_prefix(prefix) {
             return rest;
         }
@@ -221,7 +272,10 @@ impl Ctx<'_> {
         if args.is_empty() {
             return;
         }
-        match self.kernel.tracepoint("syscalls", &format!("sys_enter_{name}")) {
+        match self
+            .kernel
+            .tracepoint("syscalls", &format!("sys_enter_{name}"))
+        {
             Answer::Yes(fields) => {
                 // Skip `__syscall_nr`, the first non-common field.
                 let params: Vec<Param> = fields
@@ -229,7 +283,11 @@ impl Ctx<'_> {
                     .filter(|f| f.name != "__syscall_nr")
                     .map(|f| Param {
                         name: f.name.clone(),
-                        shape: if f.is_pointer { ParamShape::Pointer(f.declaration.clone()) } else { ParamShape::Integer { bytes: 8 } },
+                        shape: if f.is_pointer {
+                            ParamShape::Pointer(f.declaration.clone())
+                        } else {
+                            ParamShape::Integer { bytes: 8 }
+                        },
                     })
                     .collect();
                 self.args_against_params(path, &format!("sys_{name}"), args, &params);
@@ -239,28 +297,47 @@ impl Ctx<'_> {
         }
     }
 
-    fn call(&mut self, path: &str, call: &str, syscall: bool, args: &[ArgSpec], ignore_missing: bool) {
+    fn call(
+        &mut self,
+        path: &str,
+        call: &str,
+        syscall: bool,
+        args: &[ArgSpec],
+        ignore_missing: bool,
+    ) {
         let call_path = format!("{path}.call");
         if syscall {
             let name = syscall_name(call);
             match self.kernel.syscall(name) {
                 Answer::Yes(()) => self.syscall_args(path, name, args),
-                Answer::No if ignore_missing => self.skip(format!("{call_path}: `{call}` is absent; hook skipped (ignore.callNotFound)")),
+                Answer::No if ignore_missing => self.skip(format!(
+                    "{call_path}: `{call}` is absent; hook skipped (ignore.callNotFound)"
+                )),
                 Answer::No => {
                     let hint = if matches!(self.kernel.function(call), Answer::Yes(_)) {
                         "; it is a kernel function: set `syscall: false` (the CRD default is true)"
                     } else {
                         ""
                     };
-                    self.error(&call_path, format!("`{call}` is not a system call on this kernel (syscall: true){hint}"));
+                    self.error(
+                        &call_path,
+                        format!(
+                            "`{call}` is not a system call on this kernel (syscall: true){hint}"
+                        ),
+                    );
                 }
                 Answer::Unknown(why) => self.skip(format!("syscall existence ({why})")),
             }
         } else {
             match self.kernel.function(call) {
                 Answer::Yes(params) => self.args_against_params(path, call, args, &params),
-                Answer::No if ignore_missing => self.skip(format!("{call_path}: `{call}` is absent; hook skipped (ignore.callNotFound)")),
-                Answer::No => self.error(&call_path, format!("kernel function `{call}` does not exist on this kernel")),
+                Answer::No if ignore_missing => self.skip(format!(
+                    "{call_path}: `{call}` is absent; hook skipped (ignore.callNotFound)"
+                )),
+                Answer::No => self.error(
+                    &call_path,
+                    format!("kernel function `{call}` does not exist on this kernel"),
+                ),
                 Answer::Unknown(why) => self.skip(format!("function `{call}` ({why})")),
             }
         }
@@ -269,13 +346,19 @@ impl Ctx<'_> {
 
 /// Runs every kernel check on a parsed policy.
 pub fn check_policy(policy: &TracingPolicy, kernel: &dyn KernelInfo) -> KernelReport {
-    let mut c = Ctx { policy, kernel, report: KernelReport::default() };
+    let mut c = Ctx {
+        policy,
+        kernel,
+        report: KernelReport::default(),
+    };
     let spec = &policy.spec;
     for (field, hooks) in [("kprobes", &spec.kprobes), ("fentries", &spec.fentries)] {
         for (i, k) in hooks.iter().enumerate() {
             let path = policy.source.hook_path(field, i);
             if let Some(list_name) = k.call.strip_prefix("list:") {
-                let Some(list) = spec.lists.iter().find(|l| l.name == list_name) else { continue };
+                let Some(list) = spec.lists.iter().find(|l| l.name == list_name) else {
+                    continue;
+                };
                 match list.list_type {
                     Some(ListType::GeneratedSyscalls | ListType::GeneratedFtrace) => {}
                     Some(ListType::Syscalls) => {
@@ -304,19 +387,43 @@ pub fn check_policy(policy: &TracingPolicy, kernel: &dyn KernelInfo) -> KernelRe
             Answer::Yes(fields) => {
                 for (j, arg) in t.args.iter().enumerate() {
                     if arg.index as usize >= fields.len() {
-                        c.error(&format!("{path}.args[{j}].index"), format!("tracepoint {}/{} has {} fields; index {} is past them", t.subsystem, t.event, fields.len(), arg.index));
+                        c.error(
+                            &format!("{path}.args[{j}].index"),
+                            format!(
+                                "tracepoint {}/{} has {} fields; index {} is past them",
+                                t.subsystem,
+                                t.event,
+                                fields.len(),
+                                arg.index
+                            ),
+                        );
                     }
                 }
             }
-            Answer::No => c.error(&format!("{path}.event"), format!("tracepoint {}/{} does not exist on this kernel", t.subsystem, t.event)),
+            Answer::No => c.error(
+                &format!("{path}.event"),
+                format!(
+                    "tracepoint {}/{} does not exist on this kernel",
+                    t.subsystem, t.event
+                ),
+            ),
             Answer::Unknown(why) => {
                 let syscall_event = t.subsystem == "syscalls";
                 let inferred = syscall_event.then(|| {
-                    let name = t.event.trim_start_matches("sys_enter_").trim_start_matches("sys_exit_");
+                    let name = t
+                        .event
+                        .trim_start_matches("sys_enter_")
+                        .trim_start_matches("sys_exit_");
                     kernel.syscall(name)
                 });
                 match inferred {
-                    Some(Answer::No) => c.error(&format!("{path}.event"), format!("tracepoint {}/{}: no such system call on this kernel", t.subsystem, t.event)),
+                    Some(Answer::No) => c.error(
+                        &format!("{path}.event"),
+                        format!(
+                            "tracepoint {}/{}: no such system call on this kernel",
+                            t.subsystem, t.event
+                        ),
+                    ),
                     _ => c.skip(format!("tracepoint formats ({why})")),
                 }
             }
@@ -326,8 +433,14 @@ pub fn check_policy(policy: &TracingPolicy, kernel: &dyn KernelInfo) -> KernelRe
         let path = policy.source.hook_path("lsmhooks", i);
         match kernel.function(&format!("security_{}", l.hook)) {
             Answer::No => {
-                if !matches!(kernel.function(&format!("bpf_lsm_{}", l.hook)), Answer::Yes(_)) {
-                    c.error(&format!("{path}.hook"), format!("LSM hook `{}` does not exist on this kernel", l.hook));
+                if !matches!(
+                    kernel.function(&format!("bpf_lsm_{}", l.hook)),
+                    Answer::Yes(_)
+                ) {
+                    c.error(
+                        &format!("{path}.hook"),
+                        format!("LSM hook `{}` does not exist on this kernel", l.hook),
+                    );
                 }
             }
             Answer::Yes(_) => {}
@@ -337,7 +450,10 @@ pub fn check_policy(policy: &TracingPolicy, kernel: &dyn KernelInfo) -> KernelRe
     for (i, u) in spec.uprobes.iter().enumerate() {
         if !Path::new(&u.path).exists() {
             let path = format!("{}.path", policy.source.hook_path("uprobes", i));
-            c.skip(format!("{path}: target {} does not exist on this machine", u.path));
+            c.skip(format!(
+                "{path}: target {} does not exist on this machine",
+                u.path
+            ));
         }
     }
     c.report

@@ -23,6 +23,7 @@ mod btf;
 pub mod cli;
 pub mod compile;
 mod decode;
+mod decode_hooks;
 mod decode_selector;
 pub mod error;
 pub mod kernel;
@@ -33,6 +34,7 @@ pub mod source;
 pub mod state;
 pub mod types;
 mod validate;
+mod values;
 pub mod yaml;
 
 pub use compile::{KernelCapabilities, Plan, compile};
@@ -40,7 +42,7 @@ pub use error::{ErrorCode, PolicyError, PolicyErrors};
 pub use kernel::{KernelInfo, SystemKernel};
 pub use model::{PolicyKind, Spec};
 pub use source::SourceMap;
-pub use validate::parse_rate_limit;
+pub use values::parse_rate_limit;
 
 use error::Collector;
 
@@ -76,7 +78,12 @@ pub fn parse_policy(source: &str, file_name: &str) -> Result<TracingPolicy, Poli
     let root = match yaml::parse_document(source) {
         Ok(Some(root)) => root,
         Ok(None) => {
-            errors.push("", yaml::Pos { line: 1, column: 1 }, ErrorCode::MissingField, "the file holds no policy");
+            errors.push(
+                "",
+                yaml::Pos { line: 1, column: 1 },
+                ErrorCode::MissingField,
+                "the file holds no policy",
+            );
             return Err(errors.finish().expect_err("an error was pushed"));
         }
         Err(e) => {
@@ -89,7 +96,12 @@ pub fn parse_policy(source: &str, file_name: &str) -> Result<TracingPolicy, Poli
     let source_map = decoder.source;
     let policy = decoded.map(|(kind, metadata, spec)| {
         validate::validate(kind, &spec, &source_map, &mut errors);
-        TracingPolicy { kind, metadata, spec, source: source_map }
+        TracingPolicy {
+            kind,
+            metadata,
+            spec,
+            source: source_map,
+        }
     });
     errors.finish()?;
     policy.ok_or_else(|| PolicyErrors(Vec::new()))

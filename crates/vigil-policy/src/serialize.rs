@@ -34,7 +34,10 @@ fn policy_node(p: &TracingPolicy) -> Node {
 
 fn string_map(map: &BTreeMap<String, String>) -> Node {
     let entries = map.iter().map(|(k, v)| (text(k), text(v))).collect();
-    Node { pos: Default::default(), value: crate::yaml::NodeValue::Mapping(entries) }
+    Node {
+        pos: Default::default(),
+        value: crate::yaml::NodeValue::Mapping(entries),
+    }
 }
 
 fn strings(values: &[String]) -> Node {
@@ -56,12 +59,12 @@ impl<'a> Out<'a> {
     }
     fn opt_plain(&mut self, key: &'a str, v: Option<impl ToString>) {
         if let Some(v) = v {
-            self.0.push((key, plain(v)));
+            self.0.push((key, plain(&v)));
         }
     }
     fn flag(&mut self, key: &'a str, v: bool) {
         if v {
-            self.0.push((key, plain(true)));
+            self.0.push((key, plain(&true)));
         }
     }
     fn nonempty(&mut self, key: &'a str, len: usize, node: impl FnOnce() -> Node) {
@@ -77,8 +80,12 @@ impl<'a> Out<'a> {
 fn spec_node(s: &Spec) -> Node {
     let mut o = Out(Vec::new());
     o.nonempty("kprobes", s.kprobes.len(), || list(&s.kprobes, kprobe_node));
-    o.nonempty("fentries", s.fentries.len(), || list(&s.fentries, kprobe_node));
-    o.nonempty("tracepoints", s.tracepoints.len(), || list(&s.tracepoints, tracepoint_node));
+    o.nonempty("fentries", s.fentries.len(), || {
+        list(&s.fentries, kprobe_node)
+    });
+    o.nonempty("tracepoints", s.tracepoints.len(), || {
+        list(&s.tracepoints, tracepoint_node)
+    });
     o.nonempty("uprobes", s.uprobes.len(), || list(&s.uprobes, uprobe_node));
     o.nonempty("usdts", s.usdts.len(), || list(&s.usdts, usdt_node));
     o.nonempty("lsmhooks", s.lsmhooks.len(), || list(&s.lsmhooks, lsm_node));
@@ -94,13 +101,26 @@ fn spec_node(s: &Spec) -> Node {
             o.node()
         })
     });
-    o.nonempty("enforcers", s.enforcers.len(), || list(&s.enforcers, |e| mapping(vec![("calls", strings(&e.calls))])));
+    o.nonempty("enforcers", s.enforcers.len(), || {
+        list(&s.enforcers, |e| {
+            mapping(vec![("calls", strings(&e.calls))])
+        })
+    });
     o.nonempty("options", s.options.len(), || {
-        list(&s.options, |opt| mapping(vec![("name", text(&opt.name)), ("value", text(&opt.value))]))
+        list(&s.options, |opt| {
+            mapping(vec![("name", text(&opt.name)), ("value", text(&opt.value))])
+        })
     });
     o.nonempty("selectorsMacros", s.selectors_macros.len(), || {
-        let entries = s.selectors_macros.iter().map(|(k, v)| (text(k), selector_node(v))).collect();
-        Node { pos: Default::default(), value: crate::yaml::NodeValue::Mapping(entries) }
+        let entries = s
+            .selectors_macros
+            .iter()
+            .map(|(k, v)| (text(k), selector_node(v)))
+            .collect();
+        Node {
+            pos: Default::default(),
+            value: crate::yaml::NodeValue::Mapping(entries),
+        }
     });
     for (key, sel) in [
         ("podSelector", &s.pod_selector),
@@ -117,17 +137,30 @@ fn spec_node(s: &Spec) -> Node {
 
 fn label_selector_node(s: &LabelSelector) -> Node {
     let mut o = Out(Vec::new());
-    o.nonempty("matchLabels", s.match_labels.len(), || string_map(&s.match_labels));
+    o.nonempty("matchLabels", s.match_labels.len(), || {
+        string_map(&s.match_labels)
+    });
     o.nonempty("matchExpressions", s.match_expressions.len(), || {
         list(&s.match_expressions, |r| {
-            mapping(vec![("key", text(&r.key)), ("operator", text(&r.operator)), ("values", strings(&r.values))])
+            mapping(vec![
+                ("key", text(&r.key)),
+                ("operator", text(&r.operator)),
+                ("values", strings(&r.values)),
+            ])
         })
     });
     o.node()
 }
 
-fn common<'a>(o: &mut Out<'a>, selectors: &'a [Selector], message: &Option<String>, tags: &[String]) {
-    o.nonempty("selectors", selectors.len(), || list(selectors, selector_node));
+fn common<'a>(
+    o: &mut Out<'a>,
+    selectors: &'a [Selector],
+    message: &Option<String>,
+    tags: &[String],
+) {
+    o.nonempty("selectors", selectors.len(), || {
+        list(selectors, selector_node)
+    });
     o.opt_text("message", message);
     o.nonempty("tags", tags.len(), || strings(tags));
 }
@@ -142,7 +175,10 @@ fn ignore_node(o: &mut Out<'_>, i: Ignore) {
 }
 
 fn kprobe_node(k: &KProbeSpec) -> Node {
-    let mut o = Out(vec![("call", text(&k.call)), ("syscall", plain(k.syscall))]);
+    let mut o = Out(vec![
+        ("call", text(&k.call)),
+        ("syscall", plain(&k.syscall)),
+    ]);
     o.flag("return", k.r#return);
     o.nonempty("args", k.args.len(), || list(&k.args, arg_node));
     o.nonempty("data", k.data.len(), || list(&k.data, arg_node));
@@ -158,7 +194,10 @@ fn kprobe_node(k: &KProbeSpec) -> Node {
 }
 
 fn tracepoint_node(t: &TracepointSpec) -> Node {
-    let mut o = Out(vec![("subsystem", text(&t.subsystem)), ("event", text(&t.event))]);
+    let mut o = Out(vec![
+        ("subsystem", text(&t.subsystem)),
+        ("event", text(&t.event)),
+    ]);
     o.flag("raw", t.raw);
     o.nonempty("args", t.args.len(), || list(&t.args, arg_node));
     common(&mut o, &t.selectors, &t.message, &t.tags);
@@ -172,7 +211,9 @@ fn uprobe_node(u: &UProbeSpec) -> Node {
     let numbers = |v: &[u64]| sequence(v.iter().map(plain).collect());
     o.nonempty("offsets", u.offsets.len(), || numbers(&u.offsets));
     o.nonempty("addrs", u.addrs.len(), || numbers(&u.addrs));
-    o.nonempty("refCtrOffsets", u.ref_ctr_offsets.len(), || numbers(&u.ref_ctr_offsets));
+    o.nonempty("refCtrOffsets", u.ref_ctr_offsets.len(), || {
+        numbers(&u.ref_ctr_offsets)
+    });
     o.flag("return", u.r#return);
     if let Some(r) = &u.return_arg {
         o.0.push(("returnArg", arg_node(r)));
@@ -180,13 +221,19 @@ fn uprobe_node(u: &UProbeSpec) -> Node {
     o.nonempty("args", u.args.len(), || list(&u.args, arg_node));
     o.nonempty("data", u.data.len(), || list(&u.data, arg_node));
     common(&mut o, &u.selectors, &u.message, &u.tags);
-    o.nonempty("binaryDigests", u.binary_digests.len(), || strings(&u.binary_digests));
+    o.nonempty("binaryDigests", u.binary_digests.len(), || {
+        strings(&u.binary_digests)
+    });
     ignore_node(&mut o, u.ignore);
     o.node()
 }
 
 fn usdt_node(u: &UsdtSpec) -> Node {
-    let mut o = Out(vec![("path", text(&u.path)), ("provider", text(&u.provider)), ("name", text(&u.name))]);
+    let mut o = Out(vec![
+        ("path", text(&u.path)),
+        ("provider", text(&u.provider)),
+        ("name", text(&u.name)),
+    ]);
     o.opt_text("btfPath", &u.btf_path);
     o.nonempty("args", u.args.len(), || list(&u.args, arg_node));
     common(&mut o, &u.selectors, &u.message, &u.tags);
@@ -201,7 +248,10 @@ fn lsm_node(l: &LsmHookSpec) -> Node {
 }
 
 fn arg_node(a: &ArgSpec) -> Node {
-    let mut o = Out(vec![("index", plain(a.index)), ("type", text(a.arg_type.name()))]);
+    let mut o = Out(vec![
+        ("index", plain(&a.index)),
+        ("type", text(a.arg_type.name())),
+    ]);
     o.opt_text("label", &a.label);
     o.opt_plain("sizeArgIndex", a.size_arg_index);
     o.flag("returnCopy", a.return_copy);
@@ -217,20 +267,28 @@ fn arg_node(a: &ArgSpec) -> Node {
 fn arg_selector_node(a: &ArgSelector) -> Node {
     let mut o = Out(Vec::new());
     o.opt_plain("index", a.index);
-    o.nonempty("args", a.args.len(), || sequence(a.args.iter().map(plain).collect()));
+    o.nonempty("args", a.args.len(), || {
+        sequence(a.args.iter().map(plain).collect())
+    });
     o.0.push(("operator", text(a.operator.name())));
     o.nonempty("values", a.values.len(), || strings(&a.values));
     o.node()
 }
 
 fn binary_node(b: &BinarySelector) -> Node {
-    let mut o = Out(vec![("operator", text(b.operator.name())), ("values", strings(&b.values))]);
+    let mut o = Out(vec![
+        ("operator", text(b.operator.name())),
+        ("values", strings(&b.values)),
+    ]);
     o.flag("followChildren", b.follow_children);
     o.node()
 }
 
 fn capabilities_node(c: &CapabilitiesSelector) -> Node {
-    let mut o = Out(vec![("type", text(c.set.name())), ("operator", text(c.operator.name()))]);
+    let mut o = Out(vec![
+        ("type", text(c.set.name())),
+        ("operator", text(c.operator.name())),
+    ]);
     o.flag("isNamespaceCapability", c.is_namespace_capability);
     o.0.push(("values", strings(&c.values)));
     o.node()
@@ -262,9 +320,15 @@ fn action_node(a: &ActionSelector) -> Node {
 fn selector_node(s: &Selector) -> Node {
     let mut o = Out(Vec::new());
     o.opt_text("label", &s.label);
-    o.nonempty("matchArgs", s.match_args.len(), || list(&s.match_args, arg_selector_node));
-    o.nonempty("matchData", s.match_data.len(), || list(&s.match_data, arg_selector_node));
-    o.nonempty("matchReturnArgs", s.match_return_args.len(), || list(&s.match_return_args, arg_selector_node));
+    o.nonempty("matchArgs", s.match_args.len(), || {
+        list(&s.match_args, arg_selector_node)
+    });
+    o.nonempty("matchData", s.match_data.len(), || {
+        list(&s.match_data, arg_selector_node)
+    });
+    o.nonempty("matchReturnArgs", s.match_return_args.len(), || {
+        list(&s.match_return_args, arg_selector_node)
+    });
     o.nonempty("matchPIDs", s.match_pids.len(), || {
         list(&s.match_pids, |p| {
             let mut o = Out(vec![
@@ -276,8 +340,12 @@ fn selector_node(s: &Selector) -> Node {
             o.node()
         })
     });
-    o.nonempty("matchBinaries", s.match_binaries.len(), || list(&s.match_binaries, binary_node));
-    o.nonempty("matchParentBinaries", s.match_parent_binaries.len(), || list(&s.match_parent_binaries, binary_node));
+    o.nonempty("matchBinaries", s.match_binaries.len(), || {
+        list(&s.match_binaries, binary_node)
+    });
+    o.nonempty("matchParentBinaries", s.match_parent_binaries.len(), || {
+        list(&s.match_parent_binaries, binary_node)
+    });
     o.nonempty("matchNamespaces", s.match_namespaces.len(), || {
         list(&s.match_namespaces, |n| {
             mapping(vec![
@@ -287,18 +355,29 @@ fn selector_node(s: &Selector) -> Node {
             ])
         })
     });
-    o.nonempty("matchNamespaceChanges", s.match_namespace_changes.len(), || {
-        list(&s.match_namespace_changes, |n| {
-            mapping(vec![
-                ("operator", text(n.operator.name())),
-                ("values", sequence(n.values.iter().map(|v| text(v.name())).collect())),
-            ])
-        })
+    o.nonempty(
+        "matchNamespaceChanges",
+        s.match_namespace_changes.len(),
+        || {
+            list(&s.match_namespace_changes, |n| {
+                mapping(vec![
+                    ("operator", text(n.operator.name())),
+                    (
+                        "values",
+                        sequence(n.values.iter().map(|v| text(v.name())).collect()),
+                    ),
+                ])
+            })
+        },
+    );
+    o.nonempty("matchCapabilities", s.match_capabilities.len(), || {
+        list(&s.match_capabilities, capabilities_node)
     });
-    o.nonempty("matchCapabilities", s.match_capabilities.len(), || list(&s.match_capabilities, capabilities_node));
-    o.nonempty("matchCapabilityChanges", s.match_capability_changes.len(), || {
-        list(&s.match_capability_changes, capabilities_node)
-    });
+    o.nonempty(
+        "matchCapabilityChanges",
+        s.match_capability_changes.len(),
+        || list(&s.match_capability_changes, capabilities_node),
+    );
     o.nonempty("matchWorkloads", s.match_workloads.len(), || {
         list(&s.match_workloads, |w| {
             let mut o = Out(Vec::new());
@@ -314,8 +393,12 @@ fn selector_node(s: &Selector) -> Node {
             o.node()
         })
     });
-    o.nonempty("matchActions", s.match_actions.len(), || list(&s.match_actions, action_node));
-    o.nonempty("matchReturnActions", s.match_return_actions.len(), || list(&s.match_return_actions, action_node));
+    o.nonempty("matchActions", s.match_actions.len(), || {
+        list(&s.match_actions, action_node)
+    });
+    o.nonempty("matchReturnActions", s.match_return_actions.len(), || {
+        list(&s.match_return_actions, action_node)
+    });
     o.nonempty("macros", s.macros.len(), || strings(&s.macros));
     o.node()
 }

@@ -34,7 +34,13 @@ impl PolicyMode {
     /// The mode a policy starts in: the `policy-mode` option, else enforce. A mode given at
     /// load time or at runtime overrides this (in that order of priority).
     pub fn initial(spec: &Spec) -> Self {
-        match spec.options.iter().rev().find(|o| o.name == "policy-mode").map(|o| o.value.as_str()) {
+        match spec
+            .options
+            .iter()
+            .rev()
+            .find(|o| o.name == "policy-mode")
+            .map(|o| o.value.as_str())
+        {
             Some("monitor") => Self::Monitor,
             _ => Self::Enforce,
         }
@@ -55,7 +61,10 @@ pub fn reported_mode(spec: &Spec, mode: PolicyMode) -> ReportedMode {
         .flat_map(|h| h.selectors.iter())
         .flat_map(|s| s.match_actions.iter().chain(&s.match_return_actions))
         .any(|a| a.action.is_enforcement())
-        || spec.kprobes.iter().any(|k| matches!(k.return_arg_action, Some(Action::Sigkill)))
+        || spec
+            .kprobes
+            .iter()
+            .any(|k| matches!(k.return_arg_action, Some(Action::Sigkill)))
         || !spec.enforcers.is_empty();
     match (enforces, mode) {
         (false, _) => ReportedMode::MonitorOnly,

@@ -191,17 +191,37 @@ impl Operator {
         use Operator::*;
         let integer = matches!(
             self,
-            Equal | NotEqual | GreaterThan | LessThan | Mask | InRange | NotInRange | InMap
-                | NotInMap | CelExpr
+            Equal
+                | NotEqual
+                | GreaterThan
+                | LessThan
+                | Mask
+                | InRange
+                | NotInRange
+                | InMap
+                | NotInMap
+                | CelExpr
         );
         let text = matches!(
             self,
-            Equal | NotEqual | Prefix | NotPrefix | Postfix | NotPostfix | SubString
+            Equal
+                | NotEqual
+                | Prefix
+                | NotPrefix
+                | Postfix
+                | NotPostfix
+                | SubString
                 | SubStringIgnCase
         );
         let ports = matches!(
             self,
-            SPort | NotSPort | SPortPriv | NotSPortPriv | DPort | NotDPort | DPortPriv
+            SPort
+                | NotSPort
+                | SPortPriv
+                | NotSPortPriv
+                | DPort
+                | NotDPort
+                | DPortPriv
                 | NotDPortPriv
         );
         let addrs = matches!(self, SAddr | NotSAddr | DAddr | NotDAddr);
@@ -212,7 +232,10 @@ impl Operator {
             TypeClass::Skb => ports || addrs || self == Protocol,
             TypeClass::Sock => ports || addrs || matches!(self, Protocol | Family | State),
             TypeClass::Sockaddr => {
-                matches!(self, SAddr | NotSAddr | SPort | NotSPort | SPortPriv | NotSPortPriv | Family)
+                matches!(
+                    self,
+                    SAddr | NotSAddr | SPort | NotSPort | SPortPriv | NotSPortPriv | Family
+                )
             }
             TypeClass::SockaddrUn => matches!(self, Equal | NotEqual | Prefix | NotPrefix | Family),
             TypeClass::CapabilitySet => integer || self == CapabilitiesGained,
@@ -249,7 +272,10 @@ vocabulary! {
 impl Action {
     /// Tetragon compares action names case-insensitively.
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|a| a.name().eq_ignore_ascii_case(text))
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|a| a.name().eq_ignore_ascii_case(text))
     }
 
     /// Actions that change what the traced process experiences (counted as enforcement;
@@ -257,7 +283,11 @@ impl Action {
     pub fn is_enforcement(self) -> bool {
         matches!(
             self,
-            Action::Sigkill | Action::Signal | Action::Override | Action::NotifyEnforcer | Action::Set
+            Action::Sigkill
+                | Action::Signal
+                | Action::Override
+                | Action::NotifyEnforcer
+                | Action::Set
         )
     }
 }
@@ -298,26 +328,67 @@ vocabulary! {
 
 /// Linux capabilities by name, in bit order (`CAP_CHOWN` = 0).
 pub const CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
-    "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON",
-    "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 /// FileType values and their aliases.
-pub const FILE_TYPES: &[&str] =
-    &["sock", "socket", "lnk", "link", "reg", "regular", "blk", "block", "dir", "chr", "char", "fifo", "pipe"];
+pub const FILE_TYPES: &[&str] = &[
+    "sock", "socket", "lnk", "link", "reg", "regular", "blk", "block", "dir", "chr", "char",
+    "fifo", "pipe",
+];
 
 /// LSM hooks on which `imaHash` is available.
 pub const IMA_HASH_HOOKS: &[&str] = &[
-    "bprm_check_security", "bprm_committed_creds", "bprm_committing_creds",
-    "bprm_creds_from_file", "file_ioctl", "file_lock", "file_open", "file_post_open",
-    "file_receive", "mmap_file",
+    "bprm_check_security",
+    "bprm_committed_creds",
+    "bprm_committing_creds",
+    "bprm_creds_from_file",
+    "file_ioctl",
+    "file_lock",
+    "file_open",
+    "file_post_open",
+    "file_receive",
+    "mmap_file",
 ];
 
 #[cfg(test)]
@@ -329,7 +400,10 @@ mod tests {
         assert_eq!(ArgType::from_spelling("sint32"), Some(ArgType::Int32));
         assert_eq!(ArgType::from_spelling("ulong"), Some(ArgType::Uint64));
         assert_eq!(Operator::from_spelling("gt"), Some(Operator::GreaterThan));
-        assert_eq!(Operator::from_spelling("NotSportPriv"), Some(Operator::NotSPortPriv));
+        assert_eq!(
+            Operator::from_spelling("NotSportPriv"),
+            Some(Operator::NotSPortPriv)
+        );
         assert_eq!(Operator::from_spelling("SubStringIgnoreCase"), None);
         assert_eq!(Action::parse("sigKILL"), Some(Action::Sigkill));
         assert_eq!(Action::parse("FollowFD"), None);

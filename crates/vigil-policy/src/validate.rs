@@ -2,14 +2,13 @@
 //! argument type, values parse, actions fit the hook, limits hold.
 
 use std::collections::{BTreeSet, HashSet};
-use std::net::IpAddr;
 
 use crate::decode::parse_int;
 use crate::error::{Collector, ErrorCode};
 use crate::limits::{self, Limit};
 use crate::model::*;
 use crate::source::SourceMap;
-use crate::types::{Action, ArgType, FILE_TYPES, IMA_HASH_HOOKS, ListType, Operator, TypeClass};
+use crate::types::{Action, ArgType, IMA_HASH_HOOKS, ListType, Operator, TypeClass};
 
 struct Checker<'a> {
     errors: &'a mut Collector,
@@ -35,7 +34,10 @@ pub(crate) struct HookView<'a> {
 /// Every hook of a spec, with its YAML path.
 pub(crate) fn hooks<'a>(spec: &'a Spec, source: &SourceMap) -> Vec<HookView<'a>> {
     let mut out = Vec::new();
-    for (kind, list) in [(HookKind::Kprobe, &spec.kprobes), (HookKind::Fentry, &spec.fentries)] {
+    for (kind, list) in [
+        (HookKind::Kprobe, &spec.kprobes),
+        (HookKind::Fentry, &spec.fentries),
+    ] {
         for (i, k) in list.iter().enumerate() {
             out.push(HookView {
                 kind,
@@ -106,7 +108,12 @@ pub(crate) fn hooks<'a>(spec: &'a Spec, source: &SourceMap) -> Vec<HookView<'a>>
 }
 
 pub(crate) fn validate(kind: PolicyKind, spec: &Spec, source: &SourceMap, errors: &mut Collector) {
-    let mut c = Checker { errors, source, spec, follow_children_sections: 0 };
+    let mut c = Checker {
+        errors,
+        source,
+        spec,
+        follow_children_sections: 0,
+    };
     c.spec_level(kind);
     for hook in hooks(spec, source) {
         c.hook(&hook);
@@ -121,7 +128,11 @@ pub(crate) fn validate(kind: PolicyKind, spec: &Spec, source: &SourceMap, errors
         c.uprobe(u, &source.hook_path("uprobes", i));
     }
     if c.follow_children_sections > limits::MAX_FOLLOW_CHILDREN_SECTIONS.max {
-        c.limit("spec", limits::MAX_FOLLOW_CHILDREN_SECTIONS, "matchBinaries sections with followChildren");
+        c.limit(
+            "spec",
+            limits::MAX_FOLLOW_CHILDREN_SECTIONS,
+            "matchBinaries sections with followChildren",
+        );
     }
 }
 
@@ -137,7 +148,14 @@ impl Checker<'_> {
     }
 
     fn limit(&mut self, path: &str, limit: Limit, what: &str) {
-        self.at_value(path, ErrorCode::Limit, format!("{what}: limit {} exceeded (at most {})", limit.name, limit.max));
+        self.at_value(
+            path,
+            ErrorCode::Limit,
+            format!(
+                "{what}: limit {} exceeded (at most {})",
+                limit.name, limit.max
+            ),
+        );
     }
 
     /// Reports the first item past `limit` of a list.
@@ -148,35 +166,61 @@ impl Checker<'_> {
     }
 
     fn list_exists(&self, name: &str) -> bool {
-        self.spec.lists.iter().any(|l| l.name == name) || self.source.broken_names.contains(&format!("list:{name}"))
+        self.spec.lists.iter().any(|l| l.name == name)
+            || self.source.broken_names.contains(&format!("list:{name}"))
     }
 
     fn spec_level(&mut self, kind: PolicyKind) {
         let spec = self.spec;
         if let Some(host) = &spec.host_selector {
             if kind == PolicyKind::TracingPolicyNamespaced {
-                self.at_key("spec.hostSelector", ErrorCode::Conflict, "a TracingPolicyNamespaced cannot select host workloads; remove hostSelector");
+                self.at_key(
+                    "spec.hostSelector",
+                    ErrorCode::Conflict,
+                    "a TracingPolicyNamespaced cannot select host workloads; remove hostSelector",
+                );
             } else if host != &LabelSelector::default() {
-                self.at_value("spec.hostSelector", ErrorCode::InvalidValue, "hostSelector may only be null or {} (all host workloads)");
+                self.at_value(
+                    "spec.hostSelector",
+                    ErrorCode::InvalidValue,
+                    "hostSelector may only be null or {} (all host workloads)",
+                );
             }
         }
         let mut names = HashSet::new();
         for (i, list) in spec.lists.iter().enumerate() {
             let path = format!("spec.lists[{i}]");
             if !names.insert(list.name.as_str()) {
-                self.at_value(&format!("{path}.name"), ErrorCode::Duplicate, format!("list `{}` is defined twice", list.name));
+                self.at_value(
+                    &format!("{path}.name"),
+                    ErrorCode::Duplicate,
+                    format!("list `{}` is defined twice", list.name),
+                );
             }
             match list.list_type {
                 Some(ListType::GeneratedFtrace) if list.pattern.is_none() => {
-                    self.at_value(&format!("{path}.pattern"), ErrorCode::MissingField, "a generated_ftrace list needs `pattern`");
+                    self.at_value(
+                        &format!("{path}.pattern"),
+                        ErrorCode::MissingField,
+                        "a generated_ftrace list needs `pattern`",
+                    );
                 }
                 Some(ListType::Syscalls) | None if list.values.is_empty() => {
-                    self.at_value(&format!("{path}.values"), ErrorCode::MissingField, "a syscalls list needs `values`");
+                    self.at_value(
+                        &format!("{path}.values"),
+                        ErrorCode::MissingField,
+                        "a syscalls list needs `values`",
+                    );
                 }
                 _ => {}
             }
         }
-        self.count("spec.enforcers", spec.enforcers.len(), limits::MAX_ENFORCERS, "enforcer definitions");
+        self.count(
+            "spec.enforcers",
+            spec.enforcers.len(),
+            limits::MAX_ENFORCERS,
+            "enforcer definitions",
+        );
         for (i, enforcer) in spec.enforcers.iter().enumerate() {
             for (j, call) in enforcer.calls.iter().enumerate() {
                 self.list_reference(call, &format!("spec.enforcers[{i}].calls[{j}]"));
@@ -191,7 +235,11 @@ impl Checker<'_> {
         if let Some(name) = call.strip_prefix("list:")
             && !self.list_exists(name)
         {
-            self.at_value(path, ErrorCode::UnknownList, format!("list `{name}` is not defined in spec.lists"));
+            self.at_value(
+                path,
+                ErrorCode::UnknownList,
+                format!("list `{name}` is not defined in spec.lists"),
+            );
         }
     }
 
@@ -199,7 +247,10 @@ impl Checker<'_> {
         let value_path = format!("{path}.value");
         let ok = match option.name.as_str() {
             "disable-kprobe-multi" | "disable-uprobe-multi" => {
-                matches!(option.value.to_ascii_lowercase().as_str(), "true" | "false" | "1" | "0" | "")
+                matches!(
+                    option.value.to_ascii_lowercase().as_str(),
+                    "true" | "false" | "1" | "0" | ""
+                )
             }
             "policy-mode" => matches!(option.value.as_str(), "enforce" | "monitor"),
             "override-method" => matches!(option.value.as_str(), "override-return" | "fmod-ret"),
@@ -210,24 +261,43 @@ impl Checker<'_> {
             }
         };
         if !ok {
-            self.at_value(&value_path, ErrorCode::InvalidValue, format!("`{}` is not a valid value for option {}", option.value, option.name));
+            self.at_value(
+                &value_path,
+                ErrorCode::InvalidValue,
+                format!(
+                    "`{}` is not a valid value for option {}",
+                    option.value, option.name
+                ),
+            );
         }
     }
 
     fn kprobe(&mut self, k: &KProbeSpec, path: &str) {
         self.list_reference(&k.call, &format!("{path}.call"));
         if k.r#return && k.return_arg.is_none() {
-            self.at_value(&format!("{path}.returnArg"), ErrorCode::MissingField, "`return: true` needs `returnArg`");
+            self.at_value(
+                &format!("{path}.returnArg"),
+                ErrorCode::MissingField,
+                "`return: true` needs `returnArg`",
+            );
         }
     }
 
     fn uprobe(&mut self, u: &UProbeSpec, path: &str) {
-        let given: Vec<&str> = [("symbols", !u.symbols.is_empty()), ("offsets", !u.offsets.is_empty()), ("addrs", !u.addrs.is_empty())]
-            .into_iter()
-            .filter_map(|(name, present)| present.then_some(name))
-            .collect();
+        let given: Vec<&str> = [
+            ("symbols", !u.symbols.is_empty()),
+            ("offsets", !u.offsets.is_empty()),
+            ("addrs", !u.addrs.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(name, present)| present.then_some(name))
+        .collect();
         match given.as_slice() {
-            [] => self.at_value(&format!("{path}.symbols"), ErrorCode::MissingField, "a uprobe needs one of symbols, offsets or addrs"),
+            [] => self.at_value(
+                &format!("{path}.symbols"),
+                ErrorCode::MissingField,
+                "a uprobe needs one of symbols, offsets or addrs",
+            ),
             [_] => {}
             [first, rest @ ..] => {
                 for other in rest {
@@ -258,14 +328,35 @@ impl Checker<'_> {
         if let Some(message) = hook.message
             && message.chars().count() > limits::MAX_MESSAGE_LENGTH.max
         {
-            self.limit(&format!("{p}.message"), limits::MAX_MESSAGE_LENGTH, "message length");
+            self.limit(
+                &format!("{p}.message"),
+                limits::MAX_MESSAGE_LENGTH,
+                "message length",
+            );
         }
-        self.count(&format!("{p}.tags"), hook.tags.len(), limits::MAX_TAGS, "tags");
-        let arg_limit = if hook.kind == HookKind::Usdt { limits::MAX_USDT_ARGS } else { limits::MAX_ARGS };
+        self.count(
+            &format!("{p}.tags"),
+            hook.tags.len(),
+            limits::MAX_TAGS,
+            "tags",
+        );
+        let arg_limit = if hook.kind == HookKind::Usdt {
+            limits::MAX_USDT_ARGS
+        } else {
+            limits::MAX_ARGS
+        };
         if hook.args.len() > arg_limit.max {
-            self.limit(&format!("{p}.args[{}]", arg_limit.max), arg_limit, "arguments (args + data)");
+            self.limit(
+                &format!("{p}.args[{}]", arg_limit.max),
+                arg_limit,
+                "arguments (args + data)",
+            );
         } else if hook.args.len() + hook.data.len() > arg_limit.max {
-            self.limit(&format!("{p}.data[{}]", arg_limit.max - hook.args.len()), arg_limit, "arguments (args + data)");
+            self.limit(
+                &format!("{p}.data[{}]", arg_limit.max - hook.args.len()),
+                arg_limit,
+                "arguments (args + data)",
+            );
         }
         for (list, name) in [(hook.args, "args"), (hook.data, "data")] {
             for (i, arg) in list.iter().enumerate() {
@@ -275,7 +366,12 @@ impl Checker<'_> {
         if let Some(arg) = hook.return_arg {
             self.arg(hook, arg, &format!("{p}.returnArg"));
         }
-        self.count(&format!("{p}.selectors"), hook.selectors.len(), limits::MAX_SELECTORS, "selectors");
+        self.count(
+            &format!("{p}.selectors"),
+            hook.selectors.len(),
+            limits::MAX_SELECTORS,
+            "selectors",
+        );
         for (i, selector) in hook.selectors.iter().enumerate() {
             self.selector(hook, selector, &format!("{p}.selectors[{i}]"));
         }
@@ -286,18 +382,34 @@ impl Checker<'_> {
             self.at_value(&format!("{path}.type"), ErrorCode::TypeNotAllowed, "type `auto` (from the tracepoint format) exists only for tracepoints; name the type");
         }
         if arg.arg_type == ArgType::Syscall64 && hook.kind != HookKind::Tracepoint {
-            self.at_value(&format!("{path}.type"), ErrorCode::TypeNotAllowed, "type `syscall64` exists only for tracepoints (raw_syscalls)");
+            self.at_value(
+                &format!("{path}.type"),
+                ErrorCode::TypeNotAllowed,
+                "type `syscall64` exists only for tracepoints (raw_syscalls)",
+            );
         }
         if arg.max_data && arg.return_copy {
-            self.at_key(&format!("{path}.maxData"), ErrorCode::Conflict, "`maxData` cannot be combined with `returnCopy`");
+            self.at_key(
+                &format!("{path}.maxData"),
+                ErrorCode::Conflict,
+                "`maxData` cannot be combined with `returnCopy`",
+            );
         }
         if arg.size_arg_index == Some(0) {
-            self.at_value(&format!("{path}.sizeArgIndex"), ErrorCode::InvalidValue, "sizeArgIndex is 1-based (argument index + 1); 0 means none, omit it");
+            self.at_value(
+                &format!("{path}.sizeArgIndex"),
+                ErrorCode::InvalidValue,
+                "sizeArgIndex is 1-based (argument index + 1); 0 means none, omit it",
+            );
         }
         if let Some(resolve) = &arg.resolve
             && resolve.split('.').count() > limits::MAX_RESOLVE_DEPTH.max
         {
-            self.limit(&format!("{path}.resolve"), limits::MAX_RESOLVE_DEPTH, "resolve depth");
+            self.limit(
+                &format!("{path}.resolve"),
+                limits::MAX_RESOLVE_DEPTH,
+                "resolve depth",
+            );
         }
     }
 
@@ -318,13 +430,21 @@ impl Checker<'_> {
                     parts.push((body, format!("spec.selectorsMacros.{name}")));
                 }
                 None if self.source.broken_names.contains(&format!("macro:{name}")) => {}
-                None => self.at_value(&macro_path, ErrorCode::UnknownMacro, format!("macro `{name}` is not defined in spec.selectorsMacros")),
+                None => self.at_value(
+                    &macro_path,
+                    ErrorCode::UnknownMacro,
+                    format!("macro `{name}` is not defined in spec.selectorsMacros"),
+                ),
             }
         }
         let total = |f: fn(&Selector) -> usize| parts.iter().map(|(s, _)| f(s)).sum::<usize>();
         let actions = total(|s| s.match_actions.len());
         if actions > limits::MAX_ACTIONS.max {
-            self.limit(&format!("{path}.matchActions[{}]", limits::MAX_ACTIONS.max), limits::MAX_ACTIONS, "actions per selector");
+            self.limit(
+                &format!("{path}.matchActions[{}]", limits::MAX_ACTIONS.max),
+                limits::MAX_ACTIONS,
+                "actions per selector",
+            );
         }
         for (part, base) in &parts {
             self.selector_fields(hook, part, base);
@@ -333,41 +453,99 @@ impl Checker<'_> {
 
     fn selector_fields(&mut self, hook: &HookView<'_>, s: &Selector, path: &str) {
         let positional = hook.kind == HookKind::Tracepoint;
-        self.arg_filters(&s.match_args, hook.args, &format!("{path}.matchArgs"), "args", positional);
-        self.arg_filters(&s.match_data, hook.data, &format!("{path}.matchData"), "data", positional);
+        self.arg_filters(
+            &s.match_args,
+            hook.args,
+            &format!("{path}.matchArgs"),
+            "args",
+            positional,
+        );
+        self.arg_filters(
+            &s.match_data,
+            hook.data,
+            &format!("{path}.matchData"),
+            "data",
+            positional,
+        );
         if !s.match_return_args.is_empty() {
             let returns: Vec<ArgSpec> = hook.return_arg.cloned().into_iter().collect();
             if returns.is_empty() {
-                self.at_key(&format!("{path}.matchReturnArgs"), ErrorCode::MissingField, "matchReturnArgs needs the hook's `returnArg`");
+                self.at_key(
+                    &format!("{path}.matchReturnArgs"),
+                    ErrorCode::MissingField,
+                    "matchReturnArgs needs the hook's `returnArg`",
+                );
             }
         }
         for (i, pids) in s.match_pids.iter().enumerate() {
-            self.count(&format!("{path}.matchPIDs[{i}].values"), pids.values.len(), limits::MAX_PID_VALUES, "PID values");
+            self.count(
+                &format!("{path}.matchPIDs[{i}].values"),
+                pids.values.len(),
+                limits::MAX_PID_VALUES,
+                "PID values",
+            );
         }
-        for (field, list) in [("matchBinaries", &s.match_binaries), ("matchParentBinaries", &s.match_parent_binaries)] {
-            self.count(&format!("{path}.{field}"), list.len(), limits::MAX_BINARY_SELECTORS, field);
+        for (field, list) in [
+            ("matchBinaries", &s.match_binaries),
+            ("matchParentBinaries", &s.match_parent_binaries),
+        ] {
+            self.count(
+                &format!("{path}.{field}"),
+                list.len(),
+                limits::MAX_BINARY_SELECTORS,
+                field,
+            );
             for (i, b) in list.iter().enumerate() {
                 if b.follow_children {
                     self.follow_children_sections += 1;
                     if !matches!(b.operator, Operator::In | Operator::NotIn) {
-                        self.at_key(&format!("{path}.{field}[{i}].followChildren"), ErrorCode::Conflict, "followChildren works only with In or NotIn");
+                        self.at_key(
+                            &format!("{path}.{field}[{i}].followChildren"),
+                            ErrorCode::Conflict,
+                            "followChildren works only with In or NotIn",
+                        );
                     }
                 }
             }
         }
-        self.count(&format!("{path}.matchNamespaces"), s.match_namespaces.len(), limits::MAX_NAMESPACES, "namespaces");
+        self.count(
+            &format!("{path}.matchNamespaces"),
+            s.match_namespaces.len(),
+            limits::MAX_NAMESPACES,
+            "namespaces",
+        );
         for (i, ns) in s.match_namespaces.iter().enumerate() {
-            self.count(&format!("{path}.matchNamespaces[{i}].values"), ns.values.len(), limits::MAX_NAMESPACE_VALUES, "namespace values");
+            self.count(
+                &format!("{path}.matchNamespaces[{i}].values"),
+                ns.values.len(),
+                limits::MAX_NAMESPACE_VALUES,
+                "namespace values",
+            );
         }
-        for (field, list) in [("matchActions", &s.match_actions), ("matchReturnActions", &s.match_return_actions)] {
+        for (field, list) in [
+            ("matchActions", &s.match_actions),
+            ("matchReturnActions", &s.match_return_actions),
+        ] {
             for (i, action) in list.iter().enumerate() {
                 self.action(hook, action, &format!("{path}.{field}[{i}]"));
             }
         }
     }
 
-    fn arg_filters(&mut self, filters: &[ArgSelector], specs: &[ArgSpec], path: &str, what: &str, positional: bool) {
-        self.count(path, filters.len(), limits::MAX_MATCH_ARGS, "argument filters per selector");
+    fn arg_filters(
+        &mut self,
+        filters: &[ArgSelector],
+        specs: &[ArgSpec],
+        path: &str,
+        what: &str,
+        positional: bool,
+    ) {
+        self.count(
+            path,
+            filters.len(),
+            limits::MAX_MATCH_ARGS,
+            "argument filters per selector",
+        );
         for (i, filter) in filters.iter().enumerate() {
             let fp = format!("{path}[{i}]");
             let mut types = Vec::new();
@@ -375,27 +553,57 @@ impl Checker<'_> {
                 for (j, &pos) in filter.args.iter().enumerate() {
                     match specs.get(pos as usize) {
                         Some(spec) => types.push(spec.arg_type),
-                        None => self.at_value(&format!("{fp}.args[{j}]"), ErrorCode::IndexOutOfRange, format!("position {pos} is past the hook's {} {what} entries", specs.len())),
+                        None => self.at_value(
+                            &format!("{fp}.args[{j}]"),
+                            ErrorCode::IndexOutOfRange,
+                            format!(
+                                "position {pos} is past the hook's {} {what} entries",
+                                specs.len()
+                            ),
+                        ),
                     }
                 }
             } else if let Some(index) = filter.index {
                 // Tracepoint filters name a position in `args` (Tetragon numbers tracepoint
                 // arguments by their order in the spec); other hooks name an argument index.
-                let found = if positional { specs.get(index as usize) } else { specs.iter().find(|s| s.index == index) };
+                let found = if positional {
+                    specs.get(index as usize)
+                } else {
+                    specs.iter().find(|s| s.index == index)
+                };
                 match found {
                     Some(spec) => types.push(spec.arg_type),
                     None => {
-                        let known: Vec<String> = specs.iter().map(|s| s.index.to_string()).collect();
-                        self.at_value(&format!("{fp}.index"), ErrorCode::IndexOutOfRange, format!("no entry of `{what}` has index {index} (defined: [{}])", known.join(", ")));
+                        let known: Vec<String> =
+                            specs.iter().map(|s| s.index.to_string()).collect();
+                        self.at_value(
+                            &format!("{fp}.index"),
+                            ErrorCode::IndexOutOfRange,
+                            format!(
+                                "no entry of `{what}` has index {index} (defined: [{}])",
+                                known.join(", ")
+                            ),
+                        );
                     }
                 }
             } else {
-                self.at_value(&format!("{fp}.index"), ErrorCode::MissingField, "an argument filter needs `index` or `args`");
+                self.at_value(
+                    &format!("{fp}.index"),
+                    ErrorCode::MissingField,
+                    "an argument filter needs `index` or `args`",
+                );
                 continue;
             }
             for arg_type in types {
                 if !filter.operator.applies_to(arg_type.class()) {
-                    self.at_value(&format!("{fp}.operator"), ErrorCode::OperatorNotAllowed, format!("operator {} cannot filter an argument of type {arg_type}", filter.operator));
+                    self.at_value(
+                        &format!("{fp}.operator"),
+                        ErrorCode::OperatorNotAllowed,
+                        format!(
+                            "operator {} cannot filter an argument of type {arg_type}",
+                            filter.operator
+                        ),
+                    );
                     break;
                 }
                 self.filter_values(filter, arg_type, &fp);
@@ -409,30 +617,47 @@ impl Checker<'_> {
         let values_path = format!("{path}.values");
         if filter.values.is_empty() {
             if !op.takes_no_values() && op != CapabilitiesGained {
-                self.at_value(&values_path, ErrorCode::MissingField, format!("operator {op} needs `values`"));
+                self.at_value(
+                    &values_path,
+                    ErrorCode::MissingField,
+                    format!("operator {op} needs `values`"),
+                );
             }
             return;
         }
         let class = arg_type.class();
         let count_limit = match op {
             SubString | SubStringIgnCase => Some(limits::MAX_SUBSTRING_VALUES),
-            Equal | NotEqual | GreaterThan | LessThan | Mask if class == TypeClass::Integer => Some(limits::MAX_MATCH_VALUES),
+            Equal | NotEqual | GreaterThan | LessThan | Mask if class == TypeClass::Integer => {
+                Some(limits::MAX_MATCH_VALUES)
+            }
             _ => None,
         };
         if let Some(limit) = count_limit {
-            self.count(&values_path, filter.values.len(), limit, "values of one filter");
+            self.count(
+                &values_path,
+                filter.values.len(),
+                limit,
+                "values of one filter",
+            );
         }
         for (i, value) in filter.values.iter().enumerate() {
             let vp = format!("{values_path}[{i}]");
             if let Err(reason) = check_value(op, class, value, |name| self.list_exists(name)) {
-                let code = if reason.starts_with("list") { ErrorCode::UnknownList } else { ErrorCode::InvalidValue };
+                let code = if reason.starts_with("list") {
+                    ErrorCode::UnknownList
+                } else {
+                    ErrorCode::InvalidValue
+                };
                 self.at_value(&vp, code, reason);
                 continue;
             }
             let length_limit = match op {
                 Prefix | NotPrefix => Some(limits::MAX_PREFIX_LENGTH),
                 Postfix | NotPostfix => Some(limits::MAX_POSTFIX_LENGTH),
-                Equal | NotEqual if class != TypeClass::Integer => Some(limits::MAX_STRING_VALUE_LENGTH),
+                Equal | NotEqual if class != TypeClass::Integer => {
+                    Some(limits::MAX_STRING_VALUE_LENGTH)
+                }
                 _ => None,
             };
             if let Some(limit) = length_limit
@@ -447,24 +672,44 @@ impl Checker<'_> {
         let action_path = format!("{path}.action");
         let kind = hook.kind;
         let refuse = |c: &mut Self, why: &str| {
-            c.at_value(&action_path, ErrorCode::ActionNotAllowed, format!("{} is not possible on {}: {why}", a.action, kind.field()));
+            c.at_value(
+                &action_path,
+                ErrorCode::ActionNotAllowed,
+                format!("{} is not possible on {}: {why}", a.action, kind.field()),
+            );
         };
         if kind == HookKind::Fentry && a.action.is_enforcement() {
-            refuse(self, "enforcement is not supported for fentry (as in Tetragon); use kprobes or lsmhooks");
+            refuse(
+                self,
+                "enforcement is not supported for fentry (as in Tetragon); use kprobes or lsmhooks",
+            );
         } else {
             match a.action {
-                Action::Override if !matches!(kind, HookKind::Kprobe | HookKind::Lsm | HookKind::Uprobe) => {
-                    refuse(self, "only kprobes, lsmhooks and uprobes can override a return value")
+                Action::Override
+                    if !matches!(kind, HookKind::Kprobe | HookKind::Lsm | HookKind::Uprobe) =>
+                {
+                    refuse(
+                        self,
+                        "only kprobes, lsmhooks and uprobes can override a return value",
+                    )
                 }
-                Action::Set if kind != HookKind::Usdt => refuse(self, "Set writes a USDT argument; it exists only for usdts"),
-                Action::TrackSock | Action::UntrackSock if !matches!(kind, HookKind::Kprobe | HookKind::Fentry) => {
+                Action::Set if kind != HookKind::Usdt => {
+                    refuse(self, "Set writes a USDT argument; it exists only for usdts")
+                }
+                Action::TrackSock | Action::UntrackSock
+                    if !matches!(kind, HookKind::Kprobe | HookKind::Fentry) =>
+                {
                     refuse(self, "socket tracking is done from kernel function probes")
                 }
                 _ => {}
             }
         }
         let missing = |c: &mut Self, field: &str| {
-            c.at_value(&format!("{path}.{field}"), ErrorCode::MissingField, format!("{} needs `{field}`", a.action));
+            c.at_value(
+                &format!("{path}.{field}"),
+                ErrorCode::MissingField,
+                format!("{} needs `{field}`", a.action),
+            );
         };
         match a.action {
             Action::Signal if a.arg_sig.is_none() => missing(self, "argSig"),
@@ -473,26 +718,55 @@ impl Checker<'_> {
             Action::Set if a.arg_index.is_none() => missing(self, "argIndex"),
             Action::Set if a.arg_value.is_none() => missing(self, "argValue"),
             Action::NotifyEnforcer if self.spec.enforcers.is_empty() => {
-                self.at_value(&action_path, ErrorCode::MissingEnforcer, "NotifyEnforcer needs an enforcer in spec.enforcers");
+                self.at_value(
+                    &action_path,
+                    ErrorCode::MissingEnforcer,
+                    "NotifyEnforcer needs an enforcer in spec.enforcers",
+                );
             }
             _ => {}
         }
-        let redirects = [a.arg_new_symbol.is_some(), a.arg_new_addr.is_some(), a.arg_new_offset.is_some()];
+        let redirects = [
+            a.arg_new_symbol.is_some(),
+            a.arg_new_addr.is_some(),
+            a.arg_new_offset.is_some(),
+        ];
         if redirects.iter().filter(|x| **x).count() > 1 {
-            self.at_value(path, ErrorCode::Conflict, "give at most one of argNewSymbol, argNewAddr, argNewOffset");
+            self.at_value(
+                path,
+                ErrorCode::Conflict,
+                "give at most one of argNewSymbol, argNewAddr, argNewOffset",
+            );
         }
         if let Some(rate) = &a.rate_limit
             && parse_rate_limit(rate).is_none()
         {
-            self.at_value(&format!("{path}.rateLimit"), ErrorCode::InvalidValue, format!("rateLimit `{rate}`: a number with optional unit s, m or h (e.g. 30, 5m, 1h)"));
+            self.at_value(
+                &format!("{path}.rateLimit"),
+                ErrorCode::InvalidValue,
+                format!(
+                    "rateLimit `{rate}`: a number with optional unit s, m or h (e.g. 30, 5m, 1h)"
+                ),
+            );
         }
         if let Some(scope) = &a.rate_limit_scope
             && !matches!(scope.as_str(), "thread" | "process" | "global")
         {
-            self.at_value(&format!("{path}.rateLimitScope"), ErrorCode::InvalidValue, "rateLimitScope is thread, process or global");
+            self.at_value(
+                &format!("{path}.rateLimitScope"),
+                ErrorCode::InvalidValue,
+                "rateLimitScope is thread, process or global",
+            );
         }
         if a.ima_hash && !hook.lsm_hook.is_some_and(|h| IMA_HASH_HOOKS.contains(&h)) {
-            self.at_key(&format!("{path}.imaHash"), ErrorCode::ActionNotAllowed, format!("imaHash works only on the LSM hooks {}", IMA_HASH_HOOKS.join(", ")));
+            self.at_key(
+                &format!("{path}.imaHash"),
+                ErrorCode::ActionNotAllowed,
+                format!(
+                    "imaHash works only on the LSM hooks {}",
+                    IMA_HASH_HOOKS.join(", ")
+                ),
+            );
         }
     }
 }
@@ -512,88 +786,19 @@ fn set_fields(s: &Selector) -> Vec<&'static str> {
     add("matchBinaries", !s.match_binaries.is_empty());
     add("matchParentBinaries", !s.match_parent_binaries.is_empty());
     add("matchNamespaces", !s.match_namespaces.is_empty());
-    add("matchNamespaceChanges", !s.match_namespace_changes.is_empty());
+    add(
+        "matchNamespaceChanges",
+        !s.match_namespace_changes.is_empty(),
+    );
     add("matchCapabilities", !s.match_capabilities.is_empty());
-    add("matchCapabilityChanges", !s.match_capability_changes.is_empty());
+    add(
+        "matchCapabilityChanges",
+        !s.match_capability_changes.is_empty(),
+    );
     add("matchWorkloads", !s.match_workloads.is_empty());
     add("matchActions", !s.match_actions.is_empty());
     add("matchReturnActions", !s.match_return_actions.is_empty());
     out
 }
 
-/// Seconds of a `rateLimit` (`30`, `5m`, `1h`).
-pub fn parse_rate_limit(text: &str) -> Option<u64> {
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let n: u64 = digits.parse().ok()?;
-    let factor = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return None,
-    };
-    n.checked_mul(factor)
-}
-
-fn int_range(text: &str) -> Option<(i64, i64)> {
-    let (lo, hi) = text.split_once(':')?;
-    let (lo, hi) = (parse_int(lo)?, parse_int(hi)?);
-    (lo <= hi).then_some((lo, hi))
-}
-
-fn port(text: &str) -> bool {
-    let one = |t: &str| parse_int(t).is_some_and(|p| (0..=65535).contains(&p));
-    match text.split_once(':') {
-        Some((lo, hi)) => one(lo) && one(hi) && parse_int(lo) <= parse_int(hi),
-        None => one(text),
-    }
-}
-
-fn address(text: &str) -> bool {
-    match text.split_once('/') {
-        Some((ip, bits)) => match (ip.parse::<IpAddr>(), bits.parse::<u8>()) {
-            (Ok(IpAddr::V4(_)), Ok(b)) => b <= 32,
-            (Ok(IpAddr::V6(_)), Ok(b)) => b <= 128,
-            _ => false,
-        },
-        None => text.parse::<IpAddr>().is_ok(),
-    }
-}
-
-/// Checks one filter value; the error text starts with "list" for unresolved lists.
-pub(crate) fn check_value(op: Operator, class: TypeClass, value: &str, list_exists: impl Fn(&str) -> bool) -> Result<(), String> {
-    use Operator::*;
-    // `${NAME}` is a deployment-template placeholder (Tetragon's quickstart policies are
-    // run through envsubst); it is filled in before loading, so it is not judged here.
-    if value.starts_with("${") && value.ends_with('}') {
-        return Ok(());
-    }
-    let named = |prefix: &str, names: &[&str]| parse_int(value).is_some() || (value.starts_with(prefix) && names.contains(&value));
-    let ok = match op {
-        Equal | NotEqual | GreaterThan | LessThan | Mask if matches!(class, TypeClass::Integer | TypeClass::CapabilitySet | TypeClass::SyscallId) => {
-            parse_int(value).is_some()
-        }
-        InRange | NotInRange => int_range(value).is_some(),
-        InMap | NotInMap => {
-            if let Some(name) = value.strip_prefix("list:") {
-                if !list_exists(name) {
-                    return Err(format!("list `{name}` is not defined in spec.lists"));
-                }
-                true
-            } else {
-                parse_int(value).is_some() || int_range(value).is_some()
-            }
-        }
-        SPort | NotSPort | DPort | NotDPort => port(value),
-        SAddr | NotSAddr | DAddr | NotDAddr => address(value),
-        Protocol => named("IPPROTO_", &["IPPROTO_IP", "IPPROTO_ICMP", "IPPROTO_TCP", "IPPROTO_UDP", "IPPROTO_IPV6", "IPPROTO_ICMPV6", "IPPROTO_SCTP", "IPPROTO_RAW", "IPPROTO_UDPLITE", "IPPROTO_MPTCP"]),
-        Family => named("AF_", &["AF_UNSPEC", "AF_UNIX", "AF_LOCAL", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET", "AF_VSOCK", "AF_XDP"]),
-        State => named("TCP_", &["TCP_ESTABLISHED", "TCP_SYN_SENT", "TCP_SYN_RECV", "TCP_FIN_WAIT1", "TCP_FIN_WAIT2", "TCP_TIME_WAIT", "TCP_CLOSE", "TCP_CLOSE_WAIT", "TCP_LAST_ACK", "TCP_LISTEN", "TCP_CLOSING", "TCP_NEW_SYN_RECV"]),
-        FileType | NotFileType => FILE_TYPES.contains(&value.to_ascii_lowercase().as_str()),
-        CelExpr => !value.trim().is_empty(),
-        _ => true,
-    };
-    if ok { Ok(()) } else { Err(format!("`{value}` is not a valid value for operator {op}")) }
-}
+use crate::values::{check_value, parse_rate_limit};

@@ -32,7 +32,10 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeValue {
     /// `plain` is false for quoted and block scalars: `"true"` is text, `true` is a boolean.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Sequence(Vec<Node>),
     Mapping(Vec<(Node, Node)>),
 }
@@ -64,12 +67,24 @@ pub struct SyntaxError {
 
 fn pos_of(span: &Span) -> Pos {
     let to_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-    Pos { line: to_u32(span.start.line()), column: to_u32(span.start.col()).saturating_add(1) }
+    Pos {
+        line: to_u32(span.start.line()),
+        column: to_u32(span.start.col()).saturating_add(1),
+    }
 }
 
 enum Open {
-    Sequence { pos: Pos, anchor: usize, items: Vec<Node> },
-    Mapping { pos: Pos, anchor: usize, entries: Vec<(Node, Node)>, pending_key: Option<Node> },
+    Sequence {
+        pos: Pos,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Mapping {
+        pos: Pos,
+        anchor: usize,
+        entries: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+    },
 }
 
 /// Parses a single-document YAML text into a [`Node`] tree. An empty document is `None`.
@@ -114,27 +129,59 @@ pub fn parse_document(source: &str) -> Result<Option<Node>, SyntaxError> {
             Event::Alias(id) => match anchors.get(&id) {
                 Some(node) => Some(node.clone()),
                 None => {
-                    return Err(SyntaxError { pos, message: "alias to an unknown anchor".into() });
+                    return Err(SyntaxError {
+                        pos,
+                        message: "alias to an unknown anchor".into(),
+                    });
                 }
             },
             Event::SequenceStart(anchor, _) => {
-                stack.push(Open::Sequence { pos, anchor, items: Vec::new() });
+                stack.push(Open::Sequence {
+                    pos,
+                    anchor,
+                    items: Vec::new(),
+                });
                 None
             }
             Event::MappingStart(anchor, _) => {
-                stack.push(Open::Mapping { pos, anchor, entries: Vec::new(), pending_key: None });
+                stack.push(Open::Mapping {
+                    pos,
+                    anchor,
+                    entries: Vec::new(),
+                    pending_key: None,
+                });
                 None
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match stack.pop() {
-                    Some(Open::Sequence { pos, anchor, items }) => {
-                        (Node { pos, value: NodeValue::Sequence(items) }, anchor)
-                    }
-                    Some(Open::Mapping { pos, anchor, entries, .. }) => {
+                    Some(Open::Sequence { pos, anchor, items }) => (
+                        Node {
+                            pos,
+                            value: NodeValue::Sequence(items),
+                        },
+                        anchor,
+                    ),
+                    Some(Open::Mapping {
+                        pos,
+                        anchor,
+                        entries,
+                        ..
+                    }) => {
                         let pos = entries.first().map_or(pos, |(key, _)| key.pos);
-                        (Node { pos, value: NodeValue::Mapping(entries) }, anchor)
+                        (
+                            Node {
+                                pos,
+                                value: NodeValue::Mapping(entries),
+                            },
+                            anchor,
+                        )
                     }
-                    None => return Err(SyntaxError { pos, message: "unbalanced collection".into() }),
+                    None => {
+                        return Err(SyntaxError {
+                            pos,
+                            message: "unbalanced collection".into(),
+                        });
+                    }
                 };
                 if anchor > 0 {
                     anchors.insert(anchor, node.clone());
@@ -146,7 +193,11 @@ pub fn parse_document(source: &str) -> Result<Option<Node>, SyntaxError> {
         if let Some(node) = finished {
             match stack.last_mut() {
                 Some(Open::Sequence { items, .. }) => items.push(node),
-                Some(Open::Mapping { entries, pending_key, .. }) => match pending_key.take() {
+                Some(Open::Mapping {
+                    entries,
+                    pending_key,
+                    ..
+                }) => match pending_key.take() {
                     Some(key) => entries.push((key, node)),
                     None => *pending_key = Some(node),
                 },
@@ -234,16 +285,31 @@ fn scalar_text(node: &Node) -> String {
 
 /// Builders for emitted trees (positions are meaningless there).
 pub fn text(value: impl Into<String>) -> Node {
-    Node { pos: Pos::default(), value: NodeValue::Scalar { text: value.into(), plain: false } }
+    Node {
+        pos: Pos::default(),
+        value: NodeValue::Scalar {
+            text: value.into(),
+            plain: false,
+        },
+    }
 }
 
 /// A plain (unquoted) scalar: numbers and booleans.
-pub fn plain(value: impl ToString) -> Node {
-    Node { pos: Pos::default(), value: NodeValue::Scalar { text: value.to_string(), plain: true } }
+pub fn plain<T: ToString + ?Sized>(value: &T) -> Node {
+    Node {
+        pos: Pos::default(),
+        value: NodeValue::Scalar {
+            text: value.to_string(),
+            plain: true,
+        },
+    }
 }
 
 pub fn sequence(items: Vec<Node>) -> Node {
-    Node { pos: Pos::default(), value: NodeValue::Sequence(items) }
+    Node {
+        pos: Pos::default(),
+        value: NodeValue::Sequence(items),
+    }
 }
 
 pub fn mapping(entries: Vec<(&str, Node)>) -> Node {
@@ -260,9 +326,13 @@ mod tests {
     #[test]
     fn positions_are_one_based() {
         let node = parse_document("a:\n  b: [1, \"x\"]\n").unwrap().unwrap();
-        let NodeValue::Mapping(entries) = &node.value else { panic!() };
+        let NodeValue::Mapping(entries) = &node.value else {
+            panic!()
+        };
         assert_eq!(entries[0].0.pos, Pos { line: 1, column: 1 });
-        let NodeValue::Mapping(inner) = &entries[0].1.value else { panic!() };
+        let NodeValue::Mapping(inner) = &entries[0].1.value else {
+            panic!()
+        };
         assert_eq!(inner[0].0.pos, Pos { line: 2, column: 3 });
         assert_eq!(entries[0].1.pos, Pos { line: 2, column: 3 });
     }
@@ -278,10 +348,15 @@ mod tests {
     fn strip(mut node: Node) -> Node {
         node.pos = Pos::default();
         node.value = match node.value {
-            NodeValue::Sequence(items) => NodeValue::Sequence(items.into_iter().map(strip).collect()),
-            NodeValue::Mapping(entries) => {
-                NodeValue::Mapping(entries.into_iter().map(|(k, v)| (strip(k), strip(v))).collect())
+            NodeValue::Sequence(items) => {
+                NodeValue::Sequence(items.into_iter().map(strip).collect())
             }
+            NodeValue::Mapping(entries) => NodeValue::Mapping(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (strip(k), strip(v)))
+                    .collect(),
+            ),
             scalar => scalar,
         };
         node

@@ -38,9 +38,15 @@ fn parse_file(path: &Path) -> Result<TracingPolicy, vigil_policy::PolicyErrors> 
 #[test]
 fn every_compat_policy_parses_and_validates() {
     let files = yaml_files(&compat_dir());
-    assert!(files.len() >= 70, "compat corpus missing: {} files", files.len());
-    let failures: Vec<String> =
-        files.iter().filter_map(|f| parse_file(f).err().map(|e| e.to_string())).collect();
+    assert!(
+        files.len() >= 70,
+        "compat corpus missing: {} files",
+        files.len()
+    );
+    let failures: Vec<String> = files
+        .iter()
+        .filter_map(|f| parse_file(f).err().map(|e| e.to_string()))
+        .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -49,9 +55,17 @@ fn compat_policies_round_trip_with_same_meaning() {
     for file in yaml_files(&compat_dir()) {
         let first = parse_file(&file).unwrap();
         let text = to_yaml(&first);
-        let second = parse_policy(&text, "round-trip")
-            .unwrap_or_else(|e| panic!("{}: serialised form does not parse:\n{e}\n{text}", file.display()));
-        assert!(first.same_meaning(&second), "{}: meaning changed\n{text}", file.display());
+        let second = parse_policy(&text, "round-trip").unwrap_or_else(|e| {
+            panic!(
+                "{}: serialised form does not parse:\n{e}\n{text}",
+                file.display()
+            )
+        });
+        assert!(
+            first.same_meaning(&second),
+            "{}: meaning changed\n{text}",
+            file.display()
+        );
         // Serialising is stable: a second trip gives the same text.
         assert_eq!(text, to_yaml(&second), "{}", file.display());
     }
@@ -65,7 +79,11 @@ fn expectations(source: &str) -> Vec<(String, String, String)> {
         .map(|l| {
             let parts: Vec<&str> = l.split_whitespace().collect();
             assert_eq!(parts.len(), 3, "bad header line: {l}");
-            let path = if parts[0] == "-" { String::new() } else { parts[0].to_string() };
+            let path = if parts[0] == "-" {
+                String::new()
+            } else {
+                parts[0].to_string()
+            };
             (path, parts[1].to_string(), parts[2].to_string())
         })
         .collect()
@@ -80,17 +98,36 @@ fn malformed_corpus_matches_headers() {
         let source = std::fs::read_to_string(file).unwrap();
         let mut expected = expectations(&source);
         assert!(!expected.is_empty(), "{}: no expect header", file.display());
-        let mut actual: Vec<(String, String, String)> = match parse_policy(&source, &file.display().to_string()) {
-            Ok(_) => Vec::new(),
-            Err(errors) => errors.iter().map(|e| (e.path.clone(), e.pos.to_string(), e.code.as_str().to_string())).collect(),
-        };
+        let mut actual: Vec<(String, String, String)> =
+            match parse_policy(&source, &file.display().to_string()) {
+                Ok(_) => Vec::new(),
+                Err(errors) => errors
+                    .iter()
+                    .map(|e| {
+                        (
+                            e.path.clone(),
+                            e.pos.to_string(),
+                            e.code.as_str().to_string(),
+                        )
+                    })
+                    .collect(),
+            };
         expected.sort();
         actual.sort();
         if expected != actual {
-            mismatches.push(format!("{}\n  expected {expected:?}\n  actual   {actual:?}", file.display()));
+            mismatches.push(format!(
+                "{}\n  expected {expected:?}\n  actual   {actual:?}",
+                file.display()
+            ));
         }
     }
-    assert!(mismatches.is_empty(), "{} of {} files differ:\n{}", mismatches.len(), files.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} files differ:\n{}",
+        mismatches.len(),
+        files.len(),
+        mismatches.join("\n")
+    );
 }
 
 #[test]
@@ -98,7 +135,10 @@ fn errors_carry_file_path_position_and_reason() {
     let file = repo_root().join("tests/policy-corpus/malformed/operator-unknown.yaml");
     let err = parse_file(&file).unwrap_err().to_string();
     assert!(err.contains("operator-unknown.yaml:"), "{err}");
-    assert!(err.contains("spec.kprobes[0].selectors[0].matchArgs[0].operator"), "{err}");
+    assert!(
+        err.contains("spec.kprobes[0].selectors[0].matchArgs[0].operator"),
+        "{err}"
+    );
     assert!(err.contains("unknown operator `Equals`"), "{err}");
     assert!(err.contains("[unknown-operator]"), "{err}");
 }
