@@ -1,0 +1,597 @@
+//! Policy -> kernel-independent load plan: for every hook, the attach mechanism chosen for
+//! the given kernel capabilities, the argument readers, the selector tables and the actions;
+//! or a refusal naming the reason. The runtime loads a plan; it never re-reads YAML.
+
+use crate::TracingPolicy;
+use crate::kernel::syscall_name;
+use crate::model::*;
+use crate::state::PolicyMode;
+use crate::types::{Action, ArgType, ListType, Operator};
+
+/// What the target kernel can do (measured by the runtime; see `KERNEL.md`).
+pub trait KernelCapabilities {
+    fn kprobes(&self) -> bool;
+    fn kprobe_multi(&self) -> bool;
+    fn fentry(&self) -> bool;
+    fn bpf_lsm(&self) -> bool;
+    /// `bpf_override_return` on syscalls and error-injectable functions.
+    fn error_injection(&self) -> bool;
+    /// `available_filter_functions` is readable (for generated_ftrace lists).
+    fn ftrace_function_list(&self) -> bool;
+    fn file_exists(&self, path: &str) -> bool;
+    fn describe(&self) -> String;
+}
+
+/// A plain set of capabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    pub kprobes: bool,
+    pub kprobe_multi: bool,
+    pub fentry: bool,
+    pub bpf_lsm: bool,
+    pub error_injection: bool,
+    pub ftrace_function_list: bool,
+    /// Whether `file_exists` looks at this machine's file system (else every file exists).
+    pub check_files: bool,
+}
+
+impl Capabilities {
+    /// This project's development host (KERNEL.md, measured 2026-11-28): tracepoints,
+    /// raw_tp and uprobes only.
+    pub const TRACEPOINTS_ONLY: Capabilities = Capabilities {
+        kprobes: false,
+        kprobe_multi: false,
+        fentry: false,
+        bpf_lsm: false,
+        error_injection: false,
+        ftrace_function_list: false,
+        check_files: true,
+    };
+
+    /// A distribution kernel such as Debian 6.12: everything but error injection.
+    pub const FULL_NO_ERROR_INJECTION: Capabilities = Capabilities {
+        kprobes: true,
+        kprobe_multi: true,
+        fentry: true,
+        bpf_lsm: true,
+        error_injection: false,
+        ftrace_function_list: true,
+        check_files: false,
+    };
+}
+
+impl KernelCapabilities for Capabilities {
+    fn kprobes(&self) -> bool {
+        self.kprobes
+    }
+    fn kprobe_multi(&self) -> bool {
+        self.kprobe_multi
+    }
+    fn fentry(&self) -> bool {
+        self.fentry
+    }
+    fn bpf_lsm(&self) -> bool {
+        self.bpf_lsm
+    }
+    fn error_injection(&self) -> bool {
+        self.error_injection
+    }
+    fn ftrace_function_list(&self) -> bool {
+        self.ftrace_function_list
+    }
+    fn file_exists(&self, path: &str) -> bool {
+        !self.check_files || std::path::Path::new(path).exists()
+    }
+    fn describe(&self) -> String {
+        let mut have = vec!["tracepoint", "raw_tp", "uprobe"];
+        for (name, on) in [
+            ("kprobe", self.kprobes),
+            ("kprobe.multi", self.kprobe_multi),
+            ("fentry", self.fentry),
+            ("lsm", self.bpf_lsm),
+            ("error-injection", self.error_injection),
+        ] {
+            if on {
+                have.push(name);
+            }
+        }
+        have.join(", ")
+    }
+}
+
+/// How a hook is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    Tracepoint,
+    RawTracepoint,
+    /// `syscalls:sys_enter_X` / `sys_exit_X` for 64-bit calls, plus `raw_syscalls` filtered
+    /// by ia32 number, since `int 0x80` calls do not fire the per-syscall tracepoints.
+    SyscallTracepoint,
+    Kprobe,
+    KprobeMulti,
+    Fentry,
+    Lsm,
+    Uprobe,
+    Usdt,
+}
+
+impl Mechanism {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tracepoint => "tracepoint",
+            Self::RawTracepoint => "raw_tp",
+            Self::SyscallTracepoint => "syscall tracepoints (64-bit) + raw_syscalls (ia32)",
+            Self::Kprobe => "kprobe",
+            Self::KprobeMulti => "kprobe.multi",
+            Self::Fentry => "fentry",
+            Self::Lsm => "lsm",
+            Self::Uprobe => "uprobe",
+            Self::Usdt => "usdt",
+        }
+    }
+}
+
+/// Where an argument reader takes its value from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgOrigin {
+    Argument,
+    Data,
+    Return,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArgReader {
+    pub origin: ArgOrigin,
+    pub index: u32,
+    pub arg_type: ArgType,
+    pub label: Option<String>,
+    /// 0-based index of the size argument (converted from the 1-based YAML field).
+    pub size_arg: Option<u32>,
+    pub read_at_return: bool,
+    pub max_bytes: usize,
+    pub resolve: Vec<String>,
+    pub btf_type: Option<String>,
+}
+
+/// One filter row of a selector table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    Arg {
+        origin: ArgOrigin,
+        positions: Vec<u32>,
+        operator: Operator,
+        values: Vec<String>,
+    },
+    Pids(PidSelector),
+    Binaries {
+        parent: bool,
+        selector: BinarySelector,
+    },
+    Namespaces(NamespaceSelector),
+    NamespaceChanges(NamespaceChangesSelector),
+    Capabilities {
+        changes: bool,
+        selector: CapabilitiesSelector,
+    },
+    Workloads(WorkloadSelector),
+}
+
+/// A selector with macros spliced in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelectorTable {
+    pub label: Option<String>,
+    pub filters: Vec<Filter>,
+    /// Empty means the default: Post.
+    pub actions: Vec<ActionSelector>,
+    pub return_actions: Vec<ActionSelector>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookPlan {
+    /// YAML path of the hook (`spec.kprobes[0]`).
+    pub path: String,
+    /// What is hooked: function, `subsystem/event`, `binary:symbol`...
+    pub targets: Vec<String>,
+    pub mechanism: Mechanism,
+    pub on_return: bool,
+    pub arguments: Vec<ArgReader>,
+    pub selectors: Vec<SelectorTable>,
+    pub message: Option<String>,
+    pub tags: Vec<String>,
+    /// Skip instead of failing when the target is missing (`ignore`).
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub path: String,
+    pub reason: String,
+}
+
+/// The compiled policy. It loads only when `refusals` is empty: a policy is never half
+/// loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub mode: PolicyMode,
+    pub hooks: Vec<HookPlan>,
+    pub refusals: Vec<Refusal>,
+    pub enforcer_syscalls: Vec<String>,
+    pub loader: bool,
+}
+
+impl Plan {
+    pub fn is_loadable(&self) -> bool {
+        self.refusals.is_empty()
+    }
+}
+
+const NO_FUNCTION_PROBES: &str =
+    "kernel functions/LSM hooks need kprobes, fentry or BPF LSM, none available";
+
+/// Compiles a checked policy for a kernel with the given capabilities.
+pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
+    let spec = &policy.spec;
+    let mut plan = Plan {
+        name: policy.metadata.name.clone(),
+        mode: PolicyMode::initial(spec),
+        hooks: Vec::new(),
+        refusals: Vec::new(),
+        enforcer_syscalls: Vec::new(),
+        loader: spec.loader,
+    };
+    let refuse = |plan: &mut Plan, path: String, reason: &str| {
+        plan.refusals.push(Refusal {
+            path,
+            reason: reason.to_string(),
+        })
+    };
+    let disable_multi = spec
+        .options
+        .iter()
+        .any(|o| o.name == "disable-kprobe-multi" && o.value.eq_ignore_ascii_case("true"));
+
+    for (field, hooks) in [("kprobes", &spec.kprobes), ("fentries", &spec.fentries)] {
+        for (i, k) in hooks.iter().enumerate() {
+            let path = policy.source.hook_path(field, i);
+            let (targets, syscall, list_refusal) = expand_call(spec, k, caps);
+            if let Some(reason) = list_refusal {
+                refuse(&mut plan, path, reason);
+                continue;
+            }
+            let overrides = k
+                .selectors
+                .iter()
+                .flat_map(|s| &s.match_actions)
+                .any(|a| a.action == Action::Override);
+            let mechanism = if field == "fentries" {
+                caps.fentry().then_some(Mechanism::Fentry)
+            } else if syscall && !caps.kprobes() {
+                Some(Mechanism::SyscallTracepoint)
+            } else if caps.kprobes() {
+                Some(
+                    if targets.len() > 1 && caps.kprobe_multi() && !disable_multi {
+                        Mechanism::KprobeMulti
+                    } else {
+                        Mechanism::Kprobe
+                    },
+                )
+            } else if caps.fentry() {
+                Some(Mechanism::Fentry)
+            } else {
+                None
+            };
+            let Some(mechanism) = mechanism else {
+                refuse(&mut plan, path, NO_FUNCTION_PROBES);
+                continue;
+            };
+            if overrides && !caps.error_injection() {
+                let security = targets.iter().all(|t| t.starts_with("security_"));
+                if syscall || !(security && (caps.fentry() || caps.bpf_lsm())) {
+                    let reason = if syscall {
+                        "Override on a syscall needs bpf_override_return or fmod_ret on syscalls (error injection), absent"
+                    } else {
+                        "Override needs bpf_override_return (error injection) or fmod_ret on security_* functions, absent"
+                    };
+                    refuse(&mut plan, path, reason);
+                    continue;
+                }
+            }
+            let mut arguments = readers(&k.args, ArgOrigin::Argument);
+            arguments.extend(readers(&k.data, ArgOrigin::Data));
+            arguments.extend(
+                k.return_arg
+                    .iter()
+                    .flat_map(|r| readers(std::slice::from_ref(r), ArgOrigin::Return)),
+            );
+            plan.hooks.push(HookPlan {
+                path,
+                targets,
+                mechanism,
+                on_return: k.r#return,
+                arguments,
+                selectors: tables(spec, &k.selectors),
+                message: k.message.clone(),
+                tags: k.tags.clone(),
+                optional: k.ignore.call_not_found,
+            });
+        }
+    }
+    for (i, t) in spec.tracepoints.iter().enumerate() {
+        plan.hooks.push(HookPlan {
+            path: policy.source.hook_path("tracepoints", i),
+            targets: vec![format!("{}/{}", t.subsystem, t.event)],
+            mechanism: if t.raw {
+                Mechanism::RawTracepoint
+            } else {
+                Mechanism::Tracepoint
+            },
+            on_return: false,
+            arguments: readers(&t.args, ArgOrigin::Argument),
+            selectors: tables(spec, &t.selectors),
+            message: t.message.clone(),
+            tags: t.tags.clone(),
+            optional: false,
+        });
+    }
+    for (i, u) in spec.uprobes.iter().enumerate() {
+        let path = policy.source.hook_path("uprobes", i);
+        if !caps.file_exists(&u.path) {
+            refuse(
+                &mut plan,
+                path,
+                &format!("target file {} does not exist here", u.path),
+            );
+            continue;
+        }
+        let mut targets: Vec<String> = u
+            .symbols
+            .iter()
+            .map(|s| format!("{}:{s}", u.path))
+            .collect();
+        targets.extend(u.offsets.iter().map(|o| format!("{}:+{o:#x}", u.path)));
+        targets.extend(u.addrs.iter().map(|a| format!("{}:@{a:#x}", u.path)));
+        let mut arguments = readers(&u.args, ArgOrigin::Argument);
+        arguments.extend(readers(&u.data, ArgOrigin::Data));
+        plan.hooks.push(HookPlan {
+            path,
+            targets,
+            mechanism: Mechanism::Uprobe,
+            on_return: u.r#return,
+            arguments,
+            selectors: tables(spec, &u.selectors),
+            message: u.message.clone(),
+            tags: u.tags.clone(),
+            optional: u.ignore.digest_verification_failure,
+        });
+    }
+    for (i, u) in spec.usdts.iter().enumerate() {
+        let path = policy.source.hook_path("usdts", i);
+        if !caps.file_exists(&u.path) {
+            refuse(
+                &mut plan,
+                path,
+                &format!("target file {} does not exist here", u.path),
+            );
+            continue;
+        }
+        plan.hooks.push(HookPlan {
+            path,
+            targets: vec![format!("{}:{}:{}", u.path, u.provider, u.name)],
+            mechanism: Mechanism::Usdt,
+            on_return: false,
+            arguments: readers(&u.args, ArgOrigin::Argument),
+            selectors: tables(spec, &u.selectors),
+            message: u.message.clone(),
+            tags: u.tags.clone(),
+            optional: false,
+        });
+    }
+    for (i, l) in spec.lsmhooks.iter().enumerate() {
+        let path = policy.source.hook_path("lsmhooks", i);
+        if !caps.bpf_lsm() {
+            refuse(&mut plan, path, NO_FUNCTION_PROBES);
+            continue;
+        }
+        plan.hooks.push(HookPlan {
+            path,
+            targets: vec![l.hook.clone()],
+            mechanism: Mechanism::Lsm,
+            on_return: false,
+            arguments: readers(&l.args, ArgOrigin::Argument),
+            selectors: tables(spec, &l.selectors),
+            message: l.message.clone(),
+            tags: l.tags.clone(),
+            optional: false,
+        });
+    }
+    for (i, e) in spec.enforcers.iter().enumerate() {
+        for call in &e.calls {
+            match call
+                .strip_prefix("list:")
+                .and_then(|n| spec.lists.iter().find(|l| l.name == n))
+            {
+                Some(list) => plan.enforcer_syscalls.extend(list.values.iter().cloned()),
+                None => plan.enforcer_syscalls.push(call.clone()),
+            }
+        }
+        let overrides = spec
+            .tracepoints
+            .iter()
+            .flat_map(|t| &t.selectors)
+            .chain(spec.kprobes.iter().flat_map(|k| &k.selectors))
+            .flat_map(|s| &s.match_actions)
+            .any(|a| a.action == Action::NotifyEnforcer && a.arg_error.is_some());
+        if overrides && !caps.error_injection() {
+            refuse(
+                &mut plan,
+                format!("spec.enforcers[{i}]"),
+                "the enforcer's error override needs error injection, absent",
+            );
+        }
+    }
+    if spec.loader && !caps.kprobes() && !caps.fentry() {
+        refuse(&mut plan, "spec.loader".into(), NO_FUNCTION_PROBES);
+    }
+    plan
+}
+
+/// Targets of a kprobe hook, whether they are syscalls, and a refusal for lists that cannot
+/// be expanded on this kernel.
+fn expand_call(
+    spec: &Spec,
+    k: &KProbeSpec,
+    caps: &dyn KernelCapabilities,
+) -> (Vec<String>, bool, Option<&'static str>) {
+    let Some(name) = k.call.strip_prefix("list:") else {
+        return (vec![k.call.clone()], k.syscall, None);
+    };
+    let Some(list) = spec.lists.iter().find(|l| l.name == name) else {
+        return (Vec::new(), k.syscall, Some("the list is not defined"));
+    };
+    match list.list_type {
+        Some(ListType::Syscalls) => (
+            list.values
+                .iter()
+                .map(|v| syscall_name(v).to_string())
+                .collect(),
+            true,
+            None,
+        ),
+        Some(ListType::GeneratedSyscalls) => (vec!["<every system call>".into()], true, None),
+        Some(ListType::GeneratedFtrace) if !caps.ftrace_function_list() => (
+            Vec::new(),
+            false,
+            Some("the ftrace function list cannot be read on this kernel"),
+        ),
+        Some(ListType::GeneratedFtrace) => (
+            vec![format!(
+                "<functions matching {}>",
+                list.pattern.as_deref().unwrap_or("")
+            )],
+            false,
+            None,
+        ),
+        None => (list.values.clone(), k.syscall, None),
+    }
+}
+
+fn readers(args: &[ArgSpec], origin: ArgOrigin) -> Vec<ArgReader> {
+    args.iter()
+        .map(|a| ArgReader {
+            origin,
+            index: a.index,
+            arg_type: a.arg_type,
+            label: a.label.clone(),
+            size_arg: a.size_arg_index.and_then(|i| i.checked_sub(1)),
+            read_at_return: a.return_copy,
+            max_bytes: match a.arg_type {
+                ArgType::CharBuf if a.max_data => crate::limits::CHAR_BUF_MAX_DATA_BYTES.max,
+                ArgType::CharBuf => crate::limits::CHAR_BUF_DEFAULT_BYTES.max,
+                _ => crate::limits::MAX_STRING_BYTES.max,
+            },
+            resolve: a
+                .resolve
+                .iter()
+                .flat_map(|r| r.split('.'))
+                .map(str::to_string)
+                .collect(),
+            btf_type: a.btf_type.clone(),
+        })
+        .collect()
+}
+
+fn tables(spec: &Spec, selectors: &[Selector]) -> Vec<SelectorTable> {
+    selectors
+        .iter()
+        .map(|s| {
+            let parts: Vec<&Selector> = std::iter::once(s)
+                .chain(s.macros.iter().filter_map(|m| spec.selectors_macros.get(m)))
+                .collect();
+            let mut table = SelectorTable {
+                label: s.label.clone(),
+                filters: Vec::new(),
+                actions: Vec::new(),
+                return_actions: Vec::new(),
+            };
+            for p in parts {
+                let arg = |origin, f: &ArgSelector| Filter::Arg {
+                    origin,
+                    positions: if f.args.is_empty() {
+                        f.index.into_iter().collect()
+                    } else {
+                        f.args.clone()
+                    },
+                    operator: f.operator,
+                    values: f.values.clone(),
+                };
+                table
+                    .filters
+                    .extend(p.match_args.iter().map(|f| arg(ArgOrigin::Argument, f)));
+                table
+                    .filters
+                    .extend(p.match_data.iter().map(|f| arg(ArgOrigin::Data, f)));
+                table.filters.extend(
+                    p.match_return_args
+                        .iter()
+                        .map(|f| arg(ArgOrigin::Return, f)),
+                );
+                table
+                    .filters
+                    .extend(p.match_pids.iter().cloned().map(Filter::Pids));
+                table
+                    .filters
+                    .extend(
+                        p.match_binaries
+                            .iter()
+                            .cloned()
+                            .map(|selector| Filter::Binaries {
+                                parent: false,
+                                selector,
+                            }),
+                    );
+                table
+                    .filters
+                    .extend(p.match_parent_binaries.iter().cloned().map(|selector| {
+                        Filter::Binaries {
+                            parent: true,
+                            selector,
+                        }
+                    }));
+                table
+                    .filters
+                    .extend(p.match_namespaces.iter().cloned().map(Filter::Namespaces));
+                table.filters.extend(
+                    p.match_namespace_changes
+                        .iter()
+                        .cloned()
+                        .map(Filter::NamespaceChanges),
+                );
+                table
+                    .filters
+                    .extend(p.match_capabilities.iter().cloned().map(|selector| {
+                        Filter::Capabilities {
+                            changes: false,
+                            selector,
+                        }
+                    }));
+                table
+                    .filters
+                    .extend(p.match_capability_changes.iter().cloned().map(|selector| {
+                        Filter::Capabilities {
+                            changes: true,
+                            selector,
+                        }
+                    }));
+                table
+                    .filters
+                    .extend(p.match_workloads.iter().cloned().map(Filter::Workloads));
+                table.actions.extend(p.match_actions.iter().cloned());
+                table
+                    .return_actions
+                    .extend(p.match_return_actions.iter().cloned());
+            }
+            table
+        })
+        .collect()
+}
