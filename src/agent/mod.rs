@@ -1,0 +1,175 @@
+//! `vigil agent`: start-up, the main loop and shutdown.
+//!
+//! Threads: the ring-buffer reader (kernel -> bounded queue) and this one (queue ->
+//! enrichment -> sinks). Shutdown on SIGTERM/SIGINT drops the sensor, which detaches every
+//! program; nothing is pinned, so nothing stays behind.
+
+mod convert;
+mod encode;
+mod options;
+mod pipeline;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, sync_channel};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use vigil_bpf::lifecycle::{LifecycleOptions, LifecycleSensor};
+use vigil_export::JsonLinesSink;
+use vigil_process::cache::ProcessCache;
+use vigil_process::exec_id::{ExecIds, node_name};
+
+use crate::cli::AgentFlags;
+use encode::EncodeOptions;
+use options::AgentOptions;
+use pipeline::Pipeline;
+
+/// How often kernel loss counters are read and the cache is swept.
+const HOUSEKEEPING: Duration = Duration::from_millis(500);
+
+fn init_logging(flags: &AgentFlags) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&flags.log_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if flags.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn usernames() -> HashMap<u32, String> {
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let uid = f.nth(1)?.parse().ok()?;
+            Some((uid, name.to_string()))
+        })
+        .collect()
+}
+
+pub fn run(flags: AgentFlags) -> Result<()> {
+    let started = Instant::now();
+    init_logging(&flags);
+    let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1);
+    let opts = AgentOptions::from_flags(&flags, cpus)?;
+    vigil_bpf::preflight::check(opts.btf.as_deref())?;
+
+    let term = Arc::new(AtomicBool::new(false));
+    let dump = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, term.clone()).context("installing signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, dump.clone())
+        .context("installing signal handlers")?;
+
+    let sink = match &opts.export_filename {
+        Some(path) => JsonLinesSink::file(path, opts.export_file_perm)?,
+        None => JsonLinesSink::stdout(),
+    };
+    let sensor = LifecycleSensor::load(&LifecycleOptions {
+        ring_buffer_bytes: opts.ring_buffer_bytes,
+        process_table_entries: opts.process_table_entries,
+        args_limit: opts.args_limit,
+        env_limit: if opts.environment { 32 * 1024 - 1 } else { 0 },
+        btf: opts.btf.clone(),
+    })?;
+    let counters = sensor.counters()?;
+    let table = sensor.process_table()?;
+
+    // Scan only after attaching: a process started in between is seen by both, and the
+    // kernel table decides which description wins.
+    let scanned = vigil_process::procfs::scan(&opts.procfs)?;
+    let host_ns = scanned.iter().find(|p| p.pid == 1).map(|p| p.namespaces.clone()).unwrap_or_default();
+    let enc = EncodeOptions {
+        process_cred: opts.process_cred,
+        process_ns: opts.process_ns,
+        environment: opts.environment,
+        usernames: opts.username_unix.then(usernames),
+        host_ns,
+    };
+    let mut pipeline = Pipeline::new(
+        ExecIds::new(node_name()),
+        ProcessCache::new(opts.process_cache_size, opts.gc_interval),
+        enc,
+        opts.ancestors_base,
+        opts.cluster_name.clone(),
+        sink,
+    );
+    pipeline.on_scanned(&scanned, &table, Instant::now());
+    pipeline.flush();
+
+    let (tx, rx) = sync_channel::<Vec<u8>>(opts.queue_size);
+    let stop_reader = Arc::new(AtomicBool::new(false));
+    let reader = vigil_bpf::ringbuf::spawn_reader(sensor.events()?, tx, stop_reader.clone())?;
+    tracing::info!(
+        ready_ms = started.elapsed().as_millis() as u64,
+        programs = sensor.attached(),
+        ring_buffer_bytes = vigil_bpf::lifecycle::ring_size(opts.ring_buffer_bytes),
+        scanned = scanned.len(),
+        "vigil agent ready"
+    );
+
+    let mut last_housekeeping = Instant::now();
+    let mut pending_flush = false;
+    while !term.load(Ordering::Relaxed) {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(data) => {
+                pipeline.handle_raw(&data, Instant::now());
+                pending_flush = true;
+                // Batch: drain what is queued before flushing.
+                while let Ok(more) = rx.try_recv() {
+                    pipeline.handle_raw(&more, Instant::now());
+                    if last_housekeeping.elapsed() >= HOUSEKEEPING {
+                        break;
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                tracing::error!("ring buffer reader stopped");
+                break;
+            }
+        }
+        if pending_flush {
+            pipeline.flush();
+            pending_flush = false;
+        }
+        if last_housekeeping.elapsed() >= HOUSEKEEPING {
+            last_housekeeping = Instant::now();
+            pipeline.report_losses(counters.read());
+            pipeline.collect_garbage(Instant::now());
+            pipeline.flush();
+        }
+        if dump.swap(false, Ordering::Relaxed) {
+            dump_cache(&pipeline, &opts);
+        }
+    }
+
+    tracing::info!("stopping: draining the ring buffer, then detaching");
+    stop_reader.store(true, Ordering::Relaxed);
+    let _ = reader.join();
+    while let Ok(data) = rx.try_recv() {
+        pipeline.handle_raw(&data, Instant::now());
+    }
+    pipeline.report_losses(counters.read());
+    pipeline.flush();
+    drop(sensor);
+    tracing::info!(events = pipeline.stats.events, "vigil agent stopped; all eBPF programs detached");
+    Ok(())
+}
+
+fn dump_cache(pipeline: &Pipeline, opts: &AgentOptions) {
+    let path = opts.state_dir.join("process-cache.json");
+    let result = std::fs::create_dir_all(&opts.state_dir).and_then(|()| pipeline.dump_cache(&path));
+    match result {
+        Ok(()) => tracing::info!(path = %path.display(), entries = pipeline.cache().stats().entries,
+            "process cache dumped"),
+        Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot dump the process cache"),
+    }
+}

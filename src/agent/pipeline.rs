@@ -1,0 +1,266 @@
+//! The enrichment stage: kernel records in, Tetragon events out, in ring-buffer order (so an
+//! exec always precedes the exit of the same image).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use vigil_bpf::abi::*;
+use vigil_bpf::lifecycle::ProcessTable;
+use vigil_bpf::records::{self, ExecRecord, Record};
+use vigil_export::JsonLinesSink;
+use vigil_process::cache::ProcessCache;
+use vigil_process::clock::{BootClock, boot_ns};
+use vigil_process::exec_id::{ExecIds, ProcessKey};
+use vigil_process::model::ProcessInfo;
+use vigil_process::procfs::ScannedProcess;
+use vigil_proto::tetragon::{self, get_events_response::Event};
+
+use super::convert::{clone_info, exec_info, key, scanned_info};
+use super::encode::{self, EncodeOptions, signal_name, timestamp};
+
+/// Ancestors printed per event at most (a fork bomb must not produce megabyte lines).
+const MAX_ANCESTORS: usize = 64;
+
+/// Counters of the user-space stages, for logs, loss events and tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PipelineStats {
+    pub records: u64,
+    pub decode_errors: u64,
+    pub events: u64,
+}
+
+pub struct Pipeline {
+    ids: ExecIds,
+    clock: BootClock,
+    cache: ProcessCache,
+    enc: EncodeOptions,
+    ancestors: bool,
+    cluster_name: String,
+    sink: JsonLinesSink,
+    reported_kernel: [u64; VIGIL_CNT_MAX as usize],
+    reported_sink_lost: u64,
+    pub stats: PipelineStats,
+}
+
+impl Pipeline {
+    pub fn new(
+        ids: ExecIds,
+        cache: ProcessCache,
+        enc: EncodeOptions,
+        ancestors: bool,
+        cluster_name: String,
+        sink: JsonLinesSink,
+    ) -> Self {
+        Self {
+            ids,
+            clock: BootClock::measure(),
+            cache,
+            enc,
+            ancestors,
+            cluster_name,
+            sink,
+            reported_kernel: [0; VIGIL_CNT_MAX as usize],
+            reported_sink_lost: 0,
+            stats: PipelineStats::default(),
+        }
+    }
+
+    fn emit(&mut self, event: Event, ktime: u64) {
+        let response = tetragon::GetEventsResponse {
+            event: Some(event),
+            node_name: self.ids.node_name().to_string(),
+            time: Some(timestamp(&self.clock, ktime)),
+            cluster_name: self.cluster_name.clone(),
+            ..Default::default()
+        };
+        self.sink.write(&response);
+        self.stats.events += 1;
+    }
+
+    fn proto(&self, info: &ProcessInfo, exec: bool) -> tetragon::Process {
+        encode::process(info, &self.clock, &self.enc, exec)
+    }
+
+    fn ancestors_of(&self, parent: Option<&ProcessInfo>) -> Vec<tetragon::Process> {
+        match parent {
+            Some(p) if self.ancestors => self
+                .cache
+                .ancestors(p, MAX_ANCESTORS)
+                .iter()
+                .map(|a| self.proto(a, false))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Handles one raw ring-buffer message.
+    pub fn handle_raw(&mut self, data: &[u8], now: Instant) {
+        self.stats.records += 1;
+        match records::decode(data) {
+            Ok(Record::Exec(rec)) => self.on_exec(&rec, now),
+            Ok(Record::Clone(msg)) => self.on_clone(&msg, now),
+            Ok(Record::Exit(msg)) => self.on_exit(&msg, now),
+            Err(e) => {
+                self.stats.decode_errors += 1;
+                tracing::error!(error = %e, "undecodable kernel message dropped");
+            }
+        }
+    }
+
+    fn on_exec(&mut self, rec: &ExecRecord, now: Instant) {
+        let m = &rec.msg;
+        let parent = self.cache.resolve(key(&m.parent));
+        let parent_exec_id = parent
+            .as_ref()
+            .map_or_else(|| self.ids.exec_id(key(&m.parent)), |p| p.exec_id.clone());
+        let mut info = exec_info(&self.ids, rec, parent_exec_id);
+        if let Some(p) = &parent {
+            info.parent_key = Some(p.key);
+        }
+        let info = Arc::new(info);
+        self.cache.insert(info.clone(), now);
+        if m.replaced.ktime != 0 {
+            // After the insert: an exec replacing an exec is the new image's parent.
+            self.cache.end(key(&m.replaced), now);
+        }
+        let event = tetragon::ProcessExec {
+            process: Some(self.proto(&info, true)),
+            parent: parent.as_deref().map(|p| self.proto(p, false)),
+            ancestors: self.ancestors_of(parent.as_deref()),
+        };
+        self.emit(Event::ProcessExec(event), m.hdr.ktime);
+    }
+
+    fn on_clone(&mut self, msg: &vigil_clone_msg, now: Instant) {
+        let parent = self.cache.resolve(key(&msg.parent));
+        let info = clone_info(&self.ids, msg, parent.as_deref());
+        self.cache.insert(Arc::new(info), now);
+    }
+
+    fn on_exit(&mut self, msg: &vigil_exit_msg, now: Instant) {
+        let k = key(&msg.process);
+        let info = self.cache.resolve(k).unwrap_or_else(|| {
+            Arc::new(ProcessInfo {
+                key: k,
+                exec_id: self.ids.exec_id(k),
+                tid: msg.tid,
+                flags: vec!["unknown"],
+                auid: u32::MAX,
+                ..Default::default()
+            })
+        });
+        let parent = info.parent_key.and_then(|p| self.cache.get(&p));
+        let code = msg.exit_code;
+        let event = tetragon::ProcessExit {
+            process: Some(self.proto(&info, false)),
+            parent: parent.as_deref().map(|p| self.proto(p, false)),
+            signal: signal_name(code & 0x7f),
+            status: (code >> 8) & 0xff,
+            time: Some(timestamp(&self.clock, msg.hdr.ktime)),
+            ancestors: self.ancestors_of(parent.as_deref()),
+        };
+        self.emit(Event::ProcessExit(event), msg.hdr.ktime);
+        self.cache.end(info.key, now);
+    }
+
+    /// Reports the processes found running at start-up (flag `procFS`), parents first, and
+    /// registers them in the kernel process table so that their exits carry the same
+    /// exec_id.
+    pub fn on_scanned(&mut self, scanned: &[ScannedProcess], table: &ProcessTable, now: Instant) {
+        for p in scanned {
+            let parent = self.cache.by_pid(p.ppid).map(|i| i.key);
+            let info = scanned_info(&self.ids, p, parent);
+            let entry = vigil_proc_entry {
+                key: vigil_proc_key { pid: p.pid, pad: 0, ktime: p.start_ktime },
+                parent: parent.map_or_else(vigil_proc_key::default, |k| vigil_proc_key {
+                    pid: k.pid,
+                    pad: 0,
+                    ktime: k.ktime,
+                }),
+                flags: VIGIL_ENTRY_PROCFS,
+                pad: 0,
+            };
+            if !table.insert_if_absent(p.pid, &entry) {
+                // The kernel already saw this pid fork or exec after attach: its own
+                // messages describe it better than the scan.
+                continue;
+            }
+            let info = Arc::new(info);
+            self.cache.insert(info.clone(), now);
+            let parent_info = parent.and_then(|k| self.cache.get(&k));
+            let event = tetragon::ProcessExec {
+                process: Some(self.proto(&info, true)),
+                parent: parent_info.as_deref().map(|i| self.proto(i, false)),
+                ancestors: self.ancestors_of(parent_info.as_deref()),
+            };
+            self.emit(Event::ProcessExec(event), boot_ns());
+        }
+    }
+
+    /// Emits one loss event per counter that moved since the last report, and logs it.
+    pub fn report_losses(&mut self, kernel: [u64; VIGIL_CNT_MAX as usize]) {
+        use tetragon::LossStage;
+        let sources = [
+            (VIGIL_CNT_RB_LOST_EXEC, LossStage::RingBuffer, "PROCESS_EXEC"),
+            (VIGIL_CNT_RB_LOST_CLONE, LossStage::RingBuffer, "PROCESS_CLONE"),
+            (VIGIL_CNT_RB_LOST_EXIT, LossStage::RingBuffer, "PROCESS_EXIT"),
+            (VIGIL_CNT_PROC_MAP_FULL, LossStage::KernelProcessTable, "PROCESS_EXEC"),
+        ];
+        for (idx, stage, event_type) in sources {
+            let (total, before) = (kernel[idx as usize], self.reported_kernel[idx as usize]);
+            if total > before {
+                self.reported_kernel[idx as usize] = total;
+                self.loss_event(stage, event_type, total - before, total);
+            }
+        }
+        let sink_lost = self.sink.lost();
+        if sink_lost > self.reported_sink_lost {
+            let delta = sink_lost - self.reported_sink_lost;
+            self.reported_sink_lost = sink_lost;
+            // The loss event itself may not reach a failing sink; the log line does.
+            self.loss_event(LossStage::Sink, "ANY", delta, sink_lost);
+        }
+    }
+
+    fn loss_event(&mut self, stage: tetragon::LossStage, event_type: &str, count: u64, total: u64) {
+        tracing::warn!(stage = stage.as_str_name(), event_type, count, total, "events lost");
+        let event = tetragon::EventsLost {
+            stage: stage as i32,
+            event_type: event_type.to_string(),
+            count,
+            total,
+        };
+        self.emit(Event::EventsLost(event), boot_ns());
+    }
+
+    pub fn collect_garbage(&mut self, now: Instant) {
+        self.cache.collect(now, false);
+    }
+
+    pub fn flush(&mut self) {
+        self.sink.flush();
+    }
+
+    pub fn cache(&self) -> &ProcessCache {
+        &self.cache
+    }
+
+    /// Writes the process cache as JSON lines (debug aid, SIGUSR1).
+    pub fn dump_cache(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for e in self.cache.snapshot() {
+            let line = serde_json::json!({
+                "pid": e.key.pid, "ktime": e.key.ktime.to_string(), "exec_id": e.exec_id,
+                "binary": e.binary, "alive": e.alive, "refcnt": e.refcnt,
+            });
+            writeln!(out, "{line}")?;
+        }
+        out.flush()
+    }
+
+    pub fn key_of(&self, pid: u32) -> Option<ProcessKey> {
+        self.cache.by_pid(pid).map(|i| i.key)
+    }
+}

@@ -1,0 +1,107 @@
+//! Command-line interface. Agent flags use Tetragon's names (tetragon.md §3.2).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, about = "eBPF runtime-security agent (Tetragon-compatible)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (root): load the eBPF sensors and export events.
+    Agent(Box<AgentFlags>),
+    /// Print the version.
+    Version,
+    /// Work with TracingPolicy files (no agent, no root needed).
+    #[command(subcommand)]
+    Tracingpolicy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check policy files: prints OK or every error (file:line:column: path: reason).
+    Validate {
+        files: Vec<PathBuf>,
+        /// BTF file for kernel checks instead of the running kernel's.
+        #[arg(long)]
+        btf: Option<PathBuf>,
+        /// Skip the checks that need the kernel.
+        #[arg(long)]
+        no_kernel: bool,
+    },
+    /// Show what each hook would attach, by which mechanism on this kernel, and what cannot.
+    Explain {
+        file: PathBuf,
+        #[arg(long)]
+        btf: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AgentFlags {
+    /// Write JSON events to this file instead of stdout.
+    #[arg(long)]
+    pub export_filename: Option<PathBuf>,
+    /// Access permissions of the export file (octal).
+    #[arg(long, default_value = "600")]
+    pub export_file_perm: String,
+    /// Location of the kernel BTF (default: /sys/kernel/btf/vmlinux).
+    #[arg(long)]
+    pub btf: Option<PathBuf>,
+    /// Location of procfs, for the start-up scan of running processes.
+    #[arg(long, default_value = "/proc/")]
+    pub procfs: PathBuf,
+    /// Ring buffer size per CPU (K/M/G suffixes). 0: the default, 4M per CPU.
+    #[arg(long, default_value = "0")]
+    pub rb_size: String,
+    /// Ring buffer size in total (overrides --rb-size).
+    #[arg(long, default_value = "0")]
+    pub rb_size_total: String,
+    /// Size of the queue between the ring buffer reader and the event pipeline.
+    #[arg(long, default_value = "65535")]
+    pub rb_queue_size: String,
+    /// Entries of the kernel process table (Tetragon's execve_map); 0: 32768.
+    #[arg(long, default_value = "0")]
+    pub execve_map_entries: u32,
+    /// Size of the user-space process cache.
+    #[arg(long, default_value = "65536")]
+    pub process_cache_size: usize,
+    /// Time an ended process stays in the cache for late events (e.g. 30s, 500ms).
+    #[arg(long, default_value = "30s")]
+    pub process_cache_gc_interval: String,
+    /// Bytes of argv copied per exec (vigil; larger argv is truncated and flagged truncArgs).
+    #[arg(long, default_value = "65536")]
+    pub max_args_size: u32,
+    /// Name of the cluster, on every event.
+    #[arg(long, default_value = "")]
+    pub cluster_name: String,
+    /// Event types that carry ancestors: base, kprobe, tracepoint, uprobe, lsm, usdt, loader.
+    #[arg(long, value_delimiter = ',', default_value = "")]
+    pub enable_ancestors: Vec<String>,
+    /// Add cap, process_credentials and binary_properties.
+    #[arg(long)]
+    pub enable_process_cred: bool,
+    /// Add namespaces (ns).
+    #[arg(long)]
+    pub enable_process_ns: bool,
+    /// Include environment variables in process_exec events.
+    #[arg(long)]
+    pub enable_process_environment_variables: bool,
+    /// Resolve user names: disabled or unix (/etc/passwd, host processes only).
+    #[arg(long, default_value = "disabled")]
+    pub username_metadata: String,
+    /// Directory for the agent's runtime files (process-cache dumps on SIGUSR1).
+    #[arg(long, default_value = "/var/run/vigil")]
+    pub state_dir: PathBuf,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    pub log_format: String,
+}

@@ -1,0 +1,56 @@
+//! `vigil tracingpolicy validate|explain`.
+
+use std::process::ExitCode;
+
+use std::path::Path;
+
+use vigil_policy::cli;
+use vigil_policy::compile::Capabilities;
+use vigil_policy::kernel::SystemKernel;
+
+use crate::cli::PolicyCommand;
+
+pub fn run(cmd: PolicyCommand) -> ExitCode {
+    let out = match cmd {
+        PolicyCommand::Validate { files, btf, no_kernel } => {
+            let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            let kernel = kernel_info(btf.as_deref());
+            cli::validate(&files, if no_kernel { None } else { Some(&kernel) })
+        }
+        PolicyCommand::Explain { file, btf } => {
+            let kernel = kernel_info(btf.as_deref());
+            let caps = detect_capabilities();
+            cli::explain(&file.display().to_string(), Some(&kernel), &caps)
+        }
+    };
+    print!("{}", out.text);
+    ExitCode::from(u8::try_from(out.status).unwrap_or(1))
+}
+
+fn kernel_info(btf: Option<&std::path::Path>) -> SystemKernel {
+    match btf {
+        Some(p) => SystemKernel::with_btf_path(&p.display().to_string()),
+        None => SystemKernel::running(),
+    }
+}
+
+/// What the running kernel offers, from what it advertises without loading anything: the
+/// kprobe PMU exists only with CONFIG_KPROBES; a kernel locked down to `integrity` or
+/// `confidentiality` refuses fentry and LSM programs (KERNEL.md).
+fn detect_capabilities() -> Capabilities {
+    let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    let lockdown = std::fs::read_to_string("/sys/kernel/security/lockdown").unwrap_or_default();
+    let locked = lockdown.contains("[integrity]") || lockdown.contains("[confidentiality]");
+    let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    let trampolines = kprobes && !locked;
+    Capabilities {
+        kprobes,
+        kprobe_multi: trampolines,
+        fentry: trampolines,
+        bpf_lsm: trampolines && lsm.split(',').any(|m| m.trim() == "bpf"),
+        error_injection: false,
+        ftrace_function_list: std::fs::File::open("/sys/kernel/tracing/available_filter_functions")
+            .is_ok(),
+        check_files: true,
+    }
+}
