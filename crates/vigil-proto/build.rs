@@ -50,5 +50,51 @@ fn main() -> Result<(), Box<dyn Error>> {
         .btree_map(["."])
         .build(&[".tetragon"])?;
 
+    // Go's protojson writes fields in declaration order; pbjson writes
+    // oneofs after all plain fields. Where a oneof is declared first, move
+    // its serialisation to the front so the JSON key order matches Tetragon.
+    let serde_path = out_dir.join("tetragon.serde.rs");
+    let mut serde_src = std::fs::read_to_string(&serde_path)?;
+    for (message, oneof) in ONEOF_FIRST {
+        hoist_oneof(&mut serde_src, message, oneof)?;
+    }
+    std::fs::write(&serde_path, serde_src)?;
+
+    Ok(())
+}
+
+/// (message, oneof field) pairs whose oneof is declared before plain fields.
+const ONEOF_FIRST: &[(&str, &str)] = &[("GetEventsResponse", "event"), ("KprobeArgument", "arg")];
+
+fn hoist_oneof(src: &mut String, message: &str, oneof: &str) -> Result<(), Box<dyn Error>> {
+    let missing = |what: &str| format!("pbjson output for {message}: {what} not found");
+    let impl_start = src
+        .find(&format!("impl serde::Serialize for {message} {{"))
+        .ok_or_else(|| missing("Serialize impl"))?;
+    let impl_end = src[impl_start..]
+        .find("\nimpl")
+        .map_or(src.len(), |i| impl_start + i);
+    let body = &src[impl_start..impl_end];
+    let ser_decl = body
+        .find("let mut struct_ser = ")
+        .ok_or_else(|| missing("struct_ser"))?;
+    let insert_at = impl_start
+        + ser_decl
+        + body[ser_decl..]
+            .find('\n')
+            .ok_or_else(|| missing("line end"))?
+        + 1;
+    let block_rel = body
+        .find(&format!(
+            "        if let Some(v) = self.{oneof}.as_ref() {{"
+        ))
+        .ok_or_else(|| missing("oneof block"))?;
+    let end_rel = body[block_rel..]
+        .find("        struct_ser.end()")
+        .ok_or_else(|| missing("struct_ser.end()"))?
+        + block_rel;
+    let block = body[block_rel..end_rel].to_string();
+    src.replace_range(impl_start + block_rel..impl_start + end_rel, "");
+    src.insert_str(insert_at, &block);
     Ok(())
 }

@@ -166,10 +166,64 @@ fn expected() -> Value {
     })
 }
 
+/// The sample as one export line, keys in Tetragon's (declaration) order.
+const EXPECTED_LINE: &str = concat!(
+    r#"{"process_exec":{"process":{"exec_id":"Z2tlLWpvaG4tNjMyLWRlZmF1bHQtcG9vbC03MDQxY2FjMC05czk1OjEzNTQ4Njc0MzIxMzczOjUyNjk5","#,
+    r#""pid":52699,"uid":0,"cwd":"/","binary":"/usr/bin/curl","arguments":"https://ebpf.io/applications/#tetragon","#,
+    r#""flags":"execve rootcwd","start_time":"2023-10-06T22:03:57.700327580Z","auid":4294967295,"#,
+    r#""pod":{"namespace":"default","name":"xwing","container":{"id":"containerd://551e161c47d8ff0eb665438a7bcd5b4e3ef5a297282b40a92b7c77d6bd168eb3","#,
+    r#""name":"spaceship","image":{"id":"docker.io/tgraf/netperf@sha256:8e86f744bfea165fd4ce68caa05abc96500f40130b857773186401926af7e9e6","#,
+    r#""name":"docker.io/tgraf/netperf:latest"},"start_time":"2023-10-06T21:52:41Z","pid":49},"#,
+    r#""pod_labels":{"app.kubernetes.io/name":"xwing","class":"xwing","org":"alliance"},"workload":"xwing"},"#,
+    r#""docker":"551e161c47d8ff0eb665438a7bcd5b4","#,
+    r#""parent_exec_id":"Z2tlLWpvaG4tNjMyLWRlZmF1bHQtcG9vbC03MDQxY2FjMC05czk1OjEzNTQ4NjcwODgzMjk5OjUyNjk5","tid":52699},"#,
+    r#""parent":{"exec_id":"Z2tlLWpvaG4tNjMyLWRlZmF1bHQtcG9vbC03MDQxY2FjMC05czk1OjEzNTQ4NjcwODgzMjk5OjUyNjk5","#,
+    r#""pid":52699,"uid":0,"cwd":"/","binary":"/bin/bash","arguments":"-c \"curl https://ebpf.io/applications/#tetragon\"","#,
+    r#""flags":"execve rootcwd clone","start_time":"2023-10-06T22:03:57.696889812Z","auid":4294967295,"#,
+    r#""pod":{"namespace":"default","name":"xwing","container":{"id":"containerd://551e161c47d8ff0eb665438a7bcd5b4e3ef5a297282b40a92b7c77d6bd168eb3","#,
+    r#""name":"spaceship","image":{"id":"docker.io/tgraf/netperf@sha256:8e86f744bfea165fd4ce68caa05abc96500f40130b857773186401926af7e9e6","#,
+    r#""name":"docker.io/tgraf/netperf:latest"},"start_time":"2023-10-06T21:52:41Z","pid":49},"#,
+    r#""pod_labels":{"app.kubernetes.io/name":"xwing","class":"xwing","org":"alliance"},"workload":"xwing"},"#,
+    r#""docker":"551e161c47d8ff0eb665438a7bcd5b4","#,
+    r#""parent_exec_id":"Z2tlLWpvaG4tNjMyLWRlZmF1bHQtcG9vbC03MDQxY2FjMC05czk1OjEzNTQ4NjQ1MjQ1ODM5OjUyNjg5","tid":52699}},"#,
+    r#""node_name":"gke-john-632-default-pool-7041cac0-9s95","time":"2023-10-06T22:03:57.700326678Z"}"#,
+);
+
 #[test]
 fn process_exec_sample_matches_tetragon() {
     let line = serde_json::to_string(&sample()).unwrap();
-    println!("{line}");
     let got: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(got, expected());
+}
+
+#[test]
+fn process_exec_sample_is_byte_exact() {
+    let line = serde_json::to_string(&sample()).unwrap();
+    assert_eq!(line, EXPECTED_LINE);
+}
+
+#[test]
+fn process_exec_sample_round_trips() {
+    let back: GetEventsResponse = serde_json::from_str(EXPECTED_LINE).unwrap();
+    assert_eq!(back, sample());
+}
+
+#[test]
+fn wrappers_print_zero_but_plain_zero_scalars_are_omitted() {
+    let line = serde_json::to_string(&sample()).unwrap();
+    // uid is a UInt32Value set to 0: present.
+    assert!(line.contains(r#""uid":0"#), "{line}");
+    // refcnt is a plain uint32 left at 0: absent; so are empty strings,
+    // unset messages and empty lists.
+    for absent in [
+        "refcnt",
+        "cap",
+        "ns",
+        "ancestors",
+        "workload_kind",
+        "uid\":\"",
+        "cluster_name",
+    ] {
+        assert!(!line.contains(&format!("\"{absent}")), "{absent} in {line}");
+    }
 }
