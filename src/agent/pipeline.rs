@@ -11,7 +11,7 @@ use vigil_bpf::records::{self, ExecRecord, Record};
 use vigil_export::JsonLinesSink;
 use vigil_process::cache::ProcessCache;
 use vigil_process::clock::{BootClock, boot_ns};
-use vigil_process::exec_id::{ExecIds, ProcessKey};
+use vigil_process::exec_id::ExecIds;
 use vigil_process::model::ProcessInfo;
 use vigil_process::procfs::ScannedProcess;
 use vigil_proto::tetragon::{self, get_events_response::Event};
@@ -258,9 +258,5 @@ impl Pipeline {
             writeln!(out, "{line}")?;
         }
         out.flush()
-    }
-
-    pub fn key_of(&self, pid: u32) -> Option<ProcessKey> {
-        self.cache.by_pid(pid).map(|i| i.key)
     }
 }
