@@ -140,7 +140,10 @@ impl Pipeline {
 
     fn on_exit(&mut self, msg: &vigil_exit_msg, now: Instant) {
         let k = key(&msg.process);
-        let info = self.cache.resolve(k).unwrap_or_else(|| {
+        // Exact image only: a pid fallback would name the wrong image when its exec was
+        // lost. Messages without an image (ktime 0) can only be matched by pid.
+        let known = if k.ktime != 0 { self.cache.get(&k) } else { self.cache.by_pid(k.pid) };
+        let info = known.unwrap_or_else(|| {
             Arc::new(ProcessInfo {
                 key: k,
                 exec_id: self.ids.exec_id(k),

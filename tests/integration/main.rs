@@ -1,1 +1,8 @@
+//! vigil's integration tests: one binary (ripgrep style). They run as root against the real
+//! kernel and the real agent binary.
 
+mod cli;
+mod harness;
+mod lifecycle;
+mod load;
+mod proto_check;

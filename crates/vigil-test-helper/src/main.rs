@@ -1,0 +1,138 @@
+//! `vigil-test-helper <command> [args]`: processes with precise shapes for the integration
+//! tests, which assert what the agent reports about them.
+//!
+//! Commands:
+//! - `threads N MS`: run N threads (the main one included) for MS milliseconds, exit 0.
+//! - `exec-from-thread PROG [ARGS...]`: a non-leader thread calls execv(PROG, ARGS).
+//! - `fork-no-exec MS`: fork; the child sleeps MS ms and exits 0 without exec.
+//! - `memfd-exec SRC [ARGS...]`: copy SRC into a memfd and execute it (fexecve).
+//! - `unlinked-exec SRC DIR [ARGS...]`: copy SRC into DIR, unlink it, execute it by fd.
+//! - `spawn-loop N PROG [ARGS...]`: fork+exec+wait PROG N times.
+//! - `sleep MS`: sleep, then exit 0.
+
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+fn cstrings(args: &[String]) -> Vec<CString> {
+    args.iter().map(|a| CString::new(a.as_bytes()).expect("NUL in argument")).collect()
+}
+
+fn argv_ptrs(args: &[CString]) -> Vec<*const libc::c_char> {
+    args.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+}
+
+fn die(what: &str) -> ! {
+    eprintln!("vigil-test-helper: {what}: {}", std::io::Error::last_os_error());
+    std::process::exit(111)
+}
+
+fn execveat_fd(fd: i32, args: &[String]) -> ! {
+    let args = cstrings(args);
+    let argv = argv_ptrs(&args);
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    let empty = c"";
+    // SAFETY: argv/envp are NULL-terminated arrays of valid C strings.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            empty.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+    }
+    die("execveat")
+}
+
+fn copy_into(src: &str, dst: &mut std::fs::File) {
+    let bytes = std::fs::read(src).unwrap_or_else(|_| die("read source"));
+    dst.write_all(&bytes).unwrap_or_else(|_| die("write copy"));
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize| -> u64 { args.get(i).and_then(|s| s.parse().ok()).unwrap_or(0) };
+    match args.first().map(String::as_str) {
+        Some("threads") => {
+            let (n, ms) = (num(1).max(1), num(2));
+            let handles: Vec<_> = (1..n)
+                .map(|_| std::thread::spawn(move || std::thread::sleep(Duration::from_millis(ms))))
+                .collect();
+            std::thread::sleep(Duration::from_millis(ms));
+            for h in handles {
+                h.join().unwrap();
+            }
+        }
+        Some("exec-from-thread") => {
+            let rest = args[1..].to_vec();
+            let t = std::thread::spawn(move || {
+                let c = cstrings(&rest);
+                let argv = argv_ptrs(&c);
+                // SAFETY: NULL-terminated argv of valid C strings.
+                unsafe { libc::execv(c[0].as_ptr(), argv.as_ptr()) };
+                die("execv from thread")
+            });
+            t.join().unwrap();
+        }
+        Some("fork-no-exec") => {
+            let ms = num(1);
+            // SAFETY: the child only sleeps and exits.
+            match unsafe { libc::fork() } {
+                0 => {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    // SAFETY: immediate exit of the forked child.
+                    unsafe { libc::_exit(0) }
+                }
+                pid if pid > 0 => {
+                    let mut status = 0;
+                    // SAFETY: valid pid and status pointer.
+                    unsafe { libc::waitpid(pid, &mut status, 0) };
+                }
+                _ => die("fork"),
+            }
+        }
+        Some("memfd-exec") => {
+            // SAFETY: valid C string name.
+            let fd = unsafe { libc::memfd_create(c"vigil-test".as_ptr(), 0) };
+            if fd < 0 {
+                die("memfd_create");
+            }
+            // SAFETY: fd was just created and is owned here.
+            let mut file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            copy_into(&args[1], &mut file);
+            execveat_fd(file.as_raw_fd(), &args[1..]);
+        }
+        Some("unlinked-exec") => {
+            let path = format!("{}/vigil-unlinked-{}", args[2], std::process::id());
+            {
+                let mut f = std::fs::File::create(&path).unwrap_or_else(|_| die("create copy"));
+                copy_into(&args[1], &mut f);
+                let mut perms = f.metadata().unwrap().permissions();
+                std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+                f.set_permissions(perms).unwrap();
+            }
+            let f = std::fs::File::open(&path).unwrap_or_else(|_| die("reopen copy"));
+            std::fs::remove_file(&path).unwrap_or_else(|_| die("unlink copy"));
+            let mut exec_args = vec![args[1].clone()];
+            exec_args.extend_from_slice(&args[3..]);
+            execveat_fd(f.as_raw_fd(), &exec_args);
+        }
+        Some("spawn-loop") => {
+            let n = num(1);
+            for _ in 0..n {
+                let status = std::process::Command::new(&args[2]).args(&args[3..]).status();
+                if status.is_err() {
+                    die("spawn");
+                }
+            }
+        }
+        Some("sleep") => std::thread::sleep(Duration::from_millis(num(1))),
+        _ => {
+            eprintln!("usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep> ...");
+            std::process::exit(2);
+        }
+    }
+}

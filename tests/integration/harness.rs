@@ -1,0 +1,182 @@
+//! Starting the real agent, collecting its JSON lines, and helpers to find events.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::Value;
+
+/// Agent tests share the kernel and the machine: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn vigil_bin() -> PathBuf {
+    std::env::var_os("VIGIL_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vigil")), PathBuf::from)
+}
+
+pub fn helper_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("VIGIL_TEST_HELPER") {
+        return PathBuf::from(p);
+    }
+    let p = vigil_bin().with_file_name("vigil-test-helper");
+    assert!(p.exists(), "{} missing: build it with `cargo build --workspace --bins`", p.display());
+    p
+}
+
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vigil-it-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub struct Agent {
+    child: Child,
+    pub events_path: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+impl Agent {
+    /// Starts `vigil agent` with `args`, exporting to a fresh file, and waits until ready.
+    pub fn start(name: &str, args: &[&str]) -> Agent {
+        let dir = scratch_dir(name);
+        let events_path = dir.join("events.json");
+        let stderr_path = dir.join("agent.log");
+        let mut child = Command::new(vigil_bin())
+            .arg("agent")
+            .arg("--export-filename")
+            .arg(&events_path)
+            .arg("--state-dir")
+            .arg(&dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&stderr_path).unwrap()))
+            .spawn()
+            .expect("spawn vigil agent");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            if log.contains("vigil agent ready") {
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("agent exited before ready ({status}):\n{log}");
+            }
+            assert!(Instant::now() < deadline, "agent not ready after 20 s:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Agent { child, events_path, stderr_path }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every event line so far, parsed.
+    pub fn events(&self) -> Vec<Value> {
+        read_events(&self.events_path)
+    }
+
+    /// Polls until `pred` holds on the events so far.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let events = self.events();
+            if pred(&events) {
+                return events;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; {} events seen", events.len());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// SIGTERM, wait for exit, return all events and the log.
+    pub fn stop(mut self) -> (Vec<Value>, String) {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "agent exit status {status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "agent did not stop within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        (read_events(&self.events_path), log)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn read_events(path: &Path) -> Vec<Value> {
+    let Ok(file) = std::fs::File::open(path) else { return Vec::new() };
+    BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.ends_with('}')) // a line still being written is picked up next poll
+        .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+        .collect()
+}
+
+/// The `process` of exec events (kind = "process_exec") or exit events.
+pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter_map(|e| e.get(kind)).collect()
+}
+
+pub fn pid_of(event: &Value) -> u64 {
+    event["process"]["pid"].as_u64().unwrap_or(0)
+}
+
+pub fn execs_of_pid(events: &[Value], pid: u32) -> Vec<&Value> {
+    of_kind(events, "process_exec").into_iter().filter(|e| pid_of(e) == u64::from(pid)).collect()
+}
+
+pub fn exits_of_pid(events: &[Value], pid: u32) -> Vec<&Value> {
+    of_kind(events, "process_exit").into_iter().filter(|e| pid_of(e) == u64::from(pid)).collect()
+}
+
+/// Decodes the lossless `argv` field (base64 bytes per argument).
+pub fn argv_of(process: &Value) -> Vec<Vec<u8>> {
+    process["argv"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| base64::engine::general_purpose::STANDARD.decode(s.as_str().unwrap()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs a command to completion and returns its pid.
+pub fn run(cmd: &mut Command) -> u32 {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// Loss events (`events_lost`) in `events`, summed per (stage, event_type).
+pub fn lost(events: &[Value], stage: &str, event_type: &str) -> u64 {
+    of_kind(events, "events_lost")
+        .iter()
+        .filter(|l| l["stage"] == stage && l["event_type"] == event_type)
+        .map(|l| l["count"].as_str().and_then(|c| c.parse().ok()).unwrap_or(0))
+        .sum()
+}

@@ -1,0 +1,153 @@
+//! Volume: bursts with and without loss, and the process cache after many processes.
+//! Host only (too slow for the emulated kernel tier).
+
+use std::collections::{HashMap, HashSet};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::*;
+
+/// Runs `loops` parallel fork+exec+wait loops of /usr/bin/true, `each` processes per loop;
+/// returns the loop pids.
+fn burst(loops: usize, each: usize) -> Vec<u32> {
+    let helper = helper_bin();
+    let children: Vec<_> = (0..loops)
+        .map(|_| {
+            Command::new(&helper)
+                .args(["spawn-loop", &each.to_string(), "/usr/bin/true"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|mut c| {
+            let pid = c.id();
+            assert!(c.wait().unwrap().success());
+            pid
+        })
+        .collect()
+}
+
+/// Exec and exit events of `/usr/bin/true` children of the loop processes, by exec_id.
+fn workload_events(events: &[serde_json::Value], loops: &[u32]) -> (HashSet<String>, HashSet<String>) {
+    let loop_pids: HashSet<u64> = loops.iter().map(|p| u64::from(*p)).collect();
+    let mine = |e: &&serde_json::Value| {
+        e["process"]["binary"] == "/usr/bin/true"
+            && e["parent"]["pid"].as_u64().is_some_and(|p| loop_pids.contains(&p))
+    };
+    let id = |e: &serde_json::Value| e["process"]["exec_id"].as_str().unwrap().to_string();
+    let execs = of_kind(events, "process_exec").into_iter().filter(mine).map(|e| id(e)).collect();
+    let exits = of_kind(events, "process_exit").into_iter().filter(mine).map(|e| id(e)).collect();
+    (execs, exits)
+}
+
+#[test]
+fn burst_of_5000_processes_arrives_complete() {
+    let _g = serial();
+    let agent = Agent::start("burst", &[]);
+    let loops = burst(2, 2500);
+    std::thread::sleep(Duration::from_secs(1));
+    let (events, _) = agent.stop();
+    let (execs, exits) = workload_events(&events, &loops);
+    assert_eq!(execs.len(), 5000, "every exec arrives");
+    assert_eq!(exits.len(), 5000, "every exit arrives");
+    assert_eq!(execs, exits, "exits match execs by exec_id");
+    assert!(of_kind(&events, "events_lost").is_empty(), "no loss with the default ring");
+}
+
+#[test]
+fn forced_loss_is_counted_and_reported() {
+    let _g = serial();
+    let agent = Agent::start("loss", &["--rb-size-total", "16K"]);
+    let loops = burst(2, 2500);
+    std::thread::sleep(Duration::from_secs(1));
+    let (events, log) = agent.stop();
+    let (execs, exits) = workload_events(&events, &loops);
+    let lost_execs = lost(&events, "LOSS_STAGE_RING_BUFFER", "PROCESS_EXEC");
+    let lost_exits = lost(&events, "LOSS_STAGE_RING_BUFFER", "PROCESS_EXIT");
+    assert!(lost_execs > 0, "a 16 KiB ring cannot hold this burst");
+    assert!(log.contains("events lost"), "loss is logged:\n{log}");
+    // The machine is otherwise quiet during tests: every exec lost is one of ours.
+    assert_eq!(5000 - execs.len() as u64, lost_execs, "expected - received == reported loss (execs)");
+    // An exit whose exec was lost is still reported, as an unknown process (the kernel
+    // knew its image, user space did not): received + lost covers every exit.
+    let unknown_exits = of_kind(&events, "process_exit")
+        .iter()
+        .filter(|e| e["process"]["flags"] == "unknown")
+        .count() as u64;
+    assert!(
+        exits.len() as u64 + unknown_exits + lost_exits >= 5000,
+        "exits: {} known + {unknown_exits} unknown + {lost_exits} lost < 5000",
+        exits.len()
+    );
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+fn live_pids() -> HashSet<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+fn dump(agent: &Agent) -> Vec<serde_json::Value> {
+    let path = agent.events_path.with_file_name("process-cache.json");
+    let _ = std::fs::remove_file(&path);
+    agent.signal(libc::SIGUSR1);
+    for _ in 0..100 {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if text.ends_with('\n') {
+                return text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no process cache dump after SIGUSR1");
+}
+
+#[test]
+fn cache_tracks_live_processes_after_100000_short_lived_ones() {
+    let _g = serial();
+    let agent = Agent::start("cache", &["--process-cache-gc-interval", "1s"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let rest = rss_kb(agent.pid());
+    burst(2, 50_000);
+    std::thread::sleep(Duration::from_secs(4)); // > 2 GC intervals
+    let after = rss_kb(agent.pid());
+
+    let before = live_pids();
+    let entries = dump(&agent);
+    let after_pids = live_pids();
+    let alive: HashSet<u32> = entries
+        .iter()
+        .filter(|e| e["alive"] == true)
+        .map(|e| e["pid"].as_u64().unwrap() as u32)
+        .collect();
+    // Processes that started or ended during the dump may differ; nothing else may.
+    let stable: HashSet<u32> = before.intersection(&after_pids).copied().collect();
+    let missing: Vec<_> = stable.difference(&alive).collect();
+    let extra: Vec<_> = alive.iter().filter(|p| !before.contains(p) && !after_pids.contains(p)).collect();
+    assert!(missing.is_empty(), "live processes missing from the cache: {missing:?}");
+    assert!(extra.is_empty(), "dead processes still marked alive: {extra:?}");
+    // Dead entries remain only while a live descendant holds them.
+    let by_refcnt: HashMap<bool, usize> = entries.iter().fold(HashMap::new(), |mut m, e| {
+        *m.entry(e["alive"] == true).or_default() += 1;
+        m
+    });
+    assert!(entries.iter().all(|e| e["refcnt"].as_u64().unwrap() > 0), "no unreferenced entry survives GC");
+    assert!(entries.len() < 2000, "cache holds {} entries ({by_refcnt:?}) after 100,000 processes", entries.len());
+    let (events, _) = agent.stop();
+    let execs = of_kind(&events, "process_exec").len();
+    assert!(execs >= 100_000, "{execs} execs exported");
+    let grown = after.saturating_sub(rest);
+    assert!(grown <= 5 * 1024, "RSS grew {grown} KiB (rest {rest} KiB, after {after} KiB)");
+}
