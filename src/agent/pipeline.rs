@@ -253,10 +253,11 @@ impl Pipeline {
     pub fn dump_cache(&self, path: &Path) -> std::io::Result<()> {
         use std::io::Write;
         let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-        for e in self.cache.snapshot() {
+        for e in self.cache.snapshot(Instant::now()) {
             let line = serde_json::json!({
                 "pid": e.key.pid, "ktime": e.key.ktime.to_string(), "exec_id": e.exec_id,
                 "binary": e.binary, "alive": e.alive, "refcnt": e.refcnt,
+                "releasable_for_ms": e.releasable_for.map(|d| d.as_millis() as u64),
             });
             writeln!(out, "{line}")?;
         }

@@ -408,7 +408,8 @@ fn prog_load(prog_type: u32, attach_type: u32, attach_btf_id: u32, insns: &[u64]
     bpf(BPF_PROG_LOAD, &mut a).map_err(|e| {
         let end = log.iter().position(|&b| b == 0).unwrap_or(0);
         let text = String::from_utf8_lossy(&log[..end]);
-        let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        // The last line is the statistics line, printed even when verification failed.
+        let last = text.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("processed ")).unwrap_or("");
         format!("{e}{}", if last.is_empty() { String::new() } else { format!(" (verifier: {last})") })
     })
 }

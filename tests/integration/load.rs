@@ -60,16 +60,29 @@ fn burst_of_5000_processes_arrives_complete() {
 fn forced_loss_is_counted_and_reported() {
     let _g = serial();
     let agent = Agent::start("loss", &["--rb-size-total", "16K"]);
+    // A consumer that stops reading (here: the whole agent stopped) is what fills a ring.
+    agent.signal(libc::SIGSTOP);
+    let forks_before = forks();
     let loops = burst(2, 2500);
-    std::thread::sleep(Duration::from_secs(1));
+    let forks_after = forks();
+    agent.signal(libc::SIGCONT);
+    std::thread::sleep(Duration::from_secs(2));
     let (events, log) = agent.stop();
     let (execs, exits) = workload_events(&events, &loops);
     let lost_execs = lost(&events, "LOSS_STAGE_RING_BUFFER", "PROCESS_EXEC");
     let lost_exits = lost(&events, "LOSS_STAGE_RING_BUFFER", "PROCESS_EXIT");
     assert!(lost_execs > 0, "a 16 KiB ring cannot hold this burst");
     assert!(log.contains("events lost"), "loss is logged:\n{log}");
-    // The machine is otherwise quiet during tests: every exec lost is one of ours.
-    assert_eq!(5000 - execs.len() as u64, lost_execs, "expected - received == reported loss (execs)");
+    // The ring is shared by the whole host: execs of other processes during the burst are
+    // lost too. /proc/stat's fork counter bounds them independently of the agent; execs
+    // that replace an exec without a fork (shell `exec`) are not in it, hence a margin of
+    // 4% of the burst. On a quiet machine the two sides are equal.
+    let missing = 5000 - execs.len() as u64;
+    let others = forks_after.saturating_sub(forks_before).saturating_sub(5002);
+    assert!(
+        lost_execs >= missing && lost_execs <= missing + others + 200,
+        "expected - received = {missing}, reported loss = {lost_execs}, other forks on the host = {others}"
+    );
     // An exit whose exec was lost is still reported, as an unknown process (the kernel
     // knew its image, user space did not): received + lost covers every exit.
     let unknown_exits = of_kind(&events, "process_exit")
@@ -81,6 +94,15 @@ fn forced_loss_is_counted_and_reported() {
         "exits: {} known + {unknown_exits} unknown + {lost_exits} lost < 5000",
         exits.len()
     );
+}
+
+/// Processes created on the host since boot (/proc/stat `processes`).
+fn forks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    stat.lines()
+        .find_map(|l| l.strip_prefix("processes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
 }
 
 fn rss_kb(pid: u32) -> u64 {
@@ -124,26 +146,43 @@ fn cache_tracks_live_processes_after_100000_short_lived_ones() {
     std::thread::sleep(Duration::from_secs(4)); // > 2 GC intervals
     let after = rss_kb(agent.pid());
 
-    let before = live_pids();
-    let entries = dump(&agent);
-    let after_pids = live_pids();
-    let alive: HashSet<u32> = entries
-        .iter()
-        .filter(|e| e["alive"] == true)
-        .map(|e| e["pid"].as_u64().unwrap() as u32)
-        .collect();
-    // Processes that started or ended during the dump may differ; nothing else may.
-    let stable: HashSet<u32> = before.intersection(&after_pids).copied().collect();
-    let missing: Vec<_> = stable.difference(&alive).collect();
-    let extra: Vec<_> = alive.iter().filter(|p| !before.contains(p) && !after_pids.contains(p)).collect();
-    assert!(missing.is_empty(), "live processes missing from the cache: {missing:?}");
-    assert!(extra.is_empty(), "dead processes still marked alive: {extra:?}");
+    // Processes start and end while we compare: retry until one comparison is stable.
+    let mut entries = Vec::new();
+    let mut problems = String::new();
+    for _ in 0..5 {
+        let before = live_pids();
+        std::thread::sleep(Duration::from_millis(300)); // exits before `before` are processed
+        entries = dump(&agent);
+        let after_pids = live_pids();
+        let alive: HashSet<u32> = entries
+            .iter()
+            .filter(|e| e["alive"] == true)
+            .map(|e| e["pid"].as_u64().unwrap() as u32)
+            .collect();
+        let stable: HashSet<u32> = before.intersection(&after_pids).copied().collect();
+        let missing: Vec<_> = stable.difference(&alive).collect();
+        let extra: Vec<_> =
+            alive.iter().filter(|p| !before.contains(p) && !after_pids.contains(p)).collect();
+        if missing.is_empty() && extra.is_empty() {
+            problems.clear();
+            break;
+        }
+        problems = format!("live processes missing from the cache: {missing:?}; dead processes still alive in it: {extra:?}");
+    }
+    assert!(problems.is_empty(), "{problems}");
     // Dead entries remain only while a live descendant holds them.
     let by_refcnt: HashMap<bool, usize> = entries.iter().fold(HashMap::new(), |mut m, e| {
         *m.entry(e["alive"] == true).or_default() += 1;
         m
     });
-    assert!(entries.iter().all(|e| e["refcnt"].as_u64().unwrap() > 0), "no unreferenced entry survives GC");
+    // Dead entries remain only while a live descendant holds them, or for less than two GC
+    // intervals after their last reference went (so that in-flight events still find them).
+    for e in &entries {
+        if e["refcnt"] == 0 {
+            let waited = e["releasable_for_ms"].as_u64().unwrap();
+            assert!(waited < 2000, "unreferenced entry kept {waited} ms: {e}");
+        }
+    }
     assert!(entries.len() < 2000, "cache holds {} entries ({by_refcnt:?}) after 100,000 processes", entries.len());
     let (events, _) = agent.stop();
     let execs = of_kind(&events, "process_exec").len();

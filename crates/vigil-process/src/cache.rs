@@ -28,6 +28,8 @@ pub struct EntrySnapshot {
     pub binary: String,
     pub alive: bool,
     pub refcnt: u32,
+    /// How long the entry has been waiting for removal (None: still referenced).
+    pub releasable_for: Option<Duration>,
 }
 
 /// Counters a metrics endpoint and tests read.
@@ -175,7 +177,7 @@ impl ProcessCache {
         CacheStats { entries: self.entries.len(), ..self.stats }
     }
 
-    pub fn snapshot(&self) -> Vec<EntrySnapshot> {
+    pub fn snapshot(&self, now: Instant) -> Vec<EntrySnapshot> {
         let mut out: Vec<_> = self
             .entries
             .iter()
@@ -185,6 +187,7 @@ impl ProcessCache {
                 binary: e.info.binary.clone(),
                 alive: e.alive,
                 refcnt: u32::from(e.alive) + e.children,
+                releasable_for: e.releasable_since.map(|t| now.saturating_duration_since(t)),
             })
             .collect();
         out.sort_by_key(|s| s.key);
