@@ -64,12 +64,20 @@ fn split_key(s: &str, line: usize) -> Result<Vec<String>, String> {
     let mut rest = s.trim();
     loop {
         let (key, after) = if let Some(r) = rest.strip_prefix('"') {
-            let end = r.find('"').ok_or_else(|| format!("line {line}: unterminated quoted key"))?;
+            let end = r
+                .find('"')
+                .ok_or_else(|| format!("line {line}: unterminated quoted key"))?;
             (r[..end].to_string(), r[end + 1..].trim_start())
         } else {
-            let end = rest.find(|c: char| c == '.' || c.is_whitespace()).unwrap_or(rest.len());
+            let end = rest
+                .find(|c: char| c == '.' || c.is_whitespace())
+                .unwrap_or(rest.len());
             let k = &rest[..end];
-            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if k.is_empty()
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 return Err(format!("line {line}: bad key {k:?}"));
             }
             (k.to_string(), rest[end..].trim_start())
@@ -78,12 +86,17 @@ fn split_key(s: &str, line: usize) -> Result<Vec<String>, String> {
         if after.is_empty() {
             return Ok(keys);
         }
-        rest = after.strip_prefix('.').ok_or_else(|| format!("line {line}: junk after key: {after:?}"))?.trim_start();
+        rest = after
+            .strip_prefix('.')
+            .ok_or_else(|| format!("line {line}: junk after key: {after:?}"))?
+            .trim_start();
     }
 }
 
 fn parse_string(s: &str, line: usize) -> Result<(String, &str), String> {
-    let r = s.strip_prefix('"').ok_or_else(|| format!("line {line}: expected a string"))?;
+    let r = s
+        .strip_prefix('"')
+        .ok_or_else(|| format!("line {line}: expected a string"))?;
     let mut out = String::new();
     let mut chars = r.char_indices();
     while let Some((i, c)) = chars.next() {
@@ -104,7 +117,11 @@ fn parse_string(s: &str, line: usize) -> Result<(String, &str), String> {
 
 fn strip_comment(s: &str, line: usize) -> Result<(), String> {
     let s = s.trim();
-    if s.is_empty() || s.starts_with('#') { Ok(()) } else { Err(format!("line {line}: junk after value: {s:?}")) }
+    if s.is_empty() || s.starts_with('#') {
+        Ok(())
+    } else {
+        Err(format!("line {line}: junk after value: {s:?}"))
+    }
 }
 
 fn parse_value(s: &str, line: usize) -> Result<Value, String> {
@@ -132,7 +149,11 @@ fn parse_value(s: &str, line: usize) -> Result<Value, String> {
     match word {
         "true" => Ok(Value::Bool(true)),
         "false" => Ok(Value::Bool(false)),
-        w => w.parse().map(Value::Int).map_err(|_| format!("line {line}: unsupported value {w:?} (strings, booleans, integers, string arrays)")),
+        w => w.parse().map(Value::Int).map_err(|_| {
+            format!(
+                "line {line}: unsupported value {w:?} (strings, booleans, integers, string arrays)"
+            )
+        }),
     }
 }
 
@@ -148,15 +169,26 @@ impl Matrix {
                 continue;
             }
             if let Some(h) = l.strip_prefix('[') {
-                let end = h.rfind(']').ok_or_else(|| format!("line {line}: unterminated table header"))?;
+                let end = h
+                    .rfind(']')
+                    .ok_or_else(|| format!("line {line}: unterminated table header"))?;
                 strip_comment(&h[end + 1..], line)?;
                 table = split_key(&h[..end], line)?;
-                match table.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+                match table
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .as_slice()
+                {
                     ["column", name] => {
                         if columns.iter().any(|c| &c.name == name) {
                             return Err(format!("line {line}: column {name} defined twice"));
                         }
-                        columns.push(Column { name: (*name).to_string(), description: String::new(), release: Vec::new() });
+                        columns.push(Column {
+                            name: (*name).to_string(),
+                            description: String::new(),
+                            release: Vec::new(),
+                        });
                     }
                     ["mechanism", name] => {
                         if mechanisms.contains_key(*name) {
@@ -164,26 +196,46 @@ impl Matrix {
                         }
                         mechanisms.insert(
                             (*name).to_string(),
-                            Mechanism { name: (*name).to_string(), description: String::new(), present: BTreeMap::new() },
+                            Mechanism {
+                                name: (*name).to_string(),
+                                description: String::new(),
+                                present: BTreeMap::new(),
+                            },
                         );
                     }
-                    _ => return Err(format!("line {line}: unknown table [{}] (expected [column.NAME] or [mechanism.NAME])", table.join("."))),
+                    _ => {
+                        return Err(format!(
+                            "line {line}: unknown table [{}] (expected [column.NAME] or [mechanism.NAME])",
+                            table.join(".")
+                        ));
+                    }
                 }
                 continue;
             }
             let eq = find_eq(l).ok_or_else(|| format!("line {line}: expected key = value"))?;
             let key = split_key(&l[..eq], line)?;
-            let [key] = key.as_slice() else { return Err(format!("line {line}: dotted keys are not supported here")) };
+            let [key] = key.as_slice() else {
+                return Err(format!("line {line}: dotted keys are not supported here"));
+            };
             let value = parse_value(&l[eq + 1..], line)?;
             match (table.first().map(String::as_str), value) {
                 (None, Value::Int(1)) if key == "schema" => {}
-                (None, v) => return Err(format!("line {line}: unexpected top-level {key} = {v:?} (schema = 1 only)")),
+                (None, v) => {
+                    return Err(format!(
+                        "line {line}: unexpected top-level {key} = {v:?} (schema = 1 only)"
+                    ));
+                }
                 (Some("column"), v) => {
                     let col = columns.last_mut().expect("column table");
                     match (key.as_str(), v) {
                         ("description", Value::Str(s)) => col.description = s,
                         ("release", Value::Array(a)) => col.release = a,
-                        (k, v) => return Err(format!("line {line}: column {}: unexpected {k} = {v:?}", col.name)),
+                        (k, v) => {
+                            return Err(format!(
+                                "line {line}: column {}: unexpected {k} = {v:?}",
+                                col.name
+                            ));
+                        }
                     }
                 }
                 (Some(_), v) => {
@@ -192,10 +244,18 @@ impl Matrix {
                         ("description", Value::Str(s)) => mech.description = s,
                         (col, Value::Bool(b)) => {
                             if mech.present.insert(col.to_string(), b).is_some() {
-                                return Err(format!("line {line}: mechanism {}: column {col} given twice", mech.name));
+                                return Err(format!(
+                                    "line {line}: mechanism {}: column {col} given twice",
+                                    mech.name
+                                ));
                             }
                         }
-                        (k, v) => return Err(format!("line {line}: mechanism {}: unexpected {k} = {v:?}", mech.name)),
+                        (k, v) => {
+                            return Err(format!(
+                                "line {line}: mechanism {}: unexpected {k} = {v:?}",
+                                mech.name
+                            ));
+                        }
                     }
                 }
             }
@@ -206,7 +266,10 @@ impl Matrix {
         for m in mechanisms.values() {
             for c in &columns {
                 if !m.present.contains_key(&c.name) {
-                    return Err(format!("mechanism {} has no value for column {}", m.name, c.name));
+                    return Err(format!(
+                        "mechanism {} has no value for column {}",
+                        m.name, c.name
+                    ));
                 }
             }
             for k in m.present.keys() {
@@ -215,12 +278,17 @@ impl Matrix {
                 }
             }
         }
-        Ok(Matrix { columns, mechanisms })
+        Ok(Matrix {
+            columns,
+            mechanisms,
+        })
     }
 
     /// The column whose release globs match `release` (first match in file order).
     pub fn column_for_release(&self, release: &str) -> Option<&Column> {
-        self.columns.iter().find(|c| c.release.iter().any(|g| glob_match(g, release)))
+        self.columns
+            .iter()
+            .find(|c| c.release.iter().any(|g| glob_match(g, release)))
     }
 
     pub fn column(&self, name: &str) -> Option<&Column> {
@@ -230,9 +298,19 @@ impl Matrix {
     /// Whether the matrix says `mechanism` exists on `column`.
     pub fn expects(&self, column: &str, mechanism: &str) -> Result<bool, String> {
         let m = self.mechanisms.get(mechanism).ok_or_else(|| {
-            format!("unknown mechanism {mechanism:?}; the matrix has: {}", self.mechanisms.keys().cloned().collect::<Vec<_>>().join(", "))
+            format!(
+                "unknown mechanism {mechanism:?}; the matrix has: {}",
+                self.mechanisms
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         })?;
-        m.present.get(column).copied().ok_or_else(|| format!("unknown column {column:?}"))
+        m.present
+            .get(column)
+            .copied()
+            .ok_or_else(|| format!("unknown column {column:?}"))
     }
 }
 
@@ -273,24 +351,38 @@ pub fn glob_match(glob: &str, s: &str) -> bool {
 // The running kernel.
 
 pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|e| panic!("reading /proc/sys/kernel/osrelease: {e}"))
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|e| panic!("reading /proc/sys/kernel/osrelease: {e}"))
 }
 
 pub fn matrix() -> &'static Matrix {
     static M: std::sync::OnceLock<Matrix> = std::sync::OnceLock::new();
     M.get_or_init(|| {
         let (text, origin) = match std::env::var(MATRIX_ENV) {
-            Ok(p) => (std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{MATRIX_ENV}={p}: {e}")), p),
-            Err(_) => (MATRIX_TOML.to_string(), "tests/kernel-matrix/capabilities.toml".to_string()),
+            Ok(p) => (
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{MATRIX_ENV}={p}: {e}")),
+                p,
+            ),
+            Err(_) => (
+                MATRIX_TOML.to_string(),
+                "tests/kernel-matrix/capabilities.toml".to_string(),
+            ),
         };
         Matrix::parse(&text).unwrap_or_else(|e| panic!("{origin}: {e}"))
     })
 }
 
 /// Column for the running kernel: `VIGIL_KERNEL_COLUMN`, else by `uname -r`.
-pub fn detect_column(m: &Matrix, env_column: Option<&str>, release: &str) -> Result<String, String> {
+pub fn detect_column(
+    m: &Matrix,
+    env_column: Option<&str>,
+    release: &str,
+) -> Result<String, String> {
     if let Some(name) = env_column.filter(|s| !s.is_empty()) {
-        return m.column(name).map(|c| c.name.clone()).ok_or_else(|| format!("{COLUMN_ENV}={name} is no column of the kernel capability matrix"));
+        return m.column(name).map(|c| c.name.clone()).ok_or_else(|| {
+            format!("{COLUMN_ENV}={name} is no column of the kernel capability matrix")
+        });
     }
     m.column_for_release(release).map(|c| c.name.clone()).ok_or_else(|| {
         format!(
@@ -312,7 +404,9 @@ pub fn require(mechanism: &str) -> bool {
     let m = matrix();
     let column = current_column();
     let release = kernel_release();
-    let expected = m.expects(&column, mechanism).unwrap_or_else(|e| panic!("kernel_caps::require: {e}"));
+    let expected = m
+        .expects(&column, mechanism)
+        .unwrap_or_else(|e| panic!("kernel_caps::require: {e}"));
     let probed = probe(mechanism);
     match (expected, probed) {
         (true, Ok(())) => true,
@@ -374,7 +468,10 @@ fn bpf(cmd: i64, attr: &mut [u8; 128]) -> Result<Fd, String> {
     if r < 0 {
         // SAFETY: errno is thread-local and always valid.
         let errno = unsafe { *sys::__errno_location() };
-        return Err(format!("bpf cmd {cmd}: {}", std::io::Error::from_raw_os_error(errno)));
+        return Err(format!(
+            "bpf cmd {cmd}: {}",
+            std::io::Error::from_raw_os_error(errno)
+        ));
     }
     Ok(Fd(r as i32))
 }
@@ -388,11 +485,20 @@ fn put64(a: &mut [u8; 128], off: usize, v: u64) {
 
 /// One eBPF instruction.
 const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
-    (code as u64) | ((dst as u64) << 8) | ((src as u64) << 12) | (((off as u16) as u64) << 16) | (((imm as u32) as u64) << 32)
+    (code as u64)
+        | ((dst as u64) << 8)
+        | ((src as u64) << 12)
+        | (((off as u16) as u64) << 16)
+        | (((imm as u32) as u64) << 32)
 }
 const RET0: [u64; 2] = [insn(0xb7, 0, 0, 0, 0), insn(0x95, 0, 0, 0, 0)]; // r0 = 0; exit
 
-fn prog_load(prog_type: u32, attach_type: u32, attach_btf_id: u32, insns: &[u64]) -> Result<Fd, String> {
+fn prog_load(
+    prog_type: u32,
+    attach_type: u32,
+    attach_btf_id: u32,
+    insns: &[u64],
+) -> Result<Fd, String> {
     let license = b"GPL\0";
     let mut log = vec![0u8; 4096];
     let mut a = [0u8; 128];
@@ -409,8 +515,19 @@ fn prog_load(prog_type: u32, attach_type: u32, attach_btf_id: u32, insns: &[u64]
         let end = log.iter().position(|&b| b == 0).unwrap_or(0);
         let text = String::from_utf8_lossy(&log[..end]);
         // The last line is the statistics line, printed even when verification failed.
-        let last = text.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("processed ")).unwrap_or("");
-        format!("{e}{}", if last.is_empty() { String::new() } else { format!(" (verifier: {last})") })
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty() && !l.starts_with("processed "))
+            .unwrap_or("");
+        format!(
+            "{e}{}",
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!(" (verifier: {last})")
+            }
+        )
     })
 }
 
@@ -425,19 +542,30 @@ fn raw_tp_open(name: Option<&std::ffi::CStr>, prog: &Fd) -> Result<Fd, String> {
 pub fn btf_type_id(kind: u32, name: &str) -> Result<u32, String> {
     static BTF: std::sync::OnceLock<Result<Vec<u8>, String>> = std::sync::OnceLock::new();
     let data = BTF
-        .get_or_init(|| std::fs::read("/sys/kernel/btf/vmlinux").map_err(|e| format!("/sys/kernel/btf/vmlinux: {e}")))
+        .get_or_init(|| {
+            std::fs::read("/sys/kernel/btf/vmlinux")
+                .map_err(|e| format!("/sys/kernel/btf/vmlinux: {e}"))
+        })
         .as_ref()
         .map_err(Clone::clone)?;
     btf_find(data, kind, name)
 }
 
 fn btf_find(data: &[u8], kind: u32, name: &str) -> Result<u32, String> {
-    let u32_at = |o: usize| data.get(o..o + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).ok_or("truncated BTF");
+    let u32_at = |o: usize| {
+        data.get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+            .ok_or("truncated BTF")
+    };
     if data.len() < 24 || data[0..2] != [0x9f, 0xeb] {
         return Err("not little-endian BTF".into());
     }
     let hdr = u32_at(4)? as usize;
-    let (type_off, type_len, str_off) = (u32_at(8)? as usize, u32_at(12)? as usize, u32_at(16)? as usize);
+    let (type_off, type_len, str_off) = (
+        u32_at(8)? as usize,
+        u32_at(12)? as usize,
+        u32_at(16)? as usize,
+    );
     let types = hdr + type_off;
     let strs = hdr + str_off;
     let mut off = types;
@@ -478,17 +606,27 @@ fn tracing_attach(prog_type: u32, attach_type: u32, func: &str) -> Result<(), St
 
 fn pmu_exists(name: &str) -> Result<(), String> {
     let p = format!("/sys/bus/event_source/devices/{name}/type");
-    std::fs::metadata(&p).map(drop).map_err(|e| format!("{p}: {e}"))
+    std::fs::metadata(&p)
+        .map(drop)
+        .map_err(|e| format!("{p}: {e}"))
 }
 
 /// Probe one mechanism of the matrix for real. `Ok(())`: present.
 pub fn probe(mechanism: &str) -> Result<(), String> {
     match mechanism {
         "tracepoint" => prog_load(PROG_TRACEPOINT, 0, 0, &RET0).map(drop),
-        "raw_tp" => raw_tp_open(Some(c"sched_process_exec"), &prog_load(PROG_RAW_TRACEPOINT, 0, 0, &RET0)?).map(drop),
+        "raw_tp" => raw_tp_open(
+            Some(c"sched_process_exec"),
+            &prog_load(PROG_RAW_TRACEPOINT, 0, 0, &RET0)?,
+        )
+        .map(drop),
         "tp_btf" => {
             let id = btf_type_id(BTF_TYPEDEF, "btf_trace_sched_process_exec")?;
-            raw_tp_open(None, &prog_load(PROG_TRACING, ATTACH_TRACE_RAW_TP, id, &RET0)?).map(drop)
+            raw_tp_open(
+                None,
+                &prog_load(PROG_TRACING, ATTACH_TRACE_RAW_TP, id, &RET0)?,
+            )
+            .map(drop)
         }
         "btf" => btf_type_id(BTF_FUNC, "security_file_open").map(drop),
         "uprobe" => pmu_exists("uprobe"),
@@ -500,7 +638,13 @@ pub fn probe(mechanism: &str) -> Result<(), String> {
         }
         "bpf_loop" => btf_type_id(BTF_FUNC, "bpf_loop").map(drop),
         "dynptr" => btf_type_id(BTF_FUNC, "bpf_dynptr_from_mem").map(drop),
-        "iterator" => prog_load(PROG_TRACING, ATTACH_TRACE_ITER, btf_type_id(BTF_FUNC, "bpf_iter_task")?, &RET0).map(drop),
+        "iterator" => prog_load(
+            PROG_TRACING,
+            ATTACH_TRACE_ITER,
+            btf_type_id(BTF_FUNC, "bpf_iter_task")?,
+            &RET0,
+        )
+        .map(drop),
         "kprobe" => {
             pmu_exists("kprobe")?;
             prog_load(PROG_KPROBE, 0, 0, &RET0).map(drop)
@@ -535,7 +679,12 @@ pub fn probe(mechanism: &str) -> Result<(), String> {
         }
         "override_return" => {
             // r2 = 0; call bpf_override_return (r1 = ctx); r0 = 0; exit
-            let p = [insn(0xb7, 2, 0, 0, 0), insn(0x85, 0, 0, 0, 58), RET0[0], RET0[1]];
+            let p = [
+                insn(0xb7, 2, 0, 0, 0),
+                insn(0x85, 0, 0, 0, 58),
+                RET0[0],
+                RET0[1],
+            ];
             prog_load(PROG_KPROBE, 0, 0, &p).map(drop)
         }
         other => Err(format!("kernel_caps has no probe for mechanism {other:?}")),
@@ -553,20 +702,43 @@ mod tests {
         assert_eq!(names, ["host-6.18", "debian-6.1", "debian-6.12"]);
         assert!(m.mechanisms.len() >= 15);
         // Facts from ../shared/KERNEL.md.
-        for mech in ["kprobe", "fentry", "fmod_ret", "lsm", "probe_write_user", "override_return", "kprobe_multi"] {
+        for mech in [
+            "kprobe",
+            "fentry",
+            "fmod_ret",
+            "lsm",
+            "probe_write_user",
+            "override_return",
+            "kprobe_multi",
+        ] {
             assert!(!m.expects("host-6.18", mech).unwrap(), "{mech} on host");
         }
-        for mech in ["tracepoint", "raw_tp", "tp_btf", "uprobe", "ringbuf", "bpf_loop", "dynptr", "iterator"] {
+        for mech in [
+            "tracepoint",
+            "raw_tp",
+            "tp_btf",
+            "uprobe",
+            "ringbuf",
+            "bpf_loop",
+            "dynptr",
+            "iterator",
+        ] {
             for col in ["host-6.18", "debian-6.1", "debian-6.12"] {
                 assert!(m.expects(col, mech).unwrap(), "{mech} on {col}");
             }
         }
         for mech in ["kprobe", "fentry", "fmod_ret", "lsm"] {
-            assert!(m.expects("debian-6.1", mech).unwrap() && m.expects("debian-6.12", mech).unwrap(), "{mech}");
+            assert!(
+                m.expects("debian-6.1", mech).unwrap() && m.expects("debian-6.12", mech).unwrap(),
+                "{mech}"
+            );
         }
         assert!(!m.expects("debian-6.1", "kprobe_multi").unwrap());
         assert!(m.expects("debian-6.12", "kprobe_multi").unwrap());
-        assert!(!m.expects("debian-6.1", "override_return").unwrap() && !m.expects("debian-6.12", "override_return").unwrap());
+        assert!(
+            !m.expects("debian-6.1", "override_return").unwrap()
+                && !m.expects("debian-6.12", "override_return").unwrap()
+        );
         // Every mechanism in the matrix has a probe (an unknown name is an Err naming it).
         for mech in m.mechanisms.keys() {
             if let Err(e) = probe(mech) {
@@ -585,18 +757,35 @@ mod tests {
         assert_eq!(col("6.12.117+deb13-cloud-amd64"), Some("debian-6.12"));
         assert_eq!(col("6.1.0-57-amd64"), None);
         assert_eq!(col("5.10.0-30-cloud-amd64"), None);
-        assert_eq!(detect_column(&m, Some("debian-6.1"), "6.18.44").unwrap(), "debian-6.1");
+        assert_eq!(
+            detect_column(&m, Some("debian-6.1"), "6.18.44").unwrap(),
+            "debian-6.1"
+        );
         assert_eq!(detect_column(&m, Some(""), "6.18.44").unwrap(), "host-6.18");
-        assert!(detect_column(&m, Some("debian-5.10"), "6.18.44").unwrap_err().contains("no column"));
-        assert!(detect_column(&m, None, "4.19.0").unwrap_err().contains("matches no column"));
+        assert!(
+            detect_column(&m, Some("debian-5.10"), "6.18.44")
+                .unwrap_err()
+                .contains("no column")
+        );
+        assert!(
+            detect_column(&m, None, "4.19.0")
+                .unwrap_err()
+                .contains("matches no column")
+        );
     }
 
     #[test]
     fn glob() {
         assert!(glob_match("6.18.*", "6.18.44-fc"));
         assert!(!glob_match("6.18.*", "6.1.8"));
-        assert!(glob_match("6.12.*+deb*-cloud-amd64", "6.12.117+deb12-cloud-amd64"));
-        assert!(!glob_match("6.12.*+deb*-cloud-amd64", "6.12.117+deb12-amd64"));
+        assert!(glob_match(
+            "6.12.*+deb*-cloud-amd64",
+            "6.12.117+deb12-cloud-amd64"
+        ));
+        assert!(!glob_match(
+            "6.12.*+deb*-cloud-amd64",
+            "6.12.117+deb12-amd64"
+        ));
         assert!(glob_match("exact", "exact"));
         assert!(!glob_match("a*a", "a"));
     }
@@ -619,10 +808,18 @@ k2 = false # trailing
         assert_eq!(m.columns[0].release, ["1.0.*", "1.0"]);
         assert!(m.expects("k-1.0", "m").unwrap());
         assert!(!m.expects("k2", "m").unwrap());
-        assert!(m.expects("k2", "nope").unwrap_err().contains("unknown mechanism"));
+        assert!(
+            m.expects("k2", "nope")
+                .unwrap_err()
+                .contains("unknown mechanism")
+        );
         let bad = |s: &str| Matrix::parse(s).unwrap_err();
-        assert!(bad("[column.a]\nrelease=[\"x\"]\n[mechanism.m]\n").contains("no value for column a"));
-        assert!(bad("[column.a]\n[mechanism.m]\na = true\nb = true\n").contains("unknown column b"));
+        assert!(
+            bad("[column.a]\nrelease=[\"x\"]\n[mechanism.m]\n").contains("no value for column a")
+        );
+        assert!(
+            bad("[column.a]\n[mechanism.m]\na = true\nb = true\n").contains("unknown column b")
+        );
         assert!(bad("[column.a]\n[mechanism.m]\na = true\na = false\n").contains("given twice"));
         assert!(bad("[column.a]\n[mechanism.m]\na = yes\n").contains("unsupported value"));
         assert!(bad("[table]\n").contains("unknown table"));
@@ -651,6 +848,11 @@ k2 = false # trailing
                 wrong.push(format!("{name}: matrix says {expected}, probe {got:?}"));
             }
         }
-        assert!(wrong.is_empty(), "capability matrix column {column} disagrees with kernel {}:\n{}", kernel_release(), wrong.join("\n"));
+        assert!(
+            wrong.is_empty(),
+            "capability matrix column {column} disagrees with kernel {}:\n{}",
+            kernel_release(),
+            wrong.join("\n")
+        );
     }
 }
