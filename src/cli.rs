@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "vigil", version, about = "eBPF runtime-security agent (Tetragon-compatible)")]
+#[command(
+    name = "vigil",
+    version,
+    about = "eBPF runtime-security agent (Tetragon-compatible)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
             println!("vigil {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        cli::Command::Agent(flags) => match agent::run(*flags) {
+        cli::Command::Agent(flags) => match agent::run(&flags) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 // One line naming the problem, as the README promises.

@@ -12,7 +12,11 @@ use crate::cli::PolicyCommand;
 
 pub fn run(cmd: PolicyCommand) -> ExitCode {
     let out = match cmd {
-        PolicyCommand::Validate { files, btf, no_kernel } => {
+        PolicyCommand::Validate {
+            files,
+            btf,
+            no_kernel,
+        } => {
             let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
             let kernel = kernel_info(btf.as_deref());
             cli::validate(&files, if no_kernel { None } else { Some(&kernel) })

@@ -11,7 +11,10 @@ const PROGRAMS: &[&str] = &["lifecycle"];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let bpf_dir = manifest.join("../../bpf").canonicalize().expect("bpf/ directory");
+    let bpf_dir = manifest
+        .join("../../bpf")
+        .canonicalize()
+        .expect("bpf/ directory");
     let include = bpf_dir.join("include");
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let libbpf_include = PathBuf::from(
@@ -27,14 +30,28 @@ fn main() {
     for program in PROGRAMS {
         let source = bpf_dir.join(format!("{program}.bpf.c"));
         println!("cargo:rerun-if-changed={}", source.display());
-        compile(&clang, &source, &include, &libbpf_include, &out.join(format!("{program}.bpf.o")));
+        compile(
+            &clang,
+            &source,
+            &include,
+            &libbpf_include,
+            &out.join(format!("{program}.bpf.o")),
+        );
     }
     generate_abi(&include, &out.join("abi.rs"));
 }
 
 fn compile(clang: &str, source: &Path, include: &Path, libbpf_include: &Path, object: &Path) {
     let status = Command::new(clang)
-        .args(["-target", "bpf", "-g", "-O2", "-D__TARGET_ARCH_x86", "-Wall", "-Werror"])
+        .args([
+            "-target",
+            "bpf",
+            "-g",
+            "-O2",
+            "-D__TARGET_ARCH_x86",
+            "-Wall",
+            "-Werror",
+        ])
         .arg("-Wno-unused-function")
         .arg(format!("-I{}", include.display()))
         .arg(format!("-I{}", libbpf_include.display()))
@@ -55,7 +72,10 @@ fn compile(clang: &str, source: &Path, include: &Path, libbpf_include: &Path, ob
 fn generate_abi(include: &Path, out: &Path) {
     let header = include.join("vigil_abi.h");
     let bindings = bindgen::Builder::default()
-        .header_contents("wrapper.h", "#include <linux/types.h>\n#include \"vigil_abi.h\"\n")
+        .header_contents(
+            "wrapper.h",
+            "#include <linux/types.h>\n#include \"vigil_abi.h\"\n",
+        )
         .clang_arg(format!("-I{}", include.display()))
         .allowlist_file(header.to_str().unwrap())
         .derive_default(true)

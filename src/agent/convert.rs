@@ -151,7 +151,8 @@ pub fn clone_info(
     info.key = process;
     info.exec_id = ids.exec_id(process);
     info.parent_key = Some(parent.map_or(key(&msg.parent), |p| p.key));
-    info.parent_exec_id = parent.map_or_else(|| ids.exec_id(key(&msg.parent)), |p| p.exec_id.clone());
+    info.parent_exec_id =
+        parent.map_or_else(|| ids.exec_id(key(&msg.parent)), |p| p.exec_id.clone());
     info.tid = msg.tid;
     info.flags = vec!["clone"];
     if parent.is_none() {

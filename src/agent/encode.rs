@@ -31,7 +31,9 @@ fn u32v(v: u32) -> Option<UInt32Value> {
 
 /// Capability bit set to the list of `CapabilitiesType` values (enum value = bit number).
 fn cap_list(bits: u64) -> Vec<i32> {
-    (0..64).filter(|b| bits & (1u64 << b) != 0).map(|b| b as i32).collect()
+    (0..64)
+        .filter(|b| bits & (1u64 << b) != 0)
+        .collect()
 }
 
 fn capabilities(c: &vigil_process::model::Credentials) -> tetragon::Capabilities {
@@ -43,10 +45,18 @@ fn capabilities(c: &vigil_process::model::Credentials) -> tetragon::Capabilities
 }
 
 fn namespace(inum: u32, host: u32) -> Option<tetragon::Namespace> {
-    Some(tetragon::Namespace { inum, is_host: inum != 0 && inum == host })
+    Some(tetragon::Namespace {
+        inum,
+        is_host: inum != 0 && inum == host,
+    })
 }
 
-pub fn process(info: &ProcessInfo, clock: &BootClock, opts: &EncodeOptions, exec: bool) -> tetragon::Process {
+pub fn process(
+    info: &ProcessInfo,
+    clock: &BootClock,
+    opts: &EncodeOptions,
+    exec: bool,
+) -> tetragon::Process {
     let c = &info.creds;
     let mut p = tetragon::Process {
         exec_id: info.exec_id.clone(),
@@ -83,7 +93,10 @@ pub fn process(info: &ProcessInfo, clock: &BootClock, opts: &EncodeOptions, exec
             sgid: u32v(c.sgid),
             fsuid: u32v(c.fsuid),
             fsgid: u32v(c.fsgid),
-            securebits: (0..8).filter(|b| c.securebits & (1 << b) != 0).map(|b| 1 << b).collect(),
+            securebits: (0..8)
+                .filter(|b| c.securebits & (1 << b) != 0)
+                .map(|b| 1 << b)
+                .collect(),
             caps: Some(capabilities(c)),
             user_ns: Some(tetragon::UserNamespace {
                 level: Some(Int32Value::from(c.user_ns_level as i32)),
@@ -113,17 +126,19 @@ pub fn process(info: &ProcessInfo, clock: &BootClock, opts: &EncodeOptions, exec
     }
     if let Some(names) = &opts.usernames {
         // Only host processes: a uid inside a user namespace names someone else.
-        if info.namespaces.user == opts.host_ns.user {
-            if let Some(name) = names.get(&c.euid) {
+        if info.namespaces.user == opts.host_ns.user
+            && let Some(name) = names.get(&c.euid) {
                 p.user = Some(tetragon::UserRecord { name: name.clone() });
             }
-        }
     }
     if opts.environment && exec {
         p.environment_variables = info
             .environment
             .iter()
-            .map(|(k, v)| tetragon::EnvVar { key: k.clone(), value: v.clone() })
+            .map(|(k, v)| tetragon::EnvVar {
+                key: k.clone(),
+                value: v.clone(),
+            })
             .collect();
     }
     p
@@ -135,18 +150,27 @@ fn binary_properties(info: &ProcessInfo) -> Option<tetragon::BinaryProperties> {
     let mut props = tetragon::BinaryProperties::default();
     if pr.setuid {
         props.setuid = u32v(file.uid);
-        props.privileges_changed.push(tetragon::ProcessPrivilegesChanged::PrivilegesRaisedExecFileSetuid as i32);
+        props
+            .privileges_changed
+            .push(tetragon::ProcessPrivilegesChanged::PrivilegesRaisedExecFileSetuid as i32);
     }
     if pr.setgid {
         props.setgid = u32v(file.gid);
-        props.privileges_changed.push(tetragon::ProcessPrivilegesChanged::PrivilegesRaisedExecFileSetgid as i32);
+        props
+            .privileges_changed
+            .push(tetragon::ProcessPrivilegesChanged::PrivilegesRaisedExecFileSetgid as i32);
     }
     if pr.file_cap {
-        props.privileges_changed.push(tetragon::ProcessPrivilegesChanged::PrivilegesRaisedExecFileCap as i32);
+        props
+            .privileges_changed
+            .push(tetragon::ProcessPrivilegesChanged::PrivilegesRaisedExecFileCap as i32);
     }
     if file.links == 0 {
         props.file = Some(tetragon::FileProperties {
-            inode: Some(tetragon::InodeProperties { number: file.inode, links: u32v(file.links) }),
+            inode: Some(tetragon::InodeProperties {
+                number: file.inode,
+                links: u32v(file.links),
+            }),
             path: info.binary.clone(),
         });
     }
@@ -156,10 +180,38 @@ fn binary_properties(info: &ProcessInfo) -> Option<tetragon::BinaryProperties> {
 /// Signal names for `process_exit.signal`.
 pub fn signal_name(sig: u32) -> String {
     const NAMES: [&str; 32] = [
-        "", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
-        "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT",
-        "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU",
-        "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
     ];
     match NAMES.get(sig as usize) {
         Some(n) => (*n).to_string(),

@@ -32,7 +32,9 @@ const HOUSEKEEPING: Duration = Duration::from_millis(500);
 fn init_logging(flags: &AgentFlags) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&flags.log_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if flags.log_format == "json" {
         builder.json().init();
     } else {
@@ -53,11 +55,11 @@ fn usernames() -> HashMap<u32, String> {
         .collect()
 }
 
-pub fn run(flags: AgentFlags) -> Result<()> {
+pub fn run(flags: &AgentFlags) -> Result<()> {
     let started = Instant::now();
-    init_logging(&flags);
+    init_logging(flags);
     let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1);
-    let opts = AgentOptions::from_flags(&flags, cpus)?;
+    let opts = AgentOptions::from_flags(flags, cpus)?;
     vigil_bpf::preflight::check(opts.btf.as_deref())?;
 
     let term = Arc::new(AtomicBool::new(false));
@@ -85,7 +87,11 @@ pub fn run(flags: AgentFlags) -> Result<()> {
     // Scan only after attaching: a process started in between is seen by both, and the
     // kernel table decides which description wins.
     let scanned = vigil_process::procfs::scan(&opts.procfs)?;
-    let host_ns = scanned.iter().find(|p| p.pid == 1).map(|p| p.namespaces.clone()).unwrap_or_default();
+    let host_ns = scanned
+        .iter()
+        .find(|p| p.pid == 1)
+        .map(|p| p.namespaces.clone())
+        .unwrap_or_default();
     let enc = EncodeOptions {
         process_cred: opts.process_cred,
         process_ns: opts.process_ns,
@@ -160,7 +166,10 @@ pub fn run(flags: AgentFlags) -> Result<()> {
     pipeline.report_losses(counters.read());
     pipeline.flush();
     drop(sensor);
-    tracing::info!(events = pipeline.stats.events, "vigil agent stopped; all eBPF programs detached");
+    tracing::info!(
+        events = pipeline.stats.events,
+        "vigil agent stopped; all eBPF programs detached"
+    );
     Ok(())
 }
 
@@ -168,8 +177,12 @@ fn dump_cache(pipeline: &Pipeline, opts: &AgentOptions) {
     let path = opts.state_dir.join("process-cache.json");
     let result = std::fs::create_dir_all(&opts.state_dir).and_then(|()| pipeline.dump_cache(&path));
     match result {
-        Ok(()) => tracing::info!(path = %path.display(), entries = pipeline.cache().stats().entries,
-            "process cache dumped"),
-        Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot dump the process cache"),
+        Ok(()) => {
+            tracing::info!(path = %path.display(), entries = pipeline.cache().stats().entries,
+            "process cache dumped")
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot dump the process cache")
+        }
     }
 }

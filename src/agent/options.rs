@@ -62,7 +62,15 @@ pub fn parse_duration(flag: &str, value: &str) -> Result<Duration> {
     })
 }
 
-const ANCESTOR_TYPES: &[&str] = &["base", "kprobe", "tracepoint", "uprobe", "lsm", "usdt", "loader"];
+const ANCESTOR_TYPES: &[&str] = &[
+    "base",
+    "kprobe",
+    "tracepoint",
+    "uprobe",
+    "lsm",
+    "usdt",
+    "loader",
+];
 
 impl AgentOptions {
     pub fn from_flags(f: &AgentFlags, cpus: usize) -> Result<Self> {
@@ -71,7 +79,11 @@ impl AgentOptions {
         let ring = if total > 0 {
             total
         } else {
-            (if per_cpu > 0 { per_cpu } else { DEFAULT_RB_PER_CPU }) * cpus as u64
+            (if per_cpu > 0 {
+                per_cpu
+            } else {
+                DEFAULT_RB_PER_CPU
+            }) * cpus as u64
         };
         if ring > 1 << 30 {
             bail!("--rb-size/--rb-size-total: {ring} bytes is above the 1G maximum");
@@ -81,10 +93,18 @@ impl AgentOptions {
             bail!("--rb-queue-size must be at least 1");
         }
         let perm = u32::from_str_radix(&f.export_file_perm, 8).with_context(|| {
-            format!("--export-file-perm: {:?} is not an octal mode", f.export_file_perm)
+            format!(
+                "--export-file-perm: {:?} is not an octal mode",
+                f.export_file_perm
+            )
         })?;
         let mut ancestors_base = false;
-        for t in f.enable_ancestors.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        for t in f
+            .enable_ancestors
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+        {
             if !ANCESTOR_TYPES.contains(&t) {
                 // Tetragon ignores unknown types; we say so instead of staying silent.
                 tracing::warn!("--enable-ancestors: unknown event type {t:?} ignored");
@@ -97,7 +117,10 @@ impl AgentOptions {
             other => bail!("--username-metadata: {other:?} is not one of: disabled, unix"),
         };
         if f.max_args_size < 64 {
-            bail!("--max-args-size: {} is below the 64-byte minimum", f.max_args_size);
+            bail!(
+                "--max-args-size: {} is below the 64-byte minimum",
+                f.max_args_size
+            );
         }
         Ok(Self {
             export_filename: f.export_filename.clone(),
@@ -106,7 +129,11 @@ impl AgentOptions {
             procfs: f.procfs.clone(),
             ring_buffer_bytes: ring as u32,
             queue_size: queue as usize,
-            process_table_entries: if f.execve_map_entries == 0 { 32768 } else { f.execve_map_entries },
+            process_table_entries: if f.execve_map_entries == 0 {
+                32768
+            } else {
+                f.execve_map_entries
+            },
             process_cache_size: f.process_cache_size,
             gc_interval: parse_duration("process-cache-gc-interval", &f.process_cache_gc_interval)?,
             args_limit: f.max_args_size,
@@ -130,8 +157,16 @@ mod tests {
         assert_eq!(parse_size("x", "64K").unwrap(), 65536);
         assert_eq!(parse_size("x", "4M").unwrap(), 4 << 20);
         assert_eq!(parse_size("x", "100").unwrap(), 100);
-        assert!(parse_size("x", "4Q").unwrap_err().to_string().contains("--x"));
-        assert_eq!(parse_duration("x", "500ms").unwrap(), Duration::from_millis(500));
+        assert!(
+            parse_size("x", "4Q")
+                .unwrap_err()
+                .to_string()
+                .contains("--x")
+        );
+        assert_eq!(
+            parse_duration("x", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
         assert_eq!(parse_duration("x", "30s").unwrap(), Duration::from_secs(30));
         assert!(parse_duration("x", "1y").is_err());
     }

@@ -142,7 +142,11 @@ impl Pipeline {
         let k = key(&msg.process);
         // Exact image only: a pid fallback would name the wrong image when its exec was
         // lost. Messages without an image (ktime 0) can only be matched by pid.
-        let known = if k.ktime != 0 { self.cache.get(&k) } else { self.cache.by_pid(k.pid) };
+        let known = if k.ktime != 0 {
+            self.cache.get(&k)
+        } else {
+            self.cache.by_pid(k.pid)
+        };
         let info = known.unwrap_or_else(|| {
             Arc::new(ProcessInfo {
                 key: k,
@@ -175,7 +179,11 @@ impl Pipeline {
             let parent = self.cache.by_pid(p.ppid).map(|i| i.key);
             let info = scanned_info(&self.ids, p, parent);
             let entry = vigil_proc_entry {
-                key: vigil_proc_key { pid: p.pid, pad: 0, ktime: p.start_ktime },
+                key: vigil_proc_key {
+                    pid: p.pid,
+                    pad: 0,
+                    ktime: p.start_ktime,
+                },
                 parent: parent.map_or_else(vigil_proc_key::default, |k| vigil_proc_key {
                     pid: k.pid,
                     pad: 0,
@@ -205,10 +213,26 @@ impl Pipeline {
     pub fn report_losses(&mut self, kernel: [u64; VIGIL_CNT_MAX as usize]) {
         use tetragon::LossStage;
         let sources = [
-            (VIGIL_CNT_RB_LOST_EXEC, LossStage::RingBuffer, "PROCESS_EXEC"),
-            (VIGIL_CNT_RB_LOST_CLONE, LossStage::RingBuffer, "PROCESS_CLONE"),
-            (VIGIL_CNT_RB_LOST_EXIT, LossStage::RingBuffer, "PROCESS_EXIT"),
-            (VIGIL_CNT_PROC_MAP_FULL, LossStage::KernelProcessTable, "PROCESS_EXEC"),
+            (
+                VIGIL_CNT_RB_LOST_EXEC,
+                LossStage::RingBuffer,
+                "PROCESS_EXEC",
+            ),
+            (
+                VIGIL_CNT_RB_LOST_CLONE,
+                LossStage::RingBuffer,
+                "PROCESS_CLONE",
+            ),
+            (
+                VIGIL_CNT_RB_LOST_EXIT,
+                LossStage::RingBuffer,
+                "PROCESS_EXIT",
+            ),
+            (
+                VIGIL_CNT_PROC_MAP_FULL,
+                LossStage::KernelProcessTable,
+                "PROCESS_EXEC",
+            ),
         ];
         for (idx, stage, event_type) in sources {
             let (total, before) = (kernel[idx as usize], self.reported_kernel[idx as usize]);
@@ -227,7 +251,13 @@ impl Pipeline {
     }
 
     fn loss_event(&mut self, stage: tetragon::LossStage, event_type: &str, count: u64, total: u64) {
-        tracing::warn!(stage = stage.as_str_name(), event_type, count, total, "events lost");
+        tracing::warn!(
+            stage = stage.as_str_name(),
+            event_type,
+            count,
+            total,
+            "events lost"
+        );
         let event = tetragon::EventsLost {
             stage: stage as i32,
             event_type: event_type.to_string(),

@@ -17,7 +17,8 @@ pub fn serial() -> MutexGuard<'static, ()> {
 }
 
 pub fn vigil_bin() -> PathBuf {
-    std::env::var_os("VIGIL_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vigil")), PathBuf::from)
+    std::env::var_os("VIGIL_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vigil")), PathBuf::from)
 }
 
 pub fn helper_bin() -> PathBuf {
@@ -25,7 +26,11 @@ pub fn helper_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = vigil_bin().with_file_name("vigil-test-helper");
-    assert!(p.exists(), "{} missing: build it with `cargo build --workspace --bins`", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: build it with `cargo build --workspace --bins`",
+        p.display()
+    );
     p
 }
 
@@ -68,10 +73,17 @@ impl Agent {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("agent exited before ready ({status}):\n{log}");
             }
-            assert!(Instant::now() < deadline, "agent not ready after 20 s:\n{log}");
+            assert!(
+                Instant::now() < deadline,
+                "agent not ready after 20 s:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Agent { child, events_path, stderr_path }
+        Agent {
+            child,
+            events_path,
+            stderr_path,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -84,14 +96,23 @@ impl Agent {
     }
 
     /// Polls until `pred` holds on the events so far.
-    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let events = self.events();
             if pred(&events) {
                 return events;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; {} events seen", events.len());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; {} events seen",
+                events.len()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -110,7 +131,10 @@ impl Agent {
                 assert!(status.success(), "agent exit status {status}");
                 break;
             }
-            assert!(Instant::now() < deadline, "agent did not stop within 20 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "agent did not stop within 20 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         let log = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
@@ -126,7 +150,9 @@ impl Drop for Agent {
 }
 
 pub fn read_events(path: &Path) -> Vec<Value> {
-    let Ok(file) = std::fs::File::open(path) else { return Vec::new() };
+    let Ok(file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
     BufReader::new(file)
         .lines()
         .map_while(Result::ok)
@@ -145,11 +171,17 @@ pub fn pid_of(event: &Value) -> u64 {
 }
 
 pub fn execs_of_pid(events: &[Value], pid: u32) -> Vec<&Value> {
-    of_kind(events, "process_exec").into_iter().filter(|e| pid_of(e) == u64::from(pid)).collect()
+    of_kind(events, "process_exec")
+        .into_iter()
+        .filter(|e| pid_of(e) == u64::from(pid))
+        .collect()
 }
 
 pub fn exits_of_pid(events: &[Value], pid: u32) -> Vec<&Value> {
-    of_kind(events, "process_exit").into_iter().filter(|e| pid_of(e) == u64::from(pid)).collect()
+    of_kind(events, "process_exit")
+        .into_iter()
+        .filter(|e| pid_of(e) == u64::from(pid))
+        .collect()
 }
 
 /// Decodes the lossless `argv` field (base64 bytes per argument).
@@ -158,7 +190,11 @@ pub fn argv_of(process: &Value) -> Vec<Vec<u8>> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|s| base64::engine::general_purpose::STANDARD.decode(s.as_str().unwrap()).unwrap())
+                .map(|s| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s.as_str().unwrap())
+                        .unwrap()
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -166,7 +202,11 @@ pub fn argv_of(process: &Value) -> Vec<Vec<u8>> {
 
 /// Runs a command to completion and returns its pid.
 pub fn run(cmd: &mut Command) -> u32 {
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let pid = child.id();
     child.wait().unwrap();
     pid
@@ -177,6 +217,11 @@ pub fn lost(events: &[Value], stage: &str, event_type: &str) -> u64 {
     of_kind(events, "events_lost")
         .iter()
         .filter(|l| l["stage"] == stage && l["event_type"] == event_type)
-        .map(|l| l["count"].as_str().and_then(|c| c.parse().ok()).unwrap_or(0))
+        .map(|l| {
+            l["count"]
+                .as_str()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0)
+        })
         .sum()
 }

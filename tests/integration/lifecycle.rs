@@ -18,7 +18,11 @@ fn portable_exec_arguments_binary_and_parent() {
         .arg(std::ffi::OsStr::from_bytes(b"bad\xff\xfeutf8"))
         .arg("line1\nline2"));
     let events = agent.wait_for("echo execs", WAIT, |ev| {
-        of_kind(ev, "process_exec").iter().filter(|e| e["process"]["binary"] == "/usr/bin/echo").count() >= 2
+        of_kind(ev, "process_exec")
+            .iter()
+            .filter(|e| e["process"]["binary"] == "/usr/bin/echo")
+            .count()
+            >= 2
     });
     let (all, _) = agent.stop();
     let echo = of_kind(&events, "process_exec")
@@ -27,16 +31,38 @@ fn portable_exec_arguments_binary_and_parent() {
         .expect("exec of echo under our shell");
     let p = &echo["process"];
     assert_eq!(p["arguments"], "\"a b\" c\"d  x");
-    assert_eq!(argv_of(p), vec![b"/bin/echo".to_vec(), b"a b".to_vec(), b"c\"d".to_vec(), vec![], b"x".to_vec()]);
+    assert_eq!(
+        argv_of(p),
+        vec![
+            b"/bin/echo".to_vec(),
+            b"a b".to_vec(),
+            b"c\"d".to_vec(),
+            vec![],
+            b"x".to_vec()
+        ]
+    );
     let sh_exec = execs_of_pid(&events, sh);
     assert_eq!(sh_exec.len(), 1, "one exec for the shell");
     assert_eq!(p["parent_exec_id"], sh_exec[0]["process"]["exec_id"]);
     assert_eq!(echo["parent"]["exec_id"], sh_exec[0]["process"]["exec_id"]);
-    assert!(p["flags"].as_str().unwrap().split(' ').any(|f| f == "execve"));
+    assert!(
+        p["flags"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .any(|f| f == "execve")
+    );
 
     let w = &execs_of_pid(&events, weird)[0]["process"];
     assert_eq!(w["arguments"], "bad\u{FFFD}utf8 line1\nline2");
-    assert_eq!(argv_of(w), vec![b"/bin/echo".to_vec(), b"bad\xff\xfeutf8".to_vec(), b"line1\nline2".to_vec()]);
+    assert_eq!(
+        argv_of(w),
+        vec![
+            b"/bin/echo".to_vec(),
+            b"bad\xff\xfeutf8".to_vec(),
+            b"line1\nline2".to_vec()
+        ]
+    );
 
     crate::proto_check::assert_lines_parse_with_protobuf(&all);
 }
@@ -53,22 +79,40 @@ fn portable_exit_status_and_signal() {
     sleeper.wait().unwrap();
     let clean = run(&mut Command::new("/usr/bin/true"));
     let events = agent.wait_for("three exits", WAIT, |ev| {
-        [three, killed, clean].iter().all(|p| exits_of_pid(ev, *p).len() == 1)
+        [three, killed, clean]
+            .iter()
+            .all(|p| exits_of_pid(ev, *p).len() == 1)
     });
     let e3 = exits_of_pid(&events, three)[0];
     assert_eq!(e3["status"], 3);
-    assert!(e3.get("signal").is_none(), "no signal on a normal exit: {e3}");
+    assert!(
+        e3.get("signal").is_none(),
+        "no signal on a normal exit: {e3}"
+    );
     let ek = exits_of_pid(&events, killed)[0];
     assert_eq!(ek["signal"], "SIGKILL");
-    assert!(ek.get("status").is_none(), "a killed process has no status: {ek}");
+    assert!(
+        ek.get("status").is_none(),
+        "a killed process has no status: {ek}"
+    );
     let ec = exits_of_pid(&events, clean)[0];
-    assert!(ec.get("status").is_none() && ec.get("signal").is_none(), "clean exit omits both: {ec}");
+    assert!(
+        ec.get("status").is_none() && ec.get("signal").is_none(),
+        "clean exit omits both: {ec}"
+    );
     // Exec precedes exit for the same exec_id.
     for pid in [three, killed, clean] {
         let exec_id = &execs_of_pid(&events, pid)[0]["process"]["exec_id"];
-        let exec_at = events.iter().position(|e| e["process_exec"]["process"]["exec_id"] == *exec_id);
-        let exit_at = events.iter().position(|e| e["process_exit"]["process"]["exec_id"] == *exec_id);
-        assert!(exec_at.unwrap() < exit_at.unwrap(), "exec before exit for pid {pid}");
+        let exec_at = events
+            .iter()
+            .position(|e| e["process_exec"]["process"]["exec_id"] == *exec_id);
+        let exit_at = events
+            .iter()
+            .position(|e| e["process_exit"]["process"]["exec_id"] == *exec_id);
+        assert!(
+            exec_at.unwrap() < exit_at.unwrap(),
+            "exec before exit for pid {pid}"
+        );
     }
     agent.stop();
 }
@@ -88,16 +132,26 @@ fn portable_threads_exit_once_and_exec_from_thread() {
         let _ = events;
         agent.stop()
     };
-    assert_eq!(exits_of_pid(&events, threaded).len(), 1, "a 4-thread process exits once");
+    assert_eq!(
+        exits_of_pid(&events, threaded).len(),
+        1,
+        "a 4-thread process exits once"
+    );
     let execs = execs_of_pid(&events, execer);
     let true_exec = execs
         .iter()
         .find(|e| e["process"]["binary"] == "/usr/bin/true")
         .expect("exec from a non-leader thread is reported under the thread group id");
-    assert_eq!(true_exec["process"]["tid"], execer, "after exec the thread is the leader");
+    assert_eq!(
+        true_exec["process"]["tid"], execer,
+        "after exec the thread is the leader"
+    );
     let exits = exits_of_pid(&events, execer);
     assert_eq!(exits.len(), 1);
-    assert_eq!(exits[0]["process"]["exec_id"], true_exec["process"]["exec_id"]);
+    assert_eq!(
+        exits[0]["process"]["exec_id"],
+        true_exec["process"]["exec_id"]
+    );
 }
 
 #[test]
@@ -106,7 +160,9 @@ fn portable_fork_without_exec_has_clone_flag() {
     let agent = Agent::start("fork", &[]);
     let helper = helper_bin();
     let parent = run(Command::new(&helper).args(["fork-no-exec", "100"]));
-    let events = agent.wait_for("parent exit", WAIT, |ev| !exits_of_pid(ev, parent).is_empty());
+    let events = agent.wait_for("parent exit", WAIT, |ev| {
+        !exits_of_pid(ev, parent).is_empty()
+    });
     let parent_exec = &execs_of_pid(&events, parent)[0]["process"];
     let child_exit = of_kind(&events, "process_exit")
         .into_iter()
@@ -115,8 +171,14 @@ fn portable_fork_without_exec_has_clone_flag() {
     let flags = child_exit["process"]["flags"].as_str().unwrap();
     assert!(flags.split(' ').any(|f| f == "clone"), "flags {flags}");
     assert_ne!(pid_of(child_exit), u64::from(parent));
-    assert_eq!(child_exit["process"]["binary"], parent_exec["binary"], "inherits the parent's image");
-    assert!(execs_of_pid(&events, pid_of(child_exit) as u32).is_empty(), "no exec for a fork");
+    assert_eq!(
+        child_exit["process"]["binary"], parent_exec["binary"],
+        "inherits the parent's image"
+    );
+    assert!(
+        execs_of_pid(&events, pid_of(child_exit) as u32).is_empty(),
+        "no exec for a fork"
+    );
     agent.stop();
 }
 
@@ -129,14 +191,26 @@ fn portable_process_started_before_agent_has_parent_and_same_exec_id_at_exit() {
     let agent = Agent::start("procfs", &[]);
     let events = agent.wait_for("procFS exec", WAIT, |ev| !execs_of_pid(ev, pid).is_empty());
     let exec = execs_of_pid(&events, pid)[0];
-    assert!(exec["process"]["flags"].as_str().unwrap().contains("procFS"));
+    assert!(
+        exec["process"]["flags"]
+            .as_str()
+            .unwrap()
+            .contains("procFS")
+    );
     assert_eq!(exec["process"]["binary"], "/usr/bin/sleep");
-    assert_eq!(exec["parent"]["pid"], std::process::id(), "the test process is its parent");
+    assert_eq!(
+        exec["parent"]["pid"],
+        std::process::id(),
+        "the test process is its parent"
+    );
     assert_eq!(exec["process"]["parent_exec_id"], exec["parent"]["exec_id"]);
     early.kill().unwrap();
     early.wait().unwrap();
     let events = agent.wait_for("exit", WAIT, |ev| !exits_of_pid(ev, pid).is_empty());
-    assert_eq!(exits_of_pid(&events, pid)[0]["process"]["exec_id"], exec["process"]["exec_id"]);
+    assert_eq!(
+        exits_of_pid(&events, pid)[0]["process"]["exec_id"],
+        exec["process"]["exec_id"]
+    );
     agent.stop();
 }
 
@@ -147,16 +221,28 @@ fn portable_memfd_and_unlinked_binaries_are_flagged() {
     let helper = helper_bin();
     let dir = scratch_dir("unlinked-bin");
     let memfd = run(Command::new(&helper).args(["memfd-exec", "/usr/bin/true"]));
-    let unlinked = run(Command::new(&helper).args(["unlinked-exec", "/usr/bin/true"]).arg(&dir));
+    let unlinked = run(Command::new(&helper)
+        .args(["unlinked-exec", "/usr/bin/true"])
+        .arg(&dir));
     let events = agent.wait_for("both execs", WAIT, |ev| {
         execs_of_pid(ev, memfd).len() >= 2 && execs_of_pid(ev, unlinked).len() >= 2
     });
     let m = execs_of_pid(&events, memfd).into_iter().last().unwrap();
-    assert!(m["process"]["binary"].as_str().unwrap().starts_with("/memfd:vigil-test"), "{m}");
+    assert!(
+        m["process"]["binary"]
+            .as_str()
+            .unwrap()
+            .starts_with("/memfd:vigil-test"),
+        "{m}"
+    );
     assert_eq!(m["process"]["binary_location"], "BINARY_LOCATION_MEMFD");
     let u = execs_of_pid(&events, unlinked).into_iter().last().unwrap();
     let bin = u["process"]["binary"].as_str().unwrap();
-    assert!(bin.starts_with(&format!("{}/vigil-unlinked-", dir.display())) && bin.ends_with(" (deleted)"), "{bin}");
+    assert!(
+        bin.starts_with(&format!("{}/vigil-unlinked-", dir.display()))
+            && bin.ends_with(" (deleted)"),
+        "{bin}"
+    );
     assert_eq!(u["process"]["binary_location"], "BINARY_LOCATION_UNLINKED");
     // An ordinary exec carries no location.
     let h = &execs_of_pid(&events, memfd)[0]["process"];
@@ -177,19 +263,33 @@ fn setuid_binary_run_by_unprivileged_user_shows_privilege_raise() {
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&bin));
     let events = agent.wait_for("setuid exec", WAIT, |ev| {
-        execs_of_pid(ev, pid).iter().any(|e| e["process"]["binary"] == bin.to_str().unwrap())
+        execs_of_pid(ev, pid)
+            .iter()
+            .any(|e| e["process"]["binary"] == bin.to_str().unwrap())
     });
-    let e = execs_of_pid(&events, pid).into_iter().find(|e| e["process"]["binary"] == bin.to_str().unwrap()).unwrap();
+    let e = execs_of_pid(&events, pid)
+        .into_iter()
+        .find(|e| e["process"]["binary"] == bin.to_str().unwrap())
+        .unwrap();
     let p = &e["process"];
     assert_eq!(p["binary_properties"]["setuid"], 0, "{p}");
-    assert_eq!(p["binary_properties"]["privileges_changed"], serde_json::json!(["PRIVILEGES_RAISED_EXEC_FILE_SETUID"]));
+    assert_eq!(
+        p["binary_properties"]["privileges_changed"],
+        serde_json::json!(["PRIVILEGES_RAISED_EXEC_FILE_SETUID"])
+    );
     assert_eq!(p["process_credentials"]["uid"], 65534);
     assert_eq!(p["process_credentials"]["euid"], 0);
     assert_eq!(p["uid"], 0, "uid is the effective uid");
     // The same binary run by root raises nothing.
     let root_pid = run(&mut Command::new(&bin));
-    let events = agent.wait_for("root exec", WAIT, |ev| !execs_of_pid(ev, root_pid).is_empty());
-    assert!(execs_of_pid(&events, root_pid)[0]["process"].get("binary_properties").is_none());
+    let events = agent.wait_for("root exec", WAIT, |ev| {
+        !execs_of_pid(ev, root_pid).is_empty()
+    });
+    assert!(
+        execs_of_pid(&events, root_pid)[0]["process"]
+            .get("binary_properties")
+            .is_none()
+    );
     agent.stop();
 }
 
@@ -198,9 +298,15 @@ fn sigterm_detaches_every_program() {
     let _g = serial();
     let agent = Agent::start("detach", &[]);
     let names = || {
-        let out = Command::new("bpftool").args(["prog", "show"]).output().expect("bpftool");
+        let out = Command::new("bpftool")
+            .args(["prog", "show"])
+            .output()
+            .expect("bpftool");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        ["vigil_exec", "vigil_fork", "vigil_exit"].iter().filter(|n| text.contains(*n)).count()
+        ["vigil_exec", "vigil_fork", "vigil_exit"]
+            .iter()
+            .filter(|n| text.contains(*n))
+            .count()
     };
     assert_eq!(names(), 3, "programs loaded while running");
     let (_, log) = agent.stop();

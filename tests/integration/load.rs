@@ -30,15 +30,28 @@ fn burst(loops: usize, each: usize) -> Vec<u32> {
 }
 
 /// Exec and exit events of `/usr/bin/true` children of the loop processes, by exec_id.
-fn workload_events(events: &[serde_json::Value], loops: &[u32]) -> (HashSet<String>, HashSet<String>) {
+fn workload_events(
+    events: &[serde_json::Value],
+    loops: &[u32],
+) -> (HashSet<String>, HashSet<String>) {
     let loop_pids: HashSet<u64> = loops.iter().map(|p| u64::from(*p)).collect();
     let mine = |e: &&serde_json::Value| {
         e["process"]["binary"] == "/usr/bin/true"
-            && e["parent"]["pid"].as_u64().is_some_and(|p| loop_pids.contains(&p))
+            && e["parent"]["pid"]
+                .as_u64()
+                .is_some_and(|p| loop_pids.contains(&p))
     };
     let id = |e: &serde_json::Value| e["process"]["exec_id"].as_str().unwrap().to_string();
-    let execs = of_kind(events, "process_exec").into_iter().filter(mine).map(|e| id(e)).collect();
-    let exits = of_kind(events, "process_exit").into_iter().filter(mine).map(|e| id(e)).collect();
+    let execs = of_kind(events, "process_exec")
+        .into_iter()
+        .filter(mine)
+        .map(&id)
+        .collect();
+    let exits = of_kind(events, "process_exit")
+        .into_iter()
+        .filter(mine)
+        .map(id)
+        .collect();
     (execs, exits)
 }
 
@@ -53,7 +66,10 @@ fn burst_of_5000_processes_arrives_complete() {
     assert_eq!(execs.len(), 5000, "every exec arrives");
     assert_eq!(exits.len(), 5000, "every exit arrives");
     assert_eq!(execs, exits, "exits match execs by exec_id");
-    assert!(of_kind(&events, "events_lost").is_empty(), "no loss with the default ring");
+    assert!(
+        of_kind(&events, "events_lost").is_empty(),
+        "no loss with the default ring"
+    );
 }
 
 #[test]
@@ -78,7 +94,9 @@ fn forced_loss_is_counted_and_reported() {
     // that replace an exec without a fork (shell `exec`) are not in it, hence a margin of
     // 4% of the burst. On a quiet machine the two sides are equal.
     let missing = 5000 - execs.len() as u64;
-    let others = forks_after.saturating_sub(forks_before).saturating_sub(5002);
+    let others = forks_after
+        .saturating_sub(forks_before)
+        .saturating_sub(5002);
     assert!(
         lost_execs >= missing && lost_execs <= missing + others + 200,
         "expected - received = {missing}, reported loss = {lost_execs}, other forks on the host = {others}"
@@ -126,11 +144,13 @@ fn dump(agent: &Agent) -> Vec<serde_json::Value> {
     let _ = std::fs::remove_file(&path);
     agent.signal(libc::SIGUSR1);
     for _ in 0..100 {
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            if text.ends_with('\n') {
-                return text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && text.ends_with('\n') {
+                return text
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect();
             }
-        }
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("no process cache dump after SIGUSR1");
@@ -161,13 +181,17 @@ fn cache_tracks_live_processes_after_100000_short_lived_ones() {
             .collect();
         let stable: HashSet<u32> = before.intersection(&after_pids).copied().collect();
         let missing: Vec<_> = stable.difference(&alive).collect();
-        let extra: Vec<_> =
-            alive.iter().filter(|p| !before.contains(p) && !after_pids.contains(p)).collect();
+        let extra: Vec<_> = alive
+            .iter()
+            .filter(|p| !before.contains(p) && !after_pids.contains(p))
+            .collect();
         if missing.is_empty() && extra.is_empty() {
             problems.clear();
             break;
         }
-        problems = format!("live processes missing from the cache: {missing:?}; dead processes still alive in it: {extra:?}");
+        problems = format!(
+            "live processes missing from the cache: {missing:?}; dead processes still alive in it: {extra:?}"
+        );
     }
     assert!(problems.is_empty(), "{problems}");
     // Dead entries remain only while a live descendant holds them.
@@ -183,10 +207,17 @@ fn cache_tracks_live_processes_after_100000_short_lived_ones() {
             assert!(waited < 2000, "unreferenced entry kept {waited} ms: {e}");
         }
     }
-    assert!(entries.len() < 2000, "cache holds {} entries ({by_refcnt:?}) after 100,000 processes", entries.len());
+    assert!(
+        entries.len() < 2000,
+        "cache holds {} entries ({by_refcnt:?}) after 100,000 processes",
+        entries.len()
+    );
     let (events, _) = agent.stop();
     let execs = of_kind(&events, "process_exec").len();
     assert!(execs >= 100_000, "{execs} execs exported");
     let grown = after.saturating_sub(rest);
-    assert!(grown <= 5 * 1024, "RSS grew {grown} KiB (rest {rest} KiB, after {after} KiB)");
+    assert!(
+        grown <= 5 * 1024,
+        "RSS grew {grown} KiB (rest {rest} KiB, after {after} KiB)"
+    );
 }

@@ -1,8 +1,8 @@
 //! Loads the lifecycle sensor and prints decoded records for a few seconds (developer aid).
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use vigil_bpf::lifecycle::{LifecycleOptions, LifecycleSensor};
-use vigil_bpf::records::{decode, decode_path, split_nul, Record};
+use vigil_bpf::records::{Record, decode, decode_path, split_nul};
 
 fn main() {
     vigil_bpf::preflight::check(None).expect("preflight");
@@ -15,7 +15,11 @@ fn main() {
         btf: None,
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("loaded in {:?}, {} attached", t.elapsed(), sensor.attached());
+    eprintln!(
+        "loaded in {:?}, {} attached",
+        t.elapsed(),
+        sensor.attached()
+    );
     let (tx, rx) = std::sync::mpsc::sync_channel(1024);
     let stop = Arc::new(AtomicBool::new(false));
     let _h = vigil_bpf::ringbuf::spawn_reader(sensor.events().unwrap(), tx, stop).unwrap();
@@ -25,12 +29,30 @@ fn main() {
             match decode(&d).unwrap() {
                 Record::Exec(r) => println!(
                     "EXEC pid={} tid={} parent={}:{} flags={:#x} privs={} path={} cwd={} cg={} args={:?} uid={} euid={}",
-                    r.msg.process.pid, r.msg.tid, r.msg.parent.pid, r.msg.parent.ktime, r.msg.flags, r.msg.privs,
-                    String::from_utf8_lossy(&decode_path(&r.path)), String::from_utf8_lossy(&decode_path(&r.cwd)),
-                    String::from_utf8_lossy(&r.cgroup), split_nul(&r.args).iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>(),
-                    r.msg.creds.uid, r.msg.creds.euid),
-                Record::Clone(c) => println!("CLONE pid={} ktime={} parent={}", c.process.pid, c.process.ktime, c.parent.pid),
-                Record::Exit(e) => println!("EXIT pid={} ktime={} code={:#x} flags={}", e.process.pid, e.process.ktime, e.exit_code, e.flags),
+                    r.msg.process.pid,
+                    r.msg.tid,
+                    r.msg.parent.pid,
+                    r.msg.parent.ktime,
+                    r.msg.flags,
+                    r.msg.privs,
+                    String::from_utf8_lossy(&decode_path(&r.path)),
+                    String::from_utf8_lossy(&decode_path(&r.cwd)),
+                    String::from_utf8_lossy(&r.cgroup),
+                    split_nul(&r.args)
+                        .iter()
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect::<Vec<_>>(),
+                    r.msg.creds.uid,
+                    r.msg.creds.euid
+                ),
+                Record::Clone(c) => println!(
+                    "CLONE pid={} ktime={} parent={}",
+                    c.process.pid, c.process.ktime, c.parent.pid
+                ),
+                Record::Exit(e) => println!(
+                    "EXIT pid={} ktime={} code={:#x} flags={}",
+                    e.process.pid, e.process.ktime, e.exit_code, e.flags
+                ),
             }
         }
     }

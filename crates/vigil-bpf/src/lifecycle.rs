@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
 
-use crate::abi::{vigil_config, vigil_proc_entry, VIGIL_ARGS_REGION, VIGIL_CNT_MAX};
+use crate::abi::{VIGIL_ARGS_REGION, VIGIL_CNT_MAX, vigil_config, vigil_proc_entry};
 
 /// Load-time options of the lifecycle sensor.
 #[derive(Debug, Clone)]
@@ -30,15 +30,23 @@ pub enum LoadError {
     #[error("cannot open the embedded lifecycle eBPF object: {0}")]
     Open(libbpf_rs::Error),
     #[error("map {map}: {source}")]
-    Map { map: &'static str, source: libbpf_rs::Error },
+    Map {
+        map: &'static str,
+        source: libbpf_rs::Error,
+    },
     #[error("the embedded object has no map or program named {0}")]
     Missing(&'static str),
     #[error(".rodata of the lifecycle object is {found} bytes, expected {expected}")]
     Rodata { found: usize, expected: usize },
-    #[error("the kernel refused the lifecycle programs: {0} (run with RUST_LOG=debug for the verifier log)")]
+    #[error(
+        "the kernel refused the lifecycle programs: {0} (run with RUST_LOG=debug for the verifier log)"
+    )]
     Load(libbpf_rs::Error),
     #[error("cannot attach {program}: {source}")]
-    Attach { program: String, source: libbpf_rs::Error },
+    Attach {
+        program: String,
+        source: libbpf_rs::Error,
+    },
 }
 
 /// A loaded and attached lifecycle sensor.
@@ -50,7 +58,9 @@ pub struct LifecycleSensor {
 
 impl std::fmt::Debug for LifecycleSensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LifecycleSensor").field("links", &self.links.len()).finish()
+        f.debug_struct("LifecycleSensor")
+            .field("links", &self.links.len())
+            .finish()
     }
 }
 
@@ -66,7 +76,9 @@ impl LifecycleSensor {
         if let Some(btf) = &opts.btf {
             builder.btf_custom_path(btf).map_err(LoadError::Open)?;
         }
-        let mut open = builder.open_memory(crate::LIFECYCLE_OBJECT).map_err(LoadError::Open)?;
+        let mut open = builder
+            .open_memory(crate::LIFECYCLE_OBJECT)
+            .map_err(LoadError::Open)?;
         let cpus = libbpf_rs::num_possible_cpus().map_err(LoadError::Open)? as u32;
         let config = vigil_config {
             args_limit: opts.args_limit.min(VIGIL_ARGS_REGION - 1),
@@ -78,16 +90,19 @@ impl LifecycleSensor {
                 r.map_err(|source| LoadError::Map { map, source })
             };
             match name.as_str() {
-                "vigil_events" => {
-                    set(map.set_max_entries(ring_size(opts.ring_buffer_bytes)), "vigil_events")?
-                }
+                "vigil_events" => set(
+                    map.set_max_entries(ring_size(opts.ring_buffer_bytes)),
+                    "vigil_events",
+                )?,
                 "vigil_procs" => set(
                     map.set_max_entries(opts.process_table_entries.max(1024)),
                     "vigil_procs",
                 )?,
                 "vigil_scratch" => set(map.set_max_entries(cpus), "vigil_scratch")?,
                 n if n.ends_with(".rodata") => {
-                    let data = map.initial_value_mut().ok_or(LoadError::Missing(".rodata"))?;
+                    let data = map
+                        .initial_value_mut()
+                        .ok_or(LoadError::Missing(".rodata"))?;
                     if data.len() != size_of::<vigil_config>() {
                         return Err(LoadError::Rodata {
                             found: data.len(),
@@ -104,7 +119,9 @@ impl LifecycleSensor {
         let mut links = Vec::new();
         for prog in object.progs_mut() {
             let program = prog.name().to_string_lossy().into_owned();
-            let link = prog.attach().map_err(|source| LoadError::Attach { program, source })?;
+            let link = prog
+                .attach()
+                .map_err(|source| LoadError::Attach { program, source })?;
             links.push(link);
         }
         Ok(Self { links, object })
@@ -126,12 +143,16 @@ impl LifecycleSensor {
 
     /// Kernel-side counters (ring buffer losses, table overflow...).
     pub fn counters(&self) -> Result<KernelCounters, LoadError> {
-        Ok(KernelCounters { map: self.map_handle("vigil_counters")? })
+        Ok(KernelCounters {
+            map: self.map_handle("vigil_counters")?,
+        })
     }
 
     /// Writer for the kernel process table, used by the start-up /proc scan.
     pub fn process_table(&self) -> Result<ProcessTable, LoadError> {
-        Ok(ProcessTable { map: self.map_handle("vigil_procs")? })
+        Ok(ProcessTable {
+            map: self.map_handle("vigil_procs")?,
+        })
     }
 
     /// Number of attached programs.
@@ -168,7 +189,10 @@ impl KernelCounters {
             if let Ok(Some(per_cpu)) = self.map.lookup_percpu(&key, MapFlags::ANY) {
                 *slot = per_cpu
                     .iter()
-                    .filter_map(|v| v.get(..8).map(|b| u64::from_ne_bytes(b.try_into().unwrap())))
+                    .filter_map(|v| {
+                        v.get(..8)
+                            .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
+                    })
                     .sum();
             }
         }
@@ -192,6 +216,8 @@ impl ProcessTable {
                 size_of::<vigil_proc_entry>(),
             )
         };
-        self.map.update(&tgid.to_ne_bytes(), bytes, MapFlags::NO_EXIST).is_ok()
+        self.map
+            .update(&tgid.to_ne_bytes(), bytes, MapFlags::NO_EXIST)
+            .is_ok()
     }
 }

@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use libbpf_rs::btf::Btf;
 
 /// The tracepoints the lifecycle sensor attaches to (BTF-typed tracepoints).
-pub const LIFECYCLE_TRACEPOINTS: &[&str] =
-    &["sched_process_exec", "sched_process_fork", "sched_process_exit"];
+pub const LIFECYCLE_TRACEPOINTS: &[&str] = &[
+    "sched_process_exec",
+    "sched_process_fork",
+    "sched_process_exit",
+];
 
 /// Default location of the running kernel's BTF.
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -47,7 +50,11 @@ pub fn check(custom_btf: Option<&Path>) -> Result<(), PreflightError> {
     }
     let path = btf_path(custom_btf);
     if !path.exists() {
-        let origin = if custom_btf.is_some() { "--btf" } else { "the running kernel" };
+        let origin = if custom_btf.is_some() {
+            "--btf"
+        } else {
+            "the running kernel"
+        };
         return Err(PreflightError::BtfMissing(path, origin));
     }
     let btf = Btf::from_path(&path).map_err(|e| PreflightError::BtfUnreadable {
@@ -56,7 +63,10 @@ pub fn check(custom_btf: Option<&Path>) -> Result<(), PreflightError> {
     })?;
     for tp in LIFECYCLE_TRACEPOINTS {
         let name = format!("btf_trace_{tp}");
-        if btf.type_by_name::<libbpf_rs::btf::types::Typedef<'_>>(&name).is_none() {
+        if btf
+            .type_by_name::<libbpf_rs::btf::types::Typedef<'_>>(&name)
+            .is_none()
+        {
             return Err(PreflightError::TracepointMissing(tp, path));
         }
     }

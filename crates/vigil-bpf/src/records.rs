@@ -4,8 +4,8 @@
 use std::mem::size_of;
 
 use crate::abi::{
-    vigil_clone_msg, vigil_exec_msg, vigil_exit_msg, vigil_msg_header, VIGIL_MSG_CLONE,
-    VIGIL_MSG_EXEC, VIGIL_MSG_EXIT,
+    VIGIL_MSG_CLONE, VIGIL_MSG_EXEC, VIGIL_MSG_EXIT, vigil_clone_msg, vigil_exec_msg,
+    vigil_exit_msg, vigil_msg_header,
 };
 
 /// One message from the kernel.
@@ -44,7 +44,11 @@ pub enum DecodeError {
 
 fn read<T: Copy>(data: &[u8], kind: u8) -> Result<T, DecodeError> {
     if data.len() < size_of::<T>() {
-        return Err(DecodeError::Truncated { kind, need: size_of::<T>(), got: data.len() });
+        return Err(DecodeError::Truncated {
+            kind,
+            need: size_of::<T>(),
+            got: data.len(),
+        });
     }
     // SAFETY: the length is checked above and T is a plain-old-data ABI struct.
     Ok(unsafe { std::ptr::read_unaligned(data.as_ptr().cast::<T>()) })
@@ -76,7 +80,11 @@ fn decode_exec(data: &[u8]) -> Result<ExecRecord, DecodeError> {
     ];
     let need = size_of::<vigil_exec_msg>() + lens.iter().sum::<usize>();
     if data.len() < need {
-        return Err(DecodeError::Truncated { kind, need, got: data.len() });
+        return Err(DecodeError::Truncated {
+            kind,
+            need,
+            got: data.len(),
+        });
     }
     let mut off = size_of::<vigil_exec_msg>();
     let mut take = |len: usize| {
@@ -139,7 +147,10 @@ mod tests {
 
     #[test]
     fn path_is_rebuilt_root_first() {
-        assert_eq!(decode_path(&encode(&[b"echo", b"bin", b"usr"])), b"/usr/bin/echo");
+        assert_eq!(
+            decode_path(&encode(&[b"echo", b"bin", b"usr"])),
+            b"/usr/bin/echo"
+        );
         assert_eq!(decode_path(&[]), b"/");
         assert_eq!(decode_path(&encode(&[b"memfd:x"])), b"/memfd:x");
     }
@@ -151,7 +162,10 @@ mod tests {
 
     #[test]
     fn nul_blocks_split_like_argv() {
-        assert_eq!(split_nul(b"a\0b c\0\0x\0"), vec![b"a".to_vec(), b"b c".to_vec(), vec![], b"x".to_vec()]);
+        assert_eq!(
+            split_nul(b"a\0b c\0\0x\0"),
+            vec![b"a".to_vec(), b"b c".to_vec(), vec![], b"x".to_vec()]
+        );
         assert_eq!(split_nul(b"trunc"), vec![b"trunc".to_vec()]);
         assert!(split_nul(b"").is_empty());
     }
@@ -178,11 +192,16 @@ mod tests {
         msg.env_len = 0;
         // SAFETY: plain-old-data struct viewed as bytes.
         let head = unsafe {
-            std::slice::from_raw_parts((&msg as *const vigil_exec_msg).cast::<u8>(), size_of::<vigil_exec_msg>())
+            std::slice::from_raw_parts(
+                (&msg as *const vigil_exec_msg).cast::<u8>(),
+                size_of::<vigil_exec_msg>(),
+            )
         };
         let mut data = head.to_vec();
         data.extend_from_slice(b"PPCGGGAAAA");
-        let Record::Exec(rec) = decode(&data).unwrap() else { panic!("not an exec") };
+        let Record::Exec(rec) = decode(&data).unwrap() else {
+            panic!("not an exec")
+        };
         assert_eq!(rec.path, b"PP");
         assert_eq!(rec.cwd, b"C");
         assert_eq!(rec.cgroup, b"GGG");

@@ -4,9 +4,9 @@
 //! moves to the kernel ring buffer, where every drop is counted (`vigil_counters`). Nothing
 //! is dropped silently in user space.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -62,6 +62,8 @@ pub fn spawn_reader(
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(handle),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(ReaderError::Spawn(std::io::Error::other("reader thread died"))),
+        Err(_) => Err(ReaderError::Spawn(std::io::Error::other(
+            "reader thread died",
+        ))),
     }
 }

@@ -34,13 +34,18 @@ pub struct JsonLinesSink {
 
 impl std::fmt::Debug for JsonLinesSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonLinesSink").field("name", &self.name).finish()
+        f.debug_struct("JsonLinesSink")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
 impl JsonLinesSink {
     pub fn stdout() -> Self {
-        Self::new(Destination::Stdout(BufWriter::with_capacity(1 << 16, io::stdout())), "stdout")
+        Self::new(
+            Destination::Stdout(BufWriter::with_capacity(1 << 16, io::stdout())),
+            "stdout",
+        )
     }
 
     /// Appends to `path`, created with mode `perm` (Tetragon's default is 0600).
@@ -50,7 +55,10 @@ impl JsonLinesSink {
             .append(true)
             .mode(perm)
             .open(path)
-            .map_err(|source| ExportError::Open { path: path.to_path_buf(), source })?;
+            .map_err(|source| ExportError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(Self::new(
             Destination::File(BufWriter::with_capacity(1 << 16, file)),
             &path.display().to_string(),
@@ -58,7 +66,13 @@ impl JsonLinesSink {
     }
 
     fn new(dest: Destination, name: &str) -> Self {
-        Self { dest, name: name.to_string(), written: 0, lost: 0, failing: false }
+        Self {
+            dest,
+            name: name.to_string(),
+            written: 0,
+            lost: 0,
+            failing: false,
+        }
     }
 
     fn writer(&mut self) -> &mut dyn Write {
@@ -145,7 +159,10 @@ mod tests {
             sink.write(&serde_json::json!({ "n": i, "pad": "x".repeat(64) }));
         }
         sink.flush();
-        assert!(sink.lost() > 0, "writes to /dev/full must be counted as lost");
+        assert!(
+            sink.lost() > 0,
+            "writes to /dev/full must be counted as lost"
+        );
         assert!(sink.written() + sink.lost() >= 100_000);
     }
 

@@ -77,11 +77,10 @@ impl ProcessCache {
     /// Resolves a parent reference from the kernel: an exact key, or only a pid when the
     /// kernel did not know the parent's image (ktime 0).
     pub fn resolve(&self, key: ProcessKey) -> Option<Arc<ProcessInfo>> {
-        if key.ktime != 0 {
-            if let Some(info) = self.get(&key) {
+        if key.ktime != 0
+            && let Some(info) = self.get(&key) {
                 return Some(info);
             }
-        }
         self.by_pid(key.pid)
     }
 
@@ -104,7 +103,15 @@ impl ProcessCache {
             parent.releasable_since = None;
         }
         self.by_pid.insert(key.pid, key);
-        self.entries.insert(key, Entry { info, alive: true, children: 0, releasable_since: None });
+        self.entries.insert(
+            key,
+            Entry {
+                info,
+                alive: true,
+                children: 0,
+                releasable_since: None,
+            },
+        );
         self.stats.inserted += 1;
         true
     }
@@ -121,12 +128,11 @@ impl ProcessCache {
     }
 
     fn mark_if_releasable(&mut self, key: ProcessKey, now: Instant) {
-        if let Some(e) = self.entries.get_mut(&key) {
-            if !e.alive && e.children == 0 && e.releasable_since.is_none() {
+        if let Some(e) = self.entries.get_mut(&key)
+            && !e.alive && e.children == 0 && e.releasable_since.is_none() {
                 e.releasable_since = Some(now);
                 self.releasable.push_back((key, now));
             }
-        }
     }
 
     /// Removes entries releasable for at least `gc_interval` (all releasable ones when
@@ -174,7 +180,10 @@ impl ProcessCache {
     }
 
     pub fn stats(&self) -> CacheStats {
-        CacheStats { entries: self.entries.len(), ..self.stats }
+        CacheStats {
+            entries: self.entries.len(),
+            ..self.stats
+        }
     }
 
     pub fn snapshot(&self, now: Instant) -> Vec<EntrySnapshot> {
@@ -215,11 +224,19 @@ mod tests {
         c.insert(info(1, 10, None), t0);
         c.insert(info(2, 20, Some((1, 10))), t0);
         c.end(ProcessKey::new(1, 10), t0);
-        assert_eq!(c.collect(t0 + gc * 2, false), 0, "parent is held by its live child");
+        assert_eq!(
+            c.collect(t0 + gc * 2, false),
+            0,
+            "parent is held by its live child"
+        );
         c.end(ProcessKey::new(2, 20), t0 + gc);
         assert_eq!(c.collect(t0 + gc, false), 0, "not before gc_interval");
         assert_eq!(c.collect(t0 + gc * 2, false), 1, "child goes first");
-        assert_eq!(c.collect(t0 + gc * 4, false), 1, "then the parent it released");
+        assert_eq!(
+            c.collect(t0 + gc * 4, false),
+            1,
+            "then the parent it released"
+        );
         assert_eq!(c.stats().entries, 0);
     }
 
@@ -242,7 +259,10 @@ mod tests {
         assert!(c.insert(info(2, 2, None), t0));
         assert!(!c.insert(info(3, 3, None), t0));
         c.end(ProcessKey::new(1, 1), t0);
-        assert!(c.insert(info(3, 3, None), t0), "a releasable entry makes room");
+        assert!(
+            c.insert(info(3, 3, None), t0),
+            "a releasable entry makes room"
+        );
         assert_eq!(c.stats().refused_full, 1);
     }
 

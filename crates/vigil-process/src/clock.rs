@@ -3,7 +3,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid out-pointer.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -23,7 +26,9 @@ pub struct BootClock {
 impl BootClock {
     pub fn measure() -> Self {
         let wall = clock_ns(libc::CLOCK_REALTIME);
-        Self { boot_epoch_ns: wall.saturating_sub(boot_ns()) }
+        Self {
+            boot_epoch_ns: wall.saturating_sub(boot_ns()),
+        }
     }
 
     pub fn to_wall(&self, ktime: u64) -> SystemTime {

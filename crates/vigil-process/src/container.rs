@@ -8,10 +8,16 @@ pub const DOCKER_ID_LEN: usize = 31;
 /// characters, as containerd's and docker's cgroupfs layouts name them).
 pub fn container_id(cgroup_leaf: &str) -> Option<&str> {
     let name = cgroup_leaf.strip_suffix(".scope").unwrap_or(cgroup_leaf);
-    let id = ["docker-", "cri-containerd-", "crio-", "libpod-", "containerd-"]
-        .iter()
-        .find_map(|p| name.strip_prefix(p))
-        .unwrap_or(name);
+    let id = [
+        "docker-",
+        "cri-containerd-",
+        "crio-",
+        "libpod-",
+        "containerd-",
+    ]
+    .iter()
+    .find_map(|p| name.strip_prefix(p))
+    .unwrap_or(name);
     let looks_like_id = id.len() >= 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
     looks_like_id.then_some(id)
 }

@@ -25,7 +25,9 @@ pub struct ExecIds {
 
 impl ExecIds {
     pub fn new(node_name: impl Into<String>) -> Self {
-        Self { node_name: node_name.into() }
+        Self {
+            node_name: node_name.into(),
+        }
     }
 
     pub fn node_name(&self) -> &str {
@@ -41,11 +43,10 @@ impl ExecIds {
 /// kernel hostname.
 pub fn node_name() -> String {
     for var in ["NODE_NAME", "HUBBLE_NODE_NAME"] {
-        if let Ok(v) = std::env::var(var) {
-            if !v.is_empty() {
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty() {
                 return v;
             }
-        }
     }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())

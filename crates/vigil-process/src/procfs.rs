@@ -28,7 +28,10 @@ pub struct ScannedProcess {
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
     #[error("cannot list processes in {path}: {source}")]
-    List { path: PathBuf, source: std::io::Error },
+    List {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn clock_ticks() -> u64 {
@@ -40,8 +43,10 @@ fn clock_ticks() -> u64 {
 /// Scans `procfs`, parents before children (sorted by start time, then pid). Processes that
 /// vanish during the scan are skipped.
 pub fn scan(procfs: &Path) -> Result<Vec<ScannedProcess>, ScanError> {
-    let dir = fs::read_dir(procfs)
-        .map_err(|source| ScanError::List { path: procfs.to_path_buf(), source })?;
+    let dir = fs::read_dir(procfs).map_err(|source| ScanError::List {
+        path: procfs.to_path_buf(),
+        source,
+    })?;
     let ticks = clock_ticks();
     let mut out: Vec<ScannedProcess> = dir
         .filter_map(Result::ok)
@@ -56,7 +61,10 @@ fn read_process(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProcess> {
     let stat = fs::read_to_string(dir.join("stat")).ok()?;
     // comm may contain spaces and parentheses: fields start after the last ')'.
     let close = stat.rfind(')')?;
-    let comm = stat.get(stat.find('(')? + 1..close).unwrap_or("").to_string();
+    let comm = stat
+        .get(stat.find('(')? + 1..close)
+        .unwrap_or("")
+        .to_string();
     let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
     let ppid = fields.get(1)?.parse().ok()?;
     let flags: u64 = fields.get(6)?.parse().ok()?;
@@ -68,7 +76,7 @@ fn read_process(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProcess> {
     let argv = crate_split_nul(&cmdline);
     let binary = match fs::read_link(dir.join("exe")) {
         Ok(p) => valid_utf8(p.as_os_str().as_encoded_bytes()),
-        Err(_) => comm.clone(),
+        Err(_) => comm,
     };
     let cwd = fs::read_link(dir.join("cwd"))
         .map(|p| valid_utf8(p.as_os_str().as_encoded_bytes()))
@@ -111,8 +119,13 @@ pub fn parse_status(status: &str) -> (Credentials, u32) {
     let mut c = Credentials::default();
     let mut nspid = 0;
     for line in status.lines() {
-        let Some((key, value)) = line.split_once(':') else { continue };
-        let nums: Vec<u32> = value.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let nums: Vec<u32> = value
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
         let hex = || u64::from_str_radix(value.trim(), 16).unwrap_or(0);
         match key {
             "Uid" if nums.len() == 4 => {
@@ -195,7 +208,10 @@ mod tests {
 
     #[test]
     fn cgroup_leaf_prefers_unified_then_v1() {
-        assert_eq!(cgroup_leaf("0::/system.slice/docker-abc.scope\n"), "docker-abc.scope");
+        assert_eq!(
+            cgroup_leaf("0::/system.slice/docker-abc.scope\n"),
+            "docker-abc.scope"
+        );
         assert_eq!(
             cgroup_leaf("12:pids:/kubepods/pod1/cid\n1:name=systemd:/x\n0::/\n"),
             "cid"
@@ -207,7 +223,10 @@ mod tests {
     fn scan_of_this_machine_finds_ourselves_with_a_parent() {
         let me = std::process::id();
         let all = scan(Path::new("/proc")).unwrap();
-        let mine = all.iter().find(|p| p.pid == me).expect("own process scanned");
+        let mine = all
+            .iter()
+            .find(|p| p.pid == me)
+            .expect("own process scanned");
         assert_eq!(mine.ppid, std::os::unix::process::parent_id());
         assert!(mine.binary.starts_with('/'), "{}", mine.binary);
         assert!(all.iter().any(|p| p.pid == 1));

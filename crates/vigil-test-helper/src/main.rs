@@ -16,15 +16,23 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 fn cstrings(args: &[String]) -> Vec<CString> {
-    args.iter().map(|a| CString::new(a.as_bytes()).expect("NUL in argument")).collect()
+    args.iter()
+        .map(|a| CString::new(a.as_bytes()).expect("NUL in argument"))
+        .collect()
 }
 
 fn argv_ptrs(args: &[CString]) -> Vec<*const libc::c_char> {
-    args.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+    args.iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }
 
 fn die(what: &str) -> ! {
-    eprintln!("vigil-test-helper: {what}: {}", std::io::Error::last_os_error());
+    eprintln!(
+        "vigil-test-helper: {what}: {}",
+        std::io::Error::last_os_error()
+    );
     std::process::exit(111)
 }
 
@@ -123,7 +131,9 @@ fn main() {
         Some("spawn-loop") => {
             let n = num(1);
             for _ in 0..n {
-                let status = std::process::Command::new(&args[2]).args(&args[3..]).status();
+                let status = std::process::Command::new(&args[2])
+                    .args(&args[3..])
+                    .status();
                 if status.is_err() {
                     die("spawn");
                 }
@@ -131,7 +141,9 @@ fn main() {
         }
         Some("sleep") => std::thread::sleep(Duration::from_millis(num(1))),
         _ => {
-            eprintln!("usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep> ...");
+            eprintln!(
+                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep> ..."
+            );
             std::process::exit(2);
         }
     }
