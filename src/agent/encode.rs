@@ -31,9 +31,7 @@ fn u32v(v: u32) -> Option<UInt32Value> {
 
 /// Capability bit set to the list of `CapabilitiesType` values (enum value = bit number).
 fn cap_list(bits: u64) -> Vec<i32> {
-    (0..64)
-        .filter(|b| bits & (1u64 << b) != 0)
-        .collect()
+    (0..64).filter(|b| bits & (1u64 << b) != 0).collect()
 }
 
 fn capabilities(c: &vigil_process::model::Credentials) -> tetragon::Capabilities {
@@ -127,9 +125,10 @@ pub fn process(
     if let Some(names) = &opts.usernames {
         // Only host processes: a uid inside a user namespace names someone else.
         if info.namespaces.user == opts.host_ns.user
-            && let Some(name) = names.get(&c.euid) {
-                p.user = Some(tetragon::UserRecord { name: name.clone() });
-            }
+            && let Some(name) = names.get(&c.euid)
+        {
+            p.user = Some(tetragon::UserRecord { name: name.clone() });
+        }
     }
     if opts.environment && exec {
         p.environment_variables = info

@@ -145,12 +145,13 @@ fn dump(agent: &Agent) -> Vec<serde_json::Value> {
     agent.signal(libc::SIGUSR1);
     for _ in 0..100 {
         if let Ok(text) = std::fs::read_to_string(&path)
-            && text.ends_with('\n') {
-                return text
-                    .lines()
-                    .map(|l| serde_json::from_str(l).unwrap())
-                    .collect();
-            }
+            && text.ends_with('\n')
+        {
+            return text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("no process cache dump after SIGUSR1");

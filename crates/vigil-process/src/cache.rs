@@ -78,9 +78,10 @@ impl ProcessCache {
     /// kernel did not know the parent's image (ktime 0).
     pub fn resolve(&self, key: ProcessKey) -> Option<Arc<ProcessInfo>> {
         if key.ktime != 0
-            && let Some(info) = self.get(&key) {
-                return Some(info);
-            }
+            && let Some(info) = self.get(&key)
+        {
+            return Some(info);
+        }
         self.by_pid(key.pid)
     }
 
@@ -129,10 +130,13 @@ impl ProcessCache {
 
     fn mark_if_releasable(&mut self, key: ProcessKey, now: Instant) {
         if let Some(e) = self.entries.get_mut(&key)
-            && !e.alive && e.children == 0 && e.releasable_since.is_none() {
-                e.releasable_since = Some(now);
-                self.releasable.push_back((key, now));
-            }
+            && !e.alive
+            && e.children == 0
+            && e.releasable_since.is_none()
+        {
+            e.releasable_since = Some(now);
+            self.releasable.push_back((key, now));
+        }
     }
 
     /// Removes entries releasable for at least `gc_interval` (all releasable ones when

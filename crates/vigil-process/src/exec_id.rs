@@ -44,9 +44,10 @@ impl ExecIds {
 pub fn node_name() -> String {
     for var in ["NODE_NAME", "HUBBLE_NODE_NAME"] {
         if let Ok(v) = std::env::var(var)
-            && !v.is_empty() {
-                return v;
-            }
+            && !v.is_empty()
+        {
+            return v;
+        }
     }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
