@@ -103,7 +103,6 @@ impl ProcessCache {
             parent.children += 1;
             parent.releasable_since = None;
         }
-        self.by_pid.insert(key.pid, key);
         self.entries.insert(
             key,
             Entry {
@@ -113,6 +112,16 @@ impl ProcessCache {
                 releasable_since: None,
             },
         );
+        // A pid has one live image: an older one still marked alive missed its exit (e.g. a
+        // zombie seen by the start-up scan) and is over now that the pid is reused.
+        if let Some(old) = self.by_pid.insert(key.pid, key)
+            && old != key
+        {
+            if let Some(e) = self.entries.get_mut(&old) {
+                e.alive = false;
+            }
+            self.mark_if_releasable(old, now);
+        }
         self.stats.inserted += 1;
         true
     }
@@ -268,6 +277,20 @@ mod tests {
             "a releasable entry makes room"
         );
         assert_eq!(c.stats().refused_full, 1);
+    }
+
+    #[test]
+    fn pid_reuse_ends_a_stale_image() {
+        let t0 = Instant::now();
+        let mut c = ProcessCache::new(10, Duration::ZERO);
+        c.insert(info(5, 1, None), t0);
+        c.insert(info(5, 2, None), t0);
+        assert_eq!(
+            c.collect(t0, false),
+            1,
+            "the stale image of pid 5 is released"
+        );
+        assert_eq!(c.by_pid(5).unwrap().key.ktime, 2);
     }
 
     #[test]

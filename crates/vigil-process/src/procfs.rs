@@ -66,6 +66,10 @@ fn read_process(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProcess> {
         .unwrap_or("")
         .to_string();
     let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // A zombie already exited (before the agent attached, maybe): no exit will come.
+    if matches!(fields.first(), Some(&"Z" | &"X")) {
+        return None;
+    }
     let ppid = fields.get(1)?.parse().ok()?;
     let flags: u64 = fields.get(6)?.parse().ok()?;
     let start_ticks: u64 = fields.get(19)?.parse().ok()?;
