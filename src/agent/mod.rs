@@ -28,6 +28,8 @@ use pipeline::Pipeline;
 
 /// How often kernel loss counters are read and the cache is swept.
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
+/// Minimum time between two returns of freed memory to the system.
+const TRIM_INTERVAL: Duration = Duration::from_secs(2);
 
 fn init_logging(flags: &AgentFlags) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -87,11 +89,7 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
     // Scan only after attaching: a process started in between is seen by both, and the
     // kernel table decides which description wins.
     let scanned = vigil_process::procfs::scan(&opts.procfs)?;
-    let host_ns = scanned
-        .iter()
-        .find(|p| p.pid == 1)
-        .map(|p| p.namespaces.clone())
-        .unwrap_or_default();
+    let host_ns = vigil_process::procfs::host_namespaces(&opts.procfs);
     let enc = EncodeOptions {
         process_cred: opts.process_cred,
         process_ns: opts.process_ns,
@@ -123,6 +121,8 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
 
     let mut last_housekeeping = Instant::now();
     let mut pending_flush = false;
+    let mut removed_since_trim = 0;
+    let mut last_trim = Instant::now();
     while !term.load(Ordering::Relaxed) {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(data) => {
@@ -149,7 +149,12 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
         if last_housekeeping.elapsed() >= HOUSEKEEPING {
             last_housekeeping = Instant::now();
             pipeline.report_losses(counters.read());
-            pipeline.collect_garbage(Instant::now());
+            removed_since_trim += pipeline.collect_garbage(Instant::now());
+            if removed_since_trim > 0 && last_trim.elapsed() >= TRIM_INTERVAL {
+                pipeline.release_memory();
+                removed_since_trim = 0;
+                last_trim = Instant::now();
+            }
             pipeline.flush();
         }
         if dump.swap(false, Ordering::Relaxed) {

@@ -267,8 +267,21 @@ impl Pipeline {
         self.emit(Event::EventsLost(event), boot_ns());
     }
 
-    pub fn collect_garbage(&mut self, now: Instant) {
-        self.cache.collect(now, false);
+    /// Sweeps the cache; returns how many entries went.
+    pub fn collect_garbage(&mut self, now: Instant) -> usize {
+        self.cache.collect(now, false)
+    }
+
+    /// Returns memory freed after a burst to the system.
+    pub fn release_memory(&mut self) {
+        self.cache.shrink();
+        // glibc keeps freed heap pages in its arenas; a burst of short-lived processes
+        // would otherwise leave the agent's RSS at its peak.
+        #[cfg(target_env = "gnu")]
+        // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 
     pub fn flush(&mut self) {

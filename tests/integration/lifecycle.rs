@@ -313,3 +313,44 @@ fn sigterm_detaches_every_program() {
     assert!(log.contains("detached"), "{log}");
     assert_eq!(names(), 0, "nothing left behind after SIGTERM");
 }
+
+#[test]
+fn portable_optional_fields_ancestors_namespaces_user_environment() {
+    let _g = serial();
+    let agent = Agent::start(
+        "optional",
+        &[
+            "--enable-ancestors",
+            "base",
+            "--enable-process-ns",
+            "--username-metadata",
+            "unix",
+            "--enable-process-environment-variables",
+        ],
+    );
+    let sh = run(Command::new("/bin/sh")
+        .args(["-c", "/usr/bin/env -i VIGIL_TEST=a=b /usr/bin/true; true"])
+        .env_clear());
+    let events = agent.wait_for("true under env", WAIT, |ev| {
+        of_kind(ev, "process_exec")
+            .iter()
+            .any(|e| e["process"]["binary"] == "/usr/bin/true" && e["ancestors"][0]["pid"] == sh)
+    });
+    agent.stop();
+    let e = of_kind(&events, "process_exec")
+        .into_iter()
+        .find(|e| e["process"]["binary"] == "/usr/bin/true" && e["ancestors"][0]["pid"] == sh)
+        .unwrap();
+    // env execs true in place: its parent is env's image (same pid), then sh, then us.
+    assert_eq!(e["parent"]["binary"], "/usr/bin/env");
+    assert_eq!(e["ancestors"][1]["pid"], std::process::id());
+    let p = &e["process"];
+    assert_eq!(
+        p["environment_variables"],
+        serde_json::json!([{"Key": "VIGIL_TEST", "Value": "a=b"}])
+    );
+    assert_eq!(p["ns"]["pid"]["is_host"], true, "{p}");
+    assert_eq!(p["ns"]["mnt"]["is_host"], true);
+    assert!(p["ns"]["net"]["inum"].as_u64().unwrap() > 0);
+    assert_eq!(p["user"]["name"], "root");
+}

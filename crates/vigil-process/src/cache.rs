@@ -192,6 +192,16 @@ impl ProcessCache {
         out
     }
 
+    /// Gives memory back after a burst: tables sized for a peak keep their capacity.
+    pub fn shrink(&mut self) {
+        let len = self.entries.len();
+        if self.entries.capacity() > 1024 && self.entries.capacity() > 4 * len {
+            self.entries.shrink_to(len * 2);
+            self.by_pid.shrink_to(len * 2);
+            self.releasable.shrink_to(len);
+        }
+    }
+
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             entries: self.entries.len(),

@@ -148,6 +148,16 @@ pub fn parse_status(status: &str) -> (Credentials, u32) {
     (c, nspid)
 }
 
+/// The host's namespaces: pid 1's, or this process's when pid 1's cannot be read (some
+/// init systems hide them); the agent runs in the host namespaces.
+pub fn host_namespaces(procfs: &Path) -> NamespaceIds {
+    let init = read_namespaces(&procfs.join("1/ns"));
+    if init.pid != 0 && init.mnt != 0 {
+        return init;
+    }
+    read_namespaces(&procfs.join("self/ns"))
+}
+
 fn read_namespaces(ns_dir: &Path) -> NamespaceIds {
     let inum = |name: &str| -> u32 {
         fs::read_link(ns_dir.join(name))
