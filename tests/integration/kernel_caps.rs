@@ -833,6 +833,26 @@ k2 = false # trailing
         assert!(btf_find(&[0u8; 8], BTF_FUNC, "x").is_err());
     }
 
+    /// Needs fentry and BPF LSM: runs (and attaches both) on the Debian kernels, not applicable
+    /// on the host per the matrix.
+    #[test]
+    fn portable_gate_fentry_and_lsm() {
+        if !require("fentry") || !require("lsm") {
+            return;
+        }
+        probe("fentry").unwrap();
+        probe("lsm").unwrap();
+    }
+
+    /// Needs kprobe.multi: runs on debian-6.12 only.
+    #[test]
+    fn portable_gate_kprobe_multi() {
+        if !require("kprobe_multi") {
+            return;
+        }
+        probe("kprobe_multi").unwrap();
+    }
+
     /// Runs everywhere, including the kernel-matrix guests (`portable_` prefix): every
     /// mechanism's probe must agree with the running kernel's column.
     #[test]
