@@ -460,30 +460,59 @@ int BPF_PROG(vigil_fork, struct task_struct *parent, struct task_struct *child)
 
 /* ---- exit ----------------------------------------------------------------------------- */
 
+/* Thread groups already reported, keyed by their signal_struct (shared by all threads). */
+struct exit_key {
+	__u64 signal;
+	__u64 leader_start;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct exit_key);
+	__type(value, __u8);
+} vigil_exited SEC(".maps");
+
+#define SIGNAL_GROUP_EXIT 0x00000004
+
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(vigil_exit, struct task_struct *task)
 {
+	struct signal_struct *sig = BPF_CORE_READ(task, signal);
+	struct exit_key ek = {};
 	struct vigil_proc_entry *e;
 	struct vigil_exit_msg *m;
 	struct vigil_proc_key key = {};
-	__u32 flags = 0;
+	__u32 flags = 0, code;
+	__u8 one = 1;
 	__u32 tgid;
 
 	/* signal->live is decremented before this tracepoint: 0 means the group is dead. */
-	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+	if (BPF_CORE_READ(sig, live.counter) != 0)
+		return 0;
+	/*
+	 * A thread that decremented earlier can reach this tracepoint after the last one and
+	 * also see 0: the first to get here reports, once, for the whole group.
+	 */
+	ek.signal = (__u64)sig;
+	ek.leader_start = BPF_CORE_READ(task, group_leader, start_time);
+	if (bpf_map_update_elem(&vigil_exited, &ek, &one, BPF_NOEXIST))
 		return 0;
 	tgid = BPF_CORE_READ(task, tgid);
 	e = bpf_map_lookup_elem(&vigil_procs, &tgid);
 	if (e) {
 		key = e->key;
-		/* Two threads can both see live == 0; only the one that deletes reports. */
-		if (bpf_map_delete_elem(&vigil_procs, &tgid))
-			return 0;
+		bpf_map_delete_elem(&vigil_procs, &tgid);
 	} else {
 		key.pid = tgid;
 		flags |= VIGIL_EXIT_NO_ENTRY;
 		count(VIGIL_CNT_EXIT_NO_ENTRY);
 	}
+	/* Whichever thread reports, the group's status is the one exit_group() recorded. */
+	if (BPF_CORE_READ(sig, flags) & SIGNAL_GROUP_EXIT)
+		code = BPF_CORE_READ(sig, group_exit_code);
+	else
+		code = BPF_CORE_READ(task, exit_code);
 	m = bpf_ringbuf_reserve(&vigil_events, sizeof(*m), 0);
 	if (!m) {
 		count(VIGIL_CNT_RB_LOST_EXIT);
@@ -495,7 +524,7 @@ int BPF_PROG(vigil_exit, struct task_struct *task)
 	m->hdr.ktime = bpf_ktime_get_boot_ns();
 	m->process = key;
 	m->tid = BPF_CORE_READ(task, pid);
-	m->exit_code = BPF_CORE_READ(task, exit_code);
+	m->exit_code = code;
 	m->flags = flags;
 	m->pad = 0;
 	bpf_ringbuf_submit(m, 0);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use vigil_bpf::lifecycle::{LifecycleOptions, LifecycleSensor};
-use vigil_export::JsonLinesSink;
+use vigil_export::{Bus, JsonLinesSink};
 use vigil_process::cache::ProcessCache;
 use vigil_process::exec_id::{ExecIds, node_name};
 
@@ -36,7 +36,8 @@ fn init_logging(flags: &AgentFlags) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&flags.log_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if flags.log_format == "json" {
         builder.json().init();
     } else {
@@ -72,10 +73,11 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, dump.clone())
         .context("installing signal handlers")?;
 
-    let sink = match &opts.export_filename {
+    let mut bus = Bus::new();
+    bus.add(Box::new(match &opts.export_filename {
         Some(path) => JsonLinesSink::file(path, opts.export_file_perm)?,
         None => JsonLinesSink::stdout(),
-    };
+    }));
     let sensor = LifecycleSensor::load(&LifecycleOptions {
         ring_buffer_bytes: opts.ring_buffer_bytes,
         process_table_entries: opts.process_table_entries,
@@ -103,7 +105,7 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
         enc,
         opts.ancestors_base,
         opts.cluster_name.clone(),
-        sink,
+        bus,
     );
     pipeline.on_scanned(&scanned, &table, Instant::now());
     pipeline.flush();
@@ -111,8 +113,14 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
     let (tx, rx) = sync_channel::<Vec<u8>>(opts.queue_size);
     let stop_reader = Arc::new(AtomicBool::new(false));
     let reader = vigil_bpf::ringbuf::spawn_reader(sensor.events()?, tx, stop_reader.clone())?;
+    let program_ids: Vec<String> = sensor
+        .program_ids()
+        .iter()
+        .map(|(_, id)| id.to_string())
+        .collect();
     tracing::info!(
         ready_ms = started.elapsed().as_millis() as u64,
+        program_ids = program_ids.join(","),
         programs = sensor.attached(),
         ring_buffer_bytes = vigil_bpf::lifecycle::ring_size(opts.ring_buffer_bytes),
         scanned = scanned.len(),
@@ -164,10 +172,17 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
 
     tracing::info!("stopping: draining the ring buffer, then detaching");
     stop_reader.store(true, Ordering::Relaxed);
-    let _ = reader.join();
-    while let Ok(data) = rx.try_recv() {
-        pipeline.handle_raw(&data, Instant::now());
+    // Keep draining while the reader finishes: it may be blocked on a full queue, and it
+    // drops its sender when done, which ends this loop.
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(data) => pipeline.handle_raw(&data, Instant::now()),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) if reader.is_finished() => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
     }
+    let _ = reader.join();
     pipeline.report_losses(counters.read());
     pipeline.flush();
     drop(sensor);

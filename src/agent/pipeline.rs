@@ -8,7 +8,7 @@ use std::time::Instant;
 use vigil_bpf::abi::*;
 use vigil_bpf::lifecycle::ProcessTable;
 use vigil_bpf::records::{self, ExecRecord, Record};
-use vigil_export::JsonLinesSink;
+use vigil_export::Bus;
 use vigil_process::cache::ProcessCache;
 use vigil_process::clock::{BootClock, boot_ns};
 use vigil_process::exec_id::ExecIds;
@@ -37,7 +37,7 @@ pub struct Pipeline {
     enc: EncodeOptions,
     ancestors: bool,
     cluster_name: String,
-    sink: JsonLinesSink,
+    bus: Bus,
     reported_kernel: [u64; VIGIL_CNT_MAX as usize],
     reported_sink_lost: u64,
     pub stats: PipelineStats,
@@ -50,7 +50,7 @@ impl Pipeline {
         enc: EncodeOptions,
         ancestors: bool,
         cluster_name: String,
-        sink: JsonLinesSink,
+        bus: Bus,
     ) -> Self {
         Self {
             ids,
@@ -59,7 +59,7 @@ impl Pipeline {
             enc,
             ancestors,
             cluster_name,
-            sink,
+            bus,
             reported_kernel: [0; VIGIL_CNT_MAX as usize],
             reported_sink_lost: 0,
             stats: PipelineStats::default(),
@@ -74,7 +74,7 @@ impl Pipeline {
             cluster_name: self.cluster_name.clone(),
             ..Default::default()
         };
-        self.sink.write(&response);
+        self.bus.publish(response);
         self.stats.events += 1;
     }
 
@@ -241,7 +241,7 @@ impl Pipeline {
                 self.loss_event(stage, event_type, total - before, total);
             }
         }
-        let sink_lost = self.sink.lost();
+        let sink_lost = self.bus.lost();
         if sink_lost > self.reported_sink_lost {
             let delta = sink_lost - self.reported_sink_lost;
             self.reported_sink_lost = sink_lost;
@@ -285,7 +285,7 @@ impl Pipeline {
     }
 
     pub fn flush(&mut self) {
-        self.sink.flush();
+        self.bus.flush();
     }
 
     pub fn cache(&self) -> &ProcessCache {

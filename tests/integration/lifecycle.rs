@@ -63,8 +63,48 @@ fn portable_exec_arguments_binary_and_parent() {
             b"line1\nline2".to_vec()
         ]
     );
+    assert!(!all.is_empty());
+}
 
-    crate::proto_check::assert_lines_parse_with_protobuf(&all);
+/// Every kind of line the agent writes, with every optional field on, parses with Google's
+/// protobuf JSON parser against our .proto (host only: the check needs Python).
+#[test]
+fn exported_lines_parse_with_protobuf() {
+    let _g = serial();
+    let agent = Agent::start(
+        "protobuf",
+        &[
+            "--enable-process-cred",
+            "--enable-process-ns",
+            "--enable-ancestors",
+            "base",
+            "--username-metadata",
+            "unix",
+            "--enable-process-environment-variables",
+            "--cluster-name",
+            "test-cluster",
+            "--rb-size-total",
+            "16K",
+        ],
+    );
+    let helper = helper_bin();
+    run(Command::new("/bin/sh").args(["-c", "/bin/echo \"a b\" x; exit 3"]));
+    run(Command::new("/bin/echo").arg(std::ffi::OsStr::from_bytes(b"bad\xffutf8")));
+    run(Command::new(&helper).args(["memfd-exec", "/usr/bin/true"]));
+    run(Command::new(&helper).args(["fork-no-exec", "10"]));
+    // A stalled reader overflows the 16 KiB ring: loss events are lines too.
+    agent.signal(libc::SIGSTOP);
+    run(Command::new(&helper).args(["spawn-loop", "300", "/usr/bin/true"]));
+    agent.signal(libc::SIGCONT);
+    std::thread::sleep(Duration::from_secs(1));
+    let (events, _) = agent.stop();
+    for kind in ["process_exec", "process_exit", "events_lost"] {
+        assert!(
+            !of_kind(&events, kind).is_empty(),
+            "no {kind} line to check"
+        );
+    }
+    crate::proto_check::assert_lines_parse_with_protobuf(&events);
 }
 
 #[test]
@@ -297,21 +337,35 @@ fn setuid_binary_run_by_unprivileged_user_shows_privilege_raise() {
 fn sigterm_detaches_every_program() {
     let _g = serial();
     let agent = Agent::start("detach", &[]);
-    let names = || {
+    let log = std::fs::read_to_string(&agent.stderr_path).unwrap();
+    // The ready line names the kernel ids of the agent's programs (other agents may run).
+    let ids: Vec<String> = log
+        .split("program_ids=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("ready line lists program_ids")
+        .trim_matches('"')
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ids.len(), 3, "three lifecycle programs: {ids:?}");
+    let loaded = || {
         let out = Command::new("bpftool")
-            .args(["prog", "show"])
+            .args(["prog", "show", "--json"])
             .output()
             .expect("bpftool");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        ["vigil_exec", "vigil_fork", "vigil_exit"]
+        let progs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        progs
+            .as_array()
+            .unwrap()
             .iter()
-            .filter(|n| text.contains(*n))
+            .filter(|p| ids.contains(&p["id"].to_string()))
             .count()
     };
-    assert_eq!(names(), 3, "programs loaded while running");
+    assert_eq!(loaded(), 3, "programs loaded while running");
     let (_, log) = agent.stop();
     assert!(log.contains("detached"), "{log}");
-    assert_eq!(names(), 0, "nothing left behind after SIGTERM");
+    assert_eq!(loaded(), 0, "nothing left behind after SIGTERM");
 }
 
 #[test]

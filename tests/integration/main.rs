@@ -3,6 +3,7 @@
 
 mod cli;
 mod harness;
+mod kernel_caps;
 mod lifecycle;
 mod load;
 mod proto_check;

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub mod bus;
+pub use bus::{Bus, Event, Sink};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     #[error("cannot open export file {path}: {source}")]
@@ -143,6 +146,24 @@ impl JsonLinesSink {
 
     /// Lines lost to write failures.
     pub fn lost(&self) -> u64 {
+        self.lost
+    }
+}
+
+impl Sink for JsonLinesSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn publish(&mut self, event: &Event) {
+        self.write(event.as_ref());
+    }
+
+    fn flush(&mut self) {
+        JsonLinesSink::flush(self);
+    }
+
+    fn lost(&self) -> u64 {
         self.lost
     }
 }
