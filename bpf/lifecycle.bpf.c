@@ -340,11 +340,6 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 			m->flags |= VIGIL_EXEC_NO_PARENT;
 		}
 	}
-	entry.key = m->process;
-	entry.parent = m->parent;
-	entry.flags = VIGIL_ENTRY_EXEC;
-	if (bpf_map_update_elem(&vigil_procs, &tgid, &entry, BPF_ANY))
-		count(VIGIL_CNT_PROC_MAP_FULL);
 
 	if (bpf_core_field_exists(task->loginuid))
 		m->auid = BPF_CORE_READ(task, loginuid.val);
@@ -366,6 +361,14 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 	if (!BPF_CORE_READ(leaf, d_hash.pprev) && m->file_nlink == 0)
 		m->flags |= VIGIL_EXEC_PATH_DELETED;
 	detect_privileges(bprm, m);
+
+	entry.key = m->process;
+	entry.parent = m->parent;
+	entry.flags = VIGIL_ENTRY_EXEC;
+	entry.bin_ino = m->file_ino;
+	entry.bin_dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	if (bpf_map_update_elem(&vigil_procs, &tgid, &entry, BPF_ANY))
+		count(VIGIL_CNT_PROC_MAP_FULL);
 
 	path_len = walk_path(task, &file->f_path, 0, &m->flags);
 	cwd_len = walk_path(task, &task->fs->pwd, 1, &m->flags);
@@ -431,9 +434,12 @@ int BPF_PROG(vigil_fork, struct task_struct *parent, struct task_struct *child)
 	entry.key.pid = tgid;
 	entry.key.ktime = BPF_CORE_READ(child, start_boottime);
 	pe = bpf_map_lookup_elem(&vigil_procs, &ptgid);
-	if (pe)
+	if (pe) {
 		entry.parent = pe->key;
-	else
+		/* Until it executes something, the child runs its parent's binary. */
+		entry.bin_ino = pe->bin_ino;
+		entry.bin_dev = pe->bin_dev;
+	} else
 		entry.parent.pid = ptgid;
 	entry.flags = VIGIL_ENTRY_CLONE;
 	if (bpf_map_update_elem(&vigil_procs, &tgid, &entry, BPF_ANY))

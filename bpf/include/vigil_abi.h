@@ -21,6 +21,7 @@ enum vigil_msg_kind {
 	VIGIL_MSG_EXEC = 1,
 	VIGIL_MSG_CLONE = 2,
 	VIGIL_MSG_EXIT = 3,
+	VIGIL_MSG_SYSCALL = 4,
 };
 
 /* Indices of the per-CPU counter array `vigil_counters`. */
@@ -30,6 +31,7 @@ enum vigil_counter {
 	VIGIL_CNT_RB_LOST_EXIT = 2,
 	VIGIL_CNT_PROC_MAP_FULL = 3, /* kernel process table full: entry not stored */
 	VIGIL_CNT_EXIT_NO_ENTRY = 4, /* exit of a thread group the table did not know */
+	VIGIL_CNT_RB_LOST_POLICY = 5, /* policy event dropped (ring full); actions still ran */
 	VIGIL_CNT_MAX = 8,
 };
 
@@ -149,6 +151,123 @@ struct vigil_proc_entry {
 	struct vigil_proc_key parent;
 	__u32 flags; /* VIGIL_ENTRY_* */
 	__u32 pad;
+	/* Identity of the executed file, for matchBinaries (0 for scanned processes until the
+	 * scan fills it). `dev` is the kernel's encoding: major << 20 | minor. */
+	__u64 bin_ino;
+	__u64 bin_dev;
+};
+
+/* ---- policy runtime: syscall hooks ----------------------------------------------------- */
+
+#define VIGIL_MAX_HOOKS 256
+#define VIGIL_MAX_SELECTORS 5   /* per hook, as Tetragon */
+#define VIGIL_MAX_ARG_FILTERS 6 /* matchArgs entries per selector */
+#define VIGIL_MAX_ARGS 5
+#define VIGIL_MAX_INT_VALUES 4  /* integer values per matchArgs entry */
+#define VIGIL_MAX_PIDS 8
+#define VIGIL_STR_MATCH 128     /* bytes of a string argument compared by selectors */
+#define VIGIL_ARG_STR_MAX 256   /* bytes of a string argument reported */
+
+enum vigil_arg_kind {
+	VIGIL_ARG_NONE = 0,
+	VIGIL_ARG_INT = 1,    /* 32-bit signed */
+	VIGIL_ARG_UINT32 = 2,
+	VIGIL_ARG_INT64 = 3,
+	VIGIL_ARG_UINT64 = 4, /* also size_t */
+	VIGIL_ARG_STRING = 5, /* NUL-terminated user string */
+};
+
+enum vigil_op {
+	VIGIL_OP_NONE = 0,
+	VIGIL_OP_EQ = 1,
+	VIGIL_OP_NEQ = 2,
+	VIGIL_OP_PREFIX = 3,
+	VIGIL_OP_NOT_PREFIX = 4,
+	VIGIL_OP_POSTFIX = 5,
+	VIGIL_OP_NOT_POSTFIX = 6,
+	VIGIL_OP_GT = 7,
+	VIGIL_OP_LT = 8,
+	VIGIL_OP_MASK = 9,
+	VIGIL_OP_IN = 10,
+	VIGIL_OP_NOT_IN = 11,
+};
+
+/* Action bits of a selector. */
+#define VIGIL_ACT_POST (1u << 0)
+#define VIGIL_ACT_SIGKILL (1u << 1)
+#define VIGIL_ACT_SIGNAL (1u << 2)
+
+struct vigil_hook_cfg {
+	__u32 nargs;
+	__u32 nselectors;
+	__u32 monitor; /* policy in monitor mode: report, never enforce */
+	__u32 pad;
+	__u8 arg_kind[VIGIL_MAX_ARGS];
+	__u8 arg_index[VIGIL_MAX_ARGS]; /* syscall argument number of each reported arg */
+	__u8 pad2[6];
+};
+
+struct vigil_arg_filter {
+	__u8 slot;    /* position in the hook's args list */
+	__u8 op;      /* enum vigil_op */
+	__u8 nvalues; /* integer values used */
+	__u8 pad;
+	__u32 set_id; /* string value set (maps vigil_str_*) */
+	__s64 values[VIGIL_MAX_INT_VALUES];
+};
+
+struct vigil_selector_cfg {
+	__u32 nfilters;
+	__u32 actions; /* VIGIL_ACT_* */
+	__u32 signal;
+	__u32 bin_op;  /* VIGIL_OP_NONE, VIGIL_OP_IN, VIGIL_OP_NOT_IN */
+	__u32 bin_set_id;
+	__u32 pid_op;  /* VIGIL_OP_NONE, VIGIL_OP_IN, VIGIL_OP_NOT_IN */
+	__u32 npids;
+	__u32 pad;
+	__u32 pids[VIGIL_MAX_PIDS];
+	struct vigil_arg_filter filters[VIGIL_MAX_ARG_FILTERS];
+};
+
+/* Key of the exact-string and LPM (prefix, reversed postfix) value sets. */
+struct vigil_str_key {
+	__u32 prefixlen; /* LPM only: 32 + 8 * bytes; 0 in the exact-match map */
+	__u32 set_id;
+	__u8 data[VIGIL_STR_MATCH];
+};
+
+struct vigil_bin_key {
+	__u32 set_id;
+	__u32 pad;
+	__u64 ino;
+	__u64 dev;
+};
+
+/* Per-hook counters (per-CPU array indexed by hook id * VIGIL_HOOK_COUNTERS + counter). */
+enum vigil_hook_counter {
+	VIGIL_HOOK_MATCHED = 0,
+	VIGIL_HOOK_POSTED = 1,
+	VIGIL_HOOK_ENFORCED = 2,
+	VIGIL_HOOK_DROPPED = 3,
+	VIGIL_HOOK_MONITOR = 4, /* would have enforced (monitor mode) */
+	VIGIL_HOOK_COUNTERS = 8,
+};
+
+/* A syscall hook matched. Fixed part, then the string arguments in order, each
+ * `str_len[i]` bytes (no NUL). */
+struct vigil_syscall_msg {
+	struct vigil_msg_header hdr;
+	struct vigil_proc_key process;
+	__u32 tid;
+	__u32 hook_id;
+	__u32 selector;
+	__u32 actions; /* what was done: VIGIL_ACT_*; in monitor mode what would have been */
+	__u32 monitor;
+	__u32 signal;
+	__s64 ints[VIGIL_MAX_ARGS];
+	__u16 str_len[VIGIL_MAX_ARGS];
+	__u16 str_trunc; /* bit i: string argument i was cut at VIGIL_ARG_STR_MAX */
+	__u32 str_error; /* bit i: string argument i could not be read */
 };
 
 /* Load-time configuration, the only object in .rodata. */

@@ -7,7 +7,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["lifecycle"];
+const PROGRAMS: &[&str] = &["lifecycle", "syscalls"];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -81,6 +81,8 @@ fn generate_abi(include: &Path, out: &Path) {
         .derive_default(true)
         .derive_debug(true)
         .derive_copy(true)
+        .derive_eq(true)
+        .derive_partialeq(true)
         .layout_tests(true)
         .prepend_enum_name(false)
         .generate()

@@ -15,7 +15,12 @@ pub mod lifecycle;
 pub mod preflight;
 pub mod records;
 pub mod ringbuf;
+pub mod syscalls;
 
 /// The lifecycle object file, as compiled by build.rs.
 pub(crate) static LIFECYCLE_OBJECT: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/lifecycle.bpf.o"));
+
+/// The syscall-hook policy runtime object.
+pub(crate) static SYSCALLS_OBJECT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/syscalls.bpf.o"));

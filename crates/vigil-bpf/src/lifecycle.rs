@@ -39,7 +39,7 @@ pub enum LoadError {
     #[error(".rodata of the lifecycle object is {found} bytes, expected {expected}")]
     Rodata { found: usize, expected: usize },
     #[error(
-        "the kernel refused the lifecycle programs: {0} (run with RUST_LOG=debug for the verifier log)"
+        "the kernel refused the eBPF programs: {0} (run with RUST_LOG=debug for the verifier log)"
     )]
     Load(libbpf_rs::Error),
     #[error("cannot attach {program}: {source}")]
@@ -47,6 +47,10 @@ pub enum LoadError {
         program: String,
         source: libbpf_rs::Error,
     },
+    #[error("tracefs is not mounted and cannot be mounted at /sys/kernel/tracing: {0}")]
+    Tracefs(std::io::Error),
+    #[error("syscall {0:?} has no syscalls:sys_enter_{0} tracepoint on this kernel")]
+    NoSyscallTracepoint(String),
 }
 
 /// A loaded and attached lifecycle sensor.
@@ -146,6 +150,14 @@ impl LifecycleSensor {
         Ok(KernelCounters {
             map: self.map_handle("vigil_counters")?,
         })
+    }
+
+    pub(crate) fn process_table_handle(&self) -> Result<MapHandle, LoadError> {
+        self.map_handle("vigil_procs")
+    }
+
+    pub(crate) fn counters_handle(&self) -> Result<MapHandle, LoadError> {
+        self.map_handle("vigil_counters")
     }
 
     /// Writer for the kernel process table, used by the start-up /proc scan.

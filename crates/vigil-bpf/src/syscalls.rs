@@ -1,0 +1,211 @@
+//! Loads the syscall-hook policy runtime (`bpf/syscalls.bpf.c`) and fills its tables.
+//!
+//! The object shares the lifecycle sensor's ring buffer, process table and loss counters
+//! (map fd reuse): policy events are ordered with exec and exit events and find the
+//! process identity the lifecycle programs maintain.
+
+use std::mem::size_of;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use libbpf_rs::{
+    Link, MapCore, MapFlags, Object, ObjectBuilder, TracepointCategory, TracepointOpts,
+};
+
+use crate::abi::*;
+use crate::lifecycle::{LifecycleSensor, LoadError};
+
+/// One hooked syscall: its tracepoint name (`openat` for `syscalls:sys_enter_openat`), its
+/// argument readers and its selectors.
+#[derive(Debug, Clone)]
+pub struct SyscallHook {
+    pub id: u32,
+    pub syscall: String,
+    pub config: vigil_hook_cfg,
+    pub selectors: Vec<vigil_selector_cfg>,
+}
+
+/// Everything the kernel side needs, as plain ABI values (built by the policy runtime).
+#[derive(Debug, Clone, Default)]
+pub struct SyscallTables {
+    pub hooks: Vec<SyscallHook>,
+    pub str_eq: Vec<vigil_str_key>,
+    pub str_prefix: Vec<vigil_str_key>,
+    pub str_postfix: Vec<vigil_str_key>,
+    pub binaries: Vec<vigil_bin_key>,
+}
+
+pub struct SyscallSensor {
+    links: Vec<Link>,
+    object: Object,
+}
+
+impl std::fmt::Debug for SyscallSensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyscallSensor")
+            .field("links", &self.links.len())
+            .finish()
+    }
+}
+
+fn bytes<T>(v: &T) -> &[u8] {
+    // SAFETY: ABI structs are plain old data with explicit padding.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+/// The tracefs directory where syscall tracepoints are listed, mounting tracefs if needed
+/// (libbpf resolves tracepoint ids there).
+pub fn ensure_tracefs() -> Result<PathBuf, LoadError> {
+    for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        if Path::new(dir).join("events").is_dir() {
+            return Ok(PathBuf::from(dir));
+        }
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: valid C strings; mount(2) has no memory preconditions.
+    let rc = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(LoadError::Tracefs(std::io::Error::last_os_error()));
+    }
+    Ok(PathBuf::from("/sys/kernel/tracing"))
+}
+
+impl SyscallSensor {
+    pub fn load(
+        lifecycle: &LifecycleSensor,
+        tables: &SyscallTables,
+        btf: Option<&Path>,
+    ) -> Result<Self, LoadError> {
+        let tracefs = ensure_tracefs()?;
+        for hook in &tables.hooks {
+            let dir = tracefs.join(format!("events/syscalls/sys_enter_{}", hook.syscall));
+            if !dir.is_dir() {
+                return Err(LoadError::NoSyscallTracepoint(hook.syscall.clone()));
+            }
+        }
+        let mut builder = ObjectBuilder::default();
+        if let Some(btf) = btf {
+            builder.btf_custom_path(btf).map_err(LoadError::Open)?;
+        }
+        let mut open = builder
+            .open_memory(crate::SYSCALLS_OBJECT)
+            .map_err(LoadError::Open)?;
+        let shared = [
+            ("vigil_events", lifecycle.events()?),
+            ("vigil_procs", lifecycle.process_table_handle()?),
+            ("vigil_counters", lifecycle.counters_handle()?),
+        ];
+        for mut map in open.maps_mut() {
+            let name = map.name().to_string_lossy().into_owned();
+            if let Some((n, handle)) = shared.iter().find(|(n, _)| *n == name) {
+                map.reuse_fd(handle.as_fd())
+                    .map_err(|source| LoadError::Map { map: n, source })?;
+            }
+        }
+        for mut prog in open.progs_mut() {
+            prog.set_autoattach(false);
+        }
+        let object = open.load().map_err(LoadError::Load)?;
+        let sensor = Self::fill(object, tables)?;
+        Ok(sensor)
+    }
+
+    fn fill(object: Object, t: &SyscallTables) -> Result<Self, LoadError> {
+        let map = |name: &'static str| {
+            object
+                .maps()
+                .find(|m| m.name() == name)
+                .ok_or(LoadError::Missing(name))
+        };
+        let put = |name: &'static str, key: &[u8], value: &[u8]| -> Result<(), LoadError> {
+            map(name)?
+                .update(key, value, MapFlags::ANY)
+                .map_err(|source| LoadError::Map { map: name, source })
+        };
+        for hook in &t.hooks {
+            put(
+                "vigil_sys_hooks",
+                &hook.id.to_ne_bytes(),
+                bytes(&hook.config),
+            )?;
+            for (i, sel) in hook.selectors.iter().enumerate() {
+                let idx = hook.id * VIGIL_MAX_SELECTORS + i as u32;
+                put("vigil_sys_selectors", &idx.to_ne_bytes(), bytes(sel))?;
+            }
+        }
+        for (name, keys) in [
+            ("vigil_str_eq", &t.str_eq),
+            ("vigil_str_prefix", &t.str_prefix),
+            ("vigil_str_postfix", &t.str_postfix),
+        ] {
+            for k in keys {
+                put(name, bytes(k), &[1])?;
+            }
+        }
+        for k in &t.binaries {
+            put("vigil_bin_set", bytes(k), &[1])?;
+        }
+        let mut links = Vec::new();
+        {
+            let prog = object
+                .progs_mut()
+                .find(|p| p.name() == "vigil_sys_enter")
+                .ok_or(LoadError::Missing("vigil_sys_enter"))?;
+            for hook in &t.hooks {
+                let opts = TracepointOpts {
+                    cookie: u64::from(hook.id),
+                    ..Default::default()
+                };
+                let link = prog
+                    .attach_tracepoint_with_opts(
+                        TracepointCategory::Custom("syscalls".into()),
+                        format!("sys_enter_{}", hook.syscall),
+                        opts,
+                    )
+                    .map_err(|source| LoadError::Attach {
+                        program: format!("vigil_sys_enter on syscalls:sys_enter_{}", hook.syscall),
+                        source,
+                    })?;
+                links.push(link);
+            }
+        }
+        Ok(Self { links, object })
+    }
+
+    pub fn attached(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Per-hook counters summed over CPUs, indexed by `enum vigil_hook_counter`.
+    pub fn hook_counters(&self, hook: u32) -> [u64; VIGIL_HOOK_COUNTERS as usize] {
+        let mut out = [0u64; VIGIL_HOOK_COUNTERS as usize];
+        let Some(map) = self
+            .object
+            .maps()
+            .find(|m| m.name() == "vigil_sys_counters")
+        else {
+            return out;
+        };
+        for (i, slot) in out.iter_mut().enumerate() {
+            let key = (hook * VIGIL_HOOK_COUNTERS + i as u32).to_ne_bytes();
+            if let Ok(Some(per_cpu)) = map.lookup_percpu(&key, MapFlags::ANY) {
+                *slot = per_cpu
+                    .iter()
+                    .filter_map(|v| {
+                        v.get(..8)
+                            .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
+                    })
+                    .sum();
+            }
+        }
+        out
+    }
+}

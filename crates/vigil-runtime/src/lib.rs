@@ -1,0 +1,7 @@
+//! The policy runtime's pure half: a compiled [`Plan`](vigil_policy::Plan) becomes the
+//! kernel tables of the syscall-hook programs ([`tables`]), plus the per-hook metadata the
+//! event pipeline needs to print `process_kprobe` events ([`HookInfo`]).
+
+pub mod tables;
+
+pub use tables::{HookArg, HookInfo, PolicyTables, Unsupported, build};
