@@ -93,9 +93,9 @@ struct {
 /* Per-CPU working state of one invocation: arguments as read, lookup keys, the message. */
 struct sys_scratch {
 	struct vigil_syscall_msg msg;
-	char strs[VIGIL_MAX_ARGS][VIGIL_ARG_STR_MAX];
+	char strs[8][VIGIL_ARG_STR_MAX]; /* 8 rows: indices are masked with 7 */
 	struct vigil_str_key key;
-	__u32 str_len_full[VIGIL_MAX_ARGS]; /* bytes read, NUL excluded */
+	__u32 str_len_full[8]; /* bytes read, NUL excluded */
 };
 
 struct {
@@ -285,6 +285,10 @@ static __always_inline int selector_match(struct sys_scratch *s, const struct vi
 static __always_inline void read_args(struct sys_scratch *s, const struct vigil_hook_cfg *h,
 				      struct trace_event_raw_sys_enter *ctx)
 {
+	unsigned long regs[8] = {};
+
+	/* The six syscall arguments, copied once (the context allows constant offsets only). */
+	bpf_probe_read_kernel(regs, 6 * sizeof(regs[0]), &ctx->args[0]);
 	for (int i = 0; i < VIGIL_MAX_ARGS; i++) {
 		__u64 raw;
 		long n;
@@ -294,7 +298,7 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 		s->msg.ints[i] = 0;
 		if (i >= h->nargs)
 			break;
-		raw = BPF_CORE_READ(ctx, args[h->arg_index[i] % 6]);
+		raw = regs[h->arg_index[i] & 7];
 		switch (h->arg_kind[i]) {
 		case VIGIL_ARG_INT:
 			s->msg.ints[i] = (__s32)raw;

@@ -102,6 +102,12 @@ pub struct AgentFlags {
     /// Directory for the agent's runtime files (process-cache dumps on SIGUSR1).
     #[arg(long, default_value = "/var/run/vigil")]
     pub state_dir: PathBuf,
+    /// TracingPolicy file to load at start (repeatable).
+    #[arg(long)]
+    pub tracing_policy: Vec<PathBuf>,
+    /// Directory of TracingPolicy files (*.yaml, *.yml) loaded at start.
+    #[arg(long, default_value = "/etc/tetragon/tetragon.tp.d")]
+    pub tracing_policy_dir: PathBuf,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log_level: String,

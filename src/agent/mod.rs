@@ -8,6 +8,7 @@ mod convert;
 mod encode;
 mod options;
 mod pipeline;
+mod policies;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -86,6 +87,8 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
         btf: opts.btf.clone(),
     })?;
     let counters = sensor.counters()?;
+    let policy_files = policies::policy_files(&flags.tracing_policy, Some(&flags.tracing_policy_dir));
+    let loaded_policies = policies::load_all(&policy_files, &sensor, opts.btf.as_deref());
     let table = sensor.process_table()?;
 
     // Scan only after attaching: a process started in between is seen by both, and the
@@ -107,6 +110,9 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
         opts.cluster_name.clone(),
         bus,
     );
+    for p in &loaded_policies {
+        pipeline.register_hooks(&p.hooks);
+    }
     pipeline.on_scanned(&scanned, &table, Instant::now());
     pipeline.flush();
 
@@ -124,6 +130,7 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
         programs = sensor.attached(),
         ring_buffer_bytes = vigil_bpf::lifecycle::ring_size(opts.ring_buffer_bytes),
         scanned = scanned.len(),
+        policies = loaded_policies.len(),
         "vigil agent ready"
     );
 
@@ -166,6 +173,7 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
             pipeline.flush();
         }
         if dump.swap(false, Ordering::Relaxed) {
+            dump_policy_counters(&loaded_policies, &opts);
             dump_cache(&pipeline, &opts);
         }
     }
@@ -185,12 +193,35 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
     let _ = reader.join();
     pipeline.report_losses(counters.read());
     pipeline.flush();
+    drop(loaded_policies);
     drop(sensor);
     tracing::info!(
         events = pipeline.stats.events,
         "vigil agent stopped; all eBPF programs detached"
     );
     Ok(())
+}
+
+/// Writes the in-kernel per-hook counters as JSON lines (debug aid, SIGUSR1; the API will
+/// expose them in ListTracingPolicies).
+fn dump_policy_counters(loaded: &[policies::LoadedPolicy], opts: &AgentOptions) {
+    use std::io::Write;
+    let path = opts.state_dir.join("policy-counters.json");
+    let mut text = Vec::new();
+    for p in loaded {
+        for h in &p.hooks {
+            let c = p.sensor.hook_counters(h.id);
+            let line = serde_json::json!({
+                "policy": p.name, "hook": h.function_name,
+                "matched": c[0], "posted": c[1], "enforced": c[2], "dropped": c[3], "monitor": c[4],
+            });
+            let _ = writeln!(text, "{line}");
+        }
+    }
+    let result = std::fs::create_dir_all(&opts.state_dir).and_then(|()| std::fs::write(&path, text));
+    if let Err(e) = result {
+        tracing::error!(path = %path.display(), error = %e, "cannot write policy counters");
+    }
 }
 
 fn dump_cache(pipeline: &Pipeline, opts: &AgentOptions) {

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use vigil_bpf::abi::*;
 use vigil_bpf::lifecycle::ProcessTable;
-use vigil_bpf::records::{self, ExecRecord, Record};
+use vigil_bpf::records::{self, ExecRecord, Record, SyscallRecord};
+use vigil_runtime::{HookArg, HookInfo};
 use vigil_export::Bus;
 use vigil_process::cache::ProcessCache;
 use vigil_process::clock::{BootClock, boot_ns};
@@ -40,6 +41,7 @@ pub struct Pipeline {
     bus: Bus,
     reported_kernel: [u64; VIGIL_CNT_MAX as usize],
     reported_sink_lost: u64,
+    hooks: std::collections::HashMap<u32, HookInfo>,
     pub stats: PipelineStats,
 }
 
@@ -62,6 +64,7 @@ impl Pipeline {
             bus,
             reported_kernel: [0; VIGIL_CNT_MAX as usize],
             reported_sink_lost: 0,
+            hooks: std::collections::HashMap::new(),
             stats: PipelineStats::default(),
         }
     }
@@ -101,6 +104,7 @@ impl Pipeline {
             Ok(Record::Exec(rec)) => self.on_exec(&rec, now),
             Ok(Record::Clone(msg)) => self.on_clone(&msg, now),
             Ok(Record::Exit(msg)) => self.on_exit(&msg, now),
+            Ok(Record::Syscall(rec)) => self.on_syscall(&rec),
             Err(e) => {
                 self.stats.decode_errors += 1;
                 tracing::error!(error = %e, "undecodable kernel message dropped");
@@ -171,6 +175,75 @@ impl Pipeline {
         self.cache.end(info.key, now);
     }
 
+    /// Makes the hooks of a loaded policy known, so that their events can be printed.
+    pub fn register_hooks(&mut self, hooks: &[HookInfo]) {
+        for h in hooks {
+            self.hooks.insert(h.id, h.clone());
+        }
+    }
+
+    fn on_syscall(&mut self, rec: &SyscallRecord) {
+        use tetragon::kprobe_argument::Arg;
+        let m = &rec.msg;
+        let Some(hook) = self.hooks.get(&m.hook_id) else {
+            tracing::error!(hook = m.hook_id, "event from an unknown hook dropped");
+            return;
+        };
+        let k = key(&m.process);
+        let info = if k.ktime != 0 { self.cache.get(&k) } else { self.cache.by_pid(k.pid) };
+        let info = info.unwrap_or_else(|| {
+            Arc::new(ProcessInfo {
+                key: k,
+                exec_id: self.ids.exec_id(k),
+                tid: m.tid,
+                flags: vec!["unknown"],
+                auid: u32::MAX,
+                ..Default::default()
+            })
+        });
+        let parent = info.parent_key.and_then(|p| self.cache.get(&p));
+        let args = hook
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, (kind, label))| {
+                let int = m.ints[i];
+                let arg = match kind {
+                    HookArg::Int => Arg::IntArg(int as i32),
+                    HookArg::Uint32 => Arg::UintArg(int as u32),
+                    HookArg::Int64 => Arg::LongArg(int),
+                    HookArg::Uint64 | HookArg::SizeT => Arg::SizeArg(int as u64),
+                    HookArg::String => {
+                        let text = vigil_process::text::valid_utf8(
+                            rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
+                        );
+                        Arg::StringArg(text)
+                    }
+                };
+                tetragon::KprobeArgument { arg: Some(arg), label: label.clone().unwrap_or_default() }
+            })
+            .collect();
+        let action = if m.actions & VIGIL_ACT_SIGKILL != 0 {
+            tetragon::KprobeAction::Sigkill
+        } else if m.actions & VIGIL_ACT_SIGNAL != 0 {
+            tetragon::KprobeAction::Signal
+        } else {
+            tetragon::KprobeAction::Post
+        };
+        let event = tetragon::ProcessKprobe {
+            process: Some(self.proto(&info, false)),
+            parent: parent.as_deref().map(|p| self.proto(p, false)),
+            function_name: hook.function_name.clone(),
+            args,
+            action: action as i32,
+            policy_name: hook.policy_name.clone(),
+            message: hook.message.clone().unwrap_or_default(),
+            tags: hook.tags.clone(),
+            ..Default::default()
+        };
+        self.emit(Event::ProcessKprobe(event), m.hdr.ktime);
+    }
+
     /// Reports the processes found running at start-up (flag `procFS`), parents first, and
     /// registers them in the kernel process table so that their exits carry the same
     /// exec_id.
@@ -191,6 +264,8 @@ impl Pipeline {
                 }),
                 flags: VIGIL_ENTRY_PROCFS,
                 pad: 0,
+                bin_ino: p.exe_ino,
+                bin_dev: p.exe_dev,
             };
             if !table.insert_if_absent(p.pid, &entry) {
                 // The kernel already saw this pid fork or exec after attach: its own

@@ -4,8 +4,8 @@
 use std::mem::size_of;
 
 use crate::abi::{
-    VIGIL_MSG_CLONE, VIGIL_MSG_EXEC, VIGIL_MSG_EXIT, vigil_clone_msg, vigil_exec_msg,
-    vigil_exit_msg, vigil_msg_header,
+    VIGIL_MSG_CLONE, VIGIL_MSG_EXEC, VIGIL_MSG_EXIT, VIGIL_MSG_SYSCALL, vigil_clone_msg,
+    vigil_exec_msg, vigil_exit_msg, vigil_msg_header, vigil_syscall_msg,
 };
 
 /// One message from the kernel.
@@ -14,6 +14,15 @@ pub enum Record {
     Exec(Box<ExecRecord>),
     Clone(vigil_clone_msg),
     Exit(vigil_exit_msg),
+    Syscall(Box<SyscallRecord>),
+}
+
+/// A syscall hook matched: the fixed part and the string arguments (by argument slot;
+/// empty for non-string arguments).
+#[derive(Debug, Clone)]
+pub struct SyscallRecord {
+    pub msg: vigil_syscall_msg,
+    pub strings: Vec<Vec<u8>>,
 }
 
 /// An exec message with its variable sections split out.
@@ -64,6 +73,7 @@ pub fn decode(data: &[u8]) -> Result<Record, DecodeError> {
         VIGIL_MSG_EXEC => decode_exec(data).map(|r| Record::Exec(Box::new(r))),
         VIGIL_MSG_CLONE => read::<vigil_clone_msg>(data, kind).map(Record::Clone),
         VIGIL_MSG_EXIT => read::<vigil_exit_msg>(data, kind).map(Record::Exit),
+        VIGIL_MSG_SYSCALL => decode_syscall(data).map(|r| Record::Syscall(Box::new(r))),
         _ => Err(DecodeError::UnknownKind(kind)),
     }
 }
@@ -100,6 +110,26 @@ fn decode_exec(data: &[u8]) -> Result<ExecRecord, DecodeError> {
         args: take(lens[3]),
         env: take(lens[4]),
     })
+}
+
+fn decode_syscall(data: &[u8]) -> Result<SyscallRecord, DecodeError> {
+    let kind = VIGIL_MSG_SYSCALL as u8;
+    let msg: vigil_syscall_msg = read(data, kind)?;
+    let lens: Vec<usize> = msg.str_len.iter().map(|l| usize::from(*l)).collect();
+    let need = size_of::<vigil_syscall_msg>() + lens.iter().sum::<usize>();
+    if data.len() < need {
+        return Err(DecodeError::Truncated { kind, need, got: data.len() });
+    }
+    let mut off = size_of::<vigil_syscall_msg>();
+    let strings = lens
+        .iter()
+        .map(|&len| {
+            let s = data[off..off + len].to_vec();
+            off += len;
+            s
+        })
+        .collect();
+    Ok(SyscallRecord { msg, strings })
 }
 
 /// Turns an encoded path (components leaf first) into an absolute path.

@@ -23,6 +23,9 @@ pub struct ScannedProcess {
     pub auid: u32,
     pub cgroup_leaf: String,
     pub kernel_thread: bool,
+    /// Identity of the executed file (inode, kernel-encoded device), 0 when unknown.
+    pub exe_ino: u64,
+    pub exe_dev: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +97,16 @@ fn read_process(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProcess> {
     let cgroup_leaf = fs::read_to_string(dir.join("cgroup"))
         .map(|s| cgroup_leaf(&s))
         .unwrap_or_default();
+    let (exe_ino, exe_dev) = fs::metadata(dir.join("exe"))
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            let dev = m.dev();
+            (m.ino(), (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev)))
+        })
+        .unwrap_or((0, 0));
     Some(ScannedProcess {
+        exe_ino,
+        exe_dev,
         pid,
         ppid,
         start_ktime: start_ticks * (1_000_000_000 / ticks),
