@@ -87,7 +87,8 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
         btf: opts.btf.clone(),
     })?;
     let counters = sensor.counters()?;
-    let policy_files = policies::policy_files(&flags.tracing_policy, Some(&flags.tracing_policy_dir));
+    let policy_files =
+        policies::policy_files(&flags.tracing_policy, Some(&flags.tracing_policy_dir));
     let loaded_policies = policies::load_all(&policy_files, &sensor, opts.btf.as_deref());
     let table = sensor.process_table()?;
 
@@ -218,7 +219,8 @@ fn dump_policy_counters(loaded: &[policies::LoadedPolicy], opts: &AgentOptions) 
             let _ = writeln!(text, "{line}");
         }
     }
-    let result = std::fs::create_dir_all(&opts.state_dir).and_then(|()| std::fs::write(&path, text));
+    let result =
+        std::fs::create_dir_all(&opts.state_dir).and_then(|()| std::fs::write(&path, text));
     if let Err(e) = result {
         tracing::error!(path = %path.display(), error = %e, "cannot write policy counters");
     }

@@ -8,7 +8,6 @@ use std::time::Instant;
 use vigil_bpf::abi::*;
 use vigil_bpf::lifecycle::ProcessTable;
 use vigil_bpf::records::{self, ExecRecord, Record, SyscallRecord};
-use vigil_runtime::{HookArg, HookInfo};
 use vigil_export::Bus;
 use vigil_process::cache::ProcessCache;
 use vigil_process::clock::{BootClock, boot_ns};
@@ -16,6 +15,7 @@ use vigil_process::exec_id::ExecIds;
 use vigil_process::model::ProcessInfo;
 use vigil_process::procfs::ScannedProcess;
 use vigil_proto::tetragon::{self, get_events_response::Event};
+use vigil_runtime::{HookArg, HookInfo};
 
 use super::convert::{clone_info, exec_info, key, scanned_info};
 use super::encode::{self, EncodeOptions, signal_name, timestamp};
@@ -190,7 +190,11 @@ impl Pipeline {
             return;
         };
         let k = key(&m.process);
-        let info = if k.ktime != 0 { self.cache.get(&k) } else { self.cache.by_pid(k.pid) };
+        let info = if k.ktime != 0 {
+            self.cache.get(&k)
+        } else {
+            self.cache.by_pid(k.pid)
+        };
         let info = info.unwrap_or_else(|| {
             Arc::new(ProcessInfo {
                 key: k,
@@ -220,7 +224,10 @@ impl Pipeline {
                         Arg::StringArg(text)
                     }
                 };
-                tetragon::KprobeArgument { arg: Some(arg), label: label.clone().unwrap_or_default() }
+                tetragon::KprobeArgument {
+                    arg: Some(arg),
+                    label: label.clone().unwrap_or_default(),
+                }
             })
             .collect();
         let action = if m.actions & VIGIL_ACT_SIGKILL != 0 {

@@ -22,15 +22,15 @@ pub struct LoadedPolicy {
 /// and `*.yml` files in name order (a missing directory is not an error: it is optional).
 pub fn policy_files(files: &[PathBuf], dir: Option<&Path>) -> Vec<PathBuf> {
     let mut out = files.to_vec();
-    if let Some(dir) = dir {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-                .collect();
-            found.sort();
-            out.extend(found);
-        }
+    if let Some(dir) = dir
+        && let Ok(entries) = std::fs::read_dir(dir)
+    {
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect();
+        found.sort();
+        out.extend(found);
     }
     out
 }
@@ -79,12 +79,19 @@ fn load_one(
         .map_err(|errors| errors.to_string())?;
     let plan = vigil_policy::compile(&policy, &Capabilities::TRACEPOINTS_ONLY);
     if !plan.is_loadable() {
-        let reasons: Vec<String> =
-            plan.refusals.iter().map(|r| format!("{}: {}", r.path, r.reason)).collect();
+        let reasons: Vec<String> = plan
+            .refusals
+            .iter()
+            .map(|r| format!("{}: {}", r.path, r.reason))
+            .collect();
         return Err(reasons.join("; "));
     }
     let tables = build(&plan, ids, &binary_identity).map_err(|e| e.to_string())?;
-    let sensor =
-        SyscallSensor::load(lifecycle, &tables.tables, btf).map_err(|e| e.to_string())?;
-    Ok(LoadedPolicy { name: plan.name, file: file.to_path_buf(), hooks: tables.hooks, sensor })
+    let sensor = SyscallSensor::load(lifecycle, &tables.tables, btf).map_err(|e| e.to_string())?;
+    Ok(LoadedPolicy {
+        name: plan.name,
+        file: file.to_path_buf(),
+        hooks: tables.hooks,
+        sensor,
+    })
 }

@@ -6,4 +6,5 @@ mod harness;
 mod kernel_caps;
 mod lifecycle;
 mod load;
+mod policy;
 mod proto_check;

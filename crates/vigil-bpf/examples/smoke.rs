@@ -49,6 +49,9 @@ fn main() {
                     "CLONE pid={} ktime={} parent={}",
                     c.process.pid, c.process.ktime, c.parent.pid
                 ),
+                Record::Syscall(s) => {
+                    println!("SYSCALL hook={} pid={}", s.msg.hook_id, s.msg.process.pid)
+                }
                 Record::Exit(e) => println!(
                     "EXIT pid={} ktime={} code={:#x} flags={}",
                     e.process.pid, e.process.ktime, e.exit_code, e.flags

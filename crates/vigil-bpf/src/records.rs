@@ -118,7 +118,11 @@ fn decode_syscall(data: &[u8]) -> Result<SyscallRecord, DecodeError> {
     let lens: Vec<usize> = msg.str_len.iter().map(|l| usize::from(*l)).collect();
     let need = size_of::<vigil_syscall_msg>() + lens.iter().sum::<usize>();
     if data.len() < need {
-        return Err(DecodeError::Truncated { kind, need, got: data.len() });
+        return Err(DecodeError::Truncated {
+            kind,
+            need,
+            got: data.len(),
+        });
     }
     let mut off = size_of::<vigil_syscall_msg>();
     let strings = lens

@@ -101,7 +101,10 @@ fn read_process(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProcess> {
         .map(|m| {
             use std::os::unix::fs::MetadataExt;
             let dev = m.dev();
-            (m.ino(), (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev)))
+            (
+                m.ino(),
+                (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev)),
+            )
         })
         .unwrap_or((0, 0));
     Some(ScannedProcess {

@@ -1,0 +1,255 @@
+//! The policy runtime on this kernel: syscall hooks through tracepoints, selectors evaluated
+//! in the kernel, Sigkill. Expected values are written here by hand.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn write_policy(dir: &std::path::Path, name: &str, yaml: &str) -> String {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    path.display().to_string()
+}
+
+fn kprobes<'a>(events: &'a [Value], policy: &str) -> Vec<&'a Value> {
+    of_kind(events, "process_kprobe")
+        .into_iter()
+        .filter(|e| e["policy_name"] == policy)
+        .collect()
+}
+
+fn path_arg(e: &Value) -> &str {
+    e["args"][1]["string_arg"].as_str().unwrap_or("")
+}
+
+fn counters(agent: &Agent) -> Vec<Value> {
+    let path = agent.events_path.with_file_name("policy-counters.json");
+    let _ = std::fs::remove_file(&path);
+    agent.signal(libc::SIGUSR1);
+    for _ in 0..100 {
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && !text.is_empty()
+        {
+            return text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no policy counters after SIGUSR1");
+}
+
+const ETC_CAT: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: etc-cat
+spec:
+  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    message: "cat reads /etc"
+    tags: ["test"]
+    args:
+    - index: 0
+      type: "int"
+    - index: 1
+      type: "string"
+    - index: 2
+      type: "int"
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: "Prefix"
+        values: ["/etc/"]
+      matchBinaries:
+      - operator: "In"
+        values: ["/usr/bin/cat"]
+"#;
+
+#[test]
+fn openat_prefix_and_binary_are_filtered_in_the_kernel() {
+    let _g = serial();
+    let dir = scratch_dir("policy-etc-files");
+    let other = dir.join("not-etc.txt");
+    std::fs::write(&other, "x").unwrap();
+    let policy = write_policy(&dir, "etc-cat", ETC_CAT);
+    let agent = Agent::start("policy-etc", &["--tracing-policy", &policy]);
+    let cat = run(Command::new("/usr/bin/cat").arg("/etc/hostname"));
+    let head = run(Command::new("/usr/bin/head").arg("/etc/hostname"));
+    let cat_other = run(Command::new("/usr/bin/cat").arg(&other));
+    let sentinel = run(Command::new("/usr/bin/cat").arg("/etc/os-release"));
+    let events = agent.wait_for("sentinel", WAIT, |ev| {
+        kprobes(ev, "etc-cat")
+            .iter()
+            .any(|e| pid_of(e) == u64::from(sentinel) && path_arg(e) == "/etc/os-release")
+    });
+    let mine = kprobes(&events, "etc-cat");
+    let hit = mine
+        .iter()
+        .find(|e| pid_of(e) == u64::from(cat) && path_arg(e) == "/etc/hostname")
+        .expect("cat /etc/hostname is posted");
+    assert_eq!(hit["function_name"], "__x64_sys_openat");
+    assert_eq!(hit["action"], "KPROBE_ACTION_POST");
+    assert_eq!(hit["message"], "cat reads /etc");
+    assert_eq!(hit["tags"], serde_json::json!(["test"]));
+    assert_eq!(hit["process"]["binary"], "/usr/bin/cat");
+    assert_eq!(hit["args"][0]["int_arg"], -100, "AT_FDCWD");
+    assert_eq!(
+        hit["process"]["exec_id"],
+        execs_of_pid(&events, cat)[0]["process"]["exec_id"]
+    );
+    assert!(
+        mine.iter().all(|e| pid_of(e) != u64::from(head)),
+        "head is not /usr/bin/cat"
+    );
+    assert!(
+        mine.iter()
+            .all(|e| pid_of(e) != u64::from(cat_other) || path_arg(e).starts_with("/etc/")),
+        "no /tmp path"
+    );
+    assert!(
+        mine.iter().all(|e| path_arg(e).starts_with("/etc/")),
+        "only /etc/ paths are posted"
+    );
+    assert!(
+        mine.iter()
+            .all(|e| e["process"]["binary"] == "/usr/bin/cat"),
+        "only cat is posted"
+    );
+    // The kernel counted exactly what it posted (every posted event reached the file).
+    let c = counters(&agent);
+    let (events, _) = agent.stop();
+    let posted = kprobes(&events, "etc-cat").len() as u64;
+    let row = c
+        .iter()
+        .find(|r| r["policy"] == "etc-cat")
+        .expect("counter row");
+    assert!(
+        row["posted"].as_u64().unwrap() <= posted,
+        "posted counter {row} vs {posted} events"
+    );
+    assert!(
+        row["posted"].as_u64().unwrap() >= 4,
+        "cat, cat-other's libc opens and the sentinel: {row}"
+    );
+    assert_eq!(row["matched"], row["posted"], "{row}");
+    assert_eq!(row["dropped"], 0);
+}
+
+#[test]
+fn sigkill_on_a_syscall_kills_the_process() {
+    let _g = serial();
+    let dir = scratch_dir("policy-kill-files");
+    let target = dir.join("forbidden.txt");
+    std::fs::write(&target, "secret\n").unwrap();
+    let yaml = format!(
+        r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: kill-forbidden
+spec:
+  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    args:
+    - index: 0
+      type: "int"
+    - index: 1
+      type: "string"
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: "Equal"
+        values: ["{}"]
+      matchActions:
+      - action: Sigkill
+"#,
+        target.display()
+    );
+    let policy = write_policy(&dir, "kill", &yaml);
+    let agent = Agent::start("policy-kill", &["--tracing-policy", &policy]);
+    let out = Command::new("/usr/bin/cat").arg(&target).output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "cat is killed");
+    // The open itself ran (a tracepoint cannot stop it); the kill lands before cat reads.
+    assert!(
+        out.stdout.is_empty(),
+        "nothing was printed: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let events = agent.wait_for("kill event and exit", WAIT, |ev| {
+        !kprobes(ev, "kill-forbidden").is_empty()
+            && of_kind(ev, "process_exit")
+                .iter()
+                .any(|e| e["signal"] == "SIGKILL" && e["process"]["binary"] == "/usr/bin/cat")
+    });
+    let k = kprobes(&events, "kill-forbidden")[0];
+    assert_eq!(k["action"], "KPROBE_ACTION_SIGKILL");
+    assert_eq!(path_arg(k), target.to_str().unwrap());
+    let c = counters(&agent);
+    agent.stop();
+    let row = c.iter().find(|r| r["policy"] == "kill-forbidden").unwrap();
+    assert_eq!(row["enforced"], 1, "{row}");
+}
+
+#[test]
+fn a_policy_that_cannot_load_is_reported_and_the_agent_runs() {
+    let _g = serial();
+    let dir = scratch_dir("policy-bad-files");
+    let lsm = write_policy(
+        &dir,
+        "lsm",
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: lsm-open\nspec:\n  lsmhooks:\n  - hook: \"file_open\"\n    args:\n    - index: 0\n      type: \"file\"\n",
+    );
+    let broken = write_policy(
+        &dir,
+        "broken",
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: b\nspec:\n  kprobes:\n  - call: sys_write\n    syscall: true\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Equals\n",
+    );
+    let good = write_policy(&dir, "good", ETC_CAT);
+    let agent = Agent::start(
+        "policy-bad",
+        &[
+            "--tracing-policy",
+            &lsm,
+            "--tracing-policy",
+            &broken,
+            "--tracing-policy",
+            &good,
+        ],
+    );
+    let cat = run(Command::new("/usr/bin/cat").arg("/etc/hostname"));
+    agent.wait_for("the good policy still works", WAIT, |ev| {
+        kprobes(ev, "etc-cat")
+            .iter()
+            .any(|e| pid_of(e) == u64::from(cat))
+    });
+    let (_, log) = agent.stop();
+    let line = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no log line with {needle}:\n{log}"))
+            .to_string()
+    };
+    assert!(
+        line("lsm.yaml").contains("BPF LSM"),
+        "the refusal names the missing mechanism"
+    );
+    let b = line("broken.yaml");
+    assert!(
+        b.contains("spec.kprobes[0].selectors[0].matchArgs[0].operator") && b.contains("12:19"),
+        "{b}"
+    );
+    assert!(
+        log.contains("policies=1"),
+        "only the good policy is loaded:\n{log}"
+    );
+}
