@@ -34,6 +34,20 @@ struct {
 	__uint(max_entries, 8 * 1024 * 1024); /* resized by the loader (--rb-size) */
 } vigil_events SEC(".maps");
 
+/*
+ * Waking the reader costs an interrupt (an IPI: expensive in a VM) per message. The reader
+ * polls every few milliseconds anyway, so wake it only when a burst builds up.
+ */
+#define VIGIL_WAKEUP_BYTES (64 * 1024)
+
+static __always_inline __u64 wakeup_flags(void)
+{
+	return bpf_ringbuf_query(&vigil_events, BPF_RB_AVAIL_DATA) > VIGIL_WAKEUP_BYTES
+		       ? BPF_RB_FORCE_WAKEUP
+		       : BPF_RB_NO_WAKEUP;
+}
+
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 32768); /* resized by the loader (--execve-map-entries) */
@@ -189,47 +203,52 @@ static __always_inline __u32 walk_path(struct task_struct *task, const struct pa
 
 /* ---- exec ----------------------------------------------------------------------------- */
 
+/*
+ * The readers below take BTF pointers from the tracepoint's arguments and dereference them
+ * directly: in tp_btf programs these are checked loads, far cheaper than one
+ * bpf_probe_read_kernel() call per field.
+ */
 static __always_inline void read_creds(struct task_struct *task, struct vigil_creds *cr)
 {
-	const struct cred *cred = BPF_CORE_READ(task, cred);
-	struct user_namespace *uns = BPF_CORE_READ(cred, user_ns);
+	const struct cred *cred = task->cred;
+	struct user_namespace *uns = cred->user_ns;
 
-	cr->uid = BPF_CORE_READ(cred, uid.val);
-	cr->gid = BPF_CORE_READ(cred, gid.val);
-	cr->suid = BPF_CORE_READ(cred, suid.val);
-	cr->sgid = BPF_CORE_READ(cred, sgid.val);
-	cr->euid = BPF_CORE_READ(cred, euid.val);
-	cr->egid = BPF_CORE_READ(cred, egid.val);
-	cr->fsuid = BPF_CORE_READ(cred, fsuid.val);
-	cr->fsgid = BPF_CORE_READ(cred, fsgid.val);
-	cr->securebits = BPF_CORE_READ(cred, securebits);
+	cr->uid = cred->uid.val;
+	cr->gid = cred->gid.val;
+	cr->suid = cred->suid.val;
+	cr->sgid = cred->sgid.val;
+	cr->euid = cred->euid.val;
+	cr->egid = cred->egid.val;
+	cr->fsuid = cred->fsuid.val;
+	cr->fsgid = cred->fsgid.val;
+	cr->securebits = cred->securebits;
 	/* kernel_cap_t is u32[2] before 6.3 and a u64 after: 8 bytes either way. */
 	bpf_core_read(&cr->cap_permitted, 8, &cred->cap_permitted);
 	bpf_core_read(&cr->cap_effective, 8, &cred->cap_effective);
 	bpf_core_read(&cr->cap_inheritable, 8, &cred->cap_inheritable);
-	cr->user_ns_level = BPF_CORE_READ(uns, level);
-	cr->user_ns_owner = BPF_CORE_READ(uns, owner.val);
-	cr->user_ns_group = BPF_CORE_READ(uns, group.val);
+	cr->user_ns_level = uns->level;
+	cr->user_ns_owner = uns->owner.val;
+	cr->user_ns_group = uns->group.val;
 }
 
 static __always_inline void read_namespaces(struct task_struct *task, struct vigil_exec_msg *m)
 {
-	struct nsproxy *nsp = BPF_CORE_READ(task, nsproxy);
-	struct pid *tp = BPF_CORE_READ(task, thread_pid);
-	unsigned int level = BPF_CORE_READ(tp, level);
+	struct nsproxy *nsp = task->nsproxy;
+	struct pid *tp = task->thread_pid;
+	unsigned int level = tp->level;
 	struct upid up = {};
 
-	m->ns.uts = BPF_CORE_READ(nsp, uts_ns, ns.inum);
-	m->ns.ipc = BPF_CORE_READ(nsp, ipc_ns, ns.inum);
-	m->ns.mnt = BPF_CORE_READ(nsp, mnt_ns, ns.inum);
-	m->ns.net = BPF_CORE_READ(nsp, net_ns, ns.inum);
-	m->ns.cgroup = BPF_CORE_READ(nsp, cgroup_ns, ns.inum);
-	m->ns.pid_for_children = BPF_CORE_READ(nsp, pid_ns_for_children, ns.inum);
+	m->ns.uts = nsp->uts_ns->ns.inum;
+	m->ns.ipc = nsp->ipc_ns->ns.inum;
+	m->ns.mnt = nsp->mnt_ns->ns.inum;
+	m->ns.net = nsp->net_ns->ns.inum;
+	m->ns.cgroup = nsp->cgroup_ns->ns.inum;
+	m->ns.pid_for_children = nsp->pid_ns_for_children->ns.inum;
 	if (bpf_core_field_exists(nsp->time_ns)) {
-		m->ns.time = BPF_CORE_READ(nsp, time_ns, ns.inum);
-		m->ns.time_for_children = BPF_CORE_READ(nsp, time_ns_for_children, ns.inum);
+		m->ns.time = nsp->time_ns->ns.inum;
+		m->ns.time_for_children = nsp->time_ns_for_children->ns.inum;
 	}
-	m->ns.user = BPF_CORE_READ(task, cred, user_ns, ns.inum);
+	m->ns.user = task->cred->user_ns->ns.inum;
 	bpf_core_read(&up, sizeof(up), &tp->numbers[level & 31]);
 	m->nspid = up.nr;
 	m->ns.pid = BPF_CORE_READ(up.ns, ns.inum);
@@ -311,13 +330,13 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 		return 0;
 	m = &s->msg;
 	__builtin_memset(m, 0, sizeof(*m));
-	tgid = BPF_CORE_READ(task, tgid);
-	ppid = BPF_CORE_READ(task, real_parent, tgid);
+	tgid = task->tgid;
+	ppid = task->real_parent->tgid;
 	m->hdr.kind = VIGIL_MSG_EXEC;
 	m->hdr.ktime = now;
 	m->process.pid = tgid;
 	m->process.ktime = now;
-	m->tid = BPF_CORE_READ(task, pid);
+	m->tid = task->pid;
 	m->ppid = ppid;
 
 	cur = bpf_map_lookup_elem(&vigil_procs, &tgid);
@@ -342,23 +361,21 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 	}
 
 	if (bpf_core_field_exists(task->loginuid))
-		m->auid = BPF_CORE_READ(task, loginuid.val);
+		m->auid = task->loginuid.val;
 	else
 		m->auid = (__u32)-1;
 	read_creds(task, &m->creds);
 	read_namespaces(task, m);
 
-	file = BPF_CORE_READ(bprm, file);
-	inode = BPF_CORE_READ(file, f_inode);
-	m->file_mode = BPF_CORE_READ(inode, i_mode);
-	m->file_uid = BPF_CORE_READ(inode, i_uid.val);
-	m->file_gid = BPF_CORE_READ(inode, i_gid.val);
-	m->file_ino = BPF_CORE_READ(inode, i_ino);
-	m->file_nlink = BPF_CORE_READ(inode, __i_nlink);
-	leaf = BPF_CORE_READ(file, f_path.dentry);
-	if (!BPF_CORE_READ(leaf, d_hash.pprev) && BPF_CORE_READ(leaf, d_parent) != leaf)
-		m->flags |= VIGIL_EXEC_PATH_DELETED;
-	if (!BPF_CORE_READ(leaf, d_hash.pprev) && m->file_nlink == 0)
+	file = bprm->file;
+	inode = file->f_inode;
+	m->file_mode = inode->i_mode;
+	m->file_uid = inode->i_uid.val;
+	m->file_gid = inode->i_gid.val;
+	m->file_ino = inode->i_ino;
+	m->file_nlink = inode->__i_nlink;
+	leaf = file->f_path.dentry;
+	if (!leaf->d_hash.pprev && (leaf->d_parent != leaf || m->file_nlink == 0))
 		m->flags |= VIGIL_EXEC_PATH_DELETED;
 	detect_privileges(bprm, m);
 
@@ -366,7 +383,7 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 	entry.parent = m->parent;
 	entry.flags = VIGIL_ENTRY_EXEC;
 	entry.bin_ino = m->file_ino;
-	entry.bin_dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	entry.bin_dev = inode->i_sb->s_dev;
 	if (bpf_map_update_elem(&vigil_procs, &tgid, &entry, BPF_ANY))
 		count(VIGIL_CNT_PROC_MAP_FULL);
 
@@ -374,13 +391,13 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 	cwd_len = walk_path(task, &task->fs->pwd, 1, &m->flags);
 	cg_len = read_cgroup(task, s->cgroup, &m->cgroup_id);
 
-	mm = BPF_CORE_READ(task, mm);
-	args_len = read_user_block(s->args, BPF_CORE_READ(mm, arg_start), BPF_CORE_READ(mm, arg_end),
+	mm = task->mm;
+	args_len = read_user_block(s->args, mm->arg_start, mm->arg_end,
 				   vigil_cfg.args_limit, ARGS_MASK, VIGIL_EXEC_TRUNC_ARGS,
 				   VIGIL_EXEC_ERR_ARGS, &m->args_size, &m->flags);
 	if (vigil_cfg.env_limit)
-		env_len = read_user_block(s->env, BPF_CORE_READ(mm, env_start),
-					  BPF_CORE_READ(mm, env_end), vigil_cfg.env_limit, ENV_MASK,
+		env_len = read_user_block(s->env, mm->env_start, mm->env_end, vigil_cfg.env_limit,
+					  ENV_MASK,
 					  VIGIL_EXEC_TRUNC_ENV, VIGIL_EXEC_ERR_ENV, &m->env_size,
 					  &m->flags);
 
@@ -413,7 +430,7 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 	bpf_dynptr_write(&rec, off, s->args, args_len, 0);
 	off += args_len;
 	bpf_dynptr_write(&rec, off, s->env, env_len, 0);
-	bpf_ringbuf_submit_dynptr(&rec, 0);
+	bpf_ringbuf_submit_dynptr(&rec, wakeup_flags());
 	return 0;
 }
 
@@ -460,7 +477,7 @@ int BPF_PROG(vigil_fork, struct task_struct *parent, struct task_struct *child)
 	m->ppid = ptgid;
 	m->nspid = 0;
 	m->flags = pe ? 0 : VIGIL_EXEC_NO_PARENT;
-	bpf_ringbuf_submit(m, 0);
+	bpf_ringbuf_submit(m, wakeup_flags());
 	return 0;
 }
 
@@ -500,10 +517,14 @@ int BPF_PROG(vigil_exit, struct task_struct *task)
 	 * A thread that decremented earlier can reach this tracepoint after the last one and
 	 * also see 0: the first to get here reports, once, for the whole group.
 	 */
-	ek.signal = (__u64)sig;
-	ek.leader_start = BPF_CORE_READ(task, group_leader, start_time);
-	if (bpf_map_update_elem(&vigil_exited, &ek, &one, BPF_NOEXIST))
-		return 0;
+	/* A thread is released after this tracepoint, so a group that ever had other threads
+	 * still counts them here; a single-threaded group cannot race and skips the map. */
+	if (BPF_CORE_READ(sig, nr_threads) > 1) {
+		ek.signal = (__u64)sig;
+		ek.leader_start = BPF_CORE_READ(task, group_leader, start_time);
+		if (bpf_map_update_elem(&vigil_exited, &ek, &one, BPF_NOEXIST))
+			return 0;
+	}
 	tgid = BPF_CORE_READ(task, tgid);
 	e = bpf_map_lookup_elem(&vigil_procs, &tgid);
 	if (e) {
@@ -533,6 +554,6 @@ int BPF_PROG(vigil_exit, struct task_struct *task)
 	m->exit_code = code;
 	m->flags = flags;
 	m->pad = 0;
-	bpf_ringbuf_submit(m, 0);
+	bpf_ringbuf_submit(m, wakeup_flags());
 	return 0;
 }

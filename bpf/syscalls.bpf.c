@@ -25,6 +25,20 @@ struct {
 	__uint(max_entries, 4096); /* replaced by the lifecycle ring (fd reuse) */
 } vigil_events SEC(".maps");
 
+/*
+ * Waking the reader costs an interrupt (an IPI: expensive in a VM) per message. The reader
+ * polls every few milliseconds anyway, so wake it only when a burst builds up.
+ */
+#define VIGIL_WAKEUP_BYTES (64 * 1024)
+
+static __always_inline __u64 wakeup_flags(void)
+{
+	return bpf_ringbuf_query(&vigil_events, BPF_RB_AVAIL_DATA) > VIGIL_WAKEUP_BYTES
+		       ? BPF_RB_FORCE_WAKEUP
+		       : BPF_RB_NO_WAKEUP;
+}
+
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024); /* replaced by the lifecycle table (fd reuse) */
@@ -348,7 +362,7 @@ static __always_inline void post(struct sys_scratch *s, __u32 hook)
 		bpf_dynptr_write(&rec, off, s->strs[i], len, 0);
 		off += len;
 	}
-	bpf_ringbuf_submit_dynptr(&rec, 0);
+	bpf_ringbuf_submit_dynptr(&rec, wakeup_flags());
 	hook_count(hook, VIGIL_HOOK_POSTED);
 }
 

@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use libbpf_rs::{MapHandle, RingBufferBuilder};
 
+/// Longest time a message waits in the ring before the reader sees it (when no burst
+/// wakes it earlier).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReaderError {
     #[error("cannot set up the ring buffer reader: {0}")]
@@ -54,7 +58,10 @@ pub fn spawn_reader(
             };
             let _ = ready_tx.send(Ok(()));
             while !stop.load(Ordering::Relaxed) && !disconnected.load(Ordering::Relaxed) {
-                let _ = ring.poll(Duration::from_millis(100));
+                // The kernel side wakes us only for bursts (BPF_RB_NO_WAKEUP otherwise):
+                // poll with a short timeout and drain whatever arrived meanwhile.
+                let _ = ring.poll(POLL_INTERVAL);
+                let _ = ring.consume();
             }
             let _ = ring.consume();
         })
