@@ -64,7 +64,13 @@ impl Agent {
             .stderr(Stdio::from(std::fs::File::create(&stderr_path).unwrap()))
             .spawn()
             .expect("spawn vigil agent");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Emulated kernels (the qemu tier) run tens of times slower than this host.
+        let patience = if std::env::var_os("VIGIL_KERNEL_COLUMN").is_some() {
+            120
+        } else {
+            20
+        };
+        let deadline = Instant::now() + Duration::from_secs(patience);
         loop {
             let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
             if log.contains("vigil agent ready") {
