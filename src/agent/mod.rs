@@ -117,7 +117,9 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
     pipeline.on_scanned(&scanned, &table, Instant::now());
     pipeline.flush();
 
-    let (tx, rx) = sync_channel::<Vec<u8>>(opts.queue_size);
+    // The reader hands records over in batches of up to BATCH.
+    let (tx, rx) =
+        sync_channel::<Vec<Vec<u8>>>(opts.queue_size.div_ceil(vigil_bpf::ringbuf::BATCH));
     let stop_reader = Arc::new(AtomicBool::new(false));
     let reader = vigil_bpf::ringbuf::spawn_reader(sensor.events()?, tx, stop_reader.clone())?;
     let program_ids: Vec<String> = sensor
@@ -141,12 +143,18 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
     let mut last_trim = Instant::now();
     while !term.load(Ordering::Relaxed) {
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(data) => {
-                pipeline.handle_raw(&data, Instant::now());
+            Ok(batch) => {
+                let now = Instant::now();
+                for data in &batch {
+                    pipeline.handle_raw(data, now);
+                }
                 pending_flush = true;
-                // Batch: drain what is queued before flushing.
+                // Drain what is queued before flushing.
                 while let Ok(more) = rx.try_recv() {
-                    pipeline.handle_raw(&more, Instant::now());
+                    let now = Instant::now();
+                    for data in &more {
+                        pipeline.handle_raw(data, now);
+                    }
                     if last_housekeeping.elapsed() >= HOUSEKEEPING {
                         break;
                     }
@@ -185,7 +193,11 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
     // drops its sender when done, which ends this loop.
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(data) => pipeline.handle_raw(&data, Instant::now()),
+            Ok(batch) => {
+                for data in &batch {
+                    pipeline.handle_raw(data, Instant::now());
+                }
+            }
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) if reader.is_finished() => break,
             Err(RecvTimeoutError::Timeout) => {}

@@ -365,6 +365,11 @@ fn sigterm_detaches_every_program() {
     assert_eq!(loaded(), 3, "programs loaded while running");
     let (_, log) = agent.stop();
     assert!(log.contains("detached"), "{log}");
+    // The kernel frees programs after an RCU grace period: give it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while loaded() != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(loaded(), 0, "nothing left behind after SIGTERM");
 }
 

@@ -25,7 +25,10 @@ fn main() {
     let _h = vigil_bpf::ringbuf::spawn_reader(sensor.events().unwrap(), tx, stop).unwrap();
     let end = std::time::Instant::now() + std::time::Duration::from_secs(3);
     while std::time::Instant::now() < end {
-        if let Ok(d) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+        for d in rx
+            .recv_timeout(std::time::Duration::from_millis(100))
+            .unwrap_or_default()
+        {
             match decode(&d).unwrap() {
                 Record::Exec(r) => println!(
                     "EXEC pid={} tid={} parent={}:{} flags={:#x} privs={} path={} cwd={} cg={} args={:?} uid={} euid={}",

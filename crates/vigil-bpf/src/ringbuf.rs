@@ -4,6 +4,8 @@
 //! moves to the kernel ring buffer, where every drop is counted (`vigil_counters`). Nothing
 //! is dropped silently in user space.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -11,6 +13,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use libbpf_rs::{MapHandle, RingBufferBuilder};
+
+/// Records per hand-over to the pipeline.
+pub const BATCH: usize = 256;
 
 /// Longest time a message waits in the ring before the reader sees it (when no burst
 /// wakes it earlier).
@@ -28,7 +33,7 @@ pub enum ReaderError {
 /// ring) or when the receiving side is gone.
 pub fn spawn_reader(
     events: MapHandle,
-    out: SyncSender<Vec<u8>>,
+    out: SyncSender<Vec<Vec<u8>>>,
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, ReaderError> {
     // Build inside the thread: the ring buffer is tied to this thread's lifetime.
@@ -36,15 +41,17 @@ pub fn spawn_reader(
     let handle = std::thread::Builder::new()
         .name("vigil-ringbuf".into())
         .spawn(move || {
-            let disconnected = Arc::new(AtomicBool::new(false));
-            let gone = disconnected.clone();
+            // Records are handed over in batches: one channel operation (and at most one
+            // wake-up of the pipeline) per batch instead of per record.
+            let batch: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+            let sink = Rc::clone(&batch);
             let mut builder = RingBufferBuilder::new();
             if let Err(e) = builder.add(&events, move |data: &[u8]| {
-                if out.send(data.to_vec()).is_err() {
-                    gone.store(true, Ordering::Relaxed);
-                    return -1;
-                }
-                0
+                let mut b = sink.borrow_mut();
+                b.push(data.to_vec());
+                // A full batch stops this consume() (the record is kept: libbpf commits
+                // it before returning the error); the loop below hands it over.
+                if b.len() >= BATCH { -1 } else { 0 }
             }) {
                 let _ = ready_tx.send(Err(ReaderError::Setup(e)));
                 return;
@@ -57,13 +64,30 @@ pub fn spawn_reader(
                 }
             };
             let _ = ready_tx.send(Ok(()));
-            while !stop.load(Ordering::Relaxed) && !disconnected.load(Ordering::Relaxed) {
-                // The kernel side wakes us only for bursts (BPF_RB_NO_WAKEUP otherwise):
-                // poll with a short timeout and drain whatever arrived meanwhile.
-                let _ = ring.poll(POLL_INTERVAL);
-                let _ = ring.consume();
+            let hand_over = || -> bool {
+                let records = std::mem::take(&mut *batch.borrow_mut());
+                records.is_empty() || out.send(records).is_ok()
+            };
+            loop {
+                let stopping = stop.load(Ordering::Relaxed);
+                if !stopping {
+                    // The kernel side wakes us only for bursts (BPF_RB_NO_WAKEUP otherwise):
+                    // poll with a short timeout and drain whatever arrived meanwhile.
+                    let _ = ring.poll(POLL_INTERVAL);
+                }
+                loop {
+                    let full = ring.consume_raw() < 0;
+                    if !hand_over() {
+                        return; // the pipeline is gone
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+                if stopping {
+                    return;
+                }
             }
-            let _ = ring.consume();
         })
         .map_err(ReaderError::Spawn)?;
     match ready_rx.recv() {
