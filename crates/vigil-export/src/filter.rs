@@ -78,6 +78,11 @@ struct Compiled {
     namespace_re: Vec<Regex>,
 }
 
+/// The last line of a regex error (the explanation; the rest draws the pattern).
+pub(crate) fn one_line(e: &regex::Error) -> String {
+    e.to_string().lines().last().unwrap_or("").trim().to_string()
+}
+
 fn set<T: Eq + std::hash::Hash + Clone>(v: &[T]) -> Option<HashSet<T>> {
     (!v.is_empty()).then(|| v.iter().cloned().collect())
 }
@@ -110,7 +115,7 @@ impl Compiled {
                         line,
                         field,
                         expr: e.clone(),
-                        reason: err.to_string(),
+                        reason: one_line(&err),
                     })
                 })
                 .collect()

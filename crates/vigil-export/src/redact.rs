@@ -100,7 +100,7 @@ impl Redactor {
             };
             let mut redact = Vec::new();
             for e in &f.redact {
-                let re = Regex::new(e).map_err(|err| bad("redact", e, err.to_string()))?;
+                let re = Regex::new(e).map_err(|err| bad("redact", e, crate::filter::one_line(&err)))?;
                 if re.captures_len() < 2 {
                     return Err(bad(
                         "redact",
@@ -109,13 +109,13 @@ impl Redactor {
                     ));
                 }
                 let bre = regex::bytes::Regex::new(e)
-                    .map_err(|err| bad("redact", e, err.to_string()))?;
+                    .map_err(|err| bad("redact", e, crate::filter::one_line(&err)))?;
                 redact.push((re, bre));
             }
             let binary = f
                 .binary_regex
                 .iter()
-                .map(|e| Regex::new(e).map_err(|err| bad("binary_regex", e, err.to_string())))
+                .map(|e| Regex::new(e).map_err(|err| bad("binary_regex", e, crate::filter::one_line(&err))))
                 .collect::<Result<_, _>>()?;
             filters.push(Compiled {
                 #[allow(deprecated)]
