@@ -156,7 +156,11 @@ pub struct OutputFlags {
     #[arg(long, default_value = "")]
     pub metrics_server: String,
     /// Labels of event metrics: namespace, workload, pod, binary.
-    #[arg(long, value_delimiter = ',', default_value = "namespace,workload,pod,binary")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "namespace,workload,pod,binary"
+    )]
     pub metrics_label_filter: Vec<String>,
     /// Per-event metrics (tetragon_events_total).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = clap::ArgAction::Set)]

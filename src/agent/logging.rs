@@ -7,7 +7,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::AgentFlags;
 
-const LEVELS: &[&str] = &["error", "warn", "warning", "info", "debug", "trace", "panic", "fatal"];
+const LEVELS: &[&str] = &[
+    "error", "warn", "warning", "info", "debug", "trace", "panic", "fatal",
+];
 
 /// Checks the logging flags (for --check-config too).
 pub fn check(flags: &AgentFlags) -> Result<()> {

@@ -178,7 +178,10 @@ pub fn to_args(
             Some(_) => args.push(format!("--{flag}={}", s.value)),
             None => match lookup(flag) {
                 Some((_, Disposition::Warn(why))) => {
-                    warnings.push(format!("--{flag} ({}) accepted but ignored: {why}", s.origin));
+                    warnings.push(format!(
+                        "--{flag} ({}) accepted but ignored: {why}",
+                        s.origin
+                    ));
                 }
                 Some((_, Disposition::Refuse(why))) => {
                     return Err(ConfigError::Refused {

@@ -57,7 +57,12 @@ fn precedence_lib_yaml_etc_configdir() {
 #[test]
 fn unimplemented_flags_warn_or_refuse_by_name() {
     let args: Vec<String> = [
-        "--bpf-lib", "/x", "--export-filename", "f", "--enable-k8s-api", "--gops-address=:1",
+        "--bpf-lib",
+        "/x",
+        "--export-filename",
+        "f",
+        "--enable-k8s-api",
+        "--gops-address=:1",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -66,8 +71,8 @@ fn unimplemented_flags_warn_or_refuse_by_name() {
     assert_eq!(rest, vec!["--export-filename", "f"]);
     assert_eq!(warnings.len(), 3);
     assert!(warnings[0].contains("--bpf-lib"), "{warnings:?}");
-    let err = strip_unimplemented(&["--tracing-policy".into(), "p.yaml".into()], known)
-        .unwrap_err();
+    let err =
+        strip_unimplemented(&["--tracing-policy".into(), "p.yaml".into()], known).unwrap_err();
     assert!(err.to_string().contains("--tracing-policy"), "{err}");
     let mut s = BTreeMap::new();
     s.insert(
@@ -78,7 +83,10 @@ fn unimplemented_flags_warn_or_refuse_by_name() {
         },
     );
     let err = to_args(&s, known).unwrap_err().to_string();
-    assert!(err.contains("/d/bogus-flag") && err.contains("--bogus-flag"), "{err}");
+    assert!(
+        err.contains("/d/bogus-flag") && err.contains("--bogus-flag"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -89,7 +97,10 @@ fn yaml_errors_and_find_value() {
         find_value(&["--config-dir".into(), "/x".into()], "config-dir"),
         Some("/x".into())
     );
-    assert_eq!(find_value(&["--config-dir=/y".into()], "config-dir"), Some("/y".into()));
+    assert_eq!(
+        find_value(&["--config-dir=/y".into()], "config-dir"),
+        Some("/y".into())
+    );
 }
 
 #[test]

@@ -8,13 +8,8 @@ pub fn flat_map(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut key: Option<String> = None;
     let mut list: Vec<String> = Vec::new();
     for item in Parser::new_from_str(text) {
-        let (event, span) = item.map_err(|e| {
-            format!(
-                "line {}: {}",
-                e.marker().line(),
-                e.info()
-            )
-        })?;
+        let (event, span) =
+            item.map_err(|e| format!("line {}: {}", e.marker().line(), e.info()))?;
         let line = span.start.line();
         match event {
             Event::MappingStart(..) if depth == 0 => depth = 1,

@@ -178,8 +178,14 @@ mod tests {
 
     #[test]
     fn include_keeps_only_named_fields() {
-        let v = run(r#"{"fields":"process.binary,parent","action":"INCLUDE"}"#, &exec());
-        assert_eq!(v["process_exec"]["process"], serde_json::json!({"binary": "/bin/ls"}));
+        let v = run(
+            r#"{"fields":"process.binary,parent","action":"INCLUDE"}"#,
+            &exec(),
+        );
+        assert_eq!(
+            v["process_exec"]["process"],
+            serde_json::json!({"binary": "/bin/ls"})
+        );
         assert_eq!(v["process_exec"]["parent"]["pid"], 7);
         assert_eq!(v["node_name"], "n");
     }
@@ -196,9 +202,17 @@ mod tests {
         assert!(v["process_exec"].get("parent").is_none());
         // Only for exits: an exec is untouched; inverted, it applies.
         let only_exit = r#"{"fields":"parent","action":"EXCLUDE","event_set":["PROCESS_EXIT"]}"#;
-        assert!(run(only_exit, &exec())["process_exec"].get("parent").is_some());
+        assert!(
+            run(only_exit, &exec())["process_exec"]
+                .get("parent")
+                .is_some()
+        );
         let inverted = r#"{"fields":"parent","action":"EXCLUDE","event_set":["PROCESS_EXIT"],"invert_event_set":true}"#;
-        assert!(run(inverted, &exec())["process_exec"].get("parent").is_none());
+        assert!(
+            run(inverted, &exec())["process_exec"]
+                .get("parent")
+                .is_none()
+        );
         let exit = GetEventsResponse {
             event: Some(Event::ProcessExit(ProcessExit {
                 parent: Some(Process::default()),
@@ -206,7 +220,11 @@ mod tests {
             })),
             ..Default::default()
         };
-        assert!(run(only_exit, &exit)["process_exit"].get("parent").is_none());
+        assert!(
+            run(only_exit, &exit)["process_exit"]
+                .get("parent")
+                .is_none()
+        );
     }
 
     #[test]

@@ -80,7 +80,12 @@ struct Compiled {
 
 /// The last line of a regex error (the explanation; the rest draws the pattern).
 pub(crate) fn one_line(e: &regex::Error) -> String {
-    e.to_string().lines().last().unwrap_or("").trim().to_string()
+    e.to_string()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 fn set<T: Eq + std::hash::Hash + Clone>(v: &[T]) -> Option<HashSet<T>> {

@@ -27,7 +27,13 @@ fn exec(p: Process, parent: Option<Process>) -> GetEventsResponse {
     }
 }
 
-fn with_pod(mut p: Process, ns: &str, name: &str, container: &str, labels: &[(&str, &str)]) -> Process {
+fn with_pod(
+    mut p: Process,
+    ns: &str,
+    name: &str,
+    container: &str,
+    labels: &[(&str, &str)],
+) -> Process {
     p.pod = Some(Pod {
         namespace: ns.into(),
         name: name.into(),
@@ -80,16 +86,32 @@ fn every_field_selects_exactly_the_matching_event() {
         ..Default::default()
     };
     let cases: Vec<(&str, GetEventsResponse, GetEventsResponse)> = vec![
-        (r#"{"binary_regex":["curl$"]}"#, exec(base(), None), exec(other(), None)),
+        (
+            r#"{"binary_regex":["curl$"]}"#,
+            exec(base(), None),
+            exec(other(), None),
+        ),
         (r#"{"pid":[10]}"#, exec(base(), None), exec(other(), None)),
-        (r#"{"arguments_regex":["http://"]}"#, exec(base(), None), exec(other(), None)),
-        (r#"{"event_set":["PROCESS_EXIT"]}"#, exit.clone(), exec(base(), None)),
+        (
+            r#"{"arguments_regex":["http://"]}"#,
+            exec(base(), None),
+            exec(other(), None),
+        ),
+        (
+            r#"{"event_set":["PROCESS_EXIT"]}"#,
+            exit.clone(),
+            exec(base(), None),
+        ),
         (
             r#"{"namespace":["prod"]}"#,
             exec(with_pod(base(), "prod", "p", "c", &[]), None),
             exec(base(), None),
         ),
-        (r#"{"namespace":[""]}"#, exec(base(), None), exec(with_pod(base(), "prod", "p", "c", &[]), None)),
+        (
+            r#"{"namespace":[""]}"#,
+            exec(base(), None),
+            exec(with_pod(base(), "prod", "p", "c", &[]), None),
+        ),
         (
             r#"{"namespace_regex":["^pr"]}"#,
             exec(with_pod(base(), "prod", "p", "c", &[]), None),
@@ -142,8 +164,16 @@ fn every_field_selects_exactly_the_matching_event() {
             exec(base(), Some(proc("/bin/bash", 1, "-c x"))),
             exec(base(), Some(proc("/bin/bash", 1, ""))),
         ),
-        (r#"{"container_id":["^abc"]}"#, exec(docker, None), exec(base(), None)),
-        (r#"{"in_init_tree":true}"#, exec(init, None), exec(base(), None)),
+        (
+            r#"{"container_id":["^abc"]}"#,
+            exec(docker, None),
+            exec(base(), None),
+        ),
+        (
+            r#"{"in_init_tree":true}"#,
+            exec(init, None),
+            exec(base(), None),
+        ),
         (
             r#"{"ancestor_binary_regex":["bash$"]}"#,
             with_anc,
@@ -181,9 +211,18 @@ fn lines_or_fields_and_deny_wins() {
     let deny = FilterList::parse("--export-denylist", r#"{"arguments_regex":["secret"]}"#).unwrap();
     let f = AllowDeny { allow, deny };
     assert!(f.passes(&exec(proc("/usr/bin/curl", 10, ""), None)));
-    assert!(!f.passes(&exec(proc("/usr/bin/curl", 11, ""), None)), "AND inside a line");
-    assert!(f.passes(&exec(proc("/bin/x", 30, ""), None)), "OR between lines");
-    assert!(!f.passes(&exec(proc("/usr/bin/curl", 10, "secret"), None)), "deny wins");
+    assert!(
+        !f.passes(&exec(proc("/usr/bin/curl", 11, ""), None)),
+        "AND inside a line"
+    );
+    assert!(
+        f.passes(&exec(proc("/bin/x", 30, ""), None)),
+        "OR between lines"
+    );
+    assert!(
+        !f.passes(&exec(proc("/usr/bin/curl", 10, "secret"), None)),
+        "deny wins"
+    );
     assert!(AllowDeny::default().passes(&exec(proc("/x", 1, ""), None)));
 }
 
@@ -191,7 +230,10 @@ fn lines_or_fields_and_deny_wins() {
 fn errors_name_flag_line_and_field() {
     let e = FilterList::parse("--export-allowlist", "{}\n{\"binary_regex\":[\"(\"]}").unwrap_err();
     let s = e.to_string();
-    assert!(s.contains("--export-allowlist: line 2: binary_regex"), "{s}");
+    assert!(
+        s.contains("--export-allowlist: line 2: binary_regex"),
+        "{s}"
+    );
     let e = FilterList::parse("--export-denylist", r#"{"cel_expression":["true"]}"#).unwrap_err();
     assert!(e.to_string().contains("cel_expression"), "{e}");
     let e = FilterList::parse("--export-denylist", r#"{"bogus":1}"#).unwrap_err();

@@ -156,15 +156,16 @@ impl JsonLinesSink {
         line.push(b'\n');
         let len = line.len() as u64;
         let result = match &mut self.dest {
-            Destination::Stdout(w) => w.write_all(&line).map_err(|error| rotate::FlushError {
-                error,
-                lines: 1,
-            }),
+            Destination::Stdout(w) => w
+                .write_all(&line)
+                .map_err(|error| rotate::FlushError { error, lines: 1 }),
             Destination::File(f) => f.write_line(&line),
         };
         self.written += 1;
         self.counters.exported.fetch_add(1, Ordering::Relaxed);
-        self.counters.exported_bytes.fetch_add(len, Ordering::Relaxed);
+        self.counters
+            .exported_bytes
+            .fetch_add(len, Ordering::Relaxed);
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
@@ -226,27 +227,27 @@ impl JsonLinesSink {
     pub fn flush(&mut self) {
         self.report_rate_limit(false);
         let result = match &mut self.dest {
-            Destination::Stdout(w) => w.flush().map_err(|error| rotate::FlushError {
+            Destination::Stdout(w) => w.flush().map(|()| 1).map_err(|error| rotate::FlushError {
                 error,
                 // A failed BufWriter keeps its buffer; what it held is lost.
                 lines: 0,
             }),
-            Destination::File(f) => f.flush().and_then(|()| f.tick(Instant::now())),
+            Destination::File(f) => f.flush().and_then(|n| f.tick(Instant::now()).map(|()| n)),
         };
-        if let Err(e) = result {
-            self.fail(e);
+        match result {
+            // Resumed only when lines really reached the destination.
+            Ok(n) if n > 0 && self.failing => {
+                self.failing = false;
+                tracing::warn!(sink = %self.name, lost = self.lost, "export writes resumed");
+            }
+            Ok(_) => {}
+            Err(e) => self.fail(e),
         }
     }
 
     fn account(&mut self, result: Result<(), rotate::FlushError>) {
-        match result {
-            Ok(()) => {
-                if self.failing {
-                    self.failing = false;
-                    tracing::warn!(sink = %self.name, lost = self.lost, "export writes resumed");
-                }
-            }
-            Err(e) => self.fail(e),
+        if let Err(e) = result {
+            self.fail(e);
         }
     }
 
@@ -269,8 +270,8 @@ impl JsonLinesSink {
         }
         // A failed BufWriter keeps its buffer: drop it so that the next write starts clean.
         if let Destination::Stdout(w) = &mut self.dest {
-            let _ = std::mem::replace(w, BufWriter::with_capacity(1 << 16, io::stdout()))
-                .into_parts();
+            let _ =
+                std::mem::replace(w, BufWriter::with_capacity(1 << 16, io::stdout())).into_parts();
         }
     }
 

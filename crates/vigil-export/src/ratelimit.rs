@@ -30,7 +30,9 @@ impl RateLimiter {
 
     /// True when the event may be exported; otherwise it is counted as dropped.
     pub fn allow(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last_refill).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(self.last_refill)
+            .as_secs_f64();
         self.last_refill = now;
         self.tokens = (self.tokens + elapsed * self.per_minute / 60.0).min(self.per_minute);
         if self.tokens >= 1.0 {

@@ -100,7 +100,8 @@ impl Redactor {
             };
             let mut redact = Vec::new();
             for e in &f.redact {
-                let re = Regex::new(e).map_err(|err| bad("redact", e, crate::filter::one_line(&err)))?;
+                let re =
+                    Regex::new(e).map_err(|err| bad("redact", e, crate::filter::one_line(&err)))?;
                 if re.captures_len() < 2 {
                     return Err(bad(
                         "redact",
@@ -115,7 +116,10 @@ impl Redactor {
             let binary = f
                 .binary_regex
                 .iter()
-                .map(|e| Regex::new(e).map_err(|err| bad("binary_regex", e, crate::filter::one_line(&err))))
+                .map(|e| {
+                    Regex::new(e)
+                        .map_err(|err| bad("binary_regex", e, crate::filter::one_line(&err)))
+                })
                 .collect::<Result<_, _>>()?;
             filters.push(Compiled {
                 #[allow(deprecated)]

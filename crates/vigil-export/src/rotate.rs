@@ -174,14 +174,16 @@ impl LogFile {
     pub fn write_line(&mut self, line: &[u8]) -> Result<(), FlushError> {
         let mut result = Ok(());
         let projected = self.size + (self.buf.len() + line.len()) as u64;
-        if self.cfg.max_size > 0 && projected > self.cfg.max_size && self.size + self.buf.len() as u64 > 0
+        if self.cfg.max_size > 0
+            && projected > self.cfg.max_size
+            && self.size + self.buf.len() as u64 > 0
         {
-            result = self.flush();
+            result = self.flush().map(drop);
             if result.is_ok() {
                 self.rotate();
             }
         } else if self.buf.len() + line.len() > BUFFER {
-            result = self.flush();
+            result = self.flush().map(drop);
         }
         self.buf.extend_from_slice(line);
         self.buf_lines += 1;
@@ -203,15 +205,17 @@ impl LogFile {
         Ok(())
     }
 
-    /// Writes the buffered lines.
-    pub fn flush(&mut self) -> Result<(), FlushError> {
+    /// Writes the buffered lines; returns how many.
+    pub fn flush(&mut self) -> Result<u64, FlushError> {
         if self.buf.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let lines = std::mem::take(&mut self.buf_lines);
         let result = self.write_buffer();
         self.buf.clear();
-        result.map_err(|error| FlushError { error, lines })
+        result
+            .map(|()| lines)
+            .map_err(|error| FlushError { error, lines })
     }
 
     fn write_buffer(&mut self) -> io::Result<()> {

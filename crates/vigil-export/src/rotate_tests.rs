@@ -14,7 +14,10 @@ fn dir(name: &str) -> PathBuf {
 fn timestamp_format_is_lumberjacks() {
     let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_714_557_600_123);
     assert_eq!(backup_timestamp(t), "2024-05-01T10-00-00.123");
-    assert_eq!(backup_timestamp(SystemTime::UNIX_EPOCH), "1970-01-01T00-00-00.000");
+    assert_eq!(
+        backup_timestamp(SystemTime::UNIX_EPOCH),
+        "1970-01-01T00-00-00.000"
+    );
 }
 
 #[test]
@@ -42,7 +45,10 @@ fn rotates_by_size_keeps_backups_compresses_and_sets_mode() {
     assert_eq!(b.len(), 2, "{b:?}");
     for p in &b {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.starts_with("events-") && name.ends_with(".json.gz"), "{name}");
+        assert!(
+            name.starts_with("events-") && name.ends_with(".json.gz"),
+            "{name}"
+        );
         let mut text = String::new();
         flate2::read::GzDecoder::new(File::open(p).unwrap())
             .read_to_string(&mut text)
@@ -75,7 +81,12 @@ fn rotates_by_interval_only_when_not_empty() {
     f.wait_housekeeping();
     let b = backups(&path);
     assert_eq!(b.len(), 1, "{b:?}");
-    assert!(b[0].file_name().unwrap().to_string_lossy().starts_with("out-"));
+    assert!(
+        b[0].file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("out-")
+    );
     assert_eq!(std::fs::read_to_string(&b[0]).unwrap(), "{}\n");
     std::fs::remove_dir_all(&d).unwrap();
 }

@@ -69,7 +69,10 @@ fn filters_rate_limit_and_rate_limit_info() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 4, "{text}");
-    assert_eq!(lines[0]["process_exec"], serde_json::json!({"process": {"binary": "/keep"}}));
+    assert_eq!(
+        lines[0]["process_exec"],
+        serde_json::json!({"process": {"binary": "/keep"}})
+    );
     assert_eq!(
         lines[3]["rate_limit_info"]["number_of_dropped_process_events"],
         "2"

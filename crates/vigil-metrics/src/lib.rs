@@ -156,7 +156,11 @@ impl Metrics {
         build
             .get_or_create(&vec![("version".into(), opts.version.clone())])
             .set(1);
-        r.register("tetragon_build_info", "Build information about tetragon", build);
+        r.register(
+            "tetragon_build_info",
+            "Build information about tetragon",
+            build,
+        );
         Arc::new(Self {
             registry: r,
             opts,
@@ -275,7 +279,8 @@ impl Metrics {
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
         self.cache_size.set(self.cache.0.load(Ordering::Relaxed));
-        self.cache_capacity.set(self.cache.1.load(Ordering::Relaxed));
+        self.cache_capacity
+            .set(self.cache.1.load(Ordering::Relaxed));
         sync(
             &self.ringbuf_received,
             self.received_total.load(Ordering::Relaxed),

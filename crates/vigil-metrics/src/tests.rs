@@ -75,7 +75,9 @@ fn label_filter_and_event_metrics_switch() {
     m.sink().publish(&exec("/bin/x"));
     let text = m.encode();
     assert!(
-        text.contains(r#"tetragon_events_total{binary="/bin/x",node_name="n1",type="PROCESS_EXEC"} 1"#),
+        text.contains(
+            r#"tetragon_events_total{binary="/bin/x",node_name="n1",type="PROCESS_EXEC"} 1"#
+        ),
         "{text}"
     );
     let mut o = opts(&[]);
