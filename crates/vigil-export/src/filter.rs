@@ -249,7 +249,7 @@ impl Compiled {
             }
         }
         if let Some(want) = self.in_init_tree
-            && !process.is_some_and(|p| p.in_init_tree.is_some_and(|v| v.value) == want)
+            && process.is_none_or(|p| p.in_init_tree.is_some_and(|v| v.value) != want)
         {
             return false;
         }

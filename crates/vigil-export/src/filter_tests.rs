@@ -99,7 +99,7 @@ fn every_field_selects_exactly_the_matching_event() {
         ),
         (
             r#"{"event_set":["PROCESS_EXIT"]}"#,
-            exit.clone(),
+            exit,
             exec(base(), None),
         ),
         (

@@ -241,13 +241,13 @@ impl JsonLinesSink {
                 tracing::warn!(sink = %self.name, lost = self.lost, "export writes resumed");
             }
             Ok(_) => {}
-            Err(e) => self.fail(e),
+            Err(e) => self.fail(&e),
         }
     }
 
     fn account(&mut self, result: Result<(), rotate::FlushError>) {
         if let Err(e) = result {
-            self.fail(e);
+            self.fail(&e);
         }
     }
 
@@ -256,7 +256,7 @@ impl JsonLinesSink {
         self.counters.write_lost.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn fail(&mut self, e: rotate::FlushError) {
+    fn fail(&mut self, e: &rotate::FlushError) {
         self.add_lost(e.lines.max(1));
         self.written = self.written.saturating_sub(e.lines);
         self.counters.exported.fetch_sub(

@@ -264,10 +264,10 @@ impl LogFile {
             now += Duration::from_millis(1);
             backup = name(now);
         }
-        if let Err(e) = std::fs::rename(&self.path, &backup) {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::error!(path = %self.path.display(), error = %e, "cannot rotate the export file");
-            }
+        if let Err(e) = std::fs::rename(&self.path, &backup)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot rotate the export file");
         }
         self.size = 0;
         self.opened = Instant::now();
@@ -280,10 +280,11 @@ impl LogFile {
         }
         let (path, compress, keep) = (self.path.clone(), self.cfg.compress, self.cfg.max_backups);
         self.housekeeping = Some(std::thread::spawn(move || {
-            if compress && backup.exists() {
-                if let Err(e) = gzip(&backup) {
-                    tracing::error!(path = %backup.display(), error = %e, "cannot compress a rotated export file");
-                }
+            if compress
+                && backup.exists()
+                && let Err(e) = gzip(&backup)
+            {
+                tracing::error!(path = %backup.display(), error = %e, "cannot compress a rotated export file");
             }
             if keep > 0 {
                 for old in backups(&path).into_iter().skip(keep) {
