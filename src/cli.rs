@@ -18,6 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the agent (root): load the eBPF sensors and export events.
+    #[command(args_override_self = true)]
     Agent(Box<AgentFlags>),
     /// Print the version.
     Version,
@@ -88,13 +89,13 @@ pub struct AgentFlags {
     #[arg(long, value_delimiter = ',', default_value = "")]
     pub enable_ancestors: Vec<String>,
     /// Add cap, process_credentials and binary_properties.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub enable_process_cred: bool,
     /// Add namespaces (ns).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub enable_process_ns: bool,
     /// Include environment variables in process_exec events.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub enable_process_environment_variables: bool,
     /// Resolve user names: disabled or unix (/etc/passwd, host processes only).
     #[arg(long, default_value = "disabled")]
@@ -114,4 +115,75 @@ pub struct AgentFlags {
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     pub log_format: String,
+    #[command(flatten)]
+    pub out: OutputFlags,
+}
+
+/// Export, configuration, logging and metrics flags (Tetragon's names; README tables).
+#[derive(Debug, Args)]
+pub struct OutputFlags {
+    /// Size in MB at which the export file is rotated.
+    #[arg(long, default_value = "10")]
+    pub export_file_max_size_mb: u64,
+    /// Number of rotated export files to keep.
+    #[arg(long, default_value = "5")]
+    pub export_file_max_backups: usize,
+    /// Rotate the export file at this interval as well as by size (0s: never).
+    #[arg(long, default_value = "0s")]
+    pub export_file_rotation_interval: String,
+    /// Gzip rotated export files.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub export_file_compress: bool,
+    /// Export allow list: Tetragon filter JSON, one filter per line.
+    #[arg(long, default_value = "")]
+    pub export_allowlist: String,
+    /// Export deny list: Tetragon filter JSON, one filter per line.
+    #[arg(long, default_value = "")]
+    pub export_denylist: String,
+    /// Field filters for the export (FieldFilter JSON, one per line).
+    #[arg(long, default_value = "")]
+    pub field_filters: String,
+    /// Redaction filters (RedactionFilter JSON, one per line).
+    #[arg(long, default_value = "")]
+    pub redaction_filters: String,
+    /// Events per minute exported; -1: unlimited, 0: no JSON export.
+    #[arg(long, default_value = "-1", allow_hyphen_values = true)]
+    pub export_rate_limit: i64,
+    /// Accepted as in Tetragon, where aggregation is a pass-through.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub enable_export_aggregation: bool,
+    /// Accepted (aggregation is a pass-through).
+    #[arg(long, default_value = "15s")]
+    pub export_aggregation_window_size: String,
+    /// Accepted (aggregation is a pass-through).
+    #[arg(long, default_value = "10000")]
+    pub export_aggregation_buffer_size: u64,
+    /// Serve Prometheus metrics on this address (e.g. :2112); empty: off.
+    #[arg(long, default_value = "")]
+    pub metrics_server: String,
+    /// Labels of event metrics: namespace, workload, pod, binary.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "namespace,workload,pod,binary"
+    )]
+    pub metrics_label_filter: Vec<String>,
+    /// Per-event metrics (tetragon_events_total).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = clap::ArgAction::Set)]
+    pub enable_event_metrics: bool,
+    /// Also write logs to this file.
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+    /// Debug logs (same as --log-level=debug).
+    #[arg(short = 'd', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub debug: bool,
+    /// Directory with one file per flag (file name = flag name, content = value).
+    #[arg(long)]
+    pub config_dir: Option<PathBuf>,
+    /// YAML file of flag: value (vigil; replaces /etc/tetragon/tetragon.yaml).
+    #[arg(long)]
+    pub config_file: Option<PathBuf>,
+    /// Validate the configuration, print the result and exit (0: valid, 1: not).
+    #[arg(long)]
+    pub check_config: bool,
 }

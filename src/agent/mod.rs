@@ -6,9 +6,14 @@
 
 mod convert;
 mod encode;
+mod logging;
 mod options;
+mod outputs;
 mod pipeline;
 mod policies;
+mod sources;
+
+pub use sources::parse as parse_cli;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use vigil_bpf::lifecycle::{LifecycleOptions, LifecycleSensor};
-use vigil_export::{Bus, JsonLinesSink};
 use vigil_process::cache::ProcessCache;
 use vigil_process::exec_id::{ExecIds, node_name};
 
@@ -31,20 +35,6 @@ use pipeline::Pipeline;
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
 /// Minimum time between two returns of freed memory to the system.
 const TRIM_INTERVAL: Duration = Duration::from_secs(2);
-
-fn init_logging(flags: &AgentFlags) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&flags.log_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if flags.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
 
 fn usernames() -> HashMap<u32, String> {
     std::fs::read_to_string("/etc/passwd")
@@ -59,11 +49,25 @@ fn usernames() -> HashMap<u32, String> {
         .collect()
 }
 
-pub fn run(flags: &AgentFlags) -> Result<()> {
+pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     let started = Instant::now();
-    init_logging(flags);
+    logging::init(flags)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
     let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1);
     let opts = AgentOptions::from_flags(flags, cpus)?;
+    let node = node_name();
+    let outputs = outputs::OutputOptions::from_flags(
+        &flags.out,
+        opts.export_filename.clone(),
+        opts.export_file_perm,
+        &node,
+    )?;
+    if flags.out.check_config {
+        println!("vigil agent: configuration OK");
+        return Ok(());
+    }
     vigil_bpf::preflight::check(opts.btf.as_deref())?;
 
     let term = Arc::new(AtomicBool::new(false));
@@ -74,11 +78,7 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, dump.clone())
         .context("installing signal handlers")?;
 
-    let mut bus = Bus::new();
-    bus.add(Box::new(match &opts.export_filename {
-        Some(path) => JsonLinesSink::file(path, opts.export_file_perm)?,
-        None => JsonLinesSink::stdout(),
-    }));
+    let (bus, metrics) = outputs::build(outputs, &node)?;
     let sensor = LifecycleSensor::load(&LifecycleOptions {
         ring_buffer_bytes: opts.ring_buffer_bytes,
         process_table_entries: opts.process_table_entries,
@@ -104,7 +104,7 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
         host_ns,
     };
     let mut pipeline = Pipeline::new(
-        ExecIds::new(node_name()),
+        ExecIds::new(node),
         ProcessCache::new(opts.process_cache_size, opts.gc_interval),
         enc,
         opts.ancestors_base,
@@ -173,6 +173,10 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
         if last_housekeeping.elapsed() >= HOUSEKEEPING {
             last_housekeeping = Instant::now();
             pipeline.report_losses(counters.read());
+            if let Some(m) = &metrics {
+                m.set_process_cache(pipeline.cache().stats().entries, opts.process_cache_size);
+                m.set_ringbuf_received(pipeline.stats.records);
+            }
             removed_since_trim += pipeline.collect_garbage(Instant::now());
             if removed_since_trim > 0 && last_trim.elapsed() >= TRIM_INTERVAL {
                 pipeline.release_memory();
@@ -205,7 +209,7 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
     }
     let _ = reader.join();
     pipeline.report_losses(counters.read());
-    pipeline.flush();
+    pipeline.close();
     drop(loaded_policies);
     drop(sensor);
     tracing::info!(

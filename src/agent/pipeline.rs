@@ -370,6 +370,11 @@ impl Pipeline {
         self.bus.flush();
     }
 
+    /// Shutdown: sinks report what is pending (rate-limit drops) and flush.
+    pub fn close(&mut self) {
+        self.bus.close();
+    }
+
     pub fn cache(&self) -> &ProcessCache {
         &self.cache
     }

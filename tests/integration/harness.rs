@@ -59,6 +59,8 @@ impl Agent {
             .arg(&events_path)
             .arg("--state-dir")
             .arg(&dir)
+            // Tests read one file: no size rotation unless a test asks for it.
+            .arg("--export-file-max-size-mb=100000")
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(&stderr_path).unwrap()))

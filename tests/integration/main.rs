@@ -2,6 +2,7 @@
 //! kernel and the real agent binary.
 
 mod cli;
+mod export;
 mod harness;
 mod kernel_caps;
 mod lifecycle;

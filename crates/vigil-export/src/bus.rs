@@ -16,6 +16,10 @@ pub trait Sink: Send {
     fn publish(&mut self, event: &Event);
     /// Called when the pipeline is idle and at shutdown.
     fn flush(&mut self) {}
+    /// Called once at shutdown: report what is pending, then flush.
+    fn close(&mut self) {
+        self.flush();
+    }
     /// Events this sink dropped so far.
     fn lost(&self) -> u64 {
         0
@@ -25,6 +29,7 @@ pub trait Sink: Send {
 #[derive(Default)]
 pub struct Bus {
     sinks: Vec<Box<dyn Sink>>,
+    redactor: Option<crate::Redactor>,
 }
 
 impl std::fmt::Debug for Bus {
@@ -43,7 +48,15 @@ impl Bus {
         self.sinks.push(sink);
     }
 
-    pub fn publish(&mut self, event: GetEventsResponse) {
+    /// Redaction applies to every sink (as Tetragon's, before any export or listener).
+    pub fn set_redactor(&mut self, redactor: crate::Redactor) {
+        self.redactor = (!redactor.is_empty()).then_some(redactor);
+    }
+
+    pub fn publish(&mut self, mut event: GetEventsResponse) {
+        if let Some(r) = &self.redactor {
+            r.apply(&mut event);
+        }
         let event = Arc::new(event);
         for sink in &mut self.sinks {
             sink.publish(&event);
@@ -53,6 +66,13 @@ impl Bus {
     pub fn flush(&mut self) {
         for sink in &mut self.sinks {
             sink.flush();
+        }
+    }
+
+    /// Shutdown: every sink reports what is pending and flushes.
+    pub fn close(&mut self) {
+        for sink in &mut self.sinks {
+            sink.close();
         }
     }
 

@@ -1,18 +1,36 @@
-//! Event sinks. A sink writes one JSON object per line, as Tetragon's export does.
+//! Event export. The JSON sink writes one JSON object per line, as Tetragon's export does,
+//! to stdout or to a rotating file (`rotate`), after the allow/deny lists (`filter`), the
+//! rate limit (`ratelimit`) and the field filters (`fields`). Redaction (`redact`) applies
+//! on the bus, before any sink sees an event.
 //!
 //! A sink never stops the agent: a failed write (full disk, unwritable file, closed pipe) is
 //! counted as lost, logged once per burst of failures, and writing resumes on the next event
 //! once the destination accepts data again.
 
-use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
+use vigil_proto::tetragon::{GetEventsResponse, RateLimitInfo, get_events_response};
 
 pub mod bus;
+pub mod event;
+pub mod fields;
+pub mod filter;
+mod labels;
+pub mod ratelimit;
+pub mod redact;
+pub mod rotate;
+
 pub use bus::{Bus, Event, Sink};
+pub use fields::FieldFilters;
+pub use filter::{AllowDeny, FilterError, FilterList};
+pub use ratelimit::RateLimiter;
+pub use redact::Redactor;
+pub use rotate::{LogFile, Rotation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -20,16 +38,41 @@ pub enum ExportError {
     Open { path: PathBuf, source: io::Error },
 }
 
+/// What the JSON export does besides writing (all optional).
+#[derive(Debug, Default)]
+pub struct ExportConfig {
+    pub filters: AllowDeny,
+    pub fields: FieldFilters,
+    /// Events per minute; None: unlimited.
+    pub rate_limit: Option<u64>,
+    /// `node_name` of the `rate_limit_info` events.
+    pub node_name: String,
+}
+
+/// Export counters, shared with the metrics (`tetragon_events_exported_total`, ...).
+#[derive(Debug, Default)]
+pub struct ExportCounters {
+    pub exported: AtomicU64,
+    pub exported_bytes: AtomicU64,
+    /// Unix time (s) of the last exported event.
+    pub last_exported: AtomicU64,
+    pub ratelimit_dropped: AtomicU64,
+    pub write_lost: AtomicU64,
+}
+
 /// Where lines go.
 enum Destination {
     Stdout(BufWriter<io::Stdout>),
-    File(BufWriter<File>),
+    File(LogFile),
 }
 
-/// A JSON-lines sink with loss accounting.
+/// The JSON-lines sink with loss accounting.
 pub struct JsonLinesSink {
     dest: Destination,
     name: String,
+    cfg: ExportConfig,
+    limiter: Option<RateLimiter>,
+    counters: Arc<ExportCounters>,
     written: u64,
     lost: u64,
     failing: bool,
@@ -51,95 +94,188 @@ impl JsonLinesSink {
         )
     }
 
-    /// Appends to `path`, created with mode `perm` (Tetragon's default is 0600).
-    pub fn file(path: &Path, perm: u32) -> Result<Self, ExportError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(perm)
-            .open(path)
-            .map_err(|source| ExportError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
+    /// Appends to `path` (created with `rotation.perm`), rotating as configured.
+    pub fn rotating(path: &Path, rotation: Rotation) -> Result<Self, ExportError> {
+        let file = LogFile::open(path, rotation).map_err(|source| ExportError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(Self::new(
-            Destination::File(BufWriter::with_capacity(1 << 16, file)),
+            Destination::File(file),
             &path.display().to_string(),
         ))
+    }
+
+    /// Appends to `path`, created with mode `perm`, with Tetragon's default rotation.
+    pub fn file(path: &Path, perm: u32) -> Result<Self, ExportError> {
+        Self::rotating(
+            path,
+            Rotation {
+                perm,
+                ..Rotation::default()
+            },
+        )
     }
 
     fn new(dest: Destination, name: &str) -> Self {
         Self {
             dest,
             name: name.to_string(),
+            cfg: ExportConfig::default(),
+            limiter: None,
+            counters: Arc::default(),
             written: 0,
             lost: 0,
             failing: false,
         }
     }
 
-    fn writer(&mut self) -> &mut dyn Write {
-        match &mut self.dest {
-            Destination::Stdout(w) => w,
-            Destination::File(w) => w,
+    /// Sets filters and rate limit.
+    pub fn with_config(mut self, cfg: ExportConfig) -> Self {
+        self.limiter = cfg.rate_limit.map(|n| RateLimiter::new(n, Instant::now()));
+        self.cfg = cfg;
+        self
+    }
+
+    pub fn counters(&self) -> Arc<ExportCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Writes one value as a JSON line (no filters).
+    pub fn write<T: Serialize>(&mut self, event: &T) {
+        match serde_json::to_vec(event) {
+            Ok(line) => self.write_line(line),
+            Err(e) => {
+                tracing::error!(sink = %self.name, error = %e, "cannot encode event, dropped");
+                self.add_lost(1);
+            }
         }
     }
 
-    /// Writes one event as a JSON line.
-    pub fn write<T: Serialize>(&mut self, event: &T) {
-        let mut line = match serde_json::to_vec(event) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(sink = %self.name, error = %e, "cannot encode event, dropped");
-                self.lost += 1;
-                return;
-            }
-        };
+    fn write_line(&mut self, mut line: Vec<u8>) {
         line.push(b'\n');
-        let result = self.writer().write_all(&line);
+        let len = line.len() as u64;
+        let result = match &mut self.dest {
+            Destination::Stdout(w) => w
+                .write_all(&line)
+                .map_err(|error| rotate::FlushError { error, lines: 1 }),
+            Destination::File(f) => f.write_line(&line),
+        };
+        self.written += 1;
+        self.counters.exported.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .exported_bytes
+            .fetch_add(len, Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.counters
+            .last_exported
+            .store(now.as_secs(), Ordering::Relaxed);
         self.account(result);
     }
 
-    /// Flushes buffered lines (called when the pipeline is idle and at shutdown).
-    pub fn flush(&mut self) {
-        let result = self.writer().flush();
-        if let Err(e) = result {
-            self.note_failure(&e);
+    /// Exports one event: filters, rate limit, field filters, then the line.
+    pub fn export(&mut self, ev: &GetEventsResponse) {
+        if !self.cfg.filters.passes(ev) {
+            return;
         }
-    }
-
-    fn account(&mut self, result: io::Result<()>) {
-        match result {
-            Ok(()) => {
-                self.written += 1;
-                if self.failing {
-                    self.failing = false;
-                    tracing::warn!(sink = %self.name, lost = self.lost, "export writes resumed");
-                }
+        if let Some(l) = &mut self.limiter
+            && !l.allow(Instant::now())
+        {
+            self.counters
+                .ratelimit_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.cfg.fields.is_empty() {
+            self.write(ev);
+            return;
+        }
+        match serde_json::to_value(ev) {
+            Ok(mut v) => {
+                self.cfg.fields.apply(ev, &mut v);
+                self.write(&v);
             }
             Err(e) => {
-                self.lost += 1;
-                self.note_failure(&e);
+                tracing::error!(sink = %self.name, error = %e, "cannot encode event, dropped");
+                self.add_lost(1);
             }
         }
     }
 
-    fn note_failure(&mut self, e: &io::Error) {
+    fn report_rate_limit(&mut self, force: bool) {
+        let dropped = self
+            .limiter
+            .as_mut()
+            .and_then(|l| l.report(Instant::now(), force));
+        if let Some(n) = dropped {
+            tracing::warn!(sink = %self.name, dropped = n, "export rate limit dropped events");
+            let ev = GetEventsResponse {
+                event: Some(get_events_response::Event::RateLimitInfo(RateLimitInfo {
+                    number_of_dropped_process_events: n,
+                })),
+                node_name: self.cfg.node_name.clone(),
+                time: Some(SystemTime::now().into()),
+                ..Default::default()
+            };
+            self.write(&ev);
+        }
+    }
+
+    /// Flushes buffered lines; reports rate-limit drops and rotates by interval.
+    pub fn flush(&mut self) {
+        self.report_rate_limit(false);
+        let result = match &mut self.dest {
+            Destination::Stdout(w) => w.flush().map(|()| 1).map_err(|error| rotate::FlushError {
+                error,
+                // A failed BufWriter keeps its buffer; what it held is lost.
+                lines: 0,
+            }),
+            Destination::File(f) => f.flush().and_then(|n| f.tick(Instant::now()).map(|()| n)),
+        };
+        match result {
+            // Resumed only when lines really reached the destination.
+            Ok(n) if n > 0 && self.failing => {
+                self.failing = false;
+                tracing::warn!(sink = %self.name, lost = self.lost, "export writes resumed");
+            }
+            Ok(_) => {}
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    fn account(&mut self, result: Result<(), rotate::FlushError>) {
+        if let Err(e) = result {
+            self.fail(&e);
+        }
+    }
+
+    fn add_lost(&mut self, n: u64) {
+        self.lost += n;
+        self.counters.write_lost.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn fail(&mut self, e: &rotate::FlushError) {
+        self.add_lost(e.lines.max(1));
+        self.written = self.written.saturating_sub(e.lines);
+        self.counters.exported.fetch_sub(
+            e.lines.min(self.counters.exported.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
         if !self.failing {
             self.failing = true;
-            tracing::error!(sink = %self.name, error = %e, lost_so_far = self.lost,
+            tracing::error!(sink = %self.name, error = %e.error, lost_so_far = self.lost,
                 "export write failed; events are counted as lost until writes succeed again");
         }
         // A failed BufWriter keeps its buffer: drop it so that the next write starts clean.
-        if let Destination::File(w) = &mut self.dest {
-            let file = w.get_ref().try_clone();
-            if let Ok(file) = file {
-                let _ = std::mem::replace(w, BufWriter::with_capacity(1 << 16, file)).into_parts();
-            }
+        if let Destination::Stdout(w) = &mut self.dest {
+            let _ =
+                std::mem::replace(w, BufWriter::with_capacity(1 << 16, io::stdout())).into_parts();
         }
     }
 
-    /// Lines written successfully.
+    /// Lines written (or queued) successfully.
     pub fn written(&self) -> u64 {
         self.written
     }
@@ -156,11 +292,19 @@ impl Sink for JsonLinesSink {
     }
 
     fn publish(&mut self, event: &Event) {
-        self.write(event.as_ref());
+        self.export(event.as_ref());
     }
 
     fn flush(&mut self) {
         JsonLinesSink::flush(self);
+    }
+
+    fn close(&mut self) {
+        self.report_rate_limit(true);
+        JsonLinesSink::flush(self);
+        if let Destination::File(f) = &mut self.dest {
+            f.wait_housekeeping();
+        }
     }
 
     fn lost(&self) -> u64 {
@@ -169,33 +313,5 @@ impl Sink for JsonLinesSink {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn full_device_counts_loss_and_keeps_going() {
-        // /dev/full fails every write with ENOSPC.
-        let mut sink = JsonLinesSink::file(Path::new("/dev/full"), 0o600).unwrap();
-        for i in 0..100_000u32 {
-            sink.write(&serde_json::json!({ "n": i, "pad": "x".repeat(64) }));
-        }
-        sink.flush();
-        assert!(
-            sink.lost() > 0,
-            "writes to /dev/full must be counted as lost"
-        );
-        assert!(sink.written() + sink.lost() >= 100_000);
-    }
-
-    #[test]
-    fn lines_are_one_json_object_each() {
-        let dir = std::env::temp_dir().join(format!("vigil-export-{}", std::process::id()));
-        let mut sink = JsonLinesSink::file(&dir, 0o600).unwrap();
-        sink.write(&serde_json::json!({"a": 1}));
-        sink.write(&serde_json::json!({"b": "x\ny"}));
-        sink.flush();
-        let text = std::fs::read_to_string(&dir).unwrap();
-        std::fs::remove_file(&dir).unwrap();
-        assert_eq!(text, "{\"a\":1}\n{\"b\":\"x\\ny\"}\n");
-    }
-}
+#[path = "sink_tests.rs"]
+mod tests;

@@ -1,0 +1,120 @@
+//! Export, metrics and redaction: flags -> checked options -> the event bus's sinks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use vigil_export::{
+    AllowDeny, Bus, ExportConfig, FieldFilters, FilterList, JsonLinesSink, Redactor, Rotation,
+};
+use vigil_metrics::{FILTERABLE_LABELS, Metrics, MetricsOptions};
+
+use super::options::parse_duration;
+use crate::cli::OutputFlags;
+
+/// The export, metrics and redaction settings, all checked.
+#[derive(Debug)]
+pub struct OutputOptions {
+    pub filename: Option<PathBuf>,
+    pub rotation: Rotation,
+    pub filters: AllowDeny,
+    pub fields: FieldFilters,
+    pub redaction: Redactor,
+    /// None: unlimited; Some(0): no JSON export.
+    pub rate_limit: Option<u64>,
+    pub metrics_server: Option<String>,
+    pub metrics: MetricsOptions,
+}
+
+impl OutputOptions {
+    pub fn from_flags(
+        f: &OutputFlags,
+        filename: Option<PathBuf>,
+        perm: u32,
+        node_name: &str,
+    ) -> Result<Self> {
+        let interval = parse_duration(
+            "export-file-rotation-interval",
+            &f.export_file_rotation_interval,
+        )?;
+        parse_duration(
+            "export-aggregation-window-size",
+            &f.export_aggregation_window_size,
+        )?;
+        if f.enable_export_aggregation {
+            tracing::info!(
+                "--enable-export-aggregation: accepted; aggregation is a pass-through, as in Tetragon"
+            );
+        }
+        let rate_limit = match f.export_rate_limit {
+            -1 => None,
+            n if n >= 0 => Some(n as u64),
+            n => bail!("--export-rate-limit: {n} is not -1 (unlimited), 0 (no export) or a rate"),
+        };
+        let mut labels = Vec::new();
+        for l in f.metrics_label_filter.iter().map(|s| s.trim()) {
+            if FILTERABLE_LABELS.contains(&l) {
+                labels.push(l.to_string());
+            } else if !l.is_empty() {
+                // Tetragon ignores unknown labels; we say so.
+                tracing::warn!("--metrics-label-filter: unknown label {l:?} ignored");
+            }
+        }
+        Ok(Self {
+            filename,
+            rotation: Rotation {
+                max_size: f.export_file_max_size_mb << 20,
+                max_backups: f.export_file_max_backups,
+                interval: (!interval.is_zero()).then_some(interval),
+                compress: f.export_file_compress,
+                perm,
+            },
+            filters: AllowDeny {
+                allow: FilterList::parse("--export-allowlist", &f.export_allowlist)?,
+                deny: FilterList::parse("--export-denylist", &f.export_denylist)?,
+            },
+            fields: FieldFilters::parse("--field-filters", &f.field_filters)?,
+            redaction: Redactor::parse("--redaction-filters", &f.redaction_filters)?,
+            rate_limit,
+            metrics_server: (!f.metrics_server.is_empty()).then(|| f.metrics_server.clone()),
+            metrics: MetricsOptions {
+                event_metrics: f.enable_event_metrics,
+                labels,
+                node_name: node_name.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+        })
+    }
+}
+
+/// The bus with the JSON export (unless the rate limit is 0) and the metrics sink; the
+/// metrics server is listening when this returns.
+pub fn build(o: OutputOptions, node_name: &str) -> Result<(Bus, Option<Arc<Metrics>>)> {
+    let mut bus = Bus::new();
+    bus.set_redactor(o.redaction);
+    let metrics = o.metrics_server.as_ref().map(|_| Metrics::new(o.metrics));
+    if o.rate_limit == Some(0) {
+        tracing::info!("--export-rate-limit=0: JSON export disabled");
+    } else {
+        let sink = match &o.filename {
+            Some(path) => JsonLinesSink::rotating(path, o.rotation)?,
+            None => JsonLinesSink::stdout(),
+        }
+        .with_config(ExportConfig {
+            filters: o.filters,
+            fields: o.fields,
+            rate_limit: o.rate_limit,
+            node_name: node_name.to_string(),
+        });
+        if let Some(m) = &metrics {
+            m.add_export(sink.counters());
+        }
+        bus.add(Box::new(sink));
+    }
+    if let (Some(m), Some(addr)) = (&metrics, &o.metrics_server) {
+        bus.add(Box::new(m.sink()));
+        let bound = vigil_metrics::serve(Arc::clone(m), addr).context("metrics server")?;
+        tracing::info!(address = %bound, "metrics server listening (/metrics, /healthz)");
+    }
+    Ok((bus, metrics))
+}
