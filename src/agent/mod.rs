@@ -4,6 +4,7 @@
 //! enrichment -> sinks). Shutdown on SIGTERM/SIGINT drops the sensor, which detaches every
 //! program; nothing is pinned, so nothing stays behind.
 
+mod api;
 mod convert;
 mod encode;
 mod options;
@@ -26,23 +27,37 @@ use encode::EncodeOptions;
 use options::AgentOptions;
 use pipeline::Pipeline;
 
+pub use options::parse_duration;
+
 /// How often kernel loss counters are read and the cache is swept.
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
 /// Minimum time between two returns of freed memory to the system.
 const TRIM_INTERVAL: Duration = Duration::from_secs(2);
 
-fn init_logging(flags: &AgentFlags) {
+/// Returns the handle that changes the log level at runtime (gRPC SetDebug).
+fn init_logging(flags: &AgentFlags) -> api::LogReload {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&flags.log_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if flags.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    let (filter, reload) = tracing_subscriber::reload::Layer::new(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let json = flags.log_format == "json";
+    let text_layer = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+    });
+    let json_layer = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text_layer)
+        .with(json_layer)
+        .init();
+    reload
 }
 
 fn usernames() -> HashMap<u32, String> {
@@ -60,7 +75,7 @@ fn usernames() -> HashMap<u32, String> {
 
 pub fn run(flags: &AgentFlags) -> Result<()> {
     let started = Instant::now();
-    init_logging(flags);
+    let log_reload = init_logging(flags);
     let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1);
     let opts = AgentOptions::from_flags(flags, cpus)?;
     vigil_bpf::preflight::check(opts.btf.as_deref())?;
@@ -78,6 +93,8 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
         Some(path) => JsonLinesSink::file(path, opts.export_file_perm)?,
         None => JsonLinesSink::stdout(),
     }));
+    let (hub, grpc_sink) = api::hub(&flags.api);
+    bus.add(Box::new(grpc_sink));
     let sensor = LifecycleSensor::load(&LifecycleOptions {
         ring_buffer_bytes: opts.ring_buffer_bytes,
         process_table_entries: opts.process_table_entries,
@@ -118,6 +135,12 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
         .iter()
         .map(|(_, id)| id.to_string())
         .collect();
+    let conf = vec![
+        ("server-address".to_string(), flags.api.server_address.clone()),
+        ("export-filename".to_string(), flags.export_filename.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+        ("cluster-name".to_string(), flags.cluster_name.clone()),
+    ];
+    let api = api::start(&flags.api, hub, log_reload, &flags.log_level, conf)?;
     tracing::info!(
         ready_ms = started.elapsed().as_millis() as u64,
         program_ids = program_ids.join(","),
@@ -126,6 +149,9 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
         scanned = scanned.len(),
         "vigil agent ready"
     );
+    if let Some(api) = &api {
+        api.set_serving();
+    }
 
     let mut last_housekeeping = Instant::now();
     let mut pending_flush = false;
@@ -168,6 +194,12 @@ pub fn run(flags: &AgentFlags) -> Result<()> {
         if dump.swap(false, Ordering::Relaxed) {
             dump_cache(&pipeline, &opts);
         }
+        if let Some(api) = &api {
+            api.serve(&pipeline);
+        }
+    }
+    if let Some(api) = api {
+        api.stop();
     }
 
     tracing::info!("stopping: draining the ring buffer, then detaching");
