@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use vigil_policy::compile::{Capabilities, Plan};
+use vigil_policy::compile::{Capabilities, KernelCapabilities, Plan};
 use vigil_policy::state::{Domain, PolicyId, PolicyMode, PolicyState, ReportedMode, reported_mode};
 use vigil_policy::{TracingPolicy, compile, parse_policy};
 
