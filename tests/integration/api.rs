@@ -229,13 +229,17 @@ fn api_filters_by_binary_and_pid() {
 #[test]
 fn api_slow_client_is_disconnected_and_counted_while_another_keeps_receiving() {
     let _g = serial();
-    let (agent, sock, _) = start("api-slow", &["--grpc-client-buffer", "16"]);
+    let (agent, sock, _) = start("api-slow", &["--grpc-client-buffer", "256"]);
     let a = addr(&sock);
     rt().block_on(async {
         let tls = ClientTls::default();
         // Separate connections: HTTP/2 flow control is per connection too.
         let mut fast_c = connect(&a, &tls, Duration::from_secs(5)).await.unwrap();
-        let mut slow_c = connect(&a, &tls, Duration::from_secs(5)).await.unwrap();
+        // A small receive window: the slow client's transport buffers little for it.
+        let ch = vigil_api::client::connect_channel(&a, &tls, Duration::from_secs(5), Some(65535))
+            .await
+            .unwrap();
+        let mut slow_c = vigil_proto::tetragon::fine_guidance_sensors_client::FineGuidanceSensorsClient::new(ch);
         let req = GetEventsRequest {
             allow_list: vec![Filter {
                 binary_regex: vec!["^/usr/bin/true$".into()],
@@ -245,7 +249,7 @@ fn api_slow_client_is_disconnected_and_counted_while_another_keeps_receiving() {
         };
         let mut fast = fast_c.get_events(req.clone()).await.unwrap().into_inner();
         let mut slow = slow_c.get_events(req).await.unwrap().into_inner();
-        let n = 400;
+        let n = 1000;
         let runner = std::thread::spawn(move || run_true(n));
         let mut got = 0;
         while got < 2 * n {

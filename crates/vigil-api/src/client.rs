@@ -50,6 +50,18 @@ pub async fn connect(
     tls: &ClientTls,
     timeout: Duration,
 ) -> Result<FineGuidanceSensorsClient<Channel>, ClientError> {
+    let channel = connect_channel(address, tls, timeout, None).await?;
+    Ok(FineGuidanceSensorsClient::new(channel).max_decoding_message_size(64 << 20))
+}
+
+/// The channel under [`connect`]; `window` sets the HTTP/2 stream and connection receive
+/// windows (bytes), e.g. to model a client that does not read.
+pub async fn connect_channel(
+    address: &str,
+    tls: &ClientTls,
+    timeout: Duration,
+    window: Option<u32>,
+) -> Result<Channel, ClientError> {
     let addr = Address::parse(address).ok_or_else(|| ClientError::Address(address.into()))?;
     let not_running = |reason: String| ClientError::NotRunning {
         address: address.to_string(),
@@ -58,7 +70,10 @@ pub async fn connect(
     let channel = match addr {
         Address::Unix(path) => {
             // The URI is required by the API but unused: the connector dials the socket.
-            let ep = Endpoint::from_static("http://localhost").connect_timeout(timeout);
+            let ep = Endpoint::from_static("http://localhost")
+                .connect_timeout(timeout)
+                .initial_stream_window_size(window)
+                .initial_connection_window_size(window);
             let connector = tower::service_fn(move |_| {
                 let path = path.clone();
                 async move {
@@ -75,7 +90,9 @@ pub async fn connect(
             let scheme = if use_tls { "https" } else { "http" };
             let mut ep = Endpoint::from_shared(format!("{scheme}://{hp}"))
                 .map_err(|_| ClientError::Address(address.into()))?
-                .connect_timeout(timeout);
+                .connect_timeout(timeout)
+                .initial_stream_window_size(window)
+                .initial_connection_window_size(window);
             if use_tls {
                 let mut cfg = ClientTlsConfig::new();
                 for f in &tls.ca_cert_files {
@@ -97,5 +114,5 @@ pub async fn connect(
             ep.connect().await.map_err(|e| not_running(root_cause(&e)))?
         }
     };
-    Ok(FineGuidanceSensorsClient::new(channel).max_decoding_message_size(64 << 20))
+    Ok(channel)
 }
