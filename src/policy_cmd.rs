@@ -20,7 +20,10 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
             client,
         } => {
             let op = PolicyOp::Add { file, mode };
-            return remote("tracingpolicy", policy(client, op, None, String::new(), domain));
+            return remote(
+                "tracingpolicy",
+                policy(client, op, None, String::new(), domain),
+            );
         }
         PolicyCommand::Delete(t) => return remote_target(t, PolicyOp::Delete),
         PolicyCommand::Enable(t) => return remote_target(t, PolicyOp::Enable),
@@ -34,11 +37,17 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
             client,
         } => {
             let op = PolicyOp::List(output);
-            return remote("tracingpolicy", policy(client, op, None, String::new(), domain));
+            return remote(
+                "tracingpolicy",
+                policy(client, op, None, String::new(), domain),
+            );
         }
         PolicyCommand::Domains { output, client } => {
             let op = PolicyOp::Domains(output);
-            return remote("tracingpolicy", policy(client, op, None, String::new(), String::new()));
+            return remote(
+                "tracingpolicy",
+                policy(client, op, None, String::new(), String::new()),
+            );
         }
         PolicyCommand::Validate {
             files,

@@ -11,8 +11,8 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::reload::Handle;
 use vigil_api::policy::no_runtime;
 use vigil_api::{
-    AgentControl, AgentInfo, ApiServer, GrpcSink, Hub, MemoryPolicyManager, ServerConfig,
-    Service, TlsFiles,
+    AgentControl, AgentInfo, ApiServer, GrpcSink, Hub, MemoryPolicyManager, ServerConfig, Service,
+    TlsFiles,
 };
 use vigil_proto::tetragon::{DumpProcessCacheReqArgs, LogLevel, ProcessInternal};
 
@@ -73,10 +73,7 @@ impl AgentControl for Control {
         args: &DumpProcessCacheReqArgs,
     ) -> Result<Vec<ProcessInternal>, String> {
         let (reply, answer) = sync_channel(1);
-        let req = DumpRequest {
-            args: *args,
-            reply,
-        };
+        let req = DumpRequest { args: *args, reply };
         self.dumps
             .lock()
             .map_err(|_| "agent stopping".to_string())?

@@ -42,6 +42,7 @@ pub fn run(what: &str, f: impl std::future::Future<Output = Result<()>>) -> Exit
     }
 }
 
+#[allow(clippy::needless_pass_by_value)] // used as `.map_err(status_error)`
 fn status_error(s: tonic::Status) -> anyhow::Error {
     anyhow!("{:?}: {}", s.code(), s.message())
 }
@@ -208,8 +209,7 @@ async fn stream_once(
         .into_inner();
     loop {
         // Flush when no event is waiting, so a reader of a pipe sees events promptly.
-        let next = match tokio::time::timeout(Duration::from_millis(50), stream.message()).await
-        {
+        let next = match tokio::time::timeout(Duration::from_millis(50), stream.message()).await {
             Ok(n) => n,
             Err(_) => {
                 printer.out.flush()?;
@@ -331,7 +331,9 @@ pub async fn policy(
             let (enable, mode, what) = match &op {
                 PolicyOp::Enable => (Some(true), None, "enabled".to_string()),
                 PolicyOp::Disable => (Some(false), None, "disabled".to_string()),
-                PolicyOp::SetMode(m) => (None, Some(mode_arg(m)? as i32), format!("set to mode {m}")),
+                PolicyOp::SetMode(m) => {
+                    (None, Some(mode_arg(m)? as i32), format!("set to mode {m}"))
+                }
                 _ => unreachable!("matched above"),
             };
             c.configure_tracing_policy(ConfigureTracingPolicyRequest {
@@ -375,8 +377,18 @@ fn print_policies(policies: &[TracingPolicyStatus]) {
     let strip = |s: &str, p: &str| s.strip_prefix(p).unwrap_or(s).to_lowercase();
     let mut rows = vec![
         [
-            "ID", "NAME", "DOMAIN", "STATE", "FILTERID", "NAMESPACE", "SENSORS", "KERNELMEMORY",
-            "MODE", "NPOST", "NENFORCE", "NMONITOR",
+            "ID",
+            "NAME",
+            "DOMAIN",
+            "STATE",
+            "FILTERID",
+            "NAMESPACE",
+            "SENSORS",
+            "KERNELMEMORY",
+            "MODE",
+            "NPOST",
+            "NENFORCE",
+            "NMONITOR",
         ]
         .map(String::from)
         .to_vec(),

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vigil_api::client::{ClientTls, connect};
-use vigil_proto::tetragon::{Filter, GetEventsRequest, GetEventsResponse, get_events_response::Event};
+use vigil_proto::tetragon::{
+    Filter, GetEventsRequest, GetEventsResponse, get_events_response::Event,
+};
 
 use crate::harness::{Agent, scratch_dir, serial, vigil_bin};
 
@@ -86,7 +88,11 @@ impl Streaming {
             if pred(&lines) {
                 return lines;
             }
-            assert!(Instant::now() < deadline, "no {what}; got:\n{}", lines.join("\n"));
+            assert!(
+                Instant::now() < deadline,
+                "no {what}; got:\n{}",
+                lines.join("\n")
+            );
             run_true(1);
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -127,11 +133,19 @@ fn api_getevents_json_and_compact_show_an_exec() {
     let a = addr(&sock);
     let json = Streaming::spawn(&["getevents", "-o", "json", "--server-address", &a]);
     let compact = Streaming::spawn(&[
-        "getevents", "-o", "compact", "--color", "never", "--process", "^/usr/bin/true$",
-        "--server-address", &a,
+        "getevents",
+        "-o",
+        "compact",
+        "--color",
+        "never",
+        "--process",
+        "^/usr/bin/true$",
+        "--server-address",
+        &a,
     ]);
     let lines = json.wait("JSON exec of /usr/bin/true", |l| {
-        l.iter().any(|x| x.contains("\"process_exec\"") && x.contains("\"/usr/bin/true\""))
+        l.iter()
+            .any(|x| x.contains("\"process_exec\"") && x.contains("\"/usr/bin/true\""))
     });
     let ev: Value = lines
         .iter()
@@ -151,11 +165,24 @@ fn api_getevents_json_and_compact_show_an_exec() {
         "--process filtered others in: {lines:?}"
     );
     // The export file got the same events: the gRPC sink does not take from the file.
-    assert!(agent.events().iter().any(|e| e["process_exec"]["process"]["binary"] == "/usr/bin/true"));
+    assert!(
+        agent
+            .events()
+            .iter()
+            .any(|e| e["process_exec"]["process"]["binary"] == "/usr/bin/true")
+    );
     // The same rendering from an export file on stdin.
     let export = agent.events_path.clone();
     let out = Command::new(vigil_bin())
-        .args(["getevents", "-o", "compact", "--color", "never", "--process", "^/usr/bin/true$"])
+        .args([
+            "getevents",
+            "-o",
+            "compact",
+            "--color",
+            "never",
+            "--process",
+            "^/usr/bin/true$",
+        ])
         .stdin(std::fs::File::open(&export).unwrap())
         .output()
         .unwrap();
@@ -244,7 +271,8 @@ fn api_slow_client_is_disconnected_and_counted_while_another_keeps_receiving() {
         let ch = vigil_api::client::connect_channel(&a, &tls, Duration::from_secs(5), Some(65535))
             .await
             .unwrap();
-        let mut slow_c = vigil_proto::tetragon::fine_guidance_sensors_client::FineGuidanceSensorsClient::new(ch);
+        let mut slow_c =
+            vigil_proto::tetragon::fine_guidance_sensors_client::FineGuidanceSensorsClient::new(ch);
         let req = GetEventsRequest {
             allow_list: vec![Filter {
                 binary_regex: vec!["^/usr/bin/true$".into()],
@@ -278,7 +306,11 @@ fn api_slow_client_is_disconnected_and_counted_while_another_keeps_receiving() {
             }
         };
         assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-        assert!(status.message().contains("too slow"), "{}", status.message());
+        assert!(
+            status.message().contains("too slow"),
+            "{}",
+            status.message()
+        );
     });
     let (_, log) = agent.stop();
     assert!(
@@ -312,7 +344,11 @@ fn api_health_liveness_serving_and_status() {
         );
     });
     let (code, out, err) = cli(&["status", "--server-address", &addr(&sock)]);
-    assert_eq!((code, out.as_str()), (0, "Health Status: running\n"), "{err}");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Health Status: running\n"),
+        "{err}"
+    );
     let (code, out, _) = cli(&["version", "--server", "--server-address", &addr(&sock)]);
     assert_eq!(code, 0);
     assert!(out.contains("Server version: "), "{out}");
@@ -335,10 +371,19 @@ fn api_policy_errors_are_grpc_codes() {
         "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: bad\nspec:\n  kprobes: 3\n",
     )
     .unwrap();
-    let (code, _, err) = cli(&["tracingpolicy", "add", bad.to_str().unwrap(), "--server-address", &a]);
+    let (code, _, err) = cli(&[
+        "tracingpolicy",
+        "add",
+        bad.to_str().unwrap(),
+        "--server-address",
+        &a,
+    ]);
     assert_eq!(code, 1);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("InvalidArgument") && err.contains("spec.kprobes"), "{err}");
+    assert!(
+        err.contains("InvalidArgument") && err.contains("spec.kprobes"),
+        "{err}"
+    );
     let (code, _, err) = cli(&["tracingpolicy", "delete", "nope", "--server-address", &a]);
     assert_eq!(code, 1);
     assert!(err.contains("NotFound") && err.contains("nope"), "{err}");
@@ -362,7 +407,12 @@ fn api_policy_errors_are_grpc_codes() {
     let (code, _, err) = cli(&["tp", "add", empty.to_str().unwrap(), "--server-address", &a]);
     assert!(code == 1 && err.contains("AlreadyExists"), "{err}");
     let (_, out, _) = cli(&["tp", "list", "--server-address", &a]);
-    assert!(out.lines().nth(1).is_some_and(|l| l.contains("empty") && l.contains("enabled")), "{out}");
+    assert!(
+        out.lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("empty") && l.contains("enabled")),
+        "{out}"
+    );
     let (code, _, err) = cli(&["tp", "disable", "empty", "--server-address", &a]);
     assert_eq!(code, 0, "{err}");
     let (_, out, _) = cli(&["tp", "list", "-o", "json", "--server-address", &a]);
@@ -424,24 +474,46 @@ fn api_tls_with_client_certificates_on_tcp() {
     let agent = Agent::start(
         "api-tls",
         &[
-            "--server-address", &address,
-            "--health-server-address", "",
-            "--server-tls-cert-file", &srv_pem,
-            "--server-tls-key-file", &srv_key_pem,
-            "--server-tls-client-ca-files", &ca_pem,
+            "--server-address",
+            &address,
+            "--health-server-address",
+            "",
+            "--server-tls-cert-file",
+            &srv_pem,
+            "--server-tls-key-file",
+            &srv_key_pem,
+            "--server-tls-client-ca-files",
+            &ca_pem,
             "--server-tls-require-client-cert",
         ],
     );
     let (code, out, err) = cli(&[
-        "status", "--server-address", &address, "--tls-ca-cert-files", &ca_pem,
-        "--tls-cert-file", &cli_pem, "--tls-key-file", &cli_key_pem, "--tls-server-name",
+        "status",
+        "--server-address",
+        &address,
+        "--tls-ca-cert-files",
+        &ca_pem,
+        "--tls-cert-file",
+        &cli_pem,
+        "--tls-key-file",
+        &cli_key_pem,
+        "--tls-server-name",
         "localhost",
     ]);
-    assert_eq!((code, out.as_str()), (0, "Health Status: running\n"), "{err}");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Health Status: running\n"),
+        "{err}"
+    );
     // Without a client certificate the handshake or the call is refused.
     let (code, out, err) = cli(&[
-        "status", "--server-address", &address, "--tls-ca-cert-files", &ca_pem,
-        "--tls-server-name", "localhost",
+        "status",
+        "--server-address",
+        &address,
+        "--tls-ca-cert-files",
+        &ca_pem,
+        "--tls-server-name",
+        "localhost",
     ]);
     assert_eq!(code, 1, "accepted without a client certificate: {out}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -462,8 +534,14 @@ fn api_python_grpcio_client_streams_and_gets_health() {
         Path::new(&python).exists(),
         "{python} missing: run crates/vigil-proto/tools/setup-venv.sh"
     );
-    let has_grpc = Command::new(&python).args(["-c", "import grpc"]).status().unwrap();
-    assert!(has_grpc.success(), "grpcio missing in {venv}: run crates/vigil-proto/tools/setup-venv.sh");
+    let has_grpc = Command::new(&python)
+        .args(["-c", "import grpc"])
+        .status()
+        .unwrap();
+    assert!(
+        has_grpc.success(),
+        "grpcio missing in {venv}: run crates/vigil-proto/tools/setup-venv.sh"
+    );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let proto = root.join("crates/vigil-proto/proto");
     let stubs = scratch_dir("api-python-stubs");
@@ -474,7 +552,10 @@ fn api_python_grpcio_client_streams_and_gets_health() {
         proto = proto.display().to_string(),
         out = stubs.display()
     );
-    let st = Command::new(&python).args(["-c", &gen_script]).status().unwrap();
+    let st = Command::new(&python)
+        .args(["-c", &gen_script])
+        .status()
+        .unwrap();
     assert!(st.success(), "grpc_tools.protoc failed");
     let (agent, sock, _) = start("api-python", &[]);
     let out = Command::new(&python)
@@ -484,7 +565,11 @@ fn api_python_grpcio_client_streams_and_gets_health() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         text.lines().collect::<Vec<_>>(),
         vec![

@@ -111,7 +111,9 @@ pub async fn connect_channel(
                     .tls_config(cfg)
                     .map_err(|e| ClientError::Tls(root_cause(&e)))?;
             }
-            ep.connect().await.map_err(|e| not_running(root_cause(&e)))?
+            ep.connect()
+                .await
+                .map_err(|e| not_running(root_cause(&e)))?
         }
     };
     Ok(channel)

@@ -121,7 +121,11 @@ fn event_line(ev: &GetEventsResponse, c: Colors) -> Option<String> {
             let buildid: String = if l.buildid.is_empty() {
                 String::new()
             } else {
-                l.buildid.iter().map(|b| format!("{b:02x}")).collect::<String>() + " "
+                l.buildid
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+                    + " "
             };
             cap_trailer(
                 format!(
@@ -253,7 +257,10 @@ mod tests {
         });
         let line = render(&exec(p), OFF, false).unwrap();
         assert!(line.ends_with(" 🛑 CAP_SYS_ADMIN"), "{line}");
-        assert_eq!(line.len() - "🛑 CAP_SYS_ADMIN".len(), 120 - "🛑 CAP_SYS_ADMIN".chars().count() + 1);
+        assert_eq!(
+            line.len() - "🛑 CAP_SYS_ADMIN".len(),
+            120 - "🛑 CAP_SYS_ADMIN".chars().count() + 1
+        );
         let mut e = exec(proc_("/a", "b"));
         e.time = Some(vigil_proto::wkt::Timestamp {
             seconds: 1_700_000_000,
@@ -268,6 +275,11 @@ mod tests {
     #[test]
     fn colors_as_fatih() {
         let line = render(&exec(proc_("/a", "b")), Colors(true), false).unwrap();
-        assert!(line.starts_with("\x1b[34m🚀 process\x1b[0m \x1b[32mnode1\x1b[0m \x1b[35m/a\x1b[0m \x1b[36mb\x1b[0m"), "{line:?}");
+        assert!(
+            line.starts_with(
+                "\x1b[34m🚀 process\x1b[0m \x1b[32mnode1\x1b[0m \x1b[35m/a\x1b[0m \x1b[36mb\x1b[0m"
+            ),
+            "{line:?}"
+        );
     }
 }

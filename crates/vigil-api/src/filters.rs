@@ -228,7 +228,8 @@ impl CompiledFilter {
                 return false;
             }
             let pod = p.pod.as_ref();
-            if !self.pod_regex.is_empty() && !pod.is_some_and(|x| any_match(&self.pod_regex, &x.name))
+            if !self.pod_regex.is_empty()
+                && !pod.is_some_and(|x| any_match(&self.pod_regex, &x.name))
             {
                 return false;
             }
@@ -384,6 +385,7 @@ mod tests {
         }
     }
 
+    #[allow(clippy::needless_pass_by_value)]
     fn list(allow: Vec<Filter>, deny: Vec<Filter>) -> FilterList {
         FilterList::new(&allow, &deny).unwrap()
     }

@@ -117,7 +117,8 @@ pub struct MemoryPolicyManager {
 
 impl std::fmt::Debug for MemoryPolicyManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryPolicyManager").finish_non_exhaustive()
+        f.debug_struct("MemoryPolicyManager")
+            .finish_non_exhaustive()
     }
 }
 
@@ -233,8 +234,9 @@ impl PolicyManager for MemoryPolicyManager {
                 reasons.join("; ")
             )));
         }
-        let sensors = (self.loader)(&plan)
-            .map_err(|why| PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(&id))))?;
+        let sensors = (self.loader)(&plan).map_err(|why| {
+            PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(&id)))
+        })?;
         let mode = mode.unwrap_or_else(|| PolicyMode::initial(&policy.spec));
         guard.0 += 1;
         let entry = Entry {
@@ -264,7 +266,10 @@ impl PolicyManager for MemoryPolicyManager {
     fn delete(&self, id: &PolicyId) -> Result<(), PolicyOpError> {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if guard.1.remove(id).is_none() {
-            return Err(PolicyOpError::NotFound(format!("{} not found", describe(id))));
+            return Err(PolicyOpError::NotFound(format!(
+                "{} not found",
+                describe(id)
+            )));
         }
         if let Some(path) = self.persist_path(id) {
             let _ = std::fs::remove_file(path);
@@ -280,7 +285,10 @@ impl PolicyManager for MemoryPolicyManager {
     ) -> Result<(), PolicyOpError> {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let Some(e) = guard.1.get_mut(id) else {
-            return Err(PolicyOpError::NotFound(format!("{} not found", describe(id))));
+            return Err(PolicyOpError::NotFound(format!(
+                "{} not found",
+                describe(id)
+            )));
         };
         if let Some(en) = enable {
             if en == e.enabled {
@@ -364,7 +372,11 @@ mod tests {
         );
         assert!(m.list(None).is_empty());
         let e = m
-            .add(&EMPTY.replace("spec: {}", "spec:\n  kprobes: 3"), Domain::Grpc, None)
+            .add(
+                &EMPTY.replace("spec: {}", "spec:\n  kprobes: 3"),
+                Domain::Grpc,
+                None,
+            )
             .unwrap_err();
         assert!(
             matches!(&e, PolicyOpError::InvalidArgument(m) if m.contains("spec.kprobes")),

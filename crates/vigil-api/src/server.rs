@@ -132,7 +132,10 @@ fn group_id(name: &str) -> Option<u32> {
     })
 }
 
-fn bind_unix(path: &Path, group: Option<&str>) -> Result<std::os::unix::net::UnixListener, ServerError> {
+fn bind_unix(
+    path: &Path,
+    group: Option<&str>,
+) -> Result<std::os::unix::net::UnixListener, ServerError> {
     let what = format!("unix://{}", path.display());
     let gid = group
         .map(|g| group_id(g).ok_or_else(|| ServerError::Group(g.to_string())))
@@ -213,8 +216,8 @@ impl ApiServer {
         if !cfg.server_address.is_empty() {
             let addr = Address::parse(&cfg.server_address)
                 .ok_or_else(|| ServerError::Address(cfg.server_address.clone()))?;
-            let svc = FineGuidanceSensorsServer::new(service)
-                .max_decoding_message_size(MAX_DECODING);
+            let svc =
+                FineGuidanceSensorsServer::new(service).max_decoding_message_size(MAX_DECODING);
             let (tx, rx) = oneshot::channel::<()>();
             let stop = async {
                 let _ = rx.await;
@@ -229,12 +232,13 @@ impl ApiServer {
                             source,
                         })?;
                     let _guard = runtime.enter();
-                    let listener = tokio::net::UnixListener::from_std(std_listener).map_err(
-                        |source| ServerError::Listen {
-                            what: cfg.server_address.clone(),
-                            source,
-                        },
-                    )?;
+                    let listener =
+                        tokio::net::UnixListener::from_std(std_listener).map_err(|source| {
+                            ServerError::Listen {
+                                what: cfg.server_address.clone(),
+                                source,
+                            }
+                        })?;
                     let incoming = UnixListenerStream::new(listener);
                     runtime.spawn(async move {
                         if let Err(e) = Server::builder()
@@ -374,6 +378,11 @@ mod tests {
             require_client_cert: true,
             ..Default::default()
         };
-        assert!(tls_config(&t).unwrap_err().to_string().contains("--server-tls-cert-file"));
+        assert!(
+            tls_config(&t)
+                .unwrap_err()
+                .to_string()
+                .contains("--server-tls-cert-file")
+        );
     }
 }

@@ -54,9 +54,7 @@ fn domain(s: &str) -> Result<Domain, Status> {
         return Ok(Domain::Grpc);
     }
     parse_domain(s).ok_or_else(|| {
-        Status::invalid_argument(format!(
-            "unknown domain {s:?}: one of grpc, static, k8s"
-        ))
+        Status::invalid_argument(format!("unknown domain {s:?}: one of grpc, static, k8s"))
     })
 }
 
@@ -126,9 +124,7 @@ fn deprecated(what: &str) -> Status {
     ))
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Status> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Status::internal(format!("worker failed: {e}")))
@@ -174,7 +170,11 @@ impl FineGuidanceSensors for Service {
         let status = blocking(move || mgr.add(&req.yaml, dom, None))
             .await?
             .map_err(op_status)?;
-        tracing::info!(name = status.id.name, namespace = status.id.namespace, "policy added");
+        tracing::info!(
+            name = status.id.name,
+            namespace = status.id.namespace,
+            "policy added"
+        );
         Ok(Response::new(AddTracingPolicyResponse {}))
     }
 
@@ -185,7 +185,9 @@ impl FineGuidanceSensors for Service {
         let r = request.into_inner();
         let id = policy_id(&r.domain, &r.namespace, &r.name)?;
         let mgr = Arc::clone(&self.policies);
-        blocking(move || mgr.delete(&id)).await?.map_err(op_status)?;
+        blocking(move || mgr.delete(&id))
+            .await?
+            .map_err(op_status)?;
         Ok(Response::new(DeleteTracingPolicyResponse {}))
     }
 
