@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::remote::flags::{ClientFlags, GetEventsArgs, ListOutput, ServerFlags};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "vigil",
@@ -20,11 +22,36 @@ pub enum Command {
     /// Run the agent (root): load the eBPF sensors and export events.
     #[command(args_override_self = true)]
     Agent(Box<AgentFlags>),
-    /// Print the version.
-    Version,
-    /// Work with TracingPolicy files (no agent, no root needed).
-    #[command(subcommand)]
+    /// Print the version; with --server, the agent's too.
+    Version(VersionArgs),
+    /// TracingPolicy files (validate, explain: local) and the agent's policies (over gRPC).
+    #[command(subcommand, alias = "tp")]
     Tracingpolicy(PolicyCommand),
+    /// Stream the agent's events (tetra getevents); renders JSON lines piped to stdin.
+    Getevents(Box<GetEventsArgs>),
+    /// The agent's health (tetra status).
+    Status(ClientFlags),
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Also ask the agent for its version.
+    #[arg(short = 's', long)]
+    pub server: bool,
+    #[command(flatten)]
+    pub client: ClientFlags,
+}
+
+/// Which policy of the agent (`-n` namespace, `--domain`).
+#[derive(Debug, Args)]
+pub struct PolicyTarget {
+    pub name: String,
+    #[arg(short = 'n', long, default_value = "")]
+    pub namespace: String,
+    #[arg(long, default_value = "")]
+    pub domain: String,
+    #[command(flatten)]
+    pub client: ClientFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,6 +71,45 @@ pub enum PolicyCommand {
         file: PathBuf,
         #[arg(long)]
         btf: Option<PathBuf>,
+    },
+    /// Add a policy to the running agent.
+    Add {
+        file: PathBuf,
+        /// Mode: enforce or monitor.
+        #[arg(short = 'm', long)]
+        mode: Option<String>,
+        #[arg(long, default_value = "")]
+        domain: String,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Delete a policy from the agent.
+    Delete(PolicyTarget),
+    /// Enable a policy.
+    Enable(PolicyTarget),
+    /// Disable a policy.
+    Disable(PolicyTarget),
+    /// Set a policy's mode (enforce or monitor).
+    SetMode {
+        #[command(flatten)]
+        target: PolicyTarget,
+        mode: String,
+    },
+    /// List the agent's policies.
+    List {
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: ListOutput,
+        #[arg(long, default_value = "")]
+        domain: String,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// List the policy domains the agent serves.
+    Domains {
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: ListOutput,
+        #[command(flatten)]
+        client: ClientFlags,
     },
 }
 
@@ -117,6 +183,8 @@ pub struct AgentFlags {
     pub log_format: String,
     #[command(flatten)]
     pub out: OutputFlags,
+    #[command(flatten)]
+    pub api: ServerFlags,
 }
 
 /// Export, configuration, logging and metrics flags (Tetragon's names; README tables).

@@ -3,6 +3,7 @@
 mod agent;
 mod cli;
 mod policy_cmd;
+mod remote;
 
 use std::process::ExitCode;
 
@@ -15,10 +16,15 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        cli::Command::Version => {
+        cli::Command::Version(v) => {
             println!("vigil {}", env!("CARGO_PKG_VERSION"));
+            if v.server {
+                return remote::run("version", remote::server_version(v.client));
+            }
             ExitCode::SUCCESS
         }
+        cli::Command::Getevents(a) => remote::run("getevents", remote::getevents(*a)),
+        cli::Command::Status(c) => remote::run("status", remote::status(c)),
         cli::Command::Agent(flags) => match agent::run(&flags, &warnings) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

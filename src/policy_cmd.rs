@@ -11,7 +11,44 @@ use vigil_policy::kernel::SystemKernel;
 use crate::cli::PolicyCommand;
 
 pub fn run(cmd: PolicyCommand) -> ExitCode {
+    use crate::remote::{PolicyOp, policy, run as remote};
     let out = match cmd {
+        PolicyCommand::Add {
+            file,
+            mode,
+            domain,
+            client,
+        } => {
+            let op = PolicyOp::Add { file, mode };
+            return remote(
+                "tracingpolicy",
+                policy(client, op, None, String::new(), domain),
+            );
+        }
+        PolicyCommand::Delete(t) => return remote_target(t, PolicyOp::Delete),
+        PolicyCommand::Enable(t) => return remote_target(t, PolicyOp::Enable),
+        PolicyCommand::Disable(t) => return remote_target(t, PolicyOp::Disable),
+        PolicyCommand::SetMode { target, mode } => {
+            return remote_target(target, PolicyOp::SetMode(mode));
+        }
+        PolicyCommand::List {
+            output,
+            domain,
+            client,
+        } => {
+            let op = PolicyOp::List(output);
+            return remote(
+                "tracingpolicy",
+                policy(client, op, None, String::new(), domain),
+            );
+        }
+        PolicyCommand::Domains { output, client } => {
+            let op = PolicyOp::Domains(output);
+            return remote(
+                "tracingpolicy",
+                policy(client, op, None, String::new(), String::new()),
+            );
+        }
         PolicyCommand::Validate {
             files,
             btf,
@@ -31,6 +68,13 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
     ExitCode::from(u8::try_from(out.status).unwrap_or(1))
 }
 
+fn remote_target(t: crate::cli::PolicyTarget, op: crate::remote::PolicyOp) -> ExitCode {
+    crate::remote::run(
+        "tracingpolicy",
+        crate::remote::policy(t.client, op, Some(t.name), t.namespace, t.domain),
+    )
+}
+
 fn kernel_info(btf: Option<&std::path::Path>) -> SystemKernel {
     match btf {
         Some(p) => SystemKernel::with_btf_path(&p.display().to_string()),
@@ -38,10 +82,10 @@ fn kernel_info(btf: Option<&std::path::Path>) -> SystemKernel {
     }
 }
 
-/// What the running kernel offers, from what it advertises without loading anything: the
+/// What the running kernel offers (also what the agent's policy manager compiles for), from what it advertises without loading anything: the
 /// kprobe PMU exists only with CONFIG_KPROBES; a kernel locked down to `integrity` or
 /// `confidentiality` refuses fentry and LSM programs (KERNEL.md).
-fn detect_capabilities() -> Capabilities {
+pub fn detect_capabilities() -> Capabilities {
     let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
     let lockdown = std::fs::read_to_string("/sys/kernel/security/lockdown").unwrap_or_default();
     let locked = lockdown.contains("[integrity]") || lockdown.contains("[confidentiality]");

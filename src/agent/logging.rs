@@ -25,7 +25,9 @@ pub fn check(flags: &AgentFlags) -> Result<()> {
     Ok(())
 }
 
-pub fn init(flags: &AgentFlags) -> Result<()> {
+/// Installs the subscriber; returns the handle that changes the level at run time (gRPC
+/// SetDebug).
+pub fn init(flags: &AgentFlags) -> Result<super::api::LogReload> {
     check(flags)?;
     let level = match flags.log_level.to_ascii_lowercase().as_str() {
         _ if flags.out.debug => "debug".to_string(),
@@ -33,18 +35,18 @@ pub fn init(flags: &AgentFlags) -> Result<()> {
         "panic" | "fatal" => "error".into(),
         l => l.to_string(),
     };
-    let filter = || {
-        tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&level))
-    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&level));
+    // One reloadable filter for every output, first on the registry.
+    let (filter, reload) = tracing_subscriber::reload::Layer::new(filter);
     let json = flags.log_format == "json";
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let stderr = if json {
-        stderr.json().with_filter(filter()).boxed()
+        stderr.json().boxed()
     } else {
-        stderr.with_filter(filter()).boxed()
+        stderr.boxed()
     };
     let file = match &flags.out.log_file {
         Some(path) => {
@@ -57,17 +59,18 @@ pub fn init(flags: &AgentFlags) -> Result<()> {
                 .with_writer(std::sync::Mutex::new(f))
                 .with_ansi(false);
             Some(if json {
-                layer.json().with_filter(filter()).boxed()
+                layer.json().boxed()
             } else {
-                layer.with_filter(filter()).boxed()
+                layer.boxed()
             })
         }
         None => None,
     };
     tracing_subscriber::registry()
+        .with(filter)
         .with(stderr)
         .with(file)
         .try_init()
         .ok();
-    Ok(())
+    Ok(reload)
 }

@@ -4,6 +4,7 @@
 //! enrichment -> sinks). Shutdown on SIGTERM/SIGINT drops the sensor, which detaches every
 //! program; nothing is pinned, so nothing stays behind.
 
+mod api;
 mod convert;
 mod encode;
 mod logging;
@@ -31,6 +32,8 @@ use encode::EncodeOptions;
 use options::AgentOptions;
 use pipeline::Pipeline;
 
+pub use options::parse_duration;
+
 /// How often kernel loss counters are read and the cache is swept.
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
 /// Minimum time between two returns of freed memory to the system.
@@ -51,7 +54,7 @@ fn usernames() -> HashMap<u32, String> {
 
 pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     let started = Instant::now();
-    logging::init(flags)?;
+    let log_reload = logging::init(flags)?;
     for w in warnings {
         tracing::warn!("{w}");
     }
@@ -78,7 +81,9 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, dump.clone())
         .context("installing signal handlers")?;
 
-    let (bus, metrics) = outputs::build(outputs, &node)?;
+    let (mut bus, metrics) = outputs::build(outputs, &node)?;
+    let (hub, grpc_sink) = api::hub(&flags.api);
+    bus.add(Box::new(grpc_sink));
     let sensor = LifecycleSensor::load(&LifecycleOptions {
         ring_buffer_bytes: opts.ring_buffer_bytes,
         process_table_entries: opts.process_table_entries,
@@ -127,6 +132,22 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         .iter()
         .map(|(_, id)| id.to_string())
         .collect();
+    let conf = vec![
+        (
+            "server-address".to_string(),
+            flags.api.server_address.clone(),
+        ),
+        (
+            "export-filename".to_string(),
+            flags
+                .export_filename
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        ("cluster-name".to_string(), flags.cluster_name.clone()),
+    ];
+    let api = api::start(&flags.api, hub, log_reload, &flags.log_level, conf)?;
     tracing::info!(
         ready_ms = started.elapsed().as_millis() as u64,
         program_ids = program_ids.join(","),
@@ -136,6 +157,9 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         policies = loaded_policies.len(),
         "vigil agent ready"
     );
+    if let Some(api) = &api {
+        api.set_serving();
+    }
 
     let mut last_housekeeping = Instant::now();
     let mut pending_flush = false;
@@ -189,6 +213,12 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
             dump_policy_counters(&loaded_policies, &opts);
             dump_cache(&pipeline, &opts);
         }
+        if let Some(api) = &api {
+            api.serve(&pipeline);
+        }
+    }
+    if let Some(api) = api {
+        api.stop();
     }
 
     tracing::info!("stopping: draining the ring buffer, then detaching");

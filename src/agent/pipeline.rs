@@ -394,3 +394,28 @@ impl Pipeline {
         out.flush()
     }
 }
+
+impl Pipeline {
+    /// The process cache as GetDebug(CONFIG_FLAG_DUMP_PROCESS_CACHE) reports it.
+    /// `exclude_execve_map_processes` is accepted; every entry here came through the kernel
+    /// table or the /proc scan, so it excludes nothing.
+    pub fn debug_processes(
+        &self,
+        args: &tetragon::DumpProcessCacheReqArgs,
+    ) -> Vec<tetragon::ProcessInternal> {
+        self.cache
+            .snapshot(Instant::now())
+            .into_iter()
+            .filter(|e| !(args.skip_zero_refcnt && e.refcnt == 0))
+            .filter_map(|e| {
+                let info = self.cache.get(&e.key)?;
+                Some(tetragon::ProcessInternal {
+                    process: Some(self.proto(&info, false)),
+                    color: if e.alive { "alive" } else { "ended" }.to_string(),
+                    refcnt: Some(e.refcnt.into()),
+                    refcnt_ops: Default::default(),
+                })
+            })
+            .collect()
+    }
+}

@@ -61,6 +61,13 @@ impl Agent {
             .arg(&dir)
             // Tests read one file: no size rotation unless a test asks for it.
             .arg("--export-file-max-size-mb=100000")
+            // Each test agent has its own API socket and no health port, so that it never
+            // meets another agent on this machine (tests that need them pass their own).
+            .arg(format!(
+                "--server-address=unix://{}/vigil.sock",
+                dir.display()
+            ))
+            .arg("--health-server-address=")
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(&stderr_path).unwrap()))

@@ -1,0 +1,18 @@
+//! vigil's API: the `tetragon.FineGuidanceSensors` gRPC service (wire-compatible with
+//! Tetragon's), `grpc.health.v1`, the fan-out of bus events to `GetEvents` clients, event
+//! and field filters, the policy-manager interface, and client helpers for the CLI
+//! (connection, compact rendering).
+
+pub mod client;
+pub mod compact;
+pub mod fanout;
+pub mod fields;
+pub mod filters;
+pub mod policy;
+pub mod server;
+pub mod service;
+
+pub use fanout::{DEFAULT_CLIENT_BUFFER, GrpcSink, Hub};
+pub use policy::{MemoryPolicyManager, PolicyManager, PolicyOpError, PolicyStatus};
+pub use server::{ApiServer, ServerConfig, ServerError, TlsFiles};
+pub use service::{AgentControl, AgentInfo, Service};

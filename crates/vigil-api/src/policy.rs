@@ -1,0 +1,402 @@
+//! Policy operations behind the gRPC API.
+//!
+//! [`PolicyManager`] is the interface the policy runtime (issue 4) implements: add, delete,
+//! configure (enable/disable/mode), list. Until that runtime exists, [`MemoryPolicyManager`]
+//! validates policies exactly as `vigil tracingpolicy validate` does, compiles them for this
+//! kernel, and keeps them with their real state: a policy whose plan has hooks is refused
+//! with FailedPrecondition, because nothing can load hooks yet. A policy without hooks needs
+//! nothing in the kernel and is accepted as enabled. Nothing is ever reported as loaded that
+//! is not.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use vigil_policy::compile::{Capabilities, KernelCapabilities, Plan};
+use vigil_policy::state::{Domain, PolicyId, PolicyMode, PolicyState, ReportedMode, reported_mode};
+use vigil_policy::{TracingPolicy, compile, parse_policy};
+
+/// Why an operation failed; each kind maps to one gRPC code.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyOpError {
+    /// Bad YAML or a policy that fails validation (the message lists every error).
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The policy is valid but this agent/kernel cannot run it; the message names why.
+    #[error("{0}")]
+    FailedPrecondition(String),
+}
+
+/// What `ListTracingPolicies` reports for one policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyStatus {
+    /// Agent-wide sequence number (Tetragon's `id`).
+    pub seq: u64,
+    pub id: PolicyId,
+    pub state: PolicyState,
+    pub mode: ReportedMode,
+    /// Sensors (groups of loaded programs) of the policy.
+    pub sensors: Vec<String>,
+    pub kernel_memory_bytes: u64,
+    pub info: String,
+}
+
+pub trait PolicyManager: Send + Sync {
+    /// Validates, compiles and loads a policy. `mode` overrides the policy's own.
+    fn add(
+        &self,
+        yaml: &str,
+        domain: Domain,
+        mode: Option<PolicyMode>,
+    ) -> Result<PolicyStatus, PolicyOpError>;
+    fn delete(&self, id: &PolicyId) -> Result<(), PolicyOpError>;
+    /// Enables/disables and/or changes the mode (not atomic, as Tetragon's).
+    fn configure(
+        &self,
+        id: &PolicyId,
+        enable: Option<bool>,
+        mode: Option<PolicyMode>,
+    ) -> Result<(), PolicyOpError>;
+    /// All policies, or those of one domain.
+    fn list(&self, domain: Option<Domain>) -> Vec<PolicyStatus>;
+    /// Domains this agent serves.
+    fn domains(&self) -> Vec<Domain> {
+        vec![Domain::Grpc, Domain::Static]
+    }
+}
+
+pub fn domain_name(d: Domain) -> &'static str {
+    match d {
+        Domain::Static => "static",
+        Domain::Grpc => "grpc",
+        Domain::K8s => "k8s",
+    }
+}
+
+pub fn parse_domain(s: &str) -> Option<Domain> {
+    match s {
+        "static" => Some(Domain::Static),
+        "grpc" => Some(Domain::Grpc),
+        "k8s" => Some(Domain::K8s),
+        _ => None,
+    }
+}
+
+/// What the runtime would do with a plan: load it (returning sensor names) or refuse.
+/// Today's answer for any plan with hooks is a refusal.
+pub type Loader = Box<dyn Fn(&Plan) -> Result<Vec<String>, String> + Send + Sync>;
+
+/// The loader of an agent without a policy runtime.
+pub fn no_runtime(plan: &Plan) -> Result<Vec<String>, String> {
+    if plan.hooks.is_empty() && !plan.loader && plan.enforcer_syscalls.is_empty() {
+        Ok(Vec::new())
+    } else {
+        Err("policy runtime not available: hooks are not loaded yet (issue 4)".into())
+    }
+}
+
+struct Entry {
+    seq: u64,
+    policy: TracingPolicy,
+    yaml: String,
+    enabled: bool,
+    mode: PolicyMode,
+    sensors: Vec<String>,
+}
+
+pub struct MemoryPolicyManager {
+    caps: Capabilities,
+    loader: Loader,
+    persist_dir: Option<PathBuf>,
+    inner: Mutex<(u64, BTreeMap<PolicyId, Entry>)>,
+}
+
+impl std::fmt::Debug for MemoryPolicyManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryPolicyManager")
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryPolicyManager {
+    pub fn new(caps: Capabilities, loader: Loader, persist_dir: Option<PathBuf>) -> Self {
+        Self {
+            caps,
+            loader,
+            persist_dir,
+            inner: Mutex::new((0, BTreeMap::new())),
+        }
+    }
+
+    fn persist_path(&self, id: &PolicyId) -> Option<PathBuf> {
+        let dir = self.persist_dir.as_ref()?;
+        let ns = if id.namespace.is_empty() {
+            "_".to_string()
+        } else {
+            id.namespace.clone()
+        };
+        Some(dir.join(format!("{ns}.{}.yaml", id.name)))
+    }
+
+    /// Re-adds the policies persisted by an earlier run; returns one line per failure.
+    pub fn restore(&self) -> Vec<String> {
+        let Some(dir) = &self.persist_dir else {
+            return Vec::new();
+        };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        files.sort();
+        let mut errors = Vec::new();
+        for f in files {
+            let r = std::fs::read_to_string(&f)
+                .map_err(|e| e.to_string())
+                .and_then(|y| self.add(&y, Domain::Grpc, None).map_err(|e| e.to_string()));
+            if let Err(e) = r {
+                errors.push(format!("{}: {e}", f.display()));
+            }
+        }
+        errors
+    }
+
+    fn status(id: &PolicyId, e: &Entry) -> PolicyStatus {
+        PolicyStatus {
+            seq: e.seq,
+            id: id.clone(),
+            state: if e.enabled {
+                PolicyState::Enabled
+            } else {
+                PolicyState::Disabled
+            },
+            mode: reported_mode(&e.policy.spec, e.mode),
+            sensors: e.sensors.clone(),
+            kernel_memory_bytes: 0,
+            info: String::new(),
+        }
+    }
+}
+
+fn describe(id: &PolicyId) -> String {
+    if id.namespace.is_empty() {
+        format!("policy {:?} (domain {})", id.name, domain_name(id.domain))
+    } else {
+        format!(
+            "policy {}/{} (domain {})",
+            id.namespace,
+            id.name,
+            domain_name(id.domain)
+        )
+    }
+}
+
+impl PolicyManager for MemoryPolicyManager {
+    fn add(
+        &self,
+        yaml: &str,
+        domain: Domain,
+        mode: Option<PolicyMode>,
+    ) -> Result<PolicyStatus, PolicyOpError> {
+        let policy = parse_policy(yaml, "policy").map_err(|errs| {
+            PolicyOpError::InvalidArgument(
+                errs.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+        let id = policy.id(domain);
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.1.contains_key(&id) {
+            return Err(PolicyOpError::AlreadyExists(format!(
+                "{} already exists",
+                describe(&id)
+            )));
+        }
+        let plan = compile(&policy, &self.caps);
+        if !plan.is_loadable() {
+            let reasons: Vec<String> = plan
+                .refusals
+                .iter()
+                .map(|r| format!("{}: {}", r.path, r.reason))
+                .collect();
+            return Err(PolicyOpError::FailedPrecondition(format!(
+                "{} cannot run on this kernel ({}): {}",
+                describe(&id),
+                self.caps.describe(),
+                reasons.join("; ")
+            )));
+        }
+        let sensors = (self.loader)(&plan).map_err(|why| {
+            PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(&id)))
+        })?;
+        let mode = mode.unwrap_or_else(|| PolicyMode::initial(&policy.spec));
+        guard.0 += 1;
+        let entry = Entry {
+            seq: guard.0,
+            policy,
+            yaml: yaml.to_string(),
+            enabled: true,
+            mode,
+            sensors,
+        };
+        if domain == Domain::Grpc
+            && let Some(path) = self.persist_path(&id)
+        {
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&path, &entry.yaml));
+            if let Err(e) = written {
+                tracing::error!(path = %path.display(), error = %e, "cannot persist the policy");
+            }
+        }
+        let status = Self::status(&id, &entry);
+        guard.1.insert(id, entry);
+        Ok(status)
+    }
+
+    fn delete(&self, id: &PolicyId) -> Result<(), PolicyOpError> {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.1.remove(id).is_none() {
+            return Err(PolicyOpError::NotFound(format!(
+                "{} not found",
+                describe(id)
+            )));
+        }
+        if let Some(path) = self.persist_path(id) {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(())
+    }
+
+    fn configure(
+        &self,
+        id: &PolicyId,
+        enable: Option<bool>,
+        mode: Option<PolicyMode>,
+    ) -> Result<(), PolicyOpError> {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(e) = guard.1.get_mut(id) else {
+            return Err(PolicyOpError::NotFound(format!(
+                "{} not found",
+                describe(id)
+            )));
+        };
+        if let Some(en) = enable {
+            if en == e.enabled {
+                return Err(PolicyOpError::FailedPrecondition(format!(
+                    "{} is already {}",
+                    describe(id),
+                    if en { "enabled" } else { "disabled" }
+                )));
+            }
+            e.enabled = en;
+        }
+        if let Some(m) = mode {
+            e.mode = m;
+        }
+        Ok(())
+    }
+
+    fn list(&self, domain: Option<Domain>) -> Vec<PolicyStatus> {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<PolicyStatus> = guard
+            .1
+            .iter()
+            .filter(|(id, _)| domain.is_none_or(|d| id.domain == d))
+            .map(|(id, e)| Self::status(id, e))
+            .collect();
+        out.sort_by_key(|s| s.seq);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str =
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: empty\nspec: {}\n";
+    const HOOKS: &str = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: tp\nspec:\n  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_openat\n";
+
+    fn mgr(dir: Option<PathBuf>) -> MemoryPolicyManager {
+        let caps = Capabilities {
+            check_files: false,
+            ..Capabilities::FULL_NO_ERROR_INJECTION
+        };
+        MemoryPolicyManager::new(caps, Box::new(no_runtime), dir)
+    }
+
+    fn grpc(name: &str) -> PolicyId {
+        PolicyId {
+            domain: Domain::Grpc,
+            namespace: String::new(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn lifecycle_of_a_policy_without_hooks() {
+        let m = mgr(None);
+        let s = m.add(EMPTY, Domain::Grpc, None).unwrap();
+        assert_eq!(s.state, PolicyState::Enabled);
+        assert!(matches!(
+            m.add(EMPTY, Domain::Grpc, None),
+            Err(PolicyOpError::AlreadyExists(_))
+        ));
+        m.configure(&grpc("empty"), Some(false), None).unwrap();
+        assert_eq!(m.list(None)[0].state, PolicyState::Disabled);
+        assert!(m.list(Some(Domain::Static)).is_empty());
+        m.delete(&grpc("empty")).unwrap();
+        assert!(matches!(
+            m.delete(&grpc("empty")),
+            Err(PolicyOpError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn hooks_need_the_runtime_and_bad_yaml_is_invalid() {
+        let m = mgr(None);
+        let e = m.add(HOOKS, Domain::Grpc, None).unwrap_err();
+        assert!(
+            matches!(&e, PolicyOpError::FailedPrecondition(m) if m.contains("issue 4")),
+            "{e:?}"
+        );
+        assert!(m.list(None).is_empty());
+        let e = m
+            .add(
+                &EMPTY.replace("spec: {}", "spec:\n  kprobes: 3"),
+                Domain::Grpc,
+                None,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&e, PolicyOpError::InvalidArgument(m) if m.contains("spec.kprobes")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn persisted_policies_come_back() {
+        let dir = std::env::temp_dir().join(format!("vigil-api-persist-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        mgr(Some(dir.clone()))
+            .add(EMPTY, Domain::Grpc, None)
+            .unwrap();
+        let again = mgr(Some(dir.clone()));
+        assert!(again.restore().is_empty());
+        assert_eq!(again.list(None)[0].id.name, "empty");
+        again.delete(&grpc("empty")).unwrap();
+        assert!(mgr(Some(dir.clone())).restore().is_empty());
+        assert!(mgr(Some(dir.clone())).list(None).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,173 @@
+//! The agent side of the gRPC API: the bus sink, the server, and the narrow hooks into the
+//! main loop (log level, process-cache dumps answered between batches).
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::reload::Handle;
+use vigil_api::policy::no_runtime;
+use vigil_api::{
+    AgentControl, AgentInfo, ApiServer, GrpcSink, Hub, MemoryPolicyManager, ServerConfig, Service,
+    TlsFiles,
+};
+use vigil_proto::tetragon::{DumpProcessCacheReqArgs, LogLevel, ProcessInternal};
+
+use crate::cli::ServerFlags;
+
+use super::pipeline::Pipeline;
+
+/// Replies of the pipeline thread to a cache-dump request.
+pub struct DumpRequest {
+    args: DumpProcessCacheReqArgs,
+    reply: SyncSender<Vec<ProcessInternal>>,
+}
+
+/// Changes the log filter of the running agent.
+pub type LogReload = Handle<EnvFilter, tracing_subscriber::Registry>;
+
+pub fn level_of(name: &str) -> LogLevel {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "trace" => LogLevel::Trace,
+        "debug" => LogLevel::Debug,
+        "warn" | "warning" => LogLevel::Warn,
+        "error" => LogLevel::Error,
+        "fatal" => LogLevel::Fatal,
+        "panic" => LogLevel::Panic,
+        _ => LogLevel::Info,
+    }
+}
+
+struct Control {
+    reload: LogReload,
+    level: AtomicI32,
+    dumps: Mutex<SyncSender<DumpRequest>>,
+}
+
+impl AgentControl for Control {
+    fn log_level(&self) -> LogLevel {
+        LogLevel::try_from(self.level.load(Ordering::Relaxed)).unwrap_or(LogLevel::Info)
+    }
+
+    fn set_log_level(&self, level: LogLevel) -> Result<(), String> {
+        let directive = match level {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            // Rust logging has no fatal/panic levels: both keep errors only.
+            LogLevel::Error | LogLevel::Fatal | LogLevel::Panic => "error",
+        };
+        self.reload
+            .reload(EnvFilter::new(directive))
+            .map_err(|e| e.to_string())?;
+        self.level.store(level as i32, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn dump_process_cache(
+        &self,
+        args: &DumpProcessCacheReqArgs,
+    ) -> Result<Vec<ProcessInternal>, String> {
+        let (reply, answer) = sync_channel(1);
+        let req = DumpRequest { args: *args, reply };
+        self.dumps
+            .lock()
+            .map_err(|_| "agent stopping".to_string())?
+            .try_send(req)
+            .map_err(|_| "the agent is busy with another dump; retry".to_string())?;
+        answer
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "the event pipeline did not answer within 10 s".to_string())
+    }
+}
+
+/// The running API and the main loop's end of its requests.
+pub struct Api {
+    server: ApiServer,
+    dumps: Receiver<DumpRequest>,
+}
+
+/// Creates the fan-out hub; its sink goes on the bus before the pipeline starts.
+pub fn hub(flags: &ServerFlags) -> (Arc<Hub>, GrpcSink) {
+    let hub = Hub::new(flags.grpc_client_buffer);
+    let sink = GrpcSink::new(Arc::clone(&hub));
+    (hub, sink)
+}
+
+/// Binds and starts serving. `None` when the API is disabled (`--server-address ""` and
+/// `--health-server-address ""`).
+pub fn start(
+    flags: &ServerFlags,
+    hub: Arc<Hub>,
+    reload: LogReload,
+    log_level: &str,
+    conf: Vec<(String, String)>,
+) -> Result<Option<Api>> {
+    if flags.server_address.is_empty() && flags.health_server_address.is_empty() {
+        return Ok(None);
+    }
+    let caps = crate::policy_cmd::detect_capabilities();
+    let persist = flags
+        .persist_grpc_policies
+        .then(|| flags.persist_grpc_policies_dir.clone());
+    let manager = MemoryPolicyManager::new(caps, Box::new(no_runtime), persist);
+    for e in manager.restore() {
+        tracing::error!(error = e, "persisted policy not restored");
+    }
+    let (tx, dumps) = sync_channel(1);
+    let control = Control {
+        reload,
+        level: AtomicI32::new(level_of(log_level) as i32),
+        dumps: Mutex::new(tx),
+    };
+    let service = Service {
+        hub,
+        policies: Arc::new(manager),
+        control: Arc::new(control),
+        info: AgentInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            conf,
+            commit: String::new(),
+        },
+    };
+    let cfg = ServerConfig {
+        server_address: flags.server_address.clone(),
+        socket_group: flags.server_socket_group.clone(),
+        tls: TlsFiles {
+            cert_file: flags.server_tls_cert_file.clone(),
+            key_file: flags.server_tls_key_file.clone(),
+            client_ca_files: flags.server_tls_client_ca_files.clone(),
+            require_client_cert: flags.server_tls_require_client_cert,
+        },
+        health_address: flags.health_server_address.clone(),
+    };
+    let server = ApiServer::start(&cfg, service)?;
+    tracing::info!(
+        address = server.listening,
+        health = flags.health_server_address,
+        client_buffer = flags.grpc_client_buffer,
+        "gRPC API listening"
+    );
+    Ok(Some(Api { server, dumps }))
+}
+
+impl Api {
+    pub fn set_serving(&self) {
+        self.server.set_serving();
+    }
+
+    /// Answers pending requests of the API (called by the main loop between batches).
+    pub fn serve(&self, pipeline: &Pipeline) {
+        while let Ok(req) = self.dumps.try_recv() {
+            let _ = req.reply.try_send(pipeline.debug_processes(&req.args));
+        }
+    }
+
+    pub fn stop(self) {
+        self.server.stop();
+    }
+}
