@@ -226,6 +226,11 @@ class Vigil(Subject):
                 raise SubjectError(f"vigil agent exited ({self.proc.wait()}) before ready")
             self.errlog.write(line)
             line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            if "tracing policy not loaded" in line:
+                # The agent runs on without it: measuring would be measuring another subject.
+                self.proc.terminate()
+                self.proc.wait()
+                raise SubjectError("policy refused by the agent: " + line.split("not loaded:", 1)[-1].strip())
             if "vigil agent ready" in line:
                 self.startup_s = time.monotonic() - t0
                 m = re.search(r"ready_ms=(\d+)", line)
@@ -261,8 +266,8 @@ class Vigil(Subject):
             elif kind == "exec" and TRUE in line and (line.startswith('{"process_exec"')
                                                       or line.startswith('{"process_exit"')):
                 rec += 1
-            elif kind == "open" and WL in line and '"process_kprobe"' not in line:
-                rec += 1 if '"process_tracepoint"' in line else 0
+            elif kind == "open" and WL in line and line.startswith('{"process_kprobe"'):
+                rec += 1  # the open policies hook sys_openat as a syscall kprobe
         return rec, lost
 
 
