@@ -212,7 +212,10 @@ class Vigil(Subject):
     def start(self):
         if os.path.exists(self.out_path):
             os.unlink(self.out_path)
-        cmd = [self.binary, "agent", "--export-filename", self.out_path]
+        # No rotation during a run (the default rotates at 10 MB): every line stays in one file.
+        cmd = [self.binary, "agent", "--export-filename", self.out_path,
+               "--export-file-max-size-mb=100000", "--health-server-address=",
+               f"--server-address=unix://{WORK}/{self.name}.sock"]
         if self.policy:
             cmd += ["--tracing-policy", os.path.join(BENCH, "policies", self.policy)]
         self.errlog = open(os.path.join(WORK, f"{self.name}.stderr"), "w+")
