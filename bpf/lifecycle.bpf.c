@@ -34,27 +34,7 @@ struct {
 	__uint(max_entries, 8 * 1024 * 1024); /* resized by the loader (--rb-size) */
 } vigil_events SEC(".maps");
 
-/*
- * Waking the reader costs an interrupt (an IPI: expensive in a VM) per message. Wake it at
- * most once per millisecond, or at once when a burst builds up; it also polls every few
- * milliseconds, so nothing waits long.
- */
-#define VIGIL_WAKEUP_BYTES (64 * 1024)
-#define VIGIL_WAKEUP_NS 1000000ULL
-
-__u64 vigil_last_wakeup = 0;
-
-static __always_inline __u64 wakeup_flags(void)
-{
-	__u64 now = bpf_ktime_get_ns();
-
-	if (now - vigil_last_wakeup > VIGIL_WAKEUP_NS ||
-	    bpf_ringbuf_query(&vigil_events, BPF_RB_AVAIL_DATA) > VIGIL_WAKEUP_BYTES) {
-		vigil_last_wakeup = now; /* racy across CPUs: at worst an extra wake-up */
-		return BPF_RB_FORCE_WAKEUP;
-	}
-	return BPF_RB_NO_WAKEUP;
-}
+#include "vigil_wakeup.h"
 
 
 struct {

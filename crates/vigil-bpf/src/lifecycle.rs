@@ -197,16 +197,7 @@ impl KernelCounters {
     pub fn read(&self) -> [u64; VIGIL_CNT_MAX as usize] {
         let mut out = [0u64; VIGIL_CNT_MAX as usize];
         for (idx, slot) in out.iter_mut().enumerate() {
-            let key = (idx as u32).to_ne_bytes();
-            if let Ok(Some(per_cpu)) = self.map.lookup_percpu(&key, MapFlags::ANY) {
-                *slot = per_cpu
-                    .iter()
-                    .filter_map(|v| {
-                        v.get(..8)
-                            .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
-                    })
-                    .sum();
-            }
+            *slot = sum_percpu(&self.map, idx as u32);
         }
         out
     }
@@ -231,5 +222,16 @@ impl ProcessTable {
         self.map
             .update(&tgid.to_ne_bytes(), bytes, MapFlags::NO_EXIST)
             .is_ok()
+    }
+}
+
+/// Sum over CPUs of one u64 slot of a per-CPU array (0 when unreadable).
+pub(crate) fn sum_percpu(map: &dyn MapCore, index: u32) -> u64 {
+    match map.lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY) {
+        Ok(Some(per_cpu)) => per_cpu
+            .iter()
+            .filter_map(|v| v.get(..8).map(|b| u64::from_ne_bytes(b.try_into().unwrap())))
+            .sum(),
+        _ => 0,
     }
 }

@@ -195,16 +195,7 @@ impl SyscallSensor {
             return out;
         };
         for (i, slot) in out.iter_mut().enumerate() {
-            let key = (hook * VIGIL_HOOK_COUNTERS + i as u32).to_ne_bytes();
-            if let Ok(Some(per_cpu)) = map.lookup_percpu(&key, MapFlags::ANY) {
-                *slot = per_cpu
-                    .iter()
-                    .filter_map(|v| {
-                        v.get(..8)
-                            .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
-                    })
-                    .sum();
-            }
+            *slot = crate::lifecycle::sum_percpu(&map, hook * VIGIL_HOOK_COUNTERS + i as u32);
         }
         out
     }
