@@ -230,7 +230,10 @@ pub(crate) fn sum_percpu(map: &dyn MapCore, index: u32) -> u64 {
     match map.lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY) {
         Ok(Some(per_cpu)) => per_cpu
             .iter()
-            .filter_map(|v| v.get(..8).map(|b| u64::from_ne_bytes(b.try_into().unwrap())))
+            .filter_map(|v| {
+                v.get(..8)
+                    .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
+            })
             .sum(),
         _ => 0,
     }
