@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::reload::Handle;
-use vigil_api::policy::no_runtime;
+use vigil_api::policy::{Loaded, no_runtime};
 use vigil_api::{
     AgentControl, AgentInfo, ApiServer, GrpcSink, Hub, MemoryPolicyManager, ServerConfig, Service,
     TlsFiles,
@@ -106,6 +106,7 @@ pub fn start(
     reload: LogReload,
     log_level: &str,
     conf: Vec<(String, String)>,
+    runtime: Arc<super::policies::Runtime>,
 ) -> Result<Option<Api>> {
     if flags.server_address.is_empty() && flags.health_server_address.is_empty() {
         return Ok(None);
@@ -114,7 +115,23 @@ pub fn start(
     let persist = flags
         .persist_grpc_policies
         .then(|| flags.persist_grpc_policies_dir.clone());
-    let manager = MemoryPolicyManager::new(caps, Box::new(no_runtime), persist);
+    // Policies added over gRPC load into the kernel through the same runtime as those given
+    // at start; a policy without hooks needs nothing loaded.
+    let loader = move |plan: &vigil_policy::Plan| -> Result<Loaded, String> {
+        if plan.hooks.is_empty() {
+            return no_runtime(plan);
+        }
+        let (hooks, sensor) = runtime.load(plan)?;
+        tracing::info!(policy = %plan.name, hooks = hooks.len(), "tracing policy loaded over gRPC");
+        Ok(Loaded {
+            sensors: hooks
+                .iter()
+                .map(|h| format!("generic_syscall:{}", h.function_name))
+                .collect(),
+            keep: Some(Box::new(sensor)),
+        })
+    };
+    let manager = MemoryPolicyManager::new(caps, Box::new(loader), persist);
     for e in manager.restore() {
         tracing::error!(error = e, "persisted policy not restored");
     }

@@ -94,7 +94,13 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     let counters = sensor.counters()?;
     let policy_files =
         policies::policy_files(&flags.tracing_policy, Some(&flags.tracing_policy_dir));
-    let loaded_policies = policies::load_all(&policy_files, &sensor, opts.btf.as_deref());
+    let hook_registry = policies::HookRegistry::default();
+    let runtime = Arc::new(policies::Runtime::new(
+        vigil_bpf::syscalls::SharedMaps::of(&sensor)?,
+        Arc::clone(&hook_registry),
+        opts.btf.clone(),
+    ));
+    let loaded_policies = policies::load_all(&policy_files, &runtime);
     let table = sensor.process_table()?;
 
     // Scan only after attaching: a process started in between is seen by both, and the
@@ -116,9 +122,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         opts.cluster_name.clone(),
         bus,
     );
-    for p in &loaded_policies {
-        pipeline.register_hooks(&p.hooks);
-    }
+    pipeline.set_hook_registry(hook_registry);
     pipeline.on_scanned(&scanned, &table, Instant::now());
     pipeline.flush();
 
@@ -147,7 +151,14 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         ),
         ("cluster-name".to_string(), flags.cluster_name.clone()),
     ];
-    let api = api::start(&flags.api, hub, log_reload, &flags.log_level, conf)?;
+    let api = api::start(
+        &flags.api,
+        hub,
+        log_reload,
+        &flags.log_level,
+        conf,
+        Arc::clone(&runtime),
+    )?;
     tracing::info!(
         ready_ms = started.elapsed().as_millis() as u64,
         program_ids = program_ids.join(","),

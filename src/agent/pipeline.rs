@@ -15,7 +15,7 @@ use vigil_process::exec_id::ExecIds;
 use vigil_process::model::ProcessInfo;
 use vigil_process::procfs::ScannedProcess;
 use vigil_proto::tetragon::{self, get_events_response::Event};
-use vigil_runtime::{HookArg, HookInfo};
+use vigil_runtime::HookArg;
 
 use super::convert::{clone_info, exec_info, key, scanned_info};
 use super::encode::{self, EncodeOptions, signal_name, timestamp};
@@ -41,7 +41,7 @@ pub struct Pipeline {
     bus: Bus,
     reported_kernel: [u64; VIGIL_CNT_MAX as usize],
     reported_sink_lost: u64,
-    hooks: std::collections::HashMap<u32, HookInfo>,
+    hooks: super::policies::HookRegistry,
     pub stats: PipelineStats,
 }
 
@@ -64,7 +64,7 @@ impl Pipeline {
             bus,
             reported_kernel: [0; VIGIL_CNT_MAX as usize],
             reported_sink_lost: 0,
-            hooks: std::collections::HashMap::new(),
+            hooks: super::policies::HookRegistry::default(),
             stats: PipelineStats::default(),
         }
     }
@@ -175,17 +175,21 @@ impl Pipeline {
         self.cache.end(info.key, now);
     }
 
-    /// Makes the hooks of a loaded policy known, so that their events can be printed.
-    pub fn register_hooks(&mut self, hooks: &[HookInfo]) {
-        for h in hooks {
-            self.hooks.insert(h.id, h.clone());
-        }
+    /// Uses the registry the policy loaders fill, so that hook events can be printed.
+    pub fn set_hook_registry(&mut self, registry: super::policies::HookRegistry) {
+        self.hooks = registry;
     }
 
     fn on_syscall(&mut self, rec: &SyscallRecord) {
         use tetragon::kprobe_argument::Arg;
         let m = &rec.msg;
-        let Some(hook) = self.hooks.get(&m.hook_id) else {
+        let hook = self
+            .hooks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&m.hook_id)
+            .cloned();
+        let Some(hook) = hook else {
             tracing::error!(hook = m.hook_id, "event from an unknown hook dropped");
             return;
         };
@@ -245,7 +249,7 @@ impl Pipeline {
             action: action as i32,
             policy_name: hook.policy_name.clone(),
             message: hook.message.clone().unwrap_or_default(),
-            tags: hook.tags.clone(),
+            tags: hook.tags,
             ..Default::default()
         };
         self.emit(Event::ProcessKprobe(event), m.hdr.ktime);

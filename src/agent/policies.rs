@@ -4,11 +4,54 @@
 
 use std::path::{Path, PathBuf};
 
-use vigil_bpf::lifecycle::LifecycleSensor;
-use vigil_bpf::syscalls::SyscallSensor;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use vigil_bpf::syscalls::{SharedMaps, SyscallSensor};
+use vigil_policy::Plan;
 use vigil_policy::compile::Capabilities;
 use vigil_runtime::HookInfo;
 use vigil_runtime::tables::{Ids, build};
+
+/// Hooks of every loaded policy by hook id, shared by the loaders (start-up and gRPC) and
+/// the pipeline, which prints their events. A hook is registered before it is attached.
+pub type HookRegistry = Arc<RwLock<HashMap<u32, HookInfo>>>;
+
+/// Loads compiled policies into the kernel; shared by start-up loading and the gRPC API.
+pub struct Runtime {
+    maps: SharedMaps,
+    ids: Mutex<Ids>,
+    registry: HookRegistry,
+    btf: Option<PathBuf>,
+}
+
+impl Runtime {
+    pub fn new(maps: SharedMaps, registry: HookRegistry, btf: Option<PathBuf>) -> Self {
+        Self {
+            maps,
+            ids: Mutex::new(Ids::default()),
+            registry,
+            btf,
+        }
+    }
+
+    /// Builds the tables of `plan` and loads them: all or nothing.
+    pub fn load(&self, plan: &Plan) -> Result<(Vec<HookInfo>, SyscallSensor), String> {
+        let tables = {
+            let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+            build(plan, &mut ids, &binary_identity).map_err(|e| e.to_string())?
+        };
+        {
+            let mut reg = self.registry.write().unwrap_or_else(|e| e.into_inner());
+            for h in &tables.hooks {
+                reg.insert(h.id, h.clone());
+            }
+        }
+        let sensor = SyscallSensor::load_shared(&self.maps, &tables.tables, self.btf.as_deref())
+            .map_err(|e| e.to_string())?;
+        Ok((tables.hooks, sensor))
+    }
+}
 
 /// A policy that is loaded and attached.
 pub struct LoadedPolicy {
@@ -46,15 +89,10 @@ pub fn binary_identity(path: &str) -> Option<(u64, u64)> {
 }
 
 /// Loads every policy it can; returns them and logs each failure.
-pub fn load_all(
-    files: &[PathBuf],
-    lifecycle: &LifecycleSensor,
-    btf: Option<&Path>,
-) -> Vec<LoadedPolicy> {
-    let mut ids = Ids::default();
+pub fn load_all(files: &[PathBuf], runtime: &Runtime) -> Vec<LoadedPolicy> {
     let mut loaded = Vec::new();
     for file in files {
-        match load_one(file, lifecycle, btf, &mut ids) {
+        match load_one(file, runtime) {
             Ok(p) => {
                 tracing::info!(policy = %p.name, file = %p.file.display(), hooks = p.hooks.len(),
                     attached = p.sensor.attached(), "tracing policy loaded");
@@ -68,12 +106,7 @@ pub fn load_all(
     loaded
 }
 
-fn load_one(
-    file: &Path,
-    lifecycle: &LifecycleSensor,
-    btf: Option<&Path>,
-    ids: &mut Ids,
-) -> Result<LoadedPolicy, String> {
+fn load_one(file: &Path, runtime: &Runtime) -> Result<LoadedPolicy, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read: {e}"))?;
     let policy = vigil_policy::parse_policy(&text, &file.display().to_string())
         .map_err(|errors| errors.to_string())?;
@@ -86,12 +119,11 @@ fn load_one(
             .collect();
         return Err(reasons.join("; "));
     }
-    let tables = build(&plan, ids, &binary_identity).map_err(|e| e.to_string())?;
-    let sensor = SyscallSensor::load(lifecycle, &tables.tables, btf).map_err(|e| e.to_string())?;
+    let (hooks, sensor) = runtime.load(&plan)?;
     Ok(LoadedPolicy {
         name: plan.name,
         file: file.to_path_buf(),
-        hooks: tables.hooks,
+        hooks,
         sensor,
     })
 }

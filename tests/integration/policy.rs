@@ -253,3 +253,96 @@ fn a_policy_that_cannot_load_is_reported_and_the_agent_runs() {
         "only the good policy is loaded:\n{log}"
     );
 }
+
+/// Ids of every eBPF program, map and link on the host.
+fn prog_ids() -> std::collections::BTreeSet<String> {
+    let mut ids = std::collections::BTreeSet::new();
+    for kind in ["prog", "map", "link"] {
+        let out = Command::new("bpftool")
+            .args([kind, "show", "--json"])
+            .output()
+            .expect("bpftool");
+        let objs: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(Vec::new()));
+        for o in objs.as_array().unwrap() {
+            if let Some(id) = o["id"].as_u64() {
+                ids.insert(format!("{kind}:{id}"));
+            }
+        }
+    }
+    ids
+}
+
+#[test]
+fn policies_added_over_grpc_run_in_the_kernel_and_deleting_them_leaves_nothing() {
+    let _g = serial();
+    let dir = scratch_dir("policy-grpc-files");
+    let policy = write_policy(&dir, "etc-cat", ETC_CAT);
+    let agent = Agent::start("policy-grpc", &[]);
+    let sock = format!(
+        "unix://{}",
+        agent.events_path.with_file_name("vigil.sock").display()
+    );
+    let cli = |args: &[&str]| {
+        let out = Command::new(vigil_bin())
+            .args(args)
+            .arg("--server-address")
+            .arg(&sock)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Programs of this agent are loaded; take the set before the first add.
+    let before = prog_ids();
+    let (code, _, err) = cli(&["tracingpolicy", "add", &policy]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        prog_ids().len() > before.len(),
+        "the policy's program is loaded"
+    );
+    let (_, list, _) = cli(&["tracingpolicy", "list"]);
+    assert!(
+        list.contains("etc-cat") && list.contains("enabled"),
+        "{list}"
+    );
+    let cat = run(Command::new("/usr/bin/cat").arg("/etc/hostname"));
+    agent.wait_for("event from the gRPC policy", WAIT, |ev| {
+        kprobes(ev, "etc-cat")
+            .iter()
+            .any(|e| pid_of(e) == u64::from(cat) && path_arg(e) == "/etc/hostname")
+    });
+    // Disable detaches: no event; enable loads again.
+    let (code, _, err) = cli(&["tracingpolicy", "disable", "etc-cat"]);
+    assert_eq!(code, Some(0), "{err}");
+    let quiet = run(Command::new("/usr/bin/cat").arg("/etc/hostname"));
+    let (code, _, err) = cli(&["tracingpolicy", "enable", "etc-cat"]);
+    assert_eq!(code, Some(0), "{err}");
+    let again = run(Command::new("/usr/bin/cat").arg("/etc/hostname"));
+    let events = agent.wait_for("event after enable", WAIT, |ev| {
+        kprobes(ev, "etc-cat")
+            .iter()
+            .any(|e| pid_of(e) == u64::from(again))
+    });
+    assert!(
+        kprobes(&events, "etc-cat")
+            .iter()
+            .all(|e| pid_of(e) != u64::from(quiet)),
+        "disabled policy posted"
+    );
+    let (code, _, err) = cli(&["tracingpolicy", "delete", "etc-cat"]);
+    assert_eq!(code, Some(0), "{err}");
+    // Programs are freed after an RCU grace period.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while prog_ids() != before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        prog_ids(),
+        before,
+        "after delete the program, map and link ids are those before the add"
+    );
+    agent.stop();
+}

@@ -88,12 +88,22 @@ pub fn parse_domain(s: &str) -> Option<Domain> {
 
 /// What the runtime would do with a plan: load it (returning sensor names) or refuse.
 /// Today's answer for any plan with hooks is a refusal.
-pub type Loader = Box<dyn Fn(&Plan) -> Result<Vec<String>, String> + Send + Sync>;
+pub type Loader = Box<dyn Fn(&Plan) -> Result<Loaded, String> + Send + Sync>;
+
+/// What the runtime loaded for a policy: sensor names for the status, and the kernel
+/// objects, kept while the policy is enabled (dropping them detaches everything).
+pub struct Loaded {
+    pub sensors: Vec<String>,
+    pub keep: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
 
 /// The loader of an agent without a policy runtime.
-pub fn no_runtime(plan: &Plan) -> Result<Vec<String>, String> {
+pub fn no_runtime(plan: &Plan) -> Result<Loaded, String> {
     if plan.hooks.is_empty() && !plan.loader && plan.enforcer_syscalls.is_empty() {
-        Ok(Vec::new())
+        Ok(Loaded {
+            sensors: Vec::new(),
+            keep: None,
+        })
     } else {
         Err("policy runtime not available: hooks are not loaded yet (issue 4)".into())
     }
@@ -106,6 +116,7 @@ struct Entry {
     enabled: bool,
     mode: PolicyMode,
     sensors: Vec<String>,
+    keep: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 pub struct MemoryPolicyManager {
@@ -234,7 +245,7 @@ impl PolicyManager for MemoryPolicyManager {
                 reasons.join("; ")
             )));
         }
-        let sensors = (self.loader)(&plan).map_err(|why| {
+        let Loaded { sensors, keep } = (self.loader)(&plan).map_err(|why| {
             PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(&id)))
         })?;
         let mode = mode.unwrap_or_else(|| PolicyMode::initial(&policy.spec));
@@ -246,6 +257,7 @@ impl PolicyManager for MemoryPolicyManager {
             enabled: true,
             mode,
             sensors,
+            keep,
         };
         if domain == Domain::Grpc
             && let Some(path) = self.persist_path(&id)
@@ -297,6 +309,17 @@ impl PolicyManager for MemoryPolicyManager {
                     describe(id),
                     if en { "enabled" } else { "disabled" }
                 )));
+            }
+            if en {
+                // Enabling loads the policy again: it was detached when disabled.
+                let plan = compile(&e.policy, &self.caps);
+                let Loaded { sensors, keep } = (self.loader)(&plan).map_err(|why| {
+                    PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(id)))
+                })?;
+                e.sensors = sensors;
+                e.keep = keep;
+            } else {
+                e.keep = None;
             }
             e.enabled = en;
         }

@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use libbpf_rs::{
-    Link, MapCore, MapFlags, Object, ObjectBuilder, TracepointCategory, TracepointOpts,
+    Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, TracepointCategory, TracepointOpts,
 };
 
 use crate::abi::*;
@@ -78,9 +78,36 @@ pub fn ensure_tracefs() -> Result<PathBuf, LoadError> {
     Ok(PathBuf::from("/sys/kernel/tracing"))
 }
 
+/// The lifecycle maps a policy object shares (ring buffer, process table, loss counters):
+/// owned fds, so that policies can be loaded from any thread while the agent runs.
+#[derive(Debug)]
+pub struct SharedMaps {
+    events: MapHandle,
+    procs: MapHandle,
+    counters: MapHandle,
+}
+
+impl SharedMaps {
+    pub fn of(lifecycle: &LifecycleSensor) -> Result<Self, LoadError> {
+        Ok(Self {
+            events: lifecycle.events()?,
+            procs: lifecycle.process_table_handle()?,
+            counters: lifecycle.counters_handle()?,
+        })
+    }
+}
+
 impl SyscallSensor {
     pub fn load(
         lifecycle: &LifecycleSensor,
+        tables: &SyscallTables,
+        btf: Option<&Path>,
+    ) -> Result<Self, LoadError> {
+        Self::load_shared(&SharedMaps::of(lifecycle)?, tables, btf)
+    }
+
+    pub fn load_shared(
+        maps: &SharedMaps,
         tables: &SyscallTables,
         btf: Option<&Path>,
     ) -> Result<Self, LoadError> {
@@ -99,9 +126,9 @@ impl SyscallSensor {
             .open_memory(crate::SYSCALLS_OBJECT)
             .map_err(LoadError::Open)?;
         let shared = [
-            ("vigil_events", lifecycle.events()?),
-            ("vigil_procs", lifecycle.process_table_handle()?),
-            ("vigil_counters", lifecycle.counters_handle()?),
+            ("vigil_events", &maps.events),
+            ("vigil_procs", &maps.procs),
+            ("vigil_counters", &maps.counters),
         ];
         for mut map in open.maps_mut() {
             let name = map.name().to_string_lossy().into_owned();
