@@ -16,8 +16,9 @@ const NO_BPF_FS: &str = "vigil pins nothing and ships its eBPF objects in the bi
 const PROFILING: &str = "Go runtime profiling has no equivalent in vigil";
 const TUNING: &str = "tuning of a Tetragon component vigil does not have";
 const K8S: &str = "Kubernetes integration is not implemented yet (events carry no pod)";
-const POLICY: &str = "the policy runtime is not implemented yet (no TracingPolicy is loaded)";
-const GRPC: &str = "the gRPC API is not implemented in this build";
+const POLICY: &str =
+    "the policy runtime runs syscall hooks only so far; this option has no effect yet";
+const GRPC: &str = "not implemented by vigil's gRPC server";
 
 /// (flag, takes a value, disposition).
 pub const UNIMPLEMENTED: &[(&str, bool, Disposition)] = &[
@@ -53,10 +54,6 @@ pub const UNIMPLEMENTED: &[(&str, bool, Disposition)] = &[
     ("enable-policy-filter-cgroup-map", false, Warn(POLICY)),
     ("enable-policy-filter-debug", false, Warn(POLICY)),
     ("enable-tracing-policy-crd", false, Warn(POLICY)),
-    ("tracing-policy-dir", true, Warn(POLICY)),
-    ("tracing-policy", true, Refuse(POLICY)),
-    ("persist-grpc-policies", false, Warn(POLICY)),
-    ("persist-grpc-policies-dir", true, Warn(POLICY)),
     ("enable-deprecated-tracingpolicy-grpc", false, Warn(POLICY)),
     ("disable-kprobe-multi", false, Warn(POLICY)),
     ("parents-map-enabled", false, Warn(POLICY)),
@@ -117,13 +114,7 @@ pub const UNIMPLEMENTED: &[(&str, bool, Disposition)] = &[
         Refuse("not implemented; use --redaction-filters"),
     ),
     ("generate-docs", false, Refuse("see vigil's README")),
-    ("health-server-address", true, Warn(GRPC)),
     ("health-server-interval", true, Warn(GRPC)),
-    ("server-address", true, Warn(GRPC)),
-    ("server-tls-cert-file", true, Refuse(GRPC)),
-    ("server-tls-key-file", true, Refuse(GRPC)),
-    ("server-tls-client-ca-files", true, Refuse(GRPC)),
-    ("server-tls-require-client-cert", false, Refuse(GRPC)),
 ];
 
 /// (takes a value, disposition) of an unimplemented Tetragon flag.

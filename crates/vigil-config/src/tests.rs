@@ -71,9 +71,8 @@ fn unimplemented_flags_warn_or_refuse_by_name() {
     assert_eq!(rest, vec!["--export-filename", "f"]);
     assert_eq!(warnings.len(), 3);
     assert!(warnings[0].contains("--bpf-lib"), "{warnings:?}");
-    let err =
-        strip_unimplemented(&["--tracing-policy".into(), "p.yaml".into()], known).unwrap_err();
-    assert!(err.to_string().contains("--tracing-policy"), "{err}");
+    let err = strip_unimplemented(&["--execve-map-size".into(), "64M".into()], known).unwrap_err();
+    assert!(err.to_string().contains("--execve-map-size"), "{err}");
     let mut s = BTreeMap::new();
     s.insert(
         "bogus-flag".to_string(),
