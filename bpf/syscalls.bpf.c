@@ -355,10 +355,9 @@ static __always_inline void post(struct sys_scratch *s, __u32 hook)
 	hook_count(hook, VIGIL_HOOK_POSTED);
 }
 
-SEC("tracepoint/syscalls/sys_enter_generic")
-int vigil_sys_enter(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int handle(struct trace_event_raw_sys_enter *ctx, __u32 hook,
+				  __u32 compat)
 {
-	__u32 hook = (__u32)bpf_get_attach_cookie(ctx);
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32, zero = 0;
 	struct vigil_hook_cfg *h = bpf_map_lookup_elem(&vigil_sys_hooks, &hook);
@@ -373,6 +372,8 @@ int vigil_sys_enter(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	s->msg.str_error = 0;
 	s->msg.str_trunc = 0;
+	s->msg.compat = compat;
+	s->msg.pad = 0;
 	read_args(s, h, ctx);
 	proc = bpf_map_lookup_elem(&vigil_procs, &tgid);
 
@@ -429,4 +430,41 @@ int vigil_sys_enter(struct trace_event_raw_sys_enter *ctx)
 		post(s, hook);
 	}
 	return 0;
+}
+
+/* 64-bit calls: one attachment per hooked syscall, the cookie says which hook. */
+SEC("tracepoint/syscalls/sys_enter_generic")
+int vigil_sys_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return handle(ctx, (__u32)bpf_get_attach_cookie(ctx), 0);
+}
+
+/* ia32 syscall number -> hook id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VIGIL_MAX_HOOKS);
+	__type(key, __u32);
+	__type(value, __u32);
+} vigil_ia32_hooks SEC(".maps");
+
+#define TS_COMPAT 0x0002
+
+/*
+ * 32-bit calls (int 0x80 from any process) do not fire the per-syscall tracepoints; they do
+ * fire raw_syscalls:sys_enter, with the ia32 number and the arguments in order. Attached
+ * only when a policy hooks a syscall; every other call leaves after one load and a branch.
+ */
+SEC("tracepoint/raw_syscalls/sys_enter")
+int vigil_sys_enter_ia32(struct trace_event_raw_sys_enter *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 nr, *hook;
+
+	if (!(BPF_CORE_READ(task, thread_info.status) & TS_COMPAT))
+		return 0;
+	nr = (__u32)BPF_CORE_READ(ctx, id);
+	hook = bpf_map_lookup_elem(&vigil_ia32_hooks, &nr);
+	if (!hook)
+		return 0;
+	return handle(ctx, *hook, 1);
 }

@@ -268,6 +268,8 @@ struct vigil_syscall_msg {
 	__u16 str_len[VIGIL_MAX_ARGS];
 	__u16 str_trunc; /* bit i: string argument i was cut at VIGIL_ARG_STR_MAX */
 	__u32 str_error; /* bit i: string argument i could not be read */
+	__u32 compat;    /* 1: a 32-bit (ia32, int 0x80) system call */
+	__u32 pad;
 };
 
 /* Load-time configuration, the only object in .rodata. */

@@ -244,7 +244,11 @@ impl Pipeline {
         let event = tetragon::ProcessKprobe {
             process: Some(self.proto(&info, false)),
             parent: parent.as_deref().map(|p| self.proto(p, false)),
-            function_name: hook.function_name.clone(),
+            function_name: if m.compat != 0 {
+                hook.function_name.replace("__x64_sys_", "__ia32_sys_")
+            } else {
+                hook.function_name.clone()
+            },
             args,
             action: action as i32,
             policy_name: hook.policy_name.clone(),

@@ -346,3 +346,71 @@ fn policies_added_over_grpc_run_in_the_kernel_and_deleting_them_leaves_nothing()
     );
     agent.stop();
 }
+
+#[test]
+fn an_ia32_int80_open_is_seen() {
+    let _g = serial();
+    let dir = scratch_dir("policy-ia32-files");
+    let policy = write_policy(
+        &dir,
+        "ia32",
+        r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: hostname-open
+spec:
+  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    args:
+    - index: 0
+      type: "int"
+    - index: 1
+      type: "string"
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: "Equal"
+        values: ["/etc/hostname"]
+"#,
+    );
+    let agent = Agent::start("policy-ia32", &["--tracing-policy", &policy]);
+    let helper = helper_bin();
+    let out = Command::new(&helper)
+        .args(["ia32-open", "/etc/hostname"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the int 0x80 openat succeeded: {out:?}"
+    );
+    let pid = {
+        // The helper's pid: find its exec (binary = the helper) with ia32-open in its argv.
+        let events = agent.wait_for("helper exec", WAIT, |ev| {
+            of_kind(ev, "process_exec")
+                .iter()
+                .any(|e| e["process"]["arguments"] == "ia32-open /etc/hostname")
+        });
+        pid_of(
+            of_kind(&events, "process_exec")
+                .into_iter()
+                .find(|e| e["process"]["arguments"] == "ia32-open /etc/hostname")
+                .unwrap(),
+        )
+    };
+    let events = agent.wait_for("ia32 openat event", WAIT, |ev| {
+        kprobes(ev, "hostname-open")
+            .iter()
+            .any(|e| pid_of(e) == pid)
+    });
+    let hits: Vec<_> = kprobes(&events, "hostname-open")
+        .into_iter()
+        .filter(|e| pid_of(e) == pid)
+        .collect();
+    assert_eq!(hits.len(), 1, "exactly the one 32-bit open: {hits:?}");
+    assert_eq!(hits[0]["function_name"], "__ia32_sys_openat");
+    assert_eq!(path_arg(hits[0]), "/etc/hostname");
+    assert_eq!(hits[0]["args"][0]["int_arg"], -100);
+    agent.stop();
+}

@@ -33,6 +33,8 @@ pub struct SyscallTables {
     pub str_prefix: Vec<vigil_str_key>,
     pub str_postfix: Vec<vigil_str_key>,
     pub binaries: Vec<vigil_bin_key>,
+    /// (ia32 syscall number, hook id): 32-bit calls reach hooks through raw_syscalls.
+    pub ia32: Vec<(u32, u32)>,
 }
 
 pub struct SyscallSensor {
@@ -180,7 +182,26 @@ impl SyscallSensor {
         for k in &t.binaries {
             put("vigil_bin_set", bytes(k), &[1])?;
         }
+        for (nr, hook) in &t.ia32 {
+            put("vigil_ia32_hooks", &nr.to_ne_bytes(), &hook.to_ne_bytes())?;
+        }
         let mut links = Vec::new();
+        if !t.ia32.is_empty() {
+            let prog = object
+                .progs_mut()
+                .find(|p| p.name() == "vigil_sys_enter_ia32")
+                .ok_or(LoadError::Missing("vigil_sys_enter_ia32"))?;
+            let link = prog
+                .attach_tracepoint(
+                    TracepointCategory::Custom("raw_syscalls".into()),
+                    "sys_enter",
+                )
+                .map_err(|source| LoadError::Attach {
+                    program: "vigil_sys_enter_ia32 on raw_syscalls:sys_enter".into(),
+                    source,
+                })?;
+            links.push(link);
+        }
         {
             let prog = object
                 .progs_mut()

@@ -8,6 +8,16 @@ use vigil_policy::model::ActionSelector;
 use vigil_policy::state::PolicyMode;
 use vigil_policy::types::{Action, ArgType, Operator};
 
+include!(concat!(env!("OUT_DIR"), "/ia32.rs"));
+
+/// The ia32 number of a syscall, for 32-bit (`int 0x80`) calls.
+pub fn ia32_number(name: &str) -> Option<u32> {
+    IA32_SYSCALLS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, nr)| *nr)
+}
+
 /// How an argument is reported in events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookArg {
@@ -359,6 +369,10 @@ fn build_hook(
         config,
         selectors,
     });
+    // A syscall without an ia32 number (64-bit only) has no 32-bit entry to watch.
+    if let Some(nr) = ia32_number(syscall) {
+        out.tables.ia32.push((nr, id));
+    }
     out.hooks.push(HookInfo {
         id,
         policy_name: plan.name.clone(),
@@ -590,6 +604,15 @@ spec:
             err.path.starts_with("spec.kprobes[0].selectors[0]"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn ia32_numbers_come_from_the_uapi_header() {
+        assert_eq!(ia32_number("openat"), Some(295));
+        assert_eq!(ia32_number("execve"), Some(11));
+        assert_eq!(ia32_number("no_such_call"), None);
+        let t = build(&plan(OPENAT), &mut Ids::default(), &|_| None).unwrap();
+        assert_eq!(t.tables.ia32, vec![(295, t.hooks[0].id)]);
     }
 
     #[test]

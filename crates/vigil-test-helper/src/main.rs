@@ -9,6 +9,8 @@
 //! - `unlinked-exec SRC DIR [ARGS...]`: copy SRC into DIR, unlink it, execute it by fd.
 //! - `spawn-loop N PROG [ARGS...]`: fork+exec+wait PROG N times.
 //! - `sleep MS`: sleep, then exit 0.
+//! - `ia32-open PATH`: open PATH with the 32-bit `int 0x80` openat (ia32 number 295), as a
+//!   64-bit process can; prints the returned fd or -errno.
 
 use std::ffi::CString;
 use std::io::Write;
@@ -58,6 +60,54 @@ fn execveat_fd(fd: i32, args: &[String]) -> ! {
 fn copy_into(src: &str, dst: &mut std::fs::File) {
     let bytes = std::fs::read(src).unwrap_or_else(|_| die("read source"));
     dst.write_all(&bytes).unwrap_or_else(|_| die("write copy"));
+}
+
+/// openat(AT_FDCWD, path, O_RDONLY) through `int 0x80`. The path must live below 4 GiB:
+/// 32-bit calls take 32-bit pointers.
+fn ia32_open(path: &str) {
+    const IA32_OPENAT: u64 = 295;
+    let bytes = CString::new(path.as_bytes()).expect("NUL in path");
+    // SAFETY: a fresh anonymous mapping, written only within its 4096 bytes.
+    let buf = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        )
+    };
+    if buf == libc::MAP_FAILED {
+        die("mmap MAP_32BIT");
+    }
+    let src = bytes.as_bytes_with_nul();
+    assert!(src.len() <= 4096);
+    // SAFETY: buf is 4096 writable bytes.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), buf.cast::<u8>(), src.len()) };
+    let mut ret = IA32_OPENAT;
+    // rbx cannot be an asm operand (LLVM reserves it): swap the first argument in and out.
+    // SAFETY: int 0x80 reads ebx/ecx/edx and writes eax; r8-r11 may be cleared by the kernel.
+    unsafe {
+        std::arch::asm!(
+            "xchg {dirfd}, rbx",
+            "int 0x80",
+            "xchg {dirfd}, rbx",
+            dirfd = inout(reg) (libc::AT_FDCWD as i64) as u64 => _,
+            inout("rax") ret,
+            in("rcx") buf as u64,
+            in("rdx") libc::O_RDONLY as u64,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+        );
+    }
+    let fd = ret as u32 as i32;
+    println!("{fd}");
+    if fd >= 0 {
+        // SAFETY: closing the descriptor just returned.
+        unsafe { libc::close(fd) };
+    } else {
+        std::process::exit(1);
+    }
 }
 
 fn main() {
@@ -140,6 +190,7 @@ fn main() {
             }
         }
         Some("sleep") => std::thread::sleep(Duration::from_millis(num(1))),
+        Some("ia32-open") => ia32_open(&args[1]),
         _ => {
             eprintln!(
                 "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep> ..."
