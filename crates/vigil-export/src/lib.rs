@@ -76,6 +76,8 @@ pub struct JsonLinesSink {
     written: u64,
     lost: u64,
     failing: bool,
+    /// Reused for every line: one allocation per sink, not per event.
+    line: Vec<u8>,
 }
 
 impl std::fmt::Debug for JsonLinesSink {
@@ -127,6 +129,7 @@ impl JsonLinesSink {
             written: 0,
             lost: 0,
             failing: false,
+            line: Vec::with_capacity(4096),
         }
     }
 
@@ -143,23 +146,26 @@ impl JsonLinesSink {
 
     /// Writes one value as a JSON line (no filters).
     pub fn write<T: Serialize>(&mut self, event: &T) {
-        match serde_json::to_vec(event) {
-            Ok(line) => self.write_line(line),
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        match serde_json::to_writer(&mut line, event) {
+            Ok(()) => self.write_line(&mut line),
             Err(e) => {
                 tracing::error!(sink = %self.name, error = %e, "cannot encode event, dropped");
                 self.add_lost(1);
             }
         }
+        self.line = line;
     }
 
-    fn write_line(&mut self, mut line: Vec<u8>) {
+    fn write_line(&mut self, line: &mut Vec<u8>) {
         line.push(b'\n');
         let len = line.len() as u64;
         let result = match &mut self.dest {
             Destination::Stdout(w) => w
-                .write_all(&line)
+                .write_all(line)
                 .map_err(|error| rotate::FlushError { error, lines: 1 }),
-            Destination::File(f) => f.write_line(&line),
+            Destination::File(f) => f.write_line(line),
         };
         self.written += 1;
         self.counters.exported.fetch_add(1, Ordering::Relaxed);
