@@ -123,6 +123,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         bus,
     );
     pipeline.set_hook_registry(hook_registry);
+    pipeline.set_kprobe_ancestors(opts.ancestors_kprobe);
     pipeline.on_scanned(&scanned, &table, Instant::now());
     pipeline.flush();
 

@@ -25,6 +25,8 @@ pub struct AgentOptions {
     pub args_limit: u32,
     pub cluster_name: String,
     pub ancestors_base: bool,
+    /// Ancestors on process_kprobe events (needs `base`, as in Tetragon).
+    pub ancestors_kprobe: bool,
     pub process_cred: bool,
     pub process_ns: bool,
     pub environment: bool,
@@ -99,6 +101,7 @@ impl AgentOptions {
             )
         })?;
         let mut ancestors_base = false;
+        let mut ancestors_kprobe = false;
         for t in f
             .enable_ancestors
             .iter()
@@ -110,6 +113,7 @@ impl AgentOptions {
                 tracing::warn!("--enable-ancestors: unknown event type {t:?} ignored");
             }
             ancestors_base |= t == "base";
+            ancestors_kprobe |= t == "kprobe";
         }
         let username_unix = match f.username_metadata.as_str() {
             "disabled" => false,
@@ -139,6 +143,8 @@ impl AgentOptions {
             args_limit: f.max_args_size,
             cluster_name: f.cluster_name.clone(),
             ancestors_base,
+            // Tetragon: `base` is required by the other types for correct reference counting.
+            ancestors_kprobe: ancestors_kprobe && ancestors_base,
             process_cred: f.enable_process_cred,
             process_ns: f.enable_process_ns,
             environment: f.enable_process_environment_variables,

@@ -37,6 +37,7 @@ pub struct Pipeline {
     cache: ProcessCache,
     enc: EncodeOptions,
     ancestors: bool,
+    kprobe_ancestors: bool,
     cluster_name: String,
     bus: Bus,
     reported_kernel: [u64; VIGIL_CNT_MAX as usize],
@@ -60,6 +61,7 @@ impl Pipeline {
             cache,
             enc,
             ancestors,
+            kprobe_ancestors: false,
             cluster_name,
             bus,
             reported_kernel: [0; VIGIL_CNT_MAX as usize],
@@ -175,6 +177,11 @@ impl Pipeline {
         self.cache.end(info.key, now);
     }
 
+    /// `--enable-ancestors kprobe`: ancestors on process_kprobe events too.
+    pub fn set_kprobe_ancestors(&mut self, on: bool) {
+        self.kprobe_ancestors = on;
+    }
+
     /// Uses the registry the policy loaders fill, so that hook events can be printed.
     pub fn set_hook_registry(&mut self, registry: super::policies::HookRegistry) {
         self.hooks = registry;
@@ -254,6 +261,11 @@ impl Pipeline {
             policy_name: hook.policy_name.clone(),
             message: hook.message.clone().unwrap_or_default(),
             tags: hook.tags,
+            ancestors: if self.kprobe_ancestors {
+                self.ancestors_of(parent.as_deref())
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         };
         self.emit(Event::ProcessKprobe(event), m.hdr.ktime);

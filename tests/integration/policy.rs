@@ -414,3 +414,33 @@ spec:
     assert_eq!(hits[0]["args"][0]["int_arg"], -100);
     agent.stop();
 }
+
+#[test]
+fn kprobe_events_carry_ancestors_when_enabled() {
+    let _g = serial();
+    let dir = scratch_dir("policy-anc-files");
+    let policy = write_policy(&dir, "etc-cat", ETC_CAT);
+    let agent = Agent::start(
+        "policy-anc",
+        &[
+            "--tracing-policy",
+            &policy,
+            "--enable-ancestors",
+            "base,kprobe",
+        ],
+    );
+    let sh = run(Command::new("/bin/sh").args(["-c", "/usr/bin/cat /etc/hostname; true"]));
+    let events = agent.wait_for("cat under sh", WAIT, |ev| {
+        kprobes(ev, "etc-cat")
+            .iter()
+            .any(|e| e["parent"]["pid"] == sh && path_arg(e) == "/etc/hostname")
+    });
+    agent.stop();
+    let e = kprobes(&events, "etc-cat")
+        .into_iter()
+        .find(|e| e["parent"]["pid"] == sh && path_arg(e) == "/etc/hostname")
+        .unwrap();
+    // Ancestors are beyond the parent: the shell's parent is this test process.
+    assert_eq!(e["ancestors"][0]["pid"], std::process::id(), "{e}");
+    assert_eq!(e["ancestors"][0]["exec_id"], e["parent"]["parent_exec_id"]);
+}
