@@ -1,14 +1,14 @@
 //! Kernel records and scanned processes to [`ProcessInfo`].
 
 use vigil_bpf::abi::*;
-use vigil_bpf::records::{ExecRecord, decode_path, split_nul};
+use vigil_bpf::records::{ExecRecord, decode_path};
 use vigil_process::container::docker_field;
 use vigil_process::exec_id::{ExecIds, ProcessKey};
 use vigil_process::model::{
     BinaryLocation, Credentials, ExecFile, NamespaceIds, PrivilegeChanges, ProcessInfo,
 };
 use vigil_process::procfs::ScannedProcess;
-use vigil_process::text::{tetragon_arguments, valid_utf8};
+use vigil_process::text::{split_nul, tetragon_arguments, valid_utf8};
 
 pub fn key(k: &vigil_proc_key) -> ProcessKey {
     ProcessKey::new(k.pid, k.ktime)

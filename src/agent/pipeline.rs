@@ -99,6 +99,28 @@ impl Pipeline {
         }
     }
 
+    /// The image a kernel message names, or an `unknown` one. Exact image only: a pid
+    /// fallback would name the wrong image when its exec was lost; messages without an image
+    /// (ktime 0) can only be matched by pid.
+    fn image_of(&self, process: &vigil_proc_key, tid: u32) -> Arc<ProcessInfo> {
+        let k = key(process);
+        let known = if k.ktime != 0 {
+            self.cache.get(&k)
+        } else {
+            self.cache.by_pid(k.pid)
+        };
+        known.unwrap_or_else(|| {
+            Arc::new(ProcessInfo {
+                key: k,
+                exec_id: self.ids.exec_id(k),
+                tid,
+                flags: vec!["unknown"],
+                auid: u32::MAX,
+                ..Default::default()
+            })
+        })
+    }
+
     /// Handles one raw ring-buffer message.
     pub fn handle_raw(&mut self, data: &[u8], now: Instant) {
         self.stats.records += 1;
@@ -145,24 +167,7 @@ impl Pipeline {
     }
 
     fn on_exit(&mut self, msg: &vigil_exit_msg, now: Instant) {
-        let k = key(&msg.process);
-        // Exact image only: a pid fallback would name the wrong image when its exec was
-        // lost. Messages without an image (ktime 0) can only be matched by pid.
-        let known = if k.ktime != 0 {
-            self.cache.get(&k)
-        } else {
-            self.cache.by_pid(k.pid)
-        };
-        let info = known.unwrap_or_else(|| {
-            Arc::new(ProcessInfo {
-                key: k,
-                exec_id: self.ids.exec_id(k),
-                tid: msg.tid,
-                flags: vec!["unknown"],
-                auid: u32::MAX,
-                ..Default::default()
-            })
-        });
+        let info = self.image_of(&msg.process, msg.tid);
         let parent = info.parent_key.and_then(|p| self.cache.get(&p));
         let code = msg.exit_code;
         let event = tetragon::ProcessExit {
@@ -190,32 +195,13 @@ impl Pipeline {
     fn on_syscall(&mut self, rec: &SyscallRecord) {
         use tetragon::kprobe_argument::Arg;
         let m = &rec.msg;
-        let hook = self
-            .hooks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&m.hook_id)
-            .cloned();
-        let Some(hook) = hook else {
+        let registry = Arc::clone(&self.hooks);
+        let hooks = registry.read().unwrap_or_else(|e| e.into_inner());
+        let Some(hook) = hooks.get(&m.hook_id) else {
             tracing::error!(hook = m.hook_id, "event from an unknown hook dropped");
             return;
         };
-        let k = key(&m.process);
-        let info = if k.ktime != 0 {
-            self.cache.get(&k)
-        } else {
-            self.cache.by_pid(k.pid)
-        };
-        let info = info.unwrap_or_else(|| {
-            Arc::new(ProcessInfo {
-                key: k,
-                exec_id: self.ids.exec_id(k),
-                tid: m.tid,
-                flags: vec!["unknown"],
-                auid: u32::MAX,
-                ..Default::default()
-            })
-        });
+        let info = self.image_of(&m.process, m.tid);
         let parent = info.parent_key.and_then(|p| self.cache.get(&p));
         let args = hook
             .args
@@ -260,7 +246,7 @@ impl Pipeline {
             action: action as i32,
             policy_name: hook.policy_name.clone(),
             message: hook.message.clone().unwrap_or_default(),
-            tags: hook.tags,
+            tags: hook.tags.clone(),
             ancestors: if self.kprobe_ancestors {
                 self.ancestors_of(parent.as_deref())
             } else {

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use vigil_bpf::syscalls::{SharedMaps, SyscallSensor};
 use vigil_policy::Plan;
-use vigil_policy::compile::Capabilities;
 use vigil_runtime::HookInfo;
 use vigil_runtime::tables::{Ids, build};
 
@@ -110,7 +109,8 @@ fn load_one(file: &Path, runtime: &Runtime) -> Result<LoadedPolicy, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read: {e}"))?;
     let policy = vigil_policy::parse_policy(&text, &file.display().to_string())
         .map_err(|errors| errors.to_string())?;
-    let plan = vigil_policy::compile(&policy, &Capabilities::TRACEPOINTS_ONLY);
+    // The same view of the kernel as `explain` and the gRPC policy manager.
+    let plan = vigil_policy::compile(&policy, &crate::policy_cmd::detect_capabilities());
     if !plan.is_loadable() {
         let reasons: Vec<String> = plan
             .refusals

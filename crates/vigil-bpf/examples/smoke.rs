@@ -2,7 +2,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use vigil_bpf::lifecycle::{LifecycleOptions, LifecycleSensor};
-use vigil_bpf::records::{Record, decode, decode_path, split_nul};
+use vigil_bpf::records::{Record, decode, decode_path};
 
 fn main() {
     vigil_bpf::preflight::check(None).expect("preflight");
@@ -41,8 +41,8 @@ fn main() {
                     String::from_utf8_lossy(&decode_path(&r.path)),
                     String::from_utf8_lossy(&decode_path(&r.cwd)),
                     String::from_utf8_lossy(&r.cgroup),
-                    split_nul(&r.args)
-                        .iter()
+                    r.args
+                        .split(|b| *b == 0)
                         .map(|a| String::from_utf8_lossy(a).into_owned())
                         .collect::<Vec<_>>(),
                     r.msg.creds.uid,

@@ -156,16 +156,6 @@ pub fn decode_path(encoded: &[u8]) -> Vec<u8> {
     path
 }
 
-/// Splits a NUL-separated block (argv or environment) into its strings. A block cut by
-/// truncation keeps its partial last string.
-pub fn split_nul(block: &[u8]) -> Vec<Vec<u8>> {
-    if block.is_empty() {
-        return Vec::new();
-    }
-    let body = block.strip_suffix(&[0]).unwrap_or(block);
-    body.split(|&b| b == 0).map(<[u8]>::to_vec).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,16 +182,6 @@ mod tests {
     #[test]
     fn path_with_a_cut_component_does_not_panic() {
         assert_eq!(decode_path(&[10, b'a', b'b']), b"/ab");
-    }
-
-    #[test]
-    fn nul_blocks_split_like_argv() {
-        assert_eq!(
-            split_nul(b"a\0b c\0\0x\0"),
-            vec![b"a".to_vec(), b"b c".to_vec(), vec![], b"x".to_vec()]
-        );
-        assert_eq!(split_nul(b"trunc"), vec![b"trunc".to_vec()]);
-        assert!(split_nul(b"").is_empty());
     }
 
     #[test]

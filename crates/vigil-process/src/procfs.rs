@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::model::{Credentials, NamespaceIds};
-use crate::text::valid_utf8;
+use crate::text::{split_nul, valid_utf8};
 
 /// What the scan learns about one process.
 #[derive(Debug, Clone, Default)]
@@ -80,7 +80,7 @@ fn read_process(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProcess> {
     let kernel_thread = flags & PF_KTHREAD != 0;
 
     let cmdline = fs::read(dir.join("cmdline")).unwrap_or_default();
-    let argv = crate_split_nul(&cmdline);
+    let argv = split_nul(&cmdline);
     let binary = match fs::read_link(dir.join("exe")) {
         Ok(p) => valid_utf8(p.as_os_str().as_encoded_bytes()),
         Err(_) => comm,
@@ -123,14 +123,6 @@ fn read_process(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProcess> {
         cgroup_leaf,
         kernel_thread,
     })
-}
-
-fn crate_split_nul(block: &[u8]) -> Vec<Vec<u8>> {
-    if block.is_empty() {
-        return Vec::new();
-    }
-    let body = block.strip_suffix(&[0]).unwrap_or(block);
-    body.split(|&b| b == 0).map(<[u8]>::to_vec).collect()
 }
 
 /// Parses the credential, capability and NSpid lines of /proc/<pid>/status.

@@ -37,6 +37,17 @@ pub fn valid_utf8(bytes: &[u8]) -> String {
     out
 }
 
+/// Splits a NUL-separated block (argv or environment, as in a process's memory or
+/// /proc/<pid>/cmdline) into its strings. A block cut by truncation keeps its partial last
+/// string.
+pub fn split_nul(block: &[u8]) -> Vec<Vec<u8>> {
+    if block.is_empty() {
+        return Vec::new();
+    }
+    let body = block.strip_suffix(&[0]).unwrap_or(block);
+    body.split(|&b| b == 0).map(<[u8]>::to_vec).collect()
+}
+
 /// Tetragon's `arguments`: argv[1..] joined by one space; an argument containing a space is
 /// wrapped in double quotes; nothing else is escaped.
 pub fn tetragon_arguments(argv: &[Vec<u8>]) -> String {
@@ -82,6 +93,16 @@ mod tests {
         assert_eq!(valid_utf8(b"\xe2\x82"), "\u{FFFD}");
         assert_eq!(valid_utf8(b"ok\xffok\xff"), "ok\u{FFFD}ok\u{FFFD}");
         assert_eq!(valid_utf8("é".as_bytes()), "é");
+    }
+
+    #[test]
+    fn nul_blocks_split_like_argv() {
+        assert_eq!(
+            split_nul(b"a\0b c\0\0x\0"),
+            vec![b"a".to_vec(), b"b c".to_vec(), vec![], b"x".to_vec()]
+        );
+        assert_eq!(split_nul(b"trunc"), vec![b"trunc".to_vec()]);
+        assert!(split_nul(b"").is_empty());
     }
 
     #[test]
