@@ -9,11 +9,29 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::Value;
 
-/// Agent tests share the kernel and the machine: one at a time.
+/// Agent tests share the kernel and the machine: one at a time, within this binary (the
+/// mutex) and across test runs of other checkouts on the same host (the file lock), since
+/// tests compare host-wide sets of eBPF programs and count host-wide ring-buffer losses.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+pub struct Serial {
+    _in_process: MutexGuard<'static, ()>,
+    _across_processes: std::fs::File,
+}
+
+pub fn serial() -> Serial {
+    let in_process = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/run/vigil-tests.lock")
+        .expect("open /run/vigil-tests.lock");
+    file.lock().expect("lock /run/vigil-tests.lock");
+    Serial {
+        _in_process: in_process,
+        _across_processes: file,
+    }
 }
 
 pub fn vigil_bin() -> PathBuf {
