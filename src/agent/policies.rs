@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use vigil_bpf::syscalls::{SharedMaps, SyscallSensor};
+use vigil_bpf::syscalls::{PolicyMode as KernelMode, SharedMaps, SyscallSensor};
 use vigil_policy::Plan;
+use vigil_policy::state::PolicyMode;
 use vigil_runtime::HookInfo;
 use vigil_runtime::tables::{Ids, build};
 
@@ -49,6 +50,18 @@ impl Runtime {
         let sensor = SyscallSensor::load_shared(&self.maps, &tables.tables, self.btf.as_deref())
             .map_err(|e| e.to_string())?;
         Ok((tables.hooks, sensor))
+    }
+
+    /// Switches a loaded policy between enforce and monitor without reloading it: one write
+    /// to the policy object's `vigil_policy_conf` map, effective for the next hook
+    /// invocation. For the API's set-mode (`sensor` is what [`Runtime::load`] returned).
+    #[allow(dead_code)] // called by the API's set-mode once it is wired (crates/vigil-api)
+    pub fn set_mode(&self, sensor: &SyscallSensor, mode: PolicyMode) -> Result<(), String> {
+        let kernel = match mode {
+            PolicyMode::Enforce => KernelMode::Enforce,
+            PolicyMode::Monitor => KernelMode::Monitor,
+        };
+        sensor.set_mode(kernel).map_err(|e| e.to_string())
     }
 }
 

@@ -4,8 +4,8 @@
 use std::mem::size_of;
 
 use crate::abi::{
-    VIGIL_MSG_CLONE, VIGIL_MSG_EXEC, VIGIL_MSG_EXIT, VIGIL_MSG_SYSCALL, vigil_clone_msg,
-    vigil_exec_msg, vigil_exit_msg, vigil_msg_header, vigil_syscall_msg,
+    VIGIL_MSG_CLONE, VIGIL_MSG_EXEC, VIGIL_MSG_EXIT, VIGIL_MSG_SYSCALL, VIGIL_SYSMSG_PATH,
+    vigil_clone_msg, vigil_exec_msg, vigil_exit_msg, vigil_msg_header, vigil_syscall_msg,
 };
 
 /// One message from the kernel.
@@ -23,6 +23,8 @@ pub enum Record {
 pub struct SyscallRecord {
     pub msg: vigil_syscall_msg,
     pub strings: Vec<Vec<u8>>,
+    /// The kernel-resolved path (open-like calls, at exit), if the message carries one.
+    pub path: Option<Vec<u8>>,
 }
 
 /// An exec message with its variable sections split out.
@@ -116,7 +118,13 @@ fn decode_syscall(data: &[u8]) -> Result<SyscallRecord, DecodeError> {
     let kind = VIGIL_MSG_SYSCALL as u8;
     let msg: vigil_syscall_msg = read(data, kind)?;
     let lens: Vec<usize> = msg.str_len.iter().map(|l| usize::from(*l)).collect();
-    let need = size_of::<vigil_syscall_msg>() + lens.iter().sum::<usize>();
+    let has_path = u32::from(msg.flags) & VIGIL_SYSMSG_PATH != 0;
+    let path_len = if has_path {
+        usize::from(msg.path_len)
+    } else {
+        0
+    };
+    let need = size_of::<vigil_syscall_msg>() + lens.iter().sum::<usize>() + path_len;
     if data.len() < need {
         return Err(DecodeError::Truncated {
             kind,
@@ -133,7 +141,8 @@ fn decode_syscall(data: &[u8]) -> Result<SyscallRecord, DecodeError> {
             s
         })
         .collect();
-    Ok(SyscallRecord { msg, strings })
+    let path = has_path.then(|| data[off..off + path_len].to_vec());
+    Ok(SyscallRecord { msg, strings, path })
 }
 
 /// Turns an encoded path (components leaf first) into an absolute path.
