@@ -191,6 +191,13 @@ fn main() {
         }
         Some("sleep") => std::thread::sleep(Duration::from_millis(num(1))),
         Some("ia32-open") => ia32_open(&args[1]),
+        Some("open-bad-pointer") => {
+            // An openat whose path lies in no mapping: the kernel returns EFAULT and a probe
+            // cannot read the string either (the engine's fail-closed case).
+            // SAFETY: the kernel validates the pointer; nothing is dereferenced here.
+            let fd = unsafe { libc::openat(libc::AT_FDCWD, 8 as *const libc::c_char, 0) };
+            println!("{fd}");
+        }
         _ => {
             eprintln!(
                 "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep> ..."
