@@ -233,4 +233,39 @@ mod tests {
         data.pop();
         assert!(matches!(decode(&data), Err(DecodeError::Truncated { .. })));
     }
+
+    #[test]
+    fn syscall_strings_then_the_resolved_path() {
+        let mut msg = vigil_syscall_msg::default();
+        msg.hdr.kind = VIGIL_MSG_SYSCALL as u8;
+        msg.str_len = [0, 8, 0, 0, 0];
+        msg.flags = VIGIL_SYSMSG_PATH as u16;
+        msg.path_len = 13;
+        // SAFETY: plain-old-data struct viewed as bytes.
+        let head = unsafe {
+            std::slice::from_raw_parts(
+                (&msg as *const vigil_syscall_msg).cast::<u8>(),
+                size_of::<vigil_syscall_msg>(),
+            )
+        };
+        let mut data = head.to_vec();
+        data.extend_from_slice(b"hostname/etc/hostname");
+        let Record::Syscall(rec) = decode(&data).unwrap() else {
+            panic!("not a syscall record")
+        };
+        assert_eq!(rec.strings[1], b"hostname");
+        assert!(rec.strings[0].is_empty());
+        assert_eq!(rec.path.as_deref(), Some(&b"/etc/hostname"[..]));
+        data.pop();
+        assert!(matches!(decode(&data), Err(DecodeError::Truncated { .. })));
+        // Without the flag, path_len is not a section.
+        let mut plain = data.clone();
+        plain[..size_of::<vigil_syscall_msg>()].copy_from_slice(head);
+        let flags_at = std::mem::offset_of!(vigil_syscall_msg, flags);
+        plain[flags_at] = 0;
+        let Record::Syscall(rec) = decode(&plain).unwrap() else {
+            panic!("not a syscall record")
+        };
+        assert_eq!(rec.path, None);
+    }
 }
