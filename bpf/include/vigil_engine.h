@@ -197,16 +197,16 @@ static long fdpath_step(__u32 i, struct fdpath_ctx *c)
 	return 0;
 }
 
-/* Resolves `file` to a path in row VIGIL_ROW_PATH. Returns 1 when a complete path is there. */
-static __always_inline int resolve_file(struct sys_scratch *s, struct file *file)
+/* Walks `file`'s path into pathbuf (s->path_pos, s->path_state). */
+static __always_inline void resolve_file(struct sys_scratch *s, struct file *file)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdpath_ctx c = { .pos = VIGIL_ARG_STR_MAX };
 	struct vfsmount *vfsmnt;
-	__u32 len;
 
+	s->path_state = 0;
 	if (!file)
-		return 0;
+		return;
 	c.dentry = (__u64)BPF_CORE_READ(file, f_path.dentry);
 	vfsmnt = BPF_CORE_READ(file, f_path.mnt);
 	c.mnt = (__u64)container_of(vfsmnt, struct mount, mnt);
@@ -217,18 +217,25 @@ static __always_inline int resolve_file(struct sys_scratch *s, struct file *file
 		c.pos -= 1;
 		s->pathbuf[c.pos & (VIGIL_ARG_STR_MAX - 1)] = '/';
 	}
-	len = (VIGIL_ARG_STR_MAX - c.pos) & (VIGIL_ARG_STR_MAX - 1);
-	bpf_probe_read_kernel(s->st.strs[VIGIL_ROW_PATH], len,
-			      &s->pathbuf[c.pos & (VIGIL_ARG_STR_MAX - 1)]);
+	s->path_pos = c.pos;
+	s->path_state = c.trunc ? 2 : 1;
+}
+
+/* Copies the resolved path into row VIGIL_ROW_PATH and marks the message. */
+static __always_inline void place_path(struct sys_scratch *s)
+{
+	__u32 pos = s->path_pos & (VIGIL_ARG_STR_MAX - 1);
+	__u32 len = (VIGIL_ARG_STR_MAX - pos) & (VIGIL_ARG_STR_MAX - 1);
+
+	if (!s->path_state)
+		return;
+	bpf_probe_read_kernel(s->st.strs[VIGIL_ROW_PATH], len, &s->pathbuf[pos]);
 	s->st.strs[VIGIL_ROW_PATH][len & (VIGIL_ARG_STR_MAX - 1)] = 0;
 	s->st.str_len_full[VIGIL_ROW_PATH] = len;
 	s->st.msg.path_len = len;
 	s->st.msg.flags |= VIGIL_SYSMSG_PATH;
-	if (c.trunc) {
+	if (s->path_state == 2)
 		s->st.msg.flags |= VIGIL_SYSMSG_PATH_TRUNC;
-		return 0;
-	}
-	return 1;
 }
 
 /* The file behind descriptor `fd` of the current task, or NULL. */
@@ -289,11 +296,19 @@ static __always_inline int negated(__u32 op)
 	return op == VIGIL_OP_NEQ || op == VIGIL_OP_NOT_PREFIX || op == VIGIL_OP_NOT_POSTFIX;
 }
 
-/* 1: the filter holds; 0: it does not. `enforcing`: the selector has an enforcement action,
- * so an unreadable argument fails closed (holds) rather than letting the call through. */
+/*
+ * 1: the filter holds; 0: it does not. `enforcing`: the selector has an enforcement action,
+ * so an unreadable argument fails closed (holds) rather than letting the call through.
+ *
+ * Entry evaluates every filter but two kinds: return-value filters (exit), and the path
+ * filters of open-like hooks when the user string does not decide them: a positive operator
+ * that missed, or a negated one that did not hit, waits for the path the kernel opened
+ * (`*deferred` is set). Exit evaluates only those two kinds; `deferred` says whether this
+ * selector's path filters are still open.
+ */
 static __always_inline int filter_match(struct sys_scratch *s, const struct vigil_hook_cfg *h,
 					const struct vigil_arg_filter *f, __u32 phase,
-					int enforcing)
+					int enforcing, __u32 *deferred, __u32 str_error)
 {
 	__u32 slot = f->slot & 7;
 	int hit;
@@ -302,23 +317,34 @@ static __always_inline int filter_match(struct sys_scratch *s, const struct vigi
 		return phase == PHASE_ENTRY || int_match(s->st.msg.ret, f);
 	if (slot >= VIGIL_MAX_ARGS)
 		return 0;
+	if ((h->flags & VIGIL_HOOK_FD_PATH) && slot == h->path_slot) {
+		if (phase == PHASE_ENTRY) {
+			if (!(str_error & (1u << slot))) {
+				hit = str_op(s, slot, f->op, f->set_id);
+				if (hit)
+					return !negated(f->op);
+			}
+			*deferred = 1;
+			return 1;
+		}
+		if (!*deferred)
+			return 1; /* decided by the user string at entry */
+		if (s->path_state == 1) {
+			hit = str_op(s, VIGIL_ROW_PATH, f->op, f->set_id);
+			return negated(f->op) ? !hit : hit;
+		}
+		/* No usable resolved path. A failed open touched nothing: the user string (which
+		 * missed, or could not be read) decides. An open that succeeded on a path too deep
+		 * to resolve, with an unreadable user string, fails closed. */
+		if ((str_error & (1u << slot)) && s->st.msg.ret >= 0)
+			goto unreadable;
+		return negated(f->op);
+	}
+	if (phase == PHASE_EXIT)
+		return 1; /* evaluated at entry */
 	if (h->arg_kind[slot] != VIGIL_ARG_STRING)
 		return int_match(s->st.msg.ints[slot], f);
-	if ((h->flags & VIGIL_HOOK_FD_PATH) && slot == h->path_slot) {
-		/* Decided at exit against the user string and the kernel-resolved path. */
-		if (phase == PHASE_ENTRY)
-			return 1;
-		hit = 0;
-		if (!(s->st.msg.str_error & (1u << slot)))
-			hit = str_op(s, slot, f->op, f->set_id);
-		if (!hit && (s->st.msg.flags & VIGIL_SYSMSG_PATH) &&
-		    !(s->st.msg.flags & VIGIL_SYSMSG_PATH_TRUNC))
-			hit = str_op(s, VIGIL_ROW_PATH, f->op, f->set_id);
-		else if (!hit && (s->st.msg.str_error & (1u << slot)))
-			goto unreadable;
-		return negated(f->op) ? !hit : hit;
-	}
-	if (s->st.msg.str_error & (1u << slot))
+	if (str_error & (1u << slot))
 		goto unreadable;
 	hit = str_op(s, slot, f->op, f->set_id);
 	return negated(f->op) ? !hit : hit;
@@ -365,6 +391,8 @@ struct filters_ctx {
 	__u32 sel_idx; /* index in vigil_sys_selectors */
 	__u32 phase;
 	__u32 result;
+	__u32 deferred;  /* entry: set when a path filter waits; exit: whether it waited */
+	__u32 str_error; /* arguments that could not be read */
 };
 
 /*
@@ -391,21 +419,31 @@ static long filter_step(__u32 i, struct filters_ctx *c)
 	if (i >= VIGIL_MAX_ARG_FILTERS)
 		return 1;
 	enforcing = (sel->actions | sel->ret_actions) & (VIGIL_ACT_SIGKILL | VIGIL_ACT_SIGNAL);
-	if (!filter_match(s, h, &sel->filters[i], c->phase, enforcing)) {
+	if (!filter_match(s, h, &sel->filters[i], c->phase, enforcing, &c->deferred,
+			  c->str_error)) {
 		c->result = 0;
 		return 1;
 	}
 	return 0;
 }
 
+/* `deferred`: in at exit (this selector waited for the path), out at entry. */
 static __always_inline int args_match(__u32 hook, __u32 sel_idx, const struct vigil_selector_cfg *sel,
-				      __u32 phase)
+				      __u32 phase, __u32 *deferred, __u32 str_error)
 {
-	struct filters_ctx c = { .hook = hook, .sel_idx = sel_idx, .phase = phase, .result = 1 };
+	struct filters_ctx c = {
+		.hook = hook,
+		.sel_idx = sel_idx,
+		.phase = phase,
+		.result = 1,
+		.deferred = *deferred,
+		.str_error = str_error,
+	};
 
 	if (!sel->nfilters)
 		return 1;
 	bpf_loop(VIGIL_MAX_ARG_FILTERS, filter_step, &c, 0);
+	*deferred = c.deferred;
 	return c.result;
 }
 
@@ -553,19 +591,32 @@ static __always_inline void act(struct sys_scratch *s, __u32 hook, __u32 matched
 	post(s, hook, matched);
 }
 
+static __always_inline void reset_msg(struct sys_scratch *s, __u32 compat)
+{
+	s->st.msg.str_error = 0;
+	s->st.msg.str_trunc = 0;
+	s->st.msg.compat = compat;
+	s->st.msg.pad = 0;
+	s->st.msg.flags = 0;
+	s->st.msg.ret = 0;
+	s->st.msg.ret_actions = 0;
+	s->st.msg.path_len = 0;
+	s->st.msg.actions = 0;
+}
+
 /*
  * THE ENTRY: run hook `hook`'s selectors over `args` (VIGIL_ENGINE_NARGS raw values, in the
  * hook's native order: syscall arguments, tracepoint fields, uprobe registers) and act.
  * Callable from any program type; `ctx` is the program's context (kept for helpers that need
  * it, e.g. stack traces); `flags` is VIGIL_ENGINE_* bits. Always returns 0.
  *
- * Hooks with VIGIL_HOOK_EXIT keep what they read for their exit (engine_handle_exit): the
- * selectors that passed the entry-time filters are finished there.
+ * Hooks with VIGIL_HOOK_EXIT keep what their exit (engine_handle_exit) needs: the selectors
+ * that passed the entry-time filters are finished there.
  */
 static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *args, __u32 flags)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32, zero = 0, candidates = 0;
+	__u32 tgid = pid_tgid >> 32, zero = 0, candidates = 0, deferred_mask = 0;
 	struct vigil_hook_cfg *h = bpf_map_lookup_elem(&vigil_sys_hooks, &hook);
 	struct vigil_proc_entry *proc;
 	struct sys_scratch *s;
@@ -577,28 +628,24 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 	if (!s)
 		return 0;
 	proc = bpf_map_lookup_elem(&vigil_procs, &tgid);
-	s->st.msg.str_error = 0;
-	s->st.msg.str_trunc = 0;
-	s->st.msg.compat = (flags & VIGIL_ENGINE_COMPAT) ? 1 : 0;
-	s->st.msg.pad = 0;
-	s->st.msg.flags = 0;
-	s->st.msg.ret = 0;
-	s->st.msg.ret_actions = 0;
-	s->st.msg.path_len = 0;
-	s->st.msg.actions = 0;
+	reset_msg(s, (flags & VIGIL_ENGINE_COMPAT) ? 1 : 0);
 	read_args(s, h, args);
 
 	for (int i = 0; i < VIGIL_MAX_SELECTORS; i++) {
 		__u32 idx = hook * VIGIL_MAX_SELECTORS + i;
 		struct vigil_selector_cfg *sel;
+		__u32 deferred = 0;
 
 		if (i >= h->nselectors)
 			break;
 		sel = bpf_map_lookup_elem(&vigil_sys_selectors, &idx);
-		if (!sel || !process_match(sel, tgid, proc) || !args_match(hook, idx, sel, PHASE_ENTRY))
+		if (!sel || !process_match(sel, tgid, proc) ||
+		    !args_match(hook, idx, sel, PHASE_ENTRY, &deferred, s->st.msg.str_error))
 			continue;
 		if (h->flags & VIGIL_HOOK_EXIT) {
 			candidates |= 1u << i;
+			if (deferred)
+				deferred_mask |= 1u << i;
 			continue;
 		}
 		matched = i;
@@ -607,7 +654,22 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 	if (h->flags & VIGIL_HOOK_EXIT) {
 		if (!candidates)
 			return 0;
+		if (h->flags & VIGIL_HOOK_FD_PATH) {
+			struct pending_open po = {
+				.hook = hook,
+				.candidates = candidates,
+				.deferred = deferred_mask,
+				.str_error = s->st.msg.str_error,
+				.compat = s->st.msg.compat,
+			};
+
+			__builtin_memcpy(po.args, args, sizeof(po.args));
+			if (bpf_map_update_elem(&vigil_pending_open, &pid_tgid, &po, BPF_ANY))
+				hook_count(hook, VIGIL_HOOK_PENDING_LOST);
+			return 0;
+		}
 		s->st.candidates = candidates;
+		s->st.deferred = deferred_mask;
 		s->st.msg.hook_id = hook;
 		if (bpf_map_update_elem(&vigil_pending, &pid_tgid, &s->st, BPF_ANY))
 			hook_count(hook, VIGIL_HOOK_PENDING_LOST);
@@ -630,61 +692,107 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 /*
  * The paired exit of a VIGIL_HOOK_EXIT hook: `ret` is the return value. Resolves the returned
  * fd's path when the hook asks for it, finishes the selectors that passed at entry (return
- * filters, path filters), runs matchActions and matchReturnActions, posts one event with
- * arguments and return value.
+ * filters, path filters left open), then runs matchActions and matchReturnActions and posts
+ * one event with the arguments and the return value.
  */
 static __always_inline int engine_handle_exit(void *ctx, __u32 hook, __s64 ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32, zero = 0;
+	__u32 tgid = pid_tgid >> 32, zero = 0, candidates, deferred_mask, str_error;
 	struct vigil_hook_cfg *h = bpf_map_lookup_elem(&vigil_sys_hooks, &hook);
 	struct vigil_proc_entry *proc;
-	struct engine_state *p;
+	struct pending_open *po = NULL;
+	struct engine_state *p = NULL;
 	struct sys_scratch *s;
 	int matched = -1;
 
-	p = bpf_map_lookup_elem(&vigil_pending, &pid_tgid);
-	if (!p)
+	if (!h)
 		return 0;
-	s = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
-	if (!h || !s || p->msg.hook_id != hook) {
-		bpf_map_delete_elem(&vigil_pending, &pid_tgid);
-		return 0;
+	if (h->flags & VIGIL_HOOK_FD_PATH) {
+		po = bpf_map_lookup_elem(&vigil_pending_open, &pid_tgid);
+		if (!po)
+			return 0;
+		if (po->hook != hook) {
+			bpf_map_delete_elem(&vigil_pending_open, &pid_tgid);
+			return 0;
+		}
+		candidates = po->candidates;
+		deferred_mask = po->deferred;
+		str_error = po->str_error;
+	} else {
+		p = bpf_map_lookup_elem(&vigil_pending, &pid_tgid);
+		if (!p)
+			return 0;
+		if (p->msg.hook_id != hook) {
+			bpf_map_delete_elem(&vigil_pending, &pid_tgid);
+			return 0;
+		}
+		candidates = p->candidates;
+		deferred_mask = p->deferred;
+		str_error = p->msg.str_error;
 	}
-	bpf_probe_read_kernel(&s->st, sizeof(s->st), p);
-	bpf_map_delete_elem(&vigil_pending, &pid_tgid);
+	s = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
+	if (!s)
+		goto done;
 	s->st.msg.ret = ret;
-	s->st.msg.flags |= VIGIL_SYSMSG_RETURN;
-	if ((h->flags & VIGIL_HOOK_FD_PATH) && ret >= 0)
+	s->st.msg.flags = 0;
+	s->path_state = 0;
+	if ((h->flags & VIGIL_HOOK_FD_PATH) && ret >= 0) {
 		resolve_file(s, fd_file(ret));
+		place_path(s);
+	}
 
 	for (int i = 0; i < VIGIL_MAX_SELECTORS; i++) {
 		__u32 idx = hook * VIGIL_MAX_SELECTORS + i;
 		struct vigil_selector_cfg *sel;
+		__u32 deferred = (deferred_mask >> i) & 1;
 
 		if (i >= h->nselectors)
 			break;
-		if (!(s->st.candidates & (1u << i)))
+		if (!(candidates & (1u << i)))
 			continue;
 		sel = bpf_map_lookup_elem(&vigil_sys_selectors, &idx);
-		if (sel && args_match(hook, idx, sel, PHASE_EXIT)) {
+		if (sel && args_match(hook, idx, sel, PHASE_EXIT, &deferred, str_error)) {
 			matched = i;
 			break;
 		}
 	}
 	if (matched < 0)
-		return 0;
+		goto done;
+	/* A match: now (only now) bring back the arguments. */
+	if (po) {
+		__u64 args[VIGIL_ENGINE_NARGS];
+		__u32 fail_closed = s->st.msg.flags & VIGIL_SYSMSG_FAIL_CLOSED;
+
+		__builtin_memcpy(args, po->args, sizeof(args));
+		reset_msg(s, po->compat);
+		read_args(s, h, args);
+		s->st.msg.flags |= fail_closed;
+	} else if (p) {
+		__u32 fail_closed = s->st.msg.flags & VIGIL_SYSMSG_FAIL_CLOSED;
+
+		bpf_probe_read_kernel(&s->st, sizeof(s->st), p);
+		s->st.msg.flags |= fail_closed;
+	}
+	s->st.msg.ret = ret;
+	s->st.msg.flags |= VIGIL_SYSMSG_RETURN;
+	place_path(s);
 	proc = bpf_map_lookup_elem(&vigil_procs, &tgid);
 	{
 		__u32 idx = hook * VIGIL_MAX_SELECTORS + (matched & 7);
 		struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &idx);
 
-		if (!sel)
-			return 0;
-		s->st.msg.actions = sel->actions;
-		s->st.msg.ret_actions = sel->ret_actions;
-		act(s, hook, matched, sel, sel->actions | sel->ret_actions, pid_tgid, proc);
+		if (sel) {
+			s->st.msg.actions = sel->actions;
+			s->st.msg.ret_actions = sel->ret_actions;
+			act(s, hook, matched, sel, sel->actions | sel->ret_actions, pid_tgid, proc);
+		}
 	}
+done:
+	if (po)
+		bpf_map_delete_elem(&vigil_pending_open, &pid_tgid);
+	else
+		bpf_map_delete_elem(&vigil_pending, &pid_tgid);
 	return 0;
 }
 

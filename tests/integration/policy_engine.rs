@@ -278,7 +278,7 @@ metadata:
   name: fail-closed
 spec:
   kprobes:
-  - call: "sys_openat"
+  - call: "sys_mkdirat"
     syscall: true
     args:
     - index: 0
@@ -289,7 +289,7 @@ spec:
     - matchArgs:
       - index: 1
         operator: "Prefix"
-        values: ["/etc/shadow"]
+        values: ["/etc/secret"]
       matchBinaries:
       - operator: "In"
         values: ["{}"]
@@ -300,11 +300,11 @@ spec:
     );
     let policy = write_policy(&dir, "closed", &yaml);
     let agent = Agent::start("engine-closed", &["--tracing-policy", &policy]);
-    // A readable path that does not match: the helper lives.
+    // No mkdirat at all: the helper lives.
     let fine = Command::new(&helper).args(["sleep", "1"]).status().unwrap();
     assert!(fine.success(), "{fine:?}");
     let out = Command::new(&helper)
-        .arg("open-bad-pointer")
+        .arg("mkdir-bad-pointer")
         .output()
         .unwrap();
     assert_eq!(

@@ -191,12 +191,12 @@ fn main() {
         }
         Some("sleep") => std::thread::sleep(Duration::from_millis(num(1))),
         Some("ia32-open") => ia32_open(&args[1]),
-        Some("open-bad-pointer") => {
-            // An openat whose path lies in no mapping: the kernel returns EFAULT and a probe
+        Some("mkdir-bad-pointer") => {
+            // A mkdirat whose path lies in no mapping: the kernel returns EFAULT and a probe
             // cannot read the string either (the engine's fail-closed case).
             // SAFETY: the kernel validates the pointer; nothing is dereferenced here.
-            let fd = unsafe { libc::openat(libc::AT_FDCWD, 8 as *const libc::c_char, 0) };
-            println!("{fd}");
+            let rc = unsafe { libc::mkdirat(libc::AT_FDCWD, 8 as *const libc::c_char, 0o700) };
+            println!("{rc}");
         }
         _ => {
             eprintln!(
