@@ -125,19 +125,33 @@ static __always_inline int str_postfix(struct sys_scratch *s, __u32 row, __u32 s
 	return bpf_map_lookup_elem(&vigil_str_postfix, &s->key) != NULL;
 }
 
-/* The positive form of a string operator on one row: Equal, Prefix or Postfix. */
-static __always_inline int str_op(struct sys_scratch *s, __u32 row, __u32 op, __u32 set_id)
+/*
+ * The positive form of a string operator on one row: Equal, Prefix or Postfix. Equal and
+ * Prefix first compare the bytes every value of the set starts with (up to 8, packed by the
+ * loader in values[0], count in nvalues): most strings leave there, before any map lookup.
+ */
+static __always_inline int str_op(struct sys_scratch *s, __u32 row,
+				  const struct vigil_arg_filter *f)
 {
-	switch (op) {
+	__u32 n = f->nvalues;
+
+	if (n && f->op != VIGIL_OP_POSTFIX && f->op != VIGIL_OP_NOT_POSTFIX) {
+		__u64 first = *(__u64 *)s->st.strs[row & 7];
+		__u64 mask = n >= 8 ? ~0ULL : ((1ULL << (8 * n)) - 1);
+
+		if (s->st.str_len_full[row & 7] < n || ((first ^ (__u64)f->values[0]) & mask))
+			return 0;
+	}
+	switch (f->op) {
 	case VIGIL_OP_EQ:
 	case VIGIL_OP_NEQ:
-		return str_equal(s, row, set_id);
+		return str_equal(s, row, f->set_id);
 	case VIGIL_OP_PREFIX:
 	case VIGIL_OP_NOT_PREFIX:
-		return str_prefix(s, row, set_id);
+		return str_prefix(s, row, f->set_id);
 	case VIGIL_OP_POSTFIX:
 	case VIGIL_OP_NOT_POSTFIX:
-		return str_postfix(s, row, set_id);
+		return str_postfix(s, row, f->set_id);
 	}
 	return 0;
 }
@@ -320,7 +334,7 @@ static __always_inline int filter_match(struct sys_scratch *s, const struct vigi
 	if ((h->flags & VIGIL_HOOK_FD_PATH) && slot == h->path_slot) {
 		if (phase == PHASE_ENTRY) {
 			if (!(str_error & (1u << slot))) {
-				hit = str_op(s, slot, f->op, f->set_id);
+				hit = str_op(s, slot, f);
 				if (hit)
 					return !negated(f->op);
 			}
@@ -330,7 +344,7 @@ static __always_inline int filter_match(struct sys_scratch *s, const struct vigi
 		if (!*deferred)
 			return 1; /* decided by the user string at entry */
 		if (s->path_state == 1) {
-			hit = str_op(s, VIGIL_ROW_PATH, f->op, f->set_id);
+			hit = str_op(s, VIGIL_ROW_PATH, f);
 			return negated(f->op) ? !hit : hit;
 		}
 		/* No usable resolved path. A failed open touched nothing: the user string (which
@@ -346,7 +360,7 @@ static __always_inline int filter_match(struct sys_scratch *s, const struct vigi
 		return int_match(s->st.msg.ints[slot], f);
 	if (str_error & (1u << slot))
 		goto unreadable;
-	hit = str_op(s, slot, f->op, f->set_id);
+	hit = str_op(s, slot, f);
 	return negated(f->op) ? !hit : hit;
 unreadable:
 	if (enforcing) {
@@ -449,19 +463,23 @@ static __always_inline int args_match(__u32 hook, __u32 sel_idx, const struct vi
 
 /* ---- arguments ------------------------------------------------------------------------ */
 
+/* Reads the hook's arguments; strings only for the slots in `strs` (a string costs a user
+ * memory copy: entry reads those the filters need, the rest only when a selector matched). */
 static __always_inline void read_args(struct sys_scratch *s, const struct vigil_hook_cfg *h,
-				      const __u64 *regs)
+				      const __u64 *regs, __u32 strs)
 {
 	for (int i = 0; i < VIGIL_MAX_ARGS; i++) {
 		__u32 ai;
 		__u64 raw;
 		long n;
 
+		if (i >= h->nargs)
+			break;
+		if (h->arg_kind[i] == VIGIL_ARG_STRING && !((strs >> i) & 1))
+			continue;
 		s->st.msg.str_len[i] = 0;
 		s->st.str_len_full[i] = 0;
 		s->st.msg.ints[i] = 0;
-		if (i >= h->nargs)
-			break;
 		ai = h->arg_index[i] & 7;
 		if (ai >= VIGIL_ENGINE_NARGS)
 			ai = VIGIL_ENGINE_NARGS - 1; /* the loader refuses such indices */
@@ -602,6 +620,10 @@ static __always_inline void reset_msg(struct sys_scratch *s, __u32 compat)
 	s->st.msg.ret_actions = 0;
 	s->st.msg.path_len = 0;
 	s->st.msg.actions = 0;
+	for (int i = 0; i < VIGIL_MAX_ARGS; i++) {
+		s->st.msg.str_len[i] = 0;
+		s->st.str_len_full[i] = 0;
+	}
 }
 
 /*
@@ -629,7 +651,7 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 		return 0;
 	proc = bpf_map_lookup_elem(&vigil_procs, &tgid);
 	reset_msg(s, (flags & VIGIL_ENGINE_COMPAT) ? 1 : 0);
-	read_args(s, h, args);
+	read_args(s, h, args, h->filter_strs);
 
 	for (int i = 0; i < VIGIL_MAX_SELECTORS; i++) {
 		__u32 idx = hook * VIGIL_MAX_SELECTORS + i;
@@ -668,6 +690,8 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 				hook_count(hook, VIGIL_HOOK_PENDING_LOST);
 			return 0;
 		}
+		/* The exit of other calls may find their memory gone (execve): read it all now. */
+		read_args(s, h, args, ~(__u32)h->filter_strs);
 		s->st.candidates = candidates;
 		s->st.deferred = deferred_mask;
 		s->st.msg.hook_id = hook;
@@ -683,6 +707,7 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 
 		if (!sel)
 			return 0;
+		read_args(s, h, args, ~(__u32)h->filter_strs);
 		s->st.msg.actions = sel->actions;
 		act(s, hook, matched, sel, sel->actions, pid_tgid, proc);
 	}
@@ -766,7 +791,7 @@ static __always_inline int engine_handle_exit(void *ctx, __u32 hook, __s64 ret)
 
 		__builtin_memcpy(args, po->args, sizeof(args));
 		reset_msg(s, po->compat);
-		read_args(s, h, args);
+		read_args(s, h, args, ~0u);
 		s->st.msg.flags |= fail_closed;
 	} else if (p) {
 		__u32 fail_closed = s->st.msg.flags & VIGIL_SYSMSG_FAIL_CLOSED;
