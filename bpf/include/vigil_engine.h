@@ -370,18 +370,82 @@ unreadable:
 	return 0;
 }
 
-/* Process-level filters (PIDs, binaries): evaluated at entry only. */
-static __always_inline int process_match(const struct vigil_selector_cfg *sel, __u32 tgid,
-					 struct vigil_proc_entry *proc)
+#define VIGIL_ANCESTORS_MAX 32 /* generations walked by followForks / followChildren */
+
+struct anc_ctx {
+	__u32 sel_idx;
+	__u32 pid;   /* the ancestor to look at next */
+	__u64 ktime; /* its start time, against pid reuse (0: unknown) */
+	__u32 bins;  /* look for a binary of the selector's set */
+	__u32 found;
+};
+
+static __always_inline int pid_listed(const struct vigil_selector_cfg *sel, __u32 pid)
+{
+	int in = 0;
+
+	for (int i = 0; i < VIGIL_MAX_PIDS; i++) {
+		if (i >= sel->npids)
+			break;
+		in |= sel->pids[i] == pid;
+	}
+	return in;
+}
+
+/* One generation up the kernel process table (parent keys kept by the lifecycle sensor). */
+static long anc_step(__u32 i, struct anc_ctx *c)
+{
+	struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &c->sel_idx);
+	struct vigil_proc_entry *e;
+
+	if (!sel || !c->pid)
+		return 1;
+	e = bpf_map_lookup_elem(&vigil_procs, &c->pid);
+	if (!e || (c->ktime && e->key.ktime != c->ktime))
+		return 1; /* gone, or the pid now names another process */
+	if (c->bins) {
+		struct vigil_bin_key bk = {
+			.set_id = sel->bin_set_id,
+			.ino = e->bin_ino,
+			.dev = e->bin_dev,
+		};
+
+		if (bpf_map_lookup_elem(&vigil_bin_set, &bk)) {
+			c->found = 1;
+			return 1;
+		}
+	} else if (pid_listed(sel, c->pid)) {
+		c->found = 1;
+		return 1;
+	}
+	c->pid = e->parent.pid;
+	c->ktime = e->parent.ktime;
+	return 0;
+}
+
+/* Whether an ancestor of `proc` is listed (bins: in the binary set; else in matchPIDs). */
+static __always_inline int ancestor_listed(__u32 sel_idx, struct vigil_proc_entry *proc, __u32 bins)
+{
+	struct anc_ctx c = { .sel_idx = sel_idx, .bins = bins };
+
+	if (!proc)
+		return 0;
+	c.pid = proc->parent.pid;
+	c.ktime = proc->parent.ktime;
+	bpf_loop(VIGIL_ANCESTORS_MAX, anc_step, &c, 0);
+	return c.found;
+}
+
+/* Process-level filters (PIDs, binaries): evaluated at entry only. followForks and
+ * followChildren extend them to descendants: the process or one of its ancestors. */
+static __always_inline int process_match(const struct vigil_selector_cfg *sel, __u32 sel_idx,
+					 __u32 tgid, struct vigil_proc_entry *proc)
 {
 	if (sel->pid_op) {
-		int in = 0;
+		int in = pid_listed(sel, tgid);
 
-		for (int i = 0; i < VIGIL_MAX_PIDS; i++) {
-			if (i >= sel->npids)
-				break;
-			in |= sel->pids[i] == tgid;
-		}
+		if (!in && (sel->flags & VIGIL_SEL_FOLLOW_FORKS))
+			in = ancestor_listed(sel_idx, proc, 0);
 		if ((sel->pid_op == VIGIL_OP_IN) != in)
 			return 0;
 	}
@@ -394,6 +458,8 @@ static __always_inline int process_match(const struct vigil_selector_cfg *sel, _
 			bk.dev = proc->bin_dev;
 		}
 		in = proc && bpf_map_lookup_elem(&vigil_bin_set, &bk) != NULL;
+		if (!in && (sel->flags & VIGIL_SEL_FOLLOW_CHILDREN))
+			in = ancestor_listed(sel_idx, proc, 1);
 		if ((sel->bin_op == VIGIL_OP_IN) != in)
 			return 0;
 	}
@@ -609,6 +675,58 @@ static __always_inline void act(struct sys_scratch *s, __u32 hook, __u32 matched
 	post(s, hook, matched);
 }
 
+struct sels_ctx {
+	__u32 hook;
+	__u32 tgid;
+	__u32 phase;
+	__u32 pairs_exit; /* entry: collect candidates for the exit instead of stopping */
+	__u32 candidates; /* entry: out; exit: in */
+	__u32 deferred;   /* entry: out; exit: in */
+	__u32 str_error;
+	__s32 matched;
+};
+
+/*
+ * One selector per bpf_loop iteration (the verifier checks the callback once, not five
+ * unrolled copies). Entry: process filters, then argument filters; exit: the filters left
+ * open by entry, for the selectors entry kept.
+ */
+static long sel_step(__u32 i, struct sels_ctx *c)
+{
+	__u32 idx = c->hook * VIGIL_MAX_SELECTORS + i;
+	struct vigil_selector_cfg *sel;
+	struct vigil_proc_entry *proc;
+	__u32 deferred = 0;
+
+	if (i >= VIGIL_MAX_SELECTORS)
+		return 1;
+	sel = bpf_map_lookup_elem(&vigil_sys_selectors, &idx);
+	if (!sel)
+		return 0;
+	if (c->phase == PHASE_EXIT) {
+		if (!((c->candidates >> i) & 1))
+			return 0;
+		deferred = (c->deferred >> i) & 1;
+		if (args_match(c->hook, idx, sel, PHASE_EXIT, &deferred, c->str_error)) {
+			c->matched = i;
+			return 1;
+		}
+		return 0;
+	}
+	proc = bpf_map_lookup_elem(&vigil_procs, &c->tgid);
+	if (!process_match(sel, idx, c->tgid, proc) ||
+	    !args_match(c->hook, idx, sel, PHASE_ENTRY, &deferred, c->str_error))
+		return 0;
+	if (c->pairs_exit) {
+		c->candidates |= 1u << i;
+		if (deferred)
+			c->deferred |= 1u << i;
+		return 0;
+	}
+	c->matched = i;
+	return 1;
+}
+
 static __always_inline void reset_msg(struct sys_scratch *s, __u32 compat)
 {
 	s->st.msg.str_error = 0;
@@ -653,25 +771,20 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 	reset_msg(s, (flags & VIGIL_ENGINE_COMPAT) ? 1 : 0);
 	read_args(s, h, args, h->filter_strs);
 
-	for (int i = 0; i < VIGIL_MAX_SELECTORS; i++) {
-		__u32 idx = hook * VIGIL_MAX_SELECTORS + i;
-		struct vigil_selector_cfg *sel;
-		__u32 deferred = 0;
+	{
+		struct sels_ctx c = {
+			.hook = hook,
+			.tgid = tgid,
+			.phase = PHASE_ENTRY,
+			.pairs_exit = (h->flags & VIGIL_HOOK_EXIT) ? 1 : 0,
+			.str_error = s->st.msg.str_error,
+			.matched = -1,
+		};
 
-		if (i >= h->nselectors)
-			break;
-		sel = bpf_map_lookup_elem(&vigil_sys_selectors, &idx);
-		if (!sel || !process_match(sel, tgid, proc) ||
-		    !args_match(hook, idx, sel, PHASE_ENTRY, &deferred, s->st.msg.str_error))
-			continue;
-		if (h->flags & VIGIL_HOOK_EXIT) {
-			candidates |= 1u << i;
-			if (deferred)
-				deferred_mask |= 1u << i;
-			continue;
-		}
-		matched = i;
-		break;
+		bpf_loop(h->nselectors, sel_step, &c, 0);
+		candidates = c.candidates;
+		deferred_mask = c.deferred;
+		matched = c.matched;
 	}
 	if (h->flags & VIGIL_HOOK_EXIT) {
 		if (!candidates)
@@ -767,20 +880,19 @@ static __always_inline int engine_handle_exit(void *ctx, __u32 hook, __s64 ret)
 		place_path(s);
 	}
 
-	for (int i = 0; i < VIGIL_MAX_SELECTORS; i++) {
-		__u32 idx = hook * VIGIL_MAX_SELECTORS + i;
-		struct vigil_selector_cfg *sel;
-		__u32 deferred = (deferred_mask >> i) & 1;
+	{
+		struct sels_ctx c = {
+			.hook = hook,
+			.tgid = tgid,
+			.phase = PHASE_EXIT,
+			.candidates = candidates,
+			.deferred = deferred_mask,
+			.str_error = str_error,
+			.matched = -1,
+		};
 
-		if (i >= h->nselectors)
-			break;
-		if (!(candidates & (1u << i)))
-			continue;
-		sel = bpf_map_lookup_elem(&vigil_sys_selectors, &idx);
-		if (sel && args_match(hook, idx, sel, PHASE_EXIT, &deferred, str_error)) {
-			matched = i;
-			break;
-		}
+		bpf_loop(h->nselectors, sel_step, &c, 0);
+		matched = c.matched;
 	}
 	if (matched < 0)
 		goto done;

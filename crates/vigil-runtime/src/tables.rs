@@ -453,11 +453,14 @@ fn build_hook(
                     sel.nfilters += 1;
                 }
                 Filter::Pids(p) => {
-                    if p.follow_forks || p.is_namespace_pid {
+                    if p.is_namespace_pid {
                         return Err(unsupported(
                             &spath,
-                            "matchPIDs followForks/isNamespacePID are not supported by this runtime yet",
+                            "matchPIDs isNamespacePID is not supported by this runtime yet",
                         ));
+                    }
+                    if p.follow_forks {
+                        sel.flags |= VIGIL_SEL_FOLLOW_FORKS;
                     }
                     if p.values.len() > VIGIL_MAX_PIDS as usize {
                         return Err(unsupported(
@@ -472,8 +475,11 @@ fn build_hook(
                 Filter::Binaries {
                     parent: false,
                     selector,
-                } if !selector.follow_children => {
+                } => {
                     sel.bin_op = in_or_not(&spath, selector.operator)?;
+                    if selector.follow_children {
+                        sel.flags |= VIGIL_SEL_FOLLOW_CHILDREN;
+                    }
                     sel.bin_set_id = ids.next_set;
                     ids.next_set += 1;
                     for v in &selector.values {

@@ -229,3 +229,18 @@ fn string_filters_carry_the_common_start_of_their_values() {
     let f = &t.tables.hooks[0].selectors[0].filters[0];
     assert_eq!((f.nvalues, f.values[0]), (1, i64::from(b'/')));
 }
+
+#[test]
+fn follow_forks_and_follow_children_become_selector_flags() {
+    let yaml = OPENAT.replace(
+        r#"        values: ["/usr/bin/cat"]"#,
+        "        values: [\"/usr/bin/cat\"]\n        followChildren: true\n      matchPIDs:\n      - operator: In\n        values: [1]\n        followForks: true",
+    );
+    let t = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap();
+    let sel = &t.tables.hooks[0].selectors[0];
+    assert_eq!(
+        sel.flags,
+        VIGIL_SEL_FOLLOW_CHILDREN | VIGIL_SEL_FOLLOW_FORKS
+    );
+    assert_eq!((sel.pid_op, sel.npids, sel.pids[0]), (VIGIL_OP_IN, 1, 1));
+}
