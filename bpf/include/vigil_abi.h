@@ -200,7 +200,7 @@ enum vigil_op {
 struct vigil_hook_cfg {
 	__u32 nargs;
 	__u32 nselectors;
-	__u32 monitor; /* policy in monitor mode: report, never enforce */
+	__u32 monitor; /* unused by the engine: the mode lives in vigil_policy_conf (switchable) */
 	__u32 pad;
 	__u8 arg_kind[VIGIL_MAX_ARGS];
 	__u8 arg_index[VIGIL_MAX_ARGS]; /* syscall argument number of each reported arg */
