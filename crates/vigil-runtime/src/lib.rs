@@ -2,6 +2,9 @@
 //! kernel tables of the syscall-hook programs ([`tables`]), plus the per-hook metadata the
 //! event pipeline needs to print `process_kprobe` events ([`HookInfo`]).
 
+pub mod elf;
 pub mod tables;
+pub mod tracefs;
+pub mod usdt;
 
 pub use tables::{HookArg, HookInfo, PolicyTables, Unsupported, build};
