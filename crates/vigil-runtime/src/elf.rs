@@ -207,8 +207,19 @@ impl<'a> Elf<'a> {
 
 /// `sha256` of the bytes as lowercase hex (binaryDigests).
 pub fn sha256_hex(data: &[u8]) -> String {
+    digest_hex("sha256", data)
+}
+
+/// `sha1`, `sha384` or `sha512` of the bytes as lowercase hex.
+pub fn digest_hex(algorithm: &str, data: &[u8]) -> String {
     use std::fmt::Write;
-    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let algo = match algorithm {
+        "sha1" => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        "sha384" => &ring::digest::SHA384,
+        "sha512" => &ring::digest::SHA512,
+        _ => &ring::digest::SHA256,
+    };
+    let digest = ring::digest::digest(algo, data);
     digest.as_ref().iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s

@@ -3,8 +3,9 @@
 //! event pipeline needs to print `process_kprobe` events ([`HookInfo`]).
 
 pub mod elf;
+pub mod hooks;
 pub mod tables;
 pub mod tracefs;
 pub mod usdt;
 
-pub use tables::{HookArg, HookInfo, PolicyTables, Unsupported, build};
+pub use tables::{HookArg, HookEvent, HookInfo, PolicyTables, Unsupported, build};

@@ -27,6 +27,33 @@ pub enum HookArg {
     Uint64,
     SizeT,
     String,
+    /// Tetragon's syscall64: `syscall_id` {id, abi}.
+    SyscallId,
+    /// `linux_binprm_arg` {path}.
+    LinuxBinprm,
+}
+
+/// Which event a hook produces, with what identifies the hook in it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HookEvent {
+    /// `process_kprobe` (syscall hooks): `function_name` in [`HookInfo`].
+    #[default]
+    Kprobe,
+    Tracepoint {
+        subsys: String,
+        event: String,
+    },
+    Uprobe {
+        path: String,
+        symbol: String,
+        offset: u64,
+        ref_ctr_offset: u64,
+    },
+    Usdt {
+        path: String,
+        provider: String,
+        name: String,
+    },
 }
 
 /// What the pipeline needs to know about a hook id.
@@ -39,6 +66,7 @@ pub struct HookInfo {
     pub args: Vec<(HookArg, Option<String>)>,
     pub message: Option<String>,
     pub tags: Vec<String>,
+    pub event: HookEvent,
 }
 
 /// The tables of one policy.
@@ -46,6 +74,8 @@ pub struct HookInfo {
 pub struct PolicyTables {
     pub tables: SyscallTables,
     pub hooks: Vec<HookInfo>,
+    /// Tracepoint, uprobe and usdt hooks (their own eBPF object).
+    pub others: vigil_bpf::hooks::HookTables,
 }
 
 /// A construct of the plan this runtime cannot run yet, with its YAML path.
@@ -171,8 +201,25 @@ pub fn build(
     ids: &mut Ids,
     resolve_binary: &dyn Fn(&str) -> Option<(u64, u64)>,
 ) -> Result<PolicyTables, Unsupported> {
+    build_in(plan, ids, resolve_binary, &crate::hooks::SystemEnv)
+}
+
+/// [`build`], asking `env` about tracepoint formats and target files.
+pub fn build_in(
+    plan: &Plan,
+    ids: &mut Ids,
+    resolve_binary: &dyn Fn(&str) -> Option<(u64, u64)>,
+    env: &dyn crate::hooks::HookEnv,
+) -> Result<PolicyTables, Unsupported> {
     let mut out = PolicyTables::default();
     for hook in &plan.hooks {
+        if matches!(
+            hook.mechanism,
+            Mechanism::Tracepoint | Mechanism::RawTracepoint | Mechanism::Uprobe | Mechanism::Usdt
+        ) {
+            crate::hooks::build(plan, hook, ids, resolve_binary, env, &mut out)?;
+            continue;
+        }
         if hook.mechanism != Mechanism::SyscallTracepoint {
             return Err(unsupported(
                 &hook.path,
@@ -196,7 +243,7 @@ pub fn build(
     Ok(out)
 }
 
-fn build_hook(
+pub(crate) fn build_hook(
     plan: &Plan,
     hook: &HookPlan,
     syscall: &str,
@@ -380,6 +427,7 @@ fn build_hook(
         args,
         message: hook.message.clone(),
         tags: hook.tags.clone(),
+        event: HookEvent::Kprobe,
     });
     ids.next_hook += 1;
     Ok(())

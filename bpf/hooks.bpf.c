@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Policy runtime for `tracepoints` (raw or not), `uprobes` and `usdts`: three generic
+ * programs, attached once per hook with the hook id as BPF cookie. Each turns its context
+ * into the engine's raw arguments as the hook's `vigil_hook_prep` entry says (a field of
+ * the tracepoint record, a raw tracepoint argument, a register, user memory at a register
+ * plus a displacement, a constant), then hands over to the shared engine (vigil_engine.h):
+ * same selectors, actions, counters and events as syscall hooks.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "vigil_engine.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIGIL_MAX_HOOKS);
+	__type(key, __u32);
+	__type(value, struct vigil_hook_prep);
+} vigil_hook_prep SEC(".maps");
+
+#define TS_COMPAT 0x0002
+#define PT_REGS_BYTES 168 /* sizeof(struct pt_regs) on x86_64 */
+
+/* Zero- or sign-extends the low `size` bytes of `v`. */
+static __always_inline __u64 extend(__u64 v, __u32 size, __u32 sign)
+{
+	__u32 shift;
+
+	if (size >= 8 || size == 0)
+		return v;
+	shift = 64 - 8 * size;
+	if (sign)
+		return (__u64)(((__s64)(v << shift)) >> shift);
+	return (v << shift) >> shift;
+}
+
+static __always_inline __u64 read_kernel(const void *p, __u32 size)
+{
+	__u64 v = 0;
+
+	if (size > 8)
+		size = 8;
+	bpf_probe_read_kernel(&v, size, p);
+	return v;
+}
+
+static __always_inline __u64 read_user(const void *p, __u32 size)
+{
+	__u64 v = 0;
+
+	if (size > 8)
+		size = 8;
+	bpf_probe_read_user(&v, size, p);
+	return v;
+}
+
+/* One register of the uprobe's pt_regs, by byte offset. */
+static __always_inline __u64 reg_at(void *ctx, __u32 off)
+{
+	if (off > PT_REGS_BYTES - 8)
+		return 0;
+	return read_kernel((char *)ctx + off, 8);
+}
+
+static __always_inline __u64 post_process(__u64 v, __u32 post)
+{
+	if (post == VIGIL_POST_SYSCALL64) {
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+		if (BPF_CORE_READ(task, thread_info.status) & TS_COMPAT)
+			v |= VIGIL_SYSCALL64_IA32;
+	} else if (post == VIGIL_POST_BINPRM) {
+		struct linux_binprm *bprm = (struct linux_binprm *)v;
+
+		v = (__u64)BPF_CORE_READ(bprm, filename);
+	}
+	return v;
+}
+
+/*
+ * Fills `args` for hook `hook`. `record` is the tracepoint record (tracepoints), `raw` the
+ * raw tracepoint arguments, `regs` the pt_regs (uprobes); unused ones are NULL.
+ */
+static __always_inline int prepare(__u32 hook, void *record, const __u64 *raw, void *regs,
+				   __u64 *args)
+{
+	struct vigil_hook_prep *p = bpf_map_lookup_elem(&vigil_hook_prep, &hook);
+
+	if (!p)
+		return -1;
+	for (int i = 0; i < VIGIL_MAX_ARGS; i++) {
+		const struct vigil_prep_arg *a = &p->args[i];
+		__u32 size = a->size & 0xf, off = a->off;
+		__u64 v = 0;
+
+		switch (a->src) {
+		case VIGIL_SRC_RECORD:
+			if (record)
+				v = extend(read_kernel((char *)record + (off & 0xffff), size), size, a->sign);
+			break;
+		case VIGIL_SRC_RECORD_ADDR:
+			if (record)
+				v = (__u64)record + (off & 0xffff);
+			break;
+		case VIGIL_SRC_DATA_LOC:
+		case VIGIL_SRC_REL_LOC:
+			if (record) {
+				__u32 loc = (__u32)read_kernel((char *)record + (off & 0xffff), 4);
+
+				v = (__u64)record + (loc & 0xffff);
+				if (a->src == VIGIL_SRC_REL_LOC)
+					v += (off & 0xffff) + 4;
+			}
+			break;
+		case VIGIL_SRC_RAW_ARG:
+			if (raw)
+				v = extend(raw[off % VIGIL_ENGINE_NARGS], size, a->sign);
+			break;
+		case VIGIL_SRC_REG:
+			if (regs)
+				v = extend(reg_at(regs, off), size, a->sign);
+			break;
+		case VIGIL_SRC_REG_DEREF:
+			if (regs)
+				v = extend(read_user((void *)(reg_at(regs, off) + a->imm), size), size,
+					   a->sign);
+			break;
+		case VIGIL_SRC_CONST:
+			v = a->imm;
+			break;
+		}
+		args[i] = post_process(v, a->post);
+	}
+	args[VIGIL_ENGINE_NARGS - 1] = 0;
+	return 0;
+}
+
+SEC("tracepoint/vigil/generic")
+int vigil_tp(void *ctx)
+{
+	__u32 hook = (__u32)bpf_get_attach_cookie(ctx);
+	__u64 args[VIGIL_ENGINE_NARGS] = {};
+
+	if (prepare(hook, ctx, NULL, NULL, args))
+		return 0;
+	return engine_handle(ctx, hook, args, 0);
+}
+
+SEC("raw_tp/vigil_generic")
+int vigil_raw_tp(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 hook = (__u32)bpf_get_attach_cookie(ctx);
+	__u64 raw[VIGIL_ENGINE_NARGS] = {}, args[VIGIL_ENGINE_NARGS] = {};
+
+	/* A copy, not context loads: the kernel refuses an attachment whose program reads
+	 * past the tracepoint's own arguments, and this program serves every raw tracepoint. */
+	bpf_probe_read_kernel(raw, sizeof(raw), ctx->args);
+	if (prepare(hook, NULL, raw, NULL, args))
+		return 0;
+	return engine_handle(ctx, hook, args, 0);
+}
+
+SEC("uprobe")
+int vigil_uprobe(struct pt_regs *ctx)
+{
+	__u32 hook = (__u32)bpf_get_attach_cookie(ctx);
+	__u64 args[VIGIL_ENGINE_NARGS] = {};
+
+	if (prepare(hook, NULL, NULL, ctx, args))
+		return 0;
+	return engine_handle(ctx, hook, args, 0);
+}
