@@ -58,12 +58,15 @@ static __always_inline __u64 read_user(const void *p, __u32 size)
 	return v;
 }
 
-/* One register of the uprobe's pt_regs, by byte offset. */
-static __always_inline __u64 reg_at(void *ctx, __u32 off)
+/* A pointer as a plain number: the verifier forbids arithmetic other than + and - on
+ * pointers, and these addresses are only ever handed to probe-read helpers. */
+static __always_inline __u64 as_scalar(const void *p)
 {
-	if (off > PT_REGS_BYTES - 8)
-		return 0;
-	return read_kernel((char *)ctx + off, 8);
+	const void *tmp = p;
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), &tmp);
+	return v;
 }
 
 static __always_inline __u64 post_process(__u64 v, __u32 post)
@@ -76,66 +79,80 @@ static __always_inline __u64 post_process(__u64 v, __u32 post)
 	} else if (post == VIGIL_POST_BINPRM) {
 		struct linux_binprm *bprm = (struct linux_binprm *)v;
 
-		v = (__u64)BPF_CORE_READ(bprm, filename);
+		v = as_scalar(BPF_CORE_READ(bprm, filename));
 	}
 	return v;
 }
 
-/*
- * Fills `args` for hook `hook`. `record` is the tracepoint record (tracepoints), `raw` the
- * raw tracepoint arguments, `regs` the pt_regs (uprobes); unused ones are NULL.
- */
-static __always_inline int prepare(__u32 hook, void *record, const __u64 *raw, void *regs,
-				   __u64 *args)
+/* What one invocation works on: the context as numbers, and the arguments it fills. */
+struct prep_ctx {
+	struct vigil_hook_prep *p;
+	__u64 record; /* tracepoint record address, 0 if none */
+	__u64 regs;   /* pt_regs address, 0 if none */
+	__u64 raw[VIGIL_ENGINE_NARGS];
+	__u64 args[VIGIL_ENGINE_NARGS];
+};
+
+/* Places argument `i` (a bpf_loop callback: verified once, not once per argument). */
+static long prep_one(__u32 i, struct prep_ctx *c)
 {
-	struct vigil_hook_prep *p = bpf_map_lookup_elem(&vigil_hook_prep, &hook);
+	const struct vigil_prep_arg *a;
+	__u32 size, off;
+	__u64 v = 0;
 
-	if (!p)
-		return -1;
-	for (int i = 0; i < VIGIL_MAX_ARGS; i++) {
-		const struct vigil_prep_arg *a = &p->args[i];
-		__u32 size = a->size & 0xf, off = a->off;
-		__u64 v = 0;
+	if (i >= VIGIL_MAX_ARGS)
+		return 1;
+	a = &c->p->args[i];
+	size = a->size & 0xf;
+	off = a->off;
+	switch (a->src) {
+	case VIGIL_SRC_RECORD:
+		if (c->record)
+			v = extend(read_kernel((void *)(c->record + (off & 0xffff)), size), size,
+				   a->sign);
+		break;
+	case VIGIL_SRC_RECORD_ADDR:
+		if (c->record)
+			v = c->record + (off & 0xffff);
+		break;
+	case VIGIL_SRC_DATA_LOC:
+	case VIGIL_SRC_REL_LOC:
+		if (c->record) {
+			__u32 loc = (__u32)read_kernel((void *)(c->record + (off & 0xffff)), 4);
 
-		switch (a->src) {
-		case VIGIL_SRC_RECORD:
-			if (record)
-				v = extend(read_kernel((char *)record + (off & 0xffff), size), size, a->sign);
-			break;
-		case VIGIL_SRC_RECORD_ADDR:
-			if (record)
-				v = (__u64)record + (off & 0xffff);
-			break;
-		case VIGIL_SRC_DATA_LOC:
-		case VIGIL_SRC_REL_LOC:
-			if (record) {
-				__u32 loc = (__u32)read_kernel((char *)record + (off & 0xffff), 4);
-
-				v = (__u64)record + (loc & 0xffff);
-				if (a->src == VIGIL_SRC_REL_LOC)
-					v += (off & 0xffff) + 4;
-			}
-			break;
-		case VIGIL_SRC_RAW_ARG:
-			if (raw)
-				v = extend(raw[off % VIGIL_ENGINE_NARGS], size, a->sign);
-			break;
-		case VIGIL_SRC_REG:
-			if (regs)
-				v = extend(reg_at(regs, off), size, a->sign);
-			break;
-		case VIGIL_SRC_REG_DEREF:
-			if (regs)
-				v = extend(read_user((void *)(reg_at(regs, off) + a->imm), size), size,
-					   a->sign);
-			break;
-		case VIGIL_SRC_CONST:
-			v = a->imm;
-			break;
+			v = c->record + (loc & 0xffff);
+			if (a->src == VIGIL_SRC_REL_LOC)
+				v += (off & 0xffff) + 4;
 		}
-		args[i] = post_process(v, a->post);
+		break;
+	case VIGIL_SRC_RAW_ARG:
+		if (off < VIGIL_ENGINE_NARGS) /* `%` bounds are lost on the verifier */
+			v = extend(c->raw[off], size, a->sign);
+		break;
+	case VIGIL_SRC_REG:
+	case VIGIL_SRC_REG_DEREF:
+		if (!c->regs || off > PT_REGS_BYTES - 8)
+			break;
+		v = read_kernel((void *)(c->regs + off), 8);
+		if (a->src == VIGIL_SRC_REG_DEREF)
+			v = read_user((void *)(v + a->imm), size);
+		v = extend(v, size, a->sign);
+		break;
+	case VIGIL_SRC_CONST:
+		v = a->imm;
+		break;
 	}
-	args[VIGIL_ENGINE_NARGS - 1] = 0;
+	c->args[i] = post_process(v, a->post);
+	return 0;
+}
+
+/* Fills `c->args` for hook `hook`; -1 when the hook has no preparation entry. */
+static __always_inline int prepare(__u32 hook, struct prep_ctx *c)
+{
+	c->p = bpf_map_lookup_elem(&vigil_hook_prep, &hook);
+	if (!c->p)
+		return -1;
+	bpf_loop(VIGIL_MAX_ARGS, prep_one, c, 0);
 	return 0;
 }
 
@@ -143,34 +160,36 @@ SEC("tracepoint/vigil/generic")
 int vigil_tp(void *ctx)
 {
 	__u32 hook = (__u32)bpf_get_attach_cookie(ctx);
-	__u64 args[VIGIL_ENGINE_NARGS] = {};
+	struct prep_ctx c = {};
 
-	if (prepare(hook, ctx, NULL, NULL, args))
+	c.record = as_scalar(ctx);
+	if (prepare(hook, &c))
 		return 0;
-	return engine_handle(ctx, hook, args, 0);
+	return engine_handle(ctx, hook, c.args, 0);
 }
 
 SEC("raw_tp/vigil_generic")
 int vigil_raw_tp(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u32 hook = (__u32)bpf_get_attach_cookie(ctx);
-	__u64 raw[VIGIL_ENGINE_NARGS] = {}, args[VIGIL_ENGINE_NARGS] = {};
+	struct prep_ctx c = {};
 
 	/* A copy, not context loads: the kernel refuses an attachment whose program reads
 	 * past the tracepoint's own arguments, and this program serves every raw tracepoint. */
-	bpf_probe_read_kernel(raw, sizeof(raw), ctx->args);
-	if (prepare(hook, NULL, raw, NULL, args))
+	bpf_probe_read_kernel(c.raw, sizeof(c.raw), ctx->args);
+	if (prepare(hook, &c))
 		return 0;
-	return engine_handle(ctx, hook, args, 0);
+	return engine_handle(ctx, hook, c.args, 0);
 }
 
 SEC("uprobe")
 int vigil_uprobe(struct pt_regs *ctx)
 {
 	__u32 hook = (__u32)bpf_get_attach_cookie(ctx);
-	__u64 args[VIGIL_ENGINE_NARGS] = {};
+	struct prep_ctx c = {};
 
-	if (prepare(hook, NULL, NULL, ctx, args))
+	c.regs = as_scalar(ctx);
+	if (prepare(hook, &c))
 		return 0;
-	return engine_handle(ctx, hook, args, 0);
+	return engine_handle(ctx, hook, c.args, 0);
 }

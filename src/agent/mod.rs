@@ -271,7 +271,7 @@ fn dump_policy_counters(loaded: &[policies::LoadedPolicy], opts: &AgentOptions) 
         for h in &p.hooks {
             let c = p.sensor.hook_counters(h.id);
             let line = serde_json::json!({
-                "policy": p.name, "hook": h.function_name,
+                "policy": p.name, "hook": h.hook_name(),
                 "matched": c[0], "posted": c[1], "enforced": c[2], "dropped": c[3], "monitor": c[4],
             });
             let _ = writeln!(text, "{line}");

@@ -15,7 +15,7 @@ use vigil_process::exec_id::ExecIds;
 use vigil_process::model::ProcessInfo;
 use vigil_process::procfs::ScannedProcess;
 use vigil_proto::tetragon::{self, get_events_response::Event};
-use vigil_runtime::HookArg;
+use vigil_runtime::{HookArg, HookEvent};
 
 use super::convert::{clone_info, exec_info, key, scanned_info};
 use super::encode::{self, EncodeOptions, signal_name, timestamp};
@@ -203,6 +203,11 @@ impl Pipeline {
         };
         let info = self.image_of(&m.process, m.tid);
         let parent = info.parent_key.and_then(|p| self.cache.get(&p));
+        let text_of = |i: usize| {
+            vigil_process::text::valid_utf8(
+                rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
+            )
+        };
         let args = hook
             .args
             .iter()
@@ -214,12 +219,19 @@ impl Pipeline {
                     HookArg::Uint32 => Arg::UintArg(int as u32),
                     HookArg::Int64 => Arg::LongArg(int),
                     HookArg::Uint64 | HookArg::SizeT => Arg::SizeArg(int as u64),
-                    HookArg::String => {
-                        let text = vigil_process::text::valid_utf8(
-                            rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
-                        );
-                        Arg::StringArg(text)
+                    HookArg::String => Arg::StringArg(text_of(i)),
+                    HookArg::SyscallId => {
+                        // Tetragon's syscall64: bit 31 marks a 32-bit (ia32) call.
+                        let (v, ia32) = (int as u64, u64::from(VIGIL_SYSCALL64_IA32));
+                        Arg::SyscallId(tetragon::SyscallId {
+                            id: (v & !ia32) as u32,
+                            abi: if v & ia32 != 0 { "i386" } else { "x64" }.to_string(),
+                        })
                     }
+                    HookArg::LinuxBinprm => Arg::LinuxBinprmArg(tetragon::KprobeLinuxBinprm {
+                        path: text_of(i),
+                        ..Default::default()
+                    }),
                 };
                 tetragon::KprobeArgument {
                     arg: Some(arg),
@@ -234,6 +246,11 @@ impl Pipeline {
         } else {
             tetragon::KprobeAction::Post
         };
+        if !matches!(hook.event, HookEvent::Kprobe) {
+            let event = self.hook_event(hook, &info, parent.as_deref(), args, action);
+            self.emit(event, m.hdr.ktime);
+            return;
+        }
         let event = tetragon::ProcessKprobe {
             process: Some(self.proto(&info, false)),
             parent: parent.as_deref().map(|p| self.proto(p, false)),
@@ -255,6 +272,77 @@ impl Pipeline {
             ..Default::default()
         };
         self.emit(Event::ProcessKprobe(event), m.hdr.ktime);
+    }
+
+    /// process_tracepoint / process_uprobe / process_usdt, as Tetragon's.
+    fn hook_event(
+        &self,
+        hook: &vigil_runtime::HookInfo,
+        info: &ProcessInfo,
+        parent: Option<&ProcessInfo>,
+        args: Vec<tetragon::KprobeArgument>,
+        action: tetragon::KprobeAction,
+    ) -> Event {
+        let process = Some(self.proto(info, false));
+        let parent_proto = parent.map(|p| self.proto(p, false));
+        let (policy_name, message, tags) = (
+            hook.policy_name.clone(),
+            hook.message.clone().unwrap_or_default(),
+            hook.tags.clone(),
+        );
+        match &hook.event {
+            HookEvent::Tracepoint { subsys, event } => {
+                Event::ProcessTracepoint(tetragon::ProcessTracepoint {
+                    process,
+                    parent: parent_proto,
+                    subsys: subsys.clone(),
+                    event: event.clone(),
+                    args,
+                    policy_name,
+                    action: action as i32,
+                    message,
+                    tags,
+                    ..Default::default()
+                })
+            }
+            HookEvent::Uprobe {
+                path,
+                symbol,
+                offset,
+                ref_ctr_offset,
+            } => Event::ProcessUprobe(tetragon::ProcessUprobe {
+                process,
+                parent: parent_proto,
+                path: path.clone(),
+                symbol: symbol.clone(),
+                policy_name,
+                message,
+                args,
+                tags,
+                offset: *offset,
+                ref_ctr_offset: *ref_ctr_offset,
+                action: action as i32,
+                ..Default::default()
+            }),
+            HookEvent::Usdt {
+                path,
+                provider,
+                name,
+            } => Event::ProcessUsdt(tetragon::ProcessUsdt {
+                process,
+                parent: parent_proto,
+                path: path.clone(),
+                provider: provider.clone(),
+                name: name.clone(),
+                policy_name,
+                message,
+                args,
+                tags,
+                action: action as i32,
+                ..Default::default()
+            }),
+            HookEvent::Kprobe => unreachable!("kprobe events are built by on_syscall"),
+        }
     }
 
     /// Reports the processes found running at start-up (flag `procFS`), parents first, and

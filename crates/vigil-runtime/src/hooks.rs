@@ -408,10 +408,23 @@ fn finish(
         .filter(|a| a.origin == ArgOrigin::Argument)
         .collect();
     let adapted = rewrite_filters(hook, &readers)?;
-    let before = out.tables.hooks.len();
+    let t = &out.tables;
+    let before = (
+        t.hooks.len(),
+        t.str_eq.len(),
+        t.str_prefix.len(),
+        t.str_postfix.len(),
+        t.binaries.len(),
+    );
     // A name no syscall has, so no ia32 entry is made.
     build_hook(plan, &adapted, "<hook>", ids, resolve_binary, out)?;
-    let built = out.tables.hooks.remove(before);
+    let built = out.tables.hooks.remove(before.0);
+    // The value sets this hook's selectors use belong to the hooks object.
+    let (t, o) = (&mut out.tables, &mut out.others);
+    o.str_eq.extend(t.str_eq.drain(before.1..));
+    o.str_prefix.extend(t.str_prefix.drain(before.2..));
+    o.str_postfix.extend(t.str_postfix.drain(before.3..));
+    o.binaries.extend(t.binaries.drain(before.4..));
     let mut info = out.hooks.pop().expect("build_hook registers its hook");
     let mut config = built.config;
     let mut hprep = vigil_hook_prep::default();

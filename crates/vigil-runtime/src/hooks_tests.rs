@@ -92,7 +92,12 @@ fn tracepoint_fields_by_format_offset() {
     // matchArgs index 4 (the field) is the first argument.
     let f = &hook.selectors[0].filters[0];
     assert_eq!((f.slot, u32::from(f.op)), (0, VIGIL_OP_PREFIX));
-    assert_eq!(&t.tables.str_prefix[0].data[..9], b"/usr/bin/");
+    assert!(
+        t.tables.str_prefix.is_empty(),
+        "the value set goes to the hooks object"
+    );
+    assert_eq!(&t.others.str_prefix[0].data[..9], b"/usr/bin/");
+    assert_eq!(t.others.str_prefix[0].set_id, f.set_id);
     let info = &t.hooks[0];
     assert_eq!(
         info.event,

@@ -69,6 +69,36 @@ pub struct HookInfo {
     pub event: HookEvent,
 }
 
+impl HookInfo {
+    /// What is hooked, as people name it: `__x64_sys_openat`, `sched/sched_process_exec`,
+    /// `/bin/bash:readline`, `python:audit`.
+    pub fn hook_name(&self) -> String {
+        match &self.event {
+            HookEvent::Kprobe => self.function_name.clone(),
+            HookEvent::Tracepoint { subsys, event } => format!("{subsys}/{event}"),
+            HookEvent::Uprobe {
+                path,
+                symbol,
+                offset,
+                ..
+            } if symbol.is_empty() => format!("{path}:{offset:#x}"),
+            HookEvent::Uprobe { path, symbol, .. } => format!("{path}:{symbol}"),
+            HookEvent::Usdt { provider, name, .. } => format!("{provider}:{name}"),
+        }
+    }
+
+    /// The sensor name reported by ListTracingPolicies (Tetragon's `generic_*` names).
+    pub fn sensor_name(&self) -> String {
+        let kind = match self.event {
+            HookEvent::Kprobe => "generic_syscall",
+            HookEvent::Tracepoint { .. } => "generic_tracepoint",
+            HookEvent::Uprobe { .. } => "generic_uprobe",
+            HookEvent::Usdt { .. } => "generic_usdt",
+        };
+        format!("{kind}:{}", self.hook_name())
+    }
+}
+
 /// The tables of one policy.
 #[derive(Debug, Clone, Default)]
 pub struct PolicyTables {
