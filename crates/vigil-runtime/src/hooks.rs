@@ -148,7 +148,7 @@ fn place_field(
             let read = if is_text(r.arg_type) {
                 8
             } else {
-                (size as u8).min(width(r.arg_type))
+                size.min(u32::from(width(r.arg_type))) as u8
             };
             let sign = if a.arg_type == ArgType::Auto {
                 field.signed

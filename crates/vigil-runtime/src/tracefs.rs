@@ -196,6 +196,9 @@ pub fn reader(field: &Field, arg_type: ArgType) -> Result<Reader, String> {
         t if t.integer_width().is_some() || t == ArgType::Fd => {
             if int_ok && int_size {
                 Ok(reader(value, t, false))
+            } else if field.is_array() {
+                // Tetragon reads an integer at the field's offset: an array's first element.
+                Ok(reader(value, t, false))
             } else {
                 Err(format!(
                     "field `{}` ({} bytes) is not an integer",
@@ -319,6 +322,14 @@ mod tests {
             ArgType::Syscall64
         );
         assert!(reader(&raw[4], ArgType::Sockaddr).is_err());
+        // `args[6]` as uint64: its first element (raw_syscalls.yaml's index 5).
+        assert_eq!(
+            reader(&raw[5], ArgType::Uint64).unwrap().source,
+            Source::Value {
+                offset: 16,
+                size: 48
+            }
+        );
     }
 
     #[test]

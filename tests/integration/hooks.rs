@@ -1,0 +1,313 @@
+//! Tracepoint, raw tracepoint, uprobe and usdt hooks on this kernel: arguments as the
+//! kernel sees them, selectors in the kernel, Tetragon's event shapes. Expected values are
+//! written here by hand (or computed by an independent tool, e.g. sha256sum).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+const COMPAT: &str = "/work/shared/compat";
+
+fn write_policy(dir: &Path, name: &str, yaml: &str) -> String {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    path.display().to_string()
+}
+
+fn of_policy<'a>(events: &'a [Value], kind: &str, policy: &str) -> Vec<&'a Value> {
+    of_kind(events, kind)
+        .into_iter()
+        .filter(|e| e["policy_name"] == policy)
+        .collect()
+}
+
+const EXEC_TP: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: exec-marker
+spec:
+  tracepoints:
+  - subsystem: "sched"
+    event: "sched_process_exec"
+    message: "marker executed"
+    tags: ["hooks-test"]
+    args:
+    - index: 4
+      type: "data_loc"
+    - index: 5
+    selectors:
+    - matchArgs:
+      - index: 4
+        operator: "Postfix"
+        values: ["/vigil-tp-marker"]
+"#;
+
+#[test]
+fn tracepoint_fields_are_read_by_format_and_filtered_in_the_kernel() {
+    let _g = serial();
+    let input = scratch_dir("hooks-tp-input");
+    let marker = input.join("vigil-tp-marker");
+    std::fs::copy("/usr/bin/true", &marker).unwrap();
+    let policy = write_policy(&input, "exec-marker", EXEC_TP);
+    let agent = Agent::start("hooks-tp", &["--tracing-policy", &policy]);
+    let other = run(&mut Command::new("/usr/bin/true"));
+    let hit = run(&mut Command::new(&marker));
+    let events = agent.wait_for("the marker's tracepoint event", WAIT, |ev| {
+        of_policy(ev, "process_tracepoint", "exec-marker")
+            .iter()
+            .any(|e| pid_of(e) == u64::from(hit))
+    });
+    let mine = of_policy(&events, "process_tracepoint", "exec-marker");
+    let e = mine.iter().find(|e| pid_of(e) == u64::from(hit)).unwrap();
+    assert_eq!(e["subsys"], "sched");
+    assert_eq!(e["event"], "sched_process_exec");
+    assert_eq!(
+        e["args"][0]["string_arg"],
+        marker.display().to_string(),
+        "the data_loc filename"
+    );
+    assert_eq!(e["args"][1]["int_arg"], u64::from(hit), "the pid field");
+    assert_eq!(e["message"], "marker executed");
+    assert_eq!(e["tags"], serde_json::json!(["hooks-test"]));
+    assert_eq!(e["action"], "KPROBE_ACTION_POST");
+    assert!(
+        mine.iter().all(|e| pid_of(e) != u64::from(other)),
+        "/usr/bin/true does not end with /vigil-tp-marker"
+    );
+    assert_eq!(mine.len(), 1, "only the marker: {mine:?}");
+}
+
+const RAW_DUP2: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: raw-dups
+spec:
+  lists:
+  - name: "dups"
+    type: "syscalls"
+    values: ["sys_dup", "sys_dup2"]
+  tracepoints:
+  - subsystem: "raw_syscalls"
+    event: "sys_enter"
+    args:
+    - index: 4
+      type: "syscall64"
+    - index: 5
+      type: "uint64"
+    selectors:
+    - matchArgs:
+      - index: 4
+        operator: "InMap"
+        values: ["list:dups"]
+"#;
+
+#[test]
+fn raw_syscalls_and_raw_tracepoints() {
+    let _g = serial();
+    let input = scratch_dir("hooks-raw-input");
+    let dups = write_policy(&input, "raw-dups", RAW_DUP2);
+    let rawtp = format!("{COMPAT}/tetragon-policies/tracingpolicy/rawtp.yaml");
+    let agent = Agent::start(
+        "hooks-raw",
+        &["--tracing-policy", &dups, "--tracing-policy", &rawtp],
+    );
+    // dup2(1, 9) from a known process; /usr/bin/true for the raw exec tracepoint.
+    let py = run(Command::new("/usr/bin/python3").args(["-c", "import os; os.dup2(1, 9)"]));
+    let tru = run(&mut Command::new("/usr/bin/true"));
+    let events = agent.wait_for("dup2 and exec events", WAIT, |ev| {
+        let d = of_policy(ev, "process_tracepoint", "raw-dups");
+        let r = of_policy(ev, "process_tracepoint", "rawtp");
+        d.iter()
+            .any(|e| pid_of(e) == u64::from(py) && e["args"][1]["size_arg"] == "1")
+            && r.iter().any(|e| pid_of(e) == u64::from(tru))
+    });
+    let dup2 = of_policy(&events, "process_tracepoint", "raw-dups")
+        .into_iter()
+        .find(|e| pid_of(e) == u64::from(py) && e["args"][1]["size_arg"] == "1")
+        .unwrap();
+    assert_eq!(dup2["subsys"], "raw_syscalls");
+    assert_eq!(dup2["event"], "sys_enter");
+    assert_eq!(
+        dup2["args"][0]["syscall_id"],
+        serde_json::json!({"id": 33, "abi": "x64"}),
+        "dup2 is x86_64 syscall 33"
+    );
+    assert!(
+        of_policy(&events, "process_tracepoint", "raw-dups")
+            .iter()
+            .all(|e| matches!(e["args"][0]["syscall_id"]["id"].as_u64(), Some(32 | 33))),
+        "only dup and dup2 pass the InMap list"
+    );
+    let exec = of_policy(&events, "process_tracepoint", "rawtp")
+        .into_iter()
+        .find(|e| pid_of(e) == u64::from(tru))
+        .unwrap();
+    assert_eq!(exec["event"], "sched_process_exec");
+    assert_eq!(exec["args"][0]["linux_binprm_arg"]["path"], "/usr/bin/true");
+}
+
+fn uprobe_policy(helper: &Path, extra: &str) -> String {
+    format!(
+        r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: helper-uprobe
+spec:
+  uprobes:
+  - path: "{}"
+    symbols: ["vigil_uprobe_target"]
+    message: "helper called"
+    args:
+    - index: 0
+      type: "int32"
+    - index: 1
+      type: "string"
+    - index: 2
+      type: "int64"
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: "Equal"
+        values: ["vigil-uprobe"]
+{extra}"#,
+        helper.display()
+    )
+}
+
+#[test]
+fn uprobe_reports_the_arguments_of_a_function() {
+    let _g = serial();
+    let input = scratch_dir("hooks-uprobe-input");
+    let helper = helper_bin();
+    let policy = write_policy(&input, "helper-uprobe", &uprobe_policy(&helper, ""));
+    let agent = Agent::start("hooks-uprobe", &["--tracing-policy", &policy]);
+    let other = run(Command::new(&helper).args(["uprobe-call", "5", "other"]));
+    let hit = run(Command::new(&helper).args(["uprobe-call", "42", "vigil-uprobe"]));
+    let events = agent.wait_for("the uprobe event", WAIT, |ev| {
+        of_policy(ev, "process_uprobe", "helper-uprobe")
+            .iter()
+            .any(|e| pid_of(e) == u64::from(hit))
+    });
+    let mine = of_policy(&events, "process_uprobe", "helper-uprobe");
+    let e = mine.iter().find(|e| pid_of(e) == u64::from(hit)).unwrap();
+    assert_eq!(e["path"], helper.display().to_string());
+    assert_eq!(e["symbol"], "vigil_uprobe_target");
+    assert_eq!(e["message"], "helper called");
+    assert_eq!(
+        e["args"],
+        serde_json::json!([
+            {"int_arg": 42},
+            {"string_arg": "vigil-uprobe"},
+            {"long_arg": "42000"}
+        ])
+    );
+    assert!(
+        mine.iter().all(|e| pid_of(e) != u64::from(other)),
+        "the call with \"other\" is filtered in the kernel"
+    );
+}
+
+#[test]
+fn uprobe_binary_digests_are_checked_before_attach() {
+    let _g = serial();
+    let input = scratch_dir("hooks-digest-input");
+    let helper = helper_bin();
+    let out = Command::new("sha256sum").arg(&helper).output().unwrap();
+    let real = String::from_utf8(out.stdout).unwrap();
+    let real = real.split_whitespace().next().unwrap().to_string();
+    let digests = |d: &str| format!("    binaryDigests: [\"sha256:{d}\"]\n");
+    let wrong = write_policy(
+        &input,
+        "wrong",
+        &uprobe_policy(&helper, &digests(&"0".repeat(64))),
+    );
+    let right = write_policy(
+        &input,
+        "right",
+        &uprobe_policy(&helper, &digests(&real)).replace("helper-uprobe", "helper-digest-ok"),
+    );
+    let agent = Agent::start(
+        "hooks-digest",
+        &["--tracing-policy", &wrong, "--tracing-policy", &right],
+    );
+    let hit = run(Command::new(&helper).args(["uprobe-call", "1", "vigil-uprobe"]));
+    let events = agent.wait_for("the digest-checked uprobe", WAIT, |ev| {
+        of_policy(ev, "process_uprobe", "helper-digest-ok")
+            .iter()
+            .any(|e| pid_of(e) == u64::from(hit))
+    });
+    assert!(
+        of_policy(&events, "process_uprobe", "helper-uprobe").is_empty(),
+        "the mismatching policy attached nothing"
+    );
+    let (_, log) = agent.stop();
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("not loaded") && l.contains("wrong.yaml"))
+        .unwrap_or_else(|| panic!("no refusal in the log:\n{log}"));
+    assert!(refusal.contains("binaryDigests"), "{refusal}");
+    assert!(
+        refusal.contains(&real),
+        "names the file's digest: {refusal}"
+    );
+}
+
+const PY_AUDIT: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: py-audit
+spec:
+  usdts:
+  - path: "/usr/bin/python3"
+    provider: "python"
+    name: "audit"
+    args:
+    - index: 0
+      type: "string"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Prefix"
+        values: ["vigil."]
+"#;
+
+#[test]
+fn usdt_reports_its_arguments() {
+    let _g = serial();
+    let input = scratch_dir("hooks-usdt-input");
+    let policy = write_policy(&input, "py-audit", PY_AUDIT);
+    let agent = Agent::start("hooks-usdt", &["--tracing-policy", &policy]);
+    // CPython's `python:audit` probe (with a semaphore) fires for sys.audit().
+    let py = run(Command::new("/usr/bin/python3").args([
+        "-c",
+        "import sys; sys.audit('other.event', 1); sys.audit('vigil.usdt', 2)",
+    ]));
+    let events = agent.wait_for("the usdt event", WAIT, |ev| {
+        of_policy(ev, "process_usdt", "py-audit")
+            .iter()
+            .any(|e| pid_of(e) == u64::from(py))
+    });
+    let mine: Vec<_> = of_policy(&events, "process_usdt", "py-audit")
+        .into_iter()
+        .filter(|e| pid_of(e) == u64::from(py))
+        .collect();
+    assert_eq!(
+        mine.len(),
+        1,
+        "other.event is filtered in the kernel: {mine:?}"
+    );
+    let e = mine[0];
+    assert_eq!(e["path"], "/usr/bin/python3");
+    assert_eq!(e["provider"], "python");
+    assert_eq!(e["name"], "audit");
+    assert_eq!(e["args"][0]["string_arg"], "vigil.usdt");
+}
