@@ -229,7 +229,7 @@ static __always_inline int filter_match(struct sys_scratch *s, const struct vigi
 
 	if (slot >= VIGIL_MAX_ARGS)
 		return 0;
-	if (h->arg_kind[slot] == VIGIL_ARG_STRING) {
+	if (h->arg_kind[slot] == VIGIL_ARG_STRING || h->arg_kind[slot] == VIGIL_ARG_KSTRING) {
 		if (s->msg.str_error & (1u << slot))
 			return 0;
 		switch (f->op) {
@@ -318,7 +318,12 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 			s->msg.ints[i] = (__s64)raw;
 			break;
 		case VIGIL_ARG_STRING:
-			n = bpf_probe_read_user_str(s->strs[i], VIGIL_ARG_STR_MAX, (void *)raw);
+		case VIGIL_ARG_KSTRING:
+			/* Strings of tracepoint records and raw tracepoints live in the kernel. */
+			if (h->arg_kind[i] == VIGIL_ARG_KSTRING)
+				n = bpf_probe_read_kernel_str(s->strs[i], VIGIL_ARG_STR_MAX, (void *)raw);
+			else
+				n = bpf_probe_read_user_str(s->strs[i], VIGIL_ARG_STR_MAX, (void *)raw);
 			if (n <= 0) {
 				s->msg.str_error |= 1u << i;
 				break;
