@@ -484,3 +484,75 @@ fn attached_all(line: &str) -> bool {
     };
     matches!((field("hooks="), field("attached=")), (Some(h), Some(a)) if h > 0 && a >= h)
 }
+
+#[test]
+fn hooks_added_over_grpc_run_and_deleting_them_leaves_nothing() {
+    let _g = serial();
+    let input = scratch_dir("hooks-grpc-input");
+    let marker = input.join("vigil-tp-marker");
+    std::fs::copy("/usr/bin/true", &marker).unwrap();
+    let helper = helper_bin();
+    // One policy, three hook kinds: a tracepoint, a uprobe and a usdt.
+    let both = format!(
+        "{}\n  uprobes:{}\n  usdts:{}",
+        EXEC_TP.trim_end(),
+        uprobe_policy(&helper, "")
+            .split("  uprobes:")
+            .nth(1)
+            .unwrap()
+            .trim_end(),
+        PY_AUDIT.split("  usdts:").nth(1).unwrap().trim_end()
+    );
+    let policy = write_policy(&input, "three-kinds", &both);
+    let agent = Agent::start("hooks-grpc", &[]);
+    let sock = format!(
+        "unix://{}",
+        agent.events_path.with_file_name("vigil.sock").display()
+    );
+    let cli = |args: &[&str]| {
+        let out = Command::new(vigil_bin())
+            .args(args)
+            .arg("--server-address")
+            .arg(&sock)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let before = crate::policy::prog_ids();
+    let (code, _, err) = cli(&["tracingpolicy", "add", &policy]);
+    assert_eq!(code, Some(0), "{err}");
+    let (_, list, _) = cli(&["tracingpolicy", "list"]);
+    assert!(
+        list.contains("exec-marker") && list.contains("enabled"),
+        "{list}"
+    );
+    let tp = run(&mut Command::new(&marker));
+    let up = run(Command::new(&helper).args(["uprobe-call", "3", "vigil-uprobe"]));
+    let py =
+        run(Command::new("/usr/bin/python3").args(["-c", "import sys; sys.audit('vigil.grpc')"]));
+    agent.wait_for("one event of each kind", WAIT, |ev| {
+        let has = |kind: &str, pid: u32| {
+            of_policy(ev, kind, "exec-marker")
+                .iter()
+                .any(|e| pid_of(e) == u64::from(pid))
+        };
+        has("process_tracepoint", tp) && has("process_uprobe", up) && has("process_usdt", py)
+    });
+    let (code, _, err) = cli(&["tracingpolicy", "delete", "exec-marker"]);
+    assert_eq!(code, Some(0), "{err}");
+    // Programs are freed after an RCU grace period.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while crate::policy::prog_ids() != before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        crate::policy::prog_ids(),
+        before,
+        "after delete the program, map and link ids are those before the add"
+    );
+    agent.stop();
+}
