@@ -29,6 +29,9 @@ struct Segment {
     filesz: u64,
 }
 
+/// One ELF note: (owner, type, descriptor).
+pub type Note<'a> = (String, u32, &'a [u8]);
+
 /// A parsed ELF image borrowing the file's bytes.
 pub struct Elf<'a> {
     data: &'a [u8],
@@ -176,8 +179,8 @@ impl<'a> Elf<'a> {
         Ok(None)
     }
 
-    /// Every note in `SHT_NOTE` sections named `section`: (owner, type, descriptor).
-    pub fn notes(&self, section: &str) -> Result<Vec<(String, u32, &'a [u8])>, ElfError> {
+    /// Every note in `SHT_NOTE` sections named `section`.
+    pub fn notes(&self, section: &str) -> Result<Vec<Note<'a>>, ElfError> {
         let mut out = Vec::new();
         for s in self
             .sections

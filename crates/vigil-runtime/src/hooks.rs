@@ -395,7 +395,7 @@ fn rewrite_filters(hook: &HookPlan, readers: &[&ArgReader]) -> Result<HookPlan, 
 fn finish(
     plan: &Plan,
     hook: &HookPlan,
-    placed: Vec<Placed>,
+    placed: &[Placed],
     attach: Attach,
     event: HookEvent,
     ids: &mut Ids,
@@ -517,7 +517,7 @@ pub fn build(
                 subsys: subsystem.to_string(),
                 event: event.to_string(),
             };
-            finish(plan, hook, placed, attach, ev, ids, resolve_binary, out)
+            finish(plan, hook, &placed, attach, ev, ids, resolve_binary, out)
         }
         Mechanism::Uprobe => build_uprobe(plan, hook, &readers, ids, resolve_binary, env, out),
         Mechanism::Usdt => build_usdt(plan, hook, &readers, ids, resolve_binary, env, out),
@@ -624,7 +624,7 @@ fn build_uprobe(
         finish(
             plan,
             hook,
-            placed_args()?,
+            &placed_args()?,
             attach,
             ev,
             ids,
@@ -703,7 +703,7 @@ fn build_usdt(
             provider: provider.to_string(),
             name: name.to_string(),
         };
-        finish(plan, hook, placed, attach, ev, ids, resolve_binary, out)?;
+        finish(plan, hook, &placed, attach, ev, ids, resolve_binary, out)?;
     }
     Ok(())
 }
