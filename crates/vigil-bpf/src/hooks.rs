@@ -83,6 +83,10 @@ impl std::fmt::Debug for HookSensor {
     }
 }
 
+fn uses(tables: &HookTables, pred: impl Fn(&Attach) -> bool) -> bool {
+    tables.hooks.iter().any(|h| pred(&h.attach))
+}
+
 fn bytes<T>(v: &T) -> &[u8] {
     // SAFETY: ABI structs are plain old data with explicit padding.
     unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
@@ -116,8 +120,20 @@ impl HookSensor {
                     .map_err(|source| LoadError::Map { map: n, source })?;
             }
         }
+        // Only the programs of kinds this policy uses are loaded: each costs a verification,
+        // and the raw tracepoint one needs raw_tp cookies (Linux 6.10+), which older kernels
+        // refuse even when no raw tracepoint is hooked.
+        let needed = |name: &str| {
+            uses(tables, |a| match a {
+                Attach::Tracepoint { .. } => name == "vigil_tp",
+                Attach::RawTracepoint { .. } => name == "vigil_raw_tp",
+                Attach::Uprobe { .. } => name == "vigil_uprobe",
+            })
+        };
         for mut prog in open.progs_mut() {
             prog.set_autoattach(false);
+            let name = prog.name().to_string_lossy().into_owned();
+            prog.set_autoload(needed(&name));
         }
         let object = open.load().map_err(LoadError::Load)?;
         let mut sensor = Self {
