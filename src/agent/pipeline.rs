@@ -246,7 +246,10 @@ impl Pipeline {
         } else {
             tetragon::KprobeAction::Post
         };
-        if !matches!(hook.event, HookEvent::Kprobe) {
+        if !matches!(
+            hook.event,
+            HookEvent::Kprobe | HookEvent::EverySyscall { .. }
+        ) {
             let event = self.hook_event(hook, &info, parent.as_deref(), args, action);
             self.emit(event, m.hdr.ktime);
             return;
@@ -254,10 +257,12 @@ impl Pipeline {
         let event = tetragon::ProcessKprobe {
             process: Some(self.proto(&info, false)),
             parent: parent.as_deref().map(|p| self.proto(p, false)),
-            function_name: if m.compat != 0 {
-                hook.function_name.replace("__x64_sys_", "__ia32_sys_")
-            } else {
-                hook.function_name.clone()
+            function_name: match hook.event {
+                HookEvent::EverySyscall { id_slot } => {
+                    every_syscall_name(m.ints.get(id_slot).copied().unwrap_or(-1))
+                }
+                _ if m.compat != 0 => hook.function_name.replace("__x64_sys_", "__ia32_sys_"),
+                _ => hook.function_name.clone(),
             },
             args,
             action: action as i32,
@@ -341,7 +346,9 @@ impl Pipeline {
                 action: action as i32,
                 ..Default::default()
             }),
-            HookEvent::Kprobe => unreachable!("kprobe events are built by on_syscall"),
+            HookEvent::Kprobe | HookEvent::EverySyscall { .. } => {
+                unreachable!("kprobe events are built by on_syscall")
+            }
         }
     }
 
@@ -487,6 +494,18 @@ impl Pipeline {
         }
         out.flush()
     }
+}
+
+/// Tetragon's function name of a raw syscall id (syscall64: bit 31 marks an ia32 call).
+fn every_syscall_name(id: i64) -> String {
+    let (v, ia32) = (id as u64, u64::from(VIGIL_SYSCALL64_IA32));
+    let nr = (v & !ia32) as u32;
+    let name = if v & ia32 != 0 {
+        vigil_runtime::tables::ia32_name(nr).map(|n| format!("__ia32_sys_{n}"))
+    } else {
+        vigil_runtime::hooks::x64_name(nr).map(|n| format!("__x64_sys_{n}"))
+    };
+    name.unwrap_or_else(|| format!("syscall-{nr}"))
 }
 
 impl Pipeline {

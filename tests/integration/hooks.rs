@@ -556,3 +556,57 @@ fn hooks_added_over_grpc_run_and_deleting_them_leaves_nothing() {
     );
     agent.stop();
 }
+
+#[test]
+fn every_syscall_of_a_binary_is_named_64_and_32_bit() {
+    let _g = serial();
+    let input = scratch_dir("hooks-allsys-input");
+    let helper = helper_bin();
+    let yaml = format!(
+        r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: helper-syscalls
+spec:
+  lists:
+  - name: "all"
+    type: "generated_syscalls"
+  kprobes:
+  - call: "list:all"
+    selectors:
+    - matchBinaries:
+      - operator: "In"
+        values: ["{}"]
+"#,
+        helper.display()
+    );
+    let policy = write_policy(&input, "helper-syscalls", &yaml);
+    let agent = Agent::start("hooks-allsys", &["--tracing-policy", &policy]);
+    let pid = run(Command::new(&helper).args(["ia32-open", "/etc/hostname"]));
+    let other = run(&mut Command::new("/usr/bin/true"));
+    let events = agent.wait_for("the helper's exit_group", WAIT, |ev| {
+        of_policy(ev, "process_kprobe", "helper-syscalls")
+            .iter()
+            .any(|e| pid_of(e) == u64::from(pid) && e["function_name"] == "__x64_sys_exit_group")
+    });
+    let mine = of_policy(&events, "process_kprobe", "helper-syscalls");
+    let names: Vec<&str> = mine
+        .iter()
+        .filter(|e| pid_of(e) == u64::from(pid))
+        .filter_map(|e| e["function_name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"__ia32_sys_openat"),
+        "the int 0x80 openat is named as Tetragon names it: {names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("__x64_sys_") || n.starts_with("__ia32_sys_"))
+    );
+    assert!(
+        mine.iter().all(|e| pid_of(e) != u64::from(other)),
+        "only the helper binary matches"
+    );
+}

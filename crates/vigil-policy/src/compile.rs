@@ -99,6 +99,9 @@ impl KernelCapabilities for Capabilities {
     }
 }
 
+/// The target of a hook on a `generated_syscalls` list: every system call.
+pub const EVERY_SYSCALL: &str = "<every system call>";
+
 /// How a hook is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mechanism {
@@ -477,7 +480,7 @@ fn expand_call(
             true,
             None,
         ),
-        Some(ListType::GeneratedSyscalls) => (vec!["<every system call>".into()], true, None),
+        Some(ListType::GeneratedSyscalls) => (vec![EVERY_SYSCALL.into()], true, None),
         Some(ListType::GeneratedFtrace) if !caps.ftrace_function_list() => (
             Vec::new(),
             false,

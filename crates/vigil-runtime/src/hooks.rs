@@ -57,6 +57,14 @@ impl HookEnv for SystemEnv {
     }
 }
 
+/// The name of x86_64 syscall `nr`.
+pub fn x64_name(nr: u32) -> Option<&'static str> {
+    X64_SYSCALLS
+        .iter()
+        .find(|(_, n)| *n == nr)
+        .map(|(name, _)| *name)
+}
+
 /// The x86_64 number of a syscall name (`sys_dup`, `__x64_sys_dup`, `dup`).
 pub fn x64_number(name: &str) -> Option<u32> {
     let name = crate::tables::syscall_name(name);
@@ -66,7 +74,7 @@ pub fn x64_number(name: &str) -> Option<u32> {
         .map(|(_, nr)| *nr)
 }
 
-fn unsupported(path: &str, reason: impl Into<String>) -> Unsupported {
+pub(crate) fn unsupported(path: &str, reason: impl Into<String>) -> Unsupported {
     Unsupported {
         path: path.to_string(),
         reason: reason.into(),
@@ -74,13 +82,13 @@ fn unsupported(path: &str, reason: impl Into<String>) -> Unsupported {
 }
 
 /// One argument placed: where it comes from, how the engine reads it, how it is reported.
-struct Placed {
-    prep: vigil_prep_arg,
-    kernel_string: bool,
-    report: HookArg,
+pub(crate) struct Placed {
+    pub(crate) prep: vigil_prep_arg,
+    pub(crate) kernel_string: bool,
+    pub(crate) report: HookArg,
 }
 
-fn report_of(t: ArgType) -> HookArg {
+pub(crate) fn report_of(t: ArgType) -> HookArg {
     match t {
         ArgType::Int8 | ArgType::Int16 | ArgType::Int32 | ArgType::Fd => HookArg::Int,
         ArgType::Uint8 | ArgType::Uint16 | ArgType::Uint32 => HookArg::Uint32,
@@ -93,14 +101,14 @@ fn report_of(t: ArgType) -> HookArg {
     }
 }
 
-fn signed(t: ArgType) -> bool {
+pub(crate) fn signed(t: ArgType) -> bool {
     matches!(
         t,
         ArgType::Int8 | ArgType::Int16 | ArgType::Int32 | ArgType::Int64 | ArgType::Fd
     )
 }
 
-fn is_text(t: ArgType) -> bool {
+pub(crate) fn is_text(t: ArgType) -> bool {
     matches!(
         t,
         ArgType::String | ArgType::Filename | ArgType::DataLoc | ArgType::LinuxBinprm
@@ -108,14 +116,14 @@ fn is_text(t: ArgType) -> bool {
 }
 
 /// Width in bytes of an integer type as read (pointers and syscall ids: 8).
-fn width(t: ArgType) -> u8 {
+pub(crate) fn width(t: ArgType) -> u8 {
     match t {
         ArgType::Fd => 4,
         t => t.integer_width().unwrap_or(8) as u8,
     }
 }
 
-fn prep(src: u32, off: u32, size: u8, sign: bool) -> vigil_prep_arg {
+pub(crate) fn prep(src: u32, off: u32, size: u8, sign: bool) -> vigil_prep_arg {
     vigil_prep_arg {
         src: src as u8,
         size,
@@ -245,7 +253,7 @@ fn place_param(path: &str, a: &ArgReader) -> Result<Placed, Unsupported> {
     })
 }
 
-fn check_user_type(path: &str, t: ArgType) -> Result<(), Unsupported> {
+pub(crate) fn check_user_type(path: &str, t: ArgType) -> Result<(), Unsupported> {
     if matches!(t, ArgType::String | ArgType::Filename)
         || t.integer_width().is_some()
         || t == ArgType::Fd
@@ -392,7 +400,7 @@ fn rewrite_filters(hook: &HookPlan, readers: &[&ArgReader]) -> Result<HookPlan, 
 /// Builds one placed hook through the syscall builder (selectors, actions, value sets) and
 /// moves it from the syscall tables to `out.others`.
 #[allow(clippy::too_many_arguments)]
-fn finish(
+pub(crate) fn finish(
     plan: &Plan,
     hook: &HookPlan,
     placed: &[Placed],

@@ -305,3 +305,35 @@ spec:
         "{err}"
     );
 }
+
+#[test]
+fn every_syscall_rides_raw_syscalls_with_the_id_in_a_hidden_slot() {
+    let yaml = std::fs::read_to_string(
+        "/work/shared/compat/tetragon-policies/tracingpolicy/list-syscalls-generated.yaml",
+    )
+    .unwrap();
+    let t = tables(&yaml, &env()).unwrap();
+    assert!(t.tables.hooks.is_empty(), "no per-syscall tracepoint");
+    let hook = &t.others.hooks[0];
+    assert_eq!(
+        hook.attach,
+        Attach::Tracepoint {
+            subsystem: "raw_syscalls".into(),
+            event: "sys_enter".into()
+        }
+    );
+    // `long id` at offset 8, with the ia32 bit.
+    let id = hook.prep.args[0];
+    assert_eq!(
+        (u32::from(id.src), id.off, id.size),
+        (VIGIL_SRC_RECORD, 8, 8)
+    );
+    assert_eq!(u32::from(id.post), VIGIL_POST_SYSCALL64);
+    assert_eq!(hook.config.nargs, 1);
+    assert_eq!(hook.selectors[0].bin_op, VIGIL_OP_IN);
+    assert_eq!(t.hooks[0].event, HookEvent::EverySyscall { id_slot: 0 });
+    assert!(
+        t.hooks[0].args.is_empty(),
+        "the id is not reported as an argument"
+    );
+}

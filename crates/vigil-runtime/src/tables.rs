@@ -3,12 +3,20 @@
 
 use vigil_bpf::abi::*;
 use vigil_bpf::syscalls::{SyscallHook, SyscallTables};
-use vigil_policy::compile::{ArgOrigin, Filter, HookPlan, Mechanism, Plan};
+use vigil_policy::compile::{ArgOrigin, EVERY_SYSCALL, Filter, HookPlan, Mechanism, Plan};
 use vigil_policy::model::ActionSelector;
 use vigil_policy::state::PolicyMode;
 use vigil_policy::types::{Action, ArgType, Operator};
 
 include!(concat!(env!("OUT_DIR"), "/ia32.rs"));
+
+/// The name of ia32 syscall `nr`.
+pub fn ia32_name(nr: u32) -> Option<&'static str> {
+    IA32_SYSCALLS
+        .iter()
+        .find(|(_, n)| *n == nr)
+        .map(|(name, _)| *name)
+}
 
 /// The ia32 number of a syscall, for 32-bit (`int 0x80`) calls.
 pub fn ia32_number(name: &str) -> Option<u32> {
@@ -54,6 +62,11 @@ pub enum HookEvent {
         provider: String,
         name: String,
     },
+    /// `process_kprobe` of a hook on every system call (raw_syscalls): `function_name`
+    /// comes from the syscall id the kernel put in argument slot `id_slot`.
+    EverySyscall {
+        id_slot: usize,
+    },
 }
 
 /// What the pipeline needs to know about a hook id.
@@ -84,13 +97,14 @@ impl HookInfo {
             } if symbol.is_empty() => format!("{path}:{offset:#x}"),
             HookEvent::Uprobe { path, symbol, .. } => format!("{path}:{symbol}"),
             HookEvent::Usdt { provider, name, .. } => format!("{provider}:{name}"),
+            HookEvent::EverySyscall { .. } => "raw_syscalls/sys_enter".to_string(),
         }
     }
 
     /// The sensor name reported by ListTracingPolicies (Tetragon's `generic_*` names).
     pub fn sensor_name(&self) -> String {
         let kind = match self.event {
-            HookEvent::Kprobe => "generic_syscall",
+            HookEvent::Kprobe | HookEvent::EverySyscall { .. } => "generic_syscall",
             HookEvent::Tracepoint { .. } => "generic_tracepoint",
             HookEvent::Uprobe { .. } => "generic_uprobe",
             HookEvent::Usdt { .. } => "generic_usdt",
@@ -258,6 +272,10 @@ pub fn build_in(
                     hook.mechanism.name()
                 ),
             ));
+        }
+        if hook.targets.iter().any(|t| t == EVERY_SYSCALL) {
+            crate::all_syscalls::build(plan, hook, ids, resolve_binary, env, &mut out)?;
+            continue;
         }
         for target in &hook.targets {
             build_hook(
