@@ -610,3 +610,45 @@ spec:
         "only the helper binary matches"
     );
 }
+
+#[test]
+fn uprobe_sigkill_kills_the_caller_before_the_function_runs() {
+    let _g = serial();
+    let input = scratch_dir("hooks-kill-input");
+    let helper = helper_bin();
+    let yaml = uprobe_policy(&helper, "")
+        .replace("helper-uprobe", "helper-kill")
+        .replace("[\"vigil-uprobe\"]", "[\"vigil-kill\"]")
+        + "      matchActions:\n      - action: Sigkill\n";
+    let policy = write_policy(&input, "helper-kill", &yaml);
+    let agent = Agent::start("hooks-kill", &["--tracing-policy", &policy]);
+    let spared = Command::new(&helper)
+        .args(["uprobe-call", "2", "spared"])
+        .output()
+        .unwrap();
+    assert!(spared.status.success());
+    assert_eq!(String::from_utf8_lossy(&spared.stdout).trim(), "2008");
+    let child = Command::new(&helper)
+        .args(["uprobe-call", "1", "vigil-kill"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{:?}", out.status);
+    assert!(
+        out.stdout.is_empty(),
+        "killed at the call: the result was never printed"
+    );
+    let events = agent.wait_for("the Sigkill uprobe event", WAIT, |ev| {
+        of_policy(ev, "process_uprobe", "helper-kill")
+            .iter()
+            .any(|e| pid_of(e) == u64::from(pid))
+    });
+    let e = of_policy(&events, "process_uprobe", "helper-kill")
+        .into_iter()
+        .find(|e| pid_of(e) == u64::from(pid))
+        .unwrap();
+    assert_eq!(e["action"], "KPROBE_ACTION_SIGKILL");
+}
