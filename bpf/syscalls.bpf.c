@@ -4,8 +4,9 @@
  * program attached to each hooked `syscalls:sys_enter_<name>` tracepoint, told which hook it
  * serves by the attach cookie; the engine (vigil_engine.h) does the rest.
  *
- * Selection runs at syscall entry: a Sigkill is delivered when the task returns to user
- * space, after the syscall ran.
+ * Selection runs at syscall entry, or completes at the paired `sys_exit_<name>` for hooks
+ * that need the return value or the kernel-resolved path. Either way a Sigkill is delivered
+ * when the task returns to user space, after the syscall ran.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -33,6 +34,13 @@ int vigil_sys_enter(struct trace_event_raw_sys_enter *ctx)
 
 	sys_args(ctx, args);
 	return engine_handle(ctx, (__u32)bpf_get_attach_cookie(ctx), args, 0);
+}
+
+/* The paired exit (hooks with VIGIL_HOOK_EXIT): same cookie as the entry. */
+SEC("tracepoint/syscalls/sys_exit_generic")
+int vigil_sys_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return engine_handle_exit(ctx, (__u32)bpf_get_attach_cookie(ctx), ctx->ret);
 }
 
 /* ia32 syscall number -> hook id. */
@@ -68,4 +76,21 @@ int vigil_sys_enter_ia32(struct trace_event_raw_sys_enter *ctx)
 		sys_args(ctx, args);
 		return engine_handle(ctx, *hook, args, VIGIL_ENGINE_COMPAT);
 	}
+}
+
+
+/* The exit of 32-bit calls, attached only when an ia32-reachable hook pairs its exit. */
+SEC("tracepoint/raw_syscalls/sys_exit")
+int vigil_sys_exit_ia32(struct trace_event_raw_sys_exit *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 nr, *hook;
+
+	if (!(BPF_CORE_READ(task, thread_info.status) & TS_COMPAT))
+		return 0;
+	nr = (__u32)BPF_CORE_READ(ctx, id);
+	hook = bpf_map_lookup_elem(&vigil_ia32_hooks, &nr);
+	if (!hook)
+		return 0;
+	return engine_handle_exit(ctx, *hook, BPF_CORE_READ(ctx, ret));
 }

@@ -206,6 +206,11 @@ struct vigil_hook_cfg {
 	__u8 arg_kind[VIGIL_MAX_ARGS];
 	__u8 arg_index[VIGIL_MAX_ARGS]; /* syscall argument number of each reported arg */
 	__u8 pad2[6];
+	/* Exit pairing (engine): selection completes at the paired exit when flags say so. */
+	__u32 flags;    /* VIGIL_HOOK_* */
+	__u8 path_slot; /* slot whose string filters also try the kernel-resolved path; 0xff none */
+	__u8 ret_kind;  /* enum vigil_arg_kind of the return value (VIGIL_ARG_NONE: not reported) */
+	__u8 pad3[2];
 };
 
 struct vigil_arg_filter {
@@ -228,6 +233,9 @@ struct vigil_selector_cfg {
 	__u32 pad;
 	__u32 pids[VIGIL_MAX_PIDS];
 	struct vigil_arg_filter filters[VIGIL_MAX_ARG_FILTERS];
+	__u32 ret_actions; /* matchReturnActions: VIGIL_ACT_* run at the paired exit */
+	__u32 flags;       /* VIGIL_SEL_* */
+	__u64 rate_ns;     /* Post rateLimit: at most one event per interval and scope; 0 none */
 };
 
 /* Key of the exact-string and LPM (prefix, reversed postfix) value sets. */
@@ -251,6 +259,8 @@ enum vigil_hook_counter {
 	VIGIL_HOOK_ENFORCED = 2,
 	VIGIL_HOOK_DROPPED = 3,
 	VIGIL_HOOK_MONITOR = 4, /* would have enforced (monitor mode) */
+	VIGIL_HOOK_RATE_LIMITED = 5, /* not posted: rateLimit */
+	VIGIL_HOOK_PENDING_LOST = 6, /* entry could not be kept for its exit (table full) */
 	VIGIL_HOOK_COUNTERS = 8,
 };
 
@@ -270,6 +280,44 @@ struct vigil_syscall_msg {
 	__u16 str_trunc; /* bit i: string argument i was cut at VIGIL_ARG_STR_MAX */
 	__u32 str_error; /* bit i: string argument i could not be read */
 	__u32 compat;    /* 1: a 32-bit (ia32, int 0x80) system call */
+	__u32 pad;
+	__s64 ret;           /* return value (flags & VIGIL_SYSMSG_RETURN) */
+	__u32 ret_actions;   /* matchReturnActions that ran (or would have, in monitor mode) */
+	__u16 path_len;      /* kernel-resolved path, after the string arguments */
+	__u16 flags;         /* VIGIL_SYSMSG_* */
+};
+
+/* ---- policy engine: exit pairing, policy mode, selector counters -------------------- */
+
+/* vigil_hook_cfg.flags */
+#define VIGIL_HOOK_EXIT (1u << 0)    /* selection completes at the paired syscall exit */
+#define VIGIL_HOOK_FD_PATH (1u << 1) /* at exit, resolve the returned fd's path (open-like) */
+
+/* vigil_selector_cfg.flags */
+#define VIGIL_SEL_RATE_PROCESS (1u << 0) /* rateLimitScope process (default thread) */
+#define VIGIL_SEL_RATE_GLOBAL (1u << 1)  /* rateLimitScope global */
+#define VIGIL_SEL_FOLLOW_FORKS (1u << 2) /* matchPIDs followForks: ancestors count */
+#define VIGIL_SEL_FOLLOW_CHILDREN (1u << 3) /* matchBinaries followChildren */
+
+/* A filter slot naming the return value (matchReturnArgs). */
+#define VIGIL_SLOT_RET 7
+/* Scratch row that holds the kernel-resolved path (rows 0..4 are arguments). */
+#define VIGIL_ROW_PATH 5
+
+/* vigil_syscall_msg.flags */
+#define VIGIL_SYSMSG_RETURN (1u << 0)     /* `ret` is set: the event comes from the exit */
+#define VIGIL_SYSMSG_PATH (1u << 1)       /* a kernel-resolved path follows the strings */
+#define VIGIL_SYSMSG_PATH_TRUNC (1u << 2) /* ... cut: deeper than the buffer */
+#define VIGIL_SYSMSG_FAIL_CLOSED (1u << 3) /* matched because an argument was unreadable */
+
+/* Policy mode, one per policy object (`vigil_policy_conf`, key 0): one map write switches. */
+enum vigil_policy_mode {
+	VIGIL_MODE_ENFORCE = 0,
+	VIGIL_MODE_MONITOR = 1,
+};
+
+struct vigil_policy_conf {
+	__u32 mode; /* enum vigil_policy_mode */
 	__u32 pad;
 };
 

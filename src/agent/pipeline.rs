@@ -208,30 +208,23 @@ impl Pipeline {
                 rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
             )
         };
-        let args = hook
+        let mut args: Vec<_> = hook
             .args
             .iter()
             .enumerate()
             .map(|(i, (kind, label))| {
-                let int = m.ints[i];
                 let arg = match kind {
-                    HookArg::Int => Arg::IntArg(int as i32),
-                    HookArg::Uint32 => Arg::UintArg(int as u32),
-                    HookArg::Int64 => Arg::LongArg(int),
-                    HookArg::Uint64 | HookArg::SizeT => Arg::SizeArg(int as u64),
-                    HookArg::String => Arg::StringArg(text_of(i)),
-                    HookArg::SyscallId => {
-                        // Tetragon's syscall64: bit 31 marks a 32-bit (ia32) call.
-                        let (v, ia32) = (int as u64, u64::from(VIGIL_SYSCALL64_IA32));
-                        Arg::SyscallId(tetragon::SyscallId {
-                            id: (v & !ia32) as u32,
-                            abi: if v & ia32 != 0 { "i386" } else { "x64" }.to_string(),
+                    HookArg::String | HookArg::LinuxBinprm if m.str_error & (1 << i) != 0 => {
+                        Arg::ErrorArg(tetragon::KprobeError {
+                            message: "cannot read the argument from memory".into(),
                         })
                     }
+                    HookArg::String => Arg::StringArg(text_of(i)),
                     HookArg::LinuxBinprm => Arg::LinuxBinprmArg(tetragon::KprobeLinuxBinprm {
                         path: text_of(i),
                         ..Default::default()
                     }),
+                    other => int_arg(*other, m.ints[i]),
                 };
                 tetragon::KprobeArgument {
                     arg: Some(arg),
@@ -239,6 +232,24 @@ impl Pipeline {
                 }
             })
             .collect();
+        // Open-like calls: the path the kernel opened, resolved from the returned fd.
+        if let Some(path) = &rec.path {
+            args.push(tetragon::KprobeArgument {
+                arg: Some(Arg::FileArg(tetragon::KprobeFile {
+                    path: vigil_process::text::valid_utf8(path),
+                    ..Default::default()
+                })),
+                label: "resolved_path".into(),
+            });
+        }
+        let returned = u32::from(m.flags) & VIGIL_SYSMSG_RETURN != 0;
+        let ret = hook
+            .return_arg
+            .filter(|_| returned)
+            .map(|kind| tetragon::KprobeArgument {
+                arg: Some(int_arg(kind, m.ret)),
+                label: String::new(),
+            });
         let action = if m.actions & VIGIL_ACT_SIGKILL != 0 {
             tetragon::KprobeAction::Sigkill
         } else if m.actions & VIGIL_ACT_SIGNAL != 0 {
@@ -265,6 +276,8 @@ impl Pipeline {
                 _ => hook.function_name.clone(),
             },
             args,
+            r#return: ret,
+            return_action: return_action(m.ret_actions),
             action: action as i32,
             policy_name: hook.policy_name.clone(),
             message: hook.message.clone().unwrap_or_default(),
@@ -530,5 +543,36 @@ impl Pipeline {
                 })
             })
             .collect()
+    }
+}
+
+/// An integer argument as Tetragon reports its type.
+fn int_arg(kind: HookArg, v: i64) -> tetragon::kprobe_argument::Arg {
+    use tetragon::kprobe_argument::Arg;
+    match kind {
+        HookArg::Int => Arg::IntArg(v as i32),
+        HookArg::Uint32 => Arg::UintArg(v as u32),
+        HookArg::Int64 => Arg::LongArg(v),
+        HookArg::Uint64 | HookArg::SizeT => Arg::SizeArg(v as u64),
+        HookArg::SyscallId => {
+            // Tetragon's syscall64: bit 31 marks a 32-bit (ia32) call.
+            let (v, ia32) = (v as u64, u64::from(VIGIL_SYSCALL64_IA32));
+            Arg::SyscallId(tetragon::SyscallId {
+                id: (v & !ia32) as u32,
+                abi: if v & ia32 != 0 { "i386" } else { "x64" }.to_string(),
+            })
+        }
+        HookArg::String | HookArg::LinuxBinprm => Arg::LongArg(v),
+    }
+}
+
+/// `return_action`: what matchReturnActions did (unset when it has none).
+fn return_action(bits: u32) -> i32 {
+    if bits & VIGIL_ACT_SIGKILL != 0 {
+        tetragon::KprobeAction::Sigkill as i32
+    } else if bits & VIGIL_ACT_SIGNAL != 0 {
+        tetragon::KprobeAction::Signal as i32
+    } else {
+        0
     }
 }

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use vigil_bpf::hooks::HookSensor;
-use vigil_bpf::syscalls::{SharedMaps, SyscallSensor};
+use vigil_bpf::syscalls::{PolicyMode as KernelMode, SharedMaps, SyscallSensor};
 use vigil_policy::Plan;
+use vigil_policy::state::PolicyMode;
 use vigil_runtime::HookInfo;
 use vigil_runtime::tables::{Ids, build};
 
@@ -95,6 +96,51 @@ impl PolicySensors {
             .map(|s| s.hook_counters(hook))
             .unwrap_or_default();
         std::array::from_fn(|i| a[i] + b[i])
+    }
+
+    /// Per-selector counters of a hook, from whichever object runs it.
+    pub fn selector_counters(
+        &self,
+        hook: u32,
+        selector: u32,
+    ) -> [u64; vigil_bpf::abi::VIGIL_HOOK_COUNTERS as usize] {
+        let a = self
+            .syscalls
+            .as_ref()
+            .map(|s| s.selector_counters(hook, selector))
+            .unwrap_or_default();
+        let b = self
+            .others
+            .as_ref()
+            .map(|s| s.selector_counters(hook, selector))
+            .unwrap_or_default();
+        std::array::from_fn(|i| a[i] + b[i])
+    }
+
+    /// The policy's mode in the kernel (both objects are always switched together).
+    pub fn mode(&self) -> KernelMode {
+        match (&self.syscalls, &self.others) {
+            (Some(s), _) => s.mode(),
+            (None, Some(o)) => o.mode(),
+            (None, None) => KernelMode::Enforce,
+        }
+    }
+
+    /// Switches a loaded policy between enforce and monitor without reloading it: one write
+    /// to each object's `vigil_policy_conf` map, effective for the next hook invocation.
+    #[allow(dead_code)] // called by the API's set-mode once it is wired (crates/vigil-api)
+    pub fn set_mode(&self, mode: PolicyMode) -> Result<(), String> {
+        let kernel = match mode {
+            PolicyMode::Enforce => KernelMode::Enforce,
+            PolicyMode::Monitor => KernelMode::Monitor,
+        };
+        if let Some(s) = &self.syscalls {
+            s.set_mode(kernel).map_err(|e| e.to_string())?;
+        }
+        if let Some(o) = &self.others {
+            o.set_mode(kernel).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }
 

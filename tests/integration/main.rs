@@ -10,4 +10,5 @@ mod kernel_caps;
 mod lifecycle;
 mod load;
 mod policy;
+mod policy_engine;
 mod proto_check;

@@ -14,7 +14,7 @@ use libbpf_rs::{
 
 use crate::abi::*;
 use crate::lifecycle::LoadError;
-use crate::syscalls::{SharedMaps, ensure_tracefs};
+use crate::syscalls::{PolicyMode, SharedMaps, ensure_tracefs};
 
 /// Where a hook attaches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +62,8 @@ pub struct HookTables {
     pub str_prefix: Vec<vigil_str_key>,
     pub str_postfix: Vec<vigil_str_key>,
     pub binaries: Vec<vigil_bin_key>,
+    /// The policy starts in monitor mode (enforcement actions counted, not executed).
+    pub monitor: bool,
 }
 
 impl HookTables {
@@ -178,7 +180,67 @@ impl HookSensor {
         for k in &t.binaries {
             put("vigil_bin_set", bytes(k), &[1])?;
         }
-        Ok(())
+        self.set_mode(if t.monitor {
+            PolicyMode::Monitor
+        } else {
+            PolicyMode::Enforce
+        })
+    }
+
+    /// Switches the policy between enforce and monitor (the engine's `vigil_policy_conf`).
+    pub fn set_mode(&self, mode: PolicyMode) -> Result<(), LoadError> {
+        let conf = vigil_policy_conf {
+            mode: match mode {
+                PolicyMode::Enforce => VIGIL_MODE_ENFORCE,
+                PolicyMode::Monitor => VIGIL_MODE_MONITOR,
+            },
+            pad: 0,
+        };
+        let map = self
+            .object
+            .maps()
+            .find(|m| m.name() == "vigil_policy_conf")
+            .ok_or(LoadError::Missing("vigil_policy_conf"))?;
+        map.update(&0u32.to_ne_bytes(), bytes(&conf), MapFlags::ANY)
+            .map_err(|source| LoadError::Map {
+                map: "vigil_policy_conf",
+                source,
+            })
+    }
+
+    /// The policy's current mode, as the kernel sees it.
+    pub fn mode(&self) -> PolicyMode {
+        let monitor = self
+            .object
+            .maps()
+            .find(|m| m.name() == "vigil_policy_conf")
+            .and_then(|m| m.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok().flatten())
+            .is_some_and(|v| v.first().copied() == Some(VIGIL_MODE_MONITOR as u8));
+        if monitor {
+            PolicyMode::Monitor
+        } else {
+            PolicyMode::Enforce
+        }
+    }
+
+    /// Counters of one selector of a hook, summed over CPUs.
+    pub fn selector_counters(
+        &self,
+        hook: u32,
+        selector: u32,
+    ) -> [u64; VIGIL_HOOK_COUNTERS as usize] {
+        let mut out = [0u64; VIGIL_HOOK_COUNTERS as usize];
+        if let Some(map) = self
+            .object
+            .maps()
+            .find(|m| m.name() == "vigil_sel_counters")
+        {
+            let base = (hook * VIGIL_MAX_SELECTORS + selector) * VIGIL_HOOK_COUNTERS;
+            for (i, slot) in out.iter_mut().enumerate() {
+                *slot = crate::lifecycle::sum_percpu(&map, base + i as u32);
+            }
+        }
+        out
     }
 
     fn attach(&mut self, t: &HookTables) -> Result<(), LoadError> {
