@@ -193,3 +193,11 @@ int vigil_uprobe(struct pt_regs *ctx)
 		return 0;
 	return engine_handle(ctx, hook, c.args, 0);
 }
+
+/* `return: true` uprobes: the entry kept what it read (engine_handle, exit pairing); the
+ * return finishes the hook with the function's return value (rax). */
+SEC("uretprobe")
+int vigil_uretprobe(struct pt_regs *ctx)
+{
+	return engine_handle_exit(ctx, (__u32)bpf_get_attach_cookie(ctx), (__s64)PT_REGS_RC(ctx));
+}

@@ -667,3 +667,60 @@ fn uprobe_sigkill_kills_the_caller_before_the_function_runs() {
         .unwrap();
     assert_eq!(e["action"], "KPROBE_ACTION_SIGKILL");
 }
+
+#[test]
+fn uprobe_return_values_are_filtered_at_the_return() {
+    let _g = serial();
+    let input = scratch_dir("hooks-uret-input");
+    let helper = helper_bin();
+    let yaml = format!(
+        r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: helper-return
+spec:
+  uprobes:
+  - path: "{}"
+    symbols: ["vigil_uprobe_target"]
+    return: true
+    args:
+    - index: 0
+      type: "int32"
+    returnArg:
+      index: 0
+      type: "int64"
+    selectors:
+    - matchReturnArgs:
+      - index: 0
+        operator: "GT"
+        values: ["40000"]
+"#,
+        helper.display()
+    );
+    let policy = write_policy(&input, "helper-return", &yaml);
+    let agent = Agent::start("hooks-uret", &["--tracing-policy", &policy]);
+    // vigil_uprobe_target(n, text, n * 1000) returns n + strlen(text) + n * 1000.
+    let small = run(Command::new(&helper).args(["uprobe-call", "5", "other"]));
+    let big = run(Command::new(&helper).args(["uprobe-call", "42", "vigil-uprobe"]));
+    let events = agent.wait_for("the return-filtered uprobe event", WAIT, |ev| {
+        of_policy(ev, "process_uprobe", "helper-return")
+            .iter()
+            .any(|e| pid_of(e) == u64::from(big))
+    });
+    let mine = of_policy(&events, "process_uprobe", "helper-return");
+    let e = mine.iter().find(|e| pid_of(e) == u64::from(big)).unwrap();
+    assert_eq!(
+        e["args"][0]["int_arg"], 42,
+        "entry arguments travel to the return"
+    );
+    assert!(
+        mine.iter().all(|e| pid_of(e) != u64::from(small)),
+        "5010 is not > 40000: filtered at the return"
+    );
+    assert_eq!(
+        mine.iter().filter(|e| pid_of(e) == u64::from(big)).count(),
+        1,
+        "one event per call, at the return"
+    );
+}

@@ -24,6 +24,7 @@ pub enum Attach {
     /// `raw_tp/<event>` (the BTF-less raw tracepoint: raw 64-bit arguments).
     RawTracepoint { event: String },
     /// A uprobe at a file offset (USDT probes too, with their semaphore as reference counter).
+    /// `retprobe`: a uretprobe at the same place finishes the hook with the return value.
     Uprobe {
         path: PathBuf,
         offset: u64,
@@ -129,7 +130,9 @@ impl HookSensor {
             uses(tables, |a| match a {
                 Attach::Tracepoint { .. } => name == "vigil_tp",
                 Attach::RawTracepoint { .. } => name == "vigil_raw_tp",
-                Attach::Uprobe { .. } => name == "vigil_uprobe",
+                Attach::Uprobe { retprobe, .. } => {
+                    name == "vigil_uprobe" || (*retprobe && name == "vigil_uretprobe")
+                }
             })
         };
         for mut prog in open.progs_mut() {
@@ -283,19 +286,29 @@ impl HookSensor {
                     offset,
                     ref_ctr_offset,
                     retprobe,
-                } => prog("vigil_uprobe")?
-                    .attach_uprobe_with_opts(
-                        -1,
-                        path,
-                        *offset as usize,
-                        UprobeOpts {
-                            ref_ctr_offset: *ref_ctr_offset as usize,
-                            cookie,
-                            retprobe: *retprobe,
-                            ..Default::default()
-                        },
-                    )
-                    .map_err(failed)?,
+                } => {
+                    let probe = |program: &'static str, ret: bool| {
+                        prog(program)?
+                            .attach_uprobe_with_opts(
+                                -1,
+                                path,
+                                *offset as usize,
+                                UprobeOpts {
+                                    ref_ctr_offset: *ref_ctr_offset as usize,
+                                    cookie,
+                                    retprobe: ret,
+                                    ..Default::default()
+                                },
+                            )
+                            .map_err(failed)
+                    };
+                    if *retprobe {
+                        // The return half first: an entry without its exit would leave
+                        // pending state behind.
+                        links.push(probe("vigil_uretprobe", true)?);
+                    }
+                    probe("vigil_uprobe", false)?
+                }
             };
             links.push(link);
         }

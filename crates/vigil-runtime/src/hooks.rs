@@ -471,18 +471,26 @@ pub fn build(
         .iter()
         .filter(|a| a.origin == ArgOrigin::Argument)
         .collect();
-    if hook
-        .arguments
-        .iter()
-        .any(|a| a.origin != ArgOrigin::Argument)
-    {
+    // Uprobes with `return: true` pair a uretprobe with their entry (the engine's exit
+    // pairing), so they may report a return value; other hooks have no return.
+    let returns = hook.mechanism == Mechanism::Uprobe && hook.on_return;
+    if let Some(a) = hook.arguments.iter().find(|a| match a.origin {
+        ArgOrigin::Argument => false,
+        ArgOrigin::Return => !returns,
+        ArgOrigin::Data => true,
+    }) {
+        let what = if a.origin == ArgOrigin::Data {
+            "data"
+        } else {
+            "returnArg"
+        };
         return Err(unsupported(
             path,
-            "data and returnArg are not supported on these hooks yet",
+            format!("{what} is not supported on these hooks yet"),
         ));
     }
-    if hook.on_return {
-        return Err(unsupported(path, "return probes are not supported yet"));
+    if hook.on_return && !returns {
+        return Err(unsupported(path, "return probes are not supported here"));
     }
     let arg_path = |i: usize| format!("{path}.args[{i}]");
     match hook.mechanism {
@@ -621,7 +629,7 @@ fn build_uprobe(
             path: PathBuf::from(file),
             offset,
             ref_ctr_offset,
-            retprobe: false,
+            retprobe: hook.on_return,
         };
         let ev = HookEvent::Uprobe {
             path: file.to_string(),
