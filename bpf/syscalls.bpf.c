@@ -61,10 +61,10 @@ struct {
 SEC("tracepoint/raw_syscalls/sys_enter")
 int vigil_sys_enter_ia32(struct trace_event_raw_sys_enter *ctx)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u32 nr, *hook;
 
-	if (!(BPF_CORE_READ(task, thread_info.status) & TS_COMPAT))
+	/* Runs for every system call on the host: one BTF load, not a probe read. */
+	if (!(bpf_get_current_task_btf()->thread_info.status & TS_COMPAT))
 		return 0;
 	nr = (__u32)BPF_CORE_READ(ctx, id);
 	hook = bpf_map_lookup_elem(&vigil_ia32_hooks, &nr);
@@ -83,10 +83,10 @@ int vigil_sys_enter_ia32(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/raw_syscalls/sys_exit")
 int vigil_sys_exit_ia32(struct trace_event_raw_sys_exit *ctx)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u32 nr, *hook;
 
-	if (!(BPF_CORE_READ(task, thread_info.status) & TS_COMPAT))
+	/* Runs for every system call on the host: one BTF load, not a probe read. */
+	if (!(bpf_get_current_task_btf()->thread_info.status & TS_COMPAT))
 		return 0;
 	nr = (__u32)BPF_CORE_READ(ctx, id);
 	hook = bpf_map_lookup_elem(&vigil_ia32_hooks, &nr);

@@ -210,13 +210,14 @@ struct vigil_hook_cfg {
 	__u32 flags;    /* VIGIL_HOOK_* */
 	__u8 path_slot; /* slot whose string filters also try the kernel-resolved path; 0xff none */
 	__u8 ret_kind;  /* enum vigil_arg_kind of the return value (VIGIL_ARG_NONE: not reported) */
-	__u8 pad3[2];
+	__u8 filter_strs; /* string slots some filter reads (bit per slot): read at entry */
+	__u8 pad3;
 };
 
 struct vigil_arg_filter {
 	__u8 slot;    /* position in the hook's args list */
 	__u8 op;      /* enum vigil_op */
-	__u8 nvalues; /* integer values used */
+	__u8 nvalues; /* integer values used; strings: bytes of values[0] all values start with */
 	__u8 pad;
 	__u32 set_id; /* string value set (maps vigil_str_*) */
 	__s64 values[VIGIL_MAX_INT_VALUES];

@@ -125,19 +125,33 @@ static __always_inline int str_postfix(struct sys_scratch *s, __u32 row, __u32 s
 	return bpf_map_lookup_elem(&vigil_str_postfix, &s->key) != NULL;
 }
 
-/* The positive form of a string operator on one row: Equal, Prefix or Postfix. */
-static __always_inline int str_op(struct sys_scratch *s, __u32 row, __u32 op, __u32 set_id)
+/*
+ * The positive form of a string operator on one row: Equal, Prefix or Postfix. Equal and
+ * Prefix first compare the bytes every value of the set starts with (up to 8, packed by the
+ * loader in values[0], count in nvalues): most strings leave there, before any map lookup.
+ */
+static __always_inline int str_op(struct sys_scratch *s, __u32 row,
+				  const struct vigil_arg_filter *f)
 {
-	switch (op) {
+	__u32 n = f->nvalues;
+
+	if (n && f->op != VIGIL_OP_POSTFIX && f->op != VIGIL_OP_NOT_POSTFIX) {
+		__u64 first = *(__u64 *)s->st.strs[row & 7];
+		__u64 mask = n >= 8 ? ~0ULL : ((1ULL << (8 * n)) - 1);
+
+		if (s->st.str_len_full[row & 7] < n || ((first ^ (__u64)f->values[0]) & mask))
+			return 0;
+	}
+	switch (f->op) {
 	case VIGIL_OP_EQ:
 	case VIGIL_OP_NEQ:
-		return str_equal(s, row, set_id);
+		return str_equal(s, row, f->set_id);
 	case VIGIL_OP_PREFIX:
 	case VIGIL_OP_NOT_PREFIX:
-		return str_prefix(s, row, set_id);
+		return str_prefix(s, row, f->set_id);
 	case VIGIL_OP_POSTFIX:
 	case VIGIL_OP_NOT_POSTFIX:
-		return str_postfix(s, row, set_id);
+		return str_postfix(s, row, f->set_id);
 	}
 	return 0;
 }
@@ -197,16 +211,16 @@ static long fdpath_step(__u32 i, struct fdpath_ctx *c)
 	return 0;
 }
 
-/* Resolves `file` to a path in row VIGIL_ROW_PATH. Returns 1 when a complete path is there. */
-static __always_inline int resolve_file(struct sys_scratch *s, struct file *file)
+/* Walks `file`'s path into pathbuf (s->path_pos, s->path_state). */
+static __always_inline void resolve_file(struct sys_scratch *s, struct file *file)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdpath_ctx c = { .pos = VIGIL_ARG_STR_MAX };
 	struct vfsmount *vfsmnt;
-	__u32 len;
 
+	s->path_state = 0;
 	if (!file)
-		return 0;
+		return;
 	c.dentry = (__u64)BPF_CORE_READ(file, f_path.dentry);
 	vfsmnt = BPF_CORE_READ(file, f_path.mnt);
 	c.mnt = (__u64)container_of(vfsmnt, struct mount, mnt);
@@ -217,18 +231,25 @@ static __always_inline int resolve_file(struct sys_scratch *s, struct file *file
 		c.pos -= 1;
 		s->pathbuf[c.pos & (VIGIL_ARG_STR_MAX - 1)] = '/';
 	}
-	len = (VIGIL_ARG_STR_MAX - c.pos) & (VIGIL_ARG_STR_MAX - 1);
-	bpf_probe_read_kernel(s->st.strs[VIGIL_ROW_PATH], len,
-			      &s->pathbuf[c.pos & (VIGIL_ARG_STR_MAX - 1)]);
+	s->path_pos = c.pos;
+	s->path_state = c.trunc ? 2 : 1;
+}
+
+/* Copies the resolved path into row VIGIL_ROW_PATH and marks the message. */
+static __always_inline void place_path(struct sys_scratch *s)
+{
+	__u32 pos = s->path_pos & (VIGIL_ARG_STR_MAX - 1);
+	__u32 len = (VIGIL_ARG_STR_MAX - pos) & (VIGIL_ARG_STR_MAX - 1);
+
+	if (!s->path_state)
+		return;
+	bpf_probe_read_kernel(s->st.strs[VIGIL_ROW_PATH], len, &s->pathbuf[pos]);
 	s->st.strs[VIGIL_ROW_PATH][len & (VIGIL_ARG_STR_MAX - 1)] = 0;
 	s->st.str_len_full[VIGIL_ROW_PATH] = len;
 	s->st.msg.path_len = len;
 	s->st.msg.flags |= VIGIL_SYSMSG_PATH;
-	if (c.trunc) {
+	if (s->path_state == 2)
 		s->st.msg.flags |= VIGIL_SYSMSG_PATH_TRUNC;
-		return 0;
-	}
-	return 1;
 }
 
 /* The file behind descriptor `fd` of the current task, or NULL. */
@@ -289,11 +310,19 @@ static __always_inline int negated(__u32 op)
 	return op == VIGIL_OP_NEQ || op == VIGIL_OP_NOT_PREFIX || op == VIGIL_OP_NOT_POSTFIX;
 }
 
-/* 1: the filter holds; 0: it does not. `enforcing`: the selector has an enforcement action,
- * so an unreadable argument fails closed (holds) rather than letting the call through. */
+/*
+ * 1: the filter holds; 0: it does not. `enforcing`: the selector has an enforcement action,
+ * so an unreadable argument fails closed (holds) rather than letting the call through.
+ *
+ * Entry evaluates every filter but two kinds: return-value filters (exit), and the path
+ * filters of open-like hooks when the user string does not decide them: a positive operator
+ * that missed, or a negated one that did not hit, waits for the path the kernel opened
+ * (`*deferred` is set). Exit evaluates only those two kinds; `deferred` says whether this
+ * selector's path filters are still open.
+ */
 static __always_inline int filter_match(struct sys_scratch *s, const struct vigil_hook_cfg *h,
 					const struct vigil_arg_filter *f, __u32 phase,
-					int enforcing)
+					int enforcing, __u32 *deferred, __u32 str_error)
 {
 	__u32 slot = f->slot & 7;
 	int hit;
@@ -302,25 +331,36 @@ static __always_inline int filter_match(struct sys_scratch *s, const struct vigi
 		return phase == PHASE_ENTRY || int_match(s->st.msg.ret, f);
 	if (slot >= VIGIL_MAX_ARGS)
 		return 0;
+	if ((h->flags & VIGIL_HOOK_FD_PATH) && slot == h->path_slot) {
+		if (phase == PHASE_ENTRY) {
+			if (!(str_error & (1u << slot))) {
+				hit = str_op(s, slot, f);
+				if (hit)
+					return !negated(f->op);
+			}
+			*deferred = 1;
+			return 1;
+		}
+		if (!*deferred)
+			return 1; /* decided by the user string at entry */
+		if (s->path_state == 1) {
+			hit = str_op(s, VIGIL_ROW_PATH, f);
+			return negated(f->op) ? !hit : hit;
+		}
+		/* No usable resolved path. A failed open touched nothing: the user string (which
+		 * missed, or could not be read) decides. An open that succeeded on a path too deep
+		 * to resolve, with an unreadable user string, fails closed. */
+		if ((str_error & (1u << slot)) && s->st.msg.ret >= 0)
+			goto unreadable;
+		return negated(f->op);
+	}
+	if (phase == PHASE_EXIT)
+		return 1; /* evaluated at entry */
 	if (h->arg_kind[slot] != VIGIL_ARG_STRING && h->arg_kind[slot] != VIGIL_ARG_KSTRING)
 		return int_match(s->st.msg.ints[slot], f);
-	if ((h->flags & VIGIL_HOOK_FD_PATH) && slot == h->path_slot) {
-		/* Decided at exit against the user string and the kernel-resolved path. */
-		if (phase == PHASE_ENTRY)
-			return 1;
-		hit = 0;
-		if (!(s->st.msg.str_error & (1u << slot)))
-			hit = str_op(s, slot, f->op, f->set_id);
-		if (!hit && (s->st.msg.flags & VIGIL_SYSMSG_PATH) &&
-		    !(s->st.msg.flags & VIGIL_SYSMSG_PATH_TRUNC))
-			hit = str_op(s, VIGIL_ROW_PATH, f->op, f->set_id);
-		else if (!hit && (s->st.msg.str_error & (1u << slot)))
-			goto unreadable;
-		return negated(f->op) ? !hit : hit;
-	}
-	if (s->st.msg.str_error & (1u << slot))
+	if (str_error & (1u << slot))
 		goto unreadable;
-	hit = str_op(s, slot, f->op, f->set_id);
+	hit = str_op(s, slot, f);
 	return negated(f->op) ? !hit : hit;
 unreadable:
 	if (enforcing) {
@@ -330,18 +370,82 @@ unreadable:
 	return 0;
 }
 
-/* Process-level filters (PIDs, binaries): evaluated at entry only. */
-static __always_inline int process_match(const struct vigil_selector_cfg *sel, __u32 tgid,
-					 struct vigil_proc_entry *proc)
+#define VIGIL_ANCESTORS_MAX 32 /* generations walked by followForks / followChildren */
+
+struct anc_ctx {
+	__u32 sel_idx;
+	__u32 pid;   /* the ancestor to look at next */
+	__u64 ktime; /* its start time, against pid reuse (0: unknown) */
+	__u32 bins;  /* look for a binary of the selector's set */
+	__u32 found;
+};
+
+static __always_inline int pid_listed(const struct vigil_selector_cfg *sel, __u32 pid)
+{
+	int in = 0;
+
+	for (int i = 0; i < VIGIL_MAX_PIDS; i++) {
+		if (i >= sel->npids)
+			break;
+		in |= sel->pids[i] == pid;
+	}
+	return in;
+}
+
+/* One generation up the kernel process table (parent keys kept by the lifecycle sensor). */
+static long anc_step(__u32 i, struct anc_ctx *c)
+{
+	struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &c->sel_idx);
+	struct vigil_proc_entry *e;
+
+	if (!sel || !c->pid)
+		return 1;
+	e = bpf_map_lookup_elem(&vigil_procs, &c->pid);
+	if (!e || (c->ktime && e->key.ktime != c->ktime))
+		return 1; /* gone, or the pid now names another process */
+	if (c->bins) {
+		struct vigil_bin_key bk = {
+			.set_id = sel->bin_set_id,
+			.ino = e->bin_ino,
+			.dev = e->bin_dev,
+		};
+
+		if (bpf_map_lookup_elem(&vigil_bin_set, &bk)) {
+			c->found = 1;
+			return 1;
+		}
+	} else if (pid_listed(sel, c->pid)) {
+		c->found = 1;
+		return 1;
+	}
+	c->pid = e->parent.pid;
+	c->ktime = e->parent.ktime;
+	return 0;
+}
+
+/* Whether an ancestor of `proc` is listed (bins: in the binary set; else in matchPIDs). */
+static __always_inline int ancestor_listed(__u32 sel_idx, struct vigil_proc_entry *proc, __u32 bins)
+{
+	struct anc_ctx c = { .sel_idx = sel_idx, .bins = bins };
+
+	if (!proc)
+		return 0;
+	c.pid = proc->parent.pid;
+	c.ktime = proc->parent.ktime;
+	bpf_loop(VIGIL_ANCESTORS_MAX, anc_step, &c, 0);
+	return c.found;
+}
+
+/* Process-level filters (PIDs, binaries): evaluated at entry only. followForks and
+ * followChildren extend them to descendants: the process or one of its ancestors. */
+static __always_inline int process_match(const struct vigil_selector_cfg *sel, __u32 sel_idx,
+					 __u32 tgid, struct vigil_proc_entry *proc)
 {
 	if (sel->pid_op) {
-		int in = 0;
+		int in = pid_listed(sel, tgid);
 
-		for (int i = 0; i < VIGIL_MAX_PIDS; i++) {
-			if (i >= sel->npids)
-				break;
-			in |= sel->pids[i] == tgid;
-		}
+		if (!in && (sel->flags & VIGIL_SEL_FOLLOW_FORKS))
+			in = ancestor_listed(sel_idx, proc, 0);
 		if ((sel->pid_op == VIGIL_OP_IN) != in)
 			return 0;
 	}
@@ -354,6 +458,8 @@ static __always_inline int process_match(const struct vigil_selector_cfg *sel, _
 			bk.dev = proc->bin_dev;
 		}
 		in = proc && bpf_map_lookup_elem(&vigil_bin_set, &bk) != NULL;
+		if (!in && (sel->flags & VIGIL_SEL_FOLLOW_CHILDREN))
+			in = ancestor_listed(sel_idx, proc, 1);
 		if ((sel->bin_op == VIGIL_OP_IN) != in)
 			return 0;
 	}
@@ -365,6 +471,8 @@ struct filters_ctx {
 	__u32 sel_idx; /* index in vigil_sys_selectors */
 	__u32 phase;
 	__u32 result;
+	__u32 deferred;  /* entry: set when a path filter waits; exit: whether it waited */
+	__u32 str_error; /* arguments that could not be read */
 };
 
 /*
@@ -391,39 +499,54 @@ static long filter_step(__u32 i, struct filters_ctx *c)
 	if (i >= VIGIL_MAX_ARG_FILTERS)
 		return 1;
 	enforcing = (sel->actions | sel->ret_actions) & (VIGIL_ACT_SIGKILL | VIGIL_ACT_SIGNAL);
-	if (!filter_match(s, h, &sel->filters[i], c->phase, enforcing)) {
+	if (!filter_match(s, h, &sel->filters[i], c->phase, enforcing, &c->deferred,
+			  c->str_error)) {
 		c->result = 0;
 		return 1;
 	}
 	return 0;
 }
 
+/* `deferred`: in at exit (this selector waited for the path), out at entry. */
 static __always_inline int args_match(__u32 hook, __u32 sel_idx, const struct vigil_selector_cfg *sel,
-				      __u32 phase)
+				      __u32 phase, __u32 *deferred, __u32 str_error)
 {
-	struct filters_ctx c = { .hook = hook, .sel_idx = sel_idx, .phase = phase, .result = 1 };
+	struct filters_ctx c = {
+		.hook = hook,
+		.sel_idx = sel_idx,
+		.phase = phase,
+		.result = 1,
+		.deferred = *deferred,
+		.str_error = str_error,
+	};
 
 	if (!sel->nfilters)
 		return 1;
 	bpf_loop(VIGIL_MAX_ARG_FILTERS, filter_step, &c, 0);
+	*deferred = c.deferred;
 	return c.result;
 }
 
 /* ---- arguments ------------------------------------------------------------------------ */
 
+/* Reads the hook's arguments; strings only for the slots in `strs` (a string costs a user
+ * memory copy: entry reads those the filters need, the rest only when a selector matched). */
 static __always_inline void read_args(struct sys_scratch *s, const struct vigil_hook_cfg *h,
-				      const __u64 *regs)
+				      const __u64 *regs, __u32 strs)
 {
 	for (int i = 0; i < VIGIL_MAX_ARGS; i++) {
 		__u32 ai;
 		__u64 raw;
 		long n;
 
+		if (i >= h->nargs)
+			break;
+		if ((h->arg_kind[i] == VIGIL_ARG_STRING || h->arg_kind[i] == VIGIL_ARG_KSTRING) &&
+		    !((strs >> i) & 1))
+			continue;
 		s->st.msg.str_len[i] = 0;
 		s->st.str_len_full[i] = 0;
 		s->st.msg.ints[i] = 0;
-		if (i >= h->nargs)
-			break;
 		ai = h->arg_index[i] & 7;
 		if (ai >= VIGIL_ENGINE_NARGS)
 			ai = VIGIL_ENGINE_NARGS - 1; /* the loader refuses such indices */
@@ -560,19 +683,88 @@ static __always_inline void act(struct sys_scratch *s, __u32 hook, __u32 matched
 	post(s, hook, matched);
 }
 
+struct sels_ctx {
+	__u32 hook;
+	__u32 tgid;
+	__u32 phase;
+	__u32 pairs_exit; /* entry: collect candidates for the exit instead of stopping */
+	__u32 candidates; /* entry: out; exit: in */
+	__u32 deferred;   /* entry: out; exit: in */
+	__u32 str_error;
+	__s32 matched;
+};
+
+/*
+ * One selector per bpf_loop iteration (the verifier checks the callback once, not five
+ * unrolled copies). Entry: process filters, then argument filters; exit: the filters left
+ * open by entry, for the selectors entry kept.
+ */
+static long sel_step(__u32 i, struct sels_ctx *c)
+{
+	__u32 idx = c->hook * VIGIL_MAX_SELECTORS + i;
+	struct vigil_selector_cfg *sel;
+	struct vigil_proc_entry *proc;
+	__u32 deferred = 0;
+
+	if (i >= VIGIL_MAX_SELECTORS)
+		return 1;
+	sel = bpf_map_lookup_elem(&vigil_sys_selectors, &idx);
+	if (!sel)
+		return 0;
+	if (c->phase == PHASE_EXIT) {
+		if (!((c->candidates >> i) & 1))
+			return 0;
+		deferred = (c->deferred >> i) & 1;
+		if (args_match(c->hook, idx, sel, PHASE_EXIT, &deferred, c->str_error)) {
+			c->matched = i;
+			return 1;
+		}
+		return 0;
+	}
+	proc = bpf_map_lookup_elem(&vigil_procs, &c->tgid);
+	if (!process_match(sel, idx, c->tgid, proc) ||
+	    !args_match(c->hook, idx, sel, PHASE_ENTRY, &deferred, c->str_error))
+		return 0;
+	if (c->pairs_exit) {
+		c->candidates |= 1u << i;
+		if (deferred)
+			c->deferred |= 1u << i;
+		return 0;
+	}
+	c->matched = i;
+	return 1;
+}
+
+static __always_inline void reset_msg(struct sys_scratch *s, __u32 compat)
+{
+	s->st.msg.str_error = 0;
+	s->st.msg.str_trunc = 0;
+	s->st.msg.compat = compat;
+	s->st.msg.pad = 0;
+	s->st.msg.flags = 0;
+	s->st.msg.ret = 0;
+	s->st.msg.ret_actions = 0;
+	s->st.msg.path_len = 0;
+	s->st.msg.actions = 0;
+	for (int i = 0; i < VIGIL_MAX_ARGS; i++) {
+		s->st.msg.str_len[i] = 0;
+		s->st.str_len_full[i] = 0;
+	}
+}
+
 /*
  * THE ENTRY: run hook `hook`'s selectors over `args` (VIGIL_ENGINE_NARGS raw values, in the
  * hook's native order: syscall arguments, tracepoint fields, uprobe registers) and act.
  * Callable from any program type; `ctx` is the program's context (kept for helpers that need
  * it, e.g. stack traces); `flags` is VIGIL_ENGINE_* bits. Always returns 0.
  *
- * Hooks with VIGIL_HOOK_EXIT keep what they read for their exit (engine_handle_exit): the
- * selectors that passed the entry-time filters are finished there.
+ * Hooks with VIGIL_HOOK_EXIT keep what their exit (engine_handle_exit) needs: the selectors
+ * that passed the entry-time filters are finished there.
  */
 static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *args, __u32 flags)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32, zero = 0, candidates = 0;
+	__u32 tgid = pid_tgid >> 32, zero = 0, candidates = 0, deferred_mask = 0;
 	struct vigil_hook_cfg *h = bpf_map_lookup_elem(&vigil_sys_hooks, &hook);
 	struct vigil_proc_entry *proc;
 	struct sys_scratch *s;
@@ -584,37 +776,45 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 	if (!s)
 		return 0;
 	proc = bpf_map_lookup_elem(&vigil_procs, &tgid);
-	s->st.msg.str_error = 0;
-	s->st.msg.str_trunc = 0;
-	s->st.msg.compat = (flags & VIGIL_ENGINE_COMPAT) ? 1 : 0;
-	s->st.msg.pad = 0;
-	s->st.msg.flags = 0;
-	s->st.msg.ret = 0;
-	s->st.msg.ret_actions = 0;
-	s->st.msg.path_len = 0;
-	s->st.msg.actions = 0;
-	read_args(s, h, args);
+	reset_msg(s, (flags & VIGIL_ENGINE_COMPAT) ? 1 : 0);
+	read_args(s, h, args, h->filter_strs);
 
-	for (int i = 0; i < VIGIL_MAX_SELECTORS; i++) {
-		__u32 idx = hook * VIGIL_MAX_SELECTORS + i;
-		struct vigil_selector_cfg *sel;
+	{
+		struct sels_ctx c = {
+			.hook = hook,
+			.tgid = tgid,
+			.phase = PHASE_ENTRY,
+			.pairs_exit = (h->flags & VIGIL_HOOK_EXIT) ? 1 : 0,
+			.str_error = s->st.msg.str_error,
+			.matched = -1,
+		};
 
-		if (i >= h->nselectors)
-			break;
-		sel = bpf_map_lookup_elem(&vigil_sys_selectors, &idx);
-		if (!sel || !process_match(sel, tgid, proc) || !args_match(hook, idx, sel, PHASE_ENTRY))
-			continue;
-		if (h->flags & VIGIL_HOOK_EXIT) {
-			candidates |= 1u << i;
-			continue;
-		}
-		matched = i;
-		break;
+		bpf_loop(h->nselectors, sel_step, &c, 0);
+		candidates = c.candidates;
+		deferred_mask = c.deferred;
+		matched = c.matched;
 	}
 	if (h->flags & VIGIL_HOOK_EXIT) {
 		if (!candidates)
 			return 0;
+		if (h->flags & VIGIL_HOOK_FD_PATH) {
+			struct pending_open po = {
+				.hook = hook,
+				.candidates = candidates,
+				.deferred = deferred_mask,
+				.str_error = s->st.msg.str_error,
+				.compat = s->st.msg.compat,
+			};
+
+			__builtin_memcpy(po.args, args, sizeof(po.args));
+			if (bpf_map_update_elem(&vigil_pending_open, &pid_tgid, &po, BPF_ANY))
+				hook_count(hook, VIGIL_HOOK_PENDING_LOST);
+			return 0;
+		}
+		/* The exit of other calls may find their memory gone (execve): read it all now. */
+		read_args(s, h, args, ~(__u32)h->filter_strs);
 		s->st.candidates = candidates;
+		s->st.deferred = deferred_mask;
 		s->st.msg.hook_id = hook;
 		if (bpf_map_update_elem(&vigil_pending, &pid_tgid, &s->st, BPF_ANY))
 			hook_count(hook, VIGIL_HOOK_PENDING_LOST);
@@ -628,6 +828,7 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 
 		if (!sel)
 			return 0;
+		read_args(s, h, args, ~(__u32)h->filter_strs);
 		s->st.msg.actions = sel->actions;
 		act(s, hook, matched, sel, sel->actions, pid_tgid, proc);
 	}
@@ -637,61 +838,106 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 /*
  * The paired exit of a VIGIL_HOOK_EXIT hook: `ret` is the return value. Resolves the returned
  * fd's path when the hook asks for it, finishes the selectors that passed at entry (return
- * filters, path filters), runs matchActions and matchReturnActions, posts one event with
- * arguments and return value.
+ * filters, path filters left open), then runs matchActions and matchReturnActions and posts
+ * one event with the arguments and the return value.
  */
 static __always_inline int engine_handle_exit(void *ctx, __u32 hook, __s64 ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32, zero = 0;
+	__u32 tgid = pid_tgid >> 32, zero = 0, candidates, deferred_mask, str_error;
 	struct vigil_hook_cfg *h = bpf_map_lookup_elem(&vigil_sys_hooks, &hook);
 	struct vigil_proc_entry *proc;
-	struct engine_state *p;
+	struct pending_open *po = NULL;
+	struct engine_state *p = NULL;
 	struct sys_scratch *s;
 	int matched = -1;
 
-	p = bpf_map_lookup_elem(&vigil_pending, &pid_tgid);
-	if (!p)
+	if (!h)
 		return 0;
-	s = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
-	if (!h || !s || p->msg.hook_id != hook) {
-		bpf_map_delete_elem(&vigil_pending, &pid_tgid);
-		return 0;
-	}
-	bpf_probe_read_kernel(&s->st, sizeof(s->st), p);
-	bpf_map_delete_elem(&vigil_pending, &pid_tgid);
-	s->st.msg.ret = ret;
-	s->st.msg.flags |= VIGIL_SYSMSG_RETURN;
-	if ((h->flags & VIGIL_HOOK_FD_PATH) && ret >= 0)
-		resolve_file(s, fd_file(ret));
-
-	for (int i = 0; i < VIGIL_MAX_SELECTORS; i++) {
-		__u32 idx = hook * VIGIL_MAX_SELECTORS + i;
-		struct vigil_selector_cfg *sel;
-
-		if (i >= h->nselectors)
-			break;
-		if (!(s->st.candidates & (1u << i)))
-			continue;
-		sel = bpf_map_lookup_elem(&vigil_sys_selectors, &idx);
-		if (sel && args_match(hook, idx, sel, PHASE_EXIT)) {
-			matched = i;
-			break;
+	if (h->flags & VIGIL_HOOK_FD_PATH) {
+		po = bpf_map_lookup_elem(&vigil_pending_open, &pid_tgid);
+		if (!po)
+			return 0;
+		if (po->hook != hook) {
+			bpf_map_delete_elem(&vigil_pending_open, &pid_tgid);
+			return 0;
 		}
+		candidates = po->candidates;
+		deferred_mask = po->deferred;
+		str_error = po->str_error;
+	} else {
+		p = bpf_map_lookup_elem(&vigil_pending, &pid_tgid);
+		if (!p)
+			return 0;
+		if (p->msg.hook_id != hook) {
+			bpf_map_delete_elem(&vigil_pending, &pid_tgid);
+			return 0;
+		}
+		candidates = p->candidates;
+		deferred_mask = p->deferred;
+		str_error = p->msg.str_error;
+	}
+	s = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
+	if (!s)
+		goto done;
+	s->st.msg.ret = ret;
+	s->st.msg.flags = 0;
+	s->path_state = 0;
+	if ((h->flags & VIGIL_HOOK_FD_PATH) && ret >= 0) {
+		resolve_file(s, fd_file(ret));
+		place_path(s);
+	}
+
+	{
+		struct sels_ctx c = {
+			.hook = hook,
+			.tgid = tgid,
+			.phase = PHASE_EXIT,
+			.candidates = candidates,
+			.deferred = deferred_mask,
+			.str_error = str_error,
+			.matched = -1,
+		};
+
+		bpf_loop(h->nselectors, sel_step, &c, 0);
+		matched = c.matched;
 	}
 	if (matched < 0)
-		return 0;
+		goto done;
+	/* A match: now (only now) bring back the arguments. */
+	if (po) {
+		__u64 args[VIGIL_ENGINE_NARGS];
+		__u32 fail_closed = s->st.msg.flags & VIGIL_SYSMSG_FAIL_CLOSED;
+
+		__builtin_memcpy(args, po->args, sizeof(args));
+		reset_msg(s, po->compat);
+		read_args(s, h, args, ~0u);
+		s->st.msg.flags |= fail_closed;
+	} else if (p) {
+		__u32 fail_closed = s->st.msg.flags & VIGIL_SYSMSG_FAIL_CLOSED;
+
+		bpf_probe_read_kernel(&s->st, sizeof(s->st), p);
+		s->st.msg.flags |= fail_closed;
+	}
+	s->st.msg.ret = ret;
+	s->st.msg.flags |= VIGIL_SYSMSG_RETURN;
+	place_path(s);
 	proc = bpf_map_lookup_elem(&vigil_procs, &tgid);
 	{
 		__u32 idx = hook * VIGIL_MAX_SELECTORS + (matched & 7);
 		struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &idx);
 
-		if (!sel)
-			return 0;
-		s->st.msg.actions = sel->actions;
-		s->st.msg.ret_actions = sel->ret_actions;
-		act(s, hook, matched, sel, sel->actions | sel->ret_actions, pid_tgid, proc);
+		if (sel) {
+			s->st.msg.actions = sel->actions;
+			s->st.msg.ret_actions = sel->ret_actions;
+			act(s, hook, matched, sel, sel->actions | sel->ret_actions, pid_tgid, proc);
+		}
 	}
+done:
+	if (po)
+		bpf_map_delete_elem(&vigil_pending_open, &pid_tgid);
+	else
+		bpf_map_delete_elem(&vigil_pending, &pid_tgid);
 	return 0;
 }
 

@@ -101,7 +101,7 @@ struct engine_state {
 	char strs[8][VIGIL_ARG_STR_MAX]; /* rows 0..4: arguments; VIGIL_ROW_PATH: resolved path */
 	__u32 str_len_full[8];           /* bytes read, NUL excluded */
 	__u32 candidates;                /* selectors that passed at entry (bit per selector) */
-	__u32 pad;
+	__u32 deferred;                  /* ... whose path filters wait for the resolved path */
 };
 
 /* Per-CPU working state of one invocation: the state, lookup keys, path walk buffer. */
@@ -109,6 +109,8 @@ struct sys_scratch {
 	struct engine_state st;
 	struct vigil_str_key key;
 	char pathbuf[2 * VIGIL_ARG_STR_MAX]; /* written backwards from VIGIL_ARG_STR_MAX */
+	__u32 path_pos;                      /* start of the resolved path in pathbuf */
+	__u32 path_state;                    /* 0 none, 1 complete, 2 cut */
 };
 
 struct {
@@ -127,6 +129,26 @@ struct {
 	__type(value, struct engine_state);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } vigil_pending SEC(".maps");
+
+/* Open-like hooks wait for their exit with this much only: the arguments are read again at
+ * exit when the call matches (the selection itself used what entry read, or the path the
+ * kernel opened), so most calls cost a small preallocated entry, not a copy of the state. */
+struct pending_open {
+	__u32 hook;
+	__u32 candidates;
+	__u32 deferred;
+	__u32 str_error; /* arguments entry could not read */
+	__u32 compat;
+	__u32 pad;
+	__u64 args[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct pending_open);
+} vigil_pending_open SEC(".maps");
 
 /* Post rateLimit: last post time (boot ns) by (hook, selector, scope id). */
 struct rate_key {

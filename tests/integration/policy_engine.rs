@@ -278,7 +278,7 @@ metadata:
   name: fail-closed
 spec:
   kprobes:
-  - call: "sys_openat"
+  - call: "sys_mkdirat"
     syscall: true
     args:
     - index: 0
@@ -289,7 +289,7 @@ spec:
     - matchArgs:
       - index: 1
         operator: "Prefix"
-        values: ["/etc/shadow"]
+        values: ["/etc/secret"]
       matchBinaries:
       - operator: "In"
         values: ["{}"]
@@ -300,11 +300,11 @@ spec:
     );
     let policy = write_policy(&dir, "closed", &yaml);
     let agent = Agent::start("engine-closed", &["--tracing-policy", &policy]);
-    // A readable path that does not match: the helper lives.
+    // No mkdirat at all: the helper lives.
     let fine = Command::new(&helper).args(["sleep", "1"]).status().unwrap();
     assert!(fine.success(), "{fine:?}");
     let out = Command::new(&helper)
-        .arg("open-bad-pointer")
+        .arg("mkdir-bad-pointer")
         .output()
         .unwrap();
     assert_eq!(
@@ -373,4 +373,73 @@ spec:
     assert_eq!(row["matched"], 5, "{row}");
     assert_eq!(row["posted"], 1, "{row}");
     assert_eq!(row["rate_limited"], 4, "{row}");
+}
+
+#[test]
+fn follow_children_covers_descendants_of_a_matched_binary() {
+    let _g = serial();
+    let dir = scratch_dir("engine-follow-files");
+    // A copy of sh under its own name: its children (cat) match, a plain sh's do not.
+    let shell = dir.join("follow-sh");
+    std::fs::copy("/bin/sh", &shell).unwrap();
+    let policy = write_policy(
+        &dir,
+        "follow",
+        &format!(
+            r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: follow-children
+spec:
+  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    args:
+    - index: 0
+      type: "int"
+    - index: 1
+      type: "string"
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: "Equal"
+        values: ["/etc/hostname"]
+      matchBinaries:
+      - operator: "In"
+        values: ["{}"]
+        followChildren: true
+"#,
+            shell.display()
+        ),
+    );
+    let agent = Agent::start("engine-follow", &["--tracing-policy", &policy]);
+    // Grandchild: follow-sh -> sh -> cat.
+    let followed =
+        run(Command::new(&shell)
+            .args(["-c", "/bin/sh -c '/usr/bin/cat /etc/hostname; true'; true"]));
+    let plain = run(Command::new("/bin/sh").args(["-c", "/usr/bin/cat /etc/hostname; true"]));
+    let sentinel = run(Command::new(&shell).args(["-c", "/usr/bin/cat /etc/hostname; true"]));
+    let events = agent.wait_for("sentinel child", WAIT, |ev| {
+        kprobes(ev, "follow-children")
+            .iter()
+            .any(|e| e["parent"]["pid"] == sentinel)
+    });
+    agent.stop();
+    let mine = kprobes(&events, "follow-children");
+    let ancestry = |e: &Value, pid: u32| {
+        e["parent"]["pid"] == pid
+            || execs_of_pid(&events, e["parent"]["pid"].as_u64().unwrap() as u32)
+                .iter()
+                .any(|x| x["parent"]["pid"] == pid)
+    };
+    assert!(
+        mine.iter()
+            .any(|e| e["process"]["binary"] == "/usr/bin/cat" && ancestry(e, followed)),
+        "the grandchild of follow-sh is covered: {mine:?}"
+    );
+    assert!(
+        mine.iter().all(|e| !ancestry(e, plain)),
+        "a cat under a plain sh is not: {mine:?}"
+    );
 }

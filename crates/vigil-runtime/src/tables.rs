@@ -196,6 +196,27 @@ fn string_key(set_id: u32, value: &[u8], lpm: bool) -> Option<vigil_str_key> {
     Some(key)
 }
 
+/// The bytes every value starts with (at most 8), packed little-endian as the kernel reads
+/// the first 8 bytes of a string, and their count: the kernel's quick reject before a lookup.
+pub fn common_start(values: &[String]) -> (i64, u8) {
+    let Some(first) = values.first() else {
+        return (0, 0);
+    };
+    let mut n = first.len().min(8);
+    for v in values {
+        n = n.min(
+            first
+                .bytes()
+                .zip(v.bytes())
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
+    }
+    let mut buf = [0u8; 8];
+    buf[..n].copy_from_slice(&first.as_bytes()[..n]);
+    (u64::from_le_bytes(buf) as i64, n as u8)
+}
+
 fn parse_int(v: &str) -> Option<i64> {
     let v = v.trim();
     if let Some(hex) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
@@ -491,6 +512,9 @@ pub(crate) fn build_hook(
                         }
                         sel.filters[sel.nfilters as usize] = f;
                         sel.nfilters += 1;
+                        if u32::from(config.arg_kind[slot]) == VIGIL_ARG_STRING {
+                            config.filter_strs |= 1 << slot;
+                        }
                     }
                 }
                 Filter::Arg {
@@ -525,11 +549,14 @@ pub(crate) fn build_hook(
                     sel.nfilters += 1;
                 }
                 Filter::Pids(p) => {
-                    if p.follow_forks || p.is_namespace_pid {
+                    if p.is_namespace_pid {
                         return Err(unsupported(
                             &spath,
-                            "matchPIDs followForks/isNamespacePID are not supported by this runtime yet",
+                            "matchPIDs isNamespacePID is not supported by this runtime yet",
                         ));
+                    }
+                    if p.follow_forks {
+                        sel.flags |= VIGIL_SEL_FOLLOW_FORKS;
                     }
                     if p.values.len() > VIGIL_MAX_PIDS as usize {
                         return Err(unsupported(
@@ -544,8 +571,11 @@ pub(crate) fn build_hook(
                 Filter::Binaries {
                     parent: false,
                     selector,
-                } if !selector.follow_children => {
+                } => {
                     sel.bin_op = in_or_not(&spath, selector.operator)?;
+                    if selector.follow_children {
+                        sel.flags |= VIGIL_SEL_FOLLOW_CHILDREN;
+                    }
                     sel.bin_set_id = ids.next_set;
                     ids.next_set += 1;
                     for v in &selector.values {
@@ -691,6 +721,11 @@ fn arg_filter(
                 1 => out.tables.str_prefix.push(key),
                 _ => out.tables.str_postfix.push(key),
             }
+        }
+        if !matches!(u32::from(f.op), VIGIL_OP_POSTFIX | VIGIL_OP_NOT_POSTFIX) {
+            let (packed, n) = common_start(values);
+            f.values[0] = packed;
+            f.nvalues = n;
         }
         return Ok(f);
     }

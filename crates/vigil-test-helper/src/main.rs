@@ -210,12 +210,12 @@ fn main() {
                 std::hint::black_box(vigil_uprobe_target);
             println!("{}", f(n, text.as_ptr(), i64::from(n) * 1000));
         }
-        Some("open-bad-pointer") => {
-            // An openat whose path lies in no mapping: the kernel returns EFAULT and a probe
+        Some("mkdir-bad-pointer") => {
+            // A mkdirat whose path lies in no mapping: the kernel returns EFAULT and a probe
             // cannot read the string either (the engine's fail-closed case).
             // SAFETY: the kernel validates the pointer; nothing is dereferenced here.
-            let fd = unsafe { libc::openat(libc::AT_FDCWD, 8 as *const libc::c_char, 0) };
-            println!("{fd}");
+            let rc = unsafe { libc::mkdirat(libc::AT_FDCWD, 8 as *const libc::c_char, 0o700) };
+            println!("{rc}");
         }
         _ => {
             eprintln!(

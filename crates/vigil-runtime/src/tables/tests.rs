@@ -118,6 +118,11 @@ fn open_like_path_filters_pair_the_exit_and_resolve_the_fd() {
     let cfg = &t.tables.hooks[0].config;
     assert_eq!(cfg.flags, VIGIL_HOOK_EXIT | VIGIL_HOOK_FD_PATH);
     assert_eq!(cfg.path_slot, 1, "the string argument at index 1");
+    assert_eq!(
+        cfg.filter_strs,
+        1 << 1,
+        "entry reads the filtered string only"
+    );
     assert!(t.tables.hooks[0].pairs_exit());
     // A filter on the dirfd argument only: nothing to resolve, entry-time selection.
     let dirfd_only = OPENAT.replace(
@@ -209,4 +214,33 @@ fn syscall_names() {
     assert_eq!(syscall_name("sys_openat"), "openat");
     assert_eq!(syscall_name("__x64_sys_write"), "write");
     assert_eq!(syscall_name("openat"), "openat");
+}
+
+#[test]
+fn string_filters_carry_the_common_start_of_their_values() {
+    let (packed, n) = common_start(&["/etc/".into(), "/root/".into()]);
+    assert_eq!(n, 1, "only '/' is common");
+    assert_eq!(packed, i64::from(b'/'));
+    let (packed, n) = common_start(&["/nonexistent-vigil-bench/".into()]);
+    assert_eq!(n, 8);
+    assert_eq!(packed.to_le_bytes(), *b"/nonexis");
+    assert_eq!(common_start(&[]), (0, 0));
+    let t = build(&plan(OPENAT), &mut Ids::default(), &|_| None).unwrap();
+    let f = &t.tables.hooks[0].selectors[0].filters[0];
+    assert_eq!((f.nvalues, f.values[0]), (1, i64::from(b'/')));
+}
+
+#[test]
+fn follow_forks_and_follow_children_become_selector_flags() {
+    let yaml = OPENAT.replace(
+        r#"        values: ["/usr/bin/cat"]"#,
+        "        values: [\"/usr/bin/cat\"]\n        followChildren: true\n      matchPIDs:\n      - operator: In\n        values: [1]\n        followForks: true",
+    );
+    let t = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap();
+    let sel = &t.tables.hooks[0].selectors[0];
+    assert_eq!(
+        sel.flags,
+        VIGIL_SEL_FOLLOW_CHILDREN | VIGIL_SEL_FOLLOW_FORKS
+    );
+    assert_eq!((sel.pid_op, sel.npids, sel.pids[0]), (VIGIL_OP_IN, 1, 1));
 }
