@@ -175,6 +175,7 @@ enum vigil_arg_kind {
 	VIGIL_ARG_INT64 = 3,
 	VIGIL_ARG_UINT64 = 4, /* also size_t */
 	VIGIL_ARG_STRING = 5, /* NUL-terminated user string */
+	VIGIL_ARG_KSTRING = 6, /* NUL-terminated kernel string (tracepoint records, raw tp) */
 };
 
 enum vigil_op {
@@ -319,6 +320,45 @@ enum vigil_policy_mode {
 struct vigil_policy_conf {
 	__u32 mode; /* enum vigil_policy_mode */
 	__u32 pad;
+};
+
+/* ---- policy runtime: tracepoint, raw tracepoint, uprobe and usdt hooks ------------------ */
+/*
+ * These hooks (bpf/hooks.bpf.c) first turn their context into the engine's raw arguments,
+ * one per reported argument, as `vigil_hook_prep` (map vigil_hook_prep, by hook id) says;
+ * the engine then reads, filters and posts them as it does for syscalls.
+ */
+enum vigil_prep_src {
+	VIGIL_SRC_NONE = 0,
+	VIGIL_SRC_RECORD = 1,      /* `size` bytes at offset `off` of the tracepoint record */
+	VIGIL_SRC_RECORD_ADDR = 2, /* the address of record offset `off` (a char array) */
+	VIGIL_SRC_DATA_LOC = 3,    /* data_loc u32 at `off`: string at record + (loc & 0xffff) */
+	VIGIL_SRC_REL_LOC = 4,     /* rel_loc u32 at `off`: string at record + off + 4 + (loc & 0xffff) */
+	VIGIL_SRC_RAW_ARG = 5,     /* raw tracepoint argument number `off` */
+	VIGIL_SRC_REG = 6,         /* register at byte `off` of struct pt_regs (uprobe, usdt) */
+	VIGIL_SRC_REG_DEREF = 7,   /* `size` bytes of user memory at register `off` + `imm` (usdt) */
+	VIGIL_SRC_CONST = 8,       /* the constant `imm` (usdt) */
+};
+
+enum vigil_prep_post {
+	VIGIL_POST_NONE = 0,
+	VIGIL_POST_SYSCALL64 = 1, /* Tetragon's syscall64: bit 31 set for a 32-bit (ia32) call */
+	VIGIL_POST_BINPRM = 2,    /* a struct linux_binprm *: becomes bprm->filename (kernel) */
+};
+
+#define VIGIL_SYSCALL64_IA32 (1ull << 31)
+
+struct vigil_prep_arg {
+	__u8 src;  /* enum vigil_prep_src */
+	__u8 size; /* bytes read (1, 2, 4, 8); the value is zero- or sign-extended from them */
+	__u8 sign; /* sign-extend from `size` bytes */
+	__u8 post; /* enum vigil_prep_post */
+	__u32 off;
+	__s64 imm;
+};
+
+struct vigil_hook_prep {
+	struct vigil_prep_arg args[VIGIL_MAX_ARGS];
 };
 
 /* Load-time configuration, the only object in .rodata. */

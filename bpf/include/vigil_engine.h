@@ -356,7 +356,7 @@ static __always_inline int filter_match(struct sys_scratch *s, const struct vigi
 	}
 	if (phase == PHASE_EXIT)
 		return 1; /* evaluated at entry */
-	if (h->arg_kind[slot] != VIGIL_ARG_STRING)
+	if (h->arg_kind[slot] != VIGIL_ARG_STRING && h->arg_kind[slot] != VIGIL_ARG_KSTRING)
 		return int_match(s->st.msg.ints[slot], f);
 	if (str_error & (1u << slot))
 		goto unreadable;
@@ -541,7 +541,8 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 
 		if (i >= h->nargs)
 			break;
-		if (h->arg_kind[i] == VIGIL_ARG_STRING && !((strs >> i) & 1))
+		if ((h->arg_kind[i] == VIGIL_ARG_STRING || h->arg_kind[i] == VIGIL_ARG_KSTRING) &&
+		    !((strs >> i) & 1))
 			continue;
 		s->st.msg.str_len[i] = 0;
 		s->st.str_len_full[i] = 0;
@@ -562,7 +563,14 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 			s->st.msg.ints[i] = (__s64)raw;
 			break;
 		case VIGIL_ARG_STRING:
-			n = bpf_probe_read_user_str(s->st.strs[i], VIGIL_ARG_STR_MAX, (void *)raw);
+		case VIGIL_ARG_KSTRING:
+			/* Strings of tracepoint records and raw tracepoints live in the kernel. */
+			if (h->arg_kind[i] == VIGIL_ARG_KSTRING)
+				n = bpf_probe_read_kernel_str(s->st.strs[i], VIGIL_ARG_STR_MAX,
+							      (void *)raw);
+			else
+				n = bpf_probe_read_user_str(s->st.strs[i], VIGIL_ARG_STR_MAX,
+							    (void *)raw);
 			if (n <= 0) {
 				s->st.msg.str_error |= 1u << i;
 				break;

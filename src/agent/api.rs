@@ -124,10 +124,7 @@ pub fn start(
         let (hooks, sensor) = runtime.load(plan)?;
         tracing::info!(policy = %plan.name, hooks = hooks.len(), "tracing policy loaded over gRPC");
         Ok(Loaded {
-            sensors: hooks
-                .iter()
-                .map(|h| format!("generic_syscall:{}", h.function_name))
-                .collect(),
+            sensors: hooks.iter().map(|h| h.sensor_name()).collect(),
             keep: Some(Box::new(sensor)),
         })
     };

@@ -274,7 +274,7 @@ fn dump_policy_counters(loaded: &[policies::LoadedPolicy], opts: &AgentOptions) 
                 .map(|i| p.sensor.selector_counters(h.id, i))
                 .collect();
             let line = serde_json::json!({
-                "policy": p.name, "hook": h.function_name,
+                "policy": p.name, "hook": h.hook_name(),
                 "mode": if p.sensor.mode() == vigil_bpf::syscalls::PolicyMode::Monitor { "monitor" } else { "enforce" },
                 "matched": c[0], "posted": c[1], "enforced": c[2], "dropped": c[3], "monitor": c[4],
                 "rate_limited": c[5], "pending_lost": c[6], "selectors": selectors,

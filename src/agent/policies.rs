@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use vigil_bpf::hooks::HookSensor;
 use vigil_bpf::syscalls::{PolicyMode as KernelMode, SharedMaps, SyscallSensor};
 use vigil_policy::Plan;
 use vigil_policy::state::PolicyMode;
@@ -36,7 +37,7 @@ impl Runtime {
     }
 
     /// Builds the tables of `plan` and loads them: all or nothing.
-    pub fn load(&self, plan: &Plan) -> Result<(Vec<HookInfo>, SyscallSensor), String> {
+    pub fn load(&self, plan: &Plan) -> Result<(Vec<HookInfo>, PolicySensors), String> {
         let tables = {
             let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
             build(plan, &mut ids, &binary_identity).map_err(|e| e.to_string())?
@@ -47,21 +48,99 @@ impl Runtime {
                 reg.insert(h.id, h.clone());
             }
         }
-        let sensor = SyscallSensor::load_shared(&self.maps, &tables.tables, self.btf.as_deref())
-            .map_err(|e| e.to_string())?;
-        Ok((tables.hooks, sensor))
+        // Syscall hooks and the other kinds live in two objects; each is loaded only when
+        // the policy has hooks of its kind. Dropping a loaded one on failure detaches it.
+        let syscalls = if tables.tables.hooks.is_empty() {
+            None
+        } else {
+            Some(
+                SyscallSensor::load_shared(&self.maps, &tables.tables, self.btf.as_deref())
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        let others = if tables.others.is_empty() {
+            None
+        } else {
+            Some(
+                HookSensor::load_shared(&self.maps, &tables.others, self.btf.as_deref())
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        Ok((tables.hooks, PolicySensors { syscalls, others }))
+    }
+}
+
+/// The eBPF objects of one loaded policy: dropping it detaches and frees everything.
+#[derive(Debug)]
+pub struct PolicySensors {
+    syscalls: Option<SyscallSensor>,
+    others: Option<HookSensor>,
+}
+
+impl PolicySensors {
+    pub fn attached(&self) -> usize {
+        self.syscalls.as_ref().map_or(0, SyscallSensor::attached)
+            + self.others.as_ref().map_or(0, HookSensor::attached)
+    }
+
+    /// Per-hook counters (`enum vigil_hook_counter`), from whichever object runs the hook.
+    pub fn hook_counters(&self, hook: u32) -> [u64; vigil_bpf::abi::VIGIL_HOOK_COUNTERS as usize] {
+        let a = self
+            .syscalls
+            .as_ref()
+            .map(|s| s.hook_counters(hook))
+            .unwrap_or_default();
+        let b = self
+            .others
+            .as_ref()
+            .map(|s| s.hook_counters(hook))
+            .unwrap_or_default();
+        std::array::from_fn(|i| a[i] + b[i])
+    }
+
+    /// Per-selector counters of a hook, from whichever object runs it.
+    pub fn selector_counters(
+        &self,
+        hook: u32,
+        selector: u32,
+    ) -> [u64; vigil_bpf::abi::VIGIL_HOOK_COUNTERS as usize] {
+        let a = self
+            .syscalls
+            .as_ref()
+            .map(|s| s.selector_counters(hook, selector))
+            .unwrap_or_default();
+        let b = self
+            .others
+            .as_ref()
+            .map(|s| s.selector_counters(hook, selector))
+            .unwrap_or_default();
+        std::array::from_fn(|i| a[i] + b[i])
+    }
+
+    /// The policy's mode in the kernel (both objects are always switched together).
+    pub fn mode(&self) -> KernelMode {
+        match (&self.syscalls, &self.others) {
+            (Some(s), _) => s.mode(),
+            (None, Some(o)) => o.mode(),
+            (None, None) => KernelMode::Enforce,
+        }
     }
 
     /// Switches a loaded policy between enforce and monitor without reloading it: one write
-    /// to the policy object's `vigil_policy_conf` map, effective for the next hook
-    /// invocation. For the API's set-mode (`sensor` is what [`Runtime::load`] returned).
+    /// to each object's `vigil_policy_conf` map, effective for the next hook invocation.
     #[allow(dead_code)] // called by the API's set-mode once it is wired (crates/vigil-api)
-    pub fn set_mode(&self, sensor: &SyscallSensor, mode: PolicyMode) -> Result<(), String> {
+    pub fn set_mode(&self, mode: PolicyMode) -> Result<(), String> {
         let kernel = match mode {
             PolicyMode::Enforce => KernelMode::Enforce,
             PolicyMode::Monitor => KernelMode::Monitor,
         };
-        sensor.set_mode(kernel).map_err(|e| e.to_string())
+        if let Some(s) = &self.syscalls {
+            s.set_mode(kernel).map_err(|e| e.to_string())?;
+        }
+        if let Some(o) = &self.others {
+            o.set_mode(kernel).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }
 
@@ -70,7 +149,7 @@ pub struct LoadedPolicy {
     pub name: String,
     pub file: PathBuf,
     pub hooks: Vec<HookInfo>,
-    pub sensor: SyscallSensor,
+    pub sensor: PolicySensors,
 }
 
 /// Policy files named by the flags: explicit files first, then the directory's `*.yaml`

@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod export;
 mod harness;
+mod hooks;
 mod kernel_caps;
 mod lifecycle;
 mod load;

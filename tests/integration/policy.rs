@@ -261,7 +261,7 @@ fn a_policy_that_cannot_load_is_reported_and_the_agent_runs() {
 }
 
 /// Ids of every eBPF program, map and link on the host.
-fn prog_ids() -> std::collections::BTreeSet<String> {
+pub(crate) fn prog_ids() -> std::collections::BTreeSet<String> {
     let mut ids = std::collections::BTreeSet::new();
     for kind in ["prog", "map", "link"] {
         let out = Command::new("bpftool")

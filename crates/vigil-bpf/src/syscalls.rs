@@ -106,6 +106,17 @@ pub struct SharedMaps {
 }
 
 impl SharedMaps {
+    /// The shared map a policy object's map `name` must reuse, if it is one.
+    pub fn by_name(&self, name: &str) -> Option<(&'static str, &MapHandle)> {
+        [
+            ("vigil_events", &self.events),
+            ("vigil_procs", &self.procs),
+            ("vigil_counters", &self.counters),
+        ]
+        .into_iter()
+        .find(|(n, _)| *n == name)
+    }
+
     pub fn of(lifecycle: &LifecycleSensor) -> Result<Self, LoadError> {
         Ok(Self {
             events: lifecycle.events()?,

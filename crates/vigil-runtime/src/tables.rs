@@ -3,12 +3,20 @@
 
 use vigil_bpf::abi::*;
 use vigil_bpf::syscalls::{SyscallHook, SyscallTables};
-use vigil_policy::compile::{ArgOrigin, Filter, HookPlan, Mechanism, Plan};
+use vigil_policy::compile::{ArgOrigin, EVERY_SYSCALL, Filter, HookPlan, Mechanism, Plan};
 use vigil_policy::model::ActionSelector;
 use vigil_policy::state::PolicyMode;
 use vigil_policy::types::{Action, ArgType, Operator};
 
 include!(concat!(env!("OUT_DIR"), "/ia32.rs"));
+
+/// The name of ia32 syscall `nr`.
+pub fn ia32_name(nr: u32) -> Option<&'static str> {
+    IA32_SYSCALLS
+        .iter()
+        .find(|(_, n)| *n == nr)
+        .map(|(name, _)| *name)
+}
 
 /// The ia32 number of a syscall, for 32-bit (`int 0x80`) calls.
 pub fn ia32_number(name: &str) -> Option<u32> {
@@ -27,6 +35,38 @@ pub enum HookArg {
     Uint64,
     SizeT,
     String,
+    /// Tetragon's syscall64: `syscall_id` {id, abi}.
+    SyscallId,
+    /// `linux_binprm_arg` {path}.
+    LinuxBinprm,
+}
+
+/// Which event a hook produces, with what identifies the hook in it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HookEvent {
+    /// `process_kprobe` (syscall hooks): `function_name` in [`HookInfo`].
+    #[default]
+    Kprobe,
+    Tracepoint {
+        subsys: String,
+        event: String,
+    },
+    Uprobe {
+        path: String,
+        symbol: String,
+        offset: u64,
+        ref_ctr_offset: u64,
+    },
+    Usdt {
+        path: String,
+        provider: String,
+        name: String,
+    },
+    /// `process_kprobe` of a hook on every system call (raw_syscalls): `function_name`
+    /// comes from the syscall id the kernel put in argument slot `id_slot`.
+    EverySyscall {
+        id_slot: usize,
+    },
 }
 
 /// What the pipeline needs to know about a hook id.
@@ -39,10 +79,42 @@ pub struct HookInfo {
     pub args: Vec<(HookArg, Option<String>)>,
     pub message: Option<String>,
     pub tags: Vec<String>,
+    pub event: HookEvent,
     /// How the return value is reported (`return` in events), when the hook pairs its exit.
     pub return_arg: Option<HookArg>,
     /// Number of selectors in the kernel (per-selector counters).
     pub selectors: usize,
+}
+
+impl HookInfo {
+    /// What is hooked, as people name it: `__x64_sys_openat`, `sched/sched_process_exec`,
+    /// `/bin/bash:readline`, `python:audit`.
+    pub fn hook_name(&self) -> String {
+        match &self.event {
+            HookEvent::Kprobe => self.function_name.clone(),
+            HookEvent::Tracepoint { subsys, event } => format!("{subsys}/{event}"),
+            HookEvent::Uprobe {
+                path,
+                symbol,
+                offset,
+                ..
+            } if symbol.is_empty() => format!("{path}:{offset:#x}"),
+            HookEvent::Uprobe { path, symbol, .. } => format!("{path}:{symbol}"),
+            HookEvent::Usdt { provider, name, .. } => format!("{provider}:{name}"),
+            HookEvent::EverySyscall { .. } => "raw_syscalls/sys_enter".to_string(),
+        }
+    }
+
+    /// The sensor name reported by ListTracingPolicies (Tetragon's `generic_*` names).
+    pub fn sensor_name(&self) -> String {
+        let kind = match self.event {
+            HookEvent::Kprobe | HookEvent::EverySyscall { .. } => "generic_syscall",
+            HookEvent::Tracepoint { .. } => "generic_tracepoint",
+            HookEvent::Uprobe { .. } => "generic_uprobe",
+            HookEvent::Usdt { .. } => "generic_usdt",
+        };
+        format!("{kind}:{}", self.hook_name())
+    }
 }
 
 /// The tables of one policy.
@@ -50,6 +122,8 @@ pub struct HookInfo {
 pub struct PolicyTables {
     pub tables: SyscallTables,
     pub hooks: Vec<HookInfo>,
+    /// Tracepoint, uprobe and usdt hooks (their own eBPF object).
+    pub others: vigil_bpf::hooks::HookTables,
 }
 
 /// A construct of the plan this runtime cannot run yet, with its YAML path.
@@ -243,9 +317,27 @@ pub fn build(
     ids: &mut Ids,
     resolve_binary: &dyn Fn(&str) -> Option<(u64, u64)>,
 ) -> Result<PolicyTables, Unsupported> {
+    build_in(plan, ids, resolve_binary, &crate::hooks::SystemEnv)
+}
+
+/// [`build`], asking `env` about tracepoint formats and target files.
+pub fn build_in(
+    plan: &Plan,
+    ids: &mut Ids,
+    resolve_binary: &dyn Fn(&str) -> Option<(u64, u64)>,
+    env: &dyn crate::hooks::HookEnv,
+) -> Result<PolicyTables, Unsupported> {
     let mut out = PolicyTables::default();
     out.tables.monitor = plan.mode == PolicyMode::Monitor;
+    out.others.monitor = out.tables.monitor;
     for hook in &plan.hooks {
+        if matches!(
+            hook.mechanism,
+            Mechanism::Tracepoint | Mechanism::RawTracepoint | Mechanism::Uprobe | Mechanism::Usdt
+        ) {
+            crate::hooks::build(plan, hook, ids, resolve_binary, env, &mut out)?;
+            continue;
+        }
         if hook.mechanism != Mechanism::SyscallTracepoint {
             return Err(unsupported(
                 &hook.path,
@@ -254,6 +346,10 @@ pub fn build(
                     hook.mechanism.name()
                 ),
             ));
+        }
+        if hook.targets.iter().any(|t| t == EVERY_SYSCALL) {
+            crate::all_syscalls::build(plan, hook, ids, resolve_binary, env, &mut out)?;
+            continue;
         }
         for target in &hook.targets {
             build_hook(
@@ -269,7 +365,7 @@ pub fn build(
     Ok(out)
 }
 
-fn build_hook(
+pub(crate) fn build_hook(
     plan: &Plan,
     hook: &HookPlan,
     syscall: &str,
@@ -531,6 +627,7 @@ fn build_hook(
         args,
         message: hook.message.clone(),
         tags: hook.tags.clone(),
+        event: HookEvent::Kprobe,
         return_arg,
         selectors: config.nselectors as usize,
     });
