@@ -126,7 +126,16 @@ pub fn start(
         Ok(Loaded {
             sensors: hooks
                 .iter()
-                .map(|h| format!("generic_syscall:{}", h.function_name))
+                .map(|h| {
+                    let kind = if h.lsm {
+                        "generic_lsm"
+                    } else if h.function_name.starts_with("__x64_sys_") {
+                        "generic_syscall"
+                    } else {
+                        "generic_kprobe"
+                    };
+                    format!("{kind}:{}", h.function_name)
+                })
                 .collect(),
             keep: Some(Box::new(sensor)),
         })

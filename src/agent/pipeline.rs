@@ -209,17 +209,37 @@ impl Pipeline {
             .enumerate()
             .map(|(i, (kind, label))| {
                 let int = m.ints[i];
+                let text = || {
+                    let mut t = vigil_process::text::valid_utf8(
+                        rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
+                    );
+                    // A cut path keeps its leaf end (vigil_kobj.h): say so, never silently.
+                    if m.str_trunc & (1 << i) != 0 && !matches!(kind, HookArg::String) {
+                        t.insert_str(0, "...");
+                    }
+                    t
+                };
                 let arg = match kind {
                     HookArg::Int => Arg::IntArg(int as i32),
                     HookArg::Uint32 => Arg::UintArg(int as u32),
                     HookArg::Int64 => Arg::LongArg(int),
                     HookArg::Uint64 | HookArg::SizeT => Arg::SizeArg(int as u64),
-                    HookArg::String => {
-                        let text = vigil_process::text::valid_utf8(
-                            rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
-                        );
-                        Arg::StringArg(text)
-                    }
+                    HookArg::String => Arg::StringArg(text()),
+                    HookArg::File => Arg::FileArg(tetragon::KprobeFile {
+                        path: text(),
+                        permission: permission(int as u32),
+                        ..Default::default()
+                    }),
+                    HookArg::Path => Arg::PathArg(tetragon::KprobePath {
+                        path: text(),
+                        permission: permission(int as u32),
+                        ..Default::default()
+                    }),
+                    HookArg::LinuxBinprm => Arg::LinuxBinprmArg(tetragon::KprobeLinuxBinprm {
+                        path: text(),
+                        permission: permission(int as u32),
+                        ..Default::default()
+                    }),
                 };
                 tetragon::KprobeArgument {
                     arg: Some(arg),
@@ -227,13 +247,36 @@ impl Pipeline {
                 }
             })
             .collect();
-        let action = if m.actions & VIGIL_ACT_SIGKILL != 0 {
+        let action = if m.actions & VIGIL_ACT_OVERRIDE != 0 {
+            tetragon::KprobeAction::Override
+        } else if m.actions & VIGIL_ACT_SIGKILL != 0 {
             tetragon::KprobeAction::Sigkill
         } else if m.actions & VIGIL_ACT_SIGNAL != 0 {
             tetragon::KprobeAction::Signal
         } else {
             tetragon::KprobeAction::Post
         };
+        let ancestors = if self.kprobe_ancestors {
+            self.ancestors_of(parent.as_deref())
+        } else {
+            Vec::new()
+        };
+        if hook.lsm {
+            let event = tetragon::ProcessLsm {
+                process: Some(self.proto(&info, false)),
+                parent: parent.as_deref().map(|p| self.proto(p, false)),
+                function_name: hook.function_name.clone(),
+                policy_name: hook.policy_name.clone(),
+                message: hook.message.clone().unwrap_or_default(),
+                args,
+                action: action as i32,
+                tags: hook.tags.clone(),
+                ancestors,
+                ..Default::default()
+            };
+            self.emit(Event::ProcessLsm(event), m.hdr.ktime);
+            return;
+        }
         let event = tetragon::ProcessKprobe {
             process: Some(self.proto(&info, false)),
             parent: parent.as_deref().map(|p| self.proto(p, false)),
@@ -247,11 +290,7 @@ impl Pipeline {
             policy_name: hook.policy_name.clone(),
             message: hook.message.clone().unwrap_or_default(),
             tags: hook.tags.clone(),
-            ancestors: if self.kprobe_ancestors {
-                self.ancestors_of(parent.as_deref())
-            } else {
-                Vec::new()
-            },
+            ancestors,
             ..Default::default()
         };
         self.emit(Event::ProcessKprobe(event), m.hdr.ktime);
@@ -423,5 +462,54 @@ impl Pipeline {
                 })
             })
             .collect()
+    }
+}
+
+/// `ls -l` style mode string of an inode mode (Tetragon's `permission`), "" when unknown.
+fn permission(mode: u32) -> String {
+    if mode == 0 {
+        return String::new();
+    }
+    let kind = match mode & 0o170000 {
+        0o040000 => 'd',
+        0o120000 => 'l',
+        0o020000 => 'c',
+        0o060000 => 'b',
+        0o010000 => 'p',
+        0o140000 => 's',
+        _ => '-',
+    };
+    let mut out = String::with_capacity(10);
+    out.push(kind);
+    for (shift, special, lower, upper) in [
+        (6, 0o4000, 's', 'S'),
+        (3, 0o2000, 's', 'S'),
+        (0, 0o1000, 't', 'T'),
+    ] {
+        let bits = (mode >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        out.push(match (bits & 1 != 0, mode & special != 0) {
+            (true, true) => lower,
+            (false, true) => upper,
+            (true, false) => 'x',
+            (false, false) => '-',
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod permission_tests {
+    use super::permission;
+
+    #[test]
+    fn mode_strings_as_ls() {
+        assert_eq!(permission(0o100644), "-rw-r--r--");
+        assert_eq!(permission(0o040755), "drwxr-xr-x");
+        assert_eq!(permission(0o104755), "-rwsr-xr-x");
+        assert_eq!(permission(0o041777), "drwxrwxrwt");
+        assert_eq!(permission(0o120777), "lrwxrwxrwx");
+        assert_eq!(permission(0), "");
     }
 }

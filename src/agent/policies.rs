@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use vigil_bpf::kfuncs::KfuncSensor;
 use vigil_bpf::syscalls::{SharedMaps, SyscallSensor};
 use vigil_policy::Plan;
 use vigil_runtime::HookInfo;
@@ -35,7 +36,7 @@ impl Runtime {
     }
 
     /// Builds the tables of `plan` and loads them: all or nothing.
-    pub fn load(&self, plan: &Plan) -> Result<(Vec<HookInfo>, SyscallSensor), String> {
+    pub fn load(&self, plan: &Plan) -> Result<(Vec<HookInfo>, PolicySensors), String> {
         let tables = {
             let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
             build(plan, &mut ids, &binary_identity).map_err(|e| e.to_string())?
@@ -46,9 +47,52 @@ impl Runtime {
                 reg.insert(h.id, h.clone());
             }
         }
-        let sensor = SyscallSensor::load_shared(&self.maps, &tables.tables, self.btf.as_deref())
+        let syscalls =
+            SyscallSensor::load_shared(&self.maps, &tables.tables, self.btf.as_deref())
+                .map_err(|e| e.to_string())?;
+        let kfuncs = if tables.kfuncs.is_empty() {
+            None
+        } else {
+            let k = KfuncSensor::load(
+                &self.maps,
+                &tables.kfuncs,
+                &tables.tables,
+                self.btf.as_deref(),
+            )
             .map_err(|e| e.to_string())?;
-        Ok((tables.hooks, sensor))
+            for (id, mechanism) in k.mechanisms() {
+                let function = tables.hooks.iter().find(|h| h.id == id);
+                tracing::info!(policy = %plan.name, hook = id,
+                    function = function.map_or("", |h| h.function_name.as_str()),
+                    mechanism, "kernel hook attached");
+            }
+            Some(k)
+        };
+        Ok((tables.hooks, PolicySensors { syscalls, kfuncs }))
+    }
+}
+
+/// The kernel objects of one loaded policy; dropping it detaches everything.
+#[derive(Debug)]
+pub struct PolicySensors {
+    pub syscalls: SyscallSensor,
+    pub kfuncs: Option<KfuncSensor>,
+}
+
+impl PolicySensors {
+    pub fn attached(&self) -> usize {
+        self.syscalls.attached() + self.kfuncs.as_ref().map_or(0, KfuncSensor::attached)
+    }
+
+    /// Per-hook counters, whichever object runs the hook.
+    pub fn hook_counters(&self, hook: u32) -> [u64; vigil_bpf::abi::VIGIL_HOOK_COUNTERS as usize] {
+        let mut out = self.syscalls.hook_counters(hook);
+        if let Some(k) = &self.kfuncs {
+            for (o, v) in out.iter_mut().zip(k.hook_counters(hook)) {
+                *o += v;
+            }
+        }
+        out
     }
 }
 
@@ -57,7 +101,7 @@ pub struct LoadedPolicy {
     pub name: String,
     pub file: PathBuf,
     pub hooks: Vec<HookInfo>,
-    pub sensor: SyscallSensor,
+    pub sensor: PolicySensors,
 }
 
 /// Policy files named by the flags: explicit files first, then the directory's `*.yaml`

@@ -6,6 +6,7 @@ mod cli;
 mod export;
 mod harness;
 mod kernel_caps;
+mod kfuncs;
 mod lifecycle;
 mod load;
 mod policy;

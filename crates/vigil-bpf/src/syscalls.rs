@@ -90,6 +90,15 @@ pub struct SharedMaps {
 }
 
 impl SharedMaps {
+    /// (map name in the policy objects, shared handle).
+    pub(crate) fn named(&self) -> [(&'static str, &MapHandle); 3] {
+        [
+            ("vigil_events", &self.events),
+            ("vigil_procs", &self.procs),
+            ("vigil_counters", &self.counters),
+        ]
+    }
+
     pub fn of(lifecycle: &LifecycleSensor) -> Result<Self, LoadError> {
         Ok(Self {
             events: lifecycle.events()?,

@@ -268,6 +268,11 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
                 caps.fentry().then_some(Mechanism::Fentry)
             } else if syscall && !caps.kprobes() {
                 Some(Mechanism::SyscallTracepoint)
+            } else if !syscall && targets.len() == 1 && caps.fentry() {
+                // One kernel function: fentry is cheaper than a kprobe (a trampoline call
+                // instead of an int3/ftrace detour); the loader falls back to a kprobe
+                // when the function takes no trampoline.
+                Some(Mechanism::Fentry)
             } else if caps.kprobes() {
                 Some(
                     if targets.len() > 1 && caps.kprobe_multi() && !disable_multi {

@@ -2,6 +2,7 @@
 //! all: the first construct this runtime cannot run yet is named in the error.
 
 use vigil_bpf::abi::*;
+use vigil_bpf::kfuncs::{KfuncAttach, KfuncHook};
 use vigil_bpf::syscalls::{SyscallHook, SyscallTables};
 use vigil_policy::compile::{ArgOrigin, Filter, HookPlan, Mechanism, Plan};
 use vigil_policy::model::ActionSelector;
@@ -27,6 +28,10 @@ pub enum HookArg {
     Uint64,
     SizeT,
     String,
+    /// Kernel objects (kernel-function and LSM hooks): the path, and the inode mode.
+    File,
+    Path,
+    LinuxBinprm,
 }
 
 /// What the pipeline needs to know about a hook id.
@@ -39,6 +44,8 @@ pub struct HookInfo {
     pub args: Vec<(HookArg, Option<String>)>,
     pub message: Option<String>,
     pub tags: Vec<String>,
+    /// An `lsmhooks` hook: its events are `process_lsm`.
+    pub lsm: bool,
 }
 
 /// The tables of one policy.
@@ -46,6 +53,17 @@ pub struct HookInfo {
 pub struct PolicyTables {
     pub tables: SyscallTables,
     pub hooks: Vec<HookInfo>,
+    /// Kernel-function and LSM hooks (their value sets are in `tables`).
+    pub kfuncs: Vec<KfuncHook>,
+}
+
+/// What a hook attaches to.
+enum Target<'a> {
+    Syscall(&'a str),
+    Kfunc {
+        function: &'a str,
+        attach: KfuncAttach,
+    },
 }
 
 /// A construct of the plan this runtime cannot run yet, with its YAML path.
@@ -86,7 +104,19 @@ pub fn syscall_name(call: &str) -> &str {
     call
 }
 
-fn arg_kind(t: ArgType) -> Option<(u8, HookArg)> {
+fn arg_kind(t: ArgType, kernel: bool) -> Option<(u8, HookArg)> {
+    if kernel {
+        // Arguments of kernel functions are kernel pointers.
+        match t {
+            ArgType::File => return Some((VIGIL_ARG_FILE as u8, HookArg::File)),
+            ArgType::Path => return Some((VIGIL_ARG_PATH as u8, HookArg::Path)),
+            ArgType::Dentry => return Some((VIGIL_ARG_DENTRY as u8, HookArg::Path)),
+            ArgType::LinuxBinprm => return Some((VIGIL_ARG_BINPRM as u8, HookArg::LinuxBinprm)),
+            ArgType::String => return Some((VIGIL_ARG_KSTRING as u8, HookArg::String)),
+            ArgType::Filename => return Some((VIGIL_ARG_FILENAME as u8, HookArg::String)),
+            _ => {}
+        }
+    }
     Some(match t {
         ArgType::Int8 | ArgType::Int16 | ArgType::Int32 | ArgType::Fd => {
             (VIGIL_ARG_INT as u8, HookArg::Int)
@@ -128,14 +158,28 @@ fn parse_int(v: &str) -> Option<i64> {
         .or_else(|| v.parse::<u64>().ok().map(|u| u as i64))
 }
 
-fn actions(path: &str, list: &[ActionSelector]) -> Result<(u32, u32), Unsupported> {
+/// A selector's action bits, signal and Override value. `can_override`: the hook is an
+/// fmod_ret or LSM program, whose return value the kernel uses.
+fn actions(
+    path: &str,
+    list: &[ActionSelector],
+    can_override: bool,
+) -> Result<(u32, u32, i32), Unsupported> {
     if list.is_empty() {
-        return Ok((VIGIL_ACT_POST, 0));
+        return Ok((VIGIL_ACT_POST, 0, 0));
     }
-    let (mut bits, mut post, mut signal) = (0, true, 0);
+    let (mut bits, mut post, mut signal, mut rc) = (0, true, 0, 0);
     for a in list {
         match a.action {
             Action::Post => {}
+            Action::Override if can_override => {
+                bits |= VIGIL_ACT_OVERRIDE;
+                // Tetragon's default argError is -1 (-EPERM).
+                let v = a.arg_error.unwrap_or(-1);
+                rc = i32::try_from(v).map_err(|_| {
+                    unsupported(path, format!("argError {v} does not fit a kernel int"))
+                })?;
+            }
             Action::NoPost => post = false,
             Action::Sigkill => bits |= VIGIL_ACT_SIGKILL,
             Action::Signal => {
@@ -161,7 +205,7 @@ fn actions(path: &str, list: &[ActionSelector]) -> Result<(u32, u32), Unsupporte
     if post {
         bits |= VIGIL_ACT_POST;
     }
-    Ok((bits, signal))
+    Ok((bits, signal, rc))
 }
 
 /// Builds the tables of one compiled policy. `resolve_binary` maps a path to the kernel's
@@ -173,38 +217,67 @@ pub fn build(
 ) -> Result<PolicyTables, Unsupported> {
     let mut out = PolicyTables::default();
     for hook in &plan.hooks {
-        if hook.mechanism != Mechanism::SyscallTracepoint {
-            return Err(unsupported(
-                &hook.path,
-                format!(
-                    "{} hooks are not supported by this runtime yet (syscall hooks are)",
-                    hook.mechanism.name()
-                ),
-            ));
-        }
+        let kfunc = match hook.mechanism {
+            Mechanism::SyscallTracepoint => None,
+            Mechanism::Lsm => Some(KfuncAttach::Lsm),
+            // Override needs the function's return value: fmod_ret (compile() allowed it
+            // only on security_* functions of kernels with fentry).
+            Mechanism::Fentry | Mechanism::Kprobe | Mechanism::KprobeMulti
+                if overrides(hook) =>
+            {
+                Some(KfuncAttach::FmodRet)
+            }
+            Mechanism::Fentry => Some(KfuncAttach::Fentry),
+            // kprobe.multi is not used yet: one kprobe per function.
+            Mechanism::Kprobe | Mechanism::KprobeMulti => Some(KfuncAttach::Kprobe),
+            other => {
+                return Err(unsupported(
+                    &hook.path,
+                    format!(
+                        "{} hooks are not supported by this runtime yet (syscall, kernel-function and LSM hooks are)",
+                        other.name()
+                    ),
+                ));
+            }
+        };
         for target in &hook.targets {
-            build_hook(
-                plan,
-                hook,
-                syscall_name(target),
-                ids,
-                resolve_binary,
-                &mut out,
-            )?;
+            let target = match kfunc {
+                None => Target::Syscall(syscall_name(target)),
+                Some(attach) => Target::Kfunc {
+                    function: target,
+                    attach,
+                },
+            };
+            build_hook(plan, hook, &target, ids, resolve_binary, &mut out)?;
         }
     }
     Ok(out)
 }
 
+fn overrides(hook: &HookPlan) -> bool {
+    hook.selectors
+        .iter()
+        .flat_map(|s| &s.actions)
+        .any(|a| a.action == Action::Override)
+}
+
 fn build_hook(
     plan: &Plan,
     hook: &HookPlan,
-    syscall: &str,
+    target: &Target<'_>,
     ids: &mut Ids,
     resolve_binary: &dyn Fn(&str) -> Option<(u64, u64)>,
     out: &mut PolicyTables,
 ) -> Result<(), Unsupported> {
     let path = &hook.path;
+    let kernel = matches!(target, Target::Kfunc { .. });
+    let can_override = matches!(
+        target,
+        Target::Kfunc {
+            attach: KfuncAttach::FmodRet | KfuncAttach::Lsm,
+            ..
+        }
+    );
     if hook.on_return {
         return Err(unsupported(
             path,
@@ -235,19 +308,20 @@ fn build_hook(
         ));
     }
     for (slot, a) in readers.iter().enumerate() {
-        let Some((kind, report)) = arg_kind(a.arg_type) else {
+        let Some((kind, report)) = arg_kind(a.arg_type, kernel) else {
             return Err(unsupported(
                 &format!("{path}.args[{slot}]"),
                 format!(
-                    "argument type {} is not supported by the syscall-tracepoint runtime yet",
-                    a.arg_type
+                    "argument type {} is not supported by the {} runtime yet",
+                    a.arg_type,
+                    if kernel { "kernel-function" } else { "syscall-tracepoint" }
                 ),
             ));
         };
         if a.index > 5 {
             return Err(unsupported(
                 &format!("{path}.args[{slot}]"),
-                "a syscall has at most 6 arguments",
+                "a hook has at most 6 arguments",
             ));
         }
         config.arg_kind[slot] = kind;
@@ -266,7 +340,8 @@ fn build_hook(
     for (si, table) in hook.selectors.iter().enumerate() {
         let spath = format!("{path}.selectors[{si}]");
         let mut sel = vigil_selector_cfg::default();
-        (sel.actions, sel.signal) = actions(&format!("{spath}.matchActions"), &table.actions)?;
+        (sel.actions, sel.signal, sel.override_rc) =
+            actions(&format!("{spath}.matchActions"), &table.actions, can_override)?;
         if !table.return_actions.is_empty() {
             return Err(unsupported(
                 &spath,
@@ -363,23 +438,45 @@ fn build_hook(
         });
     }
     config.nselectors = selectors.len() as u32;
-    out.tables.hooks.push(SyscallHook {
-        id,
-        syscall: syscall.to_string(),
-        config,
-        selectors,
-    });
-    // A syscall without an ia32 number (64-bit only) has no 32-bit entry to watch.
-    if let Some(nr) = ia32_number(syscall) {
-        out.tables.ia32.push((nr, id));
-    }
+    let function_name = match target {
+        Target::Syscall(syscall) => {
+            out.tables.hooks.push(SyscallHook {
+                id,
+                syscall: syscall.to_string(),
+                config,
+                selectors,
+            });
+            // A syscall without an ia32 number (64-bit only) has no 32-bit entry to watch.
+            if let Some(nr) = ia32_number(syscall) {
+                out.tables.ia32.push((nr, id));
+            }
+            format!("__x64_sys_{syscall}")
+        }
+        Target::Kfunc { function, attach } => {
+            out.kfuncs.push(KfuncHook {
+                id,
+                function: function.to_string(),
+                attach: *attach,
+                config,
+                selectors,
+            });
+            function.to_string()
+        }
+    };
     out.hooks.push(HookInfo {
         id,
         policy_name: plan.name.clone(),
-        function_name: format!("__x64_sys_{syscall}"),
+        function_name,
         args,
         message: hook.message.clone(),
         tags: hook.tags.clone(),
+        lsm: matches!(
+            target,
+            Target::Kfunc {
+                attach: KfuncAttach::Lsm,
+                ..
+            }
+        ),
     });
     ids.next_hook += 1;
     Ok(())
@@ -431,7 +528,8 @@ fn arg_filter(
         slot: slot as u8,
         ..Default::default()
     };
-    if u32::from(kind) == VIGIL_ARG_STRING {
+    let kind = u32::from(kind);
+    if kind == VIGIL_ARG_STRING || (VIGIL_ARG_KOBJ_FIRST..=VIGIL_ARG_KOBJ_LAST).contains(&kind) {
         f.op = match op {
             Operator::Equal => VIGIL_OP_EQ,
             Operator::NotEqual => VIGIL_OP_NEQ,

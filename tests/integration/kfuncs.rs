@@ -1,0 +1,275 @@
+//! Kernel-function and LSM hooks. Tests named `kfunc_*` run in the kernel-matrix guests
+//! (Debian 6.1 / 6.12, which have fentry, fmod_ret and BPF LSM); on this host's kernel they
+//! are not applicable (`kernel_caps::require`). The host test checks the refusal instead.
+//! Expected values are written here by hand.
+
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::*;
+use crate::kernel_caps;
+
+/// Guests are emulated (tens of times slower).
+const WAIT: Duration = Duration::from_secs(60);
+
+fn write_policy(dir: &std::path::Path, name: &str, yaml: &str) -> String {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    path.display().to_string()
+}
+
+fn of_policy<'a>(events: &'a [Value], kind: &str, policy: &str) -> Vec<&'a Value> {
+    of_kind(events, kind)
+        .into_iter()
+        .filter(|e| e["policy_name"] == policy)
+        .collect()
+}
+
+fn file_path(e: &Value) -> &str {
+    e["args"][0]["file_arg"]["path"].as_str().unwrap_or("")
+}
+
+/// The mechanism the agent reports for a hook on `function` ("kernel hook attached").
+fn mechanism(log: &str, function: &str) -> Option<String> {
+    log.lines()
+        .filter(|l| l.contains("kernel hook attached") && l.contains(function))
+        .find_map(|l| {
+            let rest = &l[l.find("mechanism=")? + "mechanism=".len()..];
+            Some(
+                rest.trim_start_matches('"')
+                    .split(['"', ' '])
+                    .next()?
+                    .to_string(),
+            )
+        })
+}
+
+const FILE_OPEN: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: hostname-open
+spec:
+  kprobes:
+  - call: "security_file_open"
+    syscall: false
+    message: "hostname opened"
+    args:
+    - index: 0
+      type: "file"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Prefix"
+        values: ["/etc/hostname"]
+"#;
+
+#[test]
+fn kfunc_security_file_open_prefix_reports_the_path() {
+    if !kernel_caps::require("fentry") {
+        return;
+    }
+    let _g = serial();
+    let dir = scratch_dir("kfunc-file-open-files");
+    if !std::path::Path::new("/etc/hostname").exists() {
+        std::fs::write("/etc/hostname", "vigil-guest\n").unwrap();
+    }
+    let policy = write_policy(&dir, "hostname-open", FILE_OPEN);
+    let agent = Agent::start("kfunc-file-open", &["--tracing-policy", &policy]);
+    let other = run(Command::new("/usr/bin/cat").arg("/etc/passwd"));
+    let cat = run(Command::new("/usr/bin/cat").arg("/etc/hostname"));
+    let events = agent.wait_for("cat /etc/hostname", WAIT, |ev| {
+        of_policy(ev, "process_kprobe", "hostname-open")
+            .iter()
+            .any(|e| pid_of(e) == u64::from(cat))
+    });
+    let (_, log) = agent.stop();
+    let mine = of_policy(&events, "process_kprobe", "hostname-open");
+    let hit = mine
+        .iter()
+        .find(|e| pid_of(e) == u64::from(cat))
+        .expect("cat /etc/hostname is posted");
+    assert_eq!(hit["function_name"], "security_file_open");
+    assert_eq!(file_path(hit), "/etc/hostname");
+    assert_eq!(hit["args"][0]["file_arg"]["permission"], "-rw-r--r--");
+    assert_eq!(hit["action"], "KPROBE_ACTION_POST");
+    assert_eq!(hit["message"], "hostname opened");
+    assert_eq!(hit["process"]["binary"], "/usr/bin/cat");
+    assert!(
+        mine.iter().all(|e| file_path(e) == "/etc/hostname"),
+        "only /etc/hostname is posted: {mine:?}"
+    );
+    assert!(
+        mine.iter().all(|e| pid_of(e) != u64::from(other)),
+        "cat /etc/passwd is not posted"
+    );
+    assert_eq!(
+        mechanism(&log, "security_file_open").as_deref(),
+        Some("fentry"),
+        "one kernel function on a kernel with fentry attaches by fentry:\n{log}"
+    );
+}
+
+/// Opens `path` for writing and appends; the error kind if refused.
+fn try_write(path: &std::path::Path) -> Result<(), std::io::Error> {
+    let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
+    f.write_all(b"tampered\n")
+}
+
+fn protect_policy(name: &str, file: &str, lsm: bool) -> String {
+    let hook = if lsm {
+        "  lsmhooks:\n  - hook: \"file_open\"\n".to_string()
+    } else {
+        "  kprobes:\n  - call: \"security_file_open\"\n    syscall: false\n".to_string()
+    };
+    format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: {name}
+spec:
+{hook}    args:
+    - index: 0
+      type: "file"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Equal"
+        values: ["{file}"]
+      matchActions:
+      - action: Override
+        argError: -1
+"#
+    )
+}
+
+/// A write to the protected file is refused with EPERM; the file is unchanged; the event
+/// (kind `kind`) says Override; another file of the same directory is writable.
+fn denies_write(name: &str, lsm: bool) {
+    let _g = serial();
+    let dir = scratch_dir(&format!("{name}-files"));
+    let protected = dir.join("protected.txt");
+    let free = dir.join("free.txt");
+    std::fs::write(&protected, "original\n").unwrap();
+    std::fs::write(&free, "original\n").unwrap();
+    let policy = write_policy(
+        &dir,
+        name,
+        &protect_policy(name, &protected.display().to_string(), lsm),
+    );
+    let agent = Agent::start(name, &["--tracing-policy", &policy]);
+    let err = try_write(&protected).expect_err("the write to the protected file is refused");
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+    try_write(&free).expect("another file stays writable");
+    let kind = if lsm { "process_lsm" } else { "process_kprobe" };
+    let me = u64::from(std::process::id());
+    let events = agent.wait_for("the Override event", WAIT, |ev| {
+        of_policy(ev, kind, name).iter().any(|e| pid_of(e) == me)
+    });
+    let (_, log) = agent.stop();
+    let hit = of_policy(&events, kind, name)
+        .into_iter()
+        .find(|e| pid_of(e) == me)
+        .unwrap();
+    assert_eq!(hit["action"], "KPROBE_ACTION_OVERRIDE");
+    assert_eq!(file_path(hit), protected.display().to_string());
+    let function = if lsm { "file_open" } else { "security_file_open" };
+    assert_eq!(hit["function_name"], function);
+    assert_eq!(
+        mechanism(&log, function).as_deref(),
+        Some(if lsm { "lsm" } else { "fmod_ret" })
+    );
+    // After the agent stopped (detached), the file is readable and unchanged.
+    assert_eq!(std::fs::read_to_string(&protected).unwrap(), "original\n");
+    assert_eq!(
+        std::fs::read_to_string(&free).unwrap(),
+        "original\ntampered\n"
+    );
+}
+
+#[test]
+fn kfunc_override_on_security_file_open_denies_a_write() {
+    if !kernel_caps::require("fmod_ret") {
+        return;
+    }
+    denies_write("kfunc-fmodret", false);
+}
+
+#[test]
+fn kfunc_lsm_file_open_denies_a_write() {
+    if !kernel_caps::require("lsm") {
+        return;
+    }
+    denies_write("kfunc-lsm", true);
+}
+
+/// vigil's BPF programs for kernel functions currently loaded (bpftool's view).
+fn kfunc_programs() -> Vec<String> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "-j"])
+        .output()
+        .expect("bpftool");
+    let progs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    progs
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .filter(|n| ["vigil_kprobe", "vigil_fentry", "vigil_fmod_ret", "vigil_lsm"].contains(n))
+        .map(str::to_string)
+        .collect()
+}
+
+/// This host's kernel has no kprobes, fentry or BPF LSM: such policies are refused naming
+/// the missing feature, the agent runs on, and nothing of them stays attached.
+#[test]
+fn kernel_function_policies_are_refused_where_the_kernel_lacks_them() {
+    let m = kernel_caps::matrix();
+    let column = kernel_caps::current_column();
+    if ["kprobe", "fentry", "lsm"]
+        .iter()
+        .any(|k| m.expects(&column, k).unwrap_or(true))
+    {
+        eprintln!("not applicable: {column} has kprobes, fentry or BPF LSM");
+        return;
+    }
+    let _g = serial();
+    let dir = scratch_dir("kfunc-refused-files");
+    let probe = write_policy(&dir, "hostname-open", FILE_OPEN);
+    let lsm = write_policy(
+        &dir,
+        "lsm-protect",
+        &protect_policy("lsm-protect", "/etc/hostname", true),
+    );
+    let agent = Agent::start(
+        "kfunc-refused",
+        &["--tracing-policy", &probe, "--tracing-policy", &lsm],
+    );
+    assert!(
+        kfunc_programs().is_empty(),
+        "no kernel-function program is loaded"
+    );
+    // The agent still runs and reports processes.
+    let pid = run(&mut Command::new("/usr/bin/true"));
+    agent.wait_for("an exec after the refusals", Duration::from_secs(15), |ev| {
+        !execs_of_pid(ev, pid).is_empty()
+    });
+    let (events, log) = agent.stop();
+    for (policy, path) in [
+        ("hostname-open.yaml", "spec.kprobes[0]"),
+        ("lsm-protect.yaml", "spec.lsmhooks[0]"),
+    ] {
+        let line = log
+            .lines()
+            .find(|l| l.contains("tracing policy not loaded") && l.contains(policy))
+            .unwrap_or_else(|| panic!("no refusal logged for {policy}:\n{log}"));
+        assert!(line.contains(path), "{line}");
+        assert!(
+            line.contains("kprobes, fentry or BPF LSM, none available"),
+            "the refusal names the missing feature: {line}"
+        );
+    }
+    assert!(of_kind(&events, "process_kprobe").is_empty());
+    assert!(of_kind(&events, "process_lsm").is_empty());
+}
