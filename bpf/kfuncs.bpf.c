@@ -68,11 +68,17 @@ int vigil_fmod_ret(void *ctx)
 	return engine_handle(ctx, vigil_hook_id, args, 0);
 }
 
+/* `long`: the verifier checks the 64-bit R0, so the verdict must be sign-extended. */
 SEC("lsm/file_open")
-int vigil_lsm(void *ctx)
+long vigil_lsm(void *ctx)
 {
 	__u64 args[VIGIL_ENGINE_NARGS];
+	long rc;
 
 	tramp_args(ctx, args);
-	return engine_handle(ctx, vigil_hook_id, args, 0);
+	rc = engine_handle(ctx, vigil_hook_id, args, 0);
+	/* LSM verdicts are 0 or -errno (the verifier insists); anything else denies (-EPERM). */
+	if (rc > 0 || rc < -4095)
+		return -1;
+	return rc;
 }

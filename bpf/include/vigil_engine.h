@@ -301,6 +301,7 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 {
 	for (int i = 0; i < VIGIL_MAX_ARGS; i++) {
 		__u64 raw;
+		__u32 idx;
 		long n;
 
 		s->msg.str_len[i] = 0;
@@ -308,7 +309,11 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 		s->msg.ints[i] = 0;
 		if (i >= h->nargs)
 			break;
-		raw = regs[h->arg_index[i] % VIGIL_ENGINE_NARGS];
+		/* A compare, not `% NARGS`: 6.1/6.12 verifiers cannot bound a modulo. */
+		idx = h->arg_index[i];
+		if (idx >= VIGIL_ENGINE_NARGS)
+			idx = 0;
+		raw = regs[idx];
 		switch (h->arg_kind[i]) {
 		case VIGIL_ARG_INT:
 			s->msg.ints[i] = (__s32)raw;

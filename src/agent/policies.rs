@@ -47,9 +47,15 @@ impl Runtime {
                 reg.insert(h.id, h.clone());
             }
         }
-        let syscalls =
-            SyscallSensor::load_shared(&self.maps, &tables.tables, self.btf.as_deref())
-                .map_err(|e| e.to_string())?;
+        // A policy of kernel functions only loads no syscall object.
+        let syscalls = if tables.tables.hooks.is_empty() && !tables.kfuncs.is_empty() {
+            None
+        } else {
+            Some(
+                SyscallSensor::load_shared(&self.maps, &tables.tables, self.btf.as_deref())
+                    .map_err(|e| e.to_string())?,
+            )
+        };
         let kfuncs = if tables.kfuncs.is_empty() {
             None
         } else {
@@ -75,18 +81,23 @@ impl Runtime {
 /// The kernel objects of one loaded policy; dropping it detaches everything.
 #[derive(Debug)]
 pub struct PolicySensors {
-    pub syscalls: SyscallSensor,
+    pub syscalls: Option<SyscallSensor>,
     pub kfuncs: Option<KfuncSensor>,
 }
 
 impl PolicySensors {
     pub fn attached(&self) -> usize {
-        self.syscalls.attached() + self.kfuncs.as_ref().map_or(0, KfuncSensor::attached)
+        self.syscalls.as_ref().map_or(0, SyscallSensor::attached)
+            + self.kfuncs.as_ref().map_or(0, KfuncSensor::attached)
     }
 
     /// Per-hook counters, whichever object runs the hook.
     pub fn hook_counters(&self, hook: u32) -> [u64; vigil_bpf::abi::VIGIL_HOOK_COUNTERS as usize] {
-        let mut out = self.syscalls.hook_counters(hook);
+        let mut out = self
+            .syscalls
+            .as_ref()
+            .map(|s| s.hook_counters(hook))
+            .unwrap_or_default();
         if let Some(k) = &self.kfuncs {
             for (o, v) in out.iter_mut().zip(k.hook_counters(hook)) {
                 *o += v;

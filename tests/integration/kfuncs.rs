@@ -32,6 +32,22 @@ fn file_path(e: &Value) -> &str {
     e["args"][0]["file_arg"]["path"].as_str().unwrap_or("")
 }
 
+/// Like `Agent::wait_for`, but a timeout shows the agent's log (load errors, mechanisms).
+fn wait_or_log(agent: &Agent, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let events = agent.events();
+        if pred(&events) {
+            return events;
+        }
+        if std::time::Instant::now() > deadline {
+            let log = std::fs::read_to_string(&agent.stderr_path).unwrap_or_default();
+            panic!("timed out waiting for {what}; agent log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The mechanism the agent reports for a hook on `function` ("kernel hook attached").
 fn mechanism(log: &str, function: &str) -> Option<String> {
     log.lines()
@@ -81,7 +97,7 @@ fn kfunc_security_file_open_prefix_reports_the_path() {
     let agent = Agent::start("kfunc-file-open", &["--tracing-policy", &policy]);
     let other = run(Command::new("/usr/bin/cat").arg("/etc/passwd"));
     let cat = run(Command::new("/usr/bin/cat").arg("/etc/hostname"));
-    let events = agent.wait_for("cat /etc/hostname", WAIT, |ev| {
+    let events = wait_or_log(&agent, "cat /etc/hostname", |ev| {
         of_policy(ev, "process_kprobe", "hostname-open")
             .iter()
             .any(|e| pid_of(e) == u64::from(cat))
@@ -161,12 +177,15 @@ fn denies_write(name: &str, lsm: bool) {
         &protect_policy(name, &protected.display().to_string(), lsm),
     );
     let agent = Agent::start(name, &["--tracing-policy", &policy]);
-    let err = try_write(&protected).expect_err("the write to the protected file is refused");
+    let Err(err) = try_write(&protected) else {
+        let log = std::fs::read_to_string(&agent.stderr_path).unwrap_or_default();
+        panic!("the write to the protected file was not refused; agent log:\n{log}");
+    };
     assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
     try_write(&free).expect("another file stays writable");
     let kind = if lsm { "process_lsm" } else { "process_kprobe" };
     let me = u64::from(std::process::id());
-    let events = agent.wait_for("the Override event", WAIT, |ev| {
+    let events = wait_or_log(&agent, "the Override event", |ev| {
         of_policy(ev, kind, name).iter().any(|e| pid_of(e) == me)
     });
     let (_, log) = agent.stop();
