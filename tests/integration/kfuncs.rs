@@ -195,7 +195,11 @@ fn denies_write(name: &str, lsm: bool) {
         .unwrap();
     assert_eq!(hit["action"], "KPROBE_ACTION_OVERRIDE");
     assert_eq!(file_path(hit), protected.display().to_string());
-    let function = if lsm { "file_open" } else { "security_file_open" };
+    let function = if lsm {
+        "file_open"
+    } else {
+        "security_file_open"
+    };
     assert_eq!(hit["function_name"], function);
     assert_eq!(
         mechanism(&log, function).as_deref(),
@@ -235,7 +239,15 @@ fn kfunc_programs() -> Vec<String> {
     progs
         .iter()
         .filter_map(|p| p["name"].as_str())
-        .filter(|n| ["vigil_kprobe", "vigil_fentry", "vigil_fmod_ret", "vigil_lsm"].contains(n))
+        .filter(|n| {
+            [
+                "vigil_kprobe",
+                "vigil_fentry",
+                "vigil_fmod_ret",
+                "vigil_lsm",
+            ]
+            .contains(n)
+        })
         .map(str::to_string)
         .collect()
 }
@@ -271,9 +283,11 @@ fn kernel_function_policies_are_refused_where_the_kernel_lacks_them() {
     );
     // The agent still runs and reports processes.
     let pid = run(&mut Command::new("/usr/bin/true"));
-    agent.wait_for("an exec after the refusals", Duration::from_secs(15), |ev| {
-        !execs_of_pid(ev, pid).is_empty()
-    });
+    agent.wait_for(
+        "an exec after the refusals",
+        Duration::from_secs(15),
+        |ev| !execs_of_pid(ev, pid).is_empty(),
+    );
     let (events, log) = agent.stop();
     for (policy, path) in [
         ("hostname-open.yaml", "spec.kprobes[0]"),

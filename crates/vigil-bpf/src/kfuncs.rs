@@ -125,7 +125,8 @@ impl KfuncSensor {
         for a in self.attached.iter().filter(|a| a.hook == hook) {
             if let Some(map) = a.object.maps().find(|m| m.name() == "vigil_sys_counters") {
                 for (i, slot) in out.iter_mut().enumerate() {
-                    *slot += crate::lifecycle::sum_percpu(&map, hook * VIGIL_HOOK_COUNTERS + i as u32);
+                    *slot +=
+                        crate::lifecycle::sum_percpu(&map, hook * VIGIL_HOOK_COUNTERS + i as u32);
                 }
             }
         }

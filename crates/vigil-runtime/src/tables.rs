@@ -222,9 +222,7 @@ pub fn build(
             Mechanism::Lsm => Some(KfuncAttach::Lsm),
             // Override needs the function's return value: fmod_ret (compile() allowed it
             // only on security_* functions of kernels with fentry).
-            Mechanism::Fentry | Mechanism::Kprobe | Mechanism::KprobeMulti
-                if overrides(hook) =>
-            {
+            Mechanism::Fentry | Mechanism::Kprobe | Mechanism::KprobeMulti if overrides(hook) => {
                 Some(KfuncAttach::FmodRet)
             }
             Mechanism::Fentry => Some(KfuncAttach::Fentry),
@@ -314,7 +312,11 @@ fn build_hook(
                 format!(
                     "argument type {} is not supported by the {} runtime yet",
                     a.arg_type,
-                    if kernel { "kernel-function" } else { "syscall-tracepoint" }
+                    if kernel {
+                        "kernel-function"
+                    } else {
+                        "syscall-tracepoint"
+                    }
                 ),
             ));
         };
@@ -340,8 +342,11 @@ fn build_hook(
     for (si, table) in hook.selectors.iter().enumerate() {
         let spath = format!("{path}.selectors[{si}]");
         let mut sel = vigil_selector_cfg::default();
-        (sel.actions, sel.signal, sel.override_rc) =
-            actions(&format!("{spath}.matchActions"), &table.actions, can_override)?;
+        (sel.actions, sel.signal, sel.override_rc) = actions(
+            &format!("{spath}.matchActions"),
+            &table.actions,
+            can_override,
+        )?;
         if !table.return_actions.is_empty() {
             return Err(unsupported(
                 &spath,
@@ -598,6 +603,10 @@ fn arg_filter(
     f.nvalues = values.len() as u8;
     Ok(f)
 }
+
+#[cfg(test)]
+#[path = "kfunc_tests.rs"]
+mod kfunc_tests;
 
 #[cfg(test)]
 mod tests {
