@@ -59,6 +59,23 @@ int vigil_fentry(void *ctx)
 	return 0;
 }
 
+/*
+ * `return: true`: fexit sees the arguments and the return value. The loader puts the
+ * return value reader on argument slot 5 (refusing hooks that read a 6th argument), so the
+ * engine evaluates matchArgs and matchReturnArgs together, at return.
+ */
+SEC("fexit/security_file_open")
+int vigil_fexit(void *ctx)
+{
+	__u64 args[VIGIL_ENGINE_NARGS], ret = 0;
+
+	tramp_args(ctx, args);
+	bpf_get_func_ret(ctx, &ret);
+	args[VIGIL_ENGINE_NARGS - 1] = ret;
+	engine_handle(ctx, vigil_hook_id, args, 0);
+	return 0;
+}
+
 SEC("fmod_ret/security_file_open")
 int vigil_fmod_ret(void *ctx)
 {

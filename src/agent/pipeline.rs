@@ -203,7 +203,7 @@ impl Pipeline {
         };
         let info = self.image_of(&m.process, m.tid);
         let parent = info.parent_key.and_then(|p| self.cache.get(&p));
-        let args = hook
+        let mut args: Vec<tetragon::KprobeArgument> = hook
             .args
             .iter()
             .enumerate()
@@ -247,6 +247,11 @@ impl Pipeline {
                 }
             })
             .collect();
+        // A return probe's value is `return`, not an argument.
+        let ret = hook
+            .return_slot
+            .filter(|&i| i < args.len())
+            .map(|i| args.remove(i));
         let action = if m.actions & VIGIL_ACT_OVERRIDE != 0 {
             tetragon::KprobeAction::Override
         } else if m.actions & VIGIL_ACT_SIGKILL != 0 {
@@ -280,6 +285,12 @@ impl Pipeline {
         let event = tetragon::ProcessKprobe {
             process: Some(self.proto(&info, false)),
             parent: parent.as_deref().map(|p| self.proto(p, false)),
+            return_action: if ret.is_some() {
+                tetragon::KprobeAction::Post as i32
+            } else {
+                0
+            },
+            r#return: ret,
             function_name: if m.compat != 0 {
                 hook.function_name.replace("__x64_sys_", "__ia32_sys_")
             } else {

@@ -229,6 +229,84 @@ fn kfunc_lsm_file_open_denies_a_write() {
     denies_write("kfunc-lsm", true);
 }
 
+/// `return: true` attaches by fexit and reports the return value, here the error another
+/// policy's Override (fmod_ret) made security_file_open return.
+#[test]
+fn kfunc_return_probe_reports_the_return_value() {
+    if !kernel_caps::require("fentry") {
+        return;
+    }
+    let _g = serial();
+    let dir = scratch_dir("kfunc-return-files");
+    let protected = dir.join("protected.txt");
+    let free = dir.join("free.txt");
+    std::fs::write(&protected, "original\n").unwrap();
+    std::fs::write(&free, "original\n").unwrap();
+    let deny = protect_policy("deny-eacces", &protected.display().to_string(), false)
+        .replace("argError: -1", "argError: -13");
+    let ret = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: open-return
+spec:
+  kprobes:
+  - call: "security_file_open"
+    syscall: false
+    return: true
+    args:
+    - index: 0
+      type: "file"
+    returnArg:
+      index: 0
+      type: "int"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Prefix"
+        values: ["{}/"]
+"#,
+        dir.display()
+    );
+    let deny = write_policy(&dir, "deny-eacces", &deny);
+    let ret = write_policy(&dir, "open-return", &ret);
+    let agent = Agent::start(
+        "kfunc-return",
+        &["--tracing-policy", &deny, "--tracing-policy", &ret],
+    );
+    let err = try_write(&protected).expect_err("refused by the Override policy");
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
+    try_write(&free).expect("another file stays writable");
+    let path_of = |e: &Value| file_path(e).to_string();
+    let events = wait_or_log(&agent, "both return events", |ev| {
+        let mine = of_policy(ev, "process_kprobe", "open-return");
+        [&protected, &free]
+            .iter()
+            .all(|p| mine.iter().any(|e| path_of(e) == p.display().to_string()))
+    });
+    let (_, log) = agent.stop();
+    let mine = of_policy(&events, "process_kprobe", "open-return");
+    let ret_of = |p: &std::path::Path| {
+        mine.iter()
+            .find(|e| path_of(e) == p.display().to_string())
+            .map(|e| e["return"]["int_arg"].clone())
+            .unwrap()
+    };
+    assert_eq!(ret_of(&protected), -13);
+    assert_eq!(ret_of(&free), 0);
+    assert_eq!(
+        mine[0]["args"].as_array().map(Vec::len),
+        Some(1),
+        "the return value is not an argument"
+    );
+    assert_eq!(mine[0]["return_action"], "KPROBE_ACTION_POST");
+    let attached = log
+        .lines()
+        .find(|l| l.contains("kernel hook attached") && l.contains("open-return"))
+        .unwrap_or_else(|| panic!("no mechanism logged for open-return:\n{log}"));
+    assert!(attached.contains("fexit"), "{attached}");
+}
+
 /// vigil's BPF programs for kernel functions currently loaded (bpftool's view).
 fn kfunc_programs() -> Vec<String> {
     let out = Command::new("bpftool")

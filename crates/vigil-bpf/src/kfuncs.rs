@@ -23,6 +23,8 @@ pub enum KfuncAttach {
     Kprobe,
     /// fentry, falling back to kprobe if the function cannot take a trampoline.
     Fentry,
+    /// fexit (`return: true`): arguments and return value, evaluated at return.
+    Fexit,
     /// fmod_ret: the matched selector's Override value replaces the function's return.
     FmodRet,
     /// BPF LSM on hook `lsm/<name>`.
@@ -34,6 +36,7 @@ impl KfuncAttach {
         match self {
             Self::Kprobe => "kprobe",
             Self::Fentry => "fentry",
+            Self::Fexit => "fexit",
             Self::FmodRet => "fmod_ret",
             Self::Lsm => "lsm",
         }
@@ -43,6 +46,7 @@ impl KfuncAttach {
         match self {
             Self::Kprobe => "vigil_kprobe",
             Self::Fentry => "vigil_fentry",
+            Self::Fexit => "vigil_fexit",
             Self::FmodRet => "vigil_fmod_ret",
             Self::Lsm => "vigil_lsm",
         }
@@ -176,9 +180,10 @@ fn load_one(
         match how {
             KfuncAttach::Kprobe => {}
             // libbpf adds the `bpf_lsm_` prefix of LSM hooks itself.
-            KfuncAttach::Fentry | KfuncAttach::FmodRet | KfuncAttach::Lsm => prog
-                .set_attach_target(0, Some(hook.function.clone()))
-                .map_err(LoadError::Open)?,
+            KfuncAttach::Fentry | KfuncAttach::Fexit | KfuncAttach::FmodRet | KfuncAttach::Lsm => {
+                prog.set_attach_target(0, Some(hook.function.clone()))
+                    .map_err(LoadError::Open)?
+            }
         }
     }
     let object = open.load().map_err(LoadError::Load)?;
@@ -189,7 +194,7 @@ fn load_one(
         .ok_or(LoadError::Missing("kfuncs program"))?;
     let link = match how {
         KfuncAttach::Kprobe => prog.attach_kprobe(false, &hook.function),
-        KfuncAttach::Fentry | KfuncAttach::FmodRet => prog.attach_trace(),
+        KfuncAttach::Fentry | KfuncAttach::Fexit | KfuncAttach::FmodRet => prog.attach_trace(),
         KfuncAttach::Lsm => prog.attach_lsm(),
     }
     .map_err(|source| LoadError::Attach {

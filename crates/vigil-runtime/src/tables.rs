@@ -46,6 +46,8 @@ pub struct HookInfo {
     pub tags: Vec<String>,
     /// An `lsmhooks` hook: its events are `process_lsm`.
     pub lsm: bool,
+    /// Return probes: the slot of `args` holding the return value (`return` in events).
+    pub return_slot: Option<usize>,
 }
 
 /// The tables of one policy.
@@ -225,6 +227,7 @@ pub fn build(
             Mechanism::Fentry | Mechanism::Kprobe | Mechanism::KprobeMulti if overrides(hook) => {
                 Some(KfuncAttach::FmodRet)
             }
+            Mechanism::Fentry if hook.on_return => Some(KfuncAttach::Fexit),
             Mechanism::Fentry => Some(KfuncAttach::Fentry),
             // kprobe.multi is not used yet: one kprobe per function.
             Mechanism::Kprobe | Mechanism::KprobeMulti => Some(KfuncAttach::Kprobe),
@@ -276,10 +279,21 @@ fn build_hook(
             ..
         }
     );
-    if hook.on_return {
+    let fexit = matches!(
+        target,
+        Target::Kfunc {
+            attach: KfuncAttach::Fexit,
+            ..
+        }
+    );
+    if hook.on_return && !fexit {
         return Err(unsupported(
             path,
-            "return probes are not supported by this runtime yet",
+            if kernel {
+                "return probes on kernel functions need fexit (fentry), absent"
+            } else {
+                "return probes are not supported by this runtime yet"
+            },
         ));
     }
     let id = ids.next_hook;
@@ -326,11 +340,43 @@ fn build_hook(
                 "a hook has at most 6 arguments",
             ));
         }
+        if fexit && a.index == 5 {
+            // vigil_fexit passes the return value in slot 5.
+            return Err(unsupported(
+                &format!("{path}.args[{slot}]"),
+                "a return probe reads at most 5 arguments (the 6th slot carries the return value)",
+            ));
+        }
         config.arg_kind[slot] = kind;
         config.arg_index[slot] = a.index as u8;
         args.push((report, a.label.clone()));
     }
     config.nargs = readers.len() as u32;
+    let mut return_slot = None;
+    if fexit
+        && let Some(r) = hook
+            .arguments
+            .iter()
+            .find(|a| a.origin == ArgOrigin::Return)
+    {
+        let slot = readers.len();
+        let Some((kind, report)) =
+            arg_kind(r.arg_type, kernel).filter(|_| slot < VIGIL_MAX_ARGS as usize)
+        else {
+            return Err(unsupported(
+                &format!("{path}.returnArg"),
+                format!(
+                    "return type {} is not supported by this runtime yet (or more than {} readers)",
+                    r.arg_type, VIGIL_MAX_ARGS
+                ),
+            ));
+        };
+        config.arg_kind[slot] = kind;
+        config.arg_index[slot] = 5;
+        config.nargs += 1;
+        args.push((report, r.label.clone()));
+        return_slot = Some(slot);
+    }
     let slot_of = |pos: u32| -> Option<usize> {
         readers
             .iter()
@@ -386,6 +432,31 @@ fn build_hook(
                         sel.filters[sel.nfilters as usize] = f;
                         sel.nfilters += 1;
                     }
+                }
+                Filter::Arg {
+                    origin: ArgOrigin::Return,
+                    operator,
+                    values,
+                    ..
+                } if return_slot.is_some() => {
+                    let slot = return_slot.unwrap_or_default();
+                    let f = arg_filter(
+                        &spath,
+                        slot,
+                        *operator,
+                        values,
+                        config.arg_kind[slot],
+                        ids,
+                        out,
+                    )?;
+                    if sel.nfilters >= VIGIL_MAX_ARG_FILTERS {
+                        return Err(unsupported(
+                            &spath,
+                            format!("more than {VIGIL_MAX_ARG_FILTERS} matchArgs"),
+                        ));
+                    }
+                    sel.filters[sel.nfilters as usize] = f;
+                    sel.nfilters += 1;
                 }
                 Filter::Pids(p) => {
                     if p.follow_forks || p.is_namespace_pid {
@@ -475,6 +546,7 @@ fn build_hook(
         args,
         message: hook.message.clone(),
         tags: hook.tags.clone(),
+        return_slot,
         lsm: matches!(
             target,
             Target::Kfunc {
