@@ -511,3 +511,83 @@ fn compat_debian_corpus_matches_expected_outcomes() {
         mismatches.join("\n")
     );
 }
+
+/// (prog_id -> (run_time_ns, run_cnt)) of the BPF programs `pid` holds (fdinfo; needs
+/// kernel.bpf_stats_enabled).
+fn prog_stats(pid: u32) -> std::collections::HashMap<u64, (u64, u64)> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k)?.trim().parse::<u64>().ok())
+        };
+        if let (Some(id), Some(ns), Some(cnt)) =
+            (field("prog_id:"), field("run_time_ns:"), field("run_cnt:"))
+        {
+            out.insert(id, (ns, cnt));
+        }
+    }
+    out
+}
+
+/// In-kernel ns per invocation of a security_file_open hook whose selector matches
+/// nothing (the path is still resolved), by fentry and by kprobe. A measurement, not a
+/// gate: run with `tests/kernel-matrix/run --kernel 6.12 --filter bench_kfunc`.
+#[test]
+fn bench_kfunc_security_file_open_fentry_vs_kprobe() {
+    if !kernel_caps::require("fentry") || !kernel_caps::require("kprobe") {
+        return;
+    }
+    let _g = serial();
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").unwrap();
+    let dir = scratch_dir("kfunc-bench-files");
+    let fentry = FILE_OPEN
+        .replace("hostname-open", "bench-fentry")
+        .replace("/etc/hostname", "/nonexistent-vigil/");
+    // Two functions: one kprobe each (the list form never uses fentry).
+    let kprobe = fentry.replace("bench-fentry", "bench-kprobe").replace(
+        "  kprobes:\n  - call: \"security_file_open\"",
+        "  lists:\n  - name: \"opens\"\n    values: [\"security_file_open\", \"security_sb_pivotroot\"]\n  kprobes:\n  - call: \"list:opens\"",
+    );
+    const N: u64 = 3000;
+    let mut results = Vec::new();
+    for (name, yaml) in [("bench-fentry", fentry), ("bench-kprobe", kprobe)] {
+        let policy = write_policy(&dir, name, &yaml);
+        let agent = Agent::start(name, &["--tracing-policy", &policy]);
+        let before = prog_stats(agent.pid());
+        for _ in 0..N {
+            drop(std::fs::File::open("/etc/hostname").unwrap());
+        }
+        let after = prog_stats(agent.pid());
+        let (_, log) = agent.stop();
+        // The hook is the program whose run count grew by at least N.
+        let (ns, cnt) = after
+            .iter()
+            .filter_map(|(id, (ns, cnt))| {
+                let (ns0, cnt0) = before.get(id).copied().unwrap_or_default();
+                (cnt - cnt0 >= N).then_some((ns - ns0, cnt - cnt0))
+            })
+            .max_by_key(|&(_, c)| c)
+            .unwrap_or_else(|| panic!("{name}: no program ran {N} times:\n{log}"));
+        let mechanism = log
+            .lines()
+            .find(|l| l.contains("kernel hook attached") && l.contains("security_file_open"))
+            .and_then(|l| l.split("mechanism=").nth(1))
+            .unwrap_or("?")
+            .to_string();
+        eprintln!(
+            "bench {name}: mechanism {mechanism}: {} ns per invocation ({cnt} runs)",
+            ns / cnt
+        );
+        results.push((name, ns as f64 / cnt as f64));
+    }
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0").unwrap();
+    eprintln!(
+        "bench ratio fentry/kprobe: {:.2}",
+        results[0].1 / results[1].1
+    );
+}

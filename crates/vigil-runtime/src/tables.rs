@@ -290,7 +290,7 @@ fn build_hook(
         return Err(unsupported(
             path,
             if kernel {
-                "return probes on kernel functions need fexit (fentry), absent"
+                "return probes on kernel functions run only through fexit: one function per hook on a kernel with fentry (kretprobes are not implemented yet)"
             } else {
                 "return probes are not supported by this runtime yet"
             },
