@@ -15,15 +15,14 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* The six syscall arguments, copied with constant offsets (all the context allows). */
+/*
+ * The six syscall arguments, copied once. Not by direct context loads: the kernel refuses to
+ * attach a program whose context reads go past the tracepoint's record (EACCES), and
+ * sys_enter_<name> records hold only that syscall's arguments.
+ */
 static __always_inline void sys_args(struct trace_event_raw_sys_enter *ctx, __u64 *args)
 {
-	args[0] = ctx->args[0];
-	args[1] = ctx->args[1];
-	args[2] = ctx->args[2];
-	args[3] = ctx->args[3];
-	args[4] = ctx->args[4];
-	args[5] = ctx->args[5];
+	bpf_probe_read_kernel(args, VIGIL_ENGINE_NARGS * sizeof(args[0]), &ctx->args[0]);
 }
 
 /* 64-bit calls: one attachment per hooked syscall, the cookie says which hook. */
