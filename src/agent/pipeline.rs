@@ -213,15 +213,36 @@ impl Pipeline {
             .iter()
             .enumerate()
             .map(|(i, (kind, label))| {
+                let text = || {
+                    let mut t = text_of(i);
+                    // A cut path keeps its leaf end (vigil_kobj.h): say so, never silently.
+                    if m.str_trunc & (1 << i) != 0 && !matches!(kind, HookArg::String) {
+                        t.insert_str(0, "...");
+                    }
+                    t
+                };
                 let arg = match kind {
-                    HookArg::String | HookArg::LinuxBinprm if m.str_error & (1 << i) != 0 => {
+                    HookArg::String | HookArg::LinuxBinprm | HookArg::File | HookArg::Path
+                        if m.str_error & (1 << i) != 0 =>
+                    {
                         Arg::ErrorArg(tetragon::KprobeError {
                             message: "cannot read the argument from memory".into(),
                         })
                     }
                     HookArg::String => Arg::StringArg(text_of(i)),
+                    HookArg::File => Arg::FileArg(tetragon::KprobeFile {
+                        path: text(),
+                        permission: permission(m.ints[i] as u32),
+                        ..Default::default()
+                    }),
+                    HookArg::Path => Arg::PathArg(tetragon::KprobePath {
+                        path: text(),
+                        permission: permission(m.ints[i] as u32),
+                        ..Default::default()
+                    }),
                     HookArg::LinuxBinprm => Arg::LinuxBinprmArg(tetragon::KprobeLinuxBinprm {
-                        path: text_of(i),
+                        path: text(),
+                        permission: permission(m.ints[i] as u32),
                         ..Default::default()
                     }),
                     other => int_arg(*other, m.ints[i]),
@@ -243,14 +264,21 @@ impl Pipeline {
             });
         }
         let returned = u32::from(m.flags) & VIGIL_SYSMSG_RETURN != 0;
-        let ret = hook
-            .return_arg
-            .filter(|_| returned)
-            .map(|kind| tetragon::KprobeArgument {
-                arg: Some(int_arg(kind, m.ret)),
-                label: String::new(),
-            });
-        let action = if m.actions & VIGIL_ACT_SIGKILL != 0 {
+        // A kernel-function return probe's value is in an argument slot: `return`, not an
+        // argument. Syscall and uprobe returns come from the paired exit.
+        let ret = match hook.return_slot {
+            Some(i) if i < args.len() => Some(args.remove(i)),
+            _ => hook
+                .return_arg
+                .filter(|_| returned)
+                .map(|kind| tetragon::KprobeArgument {
+                    arg: Some(int_arg(kind, m.ret)),
+                    label: String::new(),
+                }),
+        };
+        let action = if m.actions & VIGIL_ACT_OVERRIDE != 0 {
+            tetragon::KprobeAction::Override
+        } else if m.actions & VIGIL_ACT_SIGKILL != 0 {
             tetragon::KprobeAction::Sigkill
         } else if m.actions & VIGIL_ACT_SIGNAL != 0 {
             tetragon::KprobeAction::Signal
@@ -265,6 +293,27 @@ impl Pipeline {
             self.emit(event, m.hdr.ktime);
             return;
         }
+        let ancestors = if self.kprobe_ancestors {
+            self.ancestors_of(parent.as_deref())
+        } else {
+            Vec::new()
+        };
+        if hook.lsm {
+            let event = tetragon::ProcessLsm {
+                process: Some(self.proto(&info, false)),
+                parent: parent.as_deref().map(|p| self.proto(p, false)),
+                function_name: hook.function_name.clone(),
+                policy_name: hook.policy_name.clone(),
+                message: hook.message.clone().unwrap_or_default(),
+                args,
+                action: action as i32,
+                tags: hook.tags.clone(),
+                ancestors,
+                ..Default::default()
+            };
+            self.emit(Event::ProcessLsm(event), m.hdr.ktime);
+            return;
+        }
         let event = tetragon::ProcessKprobe {
             process: Some(self.proto(&info, false)),
             parent: parent.as_deref().map(|p| self.proto(p, false)),
@@ -276,17 +325,17 @@ impl Pipeline {
                 _ => hook.function_name.clone(),
             },
             args,
+            return_action: if hook.return_slot.is_some() && ret.is_some() {
+                tetragon::KprobeAction::Post as i32
+            } else {
+                return_action(m.ret_actions)
+            },
             r#return: ret,
-            return_action: return_action(m.ret_actions),
             action: action as i32,
             policy_name: hook.policy_name.clone(),
             message: hook.message.clone().unwrap_or_default(),
             tags: hook.tags.clone(),
-            ancestors: if self.kprobe_ancestors {
-                self.ancestors_of(parent.as_deref())
-            } else {
-                Vec::new()
-            },
+            ancestors,
             ..Default::default()
         };
         self.emit(Event::ProcessKprobe(event), m.hdr.ktime);
@@ -562,7 +611,7 @@ fn int_arg(kind: HookArg, v: i64) -> tetragon::kprobe_argument::Arg {
                 abi: if v & ia32 != 0 { "i386" } else { "x64" }.to_string(),
             })
         }
-        HookArg::String | HookArg::LinuxBinprm => Arg::LongArg(v),
+        HookArg::String | HookArg::LinuxBinprm | HookArg::File | HookArg::Path => Arg::LongArg(v),
     }
 }
 
@@ -574,5 +623,54 @@ fn return_action(bits: u32) -> i32 {
         tetragon::KprobeAction::Signal as i32
     } else {
         0
+    }
+}
+
+/// `ls -l` style mode string of an inode mode (Tetragon's `permission`), "" when unknown.
+fn permission(mode: u32) -> String {
+    if mode == 0 {
+        return String::new();
+    }
+    let kind = match mode & 0o170000 {
+        0o040000 => 'd',
+        0o120000 => 'l',
+        0o020000 => 'c',
+        0o060000 => 'b',
+        0o010000 => 'p',
+        0o140000 => 's',
+        _ => '-',
+    };
+    let mut out = String::with_capacity(10);
+    out.push(kind);
+    for (shift, special, lower, upper) in [
+        (6, 0o4000, 's', 'S'),
+        (3, 0o2000, 's', 'S'),
+        (0, 0o1000, 't', 'T'),
+    ] {
+        let bits = (mode >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        out.push(match (bits & 1 != 0, mode & special != 0) {
+            (true, true) => lower,
+            (false, true) => upper,
+            (true, false) => 'x',
+            (false, false) => '-',
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod permission_tests {
+    use super::permission;
+
+    #[test]
+    fn mode_strings_as_ls() {
+        assert_eq!(permission(0o100644), "-rw-r--r--");
+        assert_eq!(permission(0o040755), "drwxr-xr-x");
+        assert_eq!(permission(0o104755), "-rwsr-xr-x");
+        assert_eq!(permission(0o041777), "drwxrwxrwt");
+        assert_eq!(permission(0o120777), "lrwxrwxrwx");
+        assert_eq!(permission(0), "");
     }
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use vigil_bpf::hooks::HookSensor;
+use vigil_bpf::kfuncs::KfuncSensor;
 use vigil_bpf::syscalls::{PolicyMode as KernelMode, SharedMaps, SyscallSensor};
 use vigil_policy::Plan;
 use vigil_policy::state::PolicyMode;
@@ -66,7 +67,32 @@ impl Runtime {
                     .map_err(|e| e.to_string())?,
             )
         };
-        Ok((tables.hooks, PolicySensors { syscalls, others }))
+        let kfuncs = if tables.kfuncs.is_empty() {
+            None
+        } else {
+            let k = KfuncSensor::load(
+                &self.maps,
+                &tables.kfuncs,
+                &tables.tables,
+                self.btf.as_deref(),
+            )
+            .map_err(|e| e.to_string())?;
+            for (id, mechanism) in k.mechanisms() {
+                let function = tables.hooks.iter().find(|h| h.id == id);
+                tracing::info!(policy = %plan.name, hook = id,
+                    function = function.map_or("", |h| h.function_name.as_str()),
+                    mechanism, "kernel hook attached");
+            }
+            Some(k)
+        };
+        Ok((
+            tables.hooks,
+            PolicySensors {
+                syscalls,
+                others,
+                kfuncs,
+            },
+        ))
     }
 }
 
@@ -75,12 +101,14 @@ impl Runtime {
 pub struct PolicySensors {
     syscalls: Option<SyscallSensor>,
     others: Option<HookSensor>,
+    kfuncs: Option<KfuncSensor>,
 }
 
 impl PolicySensors {
     pub fn attached(&self) -> usize {
         self.syscalls.as_ref().map_or(0, SyscallSensor::attached)
             + self.others.as_ref().map_or(0, HookSensor::attached)
+            + self.kfuncs.as_ref().map_or(0, KfuncSensor::attached)
     }
 
     /// Per-hook counters (`enum vigil_hook_counter`), from whichever object runs the hook.
@@ -95,7 +123,12 @@ impl PolicySensors {
             .as_ref()
             .map(|s| s.hook_counters(hook))
             .unwrap_or_default();
-        std::array::from_fn(|i| a[i] + b[i])
+        let c = self
+            .kfuncs
+            .as_ref()
+            .map(|s| s.hook_counters(hook))
+            .unwrap_or_default();
+        std::array::from_fn(|i| a[i] + b[i] + c[i])
     }
 
     /// Per-selector counters of a hook, from whichever object runs it.
@@ -114,15 +147,21 @@ impl PolicySensors {
             .as_ref()
             .map(|s| s.selector_counters(hook, selector))
             .unwrap_or_default();
-        std::array::from_fn(|i| a[i] + b[i])
+        let c = self
+            .kfuncs
+            .as_ref()
+            .map(|s| s.selector_counters(hook, selector))
+            .unwrap_or_default();
+        std::array::from_fn(|i| a[i] + b[i] + c[i])
     }
 
     /// The policy's mode in the kernel (both objects are always switched together).
     pub fn mode(&self) -> KernelMode {
-        match (&self.syscalls, &self.others) {
-            (Some(s), _) => s.mode(),
-            (None, Some(o)) => o.mode(),
-            (None, None) => KernelMode::Enforce,
+        match (&self.syscalls, &self.others, &self.kfuncs) {
+            (Some(s), _, _) => s.mode(),
+            (None, Some(o), _) => o.mode(),
+            (None, None, Some(k)) => k.mode(),
+            (None, None, None) => KernelMode::Enforce,
         }
     }
 
@@ -139,6 +178,9 @@ impl PolicySensors {
         }
         if let Some(o) = &self.others {
             o.set_mode(kernel).map_err(|e| e.to_string())?;
+        }
+        if let Some(k) = &self.kfuncs {
+            k.set_mode(kernel).map_err(|e| e.to_string())?;
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ mod export;
 mod harness;
 mod hooks;
 mod kernel_caps;
+mod kfuncs;
 mod lifecycle;
 mod load;
 mod policy;
