@@ -1,14 +1,18 @@
-//! Loading TracingPolicies at start (`--tracing-policy`, `--tracing-policy-dir`): parse,
-//! compile for this kernel, build kernel tables, load. A policy loads completely or not at
-//! all; one that fails is reported (log, with every reason) and the agent starts without it.
+//! The policy runtime of the agent: plans -> kernel tables -> loaded objects, shared by the
+//! policies given at start (`--tracing-policy`, `--tracing-policy-dir`, domain `static`) and
+//! those added over gRPC; both live in one policy manager (vigil-api). A policy loads
+//! completely or not at all; one that fails is reported (log, with every reason) and the
+//! agent starts without it.
 
 use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use vigil_api::policy::{HookCounters, Kept, Loaded, Loader, no_runtime};
 use vigil_bpf::syscalls::{SharedMaps, SyscallSensor};
 use vigil_policy::Plan;
+use vigil_policy::state::PolicyMode;
 use vigil_runtime::HookInfo;
 use vigil_runtime::tables::{Ids, build};
 
@@ -52,12 +56,63 @@ impl Runtime {
     }
 }
 
-/// A policy that is loaded and attached.
-pub struct LoadedPolicy {
-    pub name: String,
-    pub file: PathBuf,
+/// A policy that is loaded and attached: its hooks and kernel objects (dropping it
+/// detaches everything).
+pub struct RuntimePolicy {
     pub hooks: Vec<HookInfo>,
     pub sensor: SyscallSensor,
+}
+
+impl Kept for RuntimePolicy {
+    fn hook_counters(&self) -> Vec<HookCounters> {
+        self.hooks
+            .iter()
+            .map(|h| {
+                let c = self.sensor.hook_counters(h.id);
+                HookCounters {
+                    hook: h.function_name.clone(),
+                    matched: c[0],
+                    posted: c[1],
+                    enforced: c[2],
+                    dropped: c[3],
+                    monitor: c[4],
+                }
+            })
+            .collect()
+    }
+
+    fn kernel_memory_bytes(&self) -> u64 {
+        self.sensor.kernel_memory_bytes()
+    }
+
+    /// THE call site of the runtime mode switch: the per-policy enforce/monitor switch of
+    /// loaded programs (branch `engine`) plugs in here. Until then the mode is recorded
+    /// (and reported by ListTracingPolicies) and applies whenever the policy is loaded
+    /// again (enable), while the programs already attached keep the mode they loaded in.
+    fn set_mode(&self, mode: PolicyMode) -> Result<(), String> {
+        tracing::info!(
+            mode = ?mode,
+            "policy mode recorded; attached programs keep their mode until reloaded"
+        );
+        Ok(())
+    }
+}
+
+/// The loader of the policy manager: a plan with hooks goes through the shared runtime.
+pub fn loader(runtime: Arc<Runtime>) -> Loader {
+    Box::new(move |plan: &Plan| -> Result<Loaded, String> {
+        if plan.hooks.is_empty() {
+            return no_runtime(plan);
+        }
+        let (hooks, sensor) = runtime.load(plan)?;
+        Ok(Loaded {
+            sensors: hooks
+                .iter()
+                .map(|h| format!("generic_syscall:{}", h.function_name))
+                .collect(),
+            keep: Some(Box::new(RuntimePolicy { hooks, sensor })),
+        })
+    })
 }
 
 /// Policy files named by the flags: explicit files first, then the directory's `*.yaml`
@@ -85,45 +140,4 @@ pub fn binary_identity(path: &str) -> Option<(u64, u64)> {
     let dev = meta.dev();
     let (major, minor) = (libc::major(dev) as u64, libc::minor(dev) as u64);
     Some((meta.ino(), (major << 20) | minor))
-}
-
-/// Loads every policy it can; returns them and logs each failure.
-pub fn load_all(files: &[PathBuf], runtime: &Runtime) -> Vec<LoadedPolicy> {
-    let mut loaded = Vec::new();
-    for file in files {
-        match load_one(file, runtime) {
-            Ok(p) => {
-                tracing::info!(policy = %p.name, file = %p.file.display(), hooks = p.hooks.len(),
-                    attached = p.sensor.attached(), "tracing policy loaded");
-                loaded.push(p);
-            }
-            Err(reason) => {
-                tracing::error!(file = %file.display(), "tracing policy not loaded: {reason}");
-            }
-        }
-    }
-    loaded
-}
-
-fn load_one(file: &Path, runtime: &Runtime) -> Result<LoadedPolicy, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read: {e}"))?;
-    let policy = vigil_policy::parse_policy(&text, &file.display().to_string())
-        .map_err(|errors| errors.to_string())?;
-    // The same view of the kernel as `explain` and the gRPC policy manager.
-    let plan = vigil_policy::compile(&policy, &crate::policy_cmd::detect_capabilities());
-    if !plan.is_loadable() {
-        let reasons: Vec<String> = plan
-            .refusals
-            .iter()
-            .map(|r| format!("{}: {}", r.path, r.reason))
-            .collect();
-        return Err(reasons.join("; "));
-    }
-    let (hooks, sensor) = runtime.load(&plan)?;
-    Ok(LoadedPolicy {
-        name: plan.name,
-        file: file.to_path_buf(),
-        hooks,
-        sensor,
-    })
 }

@@ -232,6 +232,26 @@ impl SyscallSensor {
         self.links.len()
     }
 
+    /// Kernel memory of this policy object: the memlock of its own maps as the kernel
+    /// reports it in fdinfo (what Tetragon's `kernel_memory_bytes` sums); the maps shared
+    /// with the lifecycle sensor are not counted.
+    pub fn kernel_memory_bytes(&self) -> u64 {
+        const SHARED: [&str; 3] = ["vigil_events", "vigil_procs", "vigil_counters"];
+        self.object
+            .maps()
+            .filter(|m| !SHARED.iter().any(|s| m.name() == *s))
+            .filter_map(|m| {
+                use std::os::fd::AsRawFd;
+                let info =
+                    std::fs::read_to_string(format!("/proc/self/fdinfo/{}", m.as_fd().as_raw_fd()))
+                        .ok()?;
+                info.lines()
+                    .find_map(|l| l.strip_prefix("memlock:"))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .sum()
+    }
+
     /// Per-hook counters summed over CPUs, indexed by `enum vigil_hook_counter`.
     pub fn hook_counters(&self, hook: u32) -> [u64; VIGIL_HOOK_COUNTERS as usize] {
         let mut out = [0u64; VIGIL_HOOK_COUNTERS as usize];
