@@ -1,6 +1,7 @@
 //! Client commands (tetra's): `getevents`, `status`, `version --server`, and the policy
 //! commands that talk to a running agent over gRPC.
 
+pub mod debug;
 pub mod flags;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -43,11 +44,11 @@ pub fn run(what: &str, f: impl std::future::Future<Output = Result<()>>) -> Exit
 }
 
 #[allow(clippy::needless_pass_by_value)] // used as `.map_err(status_error)`
-fn status_error(s: tonic::Status) -> anyhow::Error {
+pub(crate) fn status_error(s: tonic::Status) -> anyhow::Error {
     anyhow!("{:?}: {}", s.code(), s.message())
 }
 
-async fn client(f: &ClientFlags) -> Result<Client> {
+pub(crate) async fn client(f: &ClientFlags) -> Result<Client> {
     let timeout = parse_duration("timeout", &f.timeout)?;
     let tls = ClientTls {
         cert_file: f.tls_cert_file.clone(),
