@@ -297,6 +297,8 @@ impl MemoryPolicyManager {
                         hooks = s.hooks.len(), "tracing policy loaded");
                 }
                 Err(reason) => {
+                    // One log line per policy, however many errors it has.
+                    let reason = reason.replace('\n', "; ");
                     tracing::error!(file = %file.display(), "tracing policy not loaded: {reason}");
                 }
             }
@@ -581,6 +583,116 @@ mod tests {
         again.delete(&grpc("empty")).unwrap();
         assert!(mgr(Some(dir.clone())).restore().is_empty());
         assert!(mgr(Some(dir.clone())).list(None).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A runtime that "loads" any plan and records the modes it loaded and was set to.
+    struct Fake {
+        log: std::sync::Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Kept for Fake {
+        fn hook_counters(&self) -> Vec<HookCounters> {
+            vec![HookCounters {
+                hook: "__x64_sys_openat".into(),
+                matched: 10,
+                posted: 6,
+                enforced: 2,
+                dropped: 1,
+                monitor: 0,
+            }]
+        }
+        fn kernel_memory_bytes(&self) -> u64 {
+            4096
+        }
+        fn set_mode(&self, mode: PolicyMode) -> Result<(), String> {
+            self.log.lock().unwrap().push(format!("set {mode:?}"));
+            Ok(())
+        }
+    }
+
+    fn fake(dir: Option<PathBuf>) -> (MemoryPolicyManager, std::sync::Arc<Mutex<Vec<String>>>) {
+        let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let l2 = log.clone();
+        let caps = Capabilities {
+            check_files: false,
+            ..Capabilities::FULL_NO_ERROR_INJECTION
+        };
+        let loader: Loader = Box::new(move |plan: &Plan| {
+            l2.lock().unwrap().push(format!("load {:?}", plan.mode));
+            Ok(Loaded {
+                sensors: vec!["s".into()],
+                keep: Some(Box::new(Fake { log: l2.clone() })),
+            })
+        });
+        (MemoryPolicyManager::new(caps, loader, dir), log)
+    }
+
+    const KILL: &str = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: kill\nspec:\n  kprobes:\n  - call: sys_openat\n    syscall: true\n    selectors:\n    - matchActions:\n      - action: Sigkill\n";
+
+    #[test]
+    fn status_carries_counters_memory_hooks_and_modes() {
+        let (m, log) = fake(None);
+        m.add(KILL, Domain::Static, Some(PolicyMode::Monitor))
+            .unwrap();
+        let s = &m.list(None)[0];
+        assert_eq!(s.id.domain, Domain::Static);
+        assert_eq!(
+            s.counters,
+            ActionCounters {
+                post: 6,
+                signal: 2,
+                monitor_signal: 0,
+                nopost: 3
+            }
+        );
+        assert_eq!(s.kernel_memory_bytes, 4096);
+        assert_eq!(
+            s.hooks,
+            vec![HookReport {
+                section: "kprobes".into(),
+                index: 0,
+                description: "sys_openat".into(),
+                loaded: true
+            }]
+        );
+        assert_eq!(s.mode, ReportedMode::Monitor);
+        let id = PolicyId {
+            domain: Domain::Static,
+            namespace: String::new(),
+            name: "kill".into(),
+        };
+        // Loaded in the mode asked for; set-mode goes to the loaded object; a disabled
+        // policy reloads in its last mode and reports no memory.
+        m.configure(&id, None, Some(PolicyMode::Enforce)).unwrap();
+        m.configure(&id, Some(false), None).unwrap();
+        assert_eq!(m.list(None)[0].kernel_memory_bytes, 0);
+        assert!(m.list(None)[0].hooks.is_empty());
+        m.configure(&id, None, Some(PolicyMode::Monitor)).unwrap();
+        m.configure(&id, Some(true), None).unwrap();
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["load Monitor", "set Enforce", "load Monitor"]
+        );
+        assert_eq!(m.list(None)[0].mode, ReportedMode::Monitor);
+    }
+
+    #[test]
+    fn deleting_a_static_policy_keeps_the_persisted_grpc_one() {
+        let dir = std::env::temp_dir().join(format!("vigil-api-static-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (m, _) = fake(Some(dir.clone()));
+        m.add(KILL, Domain::Grpc, None).unwrap();
+        m.add(KILL, Domain::Static, None).unwrap();
+        m.delete(&PolicyId {
+            domain: Domain::Static,
+            namespace: String::new(),
+            name: "kill".into(),
+        })
+        .unwrap();
+        let (again, _) = fake(Some(dir.clone()));
+        assert!(again.restore().is_empty());
+        assert_eq!(again.list(None).len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
