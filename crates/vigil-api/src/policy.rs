@@ -238,6 +238,30 @@ impl MemoryPolicyManager {
         Some(dir.join(format!("{ns}.{}.yaml", id.name)))
     }
 
+    /// Marks a persisted gRPC policy disabled (or not): it comes back in that state.
+    fn persist_enabled(&self, id: &PolicyId, enabled: bool) {
+        if id.domain != Domain::Grpc {
+            return;
+        }
+        let Some(marker) = self.persist_path(id).map(|p| p.with_extension("disabled")) else {
+            return;
+        };
+        let r = if enabled {
+            std::fs::remove_file(&marker).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+        } else {
+            std::fs::write(&marker, b"")
+        };
+        if let Err(e) = r {
+            tracing::error!(path = %marker.display(), error = %e, "cannot persist the policy state");
+        }
+    }
+
     /// Re-adds the policies persisted by an earlier run; returns one line per failure.
     pub fn restore(&self) -> Vec<String> {
         let Some(dir) = &self.persist_dir else {
@@ -255,7 +279,14 @@ impl MemoryPolicyManager {
         for f in files {
             let r = std::fs::read_to_string(&f)
                 .map_err(|e| e.to_string())
-                .and_then(|y| self.add(&y, Domain::Grpc, None).map_err(|e| e.to_string()));
+                .and_then(|y| self.add(&y, Domain::Grpc, None).map_err(|e| e.to_string()))
+                .and_then(|s| {
+                    if f.with_extension("disabled").exists() {
+                        self.configure(&s.id, Some(false), None)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
+                });
             if let Err(e) = r {
                 errors.push(format!("{}: {e}", f.display()));
             }
@@ -439,6 +470,7 @@ impl PolicyManager for MemoryPolicyManager {
         if id.domain == Domain::Grpc
             && let Some(path) = self.persist_path(id)
         {
+            let _ = std::fs::remove_file(path.with_extension("disabled"));
             let _ = std::fs::remove_file(path);
         }
         Ok(())
@@ -479,6 +511,7 @@ impl PolicyManager for MemoryPolicyManager {
                 e.keep = None;
             }
             e.enabled = en;
+            self.persist_enabled(id, en);
         }
         if let Some(m) = mode {
             // The one place a mode change reaches the loaded programs.
@@ -693,6 +726,27 @@ mod tests {
         let (again, _) = fake(Some(dir.clone()));
         assert!(again.restore().is_empty());
         assert_eq!(again.list(None).len(), 1);
+        // A disabled gRPC policy comes back disabled, an enabled one enabled.
+        let id = PolicyId {
+            domain: Domain::Grpc,
+            namespace: String::new(),
+            name: "kill".into(),
+        };
+        again.configure(&id, Some(false), None).unwrap();
+        let (third, log) = fake(Some(dir.clone()));
+        assert!(third.restore().is_empty());
+        assert_eq!(third.list(None)[0].state, PolicyState::Disabled);
+        assert_eq!(*log.lock().unwrap(), ["load Enforce"]);
+        third.configure(&id, Some(true), None).unwrap();
+        let (fourth, _) = fake(Some(dir.clone()));
+        assert!(fourth.restore().is_empty());
+        assert_eq!(fourth.list(None)[0].state, PolicyState::Enabled);
+        fourth.delete(&id).unwrap();
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "nothing left behind"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
