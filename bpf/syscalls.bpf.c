@@ -1,442 +1,46 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Policy runtime for syscall hooks (`kprobes` with `syscall: true`) on kernels without
- * kprobes: one generic program attached to each hooked `syscalls:sys_enter_<name>`
- * tracepoint, told which hook it serves by the attach cookie. Everything a policy says
- * lives in maps filled by the loader: argument readers (vigil_sys_hooks), selectors
- * (vigil_sys_selectors), string value sets (exact: hash; prefix and postfix: LPM tries),
- * binary sets (device + inode). No code is generated per policy.
+ * Syscall hooks (`kprobes` with `syscall: true`) on kernels without kprobes: one generic
+ * program attached to each hooked `syscalls:sys_enter_<name>` tracepoint, told which hook it
+ * serves by the attach cookie; the engine (vigil_engine.h) does the rest.
  *
- * Selection runs at syscall entry: a Sigkill is delivered when the task returns to user
- * space, after the syscall ran. The process table, the event ring and the loss counters
- * are the lifecycle sensor's, shared by the loader (map fd reuse), so policy events are
- * ordered with exec and exit events.
+ * Selection runs at syscall entry, or completes at the paired `sys_exit_<name>` for hooks
+ * that need the return value or the kernel-resolved path. Either way a Sigkill is delivered
+ * when the task returns to user space, after the syscall ran.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
-#include "vigil_abi.h"
+#include "vigil_engine.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4096); /* replaced by the lifecycle ring (fd reuse) */
-} vigil_events SEC(".maps");
-
-#include "vigil_wakeup.h"
-
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024); /* replaced by the lifecycle table (fd reuse) */
-	__type(key, __u32);
-	__type(value, struct vigil_proc_entry);
-} vigil_procs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, VIGIL_CNT_MAX); /* replaced by the lifecycle counters (fd reuse) */
-	__type(key, __u32);
-	__type(value, __u64);
-} vigil_counters SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, VIGIL_MAX_HOOKS);
-	__type(key, __u32);
-	__type(value, struct vigil_hook_cfg);
-} vigil_sys_hooks SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, VIGIL_MAX_HOOKS * VIGIL_MAX_SELECTORS);
-	__type(key, __u32);
-	__type(value, struct vigil_selector_cfg);
-} vigil_sys_selectors SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, VIGIL_MAX_HOOKS * VIGIL_HOOK_COUNTERS);
-	__type(key, __u32);
-	__type(value, __u64);
-} vigil_sys_counters SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct vigil_str_key);
-	__type(value, __u8);
-} vigil_str_eq SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 4096);
-	__type(key, struct vigil_str_key);
-	__type(value, __u8);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} vigil_str_prefix SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 4096);
-	__type(key, struct vigil_str_key);
-	__type(value, __u8);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} vigil_str_postfix SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct vigil_bin_key);
-	__type(value, __u8);
-} vigil_bin_set SEC(".maps");
-
-/* Per-CPU working state of one invocation: arguments as read, lookup keys, the message. */
-struct sys_scratch {
-	struct vigil_syscall_msg msg;
-	char strs[8][VIGIL_ARG_STR_MAX]; /* 8 rows: indices are masked with 7 */
-	struct vigil_str_key key;
-	__u32 str_len_full[8]; /* bytes read, NUL excluded */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct sys_scratch);
-} vigil_sys_scratch SEC(".maps");
-
-static __always_inline void count(__u32 idx)
+/*
+ * The six syscall arguments, copied once. Not by direct context loads: the kernel refuses to
+ * attach a program whose context reads go past the tracepoint's record (EACCES), and
+ * sys_enter_<name> records hold only that syscall's arguments.
+ */
+static __always_inline void sys_args(struct trace_event_raw_sys_enter *ctx, __u64 *args)
 {
-	__u64 *v = bpf_map_lookup_elem(&vigil_counters, &idx);
-
-	if (v)
-		*v += 1;
-}
-
-static __always_inline void hook_count(__u32 hook, __u32 which)
-{
-	__u32 idx = hook * VIGIL_HOOK_COUNTERS + which;
-	__u64 *v = bpf_map_lookup_elem(&vigil_sys_counters, &idx);
-
-	if (v)
-		*v += 1;
-}
-
-/* ---- string operators ----------------------------------------------------------------- */
-
-static __always_inline int str_equal(struct sys_scratch *s, __u32 slot, __u32 set_id)
-{
-	__u32 len = s->str_len_full[slot & 7] & 0x1ff;
-
-	if (len > VIGIL_STR_MATCH)
-		return 0; /* longer than any value a set can hold */
-	__builtin_memset(&s->key, 0, sizeof(s->key));
-	s->key.set_id = set_id;
-	bpf_probe_read_kernel(s->key.data, len, s->strs[slot & 7]);
-	return bpf_map_lookup_elem(&vigil_str_eq, &s->key) != NULL;
-}
-
-static __always_inline int str_prefix(struct sys_scratch *s, __u32 slot, __u32 set_id)
-{
-	__u32 len = s->str_len_full[slot & 7];
-
-	if (len > VIGIL_STR_MATCH)
-		len = VIGIL_STR_MATCH;
-	s->key.prefixlen = 32 + 8 * len;
-	s->key.set_id = set_id;
-	bpf_probe_read_kernel(s->key.data, VIGIL_STR_MATCH, s->strs[slot & 7]);
-	return bpf_map_lookup_elem(&vigil_str_prefix, &s->key) != NULL;
-}
-
-struct rev_ctx {
-	struct sys_scratch *s;
-	__u32 slot;
-	__u32 len;
-};
-
-static long rev_step(__u32 i, struct rev_ctx *c)
-{
-	__u32 zero = 0;
-	struct sys_scratch *s = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
-	__u32 from;
-
-	if (!s || i >= c->len)
-		return 1;
-	from = c->len - 1 - i;
-	s->key.data[i & (VIGIL_STR_MATCH - 1)] = s->strs[c->slot & 7][from & (VIGIL_ARG_STR_MAX - 1)];
-	return 0;
-}
-
-static __always_inline int str_postfix(struct sys_scratch *s, __u32 slot, __u32 set_id)
-{
-	struct rev_ctx c = { .slot = slot };
-	__u32 len = s->str_len_full[slot & 7];
-
-	/* Postfix compares the last bytes: reversed into the key, then a prefix lookup. */
-	if (len > VIGIL_ARG_STR_MAX)
-		len = VIGIL_ARG_STR_MAX;
-	c.len = len;
-	__builtin_memset(&s->key, 0, sizeof(s->key));
-	bpf_loop(VIGIL_STR_MATCH, rev_step, &c, 0);
-	if (len > VIGIL_STR_MATCH)
-		len = VIGIL_STR_MATCH;
-	s->key.prefixlen = 32 + 8 * len;
-	s->key.set_id = set_id;
-	return bpf_map_lookup_elem(&vigil_str_postfix, &s->key) != NULL;
-}
-
-/* ---- selectors ------------------------------------------------------------------------ */
-
-static __always_inline int int_match(__s64 v, const struct vigil_arg_filter *f)
-{
-	int any = 0;
-
-	for (int i = 0; i < VIGIL_MAX_INT_VALUES; i++) {
-		__s64 want = f->values[i];
-
-		if (i >= f->nvalues)
-			break;
-		switch (f->op) {
-		case VIGIL_OP_EQ:
-		case VIGIL_OP_NEQ:
-			any |= v == want;
-			break;
-		case VIGIL_OP_GT:
-			any |= v > want;
-			break;
-		case VIGIL_OP_LT:
-			any |= v < want;
-			break;
-		case VIGIL_OP_MASK:
-			any |= (v & want) != 0;
-			break;
-		}
-	}
-	return f->op == VIGIL_OP_NEQ ? !any : any;
-}
-
-static __always_inline int filter_match(struct sys_scratch *s, const struct vigil_hook_cfg *h,
-					const struct vigil_arg_filter *f)
-{
-	__u32 slot = f->slot & 7;
-
-	if (slot >= VIGIL_MAX_ARGS)
-		return 0;
-	if (h->arg_kind[slot] == VIGIL_ARG_STRING) {
-		if (s->msg.str_error & (1u << slot))
-			return 0;
-		switch (f->op) {
-		case VIGIL_OP_EQ:
-			return str_equal(s, slot, f->set_id);
-		case VIGIL_OP_NEQ:
-			return !str_equal(s, slot, f->set_id);
-		case VIGIL_OP_PREFIX:
-			return str_prefix(s, slot, f->set_id);
-		case VIGIL_OP_NOT_PREFIX:
-			return !str_prefix(s, slot, f->set_id);
-		case VIGIL_OP_POSTFIX:
-			return str_postfix(s, slot, f->set_id);
-		case VIGIL_OP_NOT_POSTFIX:
-			return !str_postfix(s, slot, f->set_id);
-		}
-		return 0;
-	}
-	return int_match(s->msg.ints[slot], f);
-}
-
-static __always_inline int selector_match(struct sys_scratch *s, const struct vigil_hook_cfg *h,
-					  const struct vigil_selector_cfg *sel, __u32 tgid,
-					  struct vigil_proc_entry *proc)
-{
-	if (sel->pid_op) {
-		int in = 0;
-
-		for (int i = 0; i < VIGIL_MAX_PIDS; i++) {
-			if (i >= sel->npids)
-				break;
-			in |= sel->pids[i] == tgid;
-		}
-		if ((sel->pid_op == VIGIL_OP_IN) != in)
-			return 0;
-	}
-	if (sel->bin_op) {
-		struct vigil_bin_key bk = { .set_id = sel->bin_set_id };
-		int in;
-
-		if (proc) {
-			bk.ino = proc->bin_ino;
-			bk.dev = proc->bin_dev;
-		}
-		in = proc && bpf_map_lookup_elem(&vigil_bin_set, &bk) != NULL;
-		if ((sel->bin_op == VIGIL_OP_IN) != in)
-			return 0;
-	}
-	for (int i = 0; i < VIGIL_MAX_ARG_FILTERS; i++) {
-		if (i >= sel->nfilters)
-			break;
-		if (!filter_match(s, h, &sel->filters[i]))
-			return 0;
-	}
-	return 1;
-}
-
-/* ---- the hook ------------------------------------------------------------------------- */
-
-static __always_inline void read_args(struct sys_scratch *s, const struct vigil_hook_cfg *h,
-				      struct trace_event_raw_sys_enter *ctx)
-{
-	unsigned long regs[8] = {};
-
-	/* The six syscall arguments, copied once (the context allows constant offsets only). */
-	bpf_probe_read_kernel(regs, 6 * sizeof(regs[0]), &ctx->args[0]);
-	for (int i = 0; i < VIGIL_MAX_ARGS; i++) {
-		__u64 raw;
-		long n;
-
-		s->msg.str_len[i] = 0;
-		s->str_len_full[i] = 0;
-		s->msg.ints[i] = 0;
-		if (i >= h->nargs)
-			break;
-		raw = regs[h->arg_index[i] & 7];
-		switch (h->arg_kind[i]) {
-		case VIGIL_ARG_INT:
-			s->msg.ints[i] = (__s32)raw;
-			break;
-		case VIGIL_ARG_UINT32:
-			s->msg.ints[i] = (__u32)raw;
-			break;
-		case VIGIL_ARG_INT64:
-		case VIGIL_ARG_UINT64:
-			s->msg.ints[i] = (__s64)raw;
-			break;
-		case VIGIL_ARG_STRING:
-			n = bpf_probe_read_user_str(s->strs[i], VIGIL_ARG_STR_MAX, (void *)raw);
-			if (n <= 0) {
-				s->msg.str_error |= 1u << i;
-				break;
-			}
-			s->str_len_full[i] = n - 1;
-			s->msg.str_len[i] = n - 1;
-			/* A full buffer may be a cut string: the kernel wrote 255 bytes and a NUL. */
-			if (n == VIGIL_ARG_STR_MAX)
-				s->msg.str_trunc |= 1u << i;
-			break;
-		}
-	}
-}
-
-static __always_inline void post(struct sys_scratch *s, __u32 hook)
-{
-	struct vigil_syscall_msg *m = &s->msg;
-	__u32 total = sizeof(*m), off = sizeof(*m);
-	struct bpf_dynptr rec;
-
-	for (int i = 0; i < VIGIL_MAX_ARGS; i++)
-		total += m->str_len[i] & (VIGIL_ARG_STR_MAX - 1);
-	m->hdr.size = total;
-	if (bpf_ringbuf_reserve_dynptr(&vigil_events, total, 0, &rec)) {
-		bpf_ringbuf_discard_dynptr(&rec, 0);
-		count(VIGIL_CNT_RB_LOST_POLICY);
-		hook_count(hook, VIGIL_HOOK_DROPPED);
-		return;
-	}
-	bpf_dynptr_write(&rec, 0, m, sizeof(*m), 0);
-	for (int i = 0; i < VIGIL_MAX_ARGS; i++) {
-		__u32 len = m->str_len[i] & (VIGIL_ARG_STR_MAX - 1);
-
-		bpf_dynptr_write(&rec, off, s->strs[i], len, 0);
-		off += len;
-	}
-	bpf_ringbuf_submit_dynptr(&rec, wakeup_flags());
-	hook_count(hook, VIGIL_HOOK_POSTED);
-}
-
-static __always_inline int handle(struct trace_event_raw_sys_enter *ctx, __u32 hook,
-				  __u32 compat)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32, zero = 0;
-	struct vigil_hook_cfg *h = bpf_map_lookup_elem(&vigil_sys_hooks, &hook);
-	struct vigil_proc_entry *proc;
-	struct sys_scratch *s;
-	int matched = -1;
-
-	if (!h || !h->nselectors)
-		return 0;
-	s = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
-	if (!s)
-		return 0;
-	s->msg.str_error = 0;
-	s->msg.str_trunc = 0;
-	s->msg.compat = compat;
-	s->msg.pad = 0;
-	read_args(s, h, ctx);
-	proc = bpf_map_lookup_elem(&vigil_procs, &tgid);
-
-	for (int i = 0; i < VIGIL_MAX_SELECTORS; i++) {
-		__u32 idx = hook * VIGIL_MAX_SELECTORS + i;
-		struct vigil_selector_cfg *sel;
-
-		if (i >= h->nselectors)
-			break;
-		sel = bpf_map_lookup_elem(&vigil_sys_selectors, &idx);
-		if (sel && selector_match(s, h, sel, tgid, proc)) {
-			matched = i;
-			break;
-		}
-	}
-	if (matched < 0)
-		return 0;
-	hook_count(hook, VIGIL_HOOK_MATCHED);
-	{
-		__u32 idx = hook * VIGIL_MAX_SELECTORS + (matched & 7);
-		struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &idx);
-		struct vigil_syscall_msg *m = &s->msg;
-
-		if (!sel)
-			return 0;
-		m->actions = sel->actions;
-		m->signal = sel->signal;
-		m->monitor = h->monitor;
-		/* Enforcement first: it must not depend on the event finding room in the ring. */
-		if (!h->monitor && (sel->actions & VIGIL_ACT_SIGKILL)) {
-			bpf_send_signal(9);
-			hook_count(hook, VIGIL_HOOK_ENFORCED);
-		} else if (!h->monitor && (sel->actions & VIGIL_ACT_SIGNAL)) {
-			bpf_send_signal(sel->signal);
-			hook_count(hook, VIGIL_HOOK_ENFORCED);
-		} else if (h->monitor && (sel->actions & (VIGIL_ACT_SIGKILL | VIGIL_ACT_SIGNAL))) {
-			hook_count(hook, VIGIL_HOOK_MONITOR);
-		}
-		if (!(sel->actions & VIGIL_ACT_POST))
-			return 0;
-		m->hdr.kind = VIGIL_MSG_SYSCALL;
-		m->hdr.pad[0] = m->hdr.pad[1] = m->hdr.pad[2] = 0;
-		m->hdr.ktime = bpf_ktime_get_boot_ns();
-		if (proc) {
-			m->process = proc->key;
-		} else {
-			m->process.pid = tgid;
-			m->process.pad = 0;
-			m->process.ktime = 0;
-		}
-		m->tid = (__u32)pid_tgid;
-		m->hook_id = hook;
-		m->selector = matched;
-		post(s, hook);
-	}
-	return 0;
+	bpf_probe_read_kernel(args, VIGIL_ENGINE_NARGS * sizeof(args[0]), &ctx->args[0]);
 }
 
 /* 64-bit calls: one attachment per hooked syscall, the cookie says which hook. */
 SEC("tracepoint/syscalls/sys_enter_generic")
 int vigil_sys_enter(struct trace_event_raw_sys_enter *ctx)
 {
-	return handle(ctx, (__u32)bpf_get_attach_cookie(ctx), 0);
+	__u64 args[VIGIL_ENGINE_NARGS];
+
+	sys_args(ctx, args);
+	return engine_handle(ctx, (__u32)bpf_get_attach_cookie(ctx), args, 0);
+}
+
+/* The paired exit (hooks with VIGIL_HOOK_EXIT): same cookie as the entry. */
+SEC("tracepoint/syscalls/sys_exit_generic")
+int vigil_sys_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return engine_handle_exit(ctx, (__u32)bpf_get_attach_cookie(ctx), ctx->ret);
 }
 
 /* ia32 syscall number -> hook id. */
@@ -457,14 +61,36 @@ struct {
 SEC("tracepoint/raw_syscalls/sys_enter")
 int vigil_sys_enter_ia32(struct trace_event_raw_sys_enter *ctx)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u32 nr, *hook;
 
-	if (!(BPF_CORE_READ(task, thread_info.status) & TS_COMPAT))
+	/* Runs for every system call on the host: one BTF load, not a probe read. */
+	if (!(bpf_get_current_task_btf()->thread_info.status & TS_COMPAT))
 		return 0;
 	nr = (__u32)BPF_CORE_READ(ctx, id);
 	hook = bpf_map_lookup_elem(&vigil_ia32_hooks, &nr);
 	if (!hook)
 		return 0;
-	return handle(ctx, *hook, 1);
+	{
+		__u64 args[VIGIL_ENGINE_NARGS];
+
+		sys_args(ctx, args);
+		return engine_handle(ctx, *hook, args, VIGIL_ENGINE_COMPAT);
+	}
+}
+
+
+/* The exit of 32-bit calls, attached only when an ia32-reachable hook pairs its exit. */
+SEC("tracepoint/raw_syscalls/sys_exit")
+int vigil_sys_exit_ia32(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 nr, *hook;
+
+	/* Runs for every system call on the host: one BTF load, not a probe read. */
+	if (!(bpf_get_current_task_btf()->thread_info.status & TS_COMPAT))
+		return 0;
+	nr = (__u32)BPF_CORE_READ(ctx, id);
+	hook = bpf_map_lookup_elem(&vigil_ia32_hooks, &nr);
+	if (!hook)
+		return 0;
+	return engine_handle_exit(ctx, *hook, BPF_CORE_READ(ctx, ret));
 }

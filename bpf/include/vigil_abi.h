@@ -175,6 +175,7 @@ enum vigil_arg_kind {
 	VIGIL_ARG_INT64 = 3,
 	VIGIL_ARG_UINT64 = 4, /* also size_t */
 	VIGIL_ARG_STRING = 5, /* NUL-terminated user string */
+	VIGIL_ARG_KSTRING = 6, /* NUL-terminated kernel string (tracepoint records, raw tp) */
 };
 
 enum vigil_op {
@@ -200,17 +201,23 @@ enum vigil_op {
 struct vigil_hook_cfg {
 	__u32 nargs;
 	__u32 nselectors;
-	__u32 monitor; /* policy in monitor mode: report, never enforce */
+	__u32 monitor; /* unused by the engine: the mode lives in vigil_policy_conf (switchable) */
 	__u32 pad;
 	__u8 arg_kind[VIGIL_MAX_ARGS];
 	__u8 arg_index[VIGIL_MAX_ARGS]; /* syscall argument number of each reported arg */
 	__u8 pad2[6];
+	/* Exit pairing (engine): selection completes at the paired exit when flags say so. */
+	__u32 flags;    /* VIGIL_HOOK_* */
+	__u8 path_slot; /* slot whose string filters also try the kernel-resolved path; 0xff none */
+	__u8 ret_kind;  /* enum vigil_arg_kind of the return value (VIGIL_ARG_NONE: not reported) */
+	__u8 filter_strs; /* string slots some filter reads (bit per slot): read at entry */
+	__u8 pad3;
 };
 
 struct vigil_arg_filter {
 	__u8 slot;    /* position in the hook's args list */
 	__u8 op;      /* enum vigil_op */
-	__u8 nvalues; /* integer values used */
+	__u8 nvalues; /* integer values used; strings: bytes of values[0] all values start with */
 	__u8 pad;
 	__u32 set_id; /* string value set (maps vigil_str_*) */
 	__s64 values[VIGIL_MAX_INT_VALUES];
@@ -227,6 +234,9 @@ struct vigil_selector_cfg {
 	__u32 pad;
 	__u32 pids[VIGIL_MAX_PIDS];
 	struct vigil_arg_filter filters[VIGIL_MAX_ARG_FILTERS];
+	__u32 ret_actions; /* matchReturnActions: VIGIL_ACT_* run at the paired exit */
+	__u32 flags;       /* VIGIL_SEL_* */
+	__u64 rate_ns;     /* Post rateLimit: at most one event per interval and scope; 0 none */
 };
 
 /* Key of the exact-string and LPM (prefix, reversed postfix) value sets. */
@@ -250,6 +260,8 @@ enum vigil_hook_counter {
 	VIGIL_HOOK_ENFORCED = 2,
 	VIGIL_HOOK_DROPPED = 3,
 	VIGIL_HOOK_MONITOR = 4, /* would have enforced (monitor mode) */
+	VIGIL_HOOK_RATE_LIMITED = 5, /* not posted: rateLimit */
+	VIGIL_HOOK_PENDING_LOST = 6, /* entry could not be kept for its exit (table full) */
 	VIGIL_HOOK_COUNTERS = 8,
 };
 
@@ -270,6 +282,83 @@ struct vigil_syscall_msg {
 	__u32 str_error; /* bit i: string argument i could not be read */
 	__u32 compat;    /* 1: a 32-bit (ia32, int 0x80) system call */
 	__u32 pad;
+	__s64 ret;           /* return value (flags & VIGIL_SYSMSG_RETURN) */
+	__u32 ret_actions;   /* matchReturnActions that ran (or would have, in monitor mode) */
+	__u16 path_len;      /* kernel-resolved path, after the string arguments */
+	__u16 flags;         /* VIGIL_SYSMSG_* */
+};
+
+/* ---- policy engine: exit pairing, policy mode, selector counters -------------------- */
+
+/* vigil_hook_cfg.flags */
+#define VIGIL_HOOK_EXIT (1u << 0)    /* selection completes at the paired syscall exit */
+#define VIGIL_HOOK_FD_PATH (1u << 1) /* at exit, resolve the returned fd's path (open-like) */
+
+/* vigil_selector_cfg.flags */
+#define VIGIL_SEL_RATE_PROCESS (1u << 0) /* rateLimitScope process (default thread) */
+#define VIGIL_SEL_RATE_GLOBAL (1u << 1)  /* rateLimitScope global */
+#define VIGIL_SEL_FOLLOW_FORKS (1u << 2) /* matchPIDs followForks: ancestors count */
+#define VIGIL_SEL_FOLLOW_CHILDREN (1u << 3) /* matchBinaries followChildren */
+
+/* A filter slot naming the return value (matchReturnArgs). */
+#define VIGIL_SLOT_RET 7
+/* Scratch row that holds the kernel-resolved path (rows 0..4 are arguments). */
+#define VIGIL_ROW_PATH 5
+
+/* vigil_syscall_msg.flags */
+#define VIGIL_SYSMSG_RETURN (1u << 0)     /* `ret` is set: the event comes from the exit */
+#define VIGIL_SYSMSG_PATH (1u << 1)       /* a kernel-resolved path follows the strings */
+#define VIGIL_SYSMSG_PATH_TRUNC (1u << 2) /* ... cut: deeper than the buffer */
+#define VIGIL_SYSMSG_FAIL_CLOSED (1u << 3) /* matched because an argument was unreadable */
+
+/* Policy mode, one per policy object (`vigil_policy_conf`, key 0): one map write switches. */
+enum vigil_policy_mode {
+	VIGIL_MODE_ENFORCE = 0,
+	VIGIL_MODE_MONITOR = 1,
+};
+
+struct vigil_policy_conf {
+	__u32 mode; /* enum vigil_policy_mode */
+	__u32 pad;
+};
+
+/* ---- policy runtime: tracepoint, raw tracepoint, uprobe and usdt hooks ------------------ */
+/*
+ * These hooks (bpf/hooks.bpf.c) first turn their context into the engine's raw arguments,
+ * one per reported argument, as `vigil_hook_prep` (map vigil_hook_prep, by hook id) says;
+ * the engine then reads, filters and posts them as it does for syscalls.
+ */
+enum vigil_prep_src {
+	VIGIL_SRC_NONE = 0,
+	VIGIL_SRC_RECORD = 1,      /* `size` bytes at offset `off` of the tracepoint record */
+	VIGIL_SRC_RECORD_ADDR = 2, /* the address of record offset `off` (a char array) */
+	VIGIL_SRC_DATA_LOC = 3,    /* data_loc u32 at `off`: string at record + (loc & 0xffff) */
+	VIGIL_SRC_REL_LOC = 4,     /* rel_loc u32 at `off`: string at record + off + 4 + (loc & 0xffff) */
+	VIGIL_SRC_RAW_ARG = 5,     /* raw tracepoint argument number `off` */
+	VIGIL_SRC_REG = 6,         /* register at byte `off` of struct pt_regs (uprobe, usdt) */
+	VIGIL_SRC_REG_DEREF = 7,   /* `size` bytes of user memory at register `off` + `imm` (usdt) */
+	VIGIL_SRC_CONST = 8,       /* the constant `imm` (usdt) */
+};
+
+enum vigil_prep_post {
+	VIGIL_POST_NONE = 0,
+	VIGIL_POST_SYSCALL64 = 1, /* Tetragon's syscall64: bit 31 set for a 32-bit (ia32) call */
+	VIGIL_POST_BINPRM = 2,    /* a struct linux_binprm *: becomes bprm->filename (kernel) */
+};
+
+#define VIGIL_SYSCALL64_IA32 (1ull << 31)
+
+struct vigil_prep_arg {
+	__u8 src;  /* enum vigil_prep_src */
+	__u8 size; /* bytes read (1, 2, 4, 8); the value is zero- or sign-extended from them */
+	__u8 sign; /* sign-extend from `size` bytes */
+	__u8 post; /* enum vigil_prep_post */
+	__u32 off;
+	__s64 imm;
+};
+
+struct vigil_hook_prep {
+	struct vigil_prep_arg args[VIGIL_MAX_ARGS];
 };
 
 /* Load-time configuration, the only object in .rodata. */

@@ -266,19 +266,14 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Writes the in-kernel per-hook counters as JSON lines (debug aid, SIGUSR1; the API will
-/// expose them in ListTracingPolicies).
+/// Writes the in-kernel per-hook counters as JSON lines (debug aid, SIGUSR1; summed up,
+/// they are ListTracingPolicies' action counters).
 fn dump_policy_counters(manager: &vigil_api::MemoryPolicyManager, opts: &AgentOptions) {
     use std::io::Write;
     let path = opts.state_dir.join("policy-counters.json");
     let mut text = Vec::new();
-    for (id, hooks) in manager.hook_counters() {
-        for c in hooks {
-            let line = serde_json::json!({
-                "policy": id.name, "hook": c.hook,
-                "matched": c.matched, "posted": c.posted, "enforced": c.enforced,
-                "dropped": c.dropped, "monitor": c.monitor,
-            });
+    for (_, lines) in manager.debug_lines() {
+        for line in lines {
             let _ = writeln!(text, "{line}");
         }
     }

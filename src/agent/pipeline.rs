@@ -15,7 +15,7 @@ use vigil_process::exec_id::ExecIds;
 use vigil_process::model::ProcessInfo;
 use vigil_process::procfs::ScannedProcess;
 use vigil_proto::tetragon::{self, get_events_response::Event};
-use vigil_runtime::HookArg;
+use vigil_runtime::{HookArg, HookEvent};
 
 use super::convert::{clone_info, exec_info, key, scanned_info};
 use super::encode::{self, EncodeOptions, signal_name, timestamp};
@@ -203,23 +203,28 @@ impl Pipeline {
         };
         let info = self.image_of(&m.process, m.tid);
         let parent = info.parent_key.and_then(|p| self.cache.get(&p));
-        let args = hook
+        let text_of = |i: usize| {
+            vigil_process::text::valid_utf8(
+                rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
+            )
+        };
+        let mut args: Vec<_> = hook
             .args
             .iter()
             .enumerate()
             .map(|(i, (kind, label))| {
-                let int = m.ints[i];
                 let arg = match kind {
-                    HookArg::Int => Arg::IntArg(int as i32),
-                    HookArg::Uint32 => Arg::UintArg(int as u32),
-                    HookArg::Int64 => Arg::LongArg(int),
-                    HookArg::Uint64 | HookArg::SizeT => Arg::SizeArg(int as u64),
-                    HookArg::String => {
-                        let text = vigil_process::text::valid_utf8(
-                            rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
-                        );
-                        Arg::StringArg(text)
+                    HookArg::String | HookArg::LinuxBinprm if m.str_error & (1 << i) != 0 => {
+                        Arg::ErrorArg(tetragon::KprobeError {
+                            message: "cannot read the argument from memory".into(),
+                        })
                     }
+                    HookArg::String => Arg::StringArg(text_of(i)),
+                    HookArg::LinuxBinprm => Arg::LinuxBinprmArg(tetragon::KprobeLinuxBinprm {
+                        path: text_of(i),
+                        ..Default::default()
+                    }),
+                    other => int_arg(*other, m.ints[i]),
                 };
                 tetragon::KprobeArgument {
                     arg: Some(arg),
@@ -227,6 +232,24 @@ impl Pipeline {
                 }
             })
             .collect();
+        // Open-like calls: the path the kernel opened, resolved from the returned fd.
+        if let Some(path) = &rec.path {
+            args.push(tetragon::KprobeArgument {
+                arg: Some(Arg::FileArg(tetragon::KprobeFile {
+                    path: vigil_process::text::valid_utf8(path),
+                    ..Default::default()
+                })),
+                label: "resolved_path".into(),
+            });
+        }
+        let returned = u32::from(m.flags) & VIGIL_SYSMSG_RETURN != 0;
+        let ret = hook
+            .return_arg
+            .filter(|_| returned)
+            .map(|kind| tetragon::KprobeArgument {
+                arg: Some(int_arg(kind, m.ret)),
+                label: String::new(),
+            });
         let action = if m.actions & VIGIL_ACT_SIGKILL != 0 {
             tetragon::KprobeAction::Sigkill
         } else if m.actions & VIGIL_ACT_SIGNAL != 0 {
@@ -234,15 +257,27 @@ impl Pipeline {
         } else {
             tetragon::KprobeAction::Post
         };
+        if !matches!(
+            hook.event,
+            HookEvent::Kprobe | HookEvent::EverySyscall { .. }
+        ) {
+            let event = self.hook_event(hook, &info, parent.as_deref(), args, action);
+            self.emit(event, m.hdr.ktime);
+            return;
+        }
         let event = tetragon::ProcessKprobe {
             process: Some(self.proto(&info, false)),
             parent: parent.as_deref().map(|p| self.proto(p, false)),
-            function_name: if m.compat != 0 {
-                hook.function_name.replace("__x64_sys_", "__ia32_sys_")
-            } else {
-                hook.function_name.clone()
+            function_name: match hook.event {
+                HookEvent::EverySyscall { id_slot } => {
+                    every_syscall_name(m.ints.get(id_slot).copied().unwrap_or(-1))
+                }
+                _ if m.compat != 0 => hook.function_name.replace("__x64_sys_", "__ia32_sys_"),
+                _ => hook.function_name.clone(),
             },
             args,
+            r#return: ret,
+            return_action: return_action(m.ret_actions),
             action: action as i32,
             policy_name: hook.policy_name.clone(),
             message: hook.message.clone().unwrap_or_default(),
@@ -255,6 +290,79 @@ impl Pipeline {
             ..Default::default()
         };
         self.emit(Event::ProcessKprobe(event), m.hdr.ktime);
+    }
+
+    /// process_tracepoint / process_uprobe / process_usdt, as Tetragon's.
+    fn hook_event(
+        &self,
+        hook: &vigil_runtime::HookInfo,
+        info: &ProcessInfo,
+        parent: Option<&ProcessInfo>,
+        args: Vec<tetragon::KprobeArgument>,
+        action: tetragon::KprobeAction,
+    ) -> Event {
+        let process = Some(self.proto(info, false));
+        let parent_proto = parent.map(|p| self.proto(p, false));
+        let (policy_name, message, tags) = (
+            hook.policy_name.clone(),
+            hook.message.clone().unwrap_or_default(),
+            hook.tags.clone(),
+        );
+        match &hook.event {
+            HookEvent::Tracepoint { subsys, event } => {
+                Event::ProcessTracepoint(tetragon::ProcessTracepoint {
+                    process,
+                    parent: parent_proto,
+                    subsys: subsys.clone(),
+                    event: event.clone(),
+                    args,
+                    policy_name,
+                    action: action as i32,
+                    message,
+                    tags,
+                    ..Default::default()
+                })
+            }
+            HookEvent::Uprobe {
+                path,
+                symbol,
+                offset,
+                ref_ctr_offset,
+            } => Event::ProcessUprobe(tetragon::ProcessUprobe {
+                process,
+                parent: parent_proto,
+                path: path.clone(),
+                symbol: symbol.clone(),
+                policy_name,
+                message,
+                args,
+                tags,
+                offset: *offset,
+                ref_ctr_offset: *ref_ctr_offset,
+                action: action as i32,
+                ..Default::default()
+            }),
+            HookEvent::Usdt {
+                path,
+                provider,
+                name,
+            } => Event::ProcessUsdt(tetragon::ProcessUsdt {
+                process,
+                parent: parent_proto,
+                path: path.clone(),
+                provider: provider.clone(),
+                name: name.clone(),
+                policy_name,
+                message,
+                args,
+                tags,
+                action: action as i32,
+                ..Default::default()
+            }),
+            HookEvent::Kprobe | HookEvent::EverySyscall { .. } => {
+                unreachable!("kprobe events are built by on_syscall")
+            }
+        }
     }
 
     /// Reports the processes found running at start-up (flag `procFS`), parents first, and
@@ -401,6 +509,18 @@ impl Pipeline {
     }
 }
 
+/// Tetragon's function name of a raw syscall id (syscall64: bit 31 marks an ia32 call).
+fn every_syscall_name(id: i64) -> String {
+    let (v, ia32) = (id as u64, u64::from(VIGIL_SYSCALL64_IA32));
+    let nr = (v & !ia32) as u32;
+    let name = if v & ia32 != 0 {
+        vigil_runtime::tables::ia32_name(nr).map(|n| format!("__ia32_sys_{n}"))
+    } else {
+        vigil_runtime::hooks::x64_name(nr).map(|n| format!("__x64_sys_{n}"))
+    };
+    name.unwrap_or_else(|| format!("syscall-{nr}"))
+}
+
 impl Pipeline {
     /// The process cache as GetDebug(CONFIG_FLAG_DUMP_PROCESS_CACHE) reports it.
     /// `exclude_execve_map_processes` is accepted; every entry here came through the kernel
@@ -423,5 +543,36 @@ impl Pipeline {
                 })
             })
             .collect()
+    }
+}
+
+/// An integer argument as Tetragon reports its type.
+fn int_arg(kind: HookArg, v: i64) -> tetragon::kprobe_argument::Arg {
+    use tetragon::kprobe_argument::Arg;
+    match kind {
+        HookArg::Int => Arg::IntArg(v as i32),
+        HookArg::Uint32 => Arg::UintArg(v as u32),
+        HookArg::Int64 => Arg::LongArg(v),
+        HookArg::Uint64 | HookArg::SizeT => Arg::SizeArg(v as u64),
+        HookArg::SyscallId => {
+            // Tetragon's syscall64: bit 31 marks a 32-bit (ia32) call.
+            let (v, ia32) = (v as u64, u64::from(VIGIL_SYSCALL64_IA32));
+            Arg::SyscallId(tetragon::SyscallId {
+                id: (v & !ia32) as u32,
+                abi: if v & ia32 != 0 { "i386" } else { "x64" }.to_string(),
+            })
+        }
+        HookArg::String | HookArg::LinuxBinprm => Arg::LongArg(v),
+    }
+}
+
+/// `return_action`: what matchReturnActions did (unset when it has none).
+fn return_action(bits: u32) -> i32 {
+    if bits & VIGIL_ACT_SIGKILL != 0 {
+        tetragon::KprobeAction::Sigkill as i32
+    } else if bits & VIGIL_ACT_SIGNAL != 0 {
+        tetragon::KprobeAction::Signal as i32
+    } else {
+        0
     }
 }

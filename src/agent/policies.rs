@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use vigil_api::policy::{HookCounters, Kept, Loaded, Loader, no_runtime};
-use vigil_bpf::syscalls::{SharedMaps, SyscallSensor};
+use vigil_bpf::hooks::HookSensor;
+use vigil_bpf::syscalls::{PolicyMode as KernelMode, SharedMaps, SyscallSensor};
 use vigil_policy::Plan;
 use vigil_policy::state::PolicyMode;
 use vigil_runtime::HookInfo;
@@ -39,7 +40,7 @@ impl Runtime {
     }
 
     /// Builds the tables of `plan` and loads them: all or nothing.
-    pub fn load(&self, plan: &Plan) -> Result<(Vec<HookInfo>, SyscallSensor), String> {
+    pub fn load(&self, plan: &Plan) -> Result<(Vec<HookInfo>, PolicySensors), String> {
         let tables = {
             let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
             build(plan, &mut ids, &binary_identity).map_err(|e| e.to_string())?
@@ -50,9 +51,109 @@ impl Runtime {
                 reg.insert(h.id, h.clone());
             }
         }
-        let sensor = SyscallSensor::load_shared(&self.maps, &tables.tables, self.btf.as_deref())
-            .map_err(|e| e.to_string())?;
-        Ok((tables.hooks, sensor))
+        // Syscall hooks and the other kinds live in two objects; each is loaded only when
+        // the policy has hooks of its kind. Dropping a loaded one on failure detaches it.
+        let syscalls = if tables.tables.hooks.is_empty() {
+            None
+        } else {
+            Some(
+                SyscallSensor::load_shared(&self.maps, &tables.tables, self.btf.as_deref())
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        let others = if tables.others.is_empty() {
+            None
+        } else {
+            Some(
+                HookSensor::load_shared(&self.maps, &tables.others, self.btf.as_deref())
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        Ok((tables.hooks, PolicySensors { syscalls, others }))
+    }
+}
+
+/// The eBPF objects of one loaded policy: dropping it detaches and frees everything.
+#[derive(Debug)]
+pub struct PolicySensors {
+    syscalls: Option<SyscallSensor>,
+    others: Option<HookSensor>,
+}
+
+impl PolicySensors {
+    pub fn attached(&self) -> usize {
+        self.syscalls.as_ref().map_or(0, SyscallSensor::attached)
+            + self.others.as_ref().map_or(0, HookSensor::attached)
+    }
+
+    /// Per-hook counters (`enum vigil_hook_counter`), from whichever object runs the hook.
+    pub fn hook_counters(&self, hook: u32) -> [u64; vigil_bpf::abi::VIGIL_HOOK_COUNTERS as usize] {
+        let a = self
+            .syscalls
+            .as_ref()
+            .map(|s| s.hook_counters(hook))
+            .unwrap_or_default();
+        let b = self
+            .others
+            .as_ref()
+            .map(|s| s.hook_counters(hook))
+            .unwrap_or_default();
+        std::array::from_fn(|i| a[i] + b[i])
+    }
+
+    /// Per-selector counters of a hook, from whichever object runs it.
+    pub fn selector_counters(
+        &self,
+        hook: u32,
+        selector: u32,
+    ) -> [u64; vigil_bpf::abi::VIGIL_HOOK_COUNTERS as usize] {
+        let a = self
+            .syscalls
+            .as_ref()
+            .map(|s| s.selector_counters(hook, selector))
+            .unwrap_or_default();
+        let b = self
+            .others
+            .as_ref()
+            .map(|s| s.selector_counters(hook, selector))
+            .unwrap_or_default();
+        std::array::from_fn(|i| a[i] + b[i])
+    }
+
+    /// The policy's mode in the kernel (both objects are always switched together).
+    pub fn mode(&self) -> KernelMode {
+        match (&self.syscalls, &self.others) {
+            (Some(s), _) => s.mode(),
+            (None, Some(o)) => o.mode(),
+            (None, None) => KernelMode::Enforce,
+        }
+    }
+
+    /// memlock of the policy's own maps in both objects.
+    pub fn kernel_memory_bytes(&self) -> u64 {
+        self.syscalls
+            .as_ref()
+            .map_or(0, SyscallSensor::kernel_memory_bytes)
+            + self
+                .others
+                .as_ref()
+                .map_or(0, HookSensor::kernel_memory_bytes)
+    }
+
+    /// Switches a loaded policy between enforce and monitor without reloading it: one write
+    /// to each object's `vigil_policy_conf` map, effective for the next hook invocation.
+    pub fn set_mode(&self, mode: PolicyMode) -> Result<(), String> {
+        let kernel = match mode {
+            PolicyMode::Enforce => KernelMode::Enforce,
+            PolicyMode::Monitor => KernelMode::Monitor,
+        };
+        if let Some(s) = &self.syscalls {
+            s.set_mode(kernel).map_err(|e| e.to_string())?;
+        }
+        if let Some(o) = &self.others {
+            o.set_mode(kernel).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }
 
@@ -60,7 +161,7 @@ impl Runtime {
 /// detaches everything).
 pub struct RuntimePolicy {
     pub hooks: Vec<HookInfo>,
-    pub sensor: SyscallSensor,
+    pub sensor: PolicySensors,
 }
 
 impl Kept for RuntimePolicy {
@@ -70,7 +171,7 @@ impl Kept for RuntimePolicy {
             .map(|h| {
                 let c = self.sensor.hook_counters(h.id);
                 HookCounters {
-                    hook: h.function_name.clone(),
+                    hook: h.hook_name(),
                     matched: c[0],
                     posted: c[1],
                     enforced: c[2],
@@ -85,16 +186,34 @@ impl Kept for RuntimePolicy {
         self.sensor.kernel_memory_bytes()
     }
 
-    /// THE call site of the runtime mode switch: the per-policy enforce/monitor switch of
-    /// loaded programs (branch `engine`) plugs in here. Until then the mode is recorded
-    /// (and reported by ListTracingPolicies) and applies whenever the policy is loaded
-    /// again (enable), while the programs already attached keep the mode they loaded in.
+    /// THE call site of the runtime mode switch: ConfigureTracingPolicy / `set-mode` on a
+    /// loaded policy flips its kernel mode in place (no reload).
     fn set_mode(&self, mode: PolicyMode) -> Result<(), String> {
-        tracing::info!(
-            mode = ?mode,
-            "policy mode recorded; attached programs keep their mode until reloaded"
-        );
-        Ok(())
+        self.sensor.set_mode(mode)
+    }
+
+    /// The SIGUSR1 counter dump: per hook, with per-selector counters and the kernel mode.
+    fn debug_lines(&self, policy: &str) -> Vec<serde_json::Value> {
+        let mode = if self.sensor.mode() == KernelMode::Monitor {
+            "monitor"
+        } else {
+            "enforce"
+        };
+        self.hooks
+            .iter()
+            .map(|h| {
+                let c = self.sensor.hook_counters(h.id);
+                let selectors: Vec<_> = (0..h.selectors as u32)
+                    .map(|i| self.sensor.selector_counters(h.id, i))
+                    .collect();
+                serde_json::json!({
+                    "policy": policy, "hook": h.hook_name(), "mode": mode,
+                    "matched": c[0], "posted": c[1], "enforced": c[2], "dropped": c[3],
+                    "monitor": c[4], "rate_limited": c[5], "pending_lost": c[6],
+                    "selectors": selectors,
+                })
+            })
+            .collect()
     }
 }
 
@@ -105,11 +224,9 @@ pub fn loader(runtime: Arc<Runtime>) -> Loader {
             return no_runtime(plan);
         }
         let (hooks, sensor) = runtime.load(plan)?;
+        tracing::debug!(policy = %plan.name, attached = sensor.attached(), "policy attached");
         Ok(Loaded {
-            sensors: hooks
-                .iter()
-                .map(|h| format!("generic_syscall:{}", h.function_name))
-                .collect(),
+            sensors: hooks.iter().map(|h| h.sensor_name()).collect(),
             keep: Some(Box::new(RuntimePolicy { hooks, sensor })),
         })
     })

@@ -390,7 +390,8 @@ fn api_policy_errors_are_grpc_codes() {
     let hooks = dir.join("hooks.yaml");
     std::fs::write(
         &hooks,
-        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: tp\nspec:\n  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_openat\n",
+        // Valid, but it cannot load here: /bin/bash has no such symbol.
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: tp\nspec:\n  uprobes:\n  - path: /bin/bash\n    symbols: [vigil_no_such_symbol]\n",
     )
     .unwrap();
     let (code, _, err) = cli(&["tp", "add", hooks.to_str().unwrap(), "--server-address", &a]);

@@ -172,6 +172,10 @@ pub trait Kept: Send + Sync {
     fn kernel_memory_bytes(&self) -> u64;
     /// Switches the loaded programs between enforce and monitor.
     fn set_mode(&self, mode: PolicyMode) -> Result<(), String>;
+    /// Kernel counters in detail, one JSON object per hook (SIGUSR1 dump).
+    fn debug_lines(&self, _policy: &str) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
 }
 
 /// What the runtime loaded for a policy: sensor names for the status, and the kernel
@@ -298,6 +302,16 @@ impl MemoryPolicyManager {
     pub fn unload_all(&self) {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         guard.1.clear();
+    }
+
+    /// Detailed kernel counters of every loaded policy (SIGUSR1 dump).
+    pub fn debug_lines(&self) -> Vec<(PolicyId, Vec<serde_json::Value>)> {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .1
+            .iter()
+            .filter_map(|(id, e)| Some((id.clone(), e.keep.as_ref()?.debug_lines(&id.name))))
+            .collect()
     }
 
     /// In-kernel counters of every loaded policy (SIGUSR1 dump).

@@ -11,6 +11,7 @@
 //! - [`records`]: pure decoding of the raw messages into typed records.
 
 pub mod abi;
+pub mod hooks;
 pub mod lifecycle;
 pub mod preflight;
 pub mod records;
@@ -24,3 +25,6 @@ pub(crate) static LIFECYCLE_OBJECT: &[u8] =
 /// The syscall-hook policy runtime object.
 pub(crate) static SYSCALLS_OBJECT: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/syscalls.bpf.o"));
+
+/// The tracepoint / raw tracepoint / uprobe / usdt policy runtime object.
+pub(crate) static HOOKS_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hooks.bpf.o"));

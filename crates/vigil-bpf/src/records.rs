@@ -4,8 +4,8 @@
 use std::mem::size_of;
 
 use crate::abi::{
-    VIGIL_MSG_CLONE, VIGIL_MSG_EXEC, VIGIL_MSG_EXIT, VIGIL_MSG_SYSCALL, vigil_clone_msg,
-    vigil_exec_msg, vigil_exit_msg, vigil_msg_header, vigil_syscall_msg,
+    VIGIL_MSG_CLONE, VIGIL_MSG_EXEC, VIGIL_MSG_EXIT, VIGIL_MSG_SYSCALL, VIGIL_SYSMSG_PATH,
+    vigil_clone_msg, vigil_exec_msg, vigil_exit_msg, vigil_msg_header, vigil_syscall_msg,
 };
 
 /// One message from the kernel.
@@ -23,6 +23,8 @@ pub enum Record {
 pub struct SyscallRecord {
     pub msg: vigil_syscall_msg,
     pub strings: Vec<Vec<u8>>,
+    /// The kernel-resolved path (open-like calls, at exit), if the message carries one.
+    pub path: Option<Vec<u8>>,
 }
 
 /// An exec message with its variable sections split out.
@@ -116,7 +118,13 @@ fn decode_syscall(data: &[u8]) -> Result<SyscallRecord, DecodeError> {
     let kind = VIGIL_MSG_SYSCALL as u8;
     let msg: vigil_syscall_msg = read(data, kind)?;
     let lens: Vec<usize> = msg.str_len.iter().map(|l| usize::from(*l)).collect();
-    let need = size_of::<vigil_syscall_msg>() + lens.iter().sum::<usize>();
+    let has_path = u32::from(msg.flags) & VIGIL_SYSMSG_PATH != 0;
+    let path_len = if has_path {
+        usize::from(msg.path_len)
+    } else {
+        0
+    };
+    let need = size_of::<vigil_syscall_msg>() + lens.iter().sum::<usize>() + path_len;
     if data.len() < need {
         return Err(DecodeError::Truncated {
             kind,
@@ -133,7 +141,8 @@ fn decode_syscall(data: &[u8]) -> Result<SyscallRecord, DecodeError> {
             s
         })
         .collect();
-    Ok(SyscallRecord { msg, strings })
+    let path = has_path.then(|| data[off..off + path_len].to_vec());
+    Ok(SyscallRecord { msg, strings, path })
 }
 
 /// Turns an encoded path (components leaf first) into an absolute path.
@@ -223,5 +232,40 @@ mod tests {
         assert!(rec.env.is_empty());
         data.pop();
         assert!(matches!(decode(&data), Err(DecodeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn syscall_strings_then_the_resolved_path() {
+        let mut msg = vigil_syscall_msg::default();
+        msg.hdr.kind = VIGIL_MSG_SYSCALL as u8;
+        msg.str_len = [0, 8, 0, 0, 0];
+        msg.flags = VIGIL_SYSMSG_PATH as u16;
+        msg.path_len = 13;
+        // SAFETY: plain-old-data struct viewed as bytes.
+        let head = unsafe {
+            std::slice::from_raw_parts(
+                (&msg as *const vigil_syscall_msg).cast::<u8>(),
+                size_of::<vigil_syscall_msg>(),
+            )
+        };
+        let mut data = head.to_vec();
+        data.extend_from_slice(b"hostname/etc/hostname");
+        let Record::Syscall(rec) = decode(&data).unwrap() else {
+            panic!("not a syscall record")
+        };
+        assert_eq!(rec.strings[1], b"hostname");
+        assert!(rec.strings[0].is_empty());
+        assert_eq!(rec.path.as_deref(), Some(&b"/etc/hostname"[..]));
+        data.pop();
+        assert!(matches!(decode(&data), Err(DecodeError::Truncated { .. })));
+        // Without the flag, path_len is not a section.
+        let mut plain = data.clone();
+        plain[..size_of::<vigil_syscall_msg>()].copy_from_slice(head);
+        let flags_at = std::mem::offset_of!(vigil_syscall_msg, flags);
+        plain[flags_at] = 0;
+        let Record::Syscall(rec) = decode(&plain).unwrap() else {
+            panic!("not a syscall record")
+        };
+        assert_eq!(rec.path, None);
     }
 }

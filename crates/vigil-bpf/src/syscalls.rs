@@ -35,6 +35,22 @@ pub struct SyscallTables {
     pub binaries: Vec<vigil_bin_key>,
     /// (ia32 syscall number, hook id): 32-bit calls reach hooks through raw_syscalls.
     pub ia32: Vec<(u32, u32)>,
+    /// The policy starts in monitor mode (enforcement actions counted, not executed).
+    pub monitor: bool,
+}
+
+/// A policy's mode in the kernel: enforce, or monitor (report what would be enforced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyMode {
+    Enforce,
+    Monitor,
+}
+
+impl SyscallHook {
+    /// The hook completes at the paired `sys_exit_<name>` tracepoint.
+    pub fn pairs_exit(&self) -> bool {
+        self.config.flags & VIGIL_HOOK_EXIT != 0
+    }
 }
 
 pub struct SyscallSensor {
@@ -89,7 +105,38 @@ pub struct SharedMaps {
     counters: MapHandle,
 }
 
+/// Kernel memory of a policy object: the memlock of its own maps as the kernel reports it
+/// in fdinfo (what Tetragon's `kernel_memory_bytes` sums); the maps shared with the
+/// lifecycle sensor ([`SharedMaps`]) are not counted.
+pub(crate) fn own_maps_memlock(object: &Object) -> u64 {
+    const SHARED: [&str; 3] = ["vigil_events", "vigil_procs", "vigil_counters"];
+    object
+        .maps()
+        .filter(|m| !SHARED.iter().any(|s| m.name() == *s))
+        .filter_map(|m| {
+            use std::os::fd::AsRawFd;
+            let info =
+                std::fs::read_to_string(format!("/proc/self/fdinfo/{}", m.as_fd().as_raw_fd()))
+                    .ok()?;
+            info.lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
 impl SharedMaps {
+    /// The shared map a policy object's map `name` must reuse, if it is one.
+    pub fn by_name(&self, name: &str) -> Option<(&'static str, &MapHandle)> {
+        [
+            ("vigil_events", &self.events),
+            ("vigil_procs", &self.procs),
+            ("vigil_counters", &self.counters),
+        ]
+        .into_iter()
+        .find(|(n, _)| *n == name)
+    }
+
     pub fn of(lifecycle: &LifecycleSensor) -> Result<Self, LoadError> {
         Ok(Self {
             events: lifecycle.events()?,
@@ -116,7 +163,8 @@ impl SyscallSensor {
         let tracefs = ensure_tracefs()?;
         for hook in &tables.hooks {
             let dir = tracefs.join(format!("events/syscalls/sys_enter_{}", hook.syscall));
-            if !dir.is_dir() {
+            let exit = tracefs.join(format!("events/syscalls/sys_exit_{}", hook.syscall));
+            if !dir.is_dir() || (hook.pairs_exit() && !exit.is_dir()) {
                 return Err(LoadError::NoSyscallTracepoint(hook.syscall.clone()));
             }
         }
@@ -185,29 +233,48 @@ impl SyscallSensor {
         for (nr, hook) in &t.ia32 {
             put("vigil_ia32_hooks", &nr.to_ne_bytes(), &hook.to_ne_bytes())?;
         }
+        let conf = vigil_policy_conf {
+            mode: if t.monitor {
+                VIGIL_MODE_MONITOR
+            } else {
+                VIGIL_MODE_ENFORCE
+            },
+            pad: 0,
+        };
+        put("vigil_policy_conf", &0u32.to_ne_bytes(), bytes(&conf))?;
         let mut links = Vec::new();
-        if !t.ia32.is_empty() {
+        let ia32_exit = t
+            .ia32
+            .iter()
+            .any(|(_, id)| t.hooks.iter().any(|h| h.id == *id && h.pairs_exit()));
+        for (program, event, wanted) in [
+            ("vigil_sys_enter_ia32", "sys_enter", !t.ia32.is_empty()),
+            ("vigil_sys_exit_ia32", "sys_exit", ia32_exit),
+        ] {
+            if !wanted {
+                continue;
+            }
             let prog = object
                 .progs_mut()
-                .find(|p| p.name() == "vigil_sys_enter_ia32")
-                .ok_or(LoadError::Missing("vigil_sys_enter_ia32"))?;
+                .find(|p| p.name() == program)
+                .ok_or(LoadError::Missing(program))?;
             let link = prog
-                .attach_tracepoint(
-                    TracepointCategory::Custom("raw_syscalls".into()),
-                    "sys_enter",
-                )
+                .attach_tracepoint(TracepointCategory::Custom("raw_syscalls".into()), event)
                 .map_err(|source| LoadError::Attach {
-                    program: "vigil_sys_enter_ia32 on raw_syscalls:sys_enter".into(),
+                    program: format!("{program} on raw_syscalls:{event}"),
                     source,
                 })?;
             links.push(link);
         }
-        {
+        for (program, phase) in [("vigil_sys_enter", "enter"), ("vigil_sys_exit", "exit")] {
             let prog = object
                 .progs_mut()
-                .find(|p| p.name() == "vigil_sys_enter")
-                .ok_or(LoadError::Missing("vigil_sys_enter"))?;
+                .find(|p| p.name() == program)
+                .ok_or(LoadError::Missing(program))?;
             for hook in &t.hooks {
+                if phase == "exit" && !hook.pairs_exit() {
+                    continue;
+                }
                 let opts = TracepointOpts {
                     cookie: u64::from(hook.id),
                     ..Default::default()
@@ -215,11 +282,11 @@ impl SyscallSensor {
                 let link = prog
                     .attach_tracepoint_with_opts(
                         TracepointCategory::Custom("syscalls".into()),
-                        format!("sys_enter_{}", hook.syscall),
+                        format!("sys_{phase}_{}", hook.syscall),
                         opts,
                     )
                     .map_err(|source| LoadError::Attach {
-                        program: format!("vigil_sys_enter on syscalls:sys_enter_{}", hook.syscall),
+                        program: format!("{program} on syscalls:sys_{phase}_{}", hook.syscall),
                         source,
                     })?;
                 links.push(link);
@@ -228,28 +295,71 @@ impl SyscallSensor {
         Ok(Self { links, object })
     }
 
+    /// Switches the policy between enforce and monitor: one map write, effective for the
+    /// next hook invocation.
+    pub fn set_mode(&self, mode: PolicyMode) -> Result<(), LoadError> {
+        let conf = vigil_policy_conf {
+            mode: match mode {
+                PolicyMode::Enforce => VIGIL_MODE_ENFORCE,
+                PolicyMode::Monitor => VIGIL_MODE_MONITOR,
+            },
+            pad: 0,
+        };
+        let map = self
+            .object
+            .maps()
+            .find(|m| m.name() == "vigil_policy_conf")
+            .ok_or(LoadError::Missing("vigil_policy_conf"))?;
+        map.update(&0u32.to_ne_bytes(), bytes(&conf), MapFlags::ANY)
+            .map_err(|source| LoadError::Map {
+                map: "vigil_policy_conf",
+                source,
+            })
+    }
+
+    /// The policy's current mode, as the kernel sees it.
+    pub fn mode(&self) -> PolicyMode {
+        let monitor = self
+            .object
+            .maps()
+            .find(|m| m.name() == "vigil_policy_conf")
+            .and_then(|m| m.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok().flatten())
+            .is_some_and(|v| v.first().copied() == Some(VIGIL_MODE_MONITOR as u8));
+        if monitor {
+            PolicyMode::Monitor
+        } else {
+            PolicyMode::Enforce
+        }
+    }
+
+    /// Per-selector counters summed over CPUs, indexed by `enum vigil_hook_counter`.
+    pub fn selector_counters(
+        &self,
+        hook: u32,
+        selector: u32,
+    ) -> [u64; VIGIL_HOOK_COUNTERS as usize] {
+        let mut out = [0u64; VIGIL_HOOK_COUNTERS as usize];
+        let Some(map) = self
+            .object
+            .maps()
+            .find(|m| m.name() == "vigil_sel_counters")
+        else {
+            return out;
+        };
+        let base = (hook * VIGIL_MAX_SELECTORS + selector) * VIGIL_HOOK_COUNTERS;
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = crate::lifecycle::sum_percpu(&map, base + i as u32);
+        }
+        out
+    }
+
     pub fn attached(&self) -> usize {
         self.links.len()
     }
 
-    /// Kernel memory of this policy object: the memlock of its own maps as the kernel
-    /// reports it in fdinfo (what Tetragon's `kernel_memory_bytes` sums); the maps shared
-    /// with the lifecycle sensor are not counted.
+    /// Kernel memory of this policy object (see [`own_maps_memlock`]).
     pub fn kernel_memory_bytes(&self) -> u64 {
-        const SHARED: [&str; 3] = ["vigil_events", "vigil_procs", "vigil_counters"];
-        self.object
-            .maps()
-            .filter(|m| !SHARED.iter().any(|s| m.name() == *s))
-            .filter_map(|m| {
-                use std::os::fd::AsRawFd;
-                let info =
-                    std::fs::read_to_string(format!("/proc/self/fdinfo/{}", m.as_fd().as_raw_fd()))
-                        .ok()?;
-                info.lines()
-                    .find_map(|l| l.strip_prefix("memlock:"))
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-            })
-            .sum()
+        own_maps_memlock(&self.object)
     }
 
     /// Per-hook counters summed over CPUs, indexed by `enum vigil_hook_counter`.

@@ -99,6 +99,9 @@ impl KernelCapabilities for Capabilities {
     }
 }
 
+/// The target of a hook on a `generated_syscalls` list: every system call.
+pub const EVERY_SYSCALL: &str = "<every system call>";
+
 /// How a hook is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mechanism {
@@ -200,6 +203,17 @@ pub struct HookPlan {
     pub tags: Vec<String>,
     /// Skip instead of failing when the target is missing (`ignore`).
     pub optional: bool,
+    /// Uprobe-only attach details (empty for other hooks).
+    pub uprobe: UprobeExtras,
+}
+
+/// What a uprobe hook needs besides its targets.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UprobeExtras {
+    /// `binaryDigests`: sha256 (hex) values the target file must match, checked before attach.
+    pub binary_digests: Vec<String>,
+    /// `refCtrOffsets`, paired with `offsets` by position.
+    pub ref_ctr_offsets: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,6 +328,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
                 message: k.message.clone(),
                 tags: k.tags.clone(),
                 optional: k.ignore.call_not_found,
+                uprobe: UprobeExtras::default(),
             });
         }
     }
@@ -332,6 +347,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
             message: t.message.clone(),
             tags: t.tags.clone(),
             optional: false,
+            uprobe: UprobeExtras::default(),
         });
     }
     for (i, u) in spec.uprobes.iter().enumerate() {
@@ -363,6 +379,10 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
             message: u.message.clone(),
             tags: u.tags.clone(),
             optional: u.ignore.digest_verification_failure,
+            uprobe: UprobeExtras {
+                binary_digests: u.binary_digests.clone(),
+                ref_ctr_offsets: u.ref_ctr_offsets.clone(),
+            },
         });
     }
     for (i, u) in spec.usdts.iter().enumerate() {
@@ -385,6 +405,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
             message: u.message.clone(),
             tags: u.tags.clone(),
             optional: false,
+            uprobe: UprobeExtras::default(),
         });
     }
     for (i, l) in spec.lsmhooks.iter().enumerate() {
@@ -403,6 +424,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
             message: l.message.clone(),
             tags: l.tags.clone(),
             optional: false,
+            uprobe: UprobeExtras::default(),
         });
     }
     for (i, e) in spec.enforcers.iter().enumerate() {
@@ -458,7 +480,7 @@ fn expand_call(
             true,
             None,
         ),
-        Some(ListType::GeneratedSyscalls) => (vec!["<every system call>".into()], true, None),
+        Some(ListType::GeneratedSyscalls) => (vec![EVERY_SYSCALL.into()], true, None),
         Some(ListType::GeneratedFtrace) if !caps.ftrace_function_list() => (
             Vec::new(),
             false,
@@ -501,6 +523,26 @@ fn readers(args: &[ArgSpec], origin: ArgOrigin) -> Vec<ArgReader> {
         .collect()
 }
 
+/// `InMap`/`NotInMap` values naming a list (`list:NAME`) become the list's values; the
+/// runtime then sees plain values (syscall names stay names: it numbers them).
+fn expand_lists(spec: &Spec, op: Operator, values: &[String]) -> Vec<String> {
+    if !matches!(op, Operator::InMap | Operator::NotInMap) {
+        return values.to_vec();
+    }
+    values
+        .iter()
+        .flat_map(|v| {
+            match v
+                .strip_prefix("list:")
+                .and_then(|n| spec.lists.iter().find(|l| l.name == n))
+            {
+                Some(list) => list.values.clone(),
+                None => vec![v.clone()],
+            }
+        })
+        .collect()
+}
+
 fn tables(spec: &Spec, selectors: &[Selector]) -> Vec<SelectorTable> {
     selectors
         .iter()
@@ -523,7 +565,7 @@ fn tables(spec: &Spec, selectors: &[Selector]) -> Vec<SelectorTable> {
                         f.args.clone()
                     },
                     operator: f.operator,
-                    values: f.values.clone(),
+                    values: expand_lists(spec, f.operator, &f.values),
                 };
                 table
                     .filters

@@ -179,6 +179,9 @@ impl KernelInfo for SystemKernel {
     }
 }
 
+/// `common_type`, `common_flags`, `common_preempt_count`, `common_pid`.
+const COMMON_FIELDS: usize = 4;
+
 /// Parses a tracepoint `format` file into its non-common fields, in order.
 pub fn parse_format(text: &str) -> Vec<TracepointField> {
     text.lines()
@@ -385,16 +388,16 @@ pub fn check_policy(policy: &TracingPolicy, kernel: &dyn KernelInfo) -> KernelRe
         }
         match kernel.tracepoint(&t.subsystem, &t.event) {
             Answer::Yes(fields) => {
+                // Tetragon's indices count the four `common_*` fields too (the first
+                // field of an event is index 4); `fields` leaves them out.
+                let total = fields.len() + COMMON_FIELDS;
                 for (j, arg) in t.args.iter().enumerate() {
-                    if arg.index as usize >= fields.len() {
+                    if arg.index as usize >= total {
                         c.error(
                             &format!("{path}.args[{j}].index"),
                             format!(
                                 "tracepoint {}/{} has {} fields; index {} is past them",
-                                t.subsystem,
-                                t.event,
-                                fields.len(),
-                                arg.index
+                                t.subsystem, t.event, total, arg.index
                             ),
                         );
                     }

@@ -2,6 +2,11 @@
 //! kernel tables of the syscall-hook programs ([`tables`]), plus the per-hook metadata the
 //! event pipeline needs to print `process_kprobe` events ([`HookInfo`]).
 
+pub mod all_syscalls;
+pub mod elf;
+pub mod hooks;
 pub mod tables;
+pub mod tracefs;
+pub mod usdt;
 
-pub use tables::{HookArg, HookInfo, PolicyTables, Unsupported, build};
+pub use tables::{HookArg, HookEvent, HookInfo, PolicyTables, Unsupported, build};

@@ -3,12 +3,20 @@
 
 use vigil_bpf::abi::*;
 use vigil_bpf::syscalls::{SyscallHook, SyscallTables};
-use vigil_policy::compile::{ArgOrigin, Filter, HookPlan, Mechanism, Plan};
+use vigil_policy::compile::{ArgOrigin, EVERY_SYSCALL, Filter, HookPlan, Mechanism, Plan};
 use vigil_policy::model::ActionSelector;
 use vigil_policy::state::PolicyMode;
 use vigil_policy::types::{Action, ArgType, Operator};
 
 include!(concat!(env!("OUT_DIR"), "/ia32.rs"));
+
+/// The name of ia32 syscall `nr`.
+pub fn ia32_name(nr: u32) -> Option<&'static str> {
+    IA32_SYSCALLS
+        .iter()
+        .find(|(_, n)| *n == nr)
+        .map(|(name, _)| *name)
+}
 
 /// The ia32 number of a syscall, for 32-bit (`int 0x80`) calls.
 pub fn ia32_number(name: &str) -> Option<u32> {
@@ -27,6 +35,38 @@ pub enum HookArg {
     Uint64,
     SizeT,
     String,
+    /// Tetragon's syscall64: `syscall_id` {id, abi}.
+    SyscallId,
+    /// `linux_binprm_arg` {path}.
+    LinuxBinprm,
+}
+
+/// Which event a hook produces, with what identifies the hook in it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HookEvent {
+    /// `process_kprobe` (syscall hooks): `function_name` in [`HookInfo`].
+    #[default]
+    Kprobe,
+    Tracepoint {
+        subsys: String,
+        event: String,
+    },
+    Uprobe {
+        path: String,
+        symbol: String,
+        offset: u64,
+        ref_ctr_offset: u64,
+    },
+    Usdt {
+        path: String,
+        provider: String,
+        name: String,
+    },
+    /// `process_kprobe` of a hook on every system call (raw_syscalls): `function_name`
+    /// comes from the syscall id the kernel put in argument slot `id_slot`.
+    EverySyscall {
+        id_slot: usize,
+    },
 }
 
 /// What the pipeline needs to know about a hook id.
@@ -39,6 +79,42 @@ pub struct HookInfo {
     pub args: Vec<(HookArg, Option<String>)>,
     pub message: Option<String>,
     pub tags: Vec<String>,
+    pub event: HookEvent,
+    /// How the return value is reported (`return` in events), when the hook pairs its exit.
+    pub return_arg: Option<HookArg>,
+    /// Number of selectors in the kernel (per-selector counters).
+    pub selectors: usize,
+}
+
+impl HookInfo {
+    /// What is hooked, as people name it: `__x64_sys_openat`, `sched/sched_process_exec`,
+    /// `/bin/bash:readline`, `python:audit`.
+    pub fn hook_name(&self) -> String {
+        match &self.event {
+            HookEvent::Kprobe => self.function_name.clone(),
+            HookEvent::Tracepoint { subsys, event } => format!("{subsys}/{event}"),
+            HookEvent::Uprobe {
+                path,
+                symbol,
+                offset,
+                ..
+            } if symbol.is_empty() => format!("{path}:{offset:#x}"),
+            HookEvent::Uprobe { path, symbol, .. } => format!("{path}:{symbol}"),
+            HookEvent::Usdt { provider, name, .. } => format!("{provider}:{name}"),
+            HookEvent::EverySyscall { .. } => "raw_syscalls/sys_enter".to_string(),
+        }
+    }
+
+    /// The sensor name reported by ListTracingPolicies (Tetragon's `generic_*` names).
+    pub fn sensor_name(&self) -> String {
+        let kind = match self.event {
+            HookEvent::Kprobe | HookEvent::EverySyscall { .. } => "generic_syscall",
+            HookEvent::Tracepoint { .. } => "generic_tracepoint",
+            HookEvent::Uprobe { .. } => "generic_uprobe",
+            HookEvent::Usdt { .. } => "generic_usdt",
+        };
+        format!("{kind}:{}", self.hook_name())
+    }
 }
 
 /// The tables of one policy.
@@ -46,6 +122,8 @@ pub struct HookInfo {
 pub struct PolicyTables {
     pub tables: SyscallTables,
     pub hooks: Vec<HookInfo>,
+    /// Tracepoint, uprobe and usdt hooks (their own eBPF object).
+    pub others: vigil_bpf::hooks::HookTables,
 }
 
 /// A construct of the plan this runtime cannot run yet, with its YAML path.
@@ -118,6 +196,27 @@ fn string_key(set_id: u32, value: &[u8], lpm: bool) -> Option<vigil_str_key> {
     Some(key)
 }
 
+/// The bytes every value starts with (at most 8), packed little-endian as the kernel reads
+/// the first 8 bytes of a string, and their count: the kernel's quick reject before a lookup.
+pub fn common_start(values: &[String]) -> (i64, u8) {
+    let Some(first) = values.first() else {
+        return (0, 0);
+    };
+    let mut n = first.len().min(8);
+    for v in values {
+        n = n.min(
+            first
+                .bytes()
+                .zip(v.bytes())
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
+    }
+    let mut buf = [0u8; 8];
+    buf[..n].copy_from_slice(&first.as_bytes()[..n]);
+    (u64::from_le_bytes(buf) as i64, n as u8)
+}
+
 fn parse_int(v: &str) -> Option<i64> {
     let v = v.trim();
     if let Some(hex) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
@@ -126,6 +225,59 @@ fn parse_int(v: &str) -> Option<i64> {
     v.parse::<i64>()
         .ok()
         .or_else(|| v.parse::<u64>().ok().map(|u| u as i64))
+}
+
+/// Open-like syscalls and the argument that names the file: at exit, the returned fd's path
+/// (resolved by the kernel) is offered to that argument's string filters.
+pub fn open_like_path_arg(syscall: &str) -> Option<u32> {
+    match syscall {
+        "open" | "creat" => Some(0),
+        "openat" | "openat2" => Some(1),
+        _ => None,
+    }
+}
+
+/// A Post `rateLimit` value as nanoseconds: a number with an optional unit (`ms`, `s`, `m`,
+/// `h`; seconds without one), as Tetragon writes them (`1m`, `30s`).
+pub fn parse_rate_limit(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let scale: u64 = match unit.trim() {
+        "" | "s" => 1_000_000_000,
+        "ms" => 1_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(scale).filter(|&ns| ns > 0)
+}
+
+/// Post rateLimit of a selector's actions: (interval ns, VIGIL_SEL_RATE_* scope bits).
+fn rate_limit(path: &str, list: &[ActionSelector]) -> Result<(u64, u32), Unsupported> {
+    for a in list {
+        let Some(limit) = &a.rate_limit else { continue };
+        let ns = parse_rate_limit(limit).ok_or_else(|| {
+            unsupported(
+                path,
+                format!("rateLimit {limit:?}: expected a number with unit ms, s, m or h"),
+            )
+        })?;
+        let scope = match a.rate_limit_scope.as_deref() {
+            None | Some("thread") => 0,
+            Some("process") => VIGIL_SEL_RATE_PROCESS,
+            Some("global") => VIGIL_SEL_RATE_GLOBAL,
+            Some(other) => {
+                return Err(unsupported(
+                    path,
+                    format!("rateLimitScope {other:?}: expected thread, process or global"),
+                ));
+            }
+        };
+        return Ok((ns, scope));
+    }
+    Ok((0, 0))
 }
 
 fn actions(path: &str, list: &[ActionSelector]) -> Result<(u32, u32), Unsupported> {
@@ -151,12 +303,6 @@ fn actions(path: &str, list: &[ActionSelector]) -> Result<(u32, u32), Unsupporte
                 ));
             }
         }
-        if a.rate_limit.is_some() {
-            return Err(unsupported(
-                path,
-                "rateLimit is not supported by this runtime yet",
-            ));
-        }
     }
     if post {
         bits |= VIGIL_ACT_POST;
@@ -171,8 +317,27 @@ pub fn build(
     ids: &mut Ids,
     resolve_binary: &dyn Fn(&str) -> Option<(u64, u64)>,
 ) -> Result<PolicyTables, Unsupported> {
+    build_in(plan, ids, resolve_binary, &crate::hooks::SystemEnv)
+}
+
+/// [`build`], asking `env` about tracepoint formats and target files.
+pub fn build_in(
+    plan: &Plan,
+    ids: &mut Ids,
+    resolve_binary: &dyn Fn(&str) -> Option<(u64, u64)>,
+    env: &dyn crate::hooks::HookEnv,
+) -> Result<PolicyTables, Unsupported> {
     let mut out = PolicyTables::default();
+    out.tables.monitor = plan.mode == PolicyMode::Monitor;
+    out.others.monitor = out.tables.monitor;
     for hook in &plan.hooks {
+        if matches!(
+            hook.mechanism,
+            Mechanism::Tracepoint | Mechanism::RawTracepoint | Mechanism::Uprobe | Mechanism::Usdt
+        ) {
+            crate::hooks::build(plan, hook, ids, resolve_binary, env, &mut out)?;
+            continue;
+        }
         if hook.mechanism != Mechanism::SyscallTracepoint {
             return Err(unsupported(
                 &hook.path,
@@ -181,6 +346,10 @@ pub fn build(
                     hook.mechanism.name()
                 ),
             ));
+        }
+        if hook.targets.iter().any(|t| t == EVERY_SYSCALL) {
+            crate::all_syscalls::build(plan, hook, ids, resolve_binary, env, &mut out)?;
+            continue;
         }
         for target in &hook.targets {
             build_hook(
@@ -196,7 +365,7 @@ pub fn build(
     Ok(out)
 }
 
-fn build_hook(
+pub(crate) fn build_hook(
     plan: &Plan,
     hook: &HookPlan,
     syscall: &str,
@@ -205,12 +374,6 @@ fn build_hook(
     out: &mut PolicyTables,
 ) -> Result<(), Unsupported> {
     let path = &hook.path;
-    if hook.on_return {
-        return Err(unsupported(
-            path,
-            "return probes are not supported by this runtime yet",
-        ));
-    }
     let id = ids.next_hook;
     if id >= VIGIL_MAX_HOOKS {
         return Err(unsupported(
@@ -255,6 +418,40 @@ fn build_hook(
         args.push((report, a.label.clone()));
     }
     config.nargs = readers.len() as u32;
+    config.path_slot = 0xff;
+    let mut return_arg = None;
+    if hook.on_return {
+        config.flags |= VIGIL_HOOK_EXIT;
+        let ret_type = hook
+            .arguments
+            .iter()
+            .find(|a| a.origin == ArgOrigin::Return)
+            .map_or(ArgType::Int32, |a| a.arg_type);
+        let Some((kind, report)) =
+            arg_kind(ret_type).filter(|(k, _)| u32::from(*k) != VIGIL_ARG_STRING)
+        else {
+            return Err(unsupported(
+                &format!("{path}.returnArg"),
+                format!("return type {ret_type} is not supported by this runtime yet"),
+            ));
+        };
+        config.ret_kind = kind;
+        return_arg = Some(report);
+    }
+    // Open-like calls: the path argument's filters also try the kernel-resolved path.
+    if let Some(pos) = open_like_path_arg(syscall)
+        && let Some(slot) = readers.iter().position(|a| a.index == pos)
+        && u32::from(config.arg_kind[slot]) == VIGIL_ARG_STRING
+        && hook.selectors.iter().any(|t| {
+            t.filters.iter().any(|f| {
+                matches!(f, Filter::Arg { origin: ArgOrigin::Argument, positions, .. }
+                    if positions.iter().any(|&p| p == pos || p as usize == slot))
+            })
+        })
+    {
+        config.flags |= VIGIL_HOOK_EXIT | VIGIL_HOOK_FD_PATH;
+        config.path_slot = slot as u8;
+    }
     let slot_of = |pos: u32| -> Option<usize> {
         readers
             .iter()
@@ -267,11 +464,21 @@ fn build_hook(
         let spath = format!("{path}.selectors[{si}]");
         let mut sel = vigil_selector_cfg::default();
         (sel.actions, sel.signal) = actions(&format!("{spath}.matchActions"), &table.actions)?;
+        (sel.rate_ns, sel.flags) = rate_limit(&format!("{spath}.matchActions"), &table.actions)?;
         if !table.return_actions.is_empty() {
-            return Err(unsupported(
-                &spath,
-                "matchReturnActions is not supported by this runtime yet",
-            ));
+            let rpath = format!("{spath}.matchReturnActions");
+            let (bits, signal) = actions(&rpath, &table.return_actions)?;
+            if !hook.on_return {
+                return Err(unsupported(
+                    &rpath,
+                    "matchReturnActions needs `return: true` on the hook",
+                ));
+            }
+            // Post comes from matchActions; return actions add enforcement.
+            sel.ret_actions = bits & !VIGIL_ACT_POST;
+            if sel.signal == 0 {
+                sel.signal = signal;
+            }
         }
         for filter in &table.filters {
             match filter {
@@ -305,14 +512,51 @@ fn build_hook(
                         }
                         sel.filters[sel.nfilters as usize] = f;
                         sel.nfilters += 1;
+                        if u32::from(config.arg_kind[slot]) == VIGIL_ARG_STRING {
+                            config.filter_strs |= 1 << slot;
+                        }
                     }
                 }
-                Filter::Pids(p) => {
-                    if p.follow_forks || p.is_namespace_pid {
+                Filter::Arg {
+                    origin: ArgOrigin::Return,
+                    operator,
+                    values,
+                    ..
+                } => {
+                    if !hook.on_return {
                         return Err(unsupported(
                             &spath,
-                            "matchPIDs followForks/isNamespacePID are not supported by this runtime yet",
+                            "matchReturnArgs needs `return: true` on the hook",
                         ));
+                    }
+                    let mut f = arg_filter(
+                        &spath,
+                        0,
+                        *operator,
+                        values,
+                        VIGIL_ARG_INT64 as u8,
+                        ids,
+                        out,
+                    )?;
+                    f.slot = VIGIL_SLOT_RET as u8;
+                    if sel.nfilters >= VIGIL_MAX_ARG_FILTERS {
+                        return Err(unsupported(
+                            &spath,
+                            format!("more than {VIGIL_MAX_ARG_FILTERS} matchArgs"),
+                        ));
+                    }
+                    sel.filters[sel.nfilters as usize] = f;
+                    sel.nfilters += 1;
+                }
+                Filter::Pids(p) => {
+                    if p.is_namespace_pid {
+                        return Err(unsupported(
+                            &spath,
+                            "matchPIDs isNamespacePID is not supported by this runtime yet",
+                        ));
+                    }
+                    if p.follow_forks {
+                        sel.flags |= VIGIL_SEL_FOLLOW_FORKS;
                     }
                     if p.values.len() > VIGIL_MAX_PIDS as usize {
                         return Err(unsupported(
@@ -327,8 +571,11 @@ fn build_hook(
                 Filter::Binaries {
                     parent: false,
                     selector,
-                } if !selector.follow_children => {
+                } => {
                     sel.bin_op = in_or_not(&spath, selector.operator)?;
+                    if selector.follow_children {
+                        sel.flags |= VIGIL_SEL_FOLLOW_CHILDREN;
+                    }
                     sel.bin_set_id = ids.next_set;
                     ids.next_set += 1;
                     for v in &selector.values {
@@ -380,6 +627,9 @@ fn build_hook(
         args,
         message: hook.message.clone(),
         tags: hook.tags.clone(),
+        event: HookEvent::Kprobe,
+        return_arg,
+        selectors: config.nselectors as usize,
     });
     ids.next_hook += 1;
     Ok(())
@@ -472,6 +722,11 @@ fn arg_filter(
                 _ => out.tables.str_postfix.push(key),
             }
         }
+        if !matches!(u32::from(f.op), VIGIL_OP_POSTFIX | VIGIL_OP_NOT_POSTFIX) {
+            let (packed, n) = common_start(values);
+            f.values[0] = packed;
+            f.nvalues = n;
+        }
         return Ok(f);
     }
     f.op = match op {
@@ -502,123 +757,4 @@ fn arg_filter(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use vigil_policy::compile::Capabilities;
-
-    fn plan(yaml: &str) -> Plan {
-        let policy = vigil_policy::parse_policy(yaml, "t.yaml").expect("valid policy");
-        vigil_policy::compile(&policy, &Capabilities::TRACEPOINTS_ONLY)
-    }
-
-    const OPENAT: &str = r#"
-apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: etc-reads
-spec:
-  kprobes:
-  - call: "sys_openat"
-    syscall: true
-    args:
-    - index: 0
-      type: "int"
-    - index: 1
-      type: "string"
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: "Prefix"
-        values: ["/etc/", "/root/"]
-      matchBinaries:
-      - operator: "In"
-        values: ["/usr/bin/cat"]
-"#;
-
-    #[test]
-    fn openat_prefix_and_binary_become_tables() {
-        let mut ids = Ids::default();
-        let t = build(&plan(OPENAT), &mut ids, &|p| {
-            (p == "/usr/bin/cat").then_some((42, 7))
-        })
-        .unwrap();
-        assert_eq!(t.hooks.len(), 1);
-        assert_eq!(t.hooks[0].function_name, "__x64_sys_openat");
-        let hook = &t.tables.hooks[0];
-        assert_eq!(hook.syscall, "openat");
-        assert_eq!(hook.config.nargs, 2);
-        assert_eq!(
-            hook.config.arg_kind[..2],
-            [VIGIL_ARG_INT as u8, VIGIL_ARG_STRING as u8]
-        );
-        assert_eq!(hook.config.arg_index[..2], [0, 1]);
-        let sel = &hook.selectors[0];
-        assert_eq!(sel.actions, VIGIL_ACT_POST);
-        assert_eq!(sel.nfilters, 1);
-        assert_eq!(sel.filters[0].slot, 1);
-        assert_eq!(u32::from(sel.filters[0].op), VIGIL_OP_PREFIX);
-        assert_eq!(sel.bin_op, VIGIL_OP_IN);
-        assert_eq!(t.tables.str_prefix.len(), 2);
-        let etc = &t.tables.str_prefix[0];
-        assert_eq!(etc.prefixlen, 32 + 8 * 5);
-        assert_eq!(&etc.data[..5], b"/etc/");
-        assert_eq!(
-            t.tables.binaries,
-            vec![vigil_bin_key {
-                set_id: sel.bin_set_id,
-                pad: 0,
-                ino: 42,
-                dev: 7
-            }]
-        );
-        assert_ne!(sel.bin_set_id, sel.filters[0].set_id);
-    }
-
-    #[test]
-    fn postfix_values_are_reversed_and_sigkill_posts() {
-        let yaml = OPENAT.replace("\"Prefix\"", "\"Postfix\"").replace(
-            "      matchBinaries:",
-            "      matchActions:\n      - action: Sigkill\n      matchBinaries:",
-        );
-        let t = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap();
-        assert_eq!(&t.tables.str_postfix[0].data[..5], b"/cte/");
-        assert_eq!(
-            t.tables.hooks[0].selectors[0].actions,
-            VIGIL_ACT_POST | VIGIL_ACT_SIGKILL
-        );
-        assert!(
-            t.tables.binaries.is_empty(),
-            "a binary that does not exist matches nothing"
-        );
-    }
-
-    #[test]
-    fn unsupported_constructs_are_named() {
-        let yaml = OPENAT.replace("matchBinaries:", "matchNamespaces:\n      - namespace: Pid\n        operator: In\n        values: [\"host_ns\"]\n      matchParentBinaries:");
-        let err = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap_err();
-        assert!(
-            err.reason.contains("matchNamespaces") || err.reason.contains("matchParentBinaries"),
-            "{err}"
-        );
-        assert!(
-            err.path.starts_with("spec.kprobes[0].selectors[0]"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn ia32_numbers_come_from_the_uapi_header() {
-        assert_eq!(ia32_number("openat"), Some(295));
-        assert_eq!(ia32_number("execve"), Some(11));
-        assert_eq!(ia32_number("no_such_call"), None);
-        let t = build(&plan(OPENAT), &mut Ids::default(), &|_| None).unwrap();
-        assert_eq!(t.tables.ia32, vec![(295, t.hooks[0].id)]);
-    }
-
-    #[test]
-    fn syscall_names() {
-        assert_eq!(syscall_name("sys_openat"), "openat");
-        assert_eq!(syscall_name("__x64_sys_write"), "write");
-        assert_eq!(syscall_name("openat"), "openat");
-    }
-}
+mod tests;

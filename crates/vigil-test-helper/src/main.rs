@@ -11,6 +11,8 @@
 //! - `sleep MS`: sleep, then exit 0.
 //! - `ia32-open PATH`: open PATH with the 32-bit `int 0x80` openat (ia32 number 295), as a
 //!   64-bit process can; prints the returned fd or -errno.
+//! - `uprobe-call N TEXT`: calls `vigil_uprobe_target(N, TEXT, N * 1000)`, a function kept out
+//!   of line under its own symbol name for uprobe tests; prints its result.
 
 use std::ffi::CString;
 use std::io::Write;
@@ -110,6 +112,16 @@ fn ia32_open(path: &str) {
     }
 }
 
+/// The uprobe tests' target: a real call with known arguments (rdi, rsi, rdx). `no_mangle`
+/// keeps its symbol name in .symtab; `inline(never)` keeps it a function.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn vigil_uprobe_target(n: i32, text: *const libc::c_char, big: i64) -> i64 {
+    // SAFETY: callers pass a NUL-terminated string.
+    let len = unsafe { libc::strlen(text) } as i64;
+    std::hint::black_box(i64::from(n) + len + big)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize| -> u64 { args.get(i).and_then(|s| s.parse().ok()).unwrap_or(0) };
@@ -191,9 +203,23 @@ fn main() {
         }
         Some("sleep") => std::thread::sleep(Duration::from_millis(num(1))),
         Some("ia32-open") => ia32_open(&args[1]),
+        Some("uprobe-call") => {
+            let n = num(1) as i32;
+            let text = CString::new(args.get(2).cloned().unwrap_or_default()).expect("text");
+            let f: extern "C" fn(i32, *const libc::c_char, i64) -> i64 =
+                std::hint::black_box(vigil_uprobe_target);
+            println!("{}", f(n, text.as_ptr(), i64::from(n) * 1000));
+        }
+        Some("mkdir-bad-pointer") => {
+            // A mkdirat whose path lies in no mapping: the kernel returns EFAULT and a probe
+            // cannot read the string either (the engine's fail-closed case).
+            // SAFETY: the kernel validates the pointer; nothing is dereferenced here.
+            let rc = unsafe { libc::mkdirat(libc::AT_FDCWD, 8 as *const libc::c_char, 0o700) };
+            println!("{rc}");
+        }
         _ => {
             eprintln!(
-                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep> ..."
+                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep|ia32-open|uprobe-call> ..."
             );
             std::process::exit(2);
         }

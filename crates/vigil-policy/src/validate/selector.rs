@@ -162,13 +162,13 @@ impl Checker<'_> {
                     }
                 }
             } else if let Some(index) = filter.index {
-                // Tracepoint filters name a position in `args` (Tetragon numbers tracepoint
-                // arguments by their order in the spec); other hooks name an argument index.
-                let found = if positional {
-                    specs.get(index as usize)
-                } else {
-                    specs.iter().find(|s| s.index == index)
-                };
+                // Filters name an argument's index; on tracepoints, an index no argument
+                // has is a position in `args` (Tetragon rewrites field indices to positions
+                // and leaves the others as they are).
+                let found = specs
+                    .iter()
+                    .find(|s| s.index == index)
+                    .or_else(|| positional.then(|| specs.get(index as usize)).flatten());
                 match found {
                     Some(spec) => types.push(spec.arg_type),
                     None => {

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The maps and per-invocation state of the policy engine (vigil_engine.h). Included once per
+ * object, by the engine header.
+ */
+#ifndef VIGIL_ENGINE_MAPS_H
+#define VIGIL_ENGINE_MAPS_H
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096); /* replaced by the lifecycle ring (fd reuse) */
+} vigil_events SEC(".maps");
+
+#include "vigil_wakeup.h"
+
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024); /* replaced by the lifecycle table (fd reuse) */
+	__type(key, __u32);
+	__type(value, struct vigil_proc_entry);
+} vigil_procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VIGIL_CNT_MAX); /* replaced by the lifecycle counters (fd reuse) */
+	__type(key, __u32);
+	__type(value, __u64);
+} vigil_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIGIL_MAX_HOOKS);
+	__type(key, __u32);
+	__type(value, struct vigil_hook_cfg);
+} vigil_sys_hooks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIGIL_MAX_HOOKS * VIGIL_MAX_SELECTORS);
+	__type(key, __u32);
+	__type(value, struct vigil_selector_cfg);
+} vigil_sys_selectors SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VIGIL_MAX_HOOKS * VIGIL_HOOK_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} vigil_sys_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct vigil_str_key);
+	__type(value, __u8);
+} vigil_str_eq SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__type(key, struct vigil_str_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} vigil_str_prefix SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__type(key, struct vigil_str_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} vigil_str_postfix SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct vigil_bin_key);
+	__type(value, __u8);
+} vigil_bin_set SEC(".maps");
+
+/* Policy mode of this object (one object per policy): key 0. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vigil_policy_conf);
+} vigil_policy_conf SEC(".maps");
+
+/* Per-selector counters: (hook * VIGIL_MAX_SELECTORS + selector) * VIGIL_HOOK_COUNTERS + c. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VIGIL_MAX_HOOKS * VIGIL_MAX_SELECTORS * VIGIL_HOOK_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} vigil_sel_counters SEC(".maps");
+
+/* Everything an invocation has read: what an entry hands to its exit. */
+struct engine_state {
+	struct vigil_syscall_msg msg;
+	char strs[8][VIGIL_ARG_STR_MAX]; /* rows 0..4: arguments; VIGIL_ROW_PATH: resolved path */
+	__u32 str_len_full[8];           /* bytes read, NUL excluded */
+	__u32 candidates;                /* selectors that passed at entry (bit per selector) */
+	__u32 deferred;                  /* ... whose path filters wait for the resolved path */
+};
+
+/* Per-CPU working state of one invocation: the state, lookup keys, path walk buffer. */
+struct sys_scratch {
+	struct engine_state st;
+	struct vigil_str_key key;
+	char pathbuf[2 * VIGIL_ARG_STR_MAX]; /* written backwards from VIGIL_ARG_STR_MAX */
+	__u32 path_pos;                      /* start of the resolved path in pathbuf */
+	__u32 path_state;                    /* 0 none, 1 complete, 2 cut */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sys_scratch);
+} vigil_sys_scratch SEC(".maps");
+
+/* Entries waiting for their exit, by thread (pid_tgid). Allocated on demand: only calls that
+ * passed every entry-time filter of a paired hook are kept. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct engine_state);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} vigil_pending SEC(".maps");
+
+/* Open-like hooks wait for their exit with this much only: the arguments are read again at
+ * exit when the call matches (the selection itself used what entry read, or the path the
+ * kernel opened), so most calls cost a small preallocated entry, not a copy of the state. */
+struct pending_open {
+	__u32 hook;
+	__u32 candidates;
+	__u32 deferred;
+	__u32 str_error; /* arguments entry could not read */
+	__u32 compat;
+	__u32 pad;
+	__u64 args[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct pending_open);
+} vigil_pending_open SEC(".maps");
+
+/* Post rateLimit: last post time (boot ns) by (hook, selector, scope id). */
+struct rate_key {
+	__u32 hook;
+	__u32 selector;
+	__u64 scope; /* tid, tgid or 0 (global) */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct rate_key);
+	__type(value, __u64);
+} vigil_rate SEC(".maps");
+
+#endif
