@@ -251,7 +251,8 @@ fn static_policies_are_listed_counted_and_managed_like_grpc_ones() {
     assert!(mem > 0, "{wj}");
     assert_eq!(w[7], tetra_bytes(mem));
 
-    // The mode is recorded and listed (the kernel switch of loaded programs is the engine's).
+    // set-mode switches the loaded programs: in monitor mode the open is reported, counted
+    // as NMONITOR, and cat lives.
     cli.ok(&[
         "tp",
         "set-mode",
@@ -260,7 +261,20 @@ fn static_policies_are_listed_counted_and_managed_like_grpc_ones() {
         "--domain",
         "static",
     ]);
-    assert_eq!(cli.table().1["kill-list"][8], "monitor");
+    let out = Command::new("/usr/bin/cat")
+        .arg(&forbidden)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cat survives in monitor mode: {out:?}"
+    );
+    let (_, rows) = cli.table();
+    assert_eq!(
+        rows["kill-list"][8..].to_vec(),
+        ["monitor", "3", "2", "1"],
+        "MODE NPOST NENFORCE NMONITOR"
+    );
 
     // Disable detaches: no counting, no events; enable loads again.
     cli.ok(&["tp", "disable", "watch-list", "--domain", "static"]);
