@@ -31,6 +31,12 @@ pub enum Command {
     Getevents(Box<GetEventsArgs>),
     /// The agent's health (tetra status).
     Status(ClientFlags),
+    /// The agent's eBPF programs and maps, its process cache (tetra debug/dump).
+    #[command(subcommand)]
+    Debug(crate::remote::debug::DebugCommand),
+    /// Get or set the agent's log level (tetra loglevel).
+    #[command(subcommand)]
+    Loglevel(crate::remote::debug::LoglevelCommand),
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,8 @@
 //! kernel and the real agent binary.
 
 mod api;
+mod api_debug;
+mod api_policies;
 mod cli;
 mod export;
 mod harness;

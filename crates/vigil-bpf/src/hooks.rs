@@ -320,6 +320,11 @@ impl HookSensor {
         self.links.len()
     }
 
+    /// Kernel memory of this policy object (its own maps' memlock).
+    pub fn kernel_memory_bytes(&self) -> u64 {
+        crate::syscalls::own_maps_memlock(&self.object)
+    }
+
     /// Per-hook counters summed over CPUs, indexed by `enum vigil_hook_counter`.
     pub fn hook_counters(&self, hook: u32) -> [u64; VIGIL_HOOK_COUNTERS as usize] {
         let mut out = [0u64; VIGIL_HOOK_COUNTERS as usize];

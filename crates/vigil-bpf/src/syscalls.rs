@@ -105,6 +105,26 @@ pub struct SharedMaps {
     counters: MapHandle,
 }
 
+/// Kernel memory of a policy object: the memlock of its own maps as the kernel reports it
+/// in fdinfo (what Tetragon's `kernel_memory_bytes` sums); the maps shared with the
+/// lifecycle sensor ([`SharedMaps`]) are not counted.
+pub(crate) fn own_maps_memlock(object: &Object) -> u64 {
+    const SHARED: [&str; 3] = ["vigil_events", "vigil_procs", "vigil_counters"];
+    object
+        .maps()
+        .filter(|m| !SHARED.iter().any(|s| m.name() == *s))
+        .filter_map(|m| {
+            use std::os::fd::AsRawFd;
+            let info =
+                std::fs::read_to_string(format!("/proc/self/fdinfo/{}", m.as_fd().as_raw_fd()))
+                    .ok()?;
+            info.lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
 impl SharedMaps {
     /// The shared map a policy object's map `name` must reuse, if it is one.
     pub fn by_name(&self, name: &str) -> Option<(&'static str, &MapHandle)> {
@@ -335,6 +355,11 @@ impl SyscallSensor {
 
     pub fn attached(&self) -> usize {
         self.links.len()
+    }
+
+    /// Kernel memory of this policy object (see [`own_maps_memlock`]).
+    pub fn kernel_memory_bytes(&self) -> u64 {
+        own_maps_memlock(&self.object)
     }
 
     /// Per-hook counters summed over CPUs, indexed by `enum vigil_hook_counter`.
