@@ -177,6 +177,10 @@ impl PolicySensors {
                 .others
                 .as_ref()
                 .map_or(0, HookSensor::kernel_memory_bytes)
+            + self
+                .kfuncs
+                .as_ref()
+                .map_or(0, KfuncSensor::kernel_memory_bytes)
     }
 
     /// Switches a loaded policy between enforce and monitor without reloading it: one write

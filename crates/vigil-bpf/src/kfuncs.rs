@@ -157,6 +157,14 @@ impl KfuncSensor {
         out
     }
 
+    /// memlock of the maps the policy's objects own (not the shared lifecycle maps).
+    pub fn kernel_memory_bytes(&self) -> u64 {
+        self.attached
+            .iter()
+            .map(|a| crate::syscalls::own_maps_memlock(&a.object))
+            .sum()
+    }
+
     /// Switches every hook object of the policy between enforce and monitor.
     pub fn set_mode(&self, mode: PolicyMode) -> Result<(), LoadError> {
         for a in &self.attached {
