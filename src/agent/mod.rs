@@ -5,6 +5,7 @@
 //! program; nothing is pinned, so nothing stays behind.
 
 mod api;
+mod containers;
 mod convert;
 mod encode;
 mod logging;
@@ -124,6 +125,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     );
     pipeline.set_hook_registry(hook_registry);
     pipeline.set_kprobe_ancestors(opts.ancestors_kprobe);
+    pipeline.set_cgroup_resolver(containers::CgroupResolver::new(opts.procfs.clone()));
     pipeline.on_scanned(&scanned, &table, Instant::now());
     pipeline.flush();
 

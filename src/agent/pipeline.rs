@@ -43,6 +43,7 @@ pub struct Pipeline {
     reported_kernel: [u64; VIGIL_CNT_MAX as usize],
     reported_sink_lost: u64,
     hooks: super::policies::HookRegistry,
+    cgroups: Option<super::containers::CgroupResolver>,
     pub stats: PipelineStats,
 }
 
@@ -67,6 +68,7 @@ impl Pipeline {
             reported_kernel: [0; VIGIL_CNT_MAX as usize],
             reported_sink_lost: 0,
             hooks: super::policies::HookRegistry::default(),
+            cgroups: None,
             stats: PipelineStats::default(),
         }
     }
@@ -146,6 +148,7 @@ impl Pipeline {
         if let Some(p) = &parent {
             info.parent_key = Some(p.key);
         }
+        super::containers::complete(&mut info, parent.as_deref(), self.cgroups.as_mut());
         let info = Arc::new(info);
         self.cache.insert(info.clone(), now);
         if m.replaced.ktime != 0 {
@@ -180,6 +183,11 @@ impl Pipeline {
         };
         self.emit(Event::ProcessExit(event), msg.hdr.ktime);
         self.cache.end(info.key, now);
+    }
+
+    /// Looks up full cgroup paths in procfs when a cgroup's name does not name a container.
+    pub fn set_cgroup_resolver(&mut self, resolver: super::containers::CgroupResolver) {
+        self.cgroups = Some(resolver);
     }
 
     /// `--enable-ancestors kprobe`: ancestors on process_kprobe events too.
@@ -262,8 +270,11 @@ impl Pipeline {
     /// exec_id.
     pub fn on_scanned(&mut self, scanned: &[ScannedProcess], table: &ProcessTable, now: Instant) {
         for p in scanned {
-            let parent = self.cache.by_pid(p.ppid).map(|i| i.key);
-            let info = scanned_info(&self.ids, p, parent);
+            let parent_info = self.cache.by_pid(p.ppid);
+            let parent = parent_info.as_ref().map(|i| i.key);
+            let mut info = scanned_info(&self.ids, p, parent);
+            // The scan read the full cgroup paths already: no resolver.
+            super::containers::complete(&mut info, parent_info.as_deref(), None);
             let entry = vigil_proc_entry {
                 key: vigil_proc_key {
                     pid: p.pid,

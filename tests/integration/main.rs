@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod containers;
 mod export;
 mod harness;
 mod kernel_caps;
