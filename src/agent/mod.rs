@@ -39,6 +39,8 @@ pub use options::parse_duration;
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
 /// Minimum time between two returns of freed memory to the system.
 const TRIM_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a deleted pod's containers stay known (their processes' last events).
+const DELETED_POD_TTL: Duration = Duration::from_secs(60);
 
 fn usernames() -> HashMap<u32, String> {
     std::fs::read_to_string("/etc/passwd")
@@ -116,7 +118,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         host_ns,
     };
     let mut pipeline = Pipeline::new(
-        ExecIds::new(node),
+        ExecIds::new(node.clone()),
         ProcessCache::new(opts.process_cache_size, opts.gc_interval),
         enc,
         opts.ancestors_base,
@@ -126,6 +128,17 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     pipeline.set_hook_registry(hook_registry);
     pipeline.set_kprobe_ancestors(opts.ancestors_kprobe);
     pipeline.set_cgroup_resolver(containers::CgroupResolver::new(opts.procfs.clone()));
+    if let Some(k8s) = &opts.k8s {
+        let pods = vigil_k8s::PodStore::new(DELETED_POD_TTL, k8s.annotations).shared();
+        vigil_k8s::spawn(
+            vigil_k8s::WatchOptions {
+                kubeconfig: k8s.kubeconfig.clone(),
+                node_name: node,
+            },
+            pods.clone(),
+        )?;
+        pipeline.set_pod_identity(containers::PodIdentity::new(pods, k8s.pod_wait));
+    }
     pipeline.on_scanned(&scanned, &table, Instant::now());
     pipeline.flush();
 
@@ -204,6 +217,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
                 break;
             }
         }
+        pending_flush |= pipeline.release_pending(Instant::now(), false);
         if pending_flush {
             pipeline.flush();
             pending_flush = false;

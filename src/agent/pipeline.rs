@@ -44,6 +44,7 @@ pub struct Pipeline {
     reported_sink_lost: u64,
     hooks: super::policies::HookRegistry,
     cgroups: Option<super::containers::CgroupResolver>,
+    pods: Option<super::containers::PodIdentity>,
     pub stats: PipelineStats,
 }
 
@@ -69,6 +70,7 @@ impl Pipeline {
             reported_sink_lost: 0,
             hooks: super::policies::HookRegistry::default(),
             cgroups: None,
+            pods: None,
             stats: PipelineStats::default(),
         }
     }
@@ -83,6 +85,43 @@ impl Pipeline {
         };
         self.bus.publish(response);
         self.stats.events += 1;
+    }
+
+    /// Emits an event about `process` (and `parent`), with their pods under
+    /// `--enable-k8s-api` (possibly after waiting for them; see `PodIdentity`).
+    fn emit_for(
+        &mut self,
+        event: Event,
+        ktime: u64,
+        process: Option<Arc<ProcessInfo>>,
+        parent: Option<Arc<ProcessInfo>>,
+    ) {
+        use super::containers::Pending;
+        let Some(pods) = &mut self.pods else {
+            return self.emit(event, ktime);
+        };
+        let ready = pods.admit(Pending::new(event, ktime, process, parent), Instant::now());
+        for p in ready {
+            self.emit(p.event, p.ktime);
+        }
+    }
+
+    /// Emits events whose pod wait is over; true if any went out.
+    pub fn release_pending(&mut self, now: Instant, all: bool) -> bool {
+        let Some(pods) = &mut self.pods else {
+            return false;
+        };
+        let ready = pods.release(now, all);
+        let any = !ready.is_empty();
+        for p in ready {
+            self.emit(p.event, p.ktime);
+        }
+        any
+    }
+
+    /// `--enable-k8s-api`: pods for container events.
+    pub fn set_pod_identity(&mut self, pods: super::containers::PodIdentity) {
+        self.pods = Some(pods);
     }
 
     fn proto(&self, info: &ProcessInfo, exec: bool) -> tetragon::Process {
@@ -160,7 +199,7 @@ impl Pipeline {
             parent: parent.as_deref().map(|p| self.proto(p, false)),
             ancestors: self.ancestors_of(parent.as_deref()),
         };
-        self.emit(Event::ProcessExec(event), m.hdr.ktime);
+        self.emit_for(Event::ProcessExec(event), m.hdr.ktime, Some(info), parent);
     }
 
     fn on_clone(&mut self, msg: &vigil_clone_msg, now: Instant) {
@@ -181,8 +220,9 @@ impl Pipeline {
             time: Some(timestamp(&self.clock, msg.hdr.ktime)),
             ancestors: self.ancestors_of(parent.as_deref()),
         };
-        self.emit(Event::ProcessExit(event), msg.hdr.ktime);
-        self.cache.end(info.key, now);
+        let key = info.key;
+        self.emit_for(Event::ProcessExit(event), msg.hdr.ktime, Some(info), parent);
+        self.cache.end(key, now);
     }
 
     /// Looks up full cgroup paths in procfs when a cgroup's name does not name a container.
@@ -262,7 +302,8 @@ impl Pipeline {
             },
             ..Default::default()
         };
-        self.emit(Event::ProcessKprobe(event), m.hdr.ktime);
+        drop(hooks);
+        self.emit_for(Event::ProcessKprobe(event), m.hdr.ktime, Some(info), parent);
     }
 
     /// Reports the processes found running at start-up (flag `procFS`), parents first, and
@@ -304,7 +345,12 @@ impl Pipeline {
                 parent: parent_info.as_deref().map(|i| self.proto(i, false)),
                 ancestors: self.ancestors_of(parent_info.as_deref()),
             };
-            self.emit(Event::ProcessExec(event), boot_ns());
+            self.emit_for(
+                Event::ProcessExec(event),
+                boot_ns(),
+                Some(info),
+                parent_info,
+            );
         }
     }
 
@@ -389,6 +435,7 @@ impl Pipeline {
 
     /// Shutdown: sinks report what is pending (rate-limit drops) and flush.
     pub fn close(&mut self) {
+        self.release_pending(Instant::now(), true);
         self.bus.close();
     }
 

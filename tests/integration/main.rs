@@ -6,6 +6,7 @@ mod cli;
 mod containers;
 mod export;
 mod harness;
+mod k8s;
 mod kernel_caps;
 mod lifecycle;
 mod load;
