@@ -223,6 +223,7 @@ fn runc_container_identity_init_exec_and_nsenter() {
         .expect("exec of nsenter");
     assert_eq!(ns["docker"], host["process"]["docker"]);
     assert_eq!(host["process"]["in_init_tree"], false);
+    crate::proto_check::assert_lines_parse_with_protobuf(&events);
 }
 
 /// A layout where the leaf is not the container (podman's payload cgroup below its scope):

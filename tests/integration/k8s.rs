@@ -296,6 +296,8 @@ fn k8s_pod_identity_from_list_and_watch() {
     assert_eq!(e["parent"]["pod"]["container"]["pid"], 1);
     // Annotations only with --enable-pod-annotations.
     assert!(pod.get("pod_annotations").is_none());
+    // Every line, pods included, is valid Tetragon JSON for protobuf's own parser.
+    crate::proto_check::assert_lines_parse_with_protobuf(&events);
 
     // The transcript the client went through: list, watch (bookmark, 410), list, watch.
     let reqs = api.requests.lock().unwrap().clone();
