@@ -75,6 +75,20 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         return Ok(());
     }
     vigil_bpf::preflight::check(opts.btf.as_deref())?;
+    // Before loading anything: a bad kubeconfig is a start-up error. The watch starts now
+    // so that pods are known by the time the first events leave.
+    let pods = match &opts.k8s {
+        Some(k8s) => {
+            let pods = vigil_k8s::PodStore::new(DELETED_POD_TTL, k8s.annotations).shared();
+            let watch = vigil_k8s::WatchOptions {
+                kubeconfig: k8s.kubeconfig.clone(),
+                node_name: node.clone(),
+            };
+            vigil_k8s::spawn(watch, pods.clone())?;
+            Some(pods)
+        }
+        None => None,
+    };
 
     let term = Arc::new(AtomicBool::new(false));
     let dump = Arc::new(AtomicBool::new(false));
@@ -118,7 +132,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         host_ns,
     };
     let mut pipeline = Pipeline::new(
-        ExecIds::new(node.clone()),
+        ExecIds::new(node),
         ProcessCache::new(opts.process_cache_size, opts.gc_interval),
         enc,
         opts.ancestors_base,
@@ -128,15 +142,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     pipeline.set_hook_registry(hook_registry);
     pipeline.set_kprobe_ancestors(opts.ancestors_kprobe);
     pipeline.set_cgroup_resolver(containers::CgroupResolver::new(opts.procfs.clone()));
-    if let Some(k8s) = &opts.k8s {
-        let pods = vigil_k8s::PodStore::new(DELETED_POD_TTL, k8s.annotations).shared();
-        vigil_k8s::spawn(
-            vigil_k8s::WatchOptions {
-                kubeconfig: k8s.kubeconfig.clone(),
-                node_name: node,
-            },
-            pods.clone(),
-        )?;
+    if let (Some(k8s), Some(pods)) = (&opts.k8s, pods) {
         pipeline.set_pod_identity(containers::PodIdentity::new(pods, k8s.pod_wait));
     }
     pipeline.on_scanned(&scanned, &table, Instant::now());

@@ -353,3 +353,29 @@ fn k8s_unknown_container_goes_out_after_the_wait() {
     assert_eq!(p["docker"], &LONELY[..31]);
     assert!(p.get("pod").is_none(), "{p}");
 }
+
+/// A kubeconfig that cannot be read stops the agent at start with one line naming the flag.
+#[test]
+fn k8s_bad_kubeconfig_is_one_clear_error() {
+    let dir = scratch_dir("k8s-bad-kubeconfig");
+    let out = std::process::Command::new(vigil_bin())
+        .args(["agent", "--enable-k8s-api", "--health-server-address="])
+        .arg(format!("--k8s-kubeconfig-path={}/missing", dir.display()))
+        .arg(format!(
+            "--server-address=unix://{}/vigil.sock",
+            dir.display()
+        ))
+        .arg("--state-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = format!("--k8s-kubeconfig-path {}/missing", dir.display());
+    assert_eq!(stderr.matches(&line).count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+}

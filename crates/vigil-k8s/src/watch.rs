@@ -12,17 +12,19 @@ use kube::{Api, Client, Config};
 
 use crate::store::SharedPods;
 
+/// The underlying error is part of the message, not a `source`: kube's errors already print
+/// their own causes, and the agent prints a source chain, which would repeat them.
 #[derive(Debug, thiserror::Error)]
 pub enum K8sError {
-    #[error("--k8s-kubeconfig-path {path}: {source}")]
+    #[error("--k8s-kubeconfig-path {path}: {error}")]
     Kubeconfig {
         path: PathBuf,
-        source: kube::config::KubeconfigError,
+        error: kube::config::KubeconfigError,
     },
     #[error("no Kubernetes configuration (not in a cluster, no kubeconfig): {0}")]
-    Infer(#[from] kube::config::InferConfigError),
+    Infer(kube::config::InferConfigError),
     #[error("Kubernetes client: {0}")]
-    Client(#[from] kube::Error),
+    Client(kube::Error),
     #[error("starting the Kubernetes watch thread: {0}")]
     Thread(std::io::Error),
 }
@@ -37,22 +39,22 @@ pub struct WatchOptions {
 async fn client(opts: &WatchOptions) -> Result<Client, K8sError> {
     let config = match &opts.kubeconfig {
         Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path).map_err(|source| {
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|error| {
                 K8sError::Kubeconfig {
                     path: path.clone(),
-                    source,
+                    error,
                 }
             })?;
             Config::from_custom_kubeconfig(kc, &Default::default())
                 .await
-                .map_err(|source| K8sError::Kubeconfig {
+                .map_err(|error| K8sError::Kubeconfig {
                     path: path.clone(),
-                    source,
+                    error,
                 })?
         }
-        None => Config::infer().await?,
+        None => Config::infer().await.map_err(K8sError::Infer)?,
     };
-    Ok(Client::try_from(config)?)
+    Client::try_from(config).map_err(K8sError::Client)
 }
 
 /// Starts the watch on its own thread (a small tokio runtime). Configuration errors are
