@@ -379,3 +379,95 @@ fn k8s_bad_kubeconfig_is_one_clear_error() {
         "{stderr}"
     );
 }
+
+fn manifest<T: k8s_openapi::serde::de::DeserializeOwned>(name: &str) -> T {
+    let path = format!("{}/install/kubernetes/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The manifests are valid Kubernetes objects with what the agent needs, and the agent
+/// accepts the DaemonSet's arguments.
+#[test]
+fn k8s_manifests_deserialise_and_their_args_are_accepted() {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+
+    let sa: ServiceAccount = manifest("serviceaccount.yaml");
+    let role: ClusterRole = manifest("clusterrole.yaml");
+    let binding: ClusterRoleBinding = manifest("clusterrolebinding.yaml");
+    let ds: DaemonSet = manifest("daemonset.yaml");
+
+    // RBAC: the service account may list and watch pods, bound cluster-wide.
+    let rules = role.rules.unwrap();
+    assert!(rules.iter().any(|r| {
+        r.resources.iter().flatten().any(|x| x == "pods")
+            && ["list", "watch"]
+                .iter()
+                .all(|v| r.verbs.iter().any(|x| x == v))
+    }));
+    assert_eq!(binding.role_ref.name, role.metadata.name.clone().unwrap());
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(Some(&subject.name), sa.metadata.name.as_ref());
+    assert_eq!(subject.namespace, sa.metadata.namespace);
+
+    // The DaemonSet: host PID namespace, privileged, the host mounts, NODE_NAME.
+    let pod = ds.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.service_account_name, sa.metadata.name);
+    assert_eq!(pod.host_pid, Some(true));
+    let c = &pod.containers[0];
+    assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(true));
+    let volumes = pod.volumes.unwrap();
+    let host_path_of = |mount: &str| {
+        let m = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == mount)
+            .unwrap_or_else(|| panic!("no mount at {mount}"));
+        let v = volumes.iter().find(|v| v.name == m.name).unwrap();
+        v.host_path.as_ref().map(|h| h.path.clone())
+    };
+    assert_eq!(host_path_of("/procRoot").as_deref(), Some("/proc"));
+    assert_eq!(
+        host_path_of("/sys/fs/cgroup").as_deref(),
+        Some("/sys/fs/cgroup")
+    );
+    assert_eq!(host_path_of("/sys/fs/bpf").as_deref(), Some("/sys/fs/bpf"));
+    assert_eq!(
+        host_path_of("/sys/kernel/tracing").as_deref(),
+        Some("/sys/kernel/tracing")
+    );
+    let node_env = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "NODE_NAME")
+        .unwrap();
+    let field = node_env
+        .value_from
+        .as_ref()
+        .unwrap()
+        .field_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(field.field_path, "spec.nodeName");
+    let args = c.args.clone().unwrap();
+    assert_eq!(args[0], "agent");
+    assert!(args.contains(&"--procfs=/procRoot".to_string()));
+    assert!(args.contains(&"--enable-k8s-api".to_string()));
+
+    // `vigil agent --check-config` with exactly these arguments.
+    let out = std::process::Command::new(vigil_bin())
+        .args(&args)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
+}
