@@ -407,7 +407,7 @@ fn k8s_manifests_deserialise_and_their_args_are_accepted() {
                 .iter()
                 .all(|v| r.verbs.iter().any(|x| x == v))
     }));
-    assert_eq!(binding.role_ref.name, role.metadata.name.clone().unwrap());
+    assert_eq!(binding.role_ref.name, role.metadata.name.unwrap());
     let subject = &binding.subjects.unwrap()[0];
     assert_eq!(Some(&subject.name), sa.metadata.name.as_ref());
     assert_eq!(subject.namespace, sa.metadata.namespace);
