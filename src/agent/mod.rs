@@ -5,6 +5,7 @@
 //! program; nothing is pinned, so nothing stays behind.
 
 mod api;
+mod containers;
 mod convert;
 mod encode;
 mod logging;
@@ -38,6 +39,8 @@ pub use options::parse_duration;
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
 /// Minimum time between two returns of freed memory to the system.
 const TRIM_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a deleted pod's containers stay known (their processes' last events).
+const DELETED_POD_TTL: Duration = Duration::from_secs(60);
 
 fn usernames() -> HashMap<u32, String> {
     std::fs::read_to_string("/etc/passwd")
@@ -72,6 +75,20 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         return Ok(());
     }
     vigil_bpf::preflight::check(opts.btf.as_deref())?;
+    // Before loading anything: a bad kubeconfig is a start-up error. The watch starts now
+    // so that pods are known by the time the first events leave.
+    let pods = match &opts.k8s {
+        Some(k8s) => {
+            let pods = vigil_k8s::PodStore::new(DELETED_POD_TTL, k8s.annotations).shared();
+            let watch = vigil_k8s::WatchOptions {
+                kubeconfig: k8s.kubeconfig.clone(),
+                node_name: node.clone(),
+            };
+            vigil_k8s::spawn(watch, pods.clone())?;
+            Some(pods)
+        }
+        None => None,
+    };
 
     let term = Arc::new(AtomicBool::new(false));
     let dump = Arc::new(AtomicBool::new(false));
@@ -128,6 +145,10 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     );
     pipeline.set_hook_registry(hook_registry);
     pipeline.set_kprobe_ancestors(opts.ancestors_kprobe);
+    pipeline.set_cgroup_resolver(containers::CgroupResolver::new(opts.procfs.clone()));
+    if let (Some(k8s), Some(pods)) = (&opts.k8s, pods) {
+        pipeline.set_pod_identity(containers::PodIdentity::new(pods, k8s.pod_wait));
+    }
     pipeline.on_scanned(&scanned, &table, Instant::now());
     pipeline.flush();
 
@@ -206,6 +227,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
                 break;
             }
         }
+        pending_flush |= pipeline.release_pending(Instant::now(), false);
         if pending_flush {
             pipeline.flush();
             pending_flush = false;

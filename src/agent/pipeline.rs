@@ -43,6 +43,8 @@ pub struct Pipeline {
     reported_kernel: [u64; VIGIL_CNT_MAX as usize],
     reported_sink_lost: u64,
     hooks: super::policies::HookRegistry,
+    cgroups: Option<super::containers::CgroupResolver>,
+    pods: Option<super::containers::PodIdentity>,
     pub stats: PipelineStats,
 }
 
@@ -67,6 +69,8 @@ impl Pipeline {
             reported_kernel: [0; VIGIL_CNT_MAX as usize],
             reported_sink_lost: 0,
             hooks: super::policies::HookRegistry::default(),
+            cgroups: None,
+            pods: None,
             stats: PipelineStats::default(),
         }
     }
@@ -81,6 +85,43 @@ impl Pipeline {
         };
         self.bus.publish(response);
         self.stats.events += 1;
+    }
+
+    /// Emits an event about `process` (and `parent`), with their pods under
+    /// `--enable-k8s-api` (possibly after waiting for them; see `PodIdentity`).
+    fn emit_for(
+        &mut self,
+        event: Event,
+        ktime: u64,
+        process: Option<Arc<ProcessInfo>>,
+        parent: Option<Arc<ProcessInfo>>,
+    ) {
+        use super::containers::Pending;
+        let Some(pods) = &mut self.pods else {
+            return self.emit(event, ktime);
+        };
+        let ready = pods.admit(Pending::new(event, ktime, process, parent), Instant::now());
+        for p in ready {
+            self.emit(p.event, p.ktime);
+        }
+    }
+
+    /// Emits events whose pod wait is over; true if any went out.
+    pub fn release_pending(&mut self, now: Instant, all: bool) -> bool {
+        let Some(pods) = &mut self.pods else {
+            return false;
+        };
+        let ready = pods.release(now, all);
+        let any = !ready.is_empty();
+        for p in ready {
+            self.emit(p.event, p.ktime);
+        }
+        any
+    }
+
+    /// `--enable-k8s-api`: pods for container events.
+    pub fn set_pod_identity(&mut self, pods: super::containers::PodIdentity) {
+        self.pods = Some(pods);
     }
 
     fn proto(&self, info: &ProcessInfo, exec: bool) -> tetragon::Process {
@@ -146,6 +187,7 @@ impl Pipeline {
         if let Some(p) = &parent {
             info.parent_key = Some(p.key);
         }
+        super::containers::complete(&mut info, parent.as_deref(), self.cgroups.as_mut());
         let info = Arc::new(info);
         self.cache.insert(info.clone(), now);
         if m.replaced.ktime != 0 {
@@ -157,7 +199,7 @@ impl Pipeline {
             parent: parent.as_deref().map(|p| self.proto(p, false)),
             ancestors: self.ancestors_of(parent.as_deref()),
         };
-        self.emit(Event::ProcessExec(event), m.hdr.ktime);
+        self.emit_for(Event::ProcessExec(event), m.hdr.ktime, Some(info), parent);
     }
 
     fn on_clone(&mut self, msg: &vigil_clone_msg, now: Instant) {
@@ -178,8 +220,14 @@ impl Pipeline {
             time: Some(timestamp(&self.clock, msg.hdr.ktime)),
             ancestors: self.ancestors_of(parent.as_deref()),
         };
-        self.emit(Event::ProcessExit(event), msg.hdr.ktime);
-        self.cache.end(info.key, now);
+        let key = info.key;
+        self.emit_for(Event::ProcessExit(event), msg.hdr.ktime, Some(info), parent);
+        self.cache.end(key, now);
+    }
+
+    /// Looks up full cgroup paths in procfs when a cgroup's name does not name a container.
+    pub fn set_cgroup_resolver(&mut self, resolver: super::containers::CgroupResolver) {
+        self.cgroups = Some(resolver);
     }
 
     /// `--enable-ancestors kprobe`: ancestors on process_kprobe events too.
@@ -338,7 +386,8 @@ impl Pipeline {
             ancestors,
             ..Default::default()
         };
-        self.emit(Event::ProcessKprobe(event), m.hdr.ktime);
+        drop(hooks);
+        self.emit_for(Event::ProcessKprobe(event), m.hdr.ktime, Some(info), parent);
     }
 
     /// process_tracepoint / process_uprobe / process_usdt, as Tetragon's.
@@ -419,8 +468,11 @@ impl Pipeline {
     /// exec_id.
     pub fn on_scanned(&mut self, scanned: &[ScannedProcess], table: &ProcessTable, now: Instant) {
         for p in scanned {
-            let parent = self.cache.by_pid(p.ppid).map(|i| i.key);
-            let info = scanned_info(&self.ids, p, parent);
+            let parent_info = self.cache.by_pid(p.ppid);
+            let parent = parent_info.as_ref().map(|i| i.key);
+            let mut info = scanned_info(&self.ids, p, parent);
+            // The scan read the full cgroup paths already: no resolver.
+            super::containers::complete(&mut info, parent_info.as_deref(), None);
             let entry = vigil_proc_entry {
                 key: vigil_proc_key {
                     pid: p.pid,
@@ -450,7 +502,12 @@ impl Pipeline {
                 parent: parent_info.as_deref().map(|i| self.proto(i, false)),
                 ancestors: self.ancestors_of(parent_info.as_deref()),
             };
-            self.emit(Event::ProcessExec(event), boot_ns());
+            self.emit_for(
+                Event::ProcessExec(event),
+                boot_ns(),
+                Some(info),
+                parent_info,
+            );
         }
     }
 
@@ -535,6 +592,7 @@ impl Pipeline {
 
     /// Shutdown: sinks report what is pending (rate-limit drops) and flush.
     pub fn close(&mut self) {
+        self.release_pending(Instant::now(), true);
         self.bus.close();
     }
 
