@@ -37,6 +37,8 @@ pub enum Command {
     /// Get or set the agent's log level (tetra loglevel).
     #[command(subcommand)]
     Loglevel(crate::remote::debug::LoglevelCommand),
+    /// OCI createRuntime/createContainer hook: registers the container with the agent.
+    OciHook(crate::oci_hook::OciHookArgs),
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 mod agent;
 mod cli;
+mod oci_hook;
 mod policy_cmd;
 mod remote;
 
@@ -36,5 +37,6 @@ fn main() -> ExitCode {
             }
         },
         cli::Command::Tracingpolicy(cmd) => policy_cmd::run(cmd),
+        cli::Command::OciHook(args) => oci_hook::run(&args),
     }
 }

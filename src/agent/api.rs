@@ -122,6 +122,7 @@ pub fn start(
     log_level: &str,
     conf: Vec<(String, String)>,
     manager: Arc<MemoryPolicyManager>,
+    runtime_hooks: Arc<super::containers::RuntimeRegistry>,
 ) -> Result<Option<Api>> {
     if flags.server_address.is_empty() && flags.health_server_address.is_empty() {
         return Ok(None);
@@ -141,6 +142,7 @@ pub fn start(
             conf,
             commit: String::new(),
         },
+        hooks: Some(runtime_hooks),
     };
     let cfg = ServerConfig {
         server_address: flags.server_address.clone(),

@@ -2,7 +2,12 @@
 //! not name the container, and Tetragon's `in_init_tree`.
 
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use vigil_api::runtime_hook::{Registration, RuntimeHooks};
+use vigil_proto::tetragon;
 
 use vigil_process::container::{container_id_in_proc_cgroup, docker_of_id, in_init_tree};
 use vigil_process::model::ProcessInfo;
@@ -17,14 +22,40 @@ const MAX_CGROUPS: usize = 8192;
 pub struct CgroupResolver {
     procfs: PathBuf,
     known: HashMap<u64, String>,
+    runtime: Option<Arc<RuntimeRegistry>>,
 }
 
 impl CgroupResolver {
-    pub fn new(procfs: PathBuf) -> Self {
+    pub fn new(procfs: PathBuf, runtime: Option<Arc<RuntimeRegistry>>) -> Self {
         Self {
             procfs,
             known: HashMap::new(),
+            runtime,
         }
+    }
+
+    /// What the runtime hook said about cgroup `cgroup_id`, if it said anything.
+    pub fn registered(&self, cgroup_id: u64) -> Option<Registration> {
+        self.runtime.as_ref()?.get(cgroup_id)
+    }
+
+    /// The pod of a process whose container the runtime hook registered with pod identity.
+    pub fn hook_pod(&self, info: &ProcessInfo) -> Option<tetragon::Pod> {
+        let r = self.registered(info.cgroup_id)?;
+        if r.pod_name.is_empty() {
+            return None;
+        }
+        Some(tetragon::Pod {
+            namespace: r.pod_namespace,
+            name: r.pod_name,
+            container: Some(tetragon::Container {
+                id: r.container_id,
+                name: r.container_name,
+                pid: Some(vigil_proto::pbjson_types::UInt32Value { value: info.nspid }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
     }
 
     /// The container id of `pid`'s cgroup `cgroup_id` from its full path.
@@ -51,6 +82,67 @@ impl CgroupResolver {
     }
 }
 
+/// Containers registered by the runtime hook (`RuntimeHook` RPC), by cgroup id: filled by the
+/// API thread before the runtime starts the container, read by the pipeline on each exec.
+pub struct RuntimeRegistry {
+    /// The cgroup v2 mount (`/sys/fs/cgroup`, or its `unified` directory on hybrid hosts).
+    cgroup_root: PathBuf,
+    by_cgroup: Mutex<HashMap<u64, Registration>>,
+}
+
+impl RuntimeRegistry {
+    pub fn new(cgroup_root: PathBuf) -> Arc<Self> {
+        Arc::new(Self {
+            cgroup_root,
+            by_cgroup: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The unified hierarchy of this host.
+    pub fn host_cgroup_root() -> PathBuf {
+        let unified = PathBuf::from("/sys/fs/cgroup/unified");
+        if unified.join("cgroup.procs").exists() {
+            unified
+        } else {
+            PathBuf::from("/sys/fs/cgroup")
+        }
+    }
+
+    fn get(&self, cgroup_id: u64) -> Option<Registration> {
+        if cgroup_id == 0 {
+            return None;
+        }
+        let map = self.by_cgroup.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&cgroup_id).cloned()
+    }
+}
+
+impl RuntimeHooks for RuntimeRegistry {
+    /// The kernel's cgroup id is the inode of the cgroup's directory; runtimes create the
+    /// cgroup before they run createRuntime/createContainer hooks.
+    fn create_container(&self, reg: Registration) -> Result<(), String> {
+        let dir = self.cgroup_root.join(&reg.cgroup_dir);
+        let cgroup_id = std::fs::metadata(&dir)
+            .map_err(|e| format!("cgroup {}: {e}", dir.display()))?
+            .ino();
+        tracing::info!(
+            container_id = reg.container_id,
+            cgroup_id,
+            cgroup = %dir.display(),
+            pod = format!("{}/{}", reg.pod_namespace, reg.pod_name),
+            "runtime hook: container registered"
+        );
+        let mut map = self.by_cgroup.lock().unwrap_or_else(|e| e.into_inner());
+        // Ids are never reused while the kernel runs; dead cgroups only cost memory, so
+        // bound it the way the resolver does.
+        if map.len() >= MAX_CGROUPS {
+            map.clear();
+        }
+        map.insert(cgroup_id, reg);
+        Ok(())
+    }
+}
+
 /// Completes a new image's container identity: the full-path id when the leaf had none, and
 /// `in_init_tree` from its parent (with Tetragon's `inInitTree` flag).
 pub fn complete(
@@ -58,7 +150,11 @@ pub fn complete(
     parent: Option<&ProcessInfo>,
     resolver: Option<&mut CgroupResolver>,
 ) {
-    if info.container_id.is_empty()
+    // The runtime's word first: it names the container whatever its cgroup is called.
+    if let Some(reg) = resolver.as_ref().and_then(|r| r.registered(info.cgroup_id)) {
+        info.container_id = reg.container_id;
+        info.docker = docker_of_id(&info.container_id);
+    } else if info.container_id.is_empty()
         && let Some(r) = resolver
     {
         info.container_id = r.container_id(info.key.pid, info.cgroup_id);

@@ -145,7 +145,12 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     );
     pipeline.set_hook_registry(hook_registry);
     pipeline.set_kprobe_ancestors(opts.ancestors_kprobe);
-    pipeline.set_cgroup_resolver(containers::CgroupResolver::new(opts.procfs.clone()));
+    let runtime_hooks =
+        containers::RuntimeRegistry::new(containers::RuntimeRegistry::host_cgroup_root());
+    pipeline.set_cgroup_resolver(containers::CgroupResolver::new(
+        opts.procfs.clone(),
+        Some(Arc::clone(&runtime_hooks)),
+    ));
     if let (Some(k8s), Some(pods)) = (&opts.k8s, pods) {
         pipeline.set_pod_identity(containers::PodIdentity::new(pods, k8s.pod_wait));
     }
@@ -184,6 +189,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         &flags.log_level,
         conf,
         Arc::clone(&manager),
+        runtime_hooks,
     )?;
     tracing::info!(
         ready_ms = started.elapsed().as_millis() as u64,

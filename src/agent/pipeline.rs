@@ -125,7 +125,11 @@ impl Pipeline {
     }
 
     fn proto(&self, info: &ProcessInfo, exec: bool) -> tetragon::Process {
-        encode::process(info, &self.clock, &self.enc, exec)
+        let mut p = encode::process(info, &self.clock, &self.enc, exec);
+        if p.pod.is_none() {
+            p.pod = self.cgroups.as_ref().and_then(|c| c.hook_pod(info));
+        }
+        p
     }
 
     fn ancestors_of(&self, parent: Option<&ProcessInfo>) -> Vec<tetragon::Process> {

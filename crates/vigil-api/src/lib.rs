@@ -9,6 +9,7 @@ pub mod fanout;
 pub mod fields;
 pub mod filters;
 pub mod policy;
+pub mod runtime_hook;
 pub mod server;
 pub mod service;
 pub mod table;

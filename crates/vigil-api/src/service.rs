@@ -38,6 +38,8 @@ pub struct Service {
     pub policies: Arc<dyn PolicyManager>,
     pub control: Arc<dyn AgentControl>,
     pub info: AgentInfo,
+    /// Where `RuntimeHook` registrations go; `None`: the RPC is unimplemented.
+    pub hooks: Option<Arc<dyn crate::runtime_hook::RuntimeHooks>>,
 }
 
 fn op_status(e: PolicyOpError) -> Status {
@@ -356,11 +358,25 @@ impl FineGuidanceSensors for Service {
 
     async fn runtime_hook(
         &self,
-        _request: Request<RuntimeHookRequest>,
+        request: Request<RuntimeHookRequest>,
     ) -> Result<Response<RuntimeHookResponse>, Status> {
-        Err(Status::unimplemented(
-            "RuntimeHook: vigil has no container runtime integration yet (Kubernetes issue)",
-        ))
+        let Some(hooks) = &self.hooks else {
+            return Err(Status::unimplemented(
+                "RuntimeHook: not enabled in this agent",
+            ));
+        };
+        let Some(runtime_hook_request::Event::CreateContainer(c)) = request.into_inner().event
+        else {
+            return Err(Status::invalid_argument(
+                "RuntimeHook: no event (only createContainer is known)",
+            ));
+        };
+        let reg = crate::runtime_hook::registration(&c)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        hooks
+            .create_container(reg)
+            .map_err(Status::failed_precondition)?;
+        Ok(Response::new(RuntimeHookResponse {}))
     }
 
     async fn get_debug(
