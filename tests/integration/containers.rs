@@ -31,6 +31,18 @@ fn runc_available() -> bool {
 impl Container {
     /// Starts `init_script` (busybox sh) detached, in cgroup `cgroup_path`.
     pub fn start(dir: &Path, name: &str, cgroup_path: &str, init_script: &str) -> Container {
+        Self::start_with(dir, name, cgroup_path, init_script, &Value::Null)
+    }
+
+    /// `start` with `extra` (an object) merged into config.json's top level: hooks,
+    /// annotations.
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        cgroup_path: &str,
+        init_script: &str,
+        extra: &Value,
+    ) -> Container {
         assert!(runc_available(), "runc is required for the container tests");
         let bundle = dir.join(format!("bundle-{name}"));
         let rootfs = bundle.join("rootfs");
@@ -63,6 +75,11 @@ impl Container {
         // No network namespace: nothing here needs one and it keeps setup quick.
         let namespaces = spec["linux"]["namespaces"].as_array_mut().unwrap();
         namespaces.retain(|n| n["type"] != "network");
+        if let Some(extra) = extra.as_object() {
+            for (k, v) in extra {
+                spec[k] = v.clone();
+            }
+        }
         std::fs::write(&spec_path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
         // A detached container keeps runc's stdio: a file, never a pipe we would wait on.
         let log = bundle.join("runc.log");
@@ -246,4 +263,137 @@ fn runc_container_nested_cgroup_layout() {
     let p = &find_exec(&events, "0.21").unwrap()["process"];
     assert_eq!(p["docker"], DOCKER);
     assert_eq!(p["in_init_tree"], true);
+}
+
+/// config.json additions: `vigil oci-hook` as a createRuntime hook (runc runs it after
+/// creating the cgroup, before the container's first exec) and CRI pod annotations.
+fn hook_spec(grpc_address: &str, log: &Path) -> Value {
+    serde_json::json!({
+        "hooks": {"createRuntime": [{
+            "path": vigil_bin(),
+            "args": ["vigil", "oci-hook", format!("--grpc-address={grpc_address}"),
+                     format!("--log-fname={}", log.display())],
+            "timeout": 10,
+        }]},
+        "annotations": {
+            "io.kubernetes.cri.sandbox-name": "web-0",
+            "io.kubernetes.cri.sandbox-namespace": "shop",
+            "io.kubernetes.cri.container-name": "nginx",
+        },
+    })
+}
+
+/// Issue 9, runtime hooks: the hook registers the container before its first exec, so the
+/// init's exec already carries the id and pod although neither the cgroup path nor /proc
+/// names a container.
+#[test]
+fn oci_hook_registers_container_before_first_exec() {
+    let _g = serial();
+    let agent = Agent::start("oci-hook", &["--log-format=json"]);
+    let dir = scratch_dir("oci-hook-bundles");
+    let name = format!("vigil-hook-{}", std::process::id());
+    // No id-like component: without the hook this container would have no identity.
+    let cgroup = format!("/vigil-hook-test/{name}");
+    let socket = format!(
+        "unix://{}/vigil.sock",
+        agent.stderr_path.parent().unwrap().display()
+    );
+    let log = dir.join("hook.log");
+    let extra = hook_spec(&socket, &log);
+    let ctr = Container::start_with(
+        &dir,
+        &name,
+        &cgroup,
+        "while :; do /bin/sleep 0.22; done",
+        &extra,
+    );
+    let init = ctr.init_pid();
+    let events = agent.wait_for("a sleep in the container", WAIT, |ev| {
+        find_exec(ev, "0.22").is_some()
+    });
+    drop(ctr);
+    let (_, agent_log) = agent.stop();
+    let hook_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(hook_log.is_empty(), "the hook logged a failure: {hook_log}");
+    let registered = agent_log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| {
+            l["fields"]["message"] == "runtime hook: container registered"
+                && l["fields"]["container_id"] == name.as_str()
+        })
+        .unwrap_or_else(|| panic!("no registration in the agent log:\n{agent_log}"));
+    // The very first exec in the container: the init's, after the registration (both are
+    // UTC wall-clock times of this host).
+    let init_exec = execs_of_pid(&events, init);
+    assert_eq!(init_exec.len(), 1, "one exec of the container init");
+    let at = utc_seconds(registered["timestamp"].as_str().unwrap());
+    let init_line = events
+        .iter()
+        .find(|e| {
+            e.get("process_exec")
+                .is_some_and(|x| pid_of(x) == u64::from(init))
+        })
+        .unwrap();
+    let exec_at = utc_seconds(init_line["time"].as_str().unwrap());
+    assert!(at < exec_at, "registered at {at}, first exec at {exec_at}");
+    eprintln!(
+        "registered {:.1} ms before the first exec",
+        (exec_at - at) * 1e3
+    );
+    for p in [
+        &init_exec[0]["process"],
+        &find_exec(&events, "0.22").unwrap()["process"],
+    ] {
+        assert_eq!(p["docker"], name.as_str(), "{p}");
+        assert_eq!(p["pod"]["name"], "web-0", "{p}");
+        assert_eq!(p["pod"]["namespace"], "shop", "{p}");
+        assert_eq!(p["pod"]["container"]["name"], "nginx", "{p}");
+    }
+    crate::proto_check::assert_lines_parse_with_protobuf(&events);
+}
+
+/// A hook that cannot reach the agent logs one line and lets the container start.
+#[test]
+fn oci_hook_without_agent_does_not_block_the_container() {
+    let _g = serial();
+    let dir = scratch_dir("oci-hook-noagent");
+    let name = format!("vigil-hook-noagent-{}", std::process::id());
+    let log = dir.join("hook.log");
+    let missing = format!("unix://{}/nobody.sock", dir.display());
+    let extra = hook_spec(&missing, &log);
+    let ctr = Container::start_with(
+        &dir,
+        &name,
+        &format!("/vigil-hook-test/{name}"),
+        "/bin/sleep 30",
+        &extra,
+    );
+    assert!(ctr.init_pid() > 0);
+    drop(ctr);
+    let hook_log = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = hook_log.lines().collect();
+    assert_eq!(lines.len(), 1, "{hook_log}");
+    assert!(
+        lines[0].contains("container not registered") && lines[0].contains("nobody.sock"),
+        "{hook_log}"
+    );
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time (`2026-11-28T21:36:15.9915Z`).
+fn utc_seconds(t: &str) -> f64 {
+    let (date, time) = t.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let hms: Vec<f64> = time.split(':').map(|x| x.parse().unwrap()).collect();
+    days as f64 * 86_400.0 + hms[0] * 3600.0 + hms[1] * 60.0 + hms[2]
 }
