@@ -238,7 +238,7 @@ impl PodIdentity {
             let (Some(proto), Some(info)) = (proto, info) else {
                 continue;
             };
-            if info.container_id.is_empty() || proto.pod.is_some() {
+            if info.container_id.is_empty() {
                 continue;
             }
             match store.lookup(&info.container_id) {
@@ -246,6 +246,8 @@ impl PodIdentity {
                     gave_up.remove(&info.container_id);
                     proto.pod = Some(c.for_process(&info.binary, &info.arguments, info.nspid));
                 }
+                // The runtime hook named the pod: the API's fuller view is not waited for.
+                None if proto.pod.is_some() => {}
                 None => complete &= gave_up.contains(&info.container_id),
             }
         }
