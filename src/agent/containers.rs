@@ -290,3 +290,50 @@ impl PodIdentity {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(dir: &str) -> Registration {
+        Registration {
+            container_id: "c1".into(),
+            cgroup_dir: PathBuf::from(dir),
+            pod_name: "web".into(),
+            pod_namespace: "shop".into(),
+            ..Default::default()
+        }
+    }
+
+    /// A registration is keyed by the inode of the cgroup directory (the kernel's cgroup id).
+    #[test]
+    fn registry_keys_by_cgroup_inode() {
+        let root = std::env::temp_dir().join(format!("vigil-registry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        let ino = std::fs::metadata(root.join("a/b")).unwrap().ino();
+        let registry = RuntimeRegistry::new(root.clone());
+        registry.create_container(reg("a/b")).unwrap();
+        let resolver = CgroupResolver::new(PathBuf::from("/nonexistent"), Some(registry.clone()));
+        assert_eq!(resolver.registered(ino).unwrap().container_id, "c1");
+        assert!(resolver.registered(ino + 1).is_none());
+        assert!(resolver.registered(0).is_none());
+        // The registered id wins over what the cgroup name said.
+        let mut info = ProcessInfo {
+            cgroup_id: ino,
+            container_id: "f".repeat(64),
+            ..Default::default()
+        };
+        let mut r = resolver;
+        complete(&mut info, None, Some(&mut r));
+        assert_eq!(
+            (info.container_id.as_str(), info.docker.as_str()),
+            ("c1", "c1")
+        );
+        let pod = r.hook_pod(&info).unwrap();
+        assert_eq!((pod.namespace.as_str(), pod.name.as_str()), ("shop", "web"));
+        let e = registry.create_container(reg("missing")).unwrap_err();
+        assert!(e.contains("missing"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
