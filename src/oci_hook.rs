@@ -16,6 +16,10 @@ use vigil_proto::tetragon::{RuntimeHookRequest, runtime_hook_request};
 
 #[derive(Debug, Args)]
 pub struct OciHookArgs {
+    /// The stage the runtime runs the hook at (Tetragon's positional argument):
+    /// createRuntime and createContainer register the container, others do nothing.
+    #[arg(default_value = "createRuntime")]
+    pub hook: String,
     /// The agent's gRPC address.
     #[arg(long, default_value = "unix:///var/run/vigil/vigil.sock")]
     pub grpc_address: String,
@@ -71,6 +75,9 @@ async fn register(args: &OciHookArgs, timeout: Duration) -> Result<String> {
 }
 
 pub fn run(args: &OciHookArgs) -> ExitCode {
+    if !matches!(args.hook.as_str(), "createRuntime" | "createContainer") {
+        return ExitCode::SUCCESS;
+    }
     let result =
         crate::agent::parse_duration("grpc-timeout", &args.grpc_timeout).and_then(|timeout| {
             tokio::runtime::Builder::new_current_thread()

@@ -120,7 +120,13 @@ impl RuntimeRegistry {
 impl RuntimeHooks for RuntimeRegistry {
     /// The kernel's cgroup id is the inode of the cgroup's directory; runtimes create the
     /// cgroup before they run createRuntime/createContainer hooks.
-    fn create_container(&self, reg: Registration) -> Result<(), String> {
+    fn create_container(&self, mut reg: Registration) -> Result<(), String> {
+        if reg.container_id.is_empty() {
+            let path = reg.cgroup_dir.to_string_lossy();
+            reg.container_id = vigil_process::container::container_id_in_path(&path)
+                .ok_or_else(|| format!("no containerID and none in cgroup path {path}"))?
+                .to_string();
+        }
         let dir = self.cgroup_root.join(&reg.cgroup_dir);
         let cgroup_id = std::fs::metadata(&dir)
             .map_err(|e| format!("cgroup {}: {e}", dir.display()))?
@@ -334,6 +340,20 @@ mod tests {
         assert_eq!((pod.namespace.as_str(), pod.name.as_str()), ("shop", "web"));
         let e = registry.create_container(reg("missing")).unwrap_err();
         assert!(e.contains("missing"), "{e}");
+        // Without a containerID (Tetragon's hook sends none) the id comes from the path.
+        let id = "ab".repeat(32);
+        std::fs::create_dir_all(root.join(format!("docker/{id}"))).unwrap();
+        let mut anonymous = reg(&format!("docker/{id}"));
+        anonymous.container_id.clear();
+        registry.create_container(anonymous).unwrap();
+        let ino = std::fs::metadata(root.join(format!("docker/{id}")))
+            .unwrap()
+            .ino();
+        assert_eq!(r.registered(ino).unwrap().container_id, id);
+        let mut nameless = reg("a");
+        nameless.container_id.clear();
+        let e = registry.create_container(nameless).unwrap_err();
+        assert!(e.contains("no containerID"), "{e}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

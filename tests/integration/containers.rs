@@ -271,7 +271,7 @@ fn hook_spec(grpc_address: &str, log: &Path) -> Value {
     serde_json::json!({
         "hooks": {"createRuntime": [{
             "path": vigil_bin(),
-            "args": ["vigil", "oci-hook", format!("--grpc-address={grpc_address}"),
+            "args": ["vigil", "oci-hook", "createRuntime", format!("--grpc-address={grpc_address}"),
                      format!("--log-fname={}", log.display())],
             "timeout": 10,
         }]},

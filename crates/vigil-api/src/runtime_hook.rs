@@ -116,6 +116,7 @@ pub fn create_container(
 /// A container the runtime announced, as the agent keeps it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Registration {
+    /// Empty when the hook did not say (Tetragon's does not).
     pub container_id: String,
     pub container_name: String,
     /// Relative to the cgroup v2 mount (systemd `slice:prefix:name` expanded).
@@ -127,13 +128,11 @@ pub struct Registration {
 }
 
 /// Reads a `CreateContainer` request: the message's fields, falling back to the annotations
-/// (a hook that sent only annotations still gives the pod).
+/// (a hook that sent only annotations still gives the pod). `containerID` may be empty, as
+/// from Tetragon's hook: the agent then takes it from the cgroup path.
 pub fn registration(req: &CreateContainer) -> Result<Registration, HookError> {
     if req.cgroups_path.is_empty() {
         return Err(HookError::Request("cgroupsPath is empty".into()));
-    }
-    if req.container_id.is_empty() {
-        return Err(HookError::Request("containerID is empty".into()));
     }
     let or = |field: &str, keys: &[&str]| {
         if field.is_empty() {
@@ -294,12 +293,8 @@ mod tests {
         assert_eq!(r.pod_namespace, "ns");
         assert_eq!(r.cgroup_dir, PathBuf::from("x/y"));
         assert!(r.sandbox);
-        req.container_id.clear();
-        assert!(
-            registration(&req)
-                .unwrap_err()
-                .to_string()
-                .contains("containerID")
-        );
+        req.cgroups_path.clear();
+        let e = registration(&req).unwrap_err().to_string();
+        assert!(e.contains("cgroupsPath"), "{e}");
     }
 }
