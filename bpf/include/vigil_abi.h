@@ -223,6 +223,20 @@ struct vigil_arg_filter {
 	__s64 values[VIGIL_MAX_INT_VALUES];
 };
 
+/* matchNamespaces entry: the task's namespace `kind` (index in struct vigil_namespaces:
+ * uts, ipc, mnt, pid, pid_for_children, net, time, time_for_children, cgroup, user) is, or is
+ * not (op), one of the inode numbers in values ("host_ns" is resolved by the loader). */
+#define VIGIL_MAX_NS_FILTERS 10 /* matchNamespaces entries per selector, as Tetragon */
+#define VIGIL_MAX_NS_VALUES 4   /* values per entry, as Tetragon */
+#define VIGIL_NS_KINDS 10
+struct vigil_ns_filter {
+	__u8 kind;
+	__u8 op;      /* VIGIL_OP_IN, VIGIL_OP_NOT_IN */
+	__u8 nvalues;
+	__u8 pad;
+	__u32 values[VIGIL_MAX_NS_VALUES];
+};
+
 struct vigil_selector_cfg {
 	__u32 nfilters;
 	__u32 actions; /* VIGIL_ACT_* */
@@ -237,6 +251,10 @@ struct vigil_selector_cfg {
 	__u32 ret_actions; /* matchReturnActions: VIGIL_ACT_* run at the paired exit */
 	__u32 flags;       /* VIGIL_SEL_* */
 	__u64 rate_ns;     /* Post rateLimit: at most one event per interval and scope; 0 none */
+	/* matchNamespaces: every entry must hold (AND), as Tetragon. */
+	__u32 nns;
+	__u32 pad_ns;
+	struct vigil_ns_filter ns[VIGIL_MAX_NS_FILTERS];
 };
 
 /* Key of the exact-string and LPM (prefix, reversed postfix) value sets. */
@@ -299,6 +317,7 @@ struct vigil_syscall_msg {
 #define VIGIL_SEL_RATE_GLOBAL (1u << 1)  /* rateLimitScope global */
 #define VIGIL_SEL_FOLLOW_FORKS (1u << 2) /* matchPIDs followForks: ancestors count */
 #define VIGIL_SEL_FOLLOW_CHILDREN (1u << 3) /* matchBinaries followChildren */
+#define VIGIL_SEL_NS_PID (1u << 4) /* matchPIDs isNamespacePID: pids as the task's pid namespace numbers them */
 
 /* A filter slot naming the return value (matchReturnArgs). */
 #define VIGIL_SLOT_RET 7

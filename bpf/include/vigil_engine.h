@@ -25,6 +25,7 @@
 #define VIGIL_ENGINE_COMPAT (1u << 0) /* a 32-bit (ia32) system call */
 
 #include "vigil_engine_maps.h"
+#include "vigil_task.h"
 
 static __always_inline void count(__u32 idx)
 {
@@ -436,12 +437,81 @@ static __always_inline int ancestor_listed(__u32 sel_idx, struct vigil_proc_entr
 	return c.found;
 }
 
+struct nsanc_ctx {
+	__u32 sel_idx;
+	__u32 found;
+	struct task_struct *task; /* the task whose parent is looked at next */
+};
+
+/* One generation up the kernel's task tree, comparing pid-namespace pids (isNamespacePID:
+ * the process table keeps host pids only). Stops below the idle task (host pid 0). */
+static long nsanc_step(__u32 i, struct nsanc_ctx *c)
+{
+	struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &c->sel_idx);
+	struct task_struct *task = c->task, *parent;
+
+	if (!sel || !task)
+		return 1;
+	parent = BPF_CORE_READ(task, real_parent, group_leader);
+	if (!parent || BPF_CORE_READ(parent, tgid) == 0)
+		return 1;
+	if (pid_listed(sel, task_nspid(parent, NULL))) {
+		c->found = 1;
+		return 1;
+	}
+	c->task = parent;
+	return 0;
+}
+
+/* matchNamespaces: every entry holds for the current task. */
+static __always_inline int namespaces_match(const struct vigil_selector_cfg *sel,
+					    struct task_struct *task)
+{
+	struct vigil_namespaces ns = {};
+	__u32 *inums = (__u32 *)&ns;
+
+	task_namespaces(task, &ns);
+	for (int i = 0; i < VIGIL_MAX_NS_FILTERS; i++) {
+		const struct vigil_ns_filter *f = &sel->ns[i];
+		__u32 v;
+		int in = 0;
+
+		if (i >= sel->nns)
+			break;
+		if (f->kind >= VIGIL_NS_KINDS)
+			return 0; /* the loader writes no such kind */
+		v = inums[f->kind];
+		for (int j = 0; j < VIGIL_MAX_NS_VALUES; j++) {
+			if (j >= f->nvalues)
+				break;
+			in |= f->values[j] == v;
+		}
+		if ((f->op == VIGIL_OP_IN) != in)
+			return 0;
+	}
+	return 1;
+}
+
 /* Process-level filters (PIDs, binaries): evaluated at entry only. followForks and
  * followChildren extend them to descendants: the process or one of its ancestors. */
 static __always_inline int process_match(const struct vigil_selector_cfg *sel, __u32 sel_idx,
 					 __u32 tgid, struct vigil_proc_entry *proc)
 {
-	if (sel->pid_op) {
+	if (sel->pid_op && (sel->flags & VIGIL_SEL_NS_PID)) {
+		struct task_struct *task = (void *)bpf_get_current_task();
+		struct nsanc_ctx c = { .sel_idx = sel_idx };
+		int in;
+
+		task = BPF_CORE_READ(task, group_leader);
+		in = pid_listed(sel, task_nspid(task, NULL));
+		if (!in && (sel->flags & VIGIL_SEL_FOLLOW_FORKS)) {
+			c.task = task;
+			bpf_loop(VIGIL_ANCESTORS_MAX, nsanc_step, &c, 0);
+			in = c.found;
+		}
+		if ((sel->pid_op == VIGIL_OP_IN) != in)
+			return 0;
+	} else if (sel->pid_op) {
 		int in = pid_listed(sel, tgid);
 
 		if (!in && (sel->flags & VIGIL_SEL_FOLLOW_FORKS))
@@ -449,6 +519,8 @@ static __always_inline int process_match(const struct vigil_selector_cfg *sel, _
 		if ((sel->pid_op == VIGIL_OP_IN) != in)
 			return 0;
 	}
+	if (sel->nns && !namespaces_match(sel, (void *)bpf_get_current_task()))
+		return 0;
 	if (sel->bin_op) {
 		struct vigil_bin_key bk = { .set_id = sel->bin_set_id };
 		int in;

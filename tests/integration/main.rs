@@ -9,6 +9,7 @@ mod hooks;
 mod kernel_caps;
 mod lifecycle;
 mod load;
+mod namespaces;
 mod policy;
 mod policy_engine;
 mod proto_check;
