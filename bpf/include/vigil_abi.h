@@ -176,6 +176,9 @@ enum vigil_arg_kind {
 	VIGIL_ARG_UINT64 = 4, /* also size_t */
 	VIGIL_ARG_STRING = 5, /* NUL-terminated user string */
 	VIGIL_ARG_KSTRING = 6, /* NUL-terminated kernel string (tracepoint records, raw tp) */
+	VIGIL_ARG_BUF = 7,    /* char_buf: user bytes, count from argument size_index; the msg
+			       * carries up to VIGIL_ARG_STR_MAX - 1 of them and, in ints[], the
+			       * count asked for (more: the bytes were cut) */
 };
 
 enum vigil_op {
@@ -205,7 +208,8 @@ struct vigil_hook_cfg {
 	__u32 pad;
 	__u8 arg_kind[VIGIL_MAX_ARGS];
 	__u8 arg_index[VIGIL_MAX_ARGS]; /* syscall argument number of each reported arg */
-	__u8 pad2[6];
+	__u8 size_index[VIGIL_MAX_ARGS]; /* VIGIL_ARG_BUF: syscall argument holding the count */
+	__u8 pad2;
 	/* Exit pairing (engine): selection completes at the paired exit when flags say so. */
 	__u32 flags;    /* VIGIL_HOOK_* */
 	__u8 path_slot; /* slot whose string filters also try the kernel-resolved path; 0xff none */

@@ -613,7 +613,8 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 
 		if (i >= h->nargs)
 			break;
-		if ((h->arg_kind[i] == VIGIL_ARG_STRING || h->arg_kind[i] == VIGIL_ARG_KSTRING) &&
+		if ((h->arg_kind[i] == VIGIL_ARG_STRING || h->arg_kind[i] == VIGIL_ARG_KSTRING ||
+		     h->arg_kind[i] == VIGIL_ARG_BUF) &&
 		    !((strs >> i) & 1))
 			continue;
 		s->st.msg.str_len[i] = 0;
@@ -634,6 +635,28 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 		case VIGIL_ARG_UINT64:
 			s->st.msg.ints[i] = (__s64)raw;
 			break;
+		case VIGIL_ARG_BUF: {
+			__u32 si = h->size_index[i] & 7;
+			__u64 want;
+			__u32 n;
+
+			if (si >= VIGIL_ENGINE_NARGS)
+				si = VIGIL_ENGINE_NARGS - 1; /* the loader refuses such indices */
+			want = regs[si];
+			/* The count asked for: the event says how much was cut (never silently). */
+			s->st.msg.ints[i] = (__s64)want;
+			n = want < VIGIL_ARG_STR_MAX - 1 ? (__u32)want : VIGIL_ARG_STR_MAX - 1;
+			n &= VIGIL_ARG_STR_MAX - 1;
+			if (n && bpf_probe_read_user(s->st.strs[i], n, (void *)raw)) {
+				s->st.msg.str_error |= 1u << i;
+				break;
+			}
+			s->st.str_len_full[i] = n;
+			s->st.msg.str_len[i] = n;
+			if (want > n)
+				s->st.msg.str_trunc |= 1u << i;
+			break;
+		}
 		case VIGIL_ARG_STRING:
 		case VIGIL_ARG_KSTRING:
 			/* Strings of tracepoint records and raw tracepoints live in the kernel. */

@@ -214,12 +214,15 @@ impl Pipeline {
             .enumerate()
             .map(|(i, (kind, label))| {
                 let arg = match kind {
-                    HookArg::String | HookArg::LinuxBinprm if m.str_error & (1 << i) != 0 => {
+                    HookArg::String | HookArg::LinuxBinprm | HookArg::Bytes
+                        if m.str_error & (1 << i) != 0 =>
+                    {
                         Arg::ErrorArg(tetragon::KprobeError {
                             message: "cannot read the argument from memory".into(),
                         })
                     }
                     HookArg::String => Arg::StringArg(text_of(i)),
+                    HookArg::Bytes => bytes_arg(rec.strings.get(i), m.ints[i] as u64),
                     HookArg::LinuxBinprm => Arg::LinuxBinprmArg(tetragon::KprobeLinuxBinprm {
                         path: text_of(i),
                         ..Default::default()
@@ -562,7 +565,22 @@ fn int_arg(kind: HookArg, v: i64) -> tetragon::kprobe_argument::Arg {
                 abi: if v & ia32 != 0 { "i386" } else { "x64" }.to_string(),
             })
         }
-        HookArg::String | HookArg::LinuxBinprm => Arg::LongArg(v),
+        HookArg::String | HookArg::LinuxBinprm | HookArg::Bytes => Arg::LongArg(v),
+    }
+}
+
+/// A `char_buf`: the bytes the engine read and the count the call asked for. When the
+/// engine's buffer cut them, Tetragon's `truncated_bytes_arg` says so with the full size.
+fn bytes_arg(read: Option<&Vec<u8>>, asked: u64) -> tetragon::kprobe_argument::Arg {
+    use tetragon::kprobe_argument::Arg;
+    let bytes = read.cloned().unwrap_or_default();
+    if asked > bytes.len() as u64 {
+        Arg::TruncatedBytesArg(tetragon::KprobeTruncatedBytes {
+            bytes_arg: bytes,
+            orig_size: asked,
+        })
+    } else {
+        Arg::BytesArg(bytes)
     }
 }
 

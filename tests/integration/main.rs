@@ -2,6 +2,7 @@
 //! kernel and the real agent binary.
 
 mod api;
+mod char_buf;
 mod cli;
 mod export;
 mod harness;

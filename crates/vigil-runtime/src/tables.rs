@@ -39,6 +39,9 @@ pub enum HookArg {
     SyscallId,
     /// `linux_binprm_arg` {path}.
     LinuxBinprm,
+    /// `char_buf`: `bytes_arg`, or `truncated_bytes_arg` with the size asked for when the
+    /// engine's buffer cut it.
+    Bytes,
 }
 
 /// Which event a hook produces, with what identifies the hook in it.
@@ -176,6 +179,7 @@ fn arg_kind(t: ArgType) -> Option<(u8, HookArg)> {
         ArgType::Uint64 => (VIGIL_ARG_UINT64 as u8, HookArg::Uint64),
         ArgType::SizeT => (VIGIL_ARG_UINT64 as u8, HookArg::SizeT),
         ArgType::String | ArgType::Filename => (VIGIL_ARG_STRING as u8, HookArg::String),
+        ArgType::CharBuf => (VIGIL_ARG_BUF as u8, HookArg::Bytes),
         _ => return None,
     })
 }
@@ -413,6 +417,9 @@ pub(crate) fn build_hook(
                 "a syscall has at most 6 arguments",
             ));
         }
+        if u32::from(kind) == VIGIL_ARG_BUF {
+            config.size_index[slot] = char_buf_size(&format!("{path}.args[{slot}]"), a)?;
+        }
         config.arg_kind[slot] = kind;
         config.arg_index[slot] = a.index as u8;
         args.push((report, a.label.clone()));
@@ -514,6 +521,15 @@ pub(crate) fn build_hook(
                         sel.nfilters += 1;
                         if u32::from(config.arg_kind[slot]) == VIGIL_ARG_STRING {
                             config.filter_strs |= 1 << slot;
+                        }
+                        if u32::from(config.arg_kind[slot]) == VIGIL_ARG_BUF {
+                            return Err(unsupported(
+                                &spath,
+                                format!(
+                                    "matchArgs on char_buf argument {pos} is not supported by \
+                                     this runtime yet"
+                                ),
+                            ));
                         }
                     }
                 }
@@ -617,6 +633,32 @@ pub(crate) fn build_hook(
     });
     ids.next_hook += 1;
     Ok(())
+}
+
+/// The syscall argument that holds a `char_buf`'s byte count (`sizeArgIndex`, 1-based in
+/// the YAML, as Tetragon). The engine reads up to VIGIL_ARG_STR_MAX - 1 bytes of it.
+fn char_buf_size(path: &str, a: &vigil_policy::compile::ArgReader) -> Result<u8, Unsupported> {
+    if a.read_at_return {
+        return Err(unsupported(
+            path,
+            "char_buf with returnCopy is not supported by this runtime yet",
+        ));
+    }
+    match a.size_arg {
+        Some(i) if i <= 5 && i != a.index => Ok(i as u8),
+        Some(i) => Err(unsupported(
+            path,
+            format!(
+                "sizeArgIndex {} names no other system call argument (1 to 6)",
+                i + 1
+            ),
+        )),
+        None => Err(unsupported(
+            path,
+            "char_buf without sizeArgIndex is not supported by this runtime yet (the engine \
+             needs the argument that holds the byte count)",
+        )),
+    }
 }
 
 /// Adds one matchPIDs entry to a selector. Entries of a selector all hold (AND), as in

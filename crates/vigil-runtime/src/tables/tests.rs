@@ -360,3 +360,51 @@ fn host_namespace_is_the_inode_of_the_hosts_link() {
         );
     }
 }
+
+const WRITE: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: write
+spec:
+  kprobes:
+  - call: "sys_write"
+    syscall: true
+    args:
+    - index: 0
+      type: "int"
+    - index: 1
+      type: "char_buf"
+      sizeArgIndex: 3
+    - index: 2
+      type: "size_t"
+"#;
+
+#[test]
+fn char_buf_reads_its_count_from_the_size_argument() {
+    let t = build(&plan(WRITE), &mut Ids::default(), &|_| None).unwrap();
+    let cfg = &t.tables.hooks[0].config;
+    assert_eq!(u32::from(cfg.arg_kind[1]), VIGIL_ARG_BUF);
+    assert_eq!(cfg.arg_index[1], 1);
+    // sizeArgIndex 3 is 1-based: the count is system call argument 2.
+    assert_eq!(cfg.size_index[1], 2);
+    assert_eq!(t.hooks[0].args[1].0, HookArg::Bytes);
+}
+
+#[test]
+fn char_buf_without_a_usable_size_is_refused_by_name() {
+    for (from, to, needle) in [
+        ("      sizeArgIndex: 3\n", "", "sizeArgIndex"),
+        ("sizeArgIndex: 3", "sizeArgIndex: 2", "sizeArgIndex 2"),
+        (
+            "sizeArgIndex: 3",
+            "sizeArgIndex: 3\n      returnCopy: true",
+            "returnCopy",
+        ),
+    ] {
+        let yaml = WRITE.replace(from, to);
+        let err = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap_err();
+        assert!(err.reason.contains(needle), "{from:?}: {err}");
+        assert_eq!(err.path, "spec.kprobes[0].args[1]", "{err}");
+    }
+}
