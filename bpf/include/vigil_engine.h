@@ -463,35 +463,6 @@ static long nsanc_step(__u32 i, struct nsanc_ctx *c)
 	return 0;
 }
 
-/* matchNamespaces: every entry holds for the current task. */
-static __always_inline int namespaces_match(const struct vigil_selector_cfg *sel,
-					    struct task_struct *task)
-{
-	struct vigil_namespaces ns = {};
-	__u32 *inums = (__u32 *)&ns;
-
-	task_namespaces(task, &ns);
-	for (int i = 0; i < VIGIL_MAX_NS_FILTERS; i++) {
-		const struct vigil_ns_filter *f = &sel->ns[i];
-		__u32 v;
-		int in = 0;
-
-		if (i >= sel->nns)
-			break;
-		if (f->kind >= VIGIL_NS_KINDS)
-			return 0; /* the loader writes no such kind */
-		v = inums[f->kind];
-		for (int j = 0; j < VIGIL_MAX_NS_VALUES; j++) {
-			if (j >= f->nvalues)
-				break;
-			in |= f->values[j] == v;
-		}
-		if ((f->op == VIGIL_OP_IN) != in)
-			return 0;
-	}
-	return 1;
-}
-
 /* Process-level filters (PIDs, binaries): evaluated at entry only. followForks and
  * followChildren extend them to descendants: the process or one of its ancestors. */
 static __always_inline int process_match(const struct vigil_selector_cfg *sel, __u32 sel_idx,
