@@ -463,24 +463,91 @@ static long nsanc_step(__u32 i, struct nsanc_ctx *c)
 	return 0;
 }
 
+struct ns_ctx {
+	__u32 sel_idx;
+	__u32 result;
+};
+
+/* One matchNamespaces entry per bpf_loop iteration (verified once, like filter_step): only
+ * the namespace the entry names is read. */
+static long ns_step(__u32 i, struct ns_ctx *c)
+{
+	struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &c->sel_idx);
+	const struct vigil_ns_filter *f;
+	__u32 v;
+	int in = 0;
+
+	if (!sel || i >= sel->nns) {
+		if (!sel)
+			c->result = 0;
+		return 1;
+	}
+	asm volatile("" : "+r"(i));
+	if (i >= VIGIL_MAX_NS_FILTERS)
+		return 1;
+	f = &sel->ns[i];
+	v = task_namespace((void *)bpf_get_current_task(), f->kind);
+	for (int j = 0; j < VIGIL_MAX_NS_VALUES; j++) {
+		if (j >= f->nvalues)
+			break;
+		in |= f->values[j] == v;
+	}
+	if ((f->op == VIGIL_OP_IN) != in) {
+		c->result = 0;
+		return 1;
+	}
+	return 0;
+}
+
+/* Whether a parent, grandparent, ... of `task` has a listed pid-namespace pid. */
+static __always_inline int ns_ancestor_listed(__u32 sel_idx, struct task_struct *task)
+{
+	struct nsanc_ctx c = { .sel_idx = sel_idx, .task = task };
+
+	bpf_loop(VIGIL_ANCESTORS_MAX, nsanc_step, &c, 0);
+	return c.found;
+}
+
+/* matchNamespaces: every entry holds for the current task. */
+static __always_inline int namespaces_match(__u32 sel_idx)
+{
+	struct ns_ctx c = { .sel_idx = sel_idx, .result = 1 };
+
+	bpf_loop(VIGIL_MAX_NS_FILTERS, ns_step, &c, 0);
+	return c.result;
+}
+
+/*
+ * matchPIDs isNamespacePID and matchNamespaces of selector `sel_idx` for the current task.
+ * A global function: the verifier checks it once on its own instead of in every context that
+ * reaches it, so policies that do not use these selectors do not pay for them at load.
+ */
+__noinline int vigil_ns_select(__u32 sel_idx)
+{
+	struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &sel_idx);
+	struct task_struct *task;
+	int in;
+
+	if (!sel)
+		return 0;
+	if ((sel->flags & VIGIL_SEL_NS_PID) && sel->pid_op) {
+		task = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), group_leader);
+		in = pid_listed(sel, task_nspid(task, NULL));
+		if (!in && (sel->flags & VIGIL_SEL_FOLLOW_FORKS))
+			in = ns_ancestor_listed(sel_idx, task);
+		if ((sel->pid_op == VIGIL_OP_IN) != in)
+			return 0;
+	}
+	return !sel->nns || namespaces_match(sel_idx);
+}
+
 /* Process-level filters (PIDs, binaries): evaluated at entry only. followForks and
  * followChildren extend them to descendants: the process or one of its ancestors. */
 static __always_inline int process_match(const struct vigil_selector_cfg *sel, __u32 sel_idx,
 					 __u32 tgid, struct vigil_proc_entry *proc)
 {
-	if (sel->pid_op && (sel->flags & VIGIL_SEL_NS_PID)) {
-		struct task_struct *task = (void *)bpf_get_current_task();
-		struct nsanc_ctx c = { .sel_idx = sel_idx };
-		int in;
-
-		task = BPF_CORE_READ(task, group_leader);
-		in = pid_listed(sel, task_nspid(task, NULL));
-		if (!in && (sel->flags & VIGIL_SEL_FOLLOW_FORKS)) {
-			c.task = task;
-			bpf_loop(VIGIL_ANCESTORS_MAX, nsanc_step, &c, 0);
-			in = c.found;
-		}
-		if ((sel->pid_op == VIGIL_OP_IN) != in)
+	if (((sel->flags & VIGIL_SEL_NS_PID) && sel->pid_op) || sel->nns) {
+		if (!vigil_ns_select(sel_idx))
 			return 0;
 	} else if (sel->pid_op) {
 		int in = pid_listed(sel, tgid);
@@ -490,8 +557,6 @@ static __always_inline int process_match(const struct vigil_selector_cfg *sel, _
 		if ((sel->pid_op == VIGIL_OP_IN) != in)
 			return 0;
 	}
-	if (sel->nns && !namespaces_match(sel, (void *)bpf_get_current_task()))
-		return 0;
 	if (sel->bin_op) {
 		struct vigil_bin_key bk = { .set_id = sel->bin_set_id };
 		int in;

@@ -44,33 +44,37 @@ static __always_inline __u32 task_namespaces(struct task_struct *task, struct vi
 	return task_nspid(task, &ns->pid);
 }
 
-/* matchNamespaces: every entry holds for the current task. */
-static __always_inline int namespaces_match(const struct vigil_selector_cfg *sel,
-					    struct task_struct *task)
+/* The inode of one namespace (kind: index in struct vigil_namespaces) of `task`. */
+static __always_inline __u32 task_namespace(struct task_struct *task, __u32 kind)
 {
-	struct vigil_namespaces ns = {};
-	__u32 *inums = (__u32 *)&ns;
+	struct nsproxy *nsp = BPF_CORE_READ(task, nsproxy);
+	__u32 pid_ns = 0;
 
-	task_namespaces(task, &ns);
-	for (int i = 0; i < VIGIL_MAX_NS_FILTERS; i++) {
-		const struct vigil_ns_filter *f = &sel->ns[i];
-		__u32 v;
-		int in = 0;
-
-		if (i >= sel->nns)
-			break;
-		if (f->kind >= VIGIL_NS_KINDS)
-			return 0; /* the loader writes no such kind */
-		v = inums[f->kind];
-		for (int j = 0; j < VIGIL_MAX_NS_VALUES; j++) {
-			if (j >= f->nvalues)
-				break;
-			in |= f->values[j] == v;
-		}
-		if ((f->op == VIGIL_OP_IN) != in)
-			return 0;
+	switch (kind) {
+	case 0:
+		return BPF_CORE_READ(nsp, uts_ns, ns.inum);
+	case 1:
+		return BPF_CORE_READ(nsp, ipc_ns, ns.inum);
+	case 2:
+		return BPF_CORE_READ(nsp, mnt_ns, ns.inum);
+	case 3:
+		task_nspid(task, &pid_ns);
+		return pid_ns;
+	case 4:
+		return BPF_CORE_READ(nsp, pid_ns_for_children, ns.inum);
+	case 5:
+		return BPF_CORE_READ(nsp, net_ns, ns.inum);
+	case 6:
+		return bpf_core_field_exists(nsp->time_ns) ? BPF_CORE_READ(nsp, time_ns, ns.inum) : 0;
+	case 7:
+		return bpf_core_field_exists(nsp->time_ns_for_children) ?
+			       BPF_CORE_READ(nsp, time_ns_for_children, ns.inum) :
+			       0;
+	case 8:
+		return BPF_CORE_READ(nsp, cgroup_ns, ns.inum);
+	default:
+		return BPF_CORE_READ(task, cred, user_ns, ns.inum);
 	}
-	return 1;
 }
 
 #endif
