@@ -47,27 +47,19 @@ fn cats<'a>(events: &'a [Value], policy: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-/// Runs `cat /etc/hostname` on the host, then as pid 1 of a new pid namespace, and returns
-/// (host cat's pid, unshare's pid: the parent of the namespaced cat).
-fn host_then_namespaced() -> (u32, u32) {
-    let host = run(Command::new("/usr/bin/cat").arg("/etc/hostname"));
-    let unshare = run(Command::new("/usr/bin/unshare").args([
-        "--pid",
-        "--fork",
-        "/usr/bin/cat",
-        "/etc/hostname",
-    ]));
-    (host, unshare)
-}
-
-fn check(name: &str, selector: &str) {
+/// Runs `cat /etc/hostname` on the host, then `inside` (a command line that runs the same
+/// cat) in a new pid namespace; the namespaced cat must match and the host cat must not.
+fn check(name: &str, selector: &str, inside: &[&str]) {
     let _g = serial();
     let dir = scratch_dir(&format!("{name}-files"));
     let file = policy(&dir, name, selector);
     let agent = Agent::start(name, &["--tracing-policy", &file]);
-    let (host, unshare) = host_then_namespaced();
+    let host = run(Command::new("/usr/bin/cat").arg("/etc/hostname"));
+    run(Command::new("/usr/bin/unshare")
+        .args(["--pid", "--fork"])
+        .args(inside));
     let events = agent.wait_for("the namespaced cat", WAIT, |ev| {
-        cats(ev, name).iter().any(|e| e["parent"]["pid"] == unshare)
+        cats(ev, name).iter().any(|e| pid_of(e) != u64::from(host))
     });
     agent.stop();
     let mine = cats(&events, name);
@@ -85,6 +77,7 @@ fn match_namespaces_not_in_host_ns_matches_only_a_new_pid_namespace() {
       - namespace: Pid
         operator: NotIn
         values: ["host_ns"]"#,
+        &["/usr/bin/cat", "/etc/hostname"],
     );
 }
 
@@ -97,5 +90,25 @@ fn is_namespace_pid_compares_the_pid_inside_the_namespace() {
       - operator: In
         isNamespacePID: true
         values: [1]"#,
+        &["/usr/bin/cat", "/etc/hostname"],
+    );
+}
+
+#[test]
+fn is_namespace_pid_with_follow_forks_covers_descendants() {
+    // Inside: sh (pid 1) -> sh (pid 2) -> cat (pid 3): the cat descends from pid 2 there.
+    // On the host pid 2 is kthreadd, which no user process descends from.
+    check(
+        "nspid-two-forks",
+        r#"      matchPIDs:
+      - operator: In
+        isNamespacePID: true
+        followForks: true
+        values: [2]"#,
+        &[
+            "/bin/sh",
+            "-c",
+            "/bin/sh -c '/usr/bin/cat /etc/hostname; true'; true",
+        ],
     );
 }
