@@ -54,6 +54,11 @@ fn check(name: &str, selector: &str, inside: &[&str]) {
     let dir = scratch_dir(&format!("{name}-files"));
     let file = policy(&dir, name, selector);
     let agent = Agent::start(name, &["--tracing-policy", &file]);
+    let log = std::fs::read_to_string(&agent.stderr_path).unwrap();
+    assert!(
+        log.contains("tracing policy loaded"),
+        "the policy must load:\n{log}"
+    );
     let host = run(Command::new("/usr/bin/cat").arg("/etc/hostname"));
     run(Command::new("/usr/bin/unshare")
         .args(["--pid", "--fork"])
@@ -110,5 +115,80 @@ fn is_namespace_pid_with_follow_forks_covers_descendants() {
             "-c",
             "/bin/sh -c '/usr/bin/cat /etc/hostname; true'; true",
         ],
+    );
+}
+
+/// The same selectors on a tracepoint hook (the engine every kernel runs: syscall hooks use
+/// kprobes where the kernel has them). No `unshare` binary: the child enters a new pid
+/// namespace itself, so its own child (the cat) is pid 1 there.
+#[test]
+fn portable_namespace_selectors_on_a_tracepoint() {
+    use std::os::unix::process::CommandExt;
+    let _g = serial();
+    let name = "ns-exec-tp";
+    let dir = scratch_dir(&format!("{name}-files"));
+    let file = dir.join("tp.yaml");
+    std::fs::write(
+        &file,
+        r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: ns-exec-tp
+spec:
+  tracepoints:
+  - subsystem: "sched"
+    event: "sched_process_exec"
+    args:
+    - index: 4
+      type: "data_loc"
+    selectors:
+    - matchArgs:
+      - index: 4
+        operator: "Postfix"
+        values: ["/cat"]
+      matchPIDs:
+      - operator: In
+        isNamespacePID: true
+        values: [1]
+      matchNamespaces:
+      - namespace: Pid
+        operator: NotIn
+        values: ["host_ns"]
+"#,
+    )
+    .unwrap();
+    let agent = Agent::start(name, &["--tracing-policy", file.to_str().unwrap()]);
+    let log = std::fs::read_to_string(&agent.stderr_path).unwrap();
+    assert!(
+        log.contains("tracing policy loaded"),
+        "the policy must load:\n{log}"
+    );
+    let host = run(Command::new("/usr/bin/cat").arg("/dev/null"));
+    let mut sh = Command::new("/bin/sh");
+    sh.args(["-c", "/usr/bin/cat /dev/null; true"]);
+    // SAFETY: unshare(2) only, between fork and exec.
+    unsafe {
+        sh.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWPID) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let sh = run(&mut sh);
+    let events = agent.wait_for("the namespaced cat", WAIT, |ev| {
+        of_kind(ev, "process_tracepoint")
+            .iter()
+            .any(|e| e["policy_name"] == name && e["parent"]["pid"] == sh)
+    });
+    agent.stop();
+    let mine: Vec<_> = of_kind(&events, "process_tracepoint")
+        .into_iter()
+        .filter(|e| e["policy_name"] == name)
+        .collect();
+    assert!(
+        mine.iter().all(|e| pid_of(e) != u64::from(host)),
+        "the host cat (pid {host}) must not match: {mine:?}"
     );
 }
