@@ -31,6 +31,12 @@ pub enum Command {
     Getevents(Box<GetEventsArgs>),
     /// The agent's health (tetra status).
     Status(ClientFlags),
+    /// The agent's eBPF programs and maps, its process cache (tetra debug/dump).
+    #[command(subcommand)]
+    Debug(crate::remote::debug::DebugCommand),
+    /// Get or set the agent's log level (tetra loglevel).
+    #[command(subcommand)]
+    Loglevel(crate::remote::debug::LoglevelCommand),
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +175,19 @@ pub struct AgentFlags {
     /// Directory for the agent's runtime files (process-cache dumps on SIGUSR1).
     #[arg(long, default_value = "/var/run/vigil")]
     pub state_dir: PathBuf,
+    /// Watch this node's pods in the Kubernetes API and add `pod` to container events.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub enable_k8s_api: bool,
+    /// Kubeconfig for --enable-k8s-api (default: in-cluster, then the usual places).
+    #[arg(long)]
+    pub k8s_kubeconfig_path: Option<PathBuf>,
+    /// Copy pod annotations into `pod.pod_annotations`.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub enable_pod_annotations: bool,
+    /// With --enable-k8s-api: how long an event from a container whose pod is not known yet
+    /// waits for it before going out without `pod` (vigil; e.g. 2s, 500ms, 0).
+    #[arg(long, default_value = "2s")]
+    pub k8s_pod_wait: String,
     /// TracingPolicy file to load at start (repeatable).
     #[arg(long)]
     pub tracing_policy: Vec<PathBuf>,

@@ -25,6 +25,8 @@ fn main() -> ExitCode {
         }
         cli::Command::Getevents(a) => remote::run("getevents", remote::getevents(*a)),
         cli::Command::Status(c) => remote::run("status", remote::status(c)),
+        cli::Command::Debug(cmd) => remote::debug::run(cmd),
+        cli::Command::Loglevel(cmd) => remote::debug::run_loglevel(cmd),
         cli::Command::Agent(flags) => match agent::run(&flags, &warnings) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

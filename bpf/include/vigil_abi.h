@@ -179,6 +179,16 @@ enum vigil_arg_kind {
 	VIGIL_ARG_BUF = 7,    /* char_buf: user bytes, count from argument size_index; the msg
 			       * carries up to VIGIL_ARG_STR_MAX - 1 of them and, in ints[], the
 			       * count asked for (more: the bytes were cut) */
+	/* Kernel objects of kernel-function and LSM hooks (bpf/include/vigil_kobj.h): read as a
+	 * string (the path, resolved in the kernel) plus an integer (the inode mode). */
+	VIGIL_ARG_KOBJ_FIRST = 16,
+	VIGIL_ARG_FILE = 16,    /* struct file * -> f_path */
+	VIGIL_ARG_PATH = 17,    /* struct path * */
+	VIGIL_ARG_DENTRY = 18,  /* struct dentry * (path inside its file system) */
+	VIGIL_ARG_BINPRM = 19,  /* struct linux_binprm * -> file */
+	/* 20: kernel strings are VIGIL_ARG_KSTRING above */
+	VIGIL_ARG_FILENAME = 21, /* struct filename * -> name */
+	VIGIL_ARG_KOBJ_LAST = 21,
 };
 
 enum vigil_op {
@@ -200,6 +210,7 @@ enum vigil_op {
 #define VIGIL_ACT_POST (1u << 0)
 #define VIGIL_ACT_SIGKILL (1u << 1)
 #define VIGIL_ACT_SIGNAL (1u << 2)
+#define VIGIL_ACT_OVERRIDE (1u << 3) /* fmod_ret / LSM: the hooked function returns `override_rc` */
 
 struct vigil_hook_cfg {
 	__u32 nargs;
@@ -249,7 +260,7 @@ struct vigil_selector_cfg {
 	__u32 bin_set_id;
 	__u32 pid_op;  /* VIGIL_OP_NONE, VIGIL_OP_IN, VIGIL_OP_NOT_IN */
 	__u32 npids;
-	__u32 pad;
+	__s32 override_rc; /* VIGIL_ACT_OVERRIDE: the value returned instead (e.g. -EPERM) */
 	__u32 pids[VIGIL_MAX_PIDS];
 	struct vigil_arg_filter filters[VIGIL_MAX_ARG_FILTERS];
 	__u32 ret_actions; /* matchReturnActions: VIGIL_ACT_* run at the paired exit */

@@ -278,6 +278,14 @@ static __always_inline struct file *fd_file(__s64 fd)
 #define PHASE_ENTRY 0
 #define PHASE_EXIT 1
 
+/* String-valued argument kinds: user and kernel strings, and kernel objects read as a path
+ * (vigil_kobj.h). */
+static __always_inline int engine_arg_is_str(__u8 kind)
+{
+	return kind == VIGIL_ARG_STRING || kind == VIGIL_ARG_KSTRING ||
+	       (kind >= VIGIL_ARG_KOBJ_FIRST && kind <= VIGIL_ARG_KOBJ_LAST);
+}
+
 static __always_inline int int_match(__s64 v, const struct vigil_arg_filter *f)
 {
 	int any = 0;
@@ -357,7 +365,7 @@ static __always_inline int filter_match(struct sys_scratch *s, const struct vigi
 	}
 	if (phase == PHASE_EXIT)
 		return 1; /* evaluated at entry */
-	if (h->arg_kind[slot] != VIGIL_ARG_STRING && h->arg_kind[slot] != VIGIL_ARG_KSTRING)
+	if (!engine_arg_is_str(h->arg_kind[slot]))
 		return int_match(s->st.msg.ints[slot], f);
 	if (str_error & (1u << slot))
 		goto unreadable;
@@ -649,8 +657,7 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 
 		if (i >= h->nargs)
 			break;
-		if ((h->arg_kind[i] == VIGIL_ARG_STRING || h->arg_kind[i] == VIGIL_ARG_KSTRING ||
-		     h->arg_kind[i] == VIGIL_ARG_BUF) &&
+		if ((engine_arg_is_str(h->arg_kind[i]) || h->arg_kind[i] == VIGIL_ARG_BUF) &&
 		    !((strs >> i) & 1))
 			continue;
 		s->st.msg.str_len[i] = 0;
@@ -712,6 +719,23 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 			if (n == VIGIL_ARG_STR_MAX)
 				s->st.msg.str_trunc |= 1u << i;
 			break;
+#ifdef VIGIL_KOBJ_H
+		default: {
+			/* Kernel objects of kernel-function/LSM hooks (vigil_kobj.h). */
+			__u32 trunc = 0;
+
+			n = kobj_read(s->st.strs[i], h->arg_kind[i], raw, &s->st.msg.ints[i], &trunc);
+			if (n < 0) {
+				s->st.msg.str_error |= 1u << i;
+				break;
+			}
+			s->st.str_len_full[i] = n;
+			s->st.msg.str_len[i] = n;
+			if (trunc)
+				s->st.msg.str_trunc |= 1u << i;
+			break;
+		}
+#endif
 		}
 	}
 }
@@ -773,13 +797,14 @@ static __always_inline int rate_limited(const struct vigil_selector_cfg *sel, __
 
 /* Runs selector `matched`'s actions (enforcement first: it must not depend on ring space),
  * then posts. `actions` are the bits that apply in this phase. */
-static __always_inline void act(struct sys_scratch *s, __u32 hook, __u32 matched,
+static __always_inline int act(struct sys_scratch *s, __u32 hook, __u32 matched,
 				const struct vigil_selector_cfg *sel, __u32 actions,
 				__u64 pid_tgid, struct vigil_proc_entry *proc)
 {
 	struct vigil_syscall_msg *m = &s->st.msg;
 	__u32 tgid = pid_tgid >> 32;
 	int monitor = monitor_mode();
+	int verdict = 0;
 
 	sel_count(hook, matched, VIGIL_HOOK_MATCHED);
 	m->monitor = monitor;
@@ -792,12 +817,21 @@ static __always_inline void act(struct sys_scratch *s, __u32 hook, __u32 matched
 			sel_count(hook, matched, VIGIL_HOOK_ENFORCED);
 		}
 	}
+	/* Override: what an fmod_ret/LSM program returns instead of running the function. */
+	if (actions & VIGIL_ACT_OVERRIDE) {
+		if (monitor) {
+			sel_count(hook, matched, VIGIL_HOOK_MONITOR);
+		} else {
+			verdict = sel->override_rc;
+			sel_count(hook, matched, VIGIL_HOOK_ENFORCED);
+		}
+	}
 	if (!(actions & VIGIL_ACT_POST))
-		return;
+		return verdict;
 	m->hdr.ktime = bpf_ktime_get_boot_ns();
 	if (rate_limited(sel, hook, matched, pid_tgid, m->hdr.ktime)) {
 		sel_count(hook, matched, VIGIL_HOOK_RATE_LIMITED);
-		return;
+		return verdict;
 	}
 	m->hdr.kind = VIGIL_MSG_SYSCALL;
 	m->hdr.pad[0] = m->hdr.pad[1] = m->hdr.pad[2] = 0;
@@ -812,6 +846,7 @@ static __always_inline void act(struct sys_scratch *s, __u32 hook, __u32 matched
 	m->hook_id = hook;
 	m->selector = matched;
 	post(s, hook, matched);
+	return verdict;
 }
 
 struct sels_ctx {
@@ -961,9 +996,9 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 			return 0;
 		read_args(s, h, args, ~(__u32)h->filter_strs);
 		s->st.msg.actions = sel->actions;
-		act(s, hook, matched, sel, sel->actions, pid_tgid, proc);
+		/* fmod_ret/LSM programs return this: the Override value when enforcing, else 0. */
+		return act(s, hook, matched, sel, sel->actions, pid_tgid, proc);
 	}
-	return 0;
 }
 
 /*

@@ -7,7 +7,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["lifecycle", "syscalls", "hooks"];
+const PROGRAMS: &[&str] = &["lifecycle", "syscalls", "hooks", "kfuncs"];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());

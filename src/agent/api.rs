@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Result;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::reload::Handle;
-use vigil_api::policy::{Loaded, no_runtime};
 use vigil_api::{
     AgentControl, AgentInfo, ApiServer, GrpcSink, Hub, MemoryPolicyManager, ServerConfig, Service,
     TlsFiles,
@@ -91,6 +90,22 @@ pub struct Api {
     dumps: Receiver<DumpRequest>,
 }
 
+/// The agent's policies: those given at start and those added over gRPC, loaded through the
+/// one runtime. Policies persisted by an earlier run (`--persist-grpc-policies`) come back.
+pub fn policy_manager(
+    flags: &ServerFlags,
+    runtime: Arc<super::policies::Runtime>,
+) -> Arc<MemoryPolicyManager> {
+    let persist = flags
+        .persist_grpc_policies
+        .then(|| flags.persist_grpc_policies_dir.clone());
+    Arc::new(MemoryPolicyManager::new(
+        crate::policy_cmd::detect_capabilities(),
+        super::policies::loader(runtime),
+        persist,
+    ))
+}
+
 /// Creates the fan-out hub; its sink goes on the bus before the pipeline starts.
 pub fn hub(flags: &ServerFlags) -> (Arc<Hub>, GrpcSink) {
     let hub = Hub::new(flags.grpc_client_buffer);
@@ -106,31 +121,10 @@ pub fn start(
     reload: LogReload,
     log_level: &str,
     conf: Vec<(String, String)>,
-    runtime: Arc<super::policies::Runtime>,
+    manager: Arc<MemoryPolicyManager>,
 ) -> Result<Option<Api>> {
     if flags.server_address.is_empty() && flags.health_server_address.is_empty() {
         return Ok(None);
-    }
-    let caps = crate::policy_cmd::detect_capabilities();
-    let persist = flags
-        .persist_grpc_policies
-        .then(|| flags.persist_grpc_policies_dir.clone());
-    // Policies added over gRPC load into the kernel through the same runtime as those given
-    // at start; a policy without hooks needs nothing loaded.
-    let loader = move |plan: &vigil_policy::Plan| -> Result<Loaded, String> {
-        if plan.hooks.is_empty() {
-            return no_runtime(plan);
-        }
-        let (hooks, sensor) = runtime.load(plan)?;
-        tracing::info!(policy = %plan.name, hooks = hooks.len(), "tracing policy loaded over gRPC");
-        Ok(Loaded {
-            sensors: hooks.iter().map(|h| h.sensor_name()).collect(),
-            keep: Some(Box::new(sensor)),
-        })
-    };
-    let manager = MemoryPolicyManager::new(caps, Box::new(loader), persist);
-    for e in manager.restore() {
-        tracing::error!(error = e, "persisted policy not restored");
     }
     let (tx, dumps) = sync_channel(1);
     let control = Control {
@@ -140,7 +134,7 @@ pub fn start(
     };
     let service = Service {
         hub,
-        policies: Arc::new(manager),
+        policies: manager,
         control: Arc::new(control),
         info: AgentInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),

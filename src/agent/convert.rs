@@ -2,7 +2,7 @@
 
 use vigil_bpf::abi::*;
 use vigil_bpf::records::{ExecRecord, decode_path};
-use vigil_process::container::docker_field;
+use vigil_process::container::{container_id, docker_of_id};
 use vigil_process::exec_id::{ExecIds, ProcessKey};
 use vigil_process::model::{
     BinaryLocation, Credentials, ExecFile, NamespaceIds, PrivilegeChanges, ProcessInfo,
@@ -133,7 +133,11 @@ pub fn exec_info(ids: &ExecIds, rec: &ExecRecord, parent_exec_id: String) -> Pro
             },
             location,
         }),
-        docker: docker_field(&cgroup_name).unwrap_or_default(),
+        // The leaf names the container in every common layout; the pipeline searches the
+        // full path when it does not.
+        container_id: container_id(&cgroup_name).unwrap_or_default().to_string(),
+        docker: docker_of_id(container_id(&cgroup_name).unwrap_or_default()),
+        in_init_tree: false,
         cgroup_name,
         cgroup_id: m.cgroup_id,
         environment,
@@ -157,6 +161,10 @@ pub fn clone_info(
     info.flags = vec!["clone"];
     if parent.is_none() {
         info.flags.push("unknown");
+    }
+    // Inherited from the parent, as Tetragon marks a clone of an init-tree process.
+    if info.in_init_tree {
+        info.flags.push("inInitTree");
     }
     if let Some(file) = &mut info.file {
         file.privileges = PrivilegeChanges::default();
@@ -185,7 +193,9 @@ pub fn scanned_info(ids: &ExecIds, p: &ScannedProcess, parent: Option<ProcessKey
         creds: p.creds.clone(),
         namespaces: p.namespaces.clone(),
         file: None,
-        docker: docker_field(&p.cgroup_leaf).unwrap_or_default(),
+        docker: docker_of_id(&p.container_id),
+        container_id: p.container_id.clone(),
+        in_init_tree: false,
         cgroup_name: p.cgroup_leaf.clone(),
         cgroup_id: 0,
         environment: Vec::new(),

@@ -70,6 +70,7 @@ pub fn process(
         parent_exec_id: info.parent_exec_id.clone(),
         tid: u32v(info.tid),
         argv: info.argv.clone(),
+        in_init_tree: Some(info.in_init_tree.into()),
         ..Default::default()
     };
     if let Some(file) = &info.file {

@@ -5,6 +5,7 @@
 //! program; nothing is pinned, so nothing stays behind.
 
 mod api;
+mod containers;
 mod convert;
 mod encode;
 mod logging;
@@ -38,6 +39,8 @@ pub use options::parse_duration;
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
 /// Minimum time between two returns of freed memory to the system.
 const TRIM_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a deleted pod's containers stay known (their processes' last events).
+const DELETED_POD_TTL: Duration = Duration::from_secs(60);
 
 fn usernames() -> HashMap<u32, String> {
     std::fs::read_to_string("/etc/passwd")
@@ -72,6 +75,20 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         return Ok(());
     }
     vigil_bpf::preflight::check(opts.btf.as_deref())?;
+    // Before loading anything: a bad kubeconfig is a start-up error. The watch starts now
+    // so that pods are known by the time the first events leave.
+    let pods = match &opts.k8s {
+        Some(k8s) => {
+            let pods = vigil_k8s::PodStore::new(DELETED_POD_TTL, k8s.annotations).shared();
+            let watch = vigil_k8s::WatchOptions {
+                kubeconfig: k8s.kubeconfig.clone(),
+                node_name: node.clone(),
+            };
+            vigil_k8s::spawn(watch, pods.clone())?;
+            Some(pods)
+        }
+        None => None,
+    };
 
     let term = Arc::new(AtomicBool::new(false));
     let dump = Arc::new(AtomicBool::new(false));
@@ -100,7 +117,11 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         Arc::clone(&hook_registry),
         opts.btf.clone(),
     ));
-    let loaded_policies = policies::load_all(&policy_files, &runtime);
+    let manager = api::policy_manager(&flags.api, Arc::clone(&runtime));
+    let loaded_policies = manager.load_static(&policy_files);
+    for e in manager.restore() {
+        tracing::error!(error = e, "persisted policy not restored");
+    }
     let table = sensor.process_table()?;
 
     // Scan only after attaching: a process started in between is seen by both, and the
@@ -124,6 +145,10 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     );
     pipeline.set_hook_registry(hook_registry);
     pipeline.set_kprobe_ancestors(opts.ancestors_kprobe);
+    pipeline.set_cgroup_resolver(containers::CgroupResolver::new(opts.procfs.clone()));
+    if let (Some(k8s), Some(pods)) = (&opts.k8s, pods) {
+        pipeline.set_pod_identity(containers::PodIdentity::new(pods, k8s.pod_wait));
+    }
     pipeline.on_scanned(&scanned, &table, Instant::now());
     pipeline.flush();
 
@@ -158,7 +183,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         log_reload,
         &flags.log_level,
         conf,
-        Arc::clone(&runtime),
+        Arc::clone(&manager),
     )?;
     tracing::info!(
         ready_ms = started.elapsed().as_millis() as u64,
@@ -166,7 +191,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         programs = sensor.attached(),
         ring_buffer_bytes = vigil_bpf::lifecycle::ring_size(opts.ring_buffer_bytes),
         scanned = scanned.len(),
-        policies = loaded_policies.len(),
+        policies = loaded_policies,
         "vigil agent ready"
     );
     if let Some(api) = &api {
@@ -202,6 +227,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
                 break;
             }
         }
+        pending_flush |= pipeline.release_pending(Instant::now(), false);
         if pending_flush {
             pipeline.flush();
             pending_flush = false;
@@ -222,7 +248,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
             pipeline.flush();
         }
         if dump.swap(false, Ordering::Relaxed) {
-            dump_policy_counters(&loaded_policies, &opts);
+            dump_policy_counters(&manager, &opts);
             dump_cache(&pipeline, &opts);
         }
         if let Some(api) = &api {
@@ -252,7 +278,8 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     let _ = reader.join();
     pipeline.report_losses(counters.read());
     pipeline.close();
-    drop(loaded_policies);
+    // Policies first: their objects share the lifecycle maps.
+    manager.unload_all();
     drop(sensor);
     tracing::info!(
         events = pipeline.stats.events,
@@ -261,24 +288,14 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Writes the in-kernel per-hook counters as JSON lines (debug aid, SIGUSR1; the API will
-/// expose them in ListTracingPolicies).
-fn dump_policy_counters(loaded: &[policies::LoadedPolicy], opts: &AgentOptions) {
+/// Writes the in-kernel per-hook counters as JSON lines (debug aid, SIGUSR1; summed up,
+/// they are ListTracingPolicies' action counters).
+fn dump_policy_counters(manager: &vigil_api::MemoryPolicyManager, opts: &AgentOptions) {
     use std::io::Write;
     let path = opts.state_dir.join("policy-counters.json");
     let mut text = Vec::new();
-    for p in loaded {
-        for h in &p.hooks {
-            let c = p.sensor.hook_counters(h.id);
-            let selectors: Vec<_> = (0..h.selectors as u32)
-                .map(|i| p.sensor.selector_counters(h.id, i))
-                .collect();
-            let line = serde_json::json!({
-                "policy": p.name, "hook": h.hook_name(),
-                "mode": if p.sensor.mode() == vigil_bpf::syscalls::PolicyMode::Monitor { "monitor" } else { "enforce" },
-                "matched": c[0], "posted": c[1], "enforced": c[2], "dropped": c[3], "monitor": c[4],
-                "rate_limited": c[5], "pending_lost": c[6], "selectors": selectors,
-            });
+    for (_, lines) in manager.debug_lines() {
+        for line in lines {
             let _ = writeln!(text, "{line}");
         }
     }

@@ -32,6 +32,16 @@ pub struct AgentOptions {
     pub environment: bool,
     pub username_unix: bool,
     pub state_dir: PathBuf,
+    /// `--enable-k8s-api`: the pod watch's options.
+    pub k8s: Option<K8sOptions>,
+}
+
+#[derive(Debug, Clone)]
+pub struct K8sOptions {
+    pub kubeconfig: Option<PathBuf>,
+    pub annotations: bool,
+    /// How long an event waits for its container's pod.
+    pub pod_wait: Duration,
 }
 
 /// Parses Tetragon-style sizes: `65536`, `64K`, `4M`, `1G`.
@@ -126,6 +136,8 @@ impl AgentOptions {
                 f.max_args_size
             );
         }
+        // Checked even without --enable-k8s-api: a bad value is a mistake either way.
+        let pod_wait = parse_duration("k8s-pod-wait", &f.k8s_pod_wait)?;
         Ok(Self {
             export_filename: f.export_filename.clone(),
             export_file_perm: perm,
@@ -150,6 +162,11 @@ impl AgentOptions {
             environment: f.enable_process_environment_variables,
             username_unix,
             state_dir: f.state_dir.clone(),
+            k8s: f.enable_k8s_api.then(|| K8sOptions {
+                kubeconfig: f.k8s_kubeconfig_path.clone(),
+                annotations: f.enable_pod_annotations,
+                pod_wait,
+            }),
         })
     }
 }

@@ -43,6 +43,8 @@ pub struct Pipeline {
     reported_kernel: [u64; VIGIL_CNT_MAX as usize],
     reported_sink_lost: u64,
     hooks: super::policies::HookRegistry,
+    cgroups: Option<super::containers::CgroupResolver>,
+    pods: Option<super::containers::PodIdentity>,
     pub stats: PipelineStats,
 }
 
@@ -67,6 +69,8 @@ impl Pipeline {
             reported_kernel: [0; VIGIL_CNT_MAX as usize],
             reported_sink_lost: 0,
             hooks: super::policies::HookRegistry::default(),
+            cgroups: None,
+            pods: None,
             stats: PipelineStats::default(),
         }
     }
@@ -81,6 +85,43 @@ impl Pipeline {
         };
         self.bus.publish(response);
         self.stats.events += 1;
+    }
+
+    /// Emits an event about `process` (and `parent`), with their pods under
+    /// `--enable-k8s-api` (possibly after waiting for them; see `PodIdentity`).
+    fn emit_for(
+        &mut self,
+        event: Event,
+        ktime: u64,
+        process: Option<Arc<ProcessInfo>>,
+        parent: Option<Arc<ProcessInfo>>,
+    ) {
+        use super::containers::Pending;
+        let Some(pods) = &mut self.pods else {
+            return self.emit(event, ktime);
+        };
+        let ready = pods.admit(Pending::new(event, ktime, process, parent), Instant::now());
+        for p in ready {
+            self.emit(p.event, p.ktime);
+        }
+    }
+
+    /// Emits events whose pod wait is over; true if any went out.
+    pub fn release_pending(&mut self, now: Instant, all: bool) -> bool {
+        let Some(pods) = &mut self.pods else {
+            return false;
+        };
+        let ready = pods.release(now, all);
+        let any = !ready.is_empty();
+        for p in ready {
+            self.emit(p.event, p.ktime);
+        }
+        any
+    }
+
+    /// `--enable-k8s-api`: pods for container events.
+    pub fn set_pod_identity(&mut self, pods: super::containers::PodIdentity) {
+        self.pods = Some(pods);
     }
 
     fn proto(&self, info: &ProcessInfo, exec: bool) -> tetragon::Process {
@@ -146,6 +187,7 @@ impl Pipeline {
         if let Some(p) = &parent {
             info.parent_key = Some(p.key);
         }
+        super::containers::complete(&mut info, parent.as_deref(), self.cgroups.as_mut());
         let info = Arc::new(info);
         self.cache.insert(info.clone(), now);
         if m.replaced.ktime != 0 {
@@ -157,7 +199,7 @@ impl Pipeline {
             parent: parent.as_deref().map(|p| self.proto(p, false)),
             ancestors: self.ancestors_of(parent.as_deref()),
         };
-        self.emit(Event::ProcessExec(event), m.hdr.ktime);
+        self.emit_for(Event::ProcessExec(event), m.hdr.ktime, Some(info), parent);
     }
 
     fn on_clone(&mut self, msg: &vigil_clone_msg, now: Instant) {
@@ -178,8 +220,14 @@ impl Pipeline {
             time: Some(timestamp(&self.clock, msg.hdr.ktime)),
             ancestors: self.ancestors_of(parent.as_deref()),
         };
-        self.emit(Event::ProcessExit(event), msg.hdr.ktime);
-        self.cache.end(info.key, now);
+        let key = info.key;
+        self.emit_for(Event::ProcessExit(event), msg.hdr.ktime, Some(info), parent);
+        self.cache.end(key, now);
+    }
+
+    /// Looks up full cgroup paths in procfs when a cgroup's name does not name a container.
+    pub fn set_cgroup_resolver(&mut self, resolver: super::containers::CgroupResolver) {
+        self.cgroups = Some(resolver);
     }
 
     /// `--enable-ancestors kprobe`: ancestors on process_kprobe events too.
@@ -213,8 +261,20 @@ impl Pipeline {
             .iter()
             .enumerate()
             .map(|(i, (kind, label))| {
+                let text = || {
+                    let mut t = text_of(i);
+                    // A cut path keeps its leaf end (vigil_kobj.h): say so, never silently.
+                    if m.str_trunc & (1 << i) != 0 && !matches!(kind, HookArg::String) {
+                        t.insert_str(0, "...");
+                    }
+                    t
+                };
                 let arg = match kind {
-                    HookArg::String | HookArg::LinuxBinprm | HookArg::Bytes
+                    HookArg::String
+                    | HookArg::LinuxBinprm
+                    | HookArg::File
+                    | HookArg::Path
+                    | HookArg::Bytes
                         if m.str_error & (1 << i) != 0 =>
                     {
                         Arg::ErrorArg(tetragon::KprobeError {
@@ -222,9 +282,20 @@ impl Pipeline {
                         })
                     }
                     HookArg::String => Arg::StringArg(text_of(i)),
+                    HookArg::File => Arg::FileArg(tetragon::KprobeFile {
+                        path: text(),
+                        permission: permission(m.ints[i] as u32),
+                        ..Default::default()
+                    }),
+                    HookArg::Path => Arg::PathArg(tetragon::KprobePath {
+                        path: text(),
+                        permission: permission(m.ints[i] as u32),
+                        ..Default::default()
+                    }),
                     HookArg::Bytes => bytes_arg(rec.strings.get(i), m.ints[i] as u64),
                     HookArg::LinuxBinprm => Arg::LinuxBinprmArg(tetragon::KprobeLinuxBinprm {
-                        path: text_of(i),
+                        path: text(),
+                        permission: permission(m.ints[i] as u32),
                         ..Default::default()
                     }),
                     other => int_arg(*other, m.ints[i]),
@@ -246,14 +317,21 @@ impl Pipeline {
             });
         }
         let returned = u32::from(m.flags) & VIGIL_SYSMSG_RETURN != 0;
-        let ret = hook
-            .return_arg
-            .filter(|_| returned)
-            .map(|kind| tetragon::KprobeArgument {
-                arg: Some(int_arg(kind, m.ret)),
-                label: String::new(),
-            });
-        let action = if m.actions & VIGIL_ACT_SIGKILL != 0 {
+        // A kernel-function return probe's value is in an argument slot: `return`, not an
+        // argument. Syscall and uprobe returns come from the paired exit.
+        let ret = match hook.return_slot {
+            Some(i) if i < args.len() => Some(args.remove(i)),
+            _ => hook
+                .return_arg
+                .filter(|_| returned)
+                .map(|kind| tetragon::KprobeArgument {
+                    arg: Some(int_arg(kind, m.ret)),
+                    label: String::new(),
+                }),
+        };
+        let action = if m.actions & VIGIL_ACT_OVERRIDE != 0 {
+            tetragon::KprobeAction::Override
+        } else if m.actions & VIGIL_ACT_SIGKILL != 0 {
             tetragon::KprobeAction::Sigkill
         } else if m.actions & VIGIL_ACT_SIGNAL != 0 {
             tetragon::KprobeAction::Signal
@@ -268,6 +346,27 @@ impl Pipeline {
             self.emit(event, m.hdr.ktime);
             return;
         }
+        let ancestors = if self.kprobe_ancestors {
+            self.ancestors_of(parent.as_deref())
+        } else {
+            Vec::new()
+        };
+        if hook.lsm {
+            let event = tetragon::ProcessLsm {
+                process: Some(self.proto(&info, false)),
+                parent: parent.as_deref().map(|p| self.proto(p, false)),
+                function_name: hook.function_name.clone(),
+                policy_name: hook.policy_name.clone(),
+                message: hook.message.clone().unwrap_or_default(),
+                args,
+                action: action as i32,
+                tags: hook.tags.clone(),
+                ancestors,
+                ..Default::default()
+            };
+            self.emit(Event::ProcessLsm(event), m.hdr.ktime);
+            return;
+        }
         let event = tetragon::ProcessKprobe {
             process: Some(self.proto(&info, false)),
             parent: parent.as_deref().map(|p| self.proto(p, false)),
@@ -279,20 +378,21 @@ impl Pipeline {
                 _ => hook.function_name.clone(),
             },
             args,
+            return_action: if hook.return_slot.is_some() && ret.is_some() {
+                tetragon::KprobeAction::Post as i32
+            } else {
+                return_action(m.ret_actions)
+            },
             r#return: ret,
-            return_action: return_action(m.ret_actions),
             action: action as i32,
             policy_name: hook.policy_name.clone(),
             message: hook.message.clone().unwrap_or_default(),
             tags: hook.tags.clone(),
-            ancestors: if self.kprobe_ancestors {
-                self.ancestors_of(parent.as_deref())
-            } else {
-                Vec::new()
-            },
+            ancestors,
             ..Default::default()
         };
-        self.emit(Event::ProcessKprobe(event), m.hdr.ktime);
+        drop(hooks);
+        self.emit_for(Event::ProcessKprobe(event), m.hdr.ktime, Some(info), parent);
     }
 
     /// process_tracepoint / process_uprobe / process_usdt, as Tetragon's.
@@ -373,8 +473,11 @@ impl Pipeline {
     /// exec_id.
     pub fn on_scanned(&mut self, scanned: &[ScannedProcess], table: &ProcessTable, now: Instant) {
         for p in scanned {
-            let parent = self.cache.by_pid(p.ppid).map(|i| i.key);
-            let info = scanned_info(&self.ids, p, parent);
+            let parent_info = self.cache.by_pid(p.ppid);
+            let parent = parent_info.as_ref().map(|i| i.key);
+            let mut info = scanned_info(&self.ids, p, parent);
+            // The scan read the full cgroup paths already: no resolver.
+            super::containers::complete(&mut info, parent_info.as_deref(), None);
             let entry = vigil_proc_entry {
                 key: vigil_proc_key {
                     pid: p.pid,
@@ -404,7 +507,12 @@ impl Pipeline {
                 parent: parent_info.as_deref().map(|i| self.proto(i, false)),
                 ancestors: self.ancestors_of(parent_info.as_deref()),
             };
-            self.emit(Event::ProcessExec(event), boot_ns());
+            self.emit_for(
+                Event::ProcessExec(event),
+                boot_ns(),
+                Some(info),
+                parent_info,
+            );
         }
     }
 
@@ -489,6 +597,7 @@ impl Pipeline {
 
     /// Shutdown: sinks report what is pending (rate-limit drops) and flush.
     pub fn close(&mut self) {
+        self.release_pending(Instant::now(), true);
         self.bus.close();
     }
 
@@ -565,7 +674,9 @@ fn int_arg(kind: HookArg, v: i64) -> tetragon::kprobe_argument::Arg {
                 abi: if v & ia32 != 0 { "i386" } else { "x64" }.to_string(),
             })
         }
-        HookArg::String | HookArg::LinuxBinprm | HookArg::Bytes => Arg::LongArg(v),
+        HookArg::String | HookArg::LinuxBinprm | HookArg::File | HookArg::Path | HookArg::Bytes => {
+            Arg::LongArg(v)
+        }
     }
 }
 
@@ -592,5 +703,54 @@ fn return_action(bits: u32) -> i32 {
         tetragon::KprobeAction::Signal as i32
     } else {
         0
+    }
+}
+
+/// `ls -l` style mode string of an inode mode (Tetragon's `permission`), "" when unknown.
+fn permission(mode: u32) -> String {
+    if mode == 0 {
+        return String::new();
+    }
+    let kind = match mode & 0o170000 {
+        0o040000 => 'd',
+        0o120000 => 'l',
+        0o020000 => 'c',
+        0o060000 => 'b',
+        0o010000 => 'p',
+        0o140000 => 's',
+        _ => '-',
+    };
+    let mut out = String::with_capacity(10);
+    out.push(kind);
+    for (shift, special, lower, upper) in [
+        (6, 0o4000, 's', 'S'),
+        (3, 0o2000, 's', 'S'),
+        (0, 0o1000, 't', 'T'),
+    ] {
+        let bits = (mode >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        out.push(match (bits & 1 != 0, mode & special != 0) {
+            (true, true) => lower,
+            (false, true) => upper,
+            (true, false) => 'x',
+            (false, false) => '-',
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod permission_tests {
+    use super::permission;
+
+    #[test]
+    fn mode_strings_as_ls() {
+        assert_eq!(permission(0o100644), "-rw-r--r--");
+        assert_eq!(permission(0o040755), "drwxr-xr-x");
+        assert_eq!(permission(0o104755), "-rwsr-xr-x");
+        assert_eq!(permission(0o041777), "drwxrwxrwt");
+        assert_eq!(permission(0o120777), "lrwxrwxrwx");
+        assert_eq!(permission(0), "");
     }
 }

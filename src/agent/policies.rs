@@ -1,13 +1,17 @@
-//! Loading TracingPolicies at start (`--tracing-policy`, `--tracing-policy-dir`): parse,
-//! compile for this kernel, build kernel tables, load. A policy loads completely or not at
-//! all; one that fails is reported (log, with every reason) and the agent starts without it.
+//! The policy runtime of the agent: plans -> kernel tables -> loaded objects, shared by the
+//! policies given at start (`--tracing-policy`, `--tracing-policy-dir`, domain `static`) and
+//! those added over gRPC; both live in one policy manager (vigil-api). A policy loads
+//! completely or not at all; one that fails is reported (log, with every reason) and the
+//! agent starts without it.
 
 use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use vigil_api::policy::{HookCounters, Kept, Loaded, Loader, no_runtime};
 use vigil_bpf::hooks::HookSensor;
+use vigil_bpf::kfuncs::KfuncSensor;
 use vigil_bpf::syscalls::{PolicyMode as KernelMode, SharedMaps, SyscallSensor};
 use vigil_policy::Plan;
 use vigil_policy::state::PolicyMode;
@@ -66,7 +70,32 @@ impl Runtime {
                     .map_err(|e| e.to_string())?,
             )
         };
-        Ok((tables.hooks, PolicySensors { syscalls, others }))
+        let kfuncs = if tables.kfuncs.is_empty() {
+            None
+        } else {
+            let k = KfuncSensor::load(
+                &self.maps,
+                &tables.kfuncs,
+                &tables.tables,
+                self.btf.as_deref(),
+            )
+            .map_err(|e| e.to_string())?;
+            for (id, mechanism) in k.mechanisms() {
+                let function = tables.hooks.iter().find(|h| h.id == id);
+                tracing::info!(policy = %plan.name, hook = id,
+                    function = function.map_or("", |h| h.function_name.as_str()),
+                    mechanism, "kernel hook attached");
+            }
+            Some(k)
+        };
+        Ok((
+            tables.hooks,
+            PolicySensors {
+                syscalls,
+                others,
+                kfuncs,
+            },
+        ))
     }
 }
 
@@ -75,12 +104,14 @@ impl Runtime {
 pub struct PolicySensors {
     syscalls: Option<SyscallSensor>,
     others: Option<HookSensor>,
+    kfuncs: Option<KfuncSensor>,
 }
 
 impl PolicySensors {
     pub fn attached(&self) -> usize {
         self.syscalls.as_ref().map_or(0, SyscallSensor::attached)
             + self.others.as_ref().map_or(0, HookSensor::attached)
+            + self.kfuncs.as_ref().map_or(0, KfuncSensor::attached)
     }
 
     /// Per-hook counters (`enum vigil_hook_counter`), from whichever object runs the hook.
@@ -95,7 +126,12 @@ impl PolicySensors {
             .as_ref()
             .map(|s| s.hook_counters(hook))
             .unwrap_or_default();
-        std::array::from_fn(|i| a[i] + b[i])
+        let c = self
+            .kfuncs
+            .as_ref()
+            .map(|s| s.hook_counters(hook))
+            .unwrap_or_default();
+        std::array::from_fn(|i| a[i] + b[i] + c[i])
     }
 
     /// Per-selector counters of a hook, from whichever object runs it.
@@ -114,21 +150,41 @@ impl PolicySensors {
             .as_ref()
             .map(|s| s.selector_counters(hook, selector))
             .unwrap_or_default();
-        std::array::from_fn(|i| a[i] + b[i])
+        let c = self
+            .kfuncs
+            .as_ref()
+            .map(|s| s.selector_counters(hook, selector))
+            .unwrap_or_default();
+        std::array::from_fn(|i| a[i] + b[i] + c[i])
     }
 
     /// The policy's mode in the kernel (both objects are always switched together).
     pub fn mode(&self) -> KernelMode {
-        match (&self.syscalls, &self.others) {
-            (Some(s), _) => s.mode(),
-            (None, Some(o)) => o.mode(),
-            (None, None) => KernelMode::Enforce,
+        match (&self.syscalls, &self.others, &self.kfuncs) {
+            (Some(s), _, _) => s.mode(),
+            (None, Some(o), _) => o.mode(),
+            (None, None, Some(k)) => k.mode(),
+            (None, None, None) => KernelMode::Enforce,
         }
+    }
+
+    /// memlock of the policy's own maps in both objects.
+    pub fn kernel_memory_bytes(&self) -> u64 {
+        self.syscalls
+            .as_ref()
+            .map_or(0, SyscallSensor::kernel_memory_bytes)
+            + self
+                .others
+                .as_ref()
+                .map_or(0, HookSensor::kernel_memory_bytes)
+            + self
+                .kfuncs
+                .as_ref()
+                .map_or(0, KfuncSensor::kernel_memory_bytes)
     }
 
     /// Switches a loaded policy between enforce and monitor without reloading it: one write
     /// to each object's `vigil_policy_conf` map, effective for the next hook invocation.
-    #[allow(dead_code)] // called by the API's set-mode once it is wired (crates/vigil-api)
     pub fn set_mode(&self, mode: PolicyMode) -> Result<(), String> {
         let kernel = match mode {
             PolicyMode::Enforce => KernelMode::Enforce,
@@ -140,16 +196,86 @@ impl PolicySensors {
         if let Some(o) = &self.others {
             o.set_mode(kernel).map_err(|e| e.to_string())?;
         }
+        if let Some(k) = &self.kfuncs {
+            k.set_mode(kernel).map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 }
 
-/// A policy that is loaded and attached.
-pub struct LoadedPolicy {
-    pub name: String,
-    pub file: PathBuf,
+/// A policy that is loaded and attached: its hooks and kernel objects (dropping it
+/// detaches everything).
+pub struct RuntimePolicy {
     pub hooks: Vec<HookInfo>,
     pub sensor: PolicySensors,
+}
+
+impl Kept for RuntimePolicy {
+    fn hook_counters(&self) -> Vec<HookCounters> {
+        self.hooks
+            .iter()
+            .map(|h| {
+                let c = self.sensor.hook_counters(h.id);
+                HookCounters {
+                    hook: h.hook_name(),
+                    matched: c[0],
+                    posted: c[1],
+                    enforced: c[2],
+                    dropped: c[3],
+                    monitor: c[4],
+                }
+            })
+            .collect()
+    }
+
+    fn kernel_memory_bytes(&self) -> u64 {
+        self.sensor.kernel_memory_bytes()
+    }
+
+    /// THE call site of the runtime mode switch: ConfigureTracingPolicy / `set-mode` on a
+    /// loaded policy flips its kernel mode in place (no reload).
+    fn set_mode(&self, mode: PolicyMode) -> Result<(), String> {
+        self.sensor.set_mode(mode)
+    }
+
+    /// The SIGUSR1 counter dump: per hook, with per-selector counters and the kernel mode.
+    fn debug_lines(&self, policy: &str) -> Vec<serde_json::Value> {
+        let mode = if self.sensor.mode() == KernelMode::Monitor {
+            "monitor"
+        } else {
+            "enforce"
+        };
+        self.hooks
+            .iter()
+            .map(|h| {
+                let c = self.sensor.hook_counters(h.id);
+                let selectors: Vec<_> = (0..h.selectors as u32)
+                    .map(|i| self.sensor.selector_counters(h.id, i))
+                    .collect();
+                serde_json::json!({
+                    "policy": policy, "hook": h.hook_name(), "mode": mode,
+                    "matched": c[0], "posted": c[1], "enforced": c[2], "dropped": c[3],
+                    "monitor": c[4], "rate_limited": c[5], "pending_lost": c[6],
+                    "selectors": selectors,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The loader of the policy manager: a plan with hooks goes through the shared runtime.
+pub fn loader(runtime: Arc<Runtime>) -> Loader {
+    Box::new(move |plan: &Plan| -> Result<Loaded, String> {
+        if plan.hooks.is_empty() {
+            return no_runtime(plan);
+        }
+        let (hooks, sensor) = runtime.load(plan)?;
+        tracing::debug!(policy = %plan.name, attached = sensor.attached(), "policy attached");
+        Ok(Loaded {
+            sensors: hooks.iter().map(|h| h.sensor_name()).collect(),
+            keep: Some(Box::new(RuntimePolicy { hooks, sensor })),
+        })
+    })
 }
 
 /// Policy files named by the flags: explicit files first, then the directory's `*.yaml`
@@ -177,45 +303,4 @@ pub fn binary_identity(path: &str) -> Option<(u64, u64)> {
     let dev = meta.dev();
     let (major, minor) = (libc::major(dev) as u64, libc::minor(dev) as u64);
     Some((meta.ino(), (major << 20) | minor))
-}
-
-/// Loads every policy it can; returns them and logs each failure.
-pub fn load_all(files: &[PathBuf], runtime: &Runtime) -> Vec<LoadedPolicy> {
-    let mut loaded = Vec::new();
-    for file in files {
-        match load_one(file, runtime) {
-            Ok(p) => {
-                tracing::info!(policy = %p.name, file = %p.file.display(), hooks = p.hooks.len(),
-                    attached = p.sensor.attached(), "tracing policy loaded");
-                loaded.push(p);
-            }
-            Err(reason) => {
-                tracing::error!(file = %file.display(), "tracing policy not loaded: {reason}");
-            }
-        }
-    }
-    loaded
-}
-
-fn load_one(file: &Path, runtime: &Runtime) -> Result<LoadedPolicy, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read: {e}"))?;
-    let policy = vigil_policy::parse_policy(&text, &file.display().to_string())
-        .map_err(|errors| errors.to_string())?;
-    // The same view of the kernel as `explain` and the gRPC policy manager.
-    let plan = vigil_policy::compile(&policy, &crate::policy_cmd::detect_capabilities());
-    if !plan.is_loadable() {
-        let reasons: Vec<String> = plan
-            .refusals
-            .iter()
-            .map(|r| format!("{}: {}", r.path, r.reason))
-            .collect();
-        return Err(reasons.join("; "));
-    }
-    let (hooks, sensor) = runtime.load(&plan)?;
-    Ok(LoadedPolicy {
-        name: plan.name,
-        file: file.to_path_buf(),
-        hooks,
-        sensor,
-    })
 }

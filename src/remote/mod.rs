@@ -1,6 +1,7 @@
 //! Client commands (tetra's): `getevents`, `status`, `version --server`, and the policy
 //! commands that talk to a running agent over gRPC.
 
+pub mod debug;
 pub mod flags;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -43,11 +44,11 @@ pub fn run(what: &str, f: impl std::future::Future<Output = Result<()>>) -> Exit
 }
 
 #[allow(clippy::needless_pass_by_value)] // used as `.map_err(status_error)`
-fn status_error(s: tonic::Status) -> anyhow::Error {
+pub(crate) fn status_error(s: tonic::Status) -> anyhow::Error {
     anyhow!("{:?}: {}", s.code(), s.message())
 }
 
-async fn client(f: &ClientFlags) -> Result<Client> {
+pub(crate) async fn client(f: &ClientFlags) -> Result<Client> {
     let timeout = parse_duration("timeout", &f.timeout)?;
     let tls = ClientTls {
         cert_file: f.tls_cert_file.clone(),
@@ -293,28 +294,15 @@ pub async fn policy(
     let name = name.unwrap_or_default();
     match op {
         PolicyOp::Add { file, mode } => {
-            let yaml = std::fs::read_to_string(&file)
+            let mut yaml = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            let mode = mode.as_deref().map(mode_arg).transpose()?;
-            c.add_tracing_policy(AddTracingPolicyRequest {
-                yaml: yaml.clone(),
-                domain: domain.clone(),
-            })
-            .await
-            .map_err(status_error)?;
-            if let Some(m) = mode {
-                let p = vigil_policy::parse_policy(&yaml, &file.display().to_string())
-                    .map_err(|e| anyhow!("{e}"))?;
-                c.configure_tracing_policy(ConfigureTracingPolicyRequest {
-                    name: p.metadata.name.clone(),
-                    namespace: p.metadata.namespace.clone().unwrap_or_default(),
-                    mode: Some(m as i32),
-                    domain,
-                    ..Default::default()
-                })
+            if let Some(m) = mode.as_deref() {
+                mode_arg(m)?;
+                yaml = with_mode(&yaml, &file.display().to_string(), m)?;
+            }
+            c.add_tracing_policy(AddTracingPolicyRequest { yaml, domain })
                 .await
                 .map_err(status_error)?;
-            }
             println!("tracing policy {:?} added", file.display().to_string());
         }
         PolicyOp::Delete => {
@@ -355,7 +343,7 @@ pub async fn policy(
                 .into_inner();
             match out {
                 ListOutput::Json => println!("{}", serde_json::to_string(&r)?),
-                ListOutput::Text => print_policies(&r.policies),
+                ListOutput::Text => print!("{}", vigil_api::table::policies(&r.policies)),
             }
         }
         PolicyOp::Domains(out) => {
@@ -373,68 +361,14 @@ pub async fn policy(
     Ok(())
 }
 
-fn print_policies(policies: &[TracingPolicyStatus]) {
-    let strip = |s: &str, p: &str| s.strip_prefix(p).unwrap_or(s).to_lowercase();
-    let mut rows = vec![
-        [
-            "ID",
-            "NAME",
-            "DOMAIN",
-            "STATE",
-            "FILTERID",
-            "NAMESPACE",
-            "SENSORS",
-            "KERNELMEMORY",
-            "MODE",
-            "NPOST",
-            "NENFORCE",
-            "NMONITOR",
-        ]
-        .map(String::from)
-        .to_vec(),
-    ];
-    for p in policies {
-        let c = p
-            .stats
-            .as_ref()
-            .and_then(|s| s.action_counters)
-            .unwrap_or_default();
-        let state = TracingPolicyState::try_from(p.state)
-            .map(|s| strip(s.as_str_name(), "TP_STATE_"))
-            .unwrap_or_default();
-        let mode = TracingPolicyMode::try_from(p.mode)
-            .map(|m| strip(m.as_str_name(), "TP_MODE_"))
-            .unwrap_or_default();
-        let ns = if p.namespace.is_empty() {
-            "(global)".to_string()
-        } else {
-            p.namespace.clone()
-        };
-        rows.push(vec![
-            p.id.to_string(),
-            p.name.clone(),
-            p.domain.clone(),
-            state,
-            p.filter_id.to_string(),
-            ns,
-            p.sensors.join(","),
-            format!("{} B", p.kernel_memory_bytes),
-            mode,
-            c.post.to_string(),
-            (c.signal + c.r#override + c.notify_enforcer + c.set).to_string(),
-            (c.monitor_signal + c.monitor_override + c.monitor_notify_enforcer + c.monitor_set)
-                .to_string(),
-        ]);
-    }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    for r in rows {
-        let cells: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", cells.join("   ").trim_end());
-    }
+/// The policy with its `policy-mode` option set, so that it loads in that mode (the mode
+/// given at load time wins over the YAML's, as with tetra).
+fn with_mode(yaml: &str, source: &str, mode: &str) -> Result<String> {
+    let mut p = vigil_policy::parse_policy(yaml, source).map_err(|e| anyhow!("{e}"))?;
+    p.spec.options.retain(|o| o.name != "policy-mode");
+    p.spec.options.push(vigil_policy::model::OptionSpec {
+        name: "policy-mode".into(),
+        value: mode.into(),
+    });
+    Ok(vigil_policy::serialize::to_yaml(&p))
 }

@@ -2,12 +2,17 @@
 //! kernel and the real agent binary.
 
 mod api;
+mod api_debug;
+mod api_policies;
 mod char_buf;
 mod cli;
+mod containers;
 mod export;
 mod harness;
 mod hooks;
+mod k8s;
 mod kernel_caps;
+mod kfuncs;
 mod lifecycle;
 mod load;
 mod namespaces;

@@ -11,6 +11,7 @@ pub mod filters;
 pub mod policy;
 pub mod server;
 pub mod service;
+pub mod table;
 
 pub use fanout::{DEFAULT_CLIENT_BUFFER, GrpcSink, Hub};
 pub use policy::{MemoryPolicyManager, PolicyManager, PolicyOpError, PolicyStatus};

@@ -1,12 +1,11 @@
 //! Policy operations behind the gRPC API.
 //!
-//! [`PolicyManager`] is the interface the policy runtime (issue 4) implements: add, delete,
-//! configure (enable/disable/mode), list. Until that runtime exists, [`MemoryPolicyManager`]
-//! validates policies exactly as `vigil tracingpolicy validate` does, compiles them for this
-//! kernel, and keeps them with their real state: a policy whose plan has hooks is refused
-//! with FailedPrecondition, because nothing can load hooks yet. A policy without hooks needs
-//! nothing in the kernel and is accepted as enabled. Nothing is ever reported as loaded that
-//! is not.
+//! [`PolicyManager`] is the interface of add, delete, configure (enable/disable/mode) and
+//! list. [`MemoryPolicyManager`] validates policies exactly as `vigil tracingpolicy validate`
+//! does, compiles them for this kernel and hands the plan to a [`Loader`] (the agent's policy
+//! runtime). It holds every policy of the agent: those given at start (domain `static`) and
+//! those added over gRPC, with their real state, kernel counters and memory. Nothing is ever
+//! reported as loaded that is not.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,6 +30,79 @@ pub enum PolicyOpError {
     FailedPrecondition(String),
 }
 
+/// In-kernel counters of one hook (summed over CPUs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HookCounters {
+    /// Tetragon's `function_name` of the hook.
+    pub hook: String,
+    pub matched: u64,
+    pub posted: u64,
+    pub enforced: u64,
+    /// Matched and meant to be posted, but the ring buffer was full.
+    pub dropped: u64,
+    /// Would have enforced (monitor mode).
+    pub monitor: u64,
+}
+
+/// A policy's action counters in Tetragon's terms (`TracingPolicyActionCounters`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActionCounters {
+    pub post: u64,
+    /// Signals sent (Sigkill, Signal).
+    pub signal: u64,
+    pub monitor_signal: u64,
+    /// Matched events a NoPost selector did not post.
+    pub nopost: u64,
+}
+
+impl ActionCounters {
+    pub fn of(hooks: &[HookCounters]) -> Self {
+        let mut c = Self::default();
+        for h in hooks {
+            c.post += h.posted;
+            c.signal += h.enforced;
+            c.monitor_signal += h.monitor;
+            c.nopost += h.matched.saturating_sub(h.posted + h.dropped);
+        }
+        c
+    }
+}
+
+/// Load status of one hook (Tetragon's `HookStatus`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookReport {
+    /// Spec section: `kprobes`, `tracepoints`, ...
+    pub section: String,
+    pub index: u32,
+    pub description: String,
+    pub loaded: bool,
+}
+
+/// The hooks of a plan: a plan loads completely or not at all, so every hook of a loaded
+/// policy is loaded.
+pub fn hook_reports(plan: &Plan) -> Vec<HookReport> {
+    plan.hooks
+        .iter()
+        .map(|h| {
+            // `spec.kprobes[0]` -> ("kprobes", 0)
+            let (section, index) = h
+                .path
+                .strip_prefix("spec.")
+                .and_then(|p| p.strip_suffix(']'))
+                .and_then(|p| p.split_once('['))
+                .map_or((h.path.clone(), 0), |(s, i)| {
+                    (s.to_string(), i.parse().unwrap_or(0))
+                });
+            HookReport {
+                section,
+                index,
+                description: h.targets.join(","),
+                loaded: true,
+            }
+        })
+        .collect()
+}
+
 /// What `ListTracingPolicies` reports for one policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyStatus {
@@ -43,6 +115,8 @@ pub struct PolicyStatus {
     pub sensors: Vec<String>,
     pub kernel_memory_bytes: u64,
     pub info: String,
+    pub counters: ActionCounters,
+    pub hooks: Vec<HookReport>,
 }
 
 pub trait PolicyManager: Send + Sync {
@@ -86,15 +160,29 @@ pub fn parse_domain(s: &str) -> Option<Domain> {
     }
 }
 
-/// What the runtime would do with a plan: load it (returning sensor names) or refuse.
-/// Today's answer for any plan with hooks is a refusal.
+/// What the runtime does with a plan: load it (returning sensor names) or refuse.
 pub type Loader = Box<dyn Fn(&Plan) -> Result<Loaded, String> + Send + Sync>;
 
+/// The kernel objects of a loaded policy, kept while the policy is enabled (dropping them
+/// detaches everything), and what the status reads from them.
+pub trait Kept: Send + Sync {
+    /// Per-hook counters from the kernel.
+    fn hook_counters(&self) -> Vec<HookCounters>;
+    /// memlock bytes of the policy's own maps (not those shared with other policies).
+    fn kernel_memory_bytes(&self) -> u64;
+    /// Switches the loaded programs between enforce and monitor.
+    fn set_mode(&self, mode: PolicyMode) -> Result<(), String>;
+    /// Kernel counters in detail, one JSON object per hook (SIGUSR1 dump).
+    fn debug_lines(&self, _policy: &str) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+}
+
 /// What the runtime loaded for a policy: sensor names for the status, and the kernel
-/// objects, kept while the policy is enabled (dropping them detaches everything).
+/// objects.
 pub struct Loaded {
     pub sensors: Vec<String>,
-    pub keep: Option<Box<dyn std::any::Any + Send + Sync>>,
+    pub keep: Option<Box<dyn Kept>>,
 }
 
 /// The loader of an agent without a policy runtime.
@@ -116,7 +204,8 @@ struct Entry {
     enabled: bool,
     mode: PolicyMode,
     sensors: Vec<String>,
-    keep: Option<Box<dyn std::any::Any + Send + Sync>>,
+    hooks: Vec<HookReport>,
+    keep: Option<Box<dyn Kept>>,
 }
 
 pub struct MemoryPolicyManager {
@@ -153,6 +242,30 @@ impl MemoryPolicyManager {
         Some(dir.join(format!("{ns}.{}.yaml", id.name)))
     }
 
+    /// Marks a persisted gRPC policy disabled (or not): it comes back in that state.
+    fn persist_enabled(&self, id: &PolicyId, enabled: bool) {
+        if id.domain != Domain::Grpc {
+            return;
+        }
+        let Some(marker) = self.persist_path(id).map(|p| p.with_extension("disabled")) else {
+            return;
+        };
+        let r = if enabled {
+            std::fs::remove_file(&marker).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+        } else {
+            std::fs::write(&marker, b"")
+        };
+        if let Err(e) = r {
+            tracing::error!(path = %marker.display(), error = %e, "cannot persist the policy state");
+        }
+    }
+
     /// Re-adds the policies persisted by an earlier run; returns one line per failure.
     pub fn restore(&self) -> Vec<String> {
         let Some(dir) = &self.persist_dir else {
@@ -170,7 +283,14 @@ impl MemoryPolicyManager {
         for f in files {
             let r = std::fs::read_to_string(&f)
                 .map_err(|e| e.to_string())
-                .and_then(|y| self.add(&y, Domain::Grpc, None).map_err(|e| e.to_string()));
+                .and_then(|y| self.add(&y, Domain::Grpc, None).map_err(|e| e.to_string()))
+                .and_then(|s| {
+                    if f.with_extension("disabled").exists() {
+                        self.configure(&s.id, Some(false), None)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
+                });
             if let Err(e) = r {
                 errors.push(format!("{}: {e}", f.display()));
             }
@@ -178,7 +298,135 @@ impl MemoryPolicyManager {
         errors
     }
 
+    /// Detaches every policy (agent shutdown; the gRPC server may still hold the manager).
+    pub fn unload_all(&self) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard.1.clear();
+    }
+
+    /// Detailed kernel counters of every loaded policy (SIGUSR1 dump).
+    pub fn debug_lines(&self) -> Vec<(PolicyId, Vec<serde_json::Value>)> {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .1
+            .iter()
+            .filter_map(|(id, e)| Some((id.clone(), e.keep.as_ref()?.debug_lines(&id.name))))
+            .collect()
+    }
+
+    /// In-kernel counters of every loaded policy (SIGUSR1 dump).
+    pub fn hook_counters(&self) -> Vec<(PolicyId, Vec<HookCounters>)> {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .1
+            .iter()
+            .filter_map(|(id, e)| Some((id.clone(), e.keep.as_ref()?.hook_counters())))
+            .collect()
+    }
+
+    /// Loads the policy files given at start (domain `static`); logs each failure with its
+    /// file and every reason, and carries on with the others. Returns how many loaded.
+    pub fn load_static(&self, files: &[PathBuf]) -> usize {
+        let mut n = 0;
+        for file in files {
+            let result = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read: {e}"))
+                .and_then(|yaml| {
+                    self.add_from(&yaml, &file.display().to_string(), Domain::Static, None)
+                        .map_err(|e| e.to_string())
+                });
+            match result {
+                Ok(s) => {
+                    n += 1;
+                    tracing::info!(policy = %s.id.name, file = %file.display(),
+                        hooks = s.hooks.len(), "tracing policy loaded");
+                }
+                Err(reason) => {
+                    // One log line per policy, however many errors it has.
+                    let reason = reason.replace('\n', "; ");
+                    tracing::error!(file = %file.display(), "tracing policy not loaded: {reason}");
+                }
+            }
+        }
+        n
+    }
+
+    fn add_from(
+        &self,
+        yaml: &str,
+        source: &str,
+        domain: Domain,
+        mode: Option<PolicyMode>,
+    ) -> Result<PolicyStatus, PolicyOpError> {
+        let policy = parse_policy(yaml, source).map_err(|errs| {
+            PolicyOpError::InvalidArgument(
+                errs.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+        let id = policy.id(domain);
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.1.contains_key(&id) {
+            return Err(PolicyOpError::AlreadyExists(format!(
+                "{} already exists",
+                describe(&id)
+            )));
+        }
+        let mut plan = compile(&policy, &self.caps);
+        // A mode given with the request wins over the YAML's; the programs load in it.
+        let mode = mode.unwrap_or(plan.mode);
+        plan.mode = mode;
+        if !plan.is_loadable() {
+            let reasons: Vec<String> = plan
+                .refusals
+                .iter()
+                .map(|r| format!("{}: {}", r.path, r.reason))
+                .collect();
+            return Err(PolicyOpError::FailedPrecondition(format!(
+                "{} cannot run on this kernel ({}): {}",
+                describe(&id),
+                self.caps.describe(),
+                reasons.join("; ")
+            )));
+        }
+        let Loaded { sensors, keep } = (self.loader)(&plan).map_err(|why| {
+            PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(&id)))
+        })?;
+        guard.0 += 1;
+        let entry = Entry {
+            seq: guard.0,
+            policy,
+            yaml: yaml.to_string(),
+            enabled: true,
+            mode,
+            sensors,
+            hooks: hook_reports(&plan),
+            keep,
+        };
+        if domain == Domain::Grpc
+            && let Some(path) = self.persist_path(&id)
+        {
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&path, &entry.yaml));
+            if let Err(e) = written {
+                tracing::error!(path = %path.display(), error = %e, "cannot persist the policy");
+            }
+        }
+        let status = Self::status(&id, &entry);
+        guard.1.insert(id, entry);
+        Ok(status)
+    }
+
     fn status(id: &PolicyId, e: &Entry) -> PolicyStatus {
+        let counters = e
+            .keep
+            .as_ref()
+            .map(|k| ActionCounters::of(&k.hook_counters()))
+            .unwrap_or_default();
         PolicyStatus {
             seq: e.seq,
             id: id.clone(),
@@ -189,8 +437,14 @@ impl MemoryPolicyManager {
             },
             mode: reported_mode(&e.policy.spec, e.mode),
             sensors: e.sensors.clone(),
-            kernel_memory_bytes: 0,
+            kernel_memory_bytes: e.keep.as_ref().map_or(0, |k| k.kernel_memory_bytes()),
             info: String::new(),
+            counters,
+            hooks: if e.enabled {
+                e.hooks.clone()
+            } else {
+                Vec::new()
+            },
         }
     }
 }
@@ -215,64 +469,7 @@ impl PolicyManager for MemoryPolicyManager {
         domain: Domain,
         mode: Option<PolicyMode>,
     ) -> Result<PolicyStatus, PolicyOpError> {
-        let policy = parse_policy(yaml, "policy").map_err(|errs| {
-            PolicyOpError::InvalidArgument(
-                errs.iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        })?;
-        let id = policy.id(domain);
-        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.1.contains_key(&id) {
-            return Err(PolicyOpError::AlreadyExists(format!(
-                "{} already exists",
-                describe(&id)
-            )));
-        }
-        let plan = compile(&policy, &self.caps);
-        if !plan.is_loadable() {
-            let reasons: Vec<String> = plan
-                .refusals
-                .iter()
-                .map(|r| format!("{}: {}", r.path, r.reason))
-                .collect();
-            return Err(PolicyOpError::FailedPrecondition(format!(
-                "{} cannot run on this kernel ({}): {}",
-                describe(&id),
-                self.caps.describe(),
-                reasons.join("; ")
-            )));
-        }
-        let Loaded { sensors, keep } = (self.loader)(&plan).map_err(|why| {
-            PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(&id)))
-        })?;
-        let mode = mode.unwrap_or_else(|| PolicyMode::initial(&policy.spec));
-        guard.0 += 1;
-        let entry = Entry {
-            seq: guard.0,
-            policy,
-            yaml: yaml.to_string(),
-            enabled: true,
-            mode,
-            sensors,
-            keep,
-        };
-        if domain == Domain::Grpc
-            && let Some(path) = self.persist_path(&id)
-        {
-            let written = path
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| std::fs::write(&path, &entry.yaml));
-            if let Err(e) = written {
-                tracing::error!(path = %path.display(), error = %e, "cannot persist the policy");
-            }
-        }
-        let status = Self::status(&id, &entry);
-        guard.1.insert(id, entry);
-        Ok(status)
+        self.add_from(yaml, "policy", domain, mode)
     }
 
     fn delete(&self, id: &PolicyId) -> Result<(), PolicyOpError> {
@@ -283,7 +480,11 @@ impl PolicyManager for MemoryPolicyManager {
                 describe(id)
             )));
         }
-        if let Some(path) = self.persist_path(id) {
+        // Only gRPC policies are persisted: a static policy of the same name has no file.
+        if id.domain == Domain::Grpc
+            && let Some(path) = self.persist_path(id)
+        {
+            let _ = std::fs::remove_file(path.with_extension("disabled"));
             let _ = std::fs::remove_file(path);
         }
         Ok(())
@@ -312,7 +513,9 @@ impl PolicyManager for MemoryPolicyManager {
             }
             if en {
                 // Enabling loads the policy again: it was detached when disabled.
-                let plan = compile(&e.policy, &self.caps);
+                // ... in the mode it had, which may differ from the YAML's.
+                let mut plan = compile(&e.policy, &self.caps);
+                plan.mode = e.mode;
                 let Loaded { sensors, keep } = (self.loader)(&plan).map_err(|why| {
                     PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(id)))
                 })?;
@@ -322,8 +525,15 @@ impl PolicyManager for MemoryPolicyManager {
                 e.keep = None;
             }
             e.enabled = en;
+            self.persist_enabled(id, en);
         }
         if let Some(m) = mode {
+            // The one place a mode change reaches the loaded programs.
+            if let Some(k) = &e.keep {
+                k.set_mode(m).map_err(|why| {
+                    PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(id)))
+                })?;
+            }
             e.mode = m;
         }
         Ok(())
@@ -420,6 +630,137 @@ mod tests {
         again.delete(&grpc("empty")).unwrap();
         assert!(mgr(Some(dir.clone())).restore().is_empty());
         assert!(mgr(Some(dir.clone())).list(None).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A runtime that "loads" any plan and records the modes it loaded and was set to.
+    struct Fake {
+        log: std::sync::Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Kept for Fake {
+        fn hook_counters(&self) -> Vec<HookCounters> {
+            vec![HookCounters {
+                hook: "__x64_sys_openat".into(),
+                matched: 10,
+                posted: 6,
+                enforced: 2,
+                dropped: 1,
+                monitor: 0,
+            }]
+        }
+        fn kernel_memory_bytes(&self) -> u64 {
+            4096
+        }
+        fn set_mode(&self, mode: PolicyMode) -> Result<(), String> {
+            self.log.lock().unwrap().push(format!("set {mode:?}"));
+            Ok(())
+        }
+    }
+
+    fn fake(dir: Option<PathBuf>) -> (MemoryPolicyManager, std::sync::Arc<Mutex<Vec<String>>>) {
+        let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let l2 = log.clone();
+        let caps = Capabilities {
+            check_files: false,
+            ..Capabilities::FULL_NO_ERROR_INJECTION
+        };
+        let loader: Loader = Box::new(move |plan: &Plan| {
+            l2.lock().unwrap().push(format!("load {:?}", plan.mode));
+            Ok(Loaded {
+                sensors: vec!["s".into()],
+                keep: Some(Box::new(Fake { log: l2.clone() })),
+            })
+        });
+        (MemoryPolicyManager::new(caps, loader, dir), log)
+    }
+
+    const KILL: &str = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: kill\nspec:\n  kprobes:\n  - call: sys_openat\n    syscall: true\n    selectors:\n    - matchActions:\n      - action: Sigkill\n";
+
+    #[test]
+    fn status_carries_counters_memory_hooks_and_modes() {
+        let (m, log) = fake(None);
+        m.add(KILL, Domain::Static, Some(PolicyMode::Monitor))
+            .unwrap();
+        let s = &m.list(None)[0];
+        assert_eq!(s.id.domain, Domain::Static);
+        assert_eq!(
+            s.counters,
+            ActionCounters {
+                post: 6,
+                signal: 2,
+                monitor_signal: 0,
+                nopost: 3
+            }
+        );
+        assert_eq!(s.kernel_memory_bytes, 4096);
+        assert_eq!(
+            s.hooks,
+            vec![HookReport {
+                section: "kprobes".into(),
+                index: 0,
+                description: "sys_openat".into(),
+                loaded: true
+            }]
+        );
+        assert_eq!(s.mode, ReportedMode::Monitor);
+        let id = PolicyId {
+            domain: Domain::Static,
+            namespace: String::new(),
+            name: "kill".into(),
+        };
+        // Loaded in the mode asked for; set-mode goes to the loaded object; a disabled
+        // policy reloads in its last mode and reports no memory.
+        m.configure(&id, None, Some(PolicyMode::Enforce)).unwrap();
+        m.configure(&id, Some(false), None).unwrap();
+        assert_eq!(m.list(None)[0].kernel_memory_bytes, 0);
+        assert!(m.list(None)[0].hooks.is_empty());
+        m.configure(&id, None, Some(PolicyMode::Monitor)).unwrap();
+        m.configure(&id, Some(true), None).unwrap();
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["load Monitor", "set Enforce", "load Monitor"]
+        );
+        assert_eq!(m.list(None)[0].mode, ReportedMode::Monitor);
+    }
+
+    #[test]
+    fn deleting_a_static_policy_keeps_the_persisted_grpc_one() {
+        let dir = std::env::temp_dir().join(format!("vigil-api-static-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (m, _) = fake(Some(dir.clone()));
+        m.add(KILL, Domain::Grpc, None).unwrap();
+        m.add(KILL, Domain::Static, None).unwrap();
+        m.delete(&PolicyId {
+            domain: Domain::Static,
+            namespace: String::new(),
+            name: "kill".into(),
+        })
+        .unwrap();
+        let (again, _) = fake(Some(dir.clone()));
+        assert!(again.restore().is_empty());
+        assert_eq!(again.list(None).len(), 1);
+        // A disabled gRPC policy comes back disabled, an enabled one enabled.
+        let id = PolicyId {
+            domain: Domain::Grpc,
+            namespace: String::new(),
+            name: "kill".into(),
+        };
+        again.configure(&id, Some(false), None).unwrap();
+        let (third, log) = fake(Some(dir.clone()));
+        assert!(third.restore().is_empty());
+        assert_eq!(third.list(None)[0].state, PolicyState::Disabled);
+        assert_eq!(*log.lock().unwrap(), ["load Enforce"]);
+        third.configure(&id, Some(true), None).unwrap();
+        let (fourth, _) = fake(Some(dir.clone()));
+        assert!(fourth.restore().is_empty());
+        assert_eq!(fourth.list(None)[0].state, PolicyState::Enabled);
+        fourth.delete(&id).unwrap();
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "nothing left behind"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -111,10 +111,32 @@ fn status_proto(s: &PolicyStatus) -> TracingPolicyStatus {
         state: state as i32,
         kernel_memory_bytes: s.kernel_memory_bytes,
         mode: mode as i32,
-        stats: Some(TracingPolicyStats {
-            action_counters: Some(TracingPolicyActionCounters::default()),
+        // As Tetragon: no stats for a policy that is not loaded.
+        stats: (s.state == PolicyState::Enabled).then(|| TracingPolicyStats {
+            action_counters: Some(TracingPolicyActionCounters {
+                post: s.counters.post,
+                signal: s.counters.signal,
+                monitor_signal: s.counters.monitor_signal,
+                nopost: s.counters.nopost,
+                ..Default::default()
+            }),
+            selector_action_counters: Vec::new(),
         }),
         domain: domain_name(s.id.domain).to_string(),
+        hook_statuses: s
+            .hooks
+            .iter()
+            .map(|h| HookStatus {
+                state: if h.loaded {
+                    HookState::StatusLoaded
+                } else {
+                    HookState::StatusUnspecified
+                } as i32,
+                hook_description: h.description.clone(),
+                section: h.section.clone(),
+                hook_idx: h.index,
+            })
+            .collect(),
     }
 }
 

@@ -192,38 +192,12 @@ impl HookSensor {
 
     /// Switches the policy between enforce and monitor (the engine's `vigil_policy_conf`).
     pub fn set_mode(&self, mode: PolicyMode) -> Result<(), LoadError> {
-        let conf = vigil_policy_conf {
-            mode: match mode {
-                PolicyMode::Enforce => VIGIL_MODE_ENFORCE,
-                PolicyMode::Monitor => VIGIL_MODE_MONITOR,
-            },
-            pad: 0,
-        };
-        let map = self
-            .object
-            .maps()
-            .find(|m| m.name() == "vigil_policy_conf")
-            .ok_or(LoadError::Missing("vigil_policy_conf"))?;
-        map.update(&0u32.to_ne_bytes(), bytes(&conf), MapFlags::ANY)
-            .map_err(|source| LoadError::Map {
-                map: "vigil_policy_conf",
-                source,
-            })
+        crate::policy_object::set_mode(&self.object, mode)
     }
 
     /// The policy's current mode, as the kernel sees it.
     pub fn mode(&self) -> PolicyMode {
-        let monitor = self
-            .object
-            .maps()
-            .find(|m| m.name() == "vigil_policy_conf")
-            .and_then(|m| m.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok().flatten())
-            .is_some_and(|v| v.first().copied() == Some(VIGIL_MODE_MONITOR as u8));
-        if monitor {
-            PolicyMode::Monitor
-        } else {
-            PolicyMode::Enforce
-        }
+        crate::policy_object::mode(&self.object)
     }
 
     /// Counters of one selector of a hook, summed over CPUs.
@@ -232,18 +206,7 @@ impl HookSensor {
         hook: u32,
         selector: u32,
     ) -> [u64; VIGIL_HOOK_COUNTERS as usize] {
-        let mut out = [0u64; VIGIL_HOOK_COUNTERS as usize];
-        if let Some(map) = self
-            .object
-            .maps()
-            .find(|m| m.name() == "vigil_sel_counters")
-        {
-            let base = (hook * VIGIL_MAX_SELECTORS + selector) * VIGIL_HOOK_COUNTERS;
-            for (i, slot) in out.iter_mut().enumerate() {
-                *slot = crate::lifecycle::sum_percpu(&map, base + i as u32);
-            }
-        }
-        out
+        crate::policy_object::selector_counters(&self.object, hook, selector)
     }
 
     fn attach(&mut self, t: &HookTables) -> Result<(), LoadError> {
@@ -320,19 +283,13 @@ impl HookSensor {
         self.links.len()
     }
 
+    /// Kernel memory of this policy object (its own maps' memlock).
+    pub fn kernel_memory_bytes(&self) -> u64 {
+        crate::syscalls::own_maps_memlock(&self.object)
+    }
+
     /// Per-hook counters summed over CPUs, indexed by `enum vigil_hook_counter`.
     pub fn hook_counters(&self, hook: u32) -> [u64; VIGIL_HOOK_COUNTERS as usize] {
-        let mut out = [0u64; VIGIL_HOOK_COUNTERS as usize];
-        let Some(map) = self
-            .object
-            .maps()
-            .find(|m| m.name() == "vigil_sys_counters")
-        else {
-            return out;
-        };
-        for (i, slot) in out.iter_mut().enumerate() {
-            *slot = crate::lifecycle::sum_percpu(&map, hook * VIGIL_HOOK_COUNTERS + i as u32);
-        }
-        out
+        crate::policy_object::hook_counters(&self.object, hook)
     }
 }

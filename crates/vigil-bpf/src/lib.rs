@@ -12,7 +12,9 @@
 
 pub mod abi;
 pub mod hooks;
+pub mod kfuncs;
 pub mod lifecycle;
+mod policy_object;
 pub mod preflight;
 pub mod records;
 pub mod ringbuf;
@@ -28,3 +30,5 @@ pub(crate) static SYSCALLS_OBJECT: &[u8] =
 
 /// The tracepoint / raw tracepoint / uprobe / usdt policy runtime object.
 pub(crate) static HOOKS_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hooks.bpf.o"));
+/// The kernel-function / LSM hook object (one load per hook).
+pub(crate) static KFUNCS_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kfuncs.bpf.o"));

@@ -105,6 +105,26 @@ pub struct SharedMaps {
     counters: MapHandle,
 }
 
+/// Kernel memory of a policy object: the memlock of its own maps as the kernel reports it
+/// in fdinfo (what Tetragon's `kernel_memory_bytes` sums); the maps shared with the
+/// lifecycle sensor ([`SharedMaps`]) are not counted.
+pub(crate) fn own_maps_memlock(object: &Object) -> u64 {
+    const SHARED: [&str; 3] = ["vigil_events", "vigil_procs", "vigil_counters"];
+    object
+        .maps()
+        .filter(|m| !SHARED.iter().any(|s| m.name() == *s))
+        .filter_map(|m| {
+            use std::os::fd::AsRawFd;
+            let info =
+                std::fs::read_to_string(format!("/proc/self/fdinfo/{}", m.as_fd().as_raw_fd()))
+                    .ok()?;
+            info.lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
 impl SharedMaps {
     /// The shared map a policy object's map `name` must reuse, if it is one.
     pub fn by_name(&self, name: &str) -> Option<(&'static str, &MapHandle)> {
@@ -278,38 +298,12 @@ impl SyscallSensor {
     /// Switches the policy between enforce and monitor: one map write, effective for the
     /// next hook invocation.
     pub fn set_mode(&self, mode: PolicyMode) -> Result<(), LoadError> {
-        let conf = vigil_policy_conf {
-            mode: match mode {
-                PolicyMode::Enforce => VIGIL_MODE_ENFORCE,
-                PolicyMode::Monitor => VIGIL_MODE_MONITOR,
-            },
-            pad: 0,
-        };
-        let map = self
-            .object
-            .maps()
-            .find(|m| m.name() == "vigil_policy_conf")
-            .ok_or(LoadError::Missing("vigil_policy_conf"))?;
-        map.update(&0u32.to_ne_bytes(), bytes(&conf), MapFlags::ANY)
-            .map_err(|source| LoadError::Map {
-                map: "vigil_policy_conf",
-                source,
-            })
+        crate::policy_object::set_mode(&self.object, mode)
     }
 
     /// The policy's current mode, as the kernel sees it.
     pub fn mode(&self) -> PolicyMode {
-        let monitor = self
-            .object
-            .maps()
-            .find(|m| m.name() == "vigil_policy_conf")
-            .and_then(|m| m.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok().flatten())
-            .is_some_and(|v| v.first().copied() == Some(VIGIL_MODE_MONITOR as u8));
-        if monitor {
-            PolicyMode::Monitor
-        } else {
-            PolicyMode::Enforce
-        }
+        crate::policy_object::mode(&self.object)
     }
 
     /// Per-selector counters summed over CPUs, indexed by `enum vigil_hook_counter`.
@@ -318,38 +312,20 @@ impl SyscallSensor {
         hook: u32,
         selector: u32,
     ) -> [u64; VIGIL_HOOK_COUNTERS as usize] {
-        let mut out = [0u64; VIGIL_HOOK_COUNTERS as usize];
-        let Some(map) = self
-            .object
-            .maps()
-            .find(|m| m.name() == "vigil_sel_counters")
-        else {
-            return out;
-        };
-        let base = (hook * VIGIL_MAX_SELECTORS + selector) * VIGIL_HOOK_COUNTERS;
-        for (i, slot) in out.iter_mut().enumerate() {
-            *slot = crate::lifecycle::sum_percpu(&map, base + i as u32);
-        }
-        out
+        crate::policy_object::selector_counters(&self.object, hook, selector)
     }
 
     pub fn attached(&self) -> usize {
         self.links.len()
     }
 
+    /// Kernel memory of this policy object (see [`own_maps_memlock`]).
+    pub fn kernel_memory_bytes(&self) -> u64 {
+        own_maps_memlock(&self.object)
+    }
+
     /// Per-hook counters summed over CPUs, indexed by `enum vigil_hook_counter`.
     pub fn hook_counters(&self, hook: u32) -> [u64; VIGIL_HOOK_COUNTERS as usize] {
-        let mut out = [0u64; VIGIL_HOOK_COUNTERS as usize];
-        let Some(map) = self
-            .object
-            .maps()
-            .find(|m| m.name() == "vigil_sys_counters")
-        else {
-            return out;
-        };
-        for (i, slot) in out.iter_mut().enumerate() {
-            *slot = crate::lifecycle::sum_percpu(&map, hook * VIGIL_HOOK_COUNTERS + i as u32);
-        }
-        out
+        crate::policy_object::hook_counters(&self.object, hook)
     }
 }

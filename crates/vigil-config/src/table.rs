@@ -15,7 +15,7 @@ use Disposition::{Refuse, Warn};
 const NO_BPF_FS: &str = "vigil pins nothing and ships its eBPF objects in the binary";
 const PROFILING: &str = "Go runtime profiling has no equivalent in vigil";
 const TUNING: &str = "tuning of a Tetragon component vigil does not have";
-const K8S: &str = "Kubernetes integration is not implemented yet (events carry no pod)";
+const K8S: &str = "not implemented: containers come from cgroup paths, pods from --enable-k8s-api";
 const POLICY: &str =
     "the policy runtime runs syscall hooks only so far; this option has no effect yet";
 const GRPC: &str = "not implemented by vigil's gRPC server";
@@ -44,10 +44,7 @@ pub const UNIMPLEMENTED: &[(&str, bool, Disposition)] = &[
     ("enable-cgidmap", false, Warn(K8S)),
     ("enable-cgidmap-debug", false, Warn(K8S)),
     ("enable-cgtrackerid", false, Warn(K8S)),
-    ("enable-k8s-api", false, Warn(K8S)),
     ("enable-pod-info", false, Warn(K8S)),
-    ("enable-pod-annotations", false, Warn(K8S)),
-    ("k8s-kubeconfig-path", true, Warn(K8S)),
     ("k8s-controlplane-retry", true, Warn(K8S)),
     ("deleted-pod-cache-size", true, Warn(K8S)),
     ("enable-policy-filter", false, Warn(POLICY)),

@@ -61,7 +61,7 @@ fn unimplemented_flags_warn_or_refuse_by_name() {
         "/x",
         "--export-filename",
         "f",
-        "--enable-k8s-api",
+        "--enable-cri",
         "--gops-address=:1",
     ]
     .iter()

@@ -280,8 +280,16 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
                 .any(|a| a.action == Action::Override);
             let mechanism = if field == "fentries" {
                 caps.fentry().then_some(Mechanism::Fentry)
-            } else if syscall && !caps.kprobes() {
+            } else if syscall {
+                // Syscall tracepoints exist on every kernel, read the arguments directly
+                // (a kprobe on __x64_sys_X sees a pt_regs pointer) and the runtime runs
+                // them; used even where kprobes exist.
                 Some(Mechanism::SyscallTracepoint)
+            } else if !syscall && targets.len() == 1 && caps.fentry() {
+                // One kernel function: fentry is cheaper than a kprobe (a trampoline call
+                // instead of an int3/ftrace detour); the loader falls back to a kprobe
+                // when the function takes no trampoline.
+                Some(Mechanism::Fentry)
             } else if caps.kprobes() {
                 Some(
                     if targets.len() > 1 && caps.kprobe_multi() && !disable_multi {

@@ -97,6 +97,11 @@ pub struct ProcessInfo {
     pub cgroup_name: String,
     pub cgroup_id: u64,
     pub docker: String,
+    /// The full container id from the cgroup path (empty on the host); `docker` is its prefix.
+    pub container_id: String,
+    /// Tetragon's `in_init_tree`: the container's PID 1 or a descendant of it (not a process
+    /// entered from outside with `runc exec`/`kubectl exec`/`nsenter`).
+    pub in_init_tree: bool,
     pub environment: Vec<(String, String)>,
 }
 

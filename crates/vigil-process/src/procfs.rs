@@ -22,6 +22,8 @@ pub struct ScannedProcess {
     pub nspid: u32,
     pub auid: u32,
     pub cgroup_leaf: String,
+    /// Container id from the full cgroup paths (empty on the host).
+    pub container_id: String,
     pub kernel_thread: bool,
     /// Identity of the executed file (inode, kernel-encoded device), 0 when unknown.
     pub exe_ino: u64,
@@ -94,9 +96,11 @@ fn read_process(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProcess> {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(u32::MAX);
-    let cgroup_leaf = fs::read_to_string(dir.join("cgroup"))
-        .map(|s| cgroup_leaf(&s))
-        .unwrap_or_default();
+    let cgroup_file = fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
+    let cgroup_leaf = cgroup_leaf(&cgroup_file);
+    let container_id = crate::container::container_id_in_proc_cgroup(&cgroup_file)
+        .unwrap_or_default()
+        .to_string();
     let (exe_ino, exe_dev) = fs::metadata(dir.join("exe"))
         .map(|m| {
             use std::os::unix::fs::MetadataExt;
@@ -121,6 +125,7 @@ fn read_process(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProcess> {
         nspid: if nspid == 0 { pid } else { nspid },
         auid,
         cgroup_leaf,
+        container_id,
         kernel_thread,
     })
 }

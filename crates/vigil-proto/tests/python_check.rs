@@ -310,6 +310,10 @@ fn events() -> Vec<GetEventsResponse> {
             user_stack_trace: stack,
             ancestors: vec![],
             data: every_arg(),
+            envs: vec![EnvVar {
+                key: "HOME".into(),
+                value: "/root".into(),
+            }],
         }),
         Event::ProcessTracepoint(ProcessTracepoint {
             process: p(),

@@ -16,7 +16,7 @@ use vigil_policy::compile::{ArgOrigin, ArgReader, Filter, HookPlan, Mechanism, P
 use vigil_policy::types::{ArgType, Operator};
 
 use crate::elf::{Elf, sha256_hex};
-use crate::tables::{HookArg, HookEvent, Ids, PolicyTables, Unsupported, build_hook};
+use crate::tables::{HookArg, HookEvent, Ids, PolicyTables, Target, Unsupported, build_hook};
 use crate::tracefs::{self, Source};
 use crate::usdt::{self, Location};
 
@@ -425,7 +425,14 @@ pub(crate) fn finish(
         t.binaries.len(),
     );
     // A name no syscall has, so no ia32 entry is made.
-    build_hook(plan, &adapted, "<hook>", ids, resolve_binary, out)?;
+    build_hook(
+        plan,
+        &adapted,
+        &Target::Syscall("<hook>"),
+        ids,
+        resolve_binary,
+        out,
+    )?;
     let built = out.tables.hooks.remove(before.0);
     // The value sets this hook's selectors use belong to the hooks object.
     let (t, o) = (&mut out.tables, &mut out.others);

@@ -2,6 +2,7 @@
 //! all: the first construct this runtime cannot run yet is named in the error.
 
 use vigil_bpf::abi::*;
+use vigil_bpf::kfuncs::{KfuncAttach, KfuncHook};
 use vigil_bpf::syscalls::{SyscallHook, SyscallTables};
 use vigil_policy::compile::{ArgOrigin, EVERY_SYSCALL, Filter, HookPlan, Mechanism, Plan};
 use vigil_policy::model::ActionSelector;
@@ -39,6 +40,9 @@ pub enum HookArg {
     SyscallId,
     /// `linux_binprm_arg` {path}.
     LinuxBinprm,
+    /// Kernel objects (kernel-function and LSM hooks): the path, and the inode mode.
+    File,
+    Path,
     /// `char_buf`: `bytes_arg`, or `truncated_bytes_arg` with the size asked for when the
     /// engine's buffer cut it.
     Bytes,
@@ -87,6 +91,12 @@ pub struct HookInfo {
     pub return_arg: Option<HookArg>,
     /// Number of selectors in the kernel (per-selector counters).
     pub selectors: usize,
+    /// An `lsmhooks` hook: its events are `process_lsm`.
+    pub lsm: bool,
+    /// Return probes: the slot of `args` holding the return value (`return` in events).
+    pub return_slot: Option<usize>,
+    /// A kernel-function or LSM hook (not a system call).
+    pub kernel_function: bool,
 }
 
 impl HookInfo {
@@ -111,6 +121,8 @@ impl HookInfo {
     /// The sensor name reported by ListTracingPolicies (Tetragon's `generic_*` names).
     pub fn sensor_name(&self) -> String {
         let kind = match self.event {
+            HookEvent::Kprobe if self.lsm => "generic_lsm",
+            HookEvent::Kprobe if self.kernel_function => "generic_kprobe",
             HookEvent::Kprobe | HookEvent::EverySyscall { .. } => "generic_syscall",
             HookEvent::Tracepoint { .. } => "generic_tracepoint",
             HookEvent::Uprobe { .. } => "generic_uprobe",
@@ -127,6 +139,17 @@ pub struct PolicyTables {
     pub hooks: Vec<HookInfo>,
     /// Tracepoint, uprobe and usdt hooks (their own eBPF object).
     pub others: vigil_bpf::hooks::HookTables,
+    /// Kernel-function and LSM hooks (their value sets are in `tables`).
+    pub kfuncs: Vec<KfuncHook>,
+}
+
+/// What a hook attaches to.
+pub(crate) enum Target<'a> {
+    Syscall(&'a str),
+    Kfunc {
+        function: &'a str,
+        attach: KfuncAttach,
+    },
 }
 
 /// A construct of the plan this runtime cannot run yet, with its YAML path.
@@ -167,7 +190,19 @@ pub fn syscall_name(call: &str) -> &str {
     call
 }
 
-fn arg_kind(t: ArgType) -> Option<(u8, HookArg)> {
+fn arg_kind(t: ArgType, kernel: bool) -> Option<(u8, HookArg)> {
+    if kernel {
+        // Arguments of kernel functions are kernel pointers.
+        match t {
+            ArgType::File => return Some((VIGIL_ARG_FILE as u8, HookArg::File)),
+            ArgType::Path => return Some((VIGIL_ARG_PATH as u8, HookArg::Path)),
+            ArgType::Dentry => return Some((VIGIL_ARG_DENTRY as u8, HookArg::Path)),
+            ArgType::LinuxBinprm => return Some((VIGIL_ARG_BINPRM as u8, HookArg::LinuxBinprm)),
+            ArgType::String => return Some((VIGIL_ARG_KSTRING as u8, HookArg::String)),
+            ArgType::Filename => return Some((VIGIL_ARG_FILENAME as u8, HookArg::String)),
+            _ => {}
+        }
+    }
     Some(match t {
         ArgType::Int8 | ArgType::Int16 | ArgType::Int32 | ArgType::Fd => {
             (VIGIL_ARG_INT as u8, HookArg::Int)
@@ -182,6 +217,15 @@ fn arg_kind(t: ArgType) -> Option<(u8, HookArg)> {
         ArgType::CharBuf => (VIGIL_ARG_BUF as u8, HookArg::Bytes),
         _ => return None,
     })
+}
+
+/// Argument kinds the kernel reads as a string (user and kernel strings, and kernel objects
+/// read as their path): entry reads them only for the filters that need them.
+pub(crate) fn is_string_kind(kind: u8) -> bool {
+    let kind = u32::from(kind);
+    kind == VIGIL_ARG_STRING
+        || kind == VIGIL_ARG_KSTRING
+        || (VIGIL_ARG_KOBJ_FIRST..=VIGIL_ARG_KOBJ_LAST).contains(&kind)
 }
 
 fn string_key(set_id: u32, value: &[u8], lpm: bool) -> Option<vigil_str_key> {
@@ -284,14 +328,28 @@ fn rate_limit(path: &str, list: &[ActionSelector]) -> Result<(u64, u32), Unsuppo
     Ok((0, 0))
 }
 
-fn actions(path: &str, list: &[ActionSelector]) -> Result<(u32, u32), Unsupported> {
+/// A selector's action bits, signal and Override value. `can_override`: the hook is an
+/// fmod_ret or LSM program, whose return value the kernel uses.
+fn actions(
+    path: &str,
+    list: &[ActionSelector],
+    can_override: bool,
+) -> Result<(u32, u32, i32), Unsupported> {
     if list.is_empty() {
-        return Ok((VIGIL_ACT_POST, 0));
+        return Ok((VIGIL_ACT_POST, 0, 0));
     }
-    let (mut bits, mut post, mut signal) = (0, true, 0);
+    let (mut bits, mut post, mut signal, mut rc) = (0, true, 0, 0);
     for a in list {
         match a.action {
             Action::Post => {}
+            Action::Override if can_override => {
+                bits |= VIGIL_ACT_OVERRIDE;
+                // Tetragon's default argError is -1 (-EPERM).
+                let v = a.arg_error.unwrap_or(-1);
+                rc = i32::try_from(v).map_err(|_| {
+                    unsupported(path, format!("argError {v} does not fit a kernel int"))
+                })?;
+            }
             Action::NoPost => post = false,
             Action::Sigkill => bits |= VIGIL_ACT_SIGKILL,
             Action::Signal => {
@@ -311,7 +369,7 @@ fn actions(path: &str, list: &[ActionSelector]) -> Result<(u32, u32), Unsupporte
     if post {
         bits |= VIGIL_ACT_POST;
     }
-    Ok((bits, signal))
+    Ok((bits, signal, rc))
 }
 
 /// Builds the tables of one compiled policy. `resolve_binary` maps a path to the kernel's
@@ -342,42 +400,91 @@ pub fn build_in(
             crate::hooks::build(plan, hook, ids, resolve_binary, env, &mut out)?;
             continue;
         }
-        if hook.mechanism != Mechanism::SyscallTracepoint {
-            return Err(unsupported(
-                &hook.path,
-                format!(
-                    "{} hooks are not supported by this runtime yet (syscall hooks are)",
-                    hook.mechanism.name()
-                ),
-            ));
-        }
         if hook.targets.iter().any(|t| t == EVERY_SYSCALL) {
             crate::all_syscalls::build(plan, hook, ids, resolve_binary, env, &mut out)?;
             continue;
         }
+        let kfunc = match hook.mechanism {
+            Mechanism::SyscallTracepoint => None,
+            Mechanism::Lsm => Some(KfuncAttach::Lsm),
+            // Override needs the function's return value: fmod_ret (compile() allowed it
+            // only on security_* functions of kernels with fentry).
+            Mechanism::Fentry | Mechanism::Kprobe | Mechanism::KprobeMulti if overrides(hook) => {
+                Some(KfuncAttach::FmodRet)
+            }
+            Mechanism::Fentry if hook.on_return => Some(KfuncAttach::Fexit),
+            Mechanism::Fentry => Some(KfuncAttach::Fentry),
+            // kprobe.multi is not used yet: one kprobe per function.
+            Mechanism::Kprobe | Mechanism::KprobeMulti => Some(KfuncAttach::Kprobe),
+            other => {
+                return Err(unsupported(
+                    &hook.path,
+                    format!(
+                        "{} hooks are not supported by this runtime yet (syscall, kernel-function and LSM hooks are)",
+                        other.name()
+                    ),
+                ));
+            }
+        };
         for target in &hook.targets {
-            build_hook(
-                plan,
-                hook,
-                syscall_name(target),
-                ids,
-                resolve_binary,
-                &mut out,
-            )?;
+            let target = match kfunc {
+                None => Target::Syscall(syscall_name(target)),
+                Some(attach) => Target::Kfunc {
+                    function: target,
+                    attach,
+                },
+            };
+            build_hook(plan, hook, &target, ids, resolve_binary, &mut out)?;
         }
     }
     Ok(out)
 }
 
+fn overrides(hook: &HookPlan) -> bool {
+    hook.selectors
+        .iter()
+        .flat_map(|s| &s.actions)
+        .any(|a| a.action == Action::Override)
+}
+
 pub(crate) fn build_hook(
     plan: &Plan,
     hook: &HookPlan,
-    syscall: &str,
+    target: &Target<'_>,
     ids: &mut Ids,
     resolve_binary: &dyn Fn(&str) -> Option<(u64, u64)>,
     out: &mut PolicyTables,
 ) -> Result<(), Unsupported> {
     let path = &hook.path;
+    let kernel = matches!(target, Target::Kfunc { .. });
+    let can_override = matches!(
+        target,
+        Target::Kfunc {
+            attach: KfuncAttach::FmodRet | KfuncAttach::Lsm,
+            ..
+        }
+    );
+    let fexit = matches!(
+        target,
+        Target::Kfunc {
+            attach: KfuncAttach::Fexit,
+            ..
+        }
+    );
+    if hook.on_return && kernel && !fexit {
+        return Err(unsupported(
+            path,
+            if kernel {
+                "return probes on kernel functions run only through fexit: one function per hook on a kernel with fentry (kretprobes are not implemented yet)"
+            } else {
+                "return probes are not supported by this runtime yet"
+            },
+        ));
+    }
+    let syscall = match target {
+        Target::Syscall(name) => *name,
+        Target::Kfunc { .. } => "",
+    };
     let id = ids.next_hook;
     if id >= VIGIL_MAX_HOOKS {
         return Err(unsupported(
@@ -385,10 +492,7 @@ pub(crate) fn build_hook(
             format!("more than {VIGIL_MAX_HOOKS} hooks (VIGIL_MAX_HOOKS)"),
         ));
     }
-    let mut config = vigil_hook_cfg {
-        monitor: u32::from(plan.mode == PolicyMode::Monitor),
-        ..Default::default()
-    };
+    let mut config = vigil_hook_cfg::default();
     let mut args = Vec::new();
     let readers: Vec<_> = hook
         .arguments
@@ -402,19 +506,31 @@ pub(crate) fn build_hook(
         ));
     }
     for (slot, a) in readers.iter().enumerate() {
-        let Some((kind, report)) = arg_kind(a.arg_type) else {
+        let Some((kind, report)) = arg_kind(a.arg_type, kernel) else {
             return Err(unsupported(
                 &format!("{path}.args[{slot}]"),
                 format!(
-                    "argument type {} is not supported by the syscall-tracepoint runtime yet",
-                    a.arg_type
+                    "argument type {} is not supported by the {} runtime yet",
+                    a.arg_type,
+                    if kernel {
+                        "kernel-function"
+                    } else {
+                        "syscall-tracepoint"
+                    }
                 ),
             ));
         };
         if a.index > 5 {
             return Err(unsupported(
                 &format!("{path}.args[{slot}]"),
-                "a syscall has at most 6 arguments",
+                "a hook has at most 6 arguments",
+            ));
+        }
+        if fexit && a.index == 5 {
+            // vigil_fexit passes the return value in slot 5.
+            return Err(unsupported(
+                &format!("{path}.args[{slot}]"),
+                "a return probe reads at most 5 arguments (the 6th slot carries the return value)",
             ));
         }
         if u32::from(kind) == VIGIL_ARG_BUF {
@@ -425,9 +541,34 @@ pub(crate) fn build_hook(
         args.push((report, a.label.clone()));
     }
     config.nargs = readers.len() as u32;
+    let mut return_slot = None;
+    if fexit
+        && let Some(r) = hook
+            .arguments
+            .iter()
+            .find(|a| a.origin == ArgOrigin::Return)
+    {
+        let slot = readers.len();
+        let Some((kind, report)) =
+            arg_kind(r.arg_type, kernel).filter(|_| slot < VIGIL_MAX_ARGS as usize)
+        else {
+            return Err(unsupported(
+                &format!("{path}.returnArg"),
+                format!(
+                    "return type {} is not supported by this runtime yet (or more than {} readers)",
+                    r.arg_type, VIGIL_MAX_ARGS
+                ),
+            ));
+        };
+        config.arg_kind[slot] = kind;
+        config.arg_index[slot] = 5;
+        config.nargs += 1;
+        args.push((report, r.label.clone()));
+        return_slot = Some(slot);
+    }
     config.path_slot = 0xff;
     let mut return_arg = None;
-    if hook.on_return {
+    if hook.on_return && !kernel {
         config.flags |= VIGIL_HOOK_EXIT;
         let ret_type = hook
             .arguments
@@ -435,7 +576,7 @@ pub(crate) fn build_hook(
             .find(|a| a.origin == ArgOrigin::Return)
             .map_or(ArgType::Int32, |a| a.arg_type);
         let Some((kind, report)) =
-            arg_kind(ret_type).filter(|(k, _)| u32::from(*k) != VIGIL_ARG_STRING)
+            arg_kind(ret_type, false).filter(|(k, _)| u32::from(*k) != VIGIL_ARG_STRING)
         else {
             return Err(unsupported(
                 &format!("{path}.returnArg"),
@@ -470,11 +611,15 @@ pub(crate) fn build_hook(
     for (si, table) in hook.selectors.iter().enumerate() {
         let spath = format!("{path}.selectors[{si}]");
         let mut sel = vigil_selector_cfg::default();
-        (sel.actions, sel.signal) = actions(&format!("{spath}.matchActions"), &table.actions)?;
+        (sel.actions, sel.signal, sel.override_rc) = actions(
+            &format!("{spath}.matchActions"),
+            &table.actions,
+            can_override,
+        )?;
         (sel.rate_ns, sel.flags) = rate_limit(&format!("{spath}.matchActions"), &table.actions)?;
         if !table.return_actions.is_empty() {
             let rpath = format!("{spath}.matchReturnActions");
-            let (bits, signal) = actions(&rpath, &table.return_actions)?;
+            let (bits, signal, _) = actions(&rpath, &table.return_actions, false)?;
             if !hook.on_return {
                 return Err(unsupported(
                     &rpath,
@@ -519,7 +664,7 @@ pub(crate) fn build_hook(
                         }
                         sel.filters[sel.nfilters as usize] = f;
                         sel.nfilters += 1;
-                        if u32::from(config.arg_kind[slot]) == VIGIL_ARG_STRING {
+                        if is_string_kind(config.arg_kind[slot]) {
                             config.filter_strs |= 1 << slot;
                         }
                         if u32::from(config.arg_kind[slot]) == VIGIL_ARG_BUF {
@@ -532,6 +677,31 @@ pub(crate) fn build_hook(
                             ));
                         }
                     }
+                }
+                Filter::Arg {
+                    origin: ArgOrigin::Return,
+                    operator,
+                    values,
+                    ..
+                } if return_slot.is_some() => {
+                    let slot = return_slot.unwrap_or_default();
+                    let f = arg_filter(
+                        &spath,
+                        slot,
+                        *operator,
+                        values,
+                        config.arg_kind[slot],
+                        ids,
+                        out,
+                    )?;
+                    if sel.nfilters >= VIGIL_MAX_ARG_FILTERS {
+                        return Err(unsupported(
+                            &spath,
+                            format!("more than {VIGIL_MAX_ARG_FILTERS} matchArgs"),
+                        ));
+                    }
+                    sel.filters[sel.nfilters as usize] = f;
+                    sel.nfilters += 1;
                 }
                 Filter::Arg {
                     origin: ArgOrigin::Return,
@@ -610,26 +780,50 @@ pub(crate) fn build_hook(
         });
     }
     config.nselectors = selectors.len() as u32;
-    out.tables.hooks.push(SyscallHook {
-        id,
-        syscall: syscall.to_string(),
-        config,
-        selectors,
-    });
-    // A syscall without an ia32 number (64-bit only) has no 32-bit entry to watch.
-    if let Some(nr) = ia32_number(syscall) {
-        out.tables.ia32.push((nr, id));
-    }
+    let function_name = match target {
+        Target::Syscall(syscall) => {
+            out.tables.hooks.push(SyscallHook {
+                id,
+                syscall: syscall.to_string(),
+                config,
+                selectors,
+            });
+            // A syscall without an ia32 number (64-bit only) has no 32-bit entry to watch.
+            if let Some(nr) = ia32_number(syscall) {
+                out.tables.ia32.push((nr, id));
+            }
+            format!("__x64_sys_{syscall}")
+        }
+        Target::Kfunc { function, attach } => {
+            out.kfuncs.push(KfuncHook {
+                id,
+                function: function.to_string(),
+                attach: *attach,
+                config,
+                selectors,
+            });
+            function.to_string()
+        }
+    };
     out.hooks.push(HookInfo {
         id,
         policy_name: plan.name.clone(),
-        function_name: format!("__x64_sys_{syscall}"),
+        function_name,
         args,
         message: hook.message.clone(),
         tags: hook.tags.clone(),
         event: HookEvent::Kprobe,
         return_arg,
         selectors: config.nselectors as usize,
+        return_slot,
+        lsm: matches!(
+            target,
+            Target::Kfunc {
+                attach: KfuncAttach::Lsm,
+                ..
+            }
+        ),
+        kernel_function: kernel,
     });
     ids.next_hook += 1;
     Ok(())
@@ -681,7 +875,8 @@ fn arg_filter(
         slot: slot as u8,
         ..Default::default()
     };
-    if u32::from(kind) == VIGIL_ARG_STRING {
+    let kind = u32::from(kind);
+    if kind == VIGIL_ARG_STRING || (VIGIL_ARG_KOBJ_FIRST..=VIGIL_ARG_KOBJ_LAST).contains(&kind) {
         f.op = match op {
             Operator::Equal => VIGIL_OP_EQ,
             Operator::NotEqual => VIGIL_OP_NEQ,
@@ -762,3 +957,7 @@ pub use process::{ns_proc_name, parse_ns_link, read_host_namespace};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "kfunc_tests.rs"]
+mod kfunc_tests;

@@ -116,7 +116,7 @@ fn ia32_open(path: &str) {
 /// keeps its symbol name in .symtab; `inline(never)` keeps it a function.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn vigil_uprobe_target(n: i32, text: *const libc::c_char, big: i64) -> i64 {
+extern "C" fn vigil_uprobe_target(n: i32, text: *const libc::c_char, big: i64) -> i64 {
     // SAFETY: callers pass a NUL-terminated string.
     let len = unsafe { libc::strlen(text) } as i64;
     std::hint::black_box(i64::from(n) + len + big)

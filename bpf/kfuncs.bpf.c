@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Kernel-function and LSM hooks (`kprobes` with `syscall: false`, `lsmhooks`) on kernels that
+ * have kprobes, fentry/fexit or BPF LSM (not this project's host kernel: see KERNEL.md).
+ *
+ * One object is loaded per hook (crates/vigil-bpf/src/kfuncs.rs): the loader sets the hook id
+ * in .rodata (fentry/fmod_ret/LSM have no attach cookie on 6.1), the attach target of the
+ * one program it keeps, and turns the others' autoload off. The engine (vigil_engine.h) does
+ * the rest; kernel-object arguments are read by vigil_kobj.h.
+ *
+ * Enforcement: fmod_ret (on security_* functions) and LSM programs return the matched
+ * selector's Override value, which the kernel returns instead of running the function /
+ * as the hook's verdict. kprobe and fentry programs can only report and signal.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "vigil_kobj.h"
+#include "vigil_engine.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by the loader before load. */
+const volatile __u32 vigil_hook_id = 0;
+
+/* Trampoline programs: arguments through bpf_get_func_arg (fails past the function's own). */
+static __always_inline void tramp_args(void *ctx, __u64 *args)
+{
+	for (int i = 0; i < VIGIL_ENGINE_NARGS; i++) {
+		args[i] = 0;
+		bpf_get_func_arg(ctx, i, &args[i]);
+	}
+}
+
+SEC("kprobe/vigil_kprobe")
+int vigil_kprobe(struct pt_regs *ctx)
+{
+	__u64 args[VIGIL_ENGINE_NARGS];
+
+	args[0] = PT_REGS_PARM1_CORE(ctx);
+	args[1] = PT_REGS_PARM2_CORE(ctx);
+	args[2] = PT_REGS_PARM3_CORE(ctx);
+	args[3] = PT_REGS_PARM4_CORE(ctx);
+	args[4] = PT_REGS_PARM5_CORE(ctx);
+	args[5] = PT_REGS_PARM6_CORE(ctx);
+	engine_handle(ctx, vigil_hook_id, args, 0);
+	return 0;
+}
+
+/* Attach targets are set by the loader; the section names only give the program type. */
+SEC("fentry/security_file_open")
+int vigil_fentry(void *ctx)
+{
+	__u64 args[VIGIL_ENGINE_NARGS];
+
+	tramp_args(ctx, args);
+	engine_handle(ctx, vigil_hook_id, args, 0);
+	return 0;
+}
+
+/*
+ * `return: true`: fexit sees the arguments and the return value. The loader puts the
+ * return value reader on argument slot 5 (refusing hooks that read a 6th argument), so the
+ * engine evaluates matchArgs and matchReturnArgs together, at return.
+ */
+SEC("fexit/security_file_open")
+int vigil_fexit(void *ctx)
+{
+	__u64 args[VIGIL_ENGINE_NARGS], ret = 0;
+
+	tramp_args(ctx, args);
+	bpf_get_func_ret(ctx, &ret);
+	args[VIGIL_ENGINE_NARGS - 1] = ret;
+	engine_handle(ctx, vigil_hook_id, args, 0);
+	return 0;
+}
+
+SEC("fmod_ret/security_file_open")
+int vigil_fmod_ret(void *ctx)
+{
+	__u64 args[VIGIL_ENGINE_NARGS];
+
+	tramp_args(ctx, args);
+	return engine_handle(ctx, vigil_hook_id, args, 0);
+}
+
+/* `long`: the verifier checks the 64-bit R0, so the verdict must be sign-extended. */
+SEC("lsm/file_open")
+long vigil_lsm(void *ctx)
+{
+	__u64 args[VIGIL_ENGINE_NARGS];
+	long rc;
+
+	tramp_args(ctx, args);
+	rc = engine_handle(ctx, vigil_hook_id, args, 0);
+	/* LSM verdicts are 0 or -errno (the verifier insists); anything else denies (-EPERM). */
+	if (rc > 0 || rc < -4095)
+		return -1;
+	return rc;
+}

@@ -1,0 +1,290 @@
+//! Loads kernel-function and LSM hooks (`bpf/kfuncs.bpf.c`): one object per hook, sharing
+//! the lifecycle sensor's ring buffer, process table and loss counters like the syscall
+//! runtime. The hook id is set in the object's `.rodata` (trampoline programs have no attach
+//! cookie on 6.1), and only the program of the chosen mechanism is loaded.
+//!
+//! Mechanisms: fentry where the kernel allows it (cheaper), kprobe otherwise or when fentry
+//! fails for this function (not in BTF, not traceable); fmod_ret for Override on `security_*`
+//! functions; BPF LSM for `lsmhooks`. The mechanism actually attached is reported per hook.
+
+use std::mem::size_of;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder};
+
+use crate::abi::*;
+use crate::lifecycle::LoadError;
+use crate::syscalls::{PolicyMode, SharedMaps, SyscallTables};
+
+/// How a kernel-function hook is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KfuncAttach {
+    Kprobe,
+    /// fentry, falling back to kprobe if the function cannot take a trampoline.
+    Fentry,
+    /// fexit (`return: true`): arguments and return value, evaluated at return.
+    Fexit,
+    /// fmod_ret: the matched selector's Override value replaces the function's return.
+    FmodRet,
+    /// BPF LSM on hook `lsm/<name>`.
+    Lsm,
+}
+
+impl KfuncAttach {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kprobe => "kprobe",
+            Self::Fentry => "fentry",
+            Self::Fexit => "fexit",
+            Self::FmodRet => "fmod_ret",
+            Self::Lsm => "lsm",
+        }
+    }
+
+    fn program(self) -> &'static str {
+        match self {
+            Self::Kprobe => "vigil_kprobe",
+            Self::Fentry => "vigil_fentry",
+            Self::Fexit => "vigil_fexit",
+            Self::FmodRet => "vigil_fmod_ret",
+            Self::Lsm => "vigil_lsm",
+        }
+    }
+}
+
+/// One hooked kernel function or LSM hook.
+#[derive(Debug, Clone)]
+pub struct KfuncHook {
+    pub id: u32,
+    /// Kernel function (`security_file_open`) or LSM hook name (`file_open`).
+    pub function: String,
+    pub attach: KfuncAttach,
+    pub config: vigil_hook_cfg,
+    pub selectors: Vec<vigil_selector_cfg>,
+}
+
+struct Attached {
+    _link: Link,
+    object: Object,
+    hook: u32,
+    mechanism: KfuncAttach,
+}
+
+/// The attached hooks of one policy; dropping it detaches them.
+pub struct KfuncSensor {
+    attached: Vec<Attached>,
+}
+
+impl std::fmt::Debug for KfuncSensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KfuncSensor")
+            .field("attached", &self.mechanisms())
+            .finish()
+    }
+}
+
+fn bytes<T>(v: &T) -> &[u8] {
+    // SAFETY: ABI structs are plain old data with explicit padding.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+impl KfuncSensor {
+    /// Loads and attaches every hook of `hooks`; the value sets come from `sets` (its
+    /// `hooks` are the policy's syscall hooks, ignored here). All or nothing: the first
+    /// failure drops what was attached.
+    pub fn load(
+        maps: &SharedMaps,
+        hooks: &[KfuncHook],
+        sets: &SyscallTables,
+        btf: Option<&Path>,
+    ) -> Result<Self, LoadError> {
+        let mut attached = Vec::new();
+        for hook in hooks {
+            let one = match hook.attach {
+                KfuncAttach::Fentry => load_one(maps, hook, hooks, sets, btf, KfuncAttach::Fentry)
+                    .or_else(|_| load_one(maps, hook, hooks, sets, btf, KfuncAttach::Kprobe)),
+                other => load_one(maps, hook, hooks, sets, btf, other),
+            }?;
+            attached.push(one);
+        }
+        let sensor = Self { attached };
+        if sets.monitor {
+            sensor.set_mode(PolicyMode::Monitor)?;
+        }
+        Ok(sensor)
+    }
+
+    pub fn attached(&self) -> usize {
+        self.attached.len()
+    }
+
+    /// (hook id, mechanism attached) per hook.
+    pub fn mechanisms(&self) -> Vec<(u32, &'static str)> {
+        self.attached
+            .iter()
+            .map(|a| (a.hook, a.mechanism.name()))
+            .collect()
+    }
+
+    /// Per-hook counters summed over CPUs, indexed by `enum vigil_hook_counter`.
+    pub fn hook_counters(&self, hook: u32) -> [u64; VIGIL_HOOK_COUNTERS as usize] {
+        self.sum(hook, |o| crate::policy_object::hook_counters(o, hook))
+    }
+
+    /// Per-selector counters of a hook summed over CPUs.
+    pub fn selector_counters(
+        &self,
+        hook: u32,
+        selector: u32,
+    ) -> [u64; VIGIL_HOOK_COUNTERS as usize] {
+        self.sum(hook, |o| {
+            crate::policy_object::selector_counters(o, hook, selector)
+        })
+    }
+
+    fn sum(
+        &self,
+        hook: u32,
+        of: impl Fn(&Object) -> [u64; VIGIL_HOOK_COUNTERS as usize],
+    ) -> [u64; VIGIL_HOOK_COUNTERS as usize] {
+        let mut out = [0u64; VIGIL_HOOK_COUNTERS as usize];
+        for a in self.attached.iter().filter(|a| a.hook == hook) {
+            for (o, v) in out.iter_mut().zip(of(&a.object)) {
+                *o += v;
+            }
+        }
+        out
+    }
+
+    /// memlock of the maps the policy's objects own (not the shared lifecycle maps).
+    pub fn kernel_memory_bytes(&self) -> u64 {
+        self.attached
+            .iter()
+            .map(|a| crate::syscalls::own_maps_memlock(&a.object))
+            .sum()
+    }
+
+    /// Switches every hook object of the policy between enforce and monitor.
+    pub fn set_mode(&self, mode: PolicyMode) -> Result<(), LoadError> {
+        for a in &self.attached {
+            crate::policy_object::set_mode(&a.object, mode)?;
+        }
+        Ok(())
+    }
+
+    /// The policy's mode as the kernel sees it (all objects are switched together).
+    pub fn mode(&self) -> PolicyMode {
+        self.attached.first().map_or(PolicyMode::Enforce, |a| {
+            crate::policy_object::mode(&a.object)
+        })
+    }
+}
+
+fn load_one(
+    maps: &SharedMaps,
+    hook: &KfuncHook,
+    all: &[KfuncHook],
+    sets: &SyscallTables,
+    btf: Option<&Path>,
+    how: KfuncAttach,
+) -> Result<Attached, LoadError> {
+    let mut builder = ObjectBuilder::default();
+    if let Some(btf) = btf {
+        builder.btf_custom_path(btf).map_err(LoadError::Open)?;
+    }
+    let mut open = builder
+        .open_memory(crate::KFUNCS_OBJECT)
+        .map_err(LoadError::Open)?;
+    for mut map in open.maps_mut() {
+        let name = map.name().to_string_lossy().into_owned();
+        if let Some((n, handle)) = maps.by_name(&name) {
+            map.reuse_fd(handle.as_fd())
+                .map_err(|source| LoadError::Map { map: n, source })?;
+        } else if name.ends_with(".rodata") {
+            // The only .rodata variable is `vigil_hook_id`.
+            let data = map
+                .initial_value_mut()
+                .ok_or(LoadError::Missing("kfuncs .rodata"))?;
+            if data.len() < 4 {
+                return Err(LoadError::Missing("vigil_hook_id in .rodata"));
+            }
+            data[..4].copy_from_slice(&hook.id.to_ne_bytes());
+        }
+    }
+    for mut prog in open.progs_mut() {
+        prog.set_autoattach(false);
+        let keep = prog.name() == how.program();
+        prog.set_autoload(keep);
+        if !keep {
+            continue;
+        }
+        match how {
+            KfuncAttach::Kprobe => {}
+            // libbpf adds the `bpf_lsm_` prefix of LSM hooks itself.
+            KfuncAttach::Fentry | KfuncAttach::Fexit | KfuncAttach::FmodRet | KfuncAttach::Lsm => {
+                prog.set_attach_target(0, Some(hook.function.clone()))
+                    .map_err(LoadError::Open)?
+            }
+        }
+    }
+    let object = open.load().map_err(LoadError::Load)?;
+    fill(&object, all, sets)?;
+    let prog = object
+        .progs_mut()
+        .find(|p| p.name() == how.program())
+        .ok_or(LoadError::Missing("kfuncs program"))?;
+    let link = match how {
+        KfuncAttach::Kprobe => prog.attach_kprobe(false, &hook.function),
+        KfuncAttach::Fentry | KfuncAttach::Fexit | KfuncAttach::FmodRet => prog.attach_trace(),
+        KfuncAttach::Lsm => prog.attach_lsm(),
+    }
+    .map_err(|source| LoadError::Attach {
+        program: format!("{} on {}", how.name(), hook.function),
+        source,
+    })?;
+    Ok(Attached {
+        _link: link,
+        object,
+        hook: hook.id,
+        mechanism: how,
+    })
+}
+
+fn fill(object: &Object, hooks: &[KfuncHook], t: &SyscallTables) -> Result<(), LoadError> {
+    let map = |name: &'static str| {
+        object
+            .maps()
+            .find(|m| m.name() == name)
+            .ok_or(LoadError::Missing(name))
+    };
+    let put = |name: &'static str, key: &[u8], value: &[u8]| -> Result<(), LoadError> {
+        map(name)?
+            .update(key, value, MapFlags::ANY)
+            .map_err(|source| LoadError::Map { map: name, source })
+    };
+    for hook in hooks {
+        put(
+            "vigil_sys_hooks",
+            &hook.id.to_ne_bytes(),
+            bytes(&hook.config),
+        )?;
+        for (i, sel) in hook.selectors.iter().enumerate() {
+            let idx = hook.id * VIGIL_MAX_SELECTORS + i as u32;
+            put("vigil_sys_selectors", &idx.to_ne_bytes(), bytes(sel))?;
+        }
+    }
+    for (name, keys) in [
+        ("vigil_str_eq", &t.str_eq),
+        ("vigil_str_prefix", &t.str_prefix),
+        ("vigil_str_postfix", &t.str_postfix),
+    ] {
+        for k in keys {
+            put(name, bytes(k), &[1])?;
+        }
+    }
+    for k in &t.binaries {
+        put("vigil_bin_set", bytes(k), &[1])?;
+    }
+    Ok(())
+}

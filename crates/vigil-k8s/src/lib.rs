@@ -1,0 +1,11 @@
+//! Kubernetes identity for events: a watch of this node's pods ([`watch`], thin, kube-rs),
+//! the pods by container id ([`store`], pure) and what a Pod says about each container
+//! ([`pod`], pure: names, labels, image, workload from owner references, exec probes).
+
+pub mod pod;
+pub mod store;
+pub mod watch;
+
+pub use pod::ContainerIdentity;
+pub use store::{PodStore, SharedPods};
+pub use watch::{K8sError, WatchOptions, spawn};

@@ -1,0 +1,122 @@
+//! Kernel-function and LSM hooks become tables (pure; expected values written by hand).
+
+use super::*;
+use vigil_policy::compile::Capabilities;
+
+fn plan(yaml: &str) -> Plan {
+    let policy = vigil_policy::parse_policy(yaml, "t.yaml").expect("valid policy");
+    let plan = vigil_policy::compile(&policy, &Capabilities::FULL_NO_ERROR_INJECTION);
+    assert!(plan.is_loadable(), "{:?}", plan.refusals);
+    plan
+}
+
+fn build_ok(plan: &Plan) -> PolicyTables {
+    build(plan, &mut Ids::default(), &|_| None).expect("builds")
+}
+
+const FILE_OPEN: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: file-open
+spec:
+  kprobes:
+  - call: "security_file_open"
+    syscall: false
+    args:
+    - index: 0
+      type: "file"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Prefix"
+        values: ["/etc/"]
+"#;
+
+#[test]
+fn one_kernel_function_is_an_fentry_hook_with_a_file_reader() {
+    let t = build_ok(&plan(FILE_OPEN));
+    assert!(t.tables.hooks.is_empty(), "no syscall hook");
+    assert_eq!(t.kfuncs.len(), 1);
+    let k = &t.kfuncs[0];
+    assert_eq!(k.function, "security_file_open");
+    assert_eq!(k.attach, KfuncAttach::Fentry);
+    assert_eq!(k.config.nargs, 1);
+    assert_eq!(u32::from(k.config.arg_kind[0]), VIGIL_ARG_FILE);
+    assert_eq!(k.selectors[0].filters[0].op, VIGIL_OP_PREFIX as u8);
+    assert_eq!(t.tables.str_prefix.len(), 1);
+    assert_eq!(&t.tables.str_prefix[0].data[..5], b"/etc/");
+    assert_eq!(t.tables.str_prefix[0].prefixlen, 32 + 8 * 5);
+    assert_eq!(t.hooks[0].function_name, "security_file_open");
+    assert_eq!(t.hooks[0].args[0].0, HookArg::File);
+    assert!(!t.hooks[0].lsm);
+}
+
+#[test]
+fn override_on_a_security_function_is_fmod_ret_with_its_error() {
+    let yaml = FILE_OPEN.replace(
+        "        values: [\"/etc/\"]\n",
+        "        values: [\"/etc/\"]\n      matchActions:\n      - action: Override\n        argError: -13\n",
+    );
+    let t = build_ok(&plan(&yaml));
+    let k = &t.kfuncs[0];
+    assert_eq!(k.attach, KfuncAttach::FmodRet);
+    assert_eq!(k.selectors[0].actions, VIGIL_ACT_OVERRIDE | VIGIL_ACT_POST);
+    assert_eq!(k.selectors[0].override_rc, -13);
+}
+
+#[test]
+fn lsm_hook_reports_process_lsm_and_can_override() {
+    let yaml = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: lsm
+spec:
+  lsmhooks:
+  - hook: "bprm_check_security"
+    args:
+    - index: 0
+      type: "linux_binprm"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Postfix"
+        values: ["/bad"]
+      matchActions:
+      - action: Override
+"#;
+    let t = build_ok(&plan(yaml));
+    let k = &t.kfuncs[0];
+    assert_eq!(k.attach, KfuncAttach::Lsm);
+    assert_eq!(u32::from(k.config.arg_kind[0]), VIGIL_ARG_BINPRM);
+    assert_eq!(
+        k.selectors[0].override_rc, -1,
+        "Tetragon's default argError"
+    );
+    assert!(t.hooks[0].lsm);
+    assert_eq!(t.hooks[0].function_name, "bprm_check_security");
+    assert_eq!(&t.tables.str_postfix[0].data[..4], b"dab/", "reversed");
+}
+
+#[test]
+fn kernel_object_types_are_refused_on_syscall_hooks() {
+    let yaml = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: sys-file
+spec:
+  kprobes:
+  - call: "sys_close"
+    syscall: true
+    args:
+    - index: 0
+      type: "file"
+"#;
+    let policy = vigil_policy::parse_policy(yaml, "t.yaml").expect("valid policy");
+    let plan = vigil_policy::compile(&policy, &Capabilities::TRACEPOINTS_ONLY);
+    let err = build(&plan, &mut Ids::default(), &|_| None).expect_err("refused");
+    assert_eq!(err.path, "spec.kprobes[0].args[0]");
+    assert!(err.reason.contains("argument type file"), "{}", err.reason);
+}
