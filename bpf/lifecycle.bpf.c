@@ -13,6 +13,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "vigil_abi.h"
+#include "vigil_task.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -222,25 +223,7 @@ static __always_inline void read_creds(struct task_struct *task, struct vigil_cr
 
 static __always_inline void read_namespaces(struct task_struct *task, struct vigil_exec_msg *m)
 {
-	struct nsproxy *nsp = task->nsproxy;
-	struct pid *tp = task->thread_pid;
-	unsigned int level = tp->level;
-	struct upid up = {};
-
-	m->ns.uts = nsp->uts_ns->ns.inum;
-	m->ns.ipc = nsp->ipc_ns->ns.inum;
-	m->ns.mnt = nsp->mnt_ns->ns.inum;
-	m->ns.net = nsp->net_ns->ns.inum;
-	m->ns.cgroup = nsp->cgroup_ns->ns.inum;
-	m->ns.pid_for_children = nsp->pid_ns_for_children->ns.inum;
-	if (bpf_core_field_exists(nsp->time_ns)) {
-		m->ns.time = nsp->time_ns->ns.inum;
-		m->ns.time_for_children = nsp->time_ns_for_children->ns.inum;
-	}
-	m->ns.user = task->cred->user_ns->ns.inum;
-	bpf_core_read(&up, sizeof(up), &tp->numbers[level & 31]);
-	m->nspid = up.nr;
-	m->ns.pid = BPF_CORE_READ(up.ns, ns.inum);
+	m->nspid = task_namespaces(task, &m->ns);
 }
 
 static __always_inline __u32 read_cgroup(struct task_struct *task, char *buf, __u64 *id)

@@ -176,6 +176,9 @@ enum vigil_arg_kind {
 	VIGIL_ARG_UINT64 = 4, /* also size_t */
 	VIGIL_ARG_STRING = 5, /* NUL-terminated user string */
 	VIGIL_ARG_KSTRING = 6, /* NUL-terminated kernel string (tracepoint records, raw tp) */
+	VIGIL_ARG_BUF = 7,    /* char_buf: user bytes, count from argument size_index; the msg
+			       * carries up to VIGIL_ARG_STR_MAX - 1 of them and, in ints[], the
+			       * count asked for (more: the bytes were cut) */
 	/* Kernel objects of kernel-function and LSM hooks (bpf/include/vigil_kobj.h): read as a
 	 * string (the path, resolved in the kernel) plus an integer (the inode mode). */
 	VIGIL_ARG_KOBJ_FIRST = 16,
@@ -216,7 +219,8 @@ struct vigil_hook_cfg {
 	__u32 pad;
 	__u8 arg_kind[VIGIL_MAX_ARGS];
 	__u8 arg_index[VIGIL_MAX_ARGS]; /* syscall argument number of each reported arg */
-	__u8 pad2[6];
+	__u8 size_index[VIGIL_MAX_ARGS]; /* VIGIL_ARG_BUF: syscall argument holding the count */
+	__u8 pad2;
 	/* Exit pairing (engine): selection completes at the paired exit when flags say so. */
 	__u32 flags;    /* VIGIL_HOOK_* */
 	__u8 path_slot; /* slot whose string filters also try the kernel-resolved path; 0xff none */
@@ -234,6 +238,20 @@ struct vigil_arg_filter {
 	__s64 values[VIGIL_MAX_INT_VALUES];
 };
 
+/* matchNamespaces entry: the task's namespace `kind` (index in struct vigil_namespaces:
+ * uts, ipc, mnt, pid, pid_for_children, net, time, time_for_children, cgroup, user) is, or is
+ * not (op), one of the inode numbers in values ("host_ns" is resolved by the loader). */
+#define VIGIL_MAX_NS_FILTERS 10 /* matchNamespaces entries per selector, as Tetragon */
+#define VIGIL_MAX_NS_VALUES 4   /* values per entry, as Tetragon */
+#define VIGIL_NS_KINDS 10
+struct vigil_ns_filter {
+	__u8 kind;
+	__u8 op;      /* VIGIL_OP_IN, VIGIL_OP_NOT_IN */
+	__u8 nvalues;
+	__u8 pad;
+	__u32 values[VIGIL_MAX_NS_VALUES];
+};
+
 struct vigil_selector_cfg {
 	__u32 nfilters;
 	__u32 actions; /* VIGIL_ACT_* */
@@ -248,6 +266,10 @@ struct vigil_selector_cfg {
 	__u32 ret_actions; /* matchReturnActions: VIGIL_ACT_* run at the paired exit */
 	__u32 flags;       /* VIGIL_SEL_* */
 	__u64 rate_ns;     /* Post rateLimit: at most one event per interval and scope; 0 none */
+	/* matchNamespaces: every entry must hold (AND), as Tetragon. */
+	__u32 nns;
+	__u32 pad_ns;
+	struct vigil_ns_filter ns[VIGIL_MAX_NS_FILTERS];
 };
 
 /* Key of the exact-string and LPM (prefix, reversed postfix) value sets. */
@@ -310,6 +332,7 @@ struct vigil_syscall_msg {
 #define VIGIL_SEL_RATE_GLOBAL (1u << 1)  /* rateLimitScope global */
 #define VIGIL_SEL_FOLLOW_FORKS (1u << 2) /* matchPIDs followForks: ancestors count */
 #define VIGIL_SEL_FOLLOW_CHILDREN (1u << 3) /* matchBinaries followChildren */
+#define VIGIL_SEL_NS_PID (1u << 4) /* matchPIDs isNamespacePID: pids as the task's pid namespace numbers them */
 
 /* A filter slot naming the return value (matchReturnArgs). */
 #define VIGIL_SLOT_RET 7

@@ -25,6 +25,7 @@
 #define VIGIL_ENGINE_COMPAT (1u << 0) /* a 32-bit (ia32) system call */
 
 #include "vigil_engine_maps.h"
+#include "vigil_task.h"
 
 static __always_inline void count(__u32 idx)
 {
@@ -444,12 +445,119 @@ static __always_inline int ancestor_listed(__u32 sel_idx, struct vigil_proc_entr
 	return c.found;
 }
 
+struct nsanc_ctx {
+	__u32 sel_idx;
+	__u32 found;
+	struct task_struct *task; /* the task whose parent is looked at next */
+};
+
+/* One generation up the kernel's task tree, comparing pid-namespace pids (isNamespacePID:
+ * the process table keeps host pids only). Stops below the idle task (host pid 0). */
+static long nsanc_step(__u32 i, struct nsanc_ctx *c)
+{
+	struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &c->sel_idx);
+	struct task_struct *task = c->task, *parent;
+
+	if (!sel || !task)
+		return 1;
+	parent = BPF_CORE_READ(task, real_parent, group_leader);
+	if (!parent || BPF_CORE_READ(parent, tgid) == 0)
+		return 1;
+	if (pid_listed(sel, task_nspid(parent, NULL))) {
+		c->found = 1;
+		return 1;
+	}
+	c->task = parent;
+	return 0;
+}
+
+struct ns_ctx {
+	__u32 sel_idx;
+	__u32 result;
+};
+
+/* One matchNamespaces entry per bpf_loop iteration (verified once, like filter_step): only
+ * the namespace the entry names is read. */
+static long ns_step(__u32 i, struct ns_ctx *c)
+{
+	struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &c->sel_idx);
+	const struct vigil_ns_filter *f;
+	__u32 v;
+	int in = 0;
+
+	if (!sel || i >= sel->nns) {
+		if (!sel)
+			c->result = 0;
+		return 1;
+	}
+	asm volatile("" : "+r"(i));
+	if (i >= VIGIL_MAX_NS_FILTERS)
+		return 1;
+	f = &sel->ns[i];
+	v = task_namespace((void *)bpf_get_current_task(), f->kind);
+	for (int j = 0; j < VIGIL_MAX_NS_VALUES; j++) {
+		if (j >= f->nvalues)
+			break;
+		in |= f->values[j] == v;
+	}
+	if ((f->op == VIGIL_OP_IN) != in) {
+		c->result = 0;
+		return 1;
+	}
+	return 0;
+}
+
+/* Whether a parent, grandparent, ... of `task` has a listed pid-namespace pid. */
+static __always_inline int ns_ancestor_listed(__u32 sel_idx, struct task_struct *task)
+{
+	struct nsanc_ctx c = { .sel_idx = sel_idx, .task = task };
+
+	bpf_loop(VIGIL_ANCESTORS_MAX, nsanc_step, &c, 0);
+	return c.found;
+}
+
+/* matchNamespaces: every entry holds for the current task. */
+static __always_inline int namespaces_match(__u32 sel_idx)
+{
+	struct ns_ctx c = { .sel_idx = sel_idx, .result = 1 };
+
+	bpf_loop(VIGIL_MAX_NS_FILTERS, ns_step, &c, 0);
+	return c.result;
+}
+
+/*
+ * matchPIDs isNamespacePID and matchNamespaces of selector `sel_idx` for the current task.
+ * A global function: the verifier checks it once on its own instead of in every context that
+ * reaches it, so policies that do not use these selectors do not pay for them at load.
+ */
+__noinline int vigil_ns_select(__u32 sel_idx)
+{
+	struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &sel_idx);
+	struct task_struct *task;
+	int in;
+
+	if (!sel)
+		return 0;
+	if ((sel->flags & VIGIL_SEL_NS_PID) && sel->pid_op) {
+		task = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), group_leader);
+		in = pid_listed(sel, task_nspid(task, NULL));
+		if (!in && (sel->flags & VIGIL_SEL_FOLLOW_FORKS))
+			in = ns_ancestor_listed(sel_idx, task);
+		if ((sel->pid_op == VIGIL_OP_IN) != in)
+			return 0;
+	}
+	return !sel->nns || namespaces_match(sel_idx);
+}
+
 /* Process-level filters (PIDs, binaries): evaluated at entry only. followForks and
  * followChildren extend them to descendants: the process or one of its ancestors. */
 static __always_inline int process_match(const struct vigil_selector_cfg *sel, __u32 sel_idx,
 					 __u32 tgid, struct vigil_proc_entry *proc)
 {
-	if (sel->pid_op) {
+	if (((sel->flags & VIGIL_SEL_NS_PID) && sel->pid_op) || sel->nns) {
+		if (!vigil_ns_select(sel_idx))
+			return 0;
+	} else if (sel->pid_op) {
 		int in = pid_listed(sel, tgid);
 
 		if (!in && (sel->flags & VIGIL_SEL_FOLLOW_FORKS))
@@ -549,7 +657,8 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 
 		if (i >= h->nargs)
 			break;
-		if (engine_arg_is_str(h->arg_kind[i]) && !((strs >> i) & 1))
+		if ((engine_arg_is_str(h->arg_kind[i]) || h->arg_kind[i] == VIGIL_ARG_BUF) &&
+		    !((strs >> i) & 1))
 			continue;
 		s->st.msg.str_len[i] = 0;
 		s->st.str_len_full[i] = 0;
@@ -569,6 +678,28 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 		case VIGIL_ARG_UINT64:
 			s->st.msg.ints[i] = (__s64)raw;
 			break;
+		case VIGIL_ARG_BUF: {
+			__u32 si = h->size_index[i] & 7;
+			__u64 want;
+			__u32 n;
+
+			if (si >= VIGIL_ENGINE_NARGS)
+				si = VIGIL_ENGINE_NARGS - 1; /* the loader refuses such indices */
+			want = regs[si];
+			/* The count asked for: the event says how much was cut (never silently). */
+			s->st.msg.ints[i] = (__s64)want;
+			n = want < VIGIL_ARG_STR_MAX - 1 ? (__u32)want : VIGIL_ARG_STR_MAX - 1;
+			n &= VIGIL_ARG_STR_MAX - 1;
+			if (n && bpf_probe_read_user(s->st.strs[i], n, (void *)raw)) {
+				s->st.msg.str_error |= 1u << i;
+				break;
+			}
+			s->st.str_len_full[i] = n;
+			s->st.msg.str_len[i] = n;
+			if (want > n)
+				s->st.msg.str_trunc |= 1u << i;
+			break;
+		}
 		case VIGIL_ARG_STRING:
 		case VIGIL_ARG_KSTRING:
 			/* Strings of tracepoint records and raw tracepoints live in the kernel. */

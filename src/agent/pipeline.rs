@@ -274,7 +274,11 @@ impl Pipeline {
                     t
                 };
                 let arg = match kind {
-                    HookArg::String | HookArg::LinuxBinprm | HookArg::File | HookArg::Path
+                    HookArg::String
+                    | HookArg::LinuxBinprm
+                    | HookArg::File
+                    | HookArg::Path
+                    | HookArg::Bytes
                         if m.str_error & (1 << i) != 0 =>
                     {
                         Arg::ErrorArg(tetragon::KprobeError {
@@ -292,6 +296,7 @@ impl Pipeline {
                         permission: permission(m.ints[i] as u32),
                         ..Default::default()
                     }),
+                    HookArg::Bytes => bytes_arg(rec.strings.get(i), m.ints[i] as u64),
                     HookArg::LinuxBinprm => Arg::LinuxBinprmArg(tetragon::KprobeLinuxBinprm {
                         path: text(),
                         permission: permission(m.ints[i] as u32),
@@ -673,7 +678,24 @@ fn int_arg(kind: HookArg, v: i64) -> tetragon::kprobe_argument::Arg {
                 abi: if v & ia32 != 0 { "i386" } else { "x64" }.to_string(),
             })
         }
-        HookArg::String | HookArg::LinuxBinprm | HookArg::File | HookArg::Path => Arg::LongArg(v),
+        HookArg::String | HookArg::LinuxBinprm | HookArg::File | HookArg::Path | HookArg::Bytes => {
+            Arg::LongArg(v)
+        }
+    }
+}
+
+/// A `char_buf`: the bytes the engine read and the count the call asked for. When the
+/// engine's buffer cut them, Tetragon's `truncated_bytes_arg` says so with the full size.
+fn bytes_arg(read: Option<&Vec<u8>>, asked: u64) -> tetragon::kprobe_argument::Arg {
+    use tetragon::kprobe_argument::Arg;
+    let bytes = read.cloned().unwrap_or_default();
+    if asked > bytes.len() as u64 {
+        Arg::TruncatedBytesArg(tetragon::KprobeTruncatedBytes {
+            bytes_arg: bytes,
+            orig_size: asked,
+        })
+    } else {
+        Arg::BytesArg(bytes)
     }
 }
 

@@ -4,6 +4,7 @@
 mod api;
 mod api_debug;
 mod api_policies;
+mod char_buf;
 mod cli;
 mod containers;
 mod export;
@@ -14,6 +15,7 @@ mod kernel_caps;
 mod kfuncs;
 mod lifecycle;
 mod load;
+mod namespaces;
 mod policy;
 mod policy_engine;
 mod proto_check;

@@ -43,6 +43,9 @@ pub enum HookArg {
     /// Kernel objects (kernel-function and LSM hooks): the path, and the inode mode.
     File,
     Path,
+    /// `char_buf`: `bytes_arg`, or `truncated_bytes_arg` with the size asked for when the
+    /// engine's buffer cut it.
+    Bytes,
 }
 
 /// Which event a hook produces, with what identifies the hook in it.
@@ -211,6 +214,7 @@ fn arg_kind(t: ArgType, kernel: bool) -> Option<(u8, HookArg)> {
         ArgType::Uint64 => (VIGIL_ARG_UINT64 as u8, HookArg::Uint64),
         ArgType::SizeT => (VIGIL_ARG_UINT64 as u8, HookArg::SizeT),
         ArgType::String | ArgType::Filename => (VIGIL_ARG_STRING as u8, HookArg::String),
+        ArgType::CharBuf => (VIGIL_ARG_BUF as u8, HookArg::Bytes),
         _ => return None,
     })
 }
@@ -529,6 +533,9 @@ pub(crate) fn build_hook(
                 "a return probe reads at most 5 arguments (the 6th slot carries the return value)",
             ));
         }
+        if u32::from(kind) == VIGIL_ARG_BUF {
+            config.size_index[slot] = char_buf_size(&format!("{path}.args[{slot}]"), a)?;
+        }
         config.arg_kind[slot] = kind;
         config.arg_index[slot] = a.index as u8;
         args.push((report, a.label.clone()));
@@ -660,6 +667,15 @@ pub(crate) fn build_hook(
                         if is_string_kind(config.arg_kind[slot]) {
                             config.filter_strs |= 1 << slot;
                         }
+                        if u32::from(config.arg_kind[slot]) == VIGIL_ARG_BUF {
+                            return Err(unsupported(
+                                &spath,
+                                format!(
+                                    "matchArgs on char_buf argument {pos} is not supported by \
+                                     this runtime yet"
+                                ),
+                            ));
+                        }
                     }
                 }
                 Filter::Arg {
@@ -718,25 +734,9 @@ pub(crate) fn build_hook(
                     sel.filters[sel.nfilters as usize] = f;
                     sel.nfilters += 1;
                 }
-                Filter::Pids(p) => {
-                    if p.is_namespace_pid {
-                        return Err(unsupported(
-                            &spath,
-                            "matchPIDs isNamespacePID is not supported by this runtime yet",
-                        ));
-                    }
-                    if p.follow_forks {
-                        sel.flags |= VIGIL_SEL_FOLLOW_FORKS;
-                    }
-                    if p.values.len() > VIGIL_MAX_PIDS as usize {
-                        return Err(unsupported(
-                            &spath,
-                            format!("more than {VIGIL_MAX_PIDS} matchPIDs values"),
-                        ));
-                    }
-                    sel.pid_op = in_or_not(&spath, p.operator)?;
-                    sel.npids = p.values.len() as u32;
-                    sel.pids[..p.values.len()].copy_from_slice(&p.values);
+                Filter::Pids(p) => pids_filter(&spath, &mut sel, p)?,
+                Filter::Namespaces(n) => {
+                    namespaces_filter(&spath, &mut sel, n, &read_host_namespace)?
                 }
                 Filter::Binaries {
                     parent: false,
@@ -950,6 +950,10 @@ fn arg_filter(
     f.nvalues = values.len() as u8;
     Ok(f)
 }
+
+mod process;
+use process::{char_buf_size, namespaces_filter, pids_filter};
+pub use process::{ns_proc_name, parse_ns_link, read_host_namespace};
 
 #[cfg(test)]
 mod tests;

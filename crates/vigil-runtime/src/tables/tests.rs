@@ -2,6 +2,7 @@
 
 use super::*;
 use vigil_policy::compile::Capabilities;
+use vigil_policy::types::NamespaceKind;
 
 fn plan(yaml: &str) -> Plan {
     let policy = vigil_policy::parse_policy(yaml, "t.yaml").expect("valid policy");
@@ -91,12 +92,9 @@ fn postfix_values_are_reversed_and_sigkill_posts() {
 
 #[test]
 fn unsupported_constructs_are_named() {
-    let yaml = OPENAT.replace("matchBinaries:", "matchNamespaces:\n      - namespace: Pid\n        operator: In\n        values: [\"host_ns\"]\n      matchParentBinaries:");
+    let yaml = OPENAT.replace("matchBinaries:", "matchParentBinaries:");
     let err = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap_err();
-    assert!(
-        err.reason.contains("matchNamespaces") || err.reason.contains("matchParentBinaries"),
-        "{err}"
-    );
+    assert!(err.reason.contains("matchParentBinaries"), "{err}");
     assert!(
         err.path.starts_with("spec.kprobes[0].selectors[0]"),
         "{err}"
@@ -243,4 +241,171 @@ fn follow_forks_and_follow_children_become_selector_flags() {
         VIGIL_SEL_FOLLOW_CHILDREN | VIGIL_SEL_FOLLOW_FORKS
     );
     assert_eq!((sel.pid_op, sel.npids, sel.pids[0]), (VIGIL_OP_IN, 1, 1));
+}
+
+const CLOCK: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: clock
+spec:
+  kprobes:
+  - call: "sys_clock_settime"
+    syscall: true
+    args:
+    - index: 0
+      type: int
+    selectors:
+    - matchPIDs:
+      - operator: NotIn
+        followForks: true
+        isNamespacePID: true
+        values: [1]
+      - operator: NotIn
+        followForks: true
+        isNamespacePID: true
+        values: [0, 1]
+"#;
+
+#[test]
+fn namespace_pid_entries_of_a_selector_merge_into_one_not_in_set() {
+    let t = build(&plan(CLOCK), &mut Ids::default(), &|_| None).unwrap();
+    let sel = &t.tables.hooks[0].selectors[0];
+    assert_eq!(sel.pid_op, VIGIL_OP_NOT_IN);
+    assert_eq!(&sel.pids[..sel.npids as usize], &[1, 0]);
+    assert_eq!(
+        sel.flags & (VIGIL_SEL_NS_PID | VIGIL_SEL_FOLLOW_FORKS),
+        VIGIL_SEL_NS_PID | VIGIL_SEL_FOLLOW_FORKS
+    );
+}
+
+#[test]
+fn pid_entries_that_do_not_form_a_union_are_refused_by_name() {
+    let mixed = CLOCK.replacen("operator: NotIn", "operator: In", 1);
+    let err = build(&plan(&mixed), &mut Ids::default(), &|_| None).unwrap_err();
+    assert!(err.reason.contains("matchPIDs"), "{err}");
+    let host_pid = CLOCK.replacen("isNamespacePID: true", "isNamespacePID: false", 1);
+    let err = build(&plan(&host_pid), &mut Ids::default(), &|_| None).unwrap_err();
+    assert!(err.reason.contains("isNamespacePID"), "{err}");
+}
+
+fn ns_selector(
+    kind: NamespaceKind,
+    op: Operator,
+    values: &[&str],
+) -> vigil_policy::model::NamespaceSelector {
+    vigil_policy::model::NamespaceSelector {
+        namespace: kind,
+        operator: op,
+        values: values.iter().map(|v| v.to_string()).collect(),
+    }
+}
+
+#[test]
+fn host_ns_is_resolved_per_kind_and_numbers_are_kept() {
+    let host = |k: NamespaceKind| Ok(4_000_000_000 + k as u32);
+    let mut sel = vigil_selector_cfg::default();
+    let n = ns_selector(
+        NamespaceKind::Net,
+        Operator::NotIn,
+        &["host_ns", "4026531999"],
+    );
+    namespaces_filter("p", &mut sel, &n, &host).unwrap();
+    let n = ns_selector(NamespaceKind::User, Operator::In, &["host_ns"]);
+    namespaces_filter("p", &mut sel, &n, &host).unwrap();
+    assert_eq!(sel.nns, 2);
+    // Kinds index struct vigil_namespaces: uts ipc mnt pid pid_for_children net ... user.
+    assert_eq!((sel.ns[0].kind, sel.ns[1].kind), (5, 9));
+    assert_eq!(u32::from(sel.ns[0].op), VIGIL_OP_NOT_IN);
+    assert_eq!(u32::from(sel.ns[1].op), VIGIL_OP_IN);
+    assert_eq!(&sel.ns[0].values[..2], &[4_000_000_005, 4_026_531_999]);
+    assert_eq!(sel.ns[1].values[0], 4_000_000_009);
+}
+
+#[test]
+fn bad_namespace_values_are_named() {
+    let host = |_| Err("no /proc".to_string());
+    let mut sel = vigil_selector_cfg::default();
+    let n = ns_selector(NamespaceKind::Pid, Operator::In, &["hostns"]);
+    let err = namespaces_filter("s", &mut sel, &n, &host).unwrap_err();
+    assert!(err.reason.contains("\"hostns\""), "{err}");
+    assert_eq!(err.path, "s.matchNamespaces");
+    let n = ns_selector(NamespaceKind::Pid, Operator::In, &["host_ns"]);
+    let err = namespaces_filter("s", &mut sel, &n, &host).unwrap_err();
+    assert!(err.reason.contains("no /proc"), "{err}");
+    let n = ns_selector(NamespaceKind::Pid, Operator::Equal, &["1"]);
+    assert!(namespaces_filter("s", &mut sel, &n, &|_| Ok(1)).is_err());
+    assert_eq!(sel.nns, 0);
+}
+
+#[test]
+fn namespace_links_parse_to_their_inode() {
+    assert_eq!(parse_ns_link("pid:[4026531836]"), Some(4_026_531_836));
+    assert_eq!(parse_ns_link("pid:4026531836"), None);
+    assert_eq!(parse_ns_link("net:[x]"), None);
+}
+
+#[test]
+fn host_namespace_is_the_inode_of_the_hosts_link() {
+    use std::os::unix::fs::MetadataExt;
+    for kind in [NamespaceKind::Pid, NamespaceKind::Mnt, NamespaceKind::Net] {
+        let name = ns_proc_name(kind);
+        // stat follows the link to the nsfs inode: independent of the link text parsed.
+        let meta = std::fs::metadata(format!("/proc/1/ns/{name}"))
+            .or_else(|_| std::fs::metadata(format!("/proc/self/ns/{name}")))
+            .unwrap();
+        assert_eq!(
+            u64::from(read_host_namespace(kind).unwrap()),
+            meta.ino(),
+            "{name}"
+        );
+    }
+}
+
+const WRITE: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: write
+spec:
+  kprobes:
+  - call: "sys_write"
+    syscall: true
+    args:
+    - index: 0
+      type: "int"
+    - index: 1
+      type: "char_buf"
+      sizeArgIndex: 3
+    - index: 2
+      type: "size_t"
+"#;
+
+#[test]
+fn char_buf_reads_its_count_from_the_size_argument() {
+    let t = build(&plan(WRITE), &mut Ids::default(), &|_| None).unwrap();
+    let cfg = &t.tables.hooks[0].config;
+    assert_eq!(u32::from(cfg.arg_kind[1]), VIGIL_ARG_BUF);
+    assert_eq!(cfg.arg_index[1], 1);
+    // sizeArgIndex 3 is 1-based: the count is system call argument 2.
+    assert_eq!(cfg.size_index[1], 2);
+    assert_eq!(t.hooks[0].args[1].0, HookArg::Bytes);
+}
+
+#[test]
+fn char_buf_without_a_usable_size_is_refused_by_name() {
+    for (from, to, needle) in [
+        ("      sizeArgIndex: 3\n", "", "sizeArgIndex"),
+        ("sizeArgIndex: 3", "sizeArgIndex: 2", "sizeArgIndex 2"),
+        (
+            "sizeArgIndex: 3",
+            "sizeArgIndex: 3\n      returnCopy: true",
+            "returnCopy",
+        ),
+    ] {
+        let yaml = WRITE.replace(from, to);
+        let err = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap_err();
+        assert!(err.reason.contains(needle), "{from:?}: {err}");
+        assert_eq!(err.path, "spec.kprobes[0].args[1]", "{err}");
+    }
 }
