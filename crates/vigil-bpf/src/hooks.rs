@@ -3,13 +3,11 @@
 //! lifecycle ring buffer, process table and loss counters (map fd reuse); each attachment's
 //! cookie is its hook id.
 
-use std::mem::size_of;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use libbpf_rs::{
-    Link, MapCore, MapFlags, Object, ObjectBuilder, RawTracepointOpts, TracepointCategory,
-    TracepointOpts, UprobeOpts,
+    Link, Object, ObjectBuilder, RawTracepointOpts, TracepointCategory, TracepointOpts, UprobeOpts,
 };
 
 use crate::abi::*;
@@ -90,10 +88,7 @@ fn uses(tables: &HookTables, pred: impl Fn(&Attach) -> bool) -> bool {
     tables.hooks.iter().any(|h| pred(&h.attach))
 }
 
-fn bytes<T>(v: &T) -> &[u8] {
-    // SAFETY: ABI structs are plain old data with explicit padding.
-    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
-}
+use crate::policy_object::bytes;
 
 impl HookSensor {
     pub fn load_shared(
@@ -151,38 +146,23 @@ impl HookSensor {
     }
 
     fn fill(&self, t: &HookTables) -> Result<(), LoadError> {
-        let map = |name: &'static str| {
-            self.object
-                .maps()
-                .find(|m| m.name() == name)
-                .ok_or(LoadError::Missing(name))
-        };
-        let put = |name: &'static str, key: &[u8], value: &[u8]| -> Result<(), LoadError> {
-            map(name)?
-                .update(key, value, MapFlags::ANY)
-                .map_err(|source| LoadError::Map { map: name, source })
+        let put = |name: &'static str, key: &[u8], value: &[u8]| {
+            crate::policy_object::put(&self.object, name, key, value)
         };
         for hook in &t.hooks {
             let id = hook.id.to_ne_bytes();
             put("vigil_hook_prep", &id, bytes(&hook.prep))?;
-            put("vigil_sys_hooks", &id, bytes(&hook.config))?;
-            for (i, sel) in hook.selectors.iter().enumerate() {
-                let idx = hook.id * VIGIL_MAX_SELECTORS + i as u32;
-                put("vigil_sys_selectors", &idx.to_ne_bytes(), bytes(sel))?;
-            }
+            crate::policy_object::put_hook(&self.object, hook.id, &hook.config, &hook.selectors)?;
         }
-        for (name, keys) in [
-            ("vigil_str_eq", &t.str_eq),
-            ("vigil_str_prefix", &t.str_prefix),
-            ("vigil_str_postfix", &t.str_postfix),
-        ] {
-            for k in keys {
-                put(name, bytes(k), &[1])?;
-            }
-        }
-        for k in &t.binaries {
-            put("vigil_bin_set", bytes(k), &[1])?;
-        }
+        crate::policy_object::put_value_sets(
+            &self.object,
+            &crate::policy_object::ValueSets {
+                str_eq: &t.str_eq,
+                str_prefix: &t.str_prefix,
+                str_postfix: &t.str_postfix,
+                binaries: &t.binaries,
+            },
+        )?;
         self.set_mode(if t.monitor {
             PolicyMode::Monitor
         } else {

@@ -7,11 +7,10 @@
 //! fails for this function (not in BTF, not traceable); fmod_ret for Override on `security_*`
 //! functions; BPF LSM for `lsmhooks`. The mechanism actually attached is reported per hook.
 
-use std::mem::size_of;
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder};
+use libbpf_rs::{Link, Object, ObjectBuilder};
 
 use crate::abi::*;
 use crate::lifecycle::LoadError;
@@ -82,11 +81,6 @@ impl std::fmt::Debug for KfuncSensor {
             .field("attached", &self.mechanisms())
             .finish()
     }
-}
-
-fn bytes<T>(v: &T) -> &[u8] {
-    // SAFETY: ABI structs are plain old data with explicit padding.
-    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
 }
 
 impl KfuncSensor {
@@ -252,39 +246,8 @@ fn load_one(
 }
 
 fn fill(object: &Object, hooks: &[KfuncHook], t: &SyscallTables) -> Result<(), LoadError> {
-    let map = |name: &'static str| {
-        object
-            .maps()
-            .find(|m| m.name() == name)
-            .ok_or(LoadError::Missing(name))
-    };
-    let put = |name: &'static str, key: &[u8], value: &[u8]| -> Result<(), LoadError> {
-        map(name)?
-            .update(key, value, MapFlags::ANY)
-            .map_err(|source| LoadError::Map { map: name, source })
-    };
     for hook in hooks {
-        put(
-            "vigil_sys_hooks",
-            &hook.id.to_ne_bytes(),
-            bytes(&hook.config),
-        )?;
-        for (i, sel) in hook.selectors.iter().enumerate() {
-            let idx = hook.id * VIGIL_MAX_SELECTORS + i as u32;
-            put("vigil_sys_selectors", &idx.to_ne_bytes(), bytes(sel))?;
-        }
+        crate::policy_object::put_hook(object, hook.id, &hook.config, &hook.selectors)?;
     }
-    for (name, keys) in [
-        ("vigil_str_eq", &t.str_eq),
-        ("vigil_str_prefix", &t.str_prefix),
-        ("vigil_str_postfix", &t.str_postfix),
-    ] {
-        for k in keys {
-            put(name, bytes(k), &[1])?;
-        }
-    }
-    for k in &t.binaries {
-        put("vigil_bin_set", bytes(k), &[1])?;
-    }
-    Ok(())
+    crate::policy_object::put_value_sets(object, &t.value_sets())
 }

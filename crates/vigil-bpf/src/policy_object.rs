@@ -7,6 +7,72 @@ use crate::abi::*;
 use crate::lifecycle::LoadError;
 use crate::syscalls::PolicyMode;
 
+/// An ABI struct as the bytes of a map key or value.
+pub(crate) fn bytes<T>(v: &T) -> &[u8] {
+    // SAFETY: ABI structs are plain old data with explicit padding.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+/// Writes one entry of the object's map `name`.
+pub(crate) fn put(
+    object: &Object,
+    name: &'static str,
+    key: &[u8],
+    value: &[u8],
+) -> Result<(), LoadError> {
+    object
+        .maps()
+        .find(|m| m.name() == name)
+        .ok_or(LoadError::Missing(name))?
+        .update(key, value, MapFlags::ANY)
+        .map_err(|source| LoadError::Map { map: name, source })
+}
+
+/// A hook's configuration and selectors, as the engine reads them.
+pub(crate) fn put_hook(
+    object: &Object,
+    id: u32,
+    config: &vigil_hook_cfg,
+    selectors: &[vigil_selector_cfg],
+) -> Result<(), LoadError> {
+    put(object, "vigil_sys_hooks", &id.to_ne_bytes(), bytes(config))?;
+    for (i, sel) in selectors.iter().enumerate() {
+        let idx = id * VIGIL_MAX_SELECTORS + i as u32;
+        put(
+            object,
+            "vigil_sys_selectors",
+            &idx.to_ne_bytes(),
+            bytes(sel),
+        )?;
+    }
+    Ok(())
+}
+
+/// The value sets selectors refer to by set id: strings (exact, prefix, reversed postfix)
+/// and binaries (device + inode).
+pub(crate) struct ValueSets<'a> {
+    pub str_eq: &'a [vigil_str_key],
+    pub str_prefix: &'a [vigil_str_key],
+    pub str_postfix: &'a [vigil_str_key],
+    pub binaries: &'a [vigil_bin_key],
+}
+
+pub(crate) fn put_value_sets(object: &Object, sets: &ValueSets<'_>) -> Result<(), LoadError> {
+    for (name, keys) in [
+        ("vigil_str_eq", sets.str_eq),
+        ("vigil_str_prefix", sets.str_prefix),
+        ("vigil_str_postfix", sets.str_postfix),
+    ] {
+        for k in keys {
+            put(object, name, bytes(k), &[1])?;
+        }
+    }
+    for k in sets.binaries {
+        put(object, "vigil_bin_set", bytes(k), &[1])?;
+    }
+    Ok(())
+}
+
 /// Switches the object's policy between enforce and monitor: one map write, effective for
 /// the next hook invocation.
 pub(crate) fn set_mode(object: &Object, mode: PolicyMode) -> Result<(), LoadError> {
@@ -21,14 +87,7 @@ pub(crate) fn set_mode(object: &Object, mode: PolicyMode) -> Result<(), LoadErro
         .maps()
         .find(|m| m.name() == "vigil_policy_conf")
         .ok_or(LoadError::Missing("vigil_policy_conf"))?;
-    // SAFETY: ABI structs are plain old data with explicit padding.
-    let value = unsafe {
-        std::slice::from_raw_parts(
-            (&raw const conf).cast::<u8>(),
-            size_of::<vigil_policy_conf>(),
-        )
-    };
-    map.update(&0u32.to_ne_bytes(), value, MapFlags::ANY)
+    map.update(&0u32.to_ne_bytes(), bytes(&conf), MapFlags::ANY)
         .map_err(|source| LoadError::Map {
             map: "vigil_policy_conf",
             source,

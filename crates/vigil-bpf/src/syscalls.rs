@@ -4,12 +4,11 @@
 //! (map fd reuse): policy events are ordered with exec and exit events and find the
 //! process identity the lifecycle programs maintain.
 
-use std::mem::size_of;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use libbpf_rs::{
-    Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, TracepointCategory, TracepointOpts,
+    Link, MapCore, MapHandle, Object, ObjectBuilder, TracepointCategory, TracepointOpts,
 };
 
 use crate::abi::*;
@@ -46,6 +45,17 @@ pub enum PolicyMode {
     Monitor,
 }
 
+impl SyscallTables {
+    pub(crate) fn value_sets(&self) -> crate::policy_object::ValueSets<'_> {
+        crate::policy_object::ValueSets {
+            str_eq: &self.str_eq,
+            str_prefix: &self.str_prefix,
+            str_postfix: &self.str_postfix,
+            binaries: &self.binaries,
+        }
+    }
+}
+
 impl SyscallHook {
     /// The hook completes at the paired `sys_exit_<name>` tracepoint.
     pub fn pairs_exit(&self) -> bool {
@@ -66,10 +76,7 @@ impl std::fmt::Debug for SyscallSensor {
     }
 }
 
-fn bytes<T>(v: &T) -> &[u8] {
-    // SAFETY: ABI structs are plain old data with explicit padding.
-    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
-}
+use crate::policy_object::bytes;
 
 /// The tracefs directory where syscall tracepoints are listed, mounting tracefs if needed
 /// (libbpf resolves tracepoint ids there).
@@ -196,40 +203,13 @@ impl SyscallSensor {
     }
 
     fn fill(object: Object, t: &SyscallTables) -> Result<Self, LoadError> {
-        let map = |name: &'static str| {
-            object
-                .maps()
-                .find(|m| m.name() == name)
-                .ok_or(LoadError::Missing(name))
-        };
-        let put = |name: &'static str, key: &[u8], value: &[u8]| -> Result<(), LoadError> {
-            map(name)?
-                .update(key, value, MapFlags::ANY)
-                .map_err(|source| LoadError::Map { map: name, source })
+        let put = |name: &'static str, key: &[u8], value: &[u8]| {
+            crate::policy_object::put(&object, name, key, value)
         };
         for hook in &t.hooks {
-            put(
-                "vigil_sys_hooks",
-                &hook.id.to_ne_bytes(),
-                bytes(&hook.config),
-            )?;
-            for (i, sel) in hook.selectors.iter().enumerate() {
-                let idx = hook.id * VIGIL_MAX_SELECTORS + i as u32;
-                put("vigil_sys_selectors", &idx.to_ne_bytes(), bytes(sel))?;
-            }
+            crate::policy_object::put_hook(&object, hook.id, &hook.config, &hook.selectors)?;
         }
-        for (name, keys) in [
-            ("vigil_str_eq", &t.str_eq),
-            ("vigil_str_prefix", &t.str_prefix),
-            ("vigil_str_postfix", &t.str_postfix),
-        ] {
-            for k in keys {
-                put(name, bytes(k), &[1])?;
-            }
-        }
-        for k in &t.binaries {
-            put("vigil_bin_set", bytes(k), &[1])?;
-        }
+        crate::policy_object::put_value_sets(&object, &t.value_sets())?;
         for (nr, hook) in &t.ia32 {
             put("vigil_ia32_hooks", &nr.to_ne_bytes(), &hook.to_ne_bytes())?;
         }
