@@ -11,6 +11,7 @@ mod export;
 mod harness;
 mod hooks;
 mod k8s;
+mod k8s_install;
 mod kernel_caps;
 mod kfuncs;
 mod lifecycle;
