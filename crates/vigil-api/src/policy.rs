@@ -421,6 +421,58 @@ impl MemoryPolicyManager {
         Ok(status)
     }
 
+    /// Replaces a loaded policy of the same name and domain by a new version without a gap:
+    /// the new one is loaded while the old one still runs, then the old one is dropped
+    /// (detached). If the new one fails, the old one stays as it was. The new version
+    /// starts enabled, in its own mode.
+    pub fn replace(&self, yaml: &str, domain: Domain) -> Result<PolicyStatus, PolicyOpError> {
+        let policy = parse_policy(yaml, "policy").map_err(|errs| {
+            PolicyOpError::InvalidArgument(
+                errs.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+        let id = policy.id(domain);
+        if !self.inner.lock().unwrap_or_else(|e| e.into_inner()).1.contains_key(&id) {
+            return self.add_from(yaml, "policy", domain, None);
+        }
+        let plan = compile(&policy, &self.caps);
+        if !plan.is_loadable() {
+            let reasons: Vec<String> = plan
+                .refusals
+                .iter()
+                .map(|r| format!("{}: {}", r.path, r.reason))
+                .collect();
+            return Err(PolicyOpError::FailedPrecondition(format!(
+                "{} cannot run on this kernel ({}): {}",
+                describe(&id),
+                self.caps.describe(),
+                reasons.join("; ")
+            )));
+        }
+        let Loaded { sensors, keep } = (self.loader)(&plan).map_err(|why| {
+            PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(&id)))
+        })?;
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0 += 1;
+        let entry = Entry {
+            seq: guard.0,
+            mode: plan.mode,
+            policy,
+            yaml: yaml.to_string(),
+            enabled: true,
+            sensors,
+            hooks: hook_reports(&plan),
+            keep,
+        };
+        let status = Self::status(&id, &entry);
+        // The old entry (and its kernel objects) is dropped here, after the new one runs.
+        guard.1.insert(id, entry);
+        Ok(status)
+    }
+
     fn status(id: &PolicyId, e: &Entry) -> PolicyStatus {
         let counters = e
             .keep
@@ -762,5 +814,65 @@ mod tests {
             "nothing left behind"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A loader whose kernel objects log their load and drop, and which refuses plans of
+    /// policies named "refused-*".
+    struct Logged(u64, std::sync::Arc<Mutex<Vec<String>>>);
+    impl Kept for Logged {
+        fn hook_counters(&self) -> Vec<HookCounters> {
+            Vec::new()
+        }
+        fn kernel_memory_bytes(&self) -> u64 {
+            self.0
+        }
+        fn set_mode(&self, _: PolicyMode) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    impl Drop for Logged {
+        fn drop(&mut self) {
+            self.1.lock().unwrap().push(format!("drop {}", self.0));
+        }
+    }
+
+    #[test]
+    fn replace_loads_the_new_version_before_dropping_the_old_and_keeps_it_on_failure() {
+        let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let l = log.clone();
+        let n = std::sync::atomic::AtomicU64::new(0);
+        let loader: Loader = Box::new(move |plan: &Plan| {
+            if plan.hooks.len() > 1 {
+                return Err("too many hooks for this test".into());
+            }
+            let id = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            l.lock().unwrap().push(format!("load {id}"));
+            Ok(Loaded {
+                sensors: Vec::new(),
+                keep: Some(Box::new(Logged(id, l.clone()))),
+            })
+        });
+        let caps = Capabilities {
+            check_files: false,
+            ..Capabilities::FULL_NO_ERROR_INJECTION
+        };
+        let m = MemoryPolicyManager::new(caps, loader, None);
+        m.replace(HOOKS, Domain::K8s).unwrap();
+        let changed = HOOKS.replace("sys_enter_openat", "sys_enter_openat2");
+        m.replace(&changed, Domain::K8s).unwrap();
+        assert_eq!(*log.lock().unwrap(), ["load 1", "load 2", "drop 1"]);
+        let two = format!("{changed}  - subsystem: syscalls\n    event: sys_enter_close\n");
+        let err = m.replace(&two, Domain::K8s).unwrap_err();
+        assert!(err.to_string().contains("too many hooks"), "{err}");
+        let list = m.list(Some(Domain::K8s));
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].kernel_memory_bytes, 2, "the loaded version stays");
+        assert!(
+            list[0].hooks[0].description.contains("openat2"),
+            "{:?}",
+            list[0].hooks
+        );
+        m.delete(&list[0].id).unwrap();
+        assert_eq!(log.lock().unwrap().last().unwrap(), "drop 2");
     }
 }
