@@ -181,3 +181,33 @@ impl Api {
         self.server.stop();
     }
 }
+
+/// The cluster's TracingPolicy objects go into the policy manager, domain `k8s`.
+pub struct K8sPolicies(pub Arc<MemoryPolicyManager>);
+
+impl vigil_k8s::PolicySink for K8sPolicies {
+    fn load(&self, _name: &str, yaml: &str) -> Result<(), String> {
+        use vigil_api::policy::PolicyManager;
+        self.0
+            .add(yaml, vigil_policy::state::Domain::K8s, None)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn replace(&self, _name: &str, yaml: &str) -> Result<(), String> {
+        self.0
+            .replace(yaml, vigil_policy::state::Domain::K8s)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn unload(&self, name: &str) -> Result<(), String> {
+        use vigil_api::policy::PolicyManager;
+        let id = vigil_policy::state::PolicyId {
+            domain: vigil_policy::state::Domain::K8s,
+            namespace: String::new(),
+            name: name.to_string(),
+        };
+        self.0.delete(&id).map_err(|e| e.to_string())
+    }
+}

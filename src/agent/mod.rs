@@ -122,6 +122,14 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     for e in manager.restore() {
         tracing::error!(error = e, "persisted policy not restored");
     }
+    // The cluster's TracingPolicy objects (domain `k8s`), once the runtime can load them.
+    if let Some(k8s) = &opts.k8s {
+        let watch = vigil_k8s::WatchOptions {
+            kubeconfig: k8s.kubeconfig.clone(),
+            node_name: node.clone(),
+        };
+        vigil_k8s::spawn_policies(&watch, api::K8sPolicies(Arc::clone(&manager)))?;
+    }
     let table = sensor.process_table()?;
 
     // Scan only after attaching: a process started in between is seen by both, and the

@@ -178,6 +178,19 @@ impl FakeApi {
                     h.clear();
                 }
                 let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                // The TracingPolicy watches (k8s_policies.rs tests them): no objects, and
+                // not part of the pod transcript.
+                if path.starts_with("/apis/cilium.io/") {
+                    let st = st.clone();
+                    std::thread::spawn(move || {
+                        if path.contains("watch=") {
+                            stream_lines(s, &[], || !st.load(Ordering::Relaxed), None);
+                        } else {
+                            respond(s, r#"{"metadata":{"resourceVersion":"1"},"items":[]}"#);
+                        }
+                    });
+                    continue;
+                }
                 let n = {
                     let mut v = reqs.lock().unwrap();
                     v.push(path.clone());

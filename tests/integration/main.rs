@@ -12,6 +12,7 @@ mod harness;
 mod hooks;
 mod k8s;
 mod k8s_install;
+mod k8s_policies;
 mod kernel_caps;
 mod kfuncs;
 mod lifecycle;
