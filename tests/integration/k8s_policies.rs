@@ -170,10 +170,21 @@ fn open_until_seen(agent: &Agent, path: &std::path::Path) {
 
 fn listed(sock: &str) -> Vec<Value> {
     let out = Command::new(vigil_bin())
-        .args(["tracingpolicy", "list", "-o", "json", "--server-address", sock])
+        .args([
+            "tracingpolicy",
+            "list",
+            "-o",
+            "json",
+            "--server-address",
+            sock,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v["policies"].as_array().cloned().unwrap_or_default()
 }
@@ -222,7 +233,11 @@ fn k8s_tracing_policy_added_modified_deleted() {
         assert!(Instant::now() < deadline, "the sentinel open went unseen");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(opens_of(&agent.events(), &a), a_before, "old version still loaded");
+    assert_eq!(
+        opens_of(&agent.events(), &a),
+        a_before,
+        "old version still loaded"
+    );
     assert_eq!(
         listed(&sock).iter().filter(|p| p["name"] == NAME).count(),
         1

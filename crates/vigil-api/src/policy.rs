@@ -435,7 +435,13 @@ impl MemoryPolicyManager {
             )
         })?;
         let id = policy.id(domain);
-        if !self.inner.lock().unwrap_or_else(|e| e.into_inner()).1.contains_key(&id) {
+        if !self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .contains_key(&id)
+        {
             return self.add_from(yaml, "policy", domain, None);
         }
         let plan = compile(&policy, &self.caps);

@@ -151,7 +151,10 @@ mod tests {
     fn first_list_loads_everything() {
         let mut r = Reconciler::default();
         let a = list(&mut r, &[d("a", "1"), d("b", "3")], &[]);
-        assert_eq!(a, vec![Action::Load(d("a", "1")), Action::Load(d("b", "3"))]);
+        assert_eq!(
+            a,
+            vec![Action::Load(d("a", "1")), Action::Load(d("b", "3"))]
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Config};
 
 use crate::policies::{Action, Desired, Reconciler};
@@ -75,9 +75,7 @@ pub fn spawn(
         .map_err(K8sError::Thread)
 }
 
-fn runtime_and_client(
-    opts: &WatchOptions,
-) -> Result<(tokio::runtime::Runtime, Client), K8sError> {
+fn runtime_and_client(opts: &WatchOptions) -> Result<(tokio::runtime::Runtime, Client), K8sError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
