@@ -1,12 +1,13 @@
 //! `--enable-k8s-api` loads the cluster's TracingPolicy objects (domain `k8s`): a local HTTP
-//! server speaking list and watch serves one in the list, then a MODIFIED event changing
-//! its path prefix, then DELETED; and a TracingPolicyNamespaced, which is refused.
+//! server speaking list and watch serves one in the list (with an invalid one), then a
+//! MODIFIED event changing its path prefix, a `410 Gone` and a re-list of the same objects,
+//! then DELETED; and a TracingPolicyNamespaced, which is refused.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -30,7 +31,21 @@ fn policy(generation: i64, prefix: &str) -> Value {
     })
 }
 
-fn list(items: Vec<Value>, kind: &str) -> String {
+/// A policy our parser refuses (an unknown argument type).
+fn invalid() -> Value {
+    let mut p = policy(1, "/nowhere/");
+    p["metadata"]["name"] = "k8s-bad".into();
+    p["spec"]["kprobes"][0]["args"][1]["type"] = "nonsense".into();
+    p
+}
+
+fn gone() -> String {
+    json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+           "code": 410, "reason": "Expired", "message": "too old resource version"}})
+    .to_string()
+}
+
+fn list(items: &[Value], kind: &str) -> String {
     json!({ "apiVersion": "cilium.io/v1alpha1", "kind": format!("{kind}List"),
             "metadata": { "resourceVersion": "10" }, "items": items })
     .to_string()
@@ -45,7 +60,7 @@ fn respond(mut s: TcpStream, body: &str) {
 }
 
 /// A chunked watch stream: the lines of `events` whose step has come, in order, until stop.
-fn stream(mut s: TcpStream, events: Vec<(u8, String)>, step: Arc<AtomicU8>, stop: Arc<AtomicBool>) {
+fn stream(mut s: TcpStream, events: &[(u8, String)], step: &AtomicU8, stop: &AtomicBool) {
     let _ = write!(
         s,
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
@@ -58,6 +73,11 @@ fn stream(mut s: TcpStream, events: Vec<(u8, String)>, step: Arc<AtomicU8>, stop
             let _ = write!(s, "{:x}\r\n{data}\r\n", data.len());
             let _ = s.flush();
             sent += 1;
+            // An error event ends the watch, as the API server does.
+            if data.contains("\"code\":410") {
+                let _ = write!(s, "0\r\n\r\n");
+                return;
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -68,6 +88,12 @@ struct FakeApi {
     port: u16,
     step: Arc<AtomicU8>,
     stop: Arc<AtomicBool>,
+    /// TracingPolicy lists served.
+    lists: Arc<AtomicUsize>,
+}
+
+fn lists_seen(api: &FakeApi) -> usize {
+    api.lists.load(Ordering::Relaxed)
 }
 
 impl FakeApi {
@@ -77,6 +103,8 @@ impl FakeApi {
         let step = Arc::new(AtomicU8::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (step.clone(), stop.clone());
+        let (lists, watches) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let lists_out = lists.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(s) = conn else { continue };
@@ -93,6 +121,7 @@ impl FakeApi {
                 let watch = path.contains("watch=true") || path.contains("watch=1");
                 let (st, sp) = (st.clone(), sp.clone());
                 let (a, b) = (prefix_a.clone(), prefix_b.clone());
+                let (lists, watches) = (lists.clone(), watches.clone());
                 std::thread::spawn(move || {
                     if path.starts_with("/apis/cilium.io/v1alpha1/tracingpoliciesnamespaced") {
                         let mut p = policy(1, "/nowhere/");
@@ -100,21 +129,26 @@ impl FakeApi {
                         p["metadata"]["name"] = "ns-open".into();
                         p["metadata"]["namespace"] = "payments".into();
                         if watch {
-                            stream(s, Vec::new(), st, sp);
+                            stream(s, &[], &st, &sp);
                         } else {
-                            respond(s, &list(vec![p], "TracingPolicyNamespaced"));
+                            respond(s, &list(&[p], "TracingPolicyNamespaced"));
                         }
                     } else if path.starts_with("/apis/cilium.io/v1alpha1/tracingpolicies") {
-                        if watch {
+                        // First watch: MODIFIED, then 410 Gone; the re-list has the same
+                        // objects (nothing to reload); the next watch: DELETED.
+                        if watch && watches.fetch_add(1, Ordering::Relaxed) == 0 {
                             let modified = json!({"type": "MODIFIED", "object": policy(2, &b)});
+                            stream(s, &[(1, modified.to_string()), (1, gone())], &st, &sp);
+                        } else if watch {
                             let deleted = json!({"type": "DELETED", "object": policy(2, &b)});
-                            let events = vec![(1, modified.to_string()), (2, deleted.to_string())];
-                            stream(s, events, st, sp);
+                            stream(s, &[(2, deleted.to_string())], &st, &sp);
+                        } else if lists.fetch_add(1, Ordering::Relaxed) == 0 {
+                            respond(s, &list(&[policy(1, &a), invalid()], "TracingPolicy"));
                         } else {
-                            respond(s, &list(vec![policy(1, &a)], "TracingPolicy"));
+                            respond(s, &list(&[policy(2, &b), invalid()], "TracingPolicy"));
                         }
                     } else if watch {
-                        stream(s, Vec::new(), st, sp);
+                        stream(s, &[], &st, &sp);
                     } else {
                         respond(
                             s,
@@ -124,7 +158,12 @@ impl FakeApi {
                 });
             }
         });
-        FakeApi { port, step, stop }
+        FakeApi {
+            port,
+            step,
+            stop,
+            lists: lists_out,
+        }
     }
 
     fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
@@ -216,11 +255,9 @@ fn k8s_tracing_policy_added_modified_deleted() {
     // Listed: the first path is traced, the second not.
     open_until_seen(&agent, &a);
     open(&b);
-    let mine: Vec<Value> = listed(&sock)
-        .into_iter()
-        .filter(|p| p["name"] == NAME)
-        .collect();
-    assert_eq!(mine.len(), 1, "{mine:?}");
+    let names: Vec<Value> = listed(&sock).iter().map(|p| p["name"].clone()).collect();
+    assert!(names.contains(&NAME.into()), "{names:?}");
+    assert!(!names.contains(&"k8s-bad".into()), "{names:?}");
 
     // Modified: the second path is traced, the first no longer.
     api.step.store(1, Ordering::Relaxed);
@@ -242,6 +279,12 @@ fn k8s_tracing_policy_added_modified_deleted() {
         listed(&sock).iter().filter(|p| p["name"] == NAME).count(),
         1
     );
+    // The 410 and the re-list that follows it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while lists_seen(&api) < 2 {
+        assert!(Instant::now() < deadline, "no re-list after 410 Gone");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Deleted: unlisted, and nothing traced any more.
     api.step.store(2, Ordering::Relaxed);
@@ -261,4 +304,20 @@ fn k8s_tracing_policy_added_modified_deleted() {
             && log.contains("ns-open"),
         "{log}"
     );
+    // Each change acted on once: the re-list reloaded nothing and did not retry the
+    // invalid policy, which was logged with its name and reason.
+    let lines = |what: &str, name: &str| {
+        log.lines()
+            .filter(|l| l.contains(what) && l.contains(&format!("policy=\"{name}\"")))
+            .count()
+    };
+    assert_eq!(lines("Kubernetes TracingPolicy loaded", NAME), 1, "{log}");
+    assert_eq!(lines("Kubernetes TracingPolicy replaced", NAME), 1, "{log}");
+    assert_eq!(lines("Kubernetes TracingPolicy unloaded", NAME), 1, "{log}");
+    assert_eq!(
+        lines("Kubernetes TracingPolicy not loaded", "k8s-bad"),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("nonsense"), "{log}");
 }

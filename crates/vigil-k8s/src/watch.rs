@@ -163,13 +163,13 @@ fn desired(o: &DynamicObject) -> Desired {
     }
 }
 
-fn run(sink: &impl PolicySink, r: &mut Reconciler, action: Action) {
-    let (what, result) = match &action {
+fn run(sink: &impl PolicySink, r: &mut Reconciler, action: &Action) {
+    let (what, result) = match action {
         Action::Load(d) => ("loaded", sink.load(&d.name, &d.yaml)),
         Action::Replace(d) => ("replaced", sink.replace(&d.name, &d.yaml)),
         Action::Unload(n) => ("unloaded", sink.unload(n)),
     };
-    let name = match &action {
+    let name = match action {
         Action::Load(d) | Action::Replace(d) => d.name.as_str(),
         Action::Unload(n) => n.as_str(),
     };
@@ -188,7 +188,7 @@ fn run(sink: &impl PolicySink, r: &mut Reconciler, action: Action) {
             );
         }
     }
-    r.done(&action, result.is_ok());
+    r.done(action, result.is_ok());
 }
 
 async fn watch_policies(client: Client, sink: impl PolicySink) {
@@ -217,7 +217,7 @@ async fn watch_policies(client: Client, sink: impl PolicySink) {
             }
         };
         for a in actions {
-            run(&sink, &mut r, a);
+            run(&sink, &mut r, &a);
         }
     }
 }
