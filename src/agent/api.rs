@@ -186,17 +186,18 @@ impl Api {
 pub struct K8sPolicies(pub Arc<MemoryPolicyManager>);
 
 impl vigil_k8s::PolicySink for K8sPolicies {
-    fn load(&self, _name: &str, yaml: &str) -> Result<(), String> {
-        use vigil_api::policy::PolicyManager;
+    fn load(&self, name: &str, yaml: &str) -> Result<(), String> {
+        let source = format!("TracingPolicy {name}");
         self.0
-            .add(yaml, vigil_policy::state::Domain::K8s, None)
+            .add_from(yaml, &source, vigil_policy::state::Domain::K8s, None)
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
 
-    fn replace(&self, _name: &str, yaml: &str) -> Result<(), String> {
+    fn replace(&self, name: &str, yaml: &str) -> Result<(), String> {
+        let source = format!("TracingPolicy {name}");
         self.0
-            .replace(yaml, vigil_policy::state::Domain::K8s)
+            .replace(yaml, &source, vigil_policy::state::Domain::K8s)
             .map(|_| ())
             .map_err(|e| e.to_string())
     }

@@ -319,5 +319,8 @@ fn k8s_tracing_policy_added_modified_deleted() {
         1,
         "{log}"
     );
-    assert!(log.contains("nonsense"), "{log}");
+    assert!(
+        log.contains("TracingPolicy k8s-bad:") && log.contains("nonsense"),
+        "{log}"
+    );
 }

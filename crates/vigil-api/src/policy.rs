@@ -351,7 +351,8 @@ impl MemoryPolicyManager {
         n
     }
 
-    fn add_from(
+    /// [`PolicyManager::add`] with the name errors give as the document's (file, object).
+    pub fn add_from(
         &self,
         yaml: &str,
         source: &str,
@@ -425,8 +426,13 @@ impl MemoryPolicyManager {
     /// the new one is loaded while the old one still runs, then the old one is dropped
     /// (detached). If the new one fails, the old one stays as it was. The new version
     /// starts enabled, in its own mode.
-    pub fn replace(&self, yaml: &str, domain: Domain) -> Result<PolicyStatus, PolicyOpError> {
-        let policy = parse_policy(yaml, "policy").map_err(|errs| {
+    pub fn replace(
+        &self,
+        yaml: &str,
+        source: &str,
+        domain: Domain,
+    ) -> Result<PolicyStatus, PolicyOpError> {
+        let policy = parse_policy(yaml, source).map_err(|errs| {
             PolicyOpError::InvalidArgument(
                 errs.iter()
                     .map(|e| e.to_string())
@@ -442,7 +448,7 @@ impl MemoryPolicyManager {
             .1
             .contains_key(&id)
         {
-            return self.add_from(yaml, "policy", domain, None);
+            return self.add_from(yaml, source, domain, None);
         }
         let plan = compile(&policy, &self.caps);
         if !plan.is_loadable() {
@@ -863,12 +869,12 @@ mod tests {
             ..Capabilities::FULL_NO_ERROR_INJECTION
         };
         let m = MemoryPolicyManager::new(caps, loader, None);
-        m.replace(HOOKS, Domain::K8s).unwrap();
+        m.replace(HOOKS, "policy", Domain::K8s).unwrap();
         let changed = HOOKS.replace("sys_enter_openat", "sys_enter_openat2");
-        m.replace(&changed, Domain::K8s).unwrap();
+        m.replace(&changed, "policy", Domain::K8s).unwrap();
         assert_eq!(*log.lock().unwrap(), ["load 1", "load 2", "drop 1"]);
         let two = format!("{changed}  - subsystem: syscalls\n    event: sys_enter_close\n");
-        let err = m.replace(&two, Domain::K8s).unwrap_err();
+        let err = m.replace(&two, "policy", Domain::K8s).unwrap_err();
         assert!(err.to_string().contains("too many hooks"), "{err}");
         let list = m.list(Some(Domain::K8s));
         assert_eq!(list.len(), 1);
