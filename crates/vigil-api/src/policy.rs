@@ -351,6 +351,24 @@ impl MemoryPolicyManager {
         n
     }
 
+    /// A plan this kernel cannot run is refused with every reason.
+    fn check_loadable(&self, id: &PolicyId, plan: &Plan) -> Result<(), PolicyOpError> {
+        if plan.is_loadable() {
+            return Ok(());
+        }
+        let reasons: Vec<String> = plan
+            .refusals
+            .iter()
+            .map(|r| format!("{}: {}", r.path, r.reason))
+            .collect();
+        Err(PolicyOpError::FailedPrecondition(format!(
+            "{} cannot run on this kernel ({}): {}",
+            describe(id),
+            self.caps.describe(),
+            reasons.join("; ")
+        )))
+    }
+
     /// [`PolicyManager::add`] with the name errors give as the document's (file, object).
     pub fn add_from(
         &self,
@@ -359,14 +377,7 @@ impl MemoryPolicyManager {
         domain: Domain,
         mode: Option<PolicyMode>,
     ) -> Result<PolicyStatus, PolicyOpError> {
-        let policy = parse_policy(yaml, source).map_err(|errs| {
-            PolicyOpError::InvalidArgument(
-                errs.iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        })?;
+        let policy = parse(yaml, source)?;
         let id = policy.id(domain);
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if guard.1.contains_key(&id) {
@@ -379,19 +390,7 @@ impl MemoryPolicyManager {
         // A mode given with the request wins over the YAML's; the programs load in it.
         let mode = mode.unwrap_or(plan.mode);
         plan.mode = mode;
-        if !plan.is_loadable() {
-            let reasons: Vec<String> = plan
-                .refusals
-                .iter()
-                .map(|r| format!("{}: {}", r.path, r.reason))
-                .collect();
-            return Err(PolicyOpError::FailedPrecondition(format!(
-                "{} cannot run on this kernel ({}): {}",
-                describe(&id),
-                self.caps.describe(),
-                reasons.join("; ")
-            )));
-        }
+        self.check_loadable(&id, &plan)?;
         let Loaded { sensors, keep } = (self.loader)(&plan).map_err(|why| {
             PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(&id)))
         })?;
@@ -432,14 +431,7 @@ impl MemoryPolicyManager {
         source: &str,
         domain: Domain,
     ) -> Result<PolicyStatus, PolicyOpError> {
-        let policy = parse_policy(yaml, source).map_err(|errs| {
-            PolicyOpError::InvalidArgument(
-                errs.iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        })?;
+        let policy = parse(yaml, source)?;
         let id = policy.id(domain);
         if !self
             .inner
@@ -451,19 +443,7 @@ impl MemoryPolicyManager {
             return self.add_from(yaml, source, domain, None);
         }
         let plan = compile(&policy, &self.caps);
-        if !plan.is_loadable() {
-            let reasons: Vec<String> = plan
-                .refusals
-                .iter()
-                .map(|r| format!("{}: {}", r.path, r.reason))
-                .collect();
-            return Err(PolicyOpError::FailedPrecondition(format!(
-                "{} cannot run on this kernel ({}): {}",
-                describe(&id),
-                self.caps.describe(),
-                reasons.join("; ")
-            )));
-        }
+        self.check_loadable(&id, &plan)?;
         let Loaded { sensors, keep } = (self.loader)(&plan).map_err(|why| {
             PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(&id)))
         })?;
@@ -511,6 +491,18 @@ impl MemoryPolicyManager {
             },
         }
     }
+}
+
+/// Parses a policy; the message lists every error.
+fn parse(yaml: &str, source: &str) -> Result<TracingPolicy, PolicyOpError> {
+    parse_policy(yaml, source).map_err(|errs| {
+        PolicyOpError::InvalidArgument(
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })
 }
 
 fn describe(id: &PolicyId) -> String {
