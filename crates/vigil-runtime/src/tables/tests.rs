@@ -2,7 +2,7 @@
 
 use super::*;
 use vigil_policy::compile::Capabilities;
-use vigil_policy::types::NamespaceKind;
+use vigil_policy::types::{NamespaceKind, Operator};
 
 fn plan(yaml: &str) -> Plan {
     let policy = vigil_policy::parse_policy(yaml, "t.yaml").expect("valid policy");
