@@ -119,6 +119,26 @@ impl Agent {
         }
     }
 
+    /// Runs a `vigil` client command against this agent's API socket: (exit code, stdout,
+    /// stderr).
+    pub fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let sock = format!(
+            "unix://{}",
+            self.events_path.with_file_name("vigil.sock").display()
+        );
+        let out = Command::new(vigil_bin())
+            .args(args)
+            .arg("--server-address")
+            .arg(&sock)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

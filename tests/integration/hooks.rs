@@ -400,23 +400,7 @@ fn compat_corpus_loads_for_real_as_expected() {
     // One agent; each policy is added over gRPC, checked, and deleted (several corpus files
     // share a metadata.name). The export is off: raw_syscalls policies post every call.
     let agent = Agent::start("hooks-compat", &["--export-rate-limit=0"]);
-    let sock = format!(
-        "unix://{}",
-        agent.events_path.with_file_name("vigil.sock").display()
-    );
-    let cli = |args: &[&str]| {
-        let out = Command::new(vigil_bin())
-            .args(args)
-            .arg("--server-address")
-            .arg(&sock)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| agent.cli(args);
     let mut wrong = Vec::new();
     for f in &files {
         let rel = f.strip_prefix(&root).unwrap().display().to_string();
@@ -520,23 +504,7 @@ fn hooks_added_over_grpc_run_and_deleting_them_leaves_nothing() {
     );
     let policy = write_policy(&input, "three-kinds", &both);
     let agent = Agent::start("hooks-grpc", &[]);
-    let sock = format!(
-        "unix://{}",
-        agent.events_path.with_file_name("vigil.sock").display()
-    );
-    let cli = |args: &[&str]| {
-        let out = Command::new(vigil_bin())
-            .args(args)
-            .arg("--server-address")
-            .arg(&sock)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| agent.cli(args);
     let before = crate::policy::prog_ids();
     let (code, _, err) = cli(&["tracingpolicy", "add", &policy]);
     assert_eq!(code, Some(0), "{err}");

@@ -284,23 +284,7 @@ fn policies_added_over_grpc_run_in_the_kernel_and_deleting_them_leaves_nothing()
     let dir = scratch_dir("policy-grpc-files");
     let policy = write_policy(&dir, "etc-cat", ETC_CAT);
     let agent = Agent::start("policy-grpc", &[]);
-    let sock = format!(
-        "unix://{}",
-        agent.events_path.with_file_name("vigil.sock").display()
-    );
-    let cli = |args: &[&str]| {
-        let out = Command::new(vigil_bin())
-            .args(args)
-            .arg("--server-address")
-            .arg(&sock)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| agent.cli(args);
     // Programs of this agent are loaded; take the set before the first add.
     let before = prog_ids();
     let (code, _, err) = cli(&["tracingpolicy", "add", &policy]);
