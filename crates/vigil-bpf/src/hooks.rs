@@ -265,7 +265,7 @@ impl HookSensor {
 
     /// Kernel memory of this policy object (its own maps' memlock).
     pub fn kernel_memory_bytes(&self) -> u64 {
-        crate::syscalls::own_maps_memlock(&self.object)
+        crate::policy_object::kernel_memory_bytes(&self.object)
     }
 
     /// Per-hook counters summed over CPUs, indexed by `enum vigil_hook_counter`.

@@ -155,7 +155,7 @@ impl KfuncSensor {
     pub fn kernel_memory_bytes(&self) -> u64 {
         self.attached
             .iter()
-            .map(|a| crate::syscalls::own_maps_memlock(&a.object))
+            .map(|a| crate::policy_object::kernel_memory_bytes(&a.object))
             .sum()
     }
 

@@ -1,6 +1,8 @@
 //! What every policy object (syscall, hooks, kernel-function) has in common: the policy mode
 //! in `vigil_policy_conf` and the per-hook / per-selector counters of the engine.
 
+use std::os::fd::AsFd;
+
 use libbpf_rs::{MapCore, MapFlags, Object};
 
 use crate::abi::*;
@@ -131,4 +133,24 @@ fn counters(object: &Object, map: &str, base: u32) -> [u64; VIGIL_HOOK_COUNTERS 
         }
     }
     out
+}
+
+/// Kernel memory of a policy object: the memlock of its own maps as the kernel reports it
+/// in fdinfo (what Tetragon's `kernel_memory_bytes` sums); the maps shared with the
+/// lifecycle sensor ([`crate::syscalls::SharedMaps`]) are not counted.
+pub(crate) fn kernel_memory_bytes(object: &Object) -> u64 {
+    use crate::syscalls::SHARED_MAP_NAMES as SHARED;
+    object
+        .maps()
+        .filter(|m| !SHARED.iter().any(|s| m.name() == *s))
+        .filter_map(|m| {
+            use std::os::fd::AsRawFd;
+            let info =
+                std::fs::read_to_string(format!("/proc/self/fdinfo/{}", m.as_fd().as_raw_fd()))
+                    .ok()?;
+            info.lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
 }

@@ -7,9 +7,7 @@
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use libbpf_rs::{
-    Link, MapCore, MapHandle, Object, ObjectBuilder, TracepointCategory, TracepointOpts,
-};
+use libbpf_rs::{Link, MapHandle, Object, ObjectBuilder, TracepointCategory, TracepointOpts};
 
 use crate::abi::*;
 use crate::lifecycle::{LifecycleSensor, LoadError};
@@ -112,33 +110,17 @@ pub struct SharedMaps {
     counters: MapHandle,
 }
 
-/// Kernel memory of a policy object: the memlock of its own maps as the kernel reports it
-/// in fdinfo (what Tetragon's `kernel_memory_bytes` sums); the maps shared with the
-/// lifecycle sensor ([`SharedMaps`]) are not counted.
-pub(crate) fn own_maps_memlock(object: &Object) -> u64 {
-    const SHARED: [&str; 3] = ["vigil_events", "vigil_procs", "vigil_counters"];
-    object
-        .maps()
-        .filter(|m| !SHARED.iter().any(|s| m.name() == *s))
-        .filter_map(|m| {
-            use std::os::fd::AsRawFd;
-            let info =
-                std::fs::read_to_string(format!("/proc/self/fdinfo/{}", m.as_fd().as_raw_fd()))
-                    .ok()?;
-            info.lines()
-                .find_map(|l| l.strip_prefix("memlock:"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        })
-        .sum()
-}
+/// Names, in the policy objects, of the maps shared with the lifecycle sensor.
+pub(crate) const SHARED_MAP_NAMES: [&str; 3] = ["vigil_events", "vigil_procs", "vigil_counters"];
 
 impl SharedMaps {
     /// The shared map a policy object's map `name` must reuse, if it is one.
     pub fn by_name(&self, name: &str) -> Option<(&'static str, &MapHandle)> {
+        let [events, procs, counters] = SHARED_MAP_NAMES;
         [
-            ("vigil_events", &self.events),
-            ("vigil_procs", &self.procs),
-            ("vigil_counters", &self.counters),
+            (events, &self.events),
+            (procs, &self.procs),
+            (counters, &self.counters),
         ]
         .into_iter()
         .find(|(n, _)| *n == name)
@@ -299,9 +281,9 @@ impl SyscallSensor {
         self.links.len()
     }
 
-    /// Kernel memory of this policy object (see [`own_maps_memlock`]).
+    /// Kernel memory of this policy object (see [`crate::policy_object::kernel_memory_bytes`]).
     pub fn kernel_memory_bytes(&self) -> u64 {
-        own_maps_memlock(&self.object)
+        crate::policy_object::kernel_memory_bytes(&self.object)
     }
 
     /// Per-hook counters summed over CPUs, indexed by `enum vigil_hook_counter`.
