@@ -317,15 +317,21 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 		if (cur->flags & VIGIL_ENTRY_CLONE) {
 			m->parent = cur->parent;
 			m->flags |= VIGIL_EXEC_AFTER_CLONE;
+			entry.pbin_ino = cur->pbin_ino;
+			entry.pbin_dev = cur->pbin_dev;
 		} else {
 			/* exec replacing an exec: the previous image is the parent, as Tetragon. */
 			m->parent = cur->key;
+			entry.pbin_ino = cur->bin_ino;
+			entry.pbin_dev = cur->bin_dev;
 		}
 	} else {
 		struct vigil_proc_entry *pe = bpf_map_lookup_elem(&vigil_procs, &ppid);
 
 		if (pe) {
 			m->parent = pe->key;
+			entry.pbin_ino = pe->bin_ino;
+			entry.pbin_dev = pe->bin_dev;
 		} else {
 			m->parent.pid = ppid;
 			m->flags |= VIGIL_EXEC_NO_PARENT;
@@ -353,7 +359,12 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 
 	entry.key = m->process;
 	entry.parent = m->parent;
-	entry.flags = VIGIL_ENTRY_EXEC;
+	entry.flags = VIGIL_ENTRY_EXEC | VIGIL_ENTRY_BASELINE;
+	/* What matchCapabilityChanges / matchNamespaceChanges compare against. */
+	entry.exec_caps[VIGIL_CAPSET_PERMITTED] = m->creds.cap_permitted;
+	entry.exec_caps[VIGIL_CAPSET_EFFECTIVE] = m->creds.cap_effective;
+	entry.exec_caps[VIGIL_CAPSET_INHERITABLE] = m->creds.cap_inheritable;
+	entry.exec_ns = m->ns;
 	entry.bin_ino = m->file_ino;
 	entry.bin_dev = inode->i_sb->s_dev;
 	if (bpf_map_update_elem(&vigil_procs, &tgid, &entry, BPF_ANY))
@@ -428,9 +439,15 @@ int BPF_PROG(vigil_fork, struct task_struct *parent, struct task_struct *child)
 		/* Until it executes something, the child runs its parent's binary. */
 		entry.bin_ino = pe->bin_ino;
 		entry.bin_dev = pe->bin_dev;
+		entry.pbin_ino = pe->bin_ino;
+		entry.pbin_dev = pe->bin_dev;
+		/* ... and keeps its parent's exec-time baseline (Tetragon copies the entry). */
+		entry.flags = pe->flags & VIGIL_ENTRY_BASELINE;
+		__builtin_memcpy(entry.exec_caps, pe->exec_caps, sizeof(entry.exec_caps));
+		entry.exec_ns = pe->exec_ns;
 	} else
 		entry.parent.pid = ptgid;
-	entry.flags = VIGIL_ENTRY_CLONE;
+	entry.flags |= VIGIL_ENTRY_CLONE;
 	if (bpf_map_update_elem(&vigil_procs, &tgid, &entry, BPF_ANY))
 		count(VIGIL_CNT_PROC_MAP_FULL);
 

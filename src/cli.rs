@@ -165,6 +165,10 @@ pub struct AgentFlags {
     /// Add cap, process_credentials and binary_properties.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub enable_process_cred: bool,
+    /// Where DnsLookup policy actions send their query, IP:port (vigil; default: the first
+    /// nameserver of /etc/resolv.conf).
+    #[arg(long)]
+    pub dns_lookup_server: Option<String>,
     /// Add namespaces (ns).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub enable_process_ns: bool,

@@ -58,6 +58,7 @@ enum vigil_counter {
 #define VIGIL_ENTRY_EXEC (1u << 0)
 #define VIGIL_ENTRY_CLONE (1u << 1)
 #define VIGIL_ENTRY_PROCFS (1u << 2)
+#define VIGIL_ENTRY_BASELINE (1u << 3) /* exec_caps and exec_ns are set */
 
 /* Flags of an exit message. */
 #define VIGIL_EXIT_NO_ENTRY (1u << 0)
@@ -155,6 +156,16 @@ struct vigil_proc_entry {
 	 * scan fills it). `dev` is the kernel's encoding: major << 20 | minor. */
 	__u64 bin_ino;
 	__u64 bin_dev;
+	/* Identity of the parent's executed file (matchParentBinaries): the parent image's
+	 * binary when this entry was made (fork, or exec), 0 when unknown. */
+	__u64 pbin_ino;
+	__u64 pbin_dev;
+	/* Capabilities and namespaces recorded at the last exec (matchCapabilityChanges,
+	 * matchNamespaceChanges; valid with VIGIL_ENTRY_BASELINE). A selector that matched a
+	 * change moves them to the current values, so that one change is reported once. */
+	__u64 exec_caps[3]; /* VIGIL_CAPSET_* order: permitted, effective, inheritable */
+	struct vigil_namespaces exec_ns;
+	__u32 pad2;
 };
 
 /* ---- policy runtime: syscall hooks ----------------------------------------------------- */
@@ -252,6 +263,21 @@ struct vigil_ns_filter {
 	__u32 values[VIGIL_MAX_NS_VALUES];
 };
 
+/* matchCapabilities / matchCapabilityChanges entry. Sets are numbered as Tetragon's. */
+#define VIGIL_CAPSET_PERMITTED 0
+#define VIGIL_CAPSET_EFFECTIVE 1
+#define VIGIL_CAPSET_INHERITABLE 2
+#define VIGIL_MAX_CAP_FILTERS 4
+struct vigil_cap_filter {
+	__u8 set;     /* VIGIL_CAPSET_* */
+	__u8 op;      /* VIGIL_OP_IN, VIGIL_OP_NOT_IN */
+	__u8 changes; /* 1: matchCapabilityChanges (against the caps recorded at exec) */
+	__u8 pad;
+	__u32 user_ns; /* isNamespaceCapability: the host's user namespace inode (the entry
+			* holds only for tasks outside it); 0: any task */
+	__u64 mask;    /* capability bits listed */
+};
+
 struct vigil_selector_cfg {
 	__u32 nfilters;
 	__u32 actions; /* VIGIL_ACT_* */
@@ -270,6 +296,18 @@ struct vigil_selector_cfg {
 	__u32 nns;
 	__u32 pad_ns;
 	struct vigil_ns_filter ns[VIGIL_MAX_NS_FILTERS];
+	/* matchParentBinaries (vigil_engine_caps.h): the parent's binary is, or is not, in set
+	 * pbin_set_id; with VIGIL_SEL_PARENT_FOLLOW, any older ancestor's counts too. */
+	__u32 pbin_op; /* VIGIL_OP_NONE, VIGIL_OP_IN, VIGIL_OP_NOT_IN */
+	__u32 pbin_set_id;
+	/* matchCapabilities and matchCapabilityChanges entries: every entry holds (AND). */
+	__u32 ncaps;
+	/* matchNamespaceChanges: bit per namespace kind (struct vigil_namespaces order); In: one
+	 * of them changed since exec; NotIn: one of the others did. */
+	__u32 nschg_op; /* VIGIL_OP_NONE, VIGIL_OP_IN, VIGIL_OP_NOT_IN */
+	__u32 nschg_mask;
+	__u32 pad_caps;
+	struct vigil_cap_filter caps[VIGIL_MAX_CAP_FILTERS];
 };
 
 /* Key of the exact-string and LPM (prefix, reversed postfix) value sets. */
@@ -319,6 +357,11 @@ struct vigil_syscall_msg {
 	__u32 ret_actions;   /* matchReturnActions that ran (or would have, in monitor mode) */
 	__u16 path_len;      /* kernel-resolved path, after the string arguments */
 	__u16 flags;         /* VIGIL_SYSMSG_* */
+	/* With VIGIL_SYSMSG_TASK_STATE: the task's capabilities (VIGIL_CAPSET_* order) and
+	 * namespaces when the selector matched (capability and namespace selectors). */
+	__u64 task_caps[3];
+	struct vigil_namespaces task_ns;
+	__u32 pad_task;
 };
 
 /* ---- policy engine: exit pairing, policy mode, selector counters -------------------- */
@@ -333,6 +376,8 @@ struct vigil_syscall_msg {
 #define VIGIL_SEL_FOLLOW_FORKS (1u << 2) /* matchPIDs followForks: ancestors count */
 #define VIGIL_SEL_FOLLOW_CHILDREN (1u << 3) /* matchBinaries followChildren */
 #define VIGIL_SEL_NS_PID (1u << 4) /* matchPIDs isNamespacePID: pids as the task's pid namespace numbers them */
+#define VIGIL_SEL_PARENT_FOLLOW (1u << 5) /* matchParentBinaries followChildren */
+#define VIGIL_SEL_TASK_STATE (1u << 6) /* caps/namespaces selectors: the event carries the task's */
 
 /* A filter slot naming the return value (matchReturnArgs). */
 #define VIGIL_SLOT_RET 7
@@ -344,6 +389,7 @@ struct vigil_syscall_msg {
 #define VIGIL_SYSMSG_PATH (1u << 1)       /* a kernel-resolved path follows the strings */
 #define VIGIL_SYSMSG_PATH_TRUNC (1u << 2) /* ... cut: deeper than the buffer */
 #define VIGIL_SYSMSG_FAIL_CLOSED (1u << 3) /* matched because an argument was unreadable */
+#define VIGIL_SYSMSG_TASK_STATE (1u << 4) /* task_caps and task_ns are set */
 
 /* Policy mode, one per policy object (`vigil_policy_conf`, key 0): one map write switches. */
 enum vigil_policy_mode {

@@ -401,6 +401,8 @@ static __always_inline int act(struct sys_scratch *s, __u32 hook, __u32 matched,
 	int verdict = 0;
 
 	sel_count(hook, matched, VIGIL_HOOK_MATCHED);
+	if (sel->flags & VIGIL_SEL_TASK_STATE)
+		vigil_task_state(hook * VIGIL_MAX_SELECTORS + (matched & 7));
 	m->monitor = monitor;
 	m->signal = sel->signal;
 	if (actions & (VIGIL_ACT_SIGKILL | VIGIL_ACT_SIGNAL)) {

@@ -13,7 +13,7 @@ struct anc_ctx {
 	__u32 sel_idx;
 	__u32 pid;   /* the ancestor to look at next */
 	__u64 ktime; /* its start time, against pid reuse (0: unknown) */
-	__u32 bins;  /* look for a binary of the selector's set */
+	__u32 bins;  /* look for a binary of the selector's set (1: matchBinaries, 2: parent's) */
 	__u32 found;
 };
 
@@ -42,7 +42,7 @@ static long anc_step(__u32 i, struct anc_ctx *c)
 		return 1; /* gone, or the pid now names another process */
 	if (c->bins) {
 		struct vigil_bin_key bk = {
-			.set_id = sel->bin_set_id,
+			.set_id = c->bins == 2 ? sel->pbin_set_id : sel->bin_set_id,
 			.ino = e->bin_ino,
 			.dev = e->bin_dev,
 		};
@@ -177,6 +177,8 @@ __noinline int vigil_ns_select(__u32 sel_idx)
 	return !sel->nns || namespaces_match(sel_idx);
 }
 
+#include "vigil_engine_caps.h"
+
 /* Process-level filters (PIDs, binaries): evaluated at entry only. followForks and
  * followChildren extend them to descendants: the process or one of its ancestors. */
 static __always_inline int process_match(const struct vigil_selector_cfg *sel, __u32 sel_idx,
@@ -207,6 +209,9 @@ static __always_inline int process_match(const struct vigil_selector_cfg *sel, _
 		if ((sel->bin_op == VIGIL_OP_IN) != in)
 			return 0;
 	}
+	/* matchParentBinaries, capabilities, namespace changes (vigil_engine_caps.h). */
+	if ((sel->pbin_op || sel->ncaps || sel->nschg_op) && !vigil_caps_select(sel_idx))
+		return 0;
 	return 1;
 }
 

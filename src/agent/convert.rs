@@ -201,3 +201,22 @@ pub fn scanned_info(ids: &ExecIds, p: &ScannedProcess, parent: Option<ProcessKey
         environment: Vec::new(),
     }
 }
+
+/// The process of a policy event whose selector looked at capabilities or namespaces: what
+/// the kernel saw when it matched, in place of what the process had at exec (so that
+/// `process.cap` / `process.ns` show the change a matchCapabilityChanges or
+/// matchNamespaceChanges selector caught).
+pub fn with_task_state(
+    info: std::sync::Arc<ProcessInfo>,
+    m: &vigil_syscall_msg,
+) -> std::sync::Arc<ProcessInfo> {
+    if u32::from(m.flags) & VIGIL_SYSMSG_TASK_STATE == 0 {
+        return info;
+    }
+    let mut p = (*info).clone();
+    p.creds.cap_permitted = m.task_caps[VIGIL_CAPSET_PERMITTED as usize];
+    p.creds.cap_effective = m.task_caps[VIGIL_CAPSET_EFFECTIVE as usize];
+    p.creds.cap_inheritable = m.task_caps[VIGIL_CAPSET_INHERITABLE as usize];
+    p.namespaces = namespaces(&m.task_ns);
+    std::sync::Arc::new(p)
+}

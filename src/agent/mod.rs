@@ -14,6 +14,7 @@ mod outputs;
 mod pipeline;
 mod policies;
 mod sources;
+mod user_actions;
 
 pub use sources::parse as parse_cli;
 
@@ -152,6 +153,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         bus,
     );
     pipeline.set_hook_registry(hook_registry);
+    user_actions::start(opts.dns_lookup_server);
     pipeline.set_kprobe_ancestors(opts.ancestors_kprobe);
     let runtime_hooks =
         containers::RuntimeRegistry::new(containers::RuntimeRegistry::host_cgroup_root());

@@ -31,6 +31,8 @@ pub struct AgentOptions {
     pub process_ns: bool,
     pub environment: bool,
     pub username_unix: bool,
+    /// Where DnsLookup actions send their query (None: /etc/resolv.conf's nameserver).
+    pub dns_lookup_server: Option<std::net::SocketAddr>,
     pub state_dir: PathBuf,
     /// `--enable-k8s-api`: the pod watch's options.
     pub k8s: Option<K8sOptions>,
@@ -161,6 +163,12 @@ impl AgentOptions {
             process_ns: f.enable_process_ns,
             environment: f.enable_process_environment_variables,
             username_unix,
+            dns_lookup_server: match f.dns_lookup_server.as_deref() {
+                None | Some("") => None,
+                Some(a) => Some(a.parse().map_err(|_| {
+                    anyhow::anyhow!("--dns-lookup-server {a:?}: expected an IP:port address")
+                })?),
+            },
             state_dir: f.state_dir.clone(),
             k8s: f.enable_k8s_api.then(|| K8sOptions {
                 kubeconfig: f.k8s_kubeconfig_path.clone(),

@@ -253,7 +253,7 @@ impl Pipeline {
             tracing::error!(hook = m.hook_id, "event from an unknown hook dropped");
             return;
         };
-        let info = self.image_of(&m.process, m.tid);
+        let info = super::convert::with_task_state(self.image_of(&m.process, m.tid), m);
         let parent = info.parent_key.and_then(|p| self.cache.get(&p));
         let text_of = |i: usize| {
             vigil_process::text::valid_utf8(
@@ -340,7 +340,7 @@ impl Pipeline {
         } else if m.actions & VIGIL_ACT_SIGNAL != 0 {
             tetragon::KprobeAction::Signal
         } else {
-            tetragon::KprobeAction::Post
+            user_actions_of(hook, m.selector)
         };
         if !matches!(
             hook.event,
@@ -476,6 +476,11 @@ impl Pipeline {
     /// registers them in the kernel process table so that their exits carry the same
     /// exec_id.
     pub fn on_scanned(&mut self, scanned: &[ScannedProcess], table: &ProcessTable, now: Instant) {
+        // Parents' binaries, for matchParentBinaries on processes older than the agent.
+        let binaries: std::collections::HashMap<u32, (u64, u64)> = scanned
+            .iter()
+            .map(|p| (p.pid, (p.exe_ino, p.exe_dev)))
+            .collect();
         for p in scanned {
             let parent_info = self.cache.by_pid(p.ppid);
             let parent = parent_info.as_ref().map(|i| i.key);
@@ -493,10 +498,20 @@ impl Pipeline {
                     pad: 0,
                     ktime: k.ktime,
                 }),
-                flags: VIGIL_ENTRY_PROCFS,
+                flags: VIGIL_ENTRY_PROCFS | VIGIL_ENTRY_BASELINE,
                 pad: 0,
                 bin_ino: p.exe_ino,
                 bin_dev: p.exe_dev,
+                pbin_ino: binaries.get(&p.ppid).map_or(0, |b| b.0),
+                pbin_dev: binaries.get(&p.ppid).map_or(0, |b| b.1),
+                // What the scan saw stands for the exec the kernel did not see.
+                exec_caps: [
+                    p.creds.cap_permitted,
+                    p.creds.cap_effective,
+                    p.creds.cap_inheritable,
+                ],
+                exec_ns: scanned_namespaces(&p.namespaces),
+                pad2: 0,
             };
             if !table.insert_if_absent(p.pid, &entry) {
                 // The kernel already saw this pid fork or exec after attach: its own
@@ -756,5 +771,35 @@ mod permission_tests {
         assert_eq!(permission(0o041777), "drwxrwxrwt");
         assert_eq!(permission(0o120777), "lrwxrwxrwx");
         assert_eq!(permission(0), "");
+    }
+}
+
+/// The kernel's layout of a scanned process's namespaces.
+fn scanned_namespaces(n: &vigil_process::model::NamespaceIds) -> vigil_namespaces {
+    vigil_namespaces {
+        uts: n.uts,
+        ipc: n.ipc,
+        mnt: n.mnt,
+        pid: n.pid,
+        pid_for_children: n.pid_for_children,
+        net: n.net,
+        time: n.time,
+        time_for_children: n.time_for_children,
+        cgroup: n.cgroup,
+        user: n.user,
+    }
+}
+
+/// Queues the GetUrl / DnsLookup actions of the matched selector; the event's action names
+/// the first of them (Post when there is none), as Tetragon's.
+fn user_actions_of(hook: &vigil_runtime::HookInfo, selector: u32) -> tetragon::KprobeAction {
+    let Some(actions) = hook.user_actions.get(selector as usize) else {
+        return tetragon::KprobeAction::Post;
+    };
+    super::user_actions::submit(actions);
+    match actions.first() {
+        Some(vigil_runtime::UserAction::GetUrl(_)) => tetragon::KprobeAction::Geturl,
+        Some(vigil_runtime::UserAction::DnsLookup(_)) => tetragon::KprobeAction::Dnslookup,
+        None => tetragon::KprobeAction::Post,
     }
 }

@@ -20,4 +20,5 @@ mod load;
 mod namespaces;
 mod policy;
 mod policy_engine;
+mod process_selectors;
 mod proto_check;

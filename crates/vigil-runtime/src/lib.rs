@@ -9,4 +9,4 @@ pub mod tables;
 pub mod tracefs;
 pub mod usdt;
 
-pub use tables::{HookArg, HookEvent, HookInfo, PolicyTables, Unsupported, build};
+pub use tables::{HookArg, HookEvent, HookInfo, PolicyTables, Unsupported, UserAction, build};

@@ -96,6 +96,8 @@ pub struct HookInfo {
     pub return_slot: Option<usize>,
     /// A kernel-function or LSM hook (not a system call).
     pub kernel_function: bool,
+    /// GetUrl / DnsLookup actions of each selector (by selector index).
+    pub user_actions: Vec<Vec<UserAction>>,
 }
 
 impl HookInfo {
@@ -463,9 +465,15 @@ pub(crate) fn build_hook(
     };
 
     let mut selectors = Vec::new();
+    let mut user_actions = Vec::new();
     for (si, table) in hook.selectors.iter().enumerate() {
         let spath = format!("{path}.selectors[{si}]");
         let mut sel = vigil_selector_cfg::default();
+        user_actions.push(user_actions::user_actions(
+            &spath,
+            &table.actions,
+            &table.return_actions,
+        )?);
         (sel.actions, sel.signal, sel.override_rc) = actions(
             &format!("{spath}.matchActions"),
             &table.actions,
@@ -614,6 +622,16 @@ pub(crate) fn build_hook(
                         }
                     }
                 }
+                Filter::Binaries {
+                    parent: true,
+                    selector,
+                } => parent_binaries_filter(&spath, &mut sel, selector, ids, resolve_binary, out)?,
+                Filter::Capabilities { changes, selector } => {
+                    capabilities_filter(&spath, &mut sel, selector, *changes, &|| {
+                        read_host_namespace(vigil_policy::types::NamespaceKind::User)
+                    })?
+                }
+                Filter::NamespaceChanges(n) => namespace_changes_filter(&spath, &mut sel, n)?,
                 other => {
                     return Err(unsupported(
                         &spath,
@@ -679,6 +697,7 @@ pub(crate) fn build_hook(
             }
         ),
         kernel_function: kernel,
+        user_actions,
     });
     ids.next_hook += 1;
     Ok(())
@@ -690,10 +709,20 @@ pub use values::{common_start, open_like_path_arg, parse_rate_limit};
 
 mod process;
 use process::{char_buf_size, namespaces_filter, pids_filter};
+
+mod caps;
+mod user_actions;
+pub use caps::capability_bit;
+use caps::{capabilities_filter, namespace_changes_filter, parent_binaries_filter};
 pub use process::{ns_proc_name, parse_ns_link, read_host_namespace};
+pub use user_actions::UserAction;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "tables/caps_tests.rs"]
+mod caps_tests;
 
 #[cfg(test)]
 #[path = "kfunc_tests.rs"]

@@ -122,6 +122,39 @@ extern "C" fn vigil_uprobe_target(n: i32, text: *const libc::c_char, big: i64) -
     std::hint::black_box(i64::from(n) + len + big)
 }
 
+/// capget/capset (no libc wrapper): clears one capability from the effective and permitted
+/// sets of this process.
+fn drop_capability(bit: u32) {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut h = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut d = [Data::default(); 2];
+    // SAFETY: header and two data structs as the version 3 ABI expects.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()) } != 0 {
+        die("capget");
+    }
+    let (word, mask) = ((bit / 32) as usize, !(1u32 << (bit % 32)));
+    d[word].effective &= mask;
+    d[word].permitted &= mask;
+    // SAFETY: as above.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()) } != 0 {
+        die("capset");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize| -> u64 { args.get(i).and_then(|s| s.parse().ok()).unwrap_or(0) };
@@ -210,6 +243,16 @@ fn main() {
                 std::hint::black_box(vigil_uprobe_target);
             println!("{}", f(n, text.as_ptr(), i64::from(n) * 1000));
         }
+        Some("drop-cap-open") => {
+            // Drops capability `args[1]` (a bit number; negative: none) from the effective and
+            // permitted sets after exec, then opens `args[2]` `args[3]` times.
+            if let Ok(bit) = args[1].parse::<u32>() {
+                drop_capability(bit);
+            }
+            for _ in 0..num(3).max(1) {
+                let _ = std::fs::File::open(&args[2]);
+            }
+        }
         Some("mkdir-bad-pointer") => {
             // A mkdirat whose path lies in no mapping: the kernel returns EFAULT and a probe
             // cannot read the string either (the engine's fail-closed case).
@@ -219,7 +262,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep|ia32-open|uprobe-call> ..."
+                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep|ia32-open|uprobe-call|drop-cap-open> ..."
             );
             std::process::exit(2);
         }

@@ -131,6 +131,8 @@ pub(super) fn actions(
                 })?;
             }
             Action::NoPost => post = false,
+            // User space acts on the posted event (tables/user_actions.rs).
+            Action::GetUrl | Action::DnsLookup => {}
             Action::Sigkill => bits |= VIGIL_ACT_SIGKILL,
             Action::Signal => {
                 bits |= VIGIL_ACT_SIGNAL;
