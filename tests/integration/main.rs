@@ -19,6 +19,7 @@ mod lifecycle;
 mod load;
 mod namespaces;
 mod policy;
+mod policy_actions;
 mod policy_engine;
 mod process_selectors;
 mod proto_check;
