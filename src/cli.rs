@@ -169,6 +169,9 @@ pub struct AgentFlags {
     /// nameserver of /etc/resolv.conf).
     #[arg(long)]
     pub dns_lookup_server: Option<String>,
+    /// Put the linear addresses of stack frames (userStackTrace) in events.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub expose_stack_addresses: bool,
     /// Add namespaces (ns).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub enable_process_ns: bool,

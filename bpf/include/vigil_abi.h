@@ -361,7 +361,9 @@ struct vigil_syscall_msg {
 	 * namespaces when the selector matched (capability and namespace selectors). */
 	__u64 task_caps[3];
 	struct vigil_namespaces task_ns;
-	__u32 pad_task;
+	/* Post userStackTrace: bytes of user stack (u64 return addresses, innermost first)
+	 * after the kernel-resolved path. */
+	__u32 ustack_len;
 };
 
 /* ---- policy engine: exit pairing, policy mode, selector counters -------------------- */
@@ -378,6 +380,8 @@ struct vigil_syscall_msg {
 #define VIGIL_SEL_NS_PID (1u << 4) /* matchPIDs isNamespacePID: pids as the task's pid namespace numbers them */
 #define VIGIL_SEL_PARENT_FOLLOW (1u << 5) /* matchParentBinaries followChildren */
 #define VIGIL_SEL_TASK_STATE (1u << 6) /* caps/namespaces selectors: the event carries the task's */
+#define VIGIL_SEL_USER_STACK (1u << 7) /* Post userStackTrace: the event carries the user stack */
+#define VIGIL_USTACK_MAX 32 /* user stack frames an event carries */
 
 /* A filter slot naming the return value (matchReturnArgs). */
 #define VIGIL_SLOT_RET 7

@@ -339,7 +339,7 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 static __always_inline void post(struct sys_scratch *s, __u32 hook, __u32 selector)
 {
 	struct vigil_syscall_msg *m = &s->st.msg;
-	__u32 total = sizeof(*m), off = sizeof(*m), plen = 0;
+	__u32 total = sizeof(*m), off = sizeof(*m), plen = 0, slen = m->ustack_len;
 	struct bpf_dynptr rec;
 
 	for (int i = 0; i < VIGIL_MAX_ARGS; i++)
@@ -348,6 +348,10 @@ static __always_inline void post(struct sys_scratch *s, __u32 hook, __u32 select
 		plen = m->path_len & (VIGIL_ARG_STR_MAX - 1);
 	m->path_len = plen;
 	total += plen;
+	if (slen > sizeof(s->ustack))
+		slen = 0;
+	m->ustack_len = slen;
+	total += slen;
 	m->hdr.size = total;
 	if (bpf_ringbuf_reserve_dynptr(&vigil_events, total, 0, &rec)) {
 		bpf_ringbuf_discard_dynptr(&rec, 0);
@@ -363,6 +367,9 @@ static __always_inline void post(struct sys_scratch *s, __u32 hook, __u32 select
 		off += len;
 	}
 	bpf_dynptr_write(&rec, off, s->st.strs[VIGIL_ROW_PATH], plen, 0);
+	off += plen;
+	if (slen)
+		bpf_dynptr_write(&rec, off, s->ustack, slen, 0);
 	bpf_ringbuf_submit_dynptr(&rec, wakeup_flags());
 	sel_count(hook, selector, VIGIL_HOOK_POSTED);
 }
@@ -391,7 +398,7 @@ static __always_inline int rate_limited(const struct vigil_selector_cfg *sel, __
 
 /* Runs selector `matched`'s actions (enforcement first: it must not depend on ring space),
  * then posts. `actions` are the bits that apply in this phase. */
-static __always_inline int act(struct sys_scratch *s, __u32 hook, __u32 matched,
+static __always_inline int act(void *ctx, struct sys_scratch *s, __u32 hook, __u32 matched,
 				const struct vigil_selector_cfg *sel, __u32 actions,
 				__u64 pid_tgid, struct vigil_proc_entry *proc)
 {
@@ -428,6 +435,14 @@ static __always_inline int act(struct sys_scratch *s, __u32 hook, __u32 matched,
 	if (rate_limited(sel, hook, matched, pid_tgid, m->hdr.ktime)) {
 		sel_count(hook, matched, VIGIL_HOOK_RATE_LIMITED);
 		return verdict;
+	}
+	m->ustack_len = 0;
+	if (sel->flags & VIGIL_SEL_USER_STACK) {
+		/* Return addresses of the user stack (frame pointers), symbolised by the agent. */
+		long n = bpf_get_stack(ctx, s->ustack, sizeof(s->ustack), BPF_F_USER_STACK);
+
+		if (n > 0)
+			m->ustack_len = n;
 	}
 	m->hdr.kind = VIGIL_MSG_SYSCALL;
 	m->hdr.pad[0] = m->hdr.pad[1] = m->hdr.pad[2] = 0;
@@ -593,7 +608,7 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 		read_args(s, h, args, ~(__u32)h->filter_strs);
 		s->st.msg.actions = sel->actions;
 		/* fmod_ret/LSM programs return this: the Override value when enforcing, else 0. */
-		return act(s, hook, matched, sel, sel->actions, pid_tgid, proc);
+		return act(ctx, s, hook, matched, sel, sel->actions, pid_tgid, proc);
 	}
 }
 
@@ -692,7 +707,7 @@ static __always_inline int engine_handle_exit(void *ctx, __u32 hook, __s64 ret)
 		if (sel) {
 			s->st.msg.actions = sel->actions;
 			s->st.msg.ret_actions = sel->ret_actions;
-			act(s, hook, matched, sel, sel->actions | sel->ret_actions, pid_tgid, proc);
+			act(ctx, s, hook, matched, sel, sel->actions | sel->ret_actions, pid_tgid, proc);
 		}
 	}
 done:

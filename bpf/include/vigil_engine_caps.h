@@ -178,7 +178,6 @@ __noinline int vigil_task_state(__u32 sel_idx)
 	m->task_caps[VIGIL_CAPSET_EFFECTIVE] = task_capset(cred, VIGIL_CAPSET_EFFECTIVE);
 	m->task_caps[VIGIL_CAPSET_INHERITABLE] = task_capset(cred, VIGIL_CAPSET_INHERITABLE);
 	task_namespaces(task, &m->task_ns);
-	m->pad_task = 0;
 	m->flags |= VIGIL_SYSMSG_TASK_STATE;
 	for (int i = 0; i < VIGIL_MAX_CAP_FILTERS; i++) {
 		if (i >= sel->ncaps)

@@ -111,6 +111,7 @@ struct sys_scratch {
 	char pathbuf[2 * VIGIL_ARG_STR_MAX]; /* written backwards from VIGIL_ARG_STR_MAX */
 	__u32 path_pos;                      /* start of the resolved path in pathbuf */
 	__u32 path_state;                    /* 0 none, 1 complete, 2 cut */
+	__u64 ustack[VIGIL_USTACK_MAX];      /* Post userStackTrace: bpf_get_stack's output */
 };
 
 struct {

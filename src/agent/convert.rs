@@ -220,3 +220,24 @@ pub fn with_task_state(
     p.namespaces = namespaces(&m.task_ns);
     std::sync::Arc::new(p)
 }
+
+/// Post userStackTrace: the addresses the kernel captured, symbolised now through the
+/// process's maps (empty when the process has exited already, as in Tetragon). Addresses are
+/// shown with `--expose-stack-addresses` only: they defeat ASLR.
+pub fn user_stack_trace(
+    rec: &vigil_bpf::records::SyscallRecord,
+    expose: bool,
+) -> Vec<vigil_proto::tetragon::StackTraceEntry> {
+    if rec.user_stack.is_empty() {
+        return Vec::new();
+    }
+    vigil_runtime::symbolize::symbolize("/proc", rec.msg.process.pid, &rec.user_stack)
+        .into_iter()
+        .map(|f| vigil_proto::tetragon::StackTraceEntry {
+            address: if expose { f.address } else { 0 },
+            offset: f.offset,
+            symbol: f.symbol,
+            module: f.module,
+        })
+        .collect()
+}

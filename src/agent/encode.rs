@@ -14,6 +14,8 @@ pub struct EncodeOptions {
     pub process_cred: bool,
     pub process_ns: bool,
     pub environment: bool,
+    /// `--expose-stack-addresses`: stack frames keep their address.
+    pub expose_stack_addresses: bool,
     /// uid -> name, when `--username-metadata unix`.
     pub usernames: Option<HashMap<u32, String>>,
     /// Namespace inums of pid 1, to tell host namespaces from others.

@@ -141,6 +141,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         process_cred: opts.process_cred,
         process_ns: opts.process_ns,
         environment: opts.environment,
+        expose_stack_addresses: opts.expose_stack_addresses,
         usernames: opts.username_unix.then(usernames),
         host_ns,
     };

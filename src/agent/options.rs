@@ -29,6 +29,7 @@ pub struct AgentOptions {
     pub ancestors_kprobe: bool,
     pub process_cred: bool,
     pub process_ns: bool,
+    pub expose_stack_addresses: bool,
     pub environment: bool,
     pub username_unix: bool,
     /// Where DnsLookup actions send their query (None: /etc/resolv.conf's nameserver).
@@ -161,6 +162,7 @@ impl AgentOptions {
             ancestors_kprobe: ancestors_kprobe && ancestors_base,
             process_cred: f.enable_process_cred,
             process_ns: f.enable_process_ns,
+            expose_stack_addresses: f.expose_stack_addresses,
             environment: f.enable_process_environment_variables,
             username_unix,
             dns_lookup_server: match f.dns_lookup_server.as_deref() {

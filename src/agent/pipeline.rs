@@ -393,6 +393,10 @@ impl Pipeline {
             message: hook.message.clone().unwrap_or_default(),
             tags: hook.tags.clone(),
             ancestors,
+            user_stack_trace: super::convert::user_stack_trace(
+                rec,
+                self.enc.expose_stack_addresses,
+            ),
             ..Default::default()
         };
         drop(hooks);

@@ -189,3 +189,85 @@ spec:
         "{log}"
     );
 }
+
+#[test]
+fn user_stack_trace_names_the_calling_function_of_the_helper() {
+    let _g = serial();
+    let dir = scratch_dir("stack-files");
+    let target = dir.join("stacked");
+    std::fs::write(&target, "x").unwrap();
+    let policy = |name: &str, stack: bool| {
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: {name}
+spec:
+  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    args:
+    - index: 1
+      type: "string"
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: "Equal"
+        values: ["{}"]
+      matchActions:
+      - action: Post
+        userStackTrace: {stack}
+"#,
+                target.display()
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let with = policy("with-stack", true);
+    let without = policy("without-stack", false);
+    let agent = Agent::start(
+        "stack",
+        &["--tracing-policy", &with, "--tracing-policy", &without],
+    );
+    let helper = helper_bin();
+    let pid = run(Command::new(&helper).args(["stack-open", target.to_str().unwrap(), "1000"]));
+    let events = agent.wait_for("both events", WAIT, |ev| {
+        ["with-stack", "without-stack"].iter().all(|p| {
+            of_kind(ev, "process_kprobe")
+                .iter()
+                .any(|e| e["policy_name"] == *p && e["process"]["pid"] == pid)
+        })
+    });
+    agent.stop();
+    let of = |p: &str| {
+        of_kind(&events, "process_kprobe")
+            .into_iter()
+            .find(|e| e["policy_name"] == p && e["process"]["pid"] == pid)
+            .unwrap()
+    };
+    let frames = of("with-stack")["user_stack_trace"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let helper_path = std::fs::canonicalize(&helper).unwrap();
+    let first = frames.first().expect("a user stack");
+    assert_eq!(first["symbol"], "vigil_stack_open", "{frames:?}");
+    assert_eq!(first["module"], helper_path.display().to_string());
+    assert!(
+        first["offset"].as_str().is_some_and(|o| o != "0"),
+        "{first}"
+    );
+    assert!(
+        first.get("address").is_none(),
+        "addresses only with --expose-stack-addresses: {first}"
+    );
+    assert!(
+        of("without-stack").get("user_stack_trace").is_none(),
+        "no stack unless asked for"
+    );
+}

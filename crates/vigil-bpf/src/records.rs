@@ -25,6 +25,8 @@ pub struct SyscallRecord {
     pub strings: Vec<Vec<u8>>,
     /// The kernel-resolved path (open-like calls, at exit), if the message carries one.
     pub path: Option<Vec<u8>>,
+    /// Post userStackTrace: user return addresses, innermost first.
+    pub user_stack: Vec<u64>,
 }
 
 /// An exec message with its variable sections split out.
@@ -124,7 +126,8 @@ fn decode_syscall(data: &[u8]) -> Result<SyscallRecord, DecodeError> {
     } else {
         0
     };
-    let need = size_of::<vigil_syscall_msg>() + lens.iter().sum::<usize>() + path_len;
+    let stack_len = msg.ustack_len as usize / 8 * 8;
+    let need = size_of::<vigil_syscall_msg>() + lens.iter().sum::<usize>() + path_len + stack_len;
     if data.len() < need {
         return Err(DecodeError::Truncated {
             kind,
@@ -142,7 +145,17 @@ fn decode_syscall(data: &[u8]) -> Result<SyscallRecord, DecodeError> {
         })
         .collect();
     let path = has_path.then(|| data[off..off + path_len].to_vec());
-    Ok(SyscallRecord { msg, strings, path })
+    off += path_len;
+    let user_stack = data[off..off + stack_len]
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect();
+    Ok(SyscallRecord {
+        msg,
+        strings,
+        path,
+        user_stack,
+    })
 }
 
 /// Turns an encoded path (components leaf first) into an absolute path.

@@ -96,11 +96,6 @@ pub const UNIMPLEMENTED: &[(&str, bool, Disposition)] = &[
         Refuse("vigil's events need the process cache"),
     ),
     (
-        "expose-stack-addresses",
-        false,
-        Warn("no event carries stack traces yet"),
-    ),
-    (
         "enable-pid-set-filter",
         false,
         Warn("pid_set filters are always available in vigil"),

@@ -179,6 +179,38 @@ impl<'a> Elf<'a> {
         Ok(None)
     }
 
+    /// Every defined function symbol with a size, from `.symtab` and `.dynsym`:
+    /// (address, size, name), sorted by address (stack symbolisation).
+    pub fn functions(&self) -> Result<Vec<(u64, u64, String)>, ElfError> {
+        let mut out = Vec::new();
+        for kind in [SHT_SYMTAB, SHT_DYNSYM] {
+            for table in self.sections.iter().filter(|s| s.kind == kind) {
+                let strings = self
+                    .sections
+                    .get(table.link as usize)
+                    .ok_or_else(|| bad(format!("{} has no string table", table.name)))?;
+                let strings = self.section_bytes(strings)?;
+                for sym in self.section_bytes(table)?.chunks_exact(24) {
+                    let shndx = u16::from_le_bytes([sym[6], sym[7]]);
+                    let value = u64::from_le_bytes(sym[8..16].try_into().unwrap());
+                    let size = u64::from_le_bytes(sym[16..24].try_into().unwrap());
+                    if shndx == 0 || value == 0 || size == 0 {
+                        continue;
+                    }
+                    if !matches!(sym[4] & 0xf, STT_FUNC | STT_GNU_IFUNC) {
+                        continue;
+                    }
+                    let at = u32::from_le_bytes(sym[0..4].try_into().unwrap()) as usize;
+                    let name = String::from_utf8_lossy(cstr(strings, at)).into_owned();
+                    out.push((value, size, name));
+                }
+            }
+        }
+        out.sort();
+        out.dedup_by_key(|f| f.0);
+        Ok(out)
+    }
+
     /// Every note in `SHT_NOTE` sections named `section`.
     pub fn notes(&self, section: &str) -> Result<Vec<Note<'a>>, ElfError> {
         let mut out = Vec::new();

@@ -480,6 +480,9 @@ pub(crate) fn build_hook(
             can_override,
         )?;
         (sel.rate_ns, sel.flags) = rate_limit(&format!("{spath}.matchActions"), &table.actions)?;
+        if user_actions::wants_user_stack(&table.actions) {
+            sel.flags |= VIGIL_SEL_USER_STACK;
+        }
         if !table.return_actions.is_empty() {
             let rpath = format!("{spath}.matchReturnActions");
             let (bits, signal, _) = actions(&rpath, &table.return_actions, false)?;

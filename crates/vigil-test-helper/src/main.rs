@@ -155,6 +155,27 @@ fn drop_capability(bit: u32) {
     }
 }
 
+/// The userStackTrace tests' caller: an openat made by this function's own `syscall`
+/// instruction, so that the innermost user frame is here whatever the unwinder can do.
+#[unsafe(no_mangle)]
+#[inline(never)]
+extern "C" fn vigil_stack_open(path: *const libc::c_char) -> i64 {
+    let ret: i64;
+    // SAFETY: openat(AT_FDCWD, path, O_RDONLY) with a NUL-terminated path.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") libc::SYS_openat => ret,
+            in("rdi") libc::AT_FDCWD as i64,
+            in("rsi") path,
+            in("rdx") libc::O_RDONLY as i64,
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize| -> u64 { args.get(i).and_then(|s| s.parse().ok()).unwrap_or(0) };
@@ -243,6 +264,17 @@ fn main() {
                 std::hint::black_box(vigil_uprobe_target);
             println!("{}", f(n, text.as_ptr(), i64::from(n) * 1000));
         }
+        Some("stack-open") => {
+            // openat of `args[1]` from vigil_stack_open, then a pause of `args[2]` ms so that
+            // the agent can read this process's maps.
+            let path = CString::new(args[1].clone()).expect("path");
+            let fd = vigil_stack_open(path.as_ptr());
+            if fd >= 0 {
+                // SAFETY: closing the descriptor just returned.
+                unsafe { libc::close(fd as i32) };
+            }
+            std::thread::sleep(Duration::from_millis(num(2)));
+        }
         Some("drop-cap-open") => {
             // Drops capability `args[1]` (a bit number; negative: none) from the effective and
             // permitted sets after exec, then opens `args[2]` `args[3]` times.
@@ -262,7 +294,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep|ia32-open|uprobe-call|drop-cap-open> ..."
+                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep|ia32-open|uprobe-call|drop-cap-open|stack-open> ..."
             );
             std::process::exit(2);
         }
