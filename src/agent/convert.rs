@@ -241,3 +241,19 @@ pub fn user_stack_trace(
         })
         .collect()
 }
+
+/// The kernel's layout of a scanned process's namespaces.
+pub fn kernel_namespaces(n: &NamespaceIds) -> vigil_namespaces {
+    vigil_namespaces {
+        uts: n.uts,
+        ipc: n.ipc,
+        mnt: n.mnt,
+        pid: n.pid,
+        pid_for_children: n.pid_for_children,
+        net: n.net,
+        time: n.time,
+        time_for_children: n.time_for_children,
+        cgroup: n.cgroup,
+        user: n.user,
+    }
+}

@@ -340,7 +340,7 @@ impl Pipeline {
         } else if m.actions & VIGIL_ACT_SIGNAL != 0 {
             tetragon::KprobeAction::Signal
         } else {
-            user_actions_of(hook, m.selector)
+            super::user_actions::action_of(hook, m.selector)
         };
         if !matches!(
             hook.event,
@@ -514,7 +514,7 @@ impl Pipeline {
                     p.creds.cap_effective,
                     p.creds.cap_inheritable,
                 ],
-                exec_ns: scanned_namespaces(&p.namespaces),
+                exec_ns: super::convert::kernel_namespaces(&p.namespaces),
                 pad2: 0,
             };
             if !table.insert_if_absent(p.pid, &entry) {
@@ -775,35 +775,5 @@ mod permission_tests {
         assert_eq!(permission(0o041777), "drwxrwxrwt");
         assert_eq!(permission(0o120777), "lrwxrwxrwx");
         assert_eq!(permission(0), "");
-    }
-}
-
-/// The kernel's layout of a scanned process's namespaces.
-fn scanned_namespaces(n: &vigil_process::model::NamespaceIds) -> vigil_namespaces {
-    vigil_namespaces {
-        uts: n.uts,
-        ipc: n.ipc,
-        mnt: n.mnt,
-        pid: n.pid,
-        pid_for_children: n.pid_for_children,
-        net: n.net,
-        time: n.time,
-        time_for_children: n.time_for_children,
-        cgroup: n.cgroup,
-        user: n.user,
-    }
-}
-
-/// Queues the GetUrl / DnsLookup actions of the matched selector; the event's action names
-/// the first of them (Post when there is none), as Tetragon's.
-fn user_actions_of(hook: &vigil_runtime::HookInfo, selector: u32) -> tetragon::KprobeAction {
-    let Some(actions) = hook.user_actions.get(selector as usize) else {
-        return tetragon::KprobeAction::Post;
-    };
-    super::user_actions::submit(actions);
-    match actions.first() {
-        Some(vigil_runtime::UserAction::GetUrl(_)) => tetragon::KprobeAction::Geturl,
-        Some(vigil_runtime::UserAction::DnsLookup(_)) => tetragon::KprobeAction::Dnslookup,
-        None => tetragon::KprobeAction::Post,
     }
 }

@@ -56,6 +56,25 @@ pub fn submit(actions: &[UserAction]) {
     }
 }
 
+/// Queues the GetUrl / DnsLookup actions of the matched selector; the event's action names
+/// the first of them (Post when there is none), as Tetragon's.
+pub fn action_of(
+    hook: &vigil_runtime::HookInfo,
+    selector: u32,
+) -> vigil_proto::tetragon::KprobeAction {
+    let Some(actions) = hook.user_actions.get(selector as usize) else {
+        return vigil_proto::tetragon::KprobeAction::Post;
+    };
+    submit(actions);
+    match actions.first() {
+        Some(vigil_runtime::UserAction::GetUrl(_)) => vigil_proto::tetragon::KprobeAction::Geturl,
+        Some(vigil_runtime::UserAction::DnsLookup(_)) => {
+            vigil_proto::tetragon::KprobeAction::Dnslookup
+        }
+        None => vigil_proto::tetragon::KprobeAction::Post,
+    }
+}
+
 fn worker(rx: &Mutex<Receiver<UserAction>>, dns_server: Option<SocketAddr>) {
     loop {
         let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
