@@ -18,6 +18,8 @@ const TUNING: &str = "tuning of a Tetragon component vigil does not have";
 const K8S: &str = "not implemented: containers come from cgroup paths, pods from --enable-k8s-api";
 const POLICY: &str =
     "the policy runtime runs syscall hooks only so far; this option has no effect yet";
+const PARENTS: &str =
+    "matchParentBinaries always works: the kernel process table keeps each parent's binary";
 const GRPC: &str = "not implemented by vigil's gRPC server";
 
 /// (flag, takes a value, disposition).
@@ -53,9 +55,9 @@ pub const UNIMPLEMENTED: &[(&str, bool, Disposition)] = &[
     ("enable-tracing-policy-crd", false, Warn(POLICY)),
     ("enable-deprecated-tracingpolicy-grpc", false, Warn(POLICY)),
     ("disable-kprobe-multi", false, Warn(POLICY)),
-    ("parents-map-enabled", false, Warn(POLICY)),
-    ("parents-map-entries", true, Warn(POLICY)),
-    ("parents-map-size", true, Warn(POLICY)),
+    ("parents-map-enabled", false, Warn(PARENTS)),
+    ("parents-map-entries", true, Warn(PARENTS)),
+    ("parents-map-size", true, Warn(PARENTS)),
     ("sleepable-preload-size", true, Warn(POLICY)),
     ("retprobes-cache-size", true, Warn(POLICY)),
     ("data-cache-size", true, Warn(TUNING)),

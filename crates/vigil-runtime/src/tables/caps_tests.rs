@@ -132,3 +132,42 @@ fn capability_bits_follow_the_kernel_numbering() {
     assert_eq!(capability_bit("CAP_CHECKPOINT_RESTORE"), Some(40));
     assert_eq!(capability_bit("CAP_NOPE"), None);
 }
+
+#[test]
+fn post_stack_options_become_a_flag_or_a_refusal() {
+    let yaml = policy("matchActions:\n      - action: Post\n        userStackTrace: true");
+    let (sel, _) = first_selector(&yaml).unwrap();
+    assert_ne!(sel.flags & VIGIL_SEL_USER_STACK, 0);
+    assert_eq!(sel.actions, VIGIL_ACT_POST);
+    let yaml = policy("matchActions:\n      - action: Post\n        kernelStackTrace: true");
+    let err = first_selector(&yaml).unwrap_err();
+    assert_eq!(err.path, "spec.kprobes[0].selectors[0].matchActions");
+    assert!(err.reason.contains("kernelStackTrace"), "{err}");
+}
+
+#[test]
+fn user_actions_are_kept_per_selector_and_need_the_event() {
+    let yaml = policy(
+        "matchActions:\n      - action: GetUrl\n        argUrl: \"http://127.0.0.1:1/x\"\n      - action: DnsLookup\n        argFqdn: \"a.test\"",
+    );
+    let (sel, t) = first_selector(&yaml).unwrap();
+    assert_eq!(
+        sel.actions, VIGIL_ACT_POST,
+        "the kernel posts; the agent acts"
+    );
+    assert_eq!(
+        t.hooks[0].user_actions,
+        vec![vec![
+            UserAction::GetUrl("http://127.0.0.1:1/x".into()),
+            UserAction::DnsLookup("a.test".into())
+        ]]
+    );
+    let yaml = policy(
+        "matchActions:\n      - action: DnsLookup\n        argFqdn: \"a.test\"\n      - action: NoPost",
+    );
+    let err = first_selector(&yaml).unwrap_err();
+    assert!(err.reason.contains("NoPost"), "{err}");
+    let yaml = policy("matchActions:\n      - action: GetUrl\n        argUrl: \"https://a.test/\"");
+    let err = first_selector(&yaml).unwrap_err();
+    assert!(err.reason.contains("https://"), "{err}");
+}

@@ -32,6 +32,12 @@ pub(crate) fn user_actions(
             format!("{} runs from matchActions only", a.action),
         ));
     }
+    if list.iter().any(|a| a.kernel_stack_trace) {
+        return Err(unsupported(
+            &format!("{path}.matchActions"),
+            "Post kernelStackTrace is not supported by this runtime yet (userStackTrace is)",
+        ));
+    }
     let mut out = Vec::new();
     for a in list {
         match a.action {
