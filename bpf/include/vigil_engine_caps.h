@@ -86,43 +86,41 @@ static __always_inline int parent_binary_listed(const struct vigil_selector_cfg 
 	return (sel->flags & VIGIL_SEL_PARENT_FOLLOW) && ancestor_listed(sel_idx, proc, 2);
 }
 
+/* matchParentBinaries of selector `sel_idx` for the current process: 1 when it holds. A global
+ * function of its own: with the ancestor walk below it, it is the deepest call chain. */
+__noinline int vigil_pbin_select(__u32 sel_idx)
+{
+	struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &sel_idx);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct vigil_proc_entry *proc = bpf_map_lookup_elem(&vigil_procs, &tgid);
+
+	if (!sel)
+		return 0;
+	return (sel->pbin_op == VIGIL_OP_IN) == parent_binary_listed(sel, sel_idx, proc);
+}
+
 /*
- * matchParentBinaries, matchCapabilities, matchCapabilityChanges and matchNamespaceChanges of
- * selector `sel_idx` for the current task: 1 when all hold.
+ * matchCapabilities, matchCapabilityChanges and matchNamespaceChanges of selector `sel_idx`
+ * for the current task: 1 when all hold. Small stack: the 6.1 verifier caps the combined
+ * stack of a call chain at 512 bytes, so the current namespaces go to the per-CPU scratch.
  */
 __noinline int vigil_caps_select(__u32 sel_idx)
 {
 	struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &sel_idx);
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32, zero = 0;
 	struct vigil_proc_entry *proc = bpf_map_lookup_elem(&vigil_procs, &tgid);
-	struct vigil_namespaces then_ns = {};
-	__u64 then_caps[3] = {};
+	struct sys_scratch *s = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
 	const struct cred *cred;
-	__u32 user_ns, base = 0;
+	__u32 user_ns;
 
-	if (!sel)
+	if (!sel || !s)
 		return 0;
-	/* The exec-time baseline, copied out once: the checks below then never touch `proc`
-	 * (clang would otherwise compute field addresses before the null check). */
-	if (proc && (proc->flags & VIGIL_ENTRY_BASELINE)) {
-		base = 1;
-		then_caps[0] = proc->exec_caps[0];
-		then_caps[1] = proc->exec_caps[1];
-		then_caps[2] = proc->exec_caps[2];
-		then_ns = proc->exec_ns;
-	}
-	if (sel->pbin_op) {
-		int in = parent_binary_listed(sel, sel_idx, proc);
-
-		if ((sel->pbin_op == VIGIL_OP_IN) != in)
-			return 0;
-	}
 	cred = BPF_CORE_READ(task, cred);
 	user_ns = BPF_CORE_READ(cred, user_ns, ns.inum);
 	for (int i = 0; i < VIGIL_MAX_CAP_FILTERS; i++) {
 		const struct vigil_cap_filter *f = &sel->caps[i];
-		__u64 now;
+		__u64 now, then;
 
 		if (i >= sel->ncaps)
 			break;
@@ -130,25 +128,35 @@ __noinline int vigil_caps_select(__u32 sel_idx)
 		if (f->user_ns && f->user_ns == user_ns)
 			return 0;
 		now = task_capset(cred, f->set);
-		if (f->changes) {
-			__u64 then = f->set == VIGIL_CAPSET_PERMITTED ? then_caps[0] :
-				     f->set == VIGIL_CAPSET_EFFECTIVE ? then_caps[1] :
-									 then_caps[2];
-
-			/* A process whose exec the table did not record has no baseline. */
-			if (!base || !cap_change_holds(f, then, now))
+		if (!f->changes) {
+			if (((now & f->mask) != 0) != (f->op == VIGIL_OP_IN))
 				return 0;
-		} else if (((now & f->mask) != 0) != (f->op == VIGIL_OP_IN)) {
-			return 0;
+			continue;
 		}
+		/* A process whose exec the table did not record has no baseline. The empty asm
+		 * keeps clang from computing field addresses before the null check. */
+		if (!proc)
+			return 0;
+		asm volatile("" : "+r"(proc));
+		if (!(proc->flags & VIGIL_ENTRY_BASELINE))
+			return 0;
+		then = f->set == VIGIL_CAPSET_PERMITTED ? proc->exec_caps[0] :
+		       f->set == VIGIL_CAPSET_EFFECTIVE ? proc->exec_caps[1] :
+							  proc->exec_caps[2];
+		if (!cap_change_holds(f, then, now))
+			return 0;
 	}
 	if (sel->nschg_op) {
-		struct vigil_namespaces now = {};
-
-		if (!base)
+		if (!proc)
 			return 0;
-		task_namespaces(task, &now);
-		if (!ns_change_holds(sel->nschg_op, sel->nschg_mask, &then_ns, &now))
+		asm volatile("" : "+r"(proc));
+		if (!(proc->flags & VIGIL_ENTRY_BASELINE))
+			return 0;
+		/* The message's namespace slot is free until a selector matches (then
+		 * vigil_task_state fills it again). */
+		task_namespaces(task, &s->st.msg.task_ns);
+		if (!ns_change_holds(sel->nschg_op, sel->nschg_mask, &proc->exec_ns,
+				     &s->st.msg.task_ns))
 			return 0;
 	}
 	return 1;

@@ -210,7 +210,9 @@ static __always_inline int process_match(const struct vigil_selector_cfg *sel, _
 			return 0;
 	}
 	/* matchParentBinaries, capabilities, namespace changes (vigil_engine_caps.h). */
-	if ((sel->pbin_op || sel->ncaps || sel->nschg_op) && !vigil_caps_select(sel_idx))
+	if (sel->pbin_op && !vigil_pbin_select(sel_idx))
+		return 0;
+	if ((sel->ncaps || sel->nschg_op) && !vigil_caps_select(sel_idx))
 		return 0;
 	return 1;
 }

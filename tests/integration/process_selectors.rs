@@ -215,7 +215,7 @@ fn match_capabilities_tells_a_process_without_the_capability() {
 }
 
 #[test]
-fn match_capability_changes_catches_a_drop_after_exec_once() {
+fn portable_match_capability_changes_catches_a_drop_after_exec_once() {
     let _g = serial();
     let dir = scratch_dir("procsel-capchg-files");
     let policy = write_policy(
