@@ -74,14 +74,10 @@ static __always_inline int ns_change_holds(__u32 op, __u32 mask, const struct vi
 static __always_inline int parent_binary_listed(const struct vigil_selector_cfg *sel, __u32 sel_idx,
 						struct vigil_proc_entry *proc)
 {
-	struct vigil_bin_key bk = { .set_id = sel->pbin_set_id };
-
 	if (!proc)
 		return 0;
 	/* The entry keeps the parent's binary: it holds after the parent has exited. */
-	bk.ino = proc->pbin_ino;
-	bk.dev = proc->pbin_dev;
-	if (bk.ino && bpf_map_lookup_elem(&vigil_bin_set, &bk))
+	if (proc->pbin_ino && bin_listed(sel->pbin_set_id, proc->pbin_ino, proc->pbin_dev))
 		return 1;
 	return (sel->flags & VIGIL_SEL_PARENT_FOLLOW) && ancestor_listed(sel_idx, proc, 2);
 }

@@ -112,6 +112,7 @@ struct sys_scratch {
 	__u32 path_pos;                      /* start of the resolved path in pathbuf */
 	__u32 path_state;                    /* 0 none, 1 complete, 2 cut */
 	__u64 ustack[VIGIL_USTACK_MAX];      /* Post userStackTrace: bpf_get_stack's output */
+	struct vigil_bin_key bin_key;        /* binary-set lookups (bin_listed) */
 };
 
 struct {

@@ -17,6 +17,23 @@ struct anc_ctx {
 	__u32 found;
 };
 
+/* Whether (ino, dev) is in binary set `set_id`. The key lives in the per-CPU scratch: on the
+ * stack it would push the deepest call chains (program -> selector callback -> global
+ * function -> ancestor callback) past the 512 bytes the 6.1 verifier allows. */
+static __always_inline int bin_listed(__u32 set_id, __u64 ino, __u64 dev)
+{
+	__u32 zero = 0;
+	struct sys_scratch *s = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
+
+	if (!s)
+		return 0;
+	s->bin_key.set_id = set_id;
+	s->bin_key.pad = 0;
+	s->bin_key.ino = ino;
+	s->bin_key.dev = dev;
+	return bpf_map_lookup_elem(&vigil_bin_set, &s->bin_key) != NULL;
+}
+
 static __always_inline int pid_listed(const struct vigil_selector_cfg *sel, __u32 pid)
 {
 	int in = 0;
@@ -41,13 +58,8 @@ static long anc_step(__u32 i, struct anc_ctx *c)
 	if (!e || (c->ktime && e->key.ktime != c->ktime))
 		return 1; /* gone, or the pid now names another process */
 	if (c->bins) {
-		struct vigil_bin_key bk = {
-			.set_id = c->bins == 2 ? sel->pbin_set_id : sel->bin_set_id,
-			.ino = e->bin_ino,
-			.dev = e->bin_dev,
-		};
-
-		if (bpf_map_lookup_elem(&vigil_bin_set, &bk)) {
+		if (bin_listed(c->bins == 2 ? sel->pbin_set_id : sel->bin_set_id, e->bin_ino,
+			       e->bin_dev)) {
 			c->found = 1;
 			return 1;
 		}
@@ -196,14 +208,8 @@ static __always_inline int process_match(const struct vigil_selector_cfg *sel, _
 			return 0;
 	}
 	if (sel->bin_op) {
-		struct vigil_bin_key bk = { .set_id = sel->bin_set_id };
-		int in;
+		int in = proc && bin_listed(sel->bin_set_id, proc->bin_ino, proc->bin_dev);
 
-		if (proc) {
-			bk.ino = proc->bin_ino;
-			bk.dev = proc->bin_dev;
-		}
-		in = proc && bpf_map_lookup_elem(&vigil_bin_set, &bk) != NULL;
 		if (!in && (sel->flags & VIGIL_SEL_FOLLOW_CHILDREN))
 			in = ancestor_listed(sel_idx, proc, 1);
 		if ((sel->bin_op == VIGIL_OP_IN) != in)

@@ -191,7 +191,7 @@ spec:
 }
 
 #[test]
-fn portable_user_stack_trace_names_the_calling_function_of_the_helper() {
+fn user_stack_trace_names_the_calling_function_of_the_helper() {
     let _g = serial();
     let dir = scratch_dir("stack-files");
     let target = dir.join("stacked");
