@@ -23,6 +23,9 @@ pub struct CgroupResolver {
     procfs: PathBuf,
     known: HashMap<u64, String>,
     runtime: Option<Arc<RuntimeRegistry>>,
+    /// Pod-scoped policies learn a container's cgroup from its execs too (a container
+    /// started after its pod was listed, without a runtime hook).
+    scopes: Option<vigil_k8s::SharedScopes>,
 }
 
 impl CgroupResolver {
@@ -31,6 +34,22 @@ impl CgroupResolver {
             procfs,
             known: HashMap::new(),
             runtime,
+            scopes: None,
+        }
+    }
+
+    pub fn set_scopes(&mut self, scopes: vigil_k8s::SharedScopes) {
+        self.scopes = Some(scopes);
+    }
+
+    /// Tells the scopes a container's cgroup (cheap when they know it already).
+    fn note_cgroup(&self, container_id: &str, cgroup_id: u64) {
+        let Some(scopes) = &self.scopes else {
+            return;
+        };
+        let mut s = scopes.lock().unwrap_or_else(|e| e.into_inner());
+        if !s.knows_cgroup(container_id, cgroup_id) {
+            s.add_cgroup(container_id, cgroup_id);
         }
     }
 
@@ -88,6 +107,8 @@ pub struct RuntimeRegistry {
     /// The cgroup v2 mount (`/sys/fs/cgroup`, or its `unified` directory on hybrid hosts).
     cgroup_root: PathBuf,
     by_cgroup: Mutex<HashMap<u64, Registration>>,
+    /// Pod-scoped policies: a registered container's cgroup is theirs before it runs.
+    scopes: std::sync::OnceLock<vigil_k8s::SharedScopes>,
 }
 
 impl RuntimeRegistry {
@@ -95,7 +116,12 @@ impl RuntimeRegistry {
         Arc::new(Self {
             cgroup_root,
             by_cgroup: Mutex::new(HashMap::new()),
+            scopes: std::sync::OnceLock::new(),
         })
+    }
+
+    pub fn set_scopes(&self, scopes: vigil_k8s::SharedScopes) {
+        let _ = self.scopes.set(scopes);
     }
 
     /// The unified hierarchy of this host.
@@ -144,6 +170,10 @@ impl RuntimeHooks for RuntimeRegistry {
         if map.len() >= MAX_CGROUPS {
             map.clear();
         }
+        if let Some(scopes) = self.scopes.get() {
+            let mut s = scopes.lock().unwrap_or_else(|e| e.into_inner());
+            s.add_cgroup(&reg.container_id, cgroup_id);
+        }
         map.insert(cgroup_id, reg);
         Ok(())
     }
@@ -156,15 +186,21 @@ pub fn complete(
     parent: Option<&ProcessInfo>,
     resolver: Option<&mut CgroupResolver>,
 ) {
+    let mut resolver = resolver;
     // The runtime's word first: it names the container whatever its cgroup is called.
     if let Some(reg) = resolver.as_ref().and_then(|r| r.registered(info.cgroup_id)) {
         info.container_id = reg.container_id;
         info.docker = docker_of_id(&info.container_id);
     } else if info.container_id.is_empty()
-        && let Some(r) = resolver
+        && let Some(r) = resolver.as_deref_mut()
     {
         info.container_id = r.container_id(info.key.pid, info.cgroup_id);
         info.docker = docker_of_id(&info.container_id);
+    }
+    if let Some(r) = resolver
+        && !info.container_id.is_empty()
+    {
+        r.note_cgroup(&info.container_id, info.cgroup_id);
     }
     info.in_init_tree = in_init_tree(
         info.key.pid,

@@ -5,9 +5,12 @@
 
 pub mod pod;
 pub mod policies;
+pub mod scope;
 pub mod store;
 pub mod watch;
 
 pub use pod::ContainerIdentity;
+pub use policies::{Desired, Key};
+pub use scope::{CgroupSet, Scopes, SharedScopes};
 pub use store::{PodStore, SharedPods};
-pub use watch::{K8sError, PolicySink, WatchOptions, spawn, spawn_policies};
+pub use watch::{K8sError, PodScopes, PolicySink, WatchOptions, spawn, spawn_policies};
