@@ -67,7 +67,7 @@ impl FakeApi {
     }
 
     /// A watch event (`ADDED`, `MODIFIED`, `DELETED`) for every watch of `path`.
-    fn push(&self, path: &str, kind: &str, object: Value) {
+    fn push(&self, path: &str, kind: &str, object: &Value) {
         let line = json!({"type": kind, "object": object}).to_string();
         self.served
             .lock()
@@ -152,7 +152,7 @@ fn serve(s: TcpStream, served: &Mutex<Served>, stop: &AtomicBool) {
     let _ = write!(s, "0\r\n\r\n");
 }
 
-fn pod(namespace: &str, name: &str, labels: Value, container_id: &str, rv: u32) -> Value {
+fn pod(namespace: &str, name: &str, labels: &Value, container_id: &str, rv: u32) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{namespace}-{name}"),
@@ -167,7 +167,7 @@ fn pod(namespace: &str, name: &str, labels: Value, container_id: &str, rv: u32) 
 
 /// A policy on execve: every exec of a selected container is an event (the filename is
 /// the argument), nothing from the host or other pods.
-fn exec_policy(kind: &str, name: &str, namespace: Option<&str>, extra: Value) -> Value {
+fn exec_policy(kind: &str, name: &str, namespace: Option<&str>, extra: &Value) -> Value {
     let mut spec = json!({ "kprobes": [{
         "call": "sys_execve", "syscall": true,
         "args": [{ "index": 0, "type": "string" }]
@@ -274,13 +274,13 @@ fn k8s_namespaced_policy_applies_to_its_namespace_only() {
     let dir = scratch_dir("k8s-scope-ns-bundles");
     let ca = container(&dir, "a", ID_A, &["true", "echo"]);
     let cb = container(&dir, "b", ID_B, &["pwd", "uname"]);
-    let in_a = exec_policy("TracingPolicyNamespaced", NAME, Some("a"), Value::Null);
+    let in_a = exec_policy("TracingPolicyNamespaced", NAME, Some("a"), &Value::Null);
     let api = FakeApi::start(vec![
         (
             PODS,
             vec![
-                pod("a", "web", json!({"app": "web"}), ID_A, 2),
-                pod("b", "web", json!({"app": "web"}), ID_B, 3),
+                pod("a", "web", &json!({"app": "web"}), ID_A, 2),
+                pod("b", "web", &json!({"app": "web"}), ID_B, 3),
             ],
         ),
         (TPN, vec![in_a.clone()]),
@@ -319,14 +319,14 @@ fn k8s_namespaced_policy_applies_to_its_namespace_only() {
     api.push(
         TPN,
         "ADDED",
-        exec_policy("TracingPolicyNamespaced", NAME, Some("b"), Value::Null),
+        &exec_policy("TracingPolicyNamespaced", NAME, Some("b"), &Value::Null),
     );
     wait_listed(&agent, NAME, "b", true);
     exec_until_seen(&agent, &cb, NAME, "/bin/pwd");
     assert!(posted(&agent, NAME, "a").is_some());
 
     // Deleting a's object removes a's policy only.
-    api.push(TPN, "DELETED", in_a);
+    api.push(TPN, "DELETED", &in_a);
     wait_listed(&agent, NAME, "a", false);
     let from = agent.events().len();
     ca.exec(&["/bin/echo"]);
@@ -359,10 +359,10 @@ fn k8s_pod_selector_follows_new_and_relabelled_pods() {
         "TracingPolicy",
         NAME,
         None,
-        json!({"podSelector": {"matchLabels": {"app": "web"}}}),
+        &json!({"podSelector": {"matchLabels": {"app": "web"}}}),
     );
     let api = FakeApi::start(vec![
-        (PODS, vec![pod("a", "one", json!({"app": "web"}), ID_1, 2)]),
+        (PODS, vec![pod("a", "one", &json!({"app": "web"}), ID_1, 2)]),
         (TPN, vec![]),
         (TP, vec![policy]),
     ]);
@@ -385,7 +385,7 @@ fn k8s_pod_selector_follows_new_and_relabelled_pods() {
     api.push(
         PODS,
         "ADDED",
-        pod("a", "two", json!({"app": "web"}), ID_2, 4),
+        &pod("a", "two", &json!({"app": "web"}), ID_2, 4),
     );
     exec_until_seen(&agent, &c2, NAME, "/bin/uname");
 
@@ -394,7 +394,7 @@ fn k8s_pod_selector_follows_new_and_relabelled_pods() {
     api.push(
         PODS,
         "MODIFIED",
-        pod("a", "one", json!({"app": "db"}), ID_1, 5),
+        &pod("a", "one", &json!({"app": "db"}), ID_1, 5),
     );
     let deadline = Instant::now() + WAIT;
     loop {
@@ -410,5 +410,31 @@ fn k8s_pod_selector_follows_new_and_relabelled_pods() {
             "the relabelled pod is still selected"
         );
     }
+    agent.stop();
+}
+
+/// Without the Kubernetes API nothing says which cgroups are a pod's: a pod-scoped policy is
+/// refused with one error naming why, and the agent keeps running.
+#[test]
+fn k8s_scoped_policy_without_the_api_is_refused() {
+    let _g = serial();
+    let dir = scratch_dir("k8s-scope-noapi-files");
+    let file = dir.join("scoped.json");
+    let policy = exec_policy(
+        "TracingPolicy",
+        "needs-pods",
+        None,
+        &json!({"podSelector": {"matchLabels": {"app": "web"}}}),
+    );
+    std::fs::write(&file, policy.to_string()).unwrap();
+    let agent = Agent::start("k8s-scope-noapi", &[]);
+    let (code, _, err) = agent.cli(&["tracingpolicy", "add", &file.display().to_string()]);
+    assert_ne!(code, Some(0));
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("needs-pods") && err.contains("--enable-k8s-api"),
+        "{err}"
+    );
+    assert!(listed(&agent).iter().all(|p| p["name"] != "needs-pods"));
     agent.stop();
 }

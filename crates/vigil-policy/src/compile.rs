@@ -496,6 +496,16 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
     if spec.loader && !caps.kprobes() && !caps.fentry() {
         refuse(&mut plan, "spec.loader".into(), NO_FUNCTION_PROBES);
     }
+    // `hostSelector: {}` next to a pod scope means "these pods and the host": the kernel
+    // scope holds pod cgroups only, so refuse rather than silently drop the host.
+    if plan.scope.is_some() && spec.host_selector.is_some() {
+        refuse(
+            &mut plan,
+            "spec.hostSelector".into(),
+            "hostSelector together with podSelector/containerSelector (pods and host) is not \
+             supported: the kernel scope holds pod cgroups only",
+        );
+    }
     plan
 }
 
