@@ -214,6 +214,13 @@ impl vigil_k8s::PolicySink for K8sPolicies {
             .map_err(|e| e.to_string())
     }
 
+    fn skip(&self, d: &vigil_k8s::Desired) -> Result<(), String> {
+        self.0
+            .skip(&d.yaml, &k8s_source(d), vigil_policy::state::Domain::K8s)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     fn unload(&self, key: &vigil_k8s::Key) -> Result<(), String> {
         use vigil_api::policy::PolicyManager;
         let id = vigil_policy::state::PolicyId {

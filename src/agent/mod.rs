@@ -79,6 +79,8 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     // so that pods are known by the time the first events leave.
     // Pod-scoped policies (namespaced, podSelector) exist only with the API.
     let scopes = opts.k8s.as_ref().map(|_| vigil_k8s::Scopes::shared());
+    // This node's labels (nodeSelector, `node_labels` on events), from the policies thread.
+    let node_labels = opts.k8s.as_ref().map(|_| vigil_k8s::NodeLabels::default());
     let pods = match &opts.k8s {
         Some(k8s) => {
             let pods = vigil_k8s::PodStore::new(DELETED_POD_TTL, k8s.annotations).shared();
@@ -138,7 +140,11 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
             kubeconfig: k8s.kubeconfig.clone(),
             node_name: node.clone(),
         };
-        vigil_k8s::spawn_policies(&watch, api::K8sPolicies(Arc::clone(&manager)))?;
+        vigil_k8s::spawn_policies(
+            &watch,
+            api::K8sPolicies(Arc::clone(&manager)),
+            node_labels.clone().unwrap_or_default(),
+        )?;
     }
     let table = sensor.process_table()?;
 
@@ -172,6 +178,9 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         runtime_hooks.set_scopes(Arc::clone(s));
     }
     pipeline.set_cgroup_resolver(resolver);
+    if let Some(n) = node_labels {
+        pipeline.set_node_labels(n);
+    }
     if let (Some(k8s), Some(pods)) = (&opts.k8s, pods) {
         pipeline.set_pod_identity(containers::PodIdentity::new(pods, k8s.pod_wait));
     }

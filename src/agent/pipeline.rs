@@ -45,6 +45,8 @@ pub struct Pipeline {
     hooks: super::policies::HookRegistry,
     cgroups: Option<super::containers::CgroupResolver>,
     pods: Option<super::containers::PodIdentity>,
+    /// `--enable-k8s-api`: this node's labels, put on every event (`node_labels`).
+    node_labels: Option<vigil_k8s::NodeLabels>,
     pub stats: PipelineStats,
 }
 
@@ -71,6 +73,7 @@ impl Pipeline {
             hooks: super::policies::HookRegistry::default(),
             cgroups: None,
             pods: None,
+            node_labels: None,
             stats: PipelineStats::default(),
         }
     }
@@ -81,6 +84,12 @@ impl Pipeline {
             node_name: self.ids.node_name().to_string(),
             time: Some(timestamp(&self.clock, ktime)),
             cluster_name: self.cluster_name.clone(),
+            node_labels: self
+                .node_labels
+                .as_ref()
+                .and_then(vigil_k8s::NodeLabels::get)
+                .map(|l| l.into_iter().collect())
+                .unwrap_or_default(),
             ..Default::default()
         };
         self.bus.publish(response);
@@ -117,6 +126,11 @@ impl Pipeline {
             self.emit(p.event, p.ktime);
         }
         any
+    }
+
+    /// `--enable-k8s-api`: this node's labels for `node_labels`.
+    pub fn set_node_labels(&mut self, labels: vigil_k8s::NodeLabels) {
+        self.node_labels = Some(labels);
     }
 
     /// `--enable-k8s-api`: pods for container events.

@@ -436,5 +436,118 @@ fn k8s_scoped_policy_without_the_api_is_refused() {
         "{err}"
     );
     assert!(listed(&agent).iter().all(|p| p["name"] != "needs-pods"));
+    // Per-selector workload scopes are refused by name (not silently ignored).
+    let mut workloads = exec_policy("TracingPolicy", "per-selector", None, &Value::Null);
+    workloads["spec"]["kprobes"][0]["selectors"] = json!([{"matchWorkloads": [
+        {"podSelector": {"matchLabels": {"app": "web"}}}]}]);
+    std::fs::write(&file, workloads.to_string()).unwrap();
+    let (code, _, err) = agent.cli(&["tracingpolicy", "add", &file.display().to_string()]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("matchWorkloads"), "{err}");
+    agent.stop();
+}
+
+const NODES: &str = "/api/v1/nodes";
+
+fn node(labels: &Value, rv: u32) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node",
+           "metadata": {"name": "this-node", "labels": labels, "resourceVersion": rv.to_string()}})
+}
+
+fn state(agent: &Agent, name: &str) -> String {
+    listed(agent)
+        .iter()
+        .find(|p| p["name"] == name)
+        .map(|p| p["state"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+fn wait_state(agent: &Agent, name: &str, want: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = state(agent, name);
+        if now == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name}: {now}, expected {want}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// nodeSelector: a cluster policy whose selector does not select this node's labels is
+/// listed as skipped and not loaded; relabelling the node swaps which one runs. Events carry
+/// the node's labels (`node_labels`).
+#[test]
+fn k8s_node_selector_and_node_labels() {
+    let _g = serial();
+    let dir = scratch_dir("k8s-scope-node-files");
+    let edge = exec_policy(
+        "TracingPolicy",
+        "edge-only",
+        None,
+        &json!({"nodeSelector": {"matchLabels": {"role": "edge"}}}),
+    );
+    let core = exec_policy(
+        "TracingPolicy",
+        "core-only",
+        None,
+        &json!({"nodeSelector": {"matchExpressions": [
+            {"key": "role", "operator": "In", "values": ["core"]}]}}),
+    );
+    let api = FakeApi::start(vec![
+        (NODES, vec![node(&json!({"role": "edge", "zone": "z1"}), 1)]),
+        (PODS, vec![]),
+        (TPN, vec![]),
+        (TP, vec![edge, core]),
+    ]);
+    let agent = Agent::start(
+        "k8s-scope-node",
+        &[
+            "--enable-k8s-api",
+            &format!("--k8s-kubeconfig-path={}", api.kubeconfig(&dir).display()),
+        ],
+    );
+    wait_state(&agent, "edge-only", "TP_STATE_ENABLED");
+    wait_state(&agent, "core-only", "TP_STATE_SKIPPED");
+    // The loaded one posts (every exec: the policy is not pod-scoped), with node labels.
+    let probe = dir.join("probe");
+    std::os::unix::fs::symlink("/bin/true", &probe).unwrap();
+    let file = probe.display().to_string();
+    let deadline = Instant::now() + WAIT;
+    while execs(&agent.events(), "edge-only", &file).is_empty() {
+        assert!(Instant::now() < deadline, "edge-only never posted");
+        run(&mut std::process::Command::new(&probe));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let events = agent.events();
+    let labels_of = |events: &[Value], policy: &str| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| {
+                e["process_kprobe"]["policy_name"] == policy
+                    && e["process_kprobe"]["args"][0]["string_arg"] == file.as_str()
+            })
+            .map(|e| e["node_labels"].clone())
+            .collect()
+    };
+    let edge_labels = labels_of(&events, "edge-only");
+    assert!(!edge_labels.is_empty());
+    assert!(
+        edge_labels
+            .iter()
+            .all(|l| *l == json!({"role": "edge", "zone": "z1"})),
+        "{edge_labels:?}"
+    );
+    assert!(execs(&events, "core-only", &file).is_empty());
+
+    // The node is relabelled: core-only loads, edge-only is unloaded and listed skipped.
+    api.push(NODES, "MODIFIED", &node(&json!({"role": "core"}), 2));
+    wait_state(&agent, "core-only", "TP_STATE_ENABLED");
+    wait_state(&agent, "edge-only", "TP_STATE_SKIPPED");
+    let from = agent.events().len();
+    run(&mut std::process::Command::new(&probe));
+    let late = wait_after(&agent, from, "core-only", &file);
+    assert!(execs(&late, "edge-only", &file).is_empty());
+    assert_eq!(labels_of(&late, "core-only")[0], json!({"role": "core"}));
     agent.stop();
 }

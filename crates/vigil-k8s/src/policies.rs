@@ -15,6 +15,9 @@ pub struct Desired {
     pub name: String,
     /// Empty for a cluster-wide TracingPolicy.
     pub namespace: String,
+    /// Its nodeSelector selects this node (or it has none): loaded; else listed as skipped.
+    /// Part of `version`, so that a relabelled node reloads or skips it.
+    pub for_node: bool,
     pub version: String,
     pub yaml: String,
 }
@@ -160,6 +163,7 @@ mod tests {
         Desired {
             name: name.into(),
             namespace: String::new(),
+            for_node: true,
             version: version.into(),
             yaml: format!("{name}@{version}"),
         }

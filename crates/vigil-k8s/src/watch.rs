@@ -8,12 +8,18 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Config};
 
+use crate::node::{NodeLabels, for_node};
 use crate::policies::{Action, Desired, Key, Reconciler};
+
+/// How long the policy watches wait for this node's labels at start.
+const NODE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 use crate::scope::{SharedScopes, find_cgroups, pod_workloads};
 use crate::store::{SharedPods, pod_key};
@@ -162,6 +168,9 @@ pub trait PolicySink: Send + Sync + 'static {
     /// Loads the new version, then removes the old one; on failure the old one stays.
     fn replace(&self, policy: &Desired) -> Result<(), String>;
     fn unload(&self, key: &Key) -> Result<(), String>;
+    /// Lists a policy that is not for this node (nodeSelector) without loading it; a loaded
+    /// version is unloaded.
+    fn skip(&self, policy: &Desired) -> Result<(), String>;
 }
 
 const GROUP: &str = "cilium.io";
@@ -173,21 +182,64 @@ fn resource(kind: &str, plural: &str) -> ApiResource {
 
 /// Starts the watches of `TracingPolicy` and `TracingPolicyNamespaced` objects on their own
 /// thread; both are loaded (a namespaced one applies to its namespace's pods only).
+/// This node's labels are watched on the same thread (`node`): nodeSelector is evaluated
+/// against them, and a relabelled node reloads or skips the policies it concerns.
 pub fn spawn_policies(
     opts: &WatchOptions,
     sink: impl PolicySink,
+    node: NodeLabels,
 ) -> Result<std::thread::JoinHandle<()>, K8sError> {
     let (rt, client) = runtime_and_client(opts)?;
     let sink = std::sync::Arc::new(sink);
+    let name = opts.node_name.clone();
+    let (changed, seen) = tokio::sync::watch::channel(0u64);
     std::thread::Builder::new()
         .name("vigil-k8s-policies".into())
         .spawn(move || {
-            rt.block_on(futures::future::join(
-                watch_policies(client.clone(), sink.clone(), Kind::Cluster),
-                watch_policies(client, sink, Kind::Namespaced),
+            rt.block_on(futures::future::join3(
+                watch_node(client.clone(), name, node.clone(), changed),
+                watch_policies(
+                    client.clone(),
+                    sink.clone(),
+                    Kind::Cluster,
+                    node.clone(),
+                    seen.clone(),
+                ),
+                watch_policies(client, sink, Kind::Namespaced, node, seen),
             ));
         })
         .map_err(K8sError::Thread)
+}
+
+/// Keeps `labels` current from this node's Node object; every change (and the end of the
+/// first list, found or not) bumps `changed`. Errors leave the labels as they were.
+async fn watch_node(
+    client: Client,
+    name: String,
+    labels: NodeLabels,
+    changed: tokio::sync::watch::Sender<u64>,
+) {
+    let api: Api<Node> = Api::all(client);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher(api, config).default_backoff().boxed();
+    let bump = || changed.send_modify(|n| *n += 1);
+    while let Some(ev) = events.next().await {
+        match ev {
+            Ok(watcher::Event::InitApply(n) | watcher::Event::Apply(n)) => {
+                if labels.set(n.metadata.labels.clone().unwrap_or_default()) {
+                    tracing::info!(node = name, "Kubernetes node labels read");
+                    bump();
+                }
+            }
+            Ok(watcher::Event::InitDone) => bump(),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, node = name, "Kubernetes Node watch failed; retrying");
+                // A failure also releases the policy watches waiting at start (fail open).
+                bump();
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,7 +259,7 @@ impl Kind {
 
 /// The document our own parser validates: the object's kind, name, namespace and spec as
 /// JSON (a YAML flow document); status and the rest of the metadata play no part.
-fn desired(o: &DynamicObject, kind: Kind) -> Desired {
+fn desired(o: &DynamicObject, kind: Kind, node: &NodeLabels) -> Desired {
     let name = o.metadata.name.clone().unwrap_or_default();
     let namespace = match kind {
         Kind::Cluster => String::new(),
@@ -216,10 +268,12 @@ fn desired(o: &DynamicObject, kind: Kind) -> Desired {
     let spec = o.data.get("spec").cloned().unwrap_or_default();
     // The API server bumps the generation on spec changes only; without one (not a real
     // API server), the spec itself is the version.
+    let for_node = for_node(&spec, node.get().as_ref());
     let version = o
         .metadata
         .generation
         .map_or_else(|| spec.to_string(), |g| g.to_string());
+    let version = format!("{version}/{for_node}");
     let mut metadata = serde_json::json!({ "name": name });
     if kind == Kind::Namespaced {
         metadata["namespace"] = namespace.clone().into();
@@ -233,6 +287,7 @@ fn desired(o: &DynamicObject, kind: Kind) -> Desired {
     Desired {
         name,
         namespace,
+        for_node,
         version,
         yaml: serde_json::to_string_pretty(&doc).unwrap_or_default(),
     }
@@ -240,6 +295,9 @@ fn desired(o: &DynamicObject, kind: Kind) -> Desired {
 
 fn run(sink: &impl PolicySink, r: &mut Reconciler, action: &Action, kind: Kind) {
     let (what, result) = match action {
+        Action::Load(d) | Action::Replace(d) if !d.for_node => {
+            ("skipped (not for this node)", sink.skip(d))
+        }
         Action::Load(d) => ("loaded", sink.load(d)),
         Action::Replace(d) => ("replaced", sink.replace(d)),
         Action::Unload(k) => ("unloaded", sink.unload(k)),
@@ -269,7 +327,23 @@ fn run(sink: &impl PolicySink, r: &mut Reconciler, action: &Action, kind: Kind) 
     r.done(action, result.is_ok());
 }
 
-async fn watch_policies(client: Client, sink: std::sync::Arc<impl PolicySink>, kind: Kind) {
+/// What the policy watch loop reacts to.
+enum Input {
+    Watch(Box<Result<watcher::Event<DynamicObject>, watcher::Error>>),
+    NodeChanged,
+}
+
+async fn watch_policies(
+    client: Client,
+    sink: std::sync::Arc<impl PolicySink>,
+    kind: Kind,
+    node: NodeLabels,
+    mut seen: tokio::sync::watch::Receiver<u64>,
+) {
+    // The node's labels first (a bounded wait; then fail open), so that a policy not for
+    // this node is not loaded for a moment at start.
+    let _ = tokio::time::timeout(NODE_WAIT, seen.changed()).await;
+    seen.mark_unchanged();
     let api: Api<DynamicObject> = match kind {
         Kind::Cluster => Api::all_with(client, &resource("TracingPolicy", "tracingpolicies")),
         Kind::Namespaced => Api::all_with(
@@ -277,21 +351,58 @@ async fn watch_policies(client: Client, sink: std::sync::Arc<impl PolicySink>, k
             &resource("TracingPolicyNamespaced", "tracingpoliciesnamespaced"),
         ),
     };
-    let mut events = watcher(api, watcher::Config::default())
+    let events = watcher(api, watcher::Config::default())
         .default_backoff()
-        .boxed();
+        .map(|ev| Input::Watch(Box::new(ev)));
+    let node_changes = futures::stream::unfold(seen, |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some((Input::NodeChanged, rx))
+    });
+    let mut inputs = futures::stream::select(events, node_changes).boxed();
     let mut r = Reconciler::default();
-    while let Some(ev) = events.next().await {
+    // The objects as last seen, to re-evaluate nodeSelector when the node changes.
+    let mut objects: BTreeMap<Key, DynamicObject> = BTreeMap::new();
+    let mut listing = false;
+    while let Some(input) = inputs.next().await {
+        let ev = match input {
+            Input::Watch(ev) => *ev,
+            Input::NodeChanged if listing => continue,
+            Input::NodeChanged => {
+                let actions: Vec<Action> = objects
+                    .values()
+                    .filter_map(|o| r.apply(desired(o, kind, &node)))
+                    .collect();
+                for a in actions {
+                    run(sink.as_ref(), &mut r, &a, kind);
+                }
+                continue;
+            }
+        };
         let actions = match ev {
             Ok(watcher::Event::Init) => {
+                listing = true;
+                objects.clear();
                 r.begin_list();
                 Vec::new()
             }
-            Ok(watcher::Event::InitApply(o)) => r.listed(desired(&o, kind)).into_iter().collect(),
-            Ok(watcher::Event::InitDone) => r.end_list(),
-            Ok(watcher::Event::Apply(o)) => r.apply(desired(&o, kind)).into_iter().collect(),
+            Ok(watcher::Event::InitApply(o)) => {
+                let d = desired(&o, kind, &node);
+                objects.insert(d.key(), o);
+                r.listed(d).into_iter().collect()
+            }
+            Ok(watcher::Event::InitDone) => {
+                listing = false;
+                r.end_list()
+            }
+            Ok(watcher::Event::Apply(o)) => {
+                let d = desired(&o, kind, &node);
+                objects.insert(d.key(), o);
+                r.apply(d).into_iter().collect()
+            }
             Ok(watcher::Event::Delete(o)) => {
-                r.delete(desired(&o, kind).key()).into_iter().collect()
+                let key = desired(&o, kind, &node).key();
+                objects.remove(&key);
+                r.delete(key).into_iter().collect()
             }
             Err(e) => {
                 tracing::warn!(error = %e, "Kubernetes {} watch failed; retrying", kind.name());

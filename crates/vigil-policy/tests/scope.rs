@@ -4,7 +4,8 @@
 use vigil_policy::compile::{Capabilities, PolicyScope, compile};
 use vigil_policy::parse_policy;
 
-const HOOK: &str = "  kprobes:\n  - call: sys_execve\n    args:\n    - index: 0\n      type: string\n";
+const HOOK: &str =
+    "  kprobes:\n  - call: sys_execve\n    args:\n    - index: 0\n      type: string\n";
 
 fn plan(kind: &str, namespace: Option<&str>, extra: &str) -> vigil_policy::Plan {
     let ns = namespace.map_or(String::new(), |n| format!("  namespace: {n}\n"));
@@ -44,7 +45,10 @@ fn selectors_make_a_cluster_policy_pods_only() {
     // A cluster policy's metadata.namespace does not restrict it.
     assert_eq!(scope.namespace, None);
     let pods = scope.pod_selector.expect("podSelector");
-    assert_eq!(pods.match_labels.get("app").map(String::as_str), Some("web"));
+    assert_eq!(
+        pods.match_labels.get("app").map(String::as_str),
+        Some("web")
+    );
     let containers = scope.container_selector.expect("containerSelector");
     assert_eq!(containers.match_expressions[0].key, "name");
 }
