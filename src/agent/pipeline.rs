@@ -109,7 +109,13 @@ impl Pipeline {
         let Some(pods) = &mut self.pods else {
             return self.emit(event, ktime);
         };
-        let ready = pods.admit(Pending::new(event, ktime, process, parent), Instant::now());
+        // The images behind the event's ancestors (the same walk that described them).
+        let ancestors = match (&parent, has_ancestors(&event)) {
+            (Some(p), true) => self.cache.ancestors(p, MAX_ANCESTORS),
+            _ => Vec::new(),
+        };
+        let pending = Pending::new(event, ktime, process, parent, ancestors);
+        let ready = pods.admit(pending, Instant::now());
         for p in ready {
             self.emit(p.event, p.ktime);
         }
@@ -361,7 +367,8 @@ impl Pipeline {
             HookEvent::Kprobe | HookEvent::EverySyscall { .. }
         ) {
             let event = self.hook_event(hook, &info, parent.as_deref(), args, action);
-            self.emit(event, m.hdr.ktime);
+            drop(hooks);
+            self.emit_for(event, m.hdr.ktime, Some(info), parent);
             return;
         }
         let ancestors = if self.kprobe_ancestors {
@@ -382,7 +389,8 @@ impl Pipeline {
                 ancestors,
                 ..Default::default()
             };
-            self.emit(Event::ProcessLsm(event), m.hdr.ktime);
+            drop(hooks);
+            self.emit_for(Event::ProcessLsm(event), m.hdr.ktime, Some(info), parent);
             return;
         }
         let event = tetragon::ProcessKprobe {
@@ -756,6 +764,20 @@ fn permission(mode: u32) -> String {
         });
     }
     out
+}
+
+/// Whether an event lists ancestors (they need their pods too).
+fn has_ancestors(event: &Event) -> bool {
+    match event {
+        Event::ProcessExec(e) => !e.ancestors.is_empty(),
+        Event::ProcessExit(e) => !e.ancestors.is_empty(),
+        Event::ProcessKprobe(e) => !e.ancestors.is_empty(),
+        Event::ProcessTracepoint(e) => !e.ancestors.is_empty(),
+        Event::ProcessUprobe(e) => !e.ancestors.is_empty(),
+        Event::ProcessLsm(e) => !e.ancestors.is_empty(),
+        Event::ProcessUsdt(e) => !e.ancestors.is_empty(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
