@@ -551,3 +551,51 @@ fn k8s_node_selector_and_node_labels() {
     assert_eq!(labels_of(&late, "core-only")[0], json!({"role": "core"}));
     agent.stop();
 }
+
+/// Pods on the parent and the ancestors (issue 9): a process two shells deep in a container
+/// has its container's pod on `process`, `parent` and the in-container ancestor.
+#[test]
+fn k8s_pods_on_parent_and_ancestors() {
+    let _g = serial();
+    const ID: &str = "3333000033330000333300003333000033330000333300003333000033330000";
+    let dir = scratch_dir("k8s-scope-anc-bundles");
+    let c = container(&dir, "anc", ID, &["true"]);
+    let api = FakeApi::start(vec![
+        (PODS, vec![pod("a", "deep", &json!({"app": "deep"}), ID, 2)]),
+        (TPN, vec![]),
+        (TP, vec![]),
+    ]);
+    let agent = Agent::start(
+        "k8s-scope-anc",
+        &[
+            "--enable-k8s-api",
+            &format!("--k8s-kubeconfig-path={}", api.kubeconfig(&dir).display()),
+            "--enable-ancestors",
+            "base",
+        ],
+    );
+    // `; :` keeps each shell from exec'ing its last command: three images in a chain.
+    c.exec(&["/bin/sh", "-c", "/bin/sh -c '/bin/true; :'; :"]);
+    // Applets run as /bin/busybox; the innermost exec is the one whose parent is the inner
+    // shell.
+    let inner = |e: &Value| e["process_exec"]["parent"]["arguments"] == "-c \"/bin/true; :\"";
+    let events = agent.wait_for("the innermost exec", WAIT, |ev| ev.iter().any(inner));
+    let e = &events.iter().find(|e| inner(e)).unwrap()["process_exec"];
+    assert_eq!(e["process"]["pod"]["name"], "deep", "{e}");
+    assert_eq!(e["parent"]["binary"], "/bin/busybox", "{e}");
+    assert_eq!(e["parent"]["pod"]["name"], "deep", "{e}");
+    let ancestors = e["ancestors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        ancestors.first().map(|a| &a["arguments"]),
+        Some(&json!("-c \"/bin/sh -c '/bin/true; :'; :\"")),
+        "{e}"
+    );
+    assert_eq!(ancestors[0]["pod"]["name"], "deep", "{e}");
+    assert_eq!(ancestors[0]["pod"]["namespace"], "a", "{e}");
+    // Above the container's shells, runc's processes are the host's: no pod.
+    assert!(
+        ancestors.iter().skip(1).all(|a| a.get("pod").is_none()),
+        "{e}"
+    );
+    agent.stop();
+}
