@@ -404,6 +404,20 @@ enum vigil_policy_mode {
 struct vigil_policy_conf {
 	__u32 mode; /* enum vigil_policy_mode */
 	__u32 pad;
+	/* Pod/namespace scope (vigil_engine_scope.h): when set, only tasks whose cgroup id is in
+	 * the object's vigil_scope_cgroups set reach the selectors. */
+	__u32 scoped;
+	__u32 pad2;
+};
+
+/* Cgroup ids one scoped policy object holds at most (vigil_scope_cgroups). */
+#define VIGIL_SCOPE_MAX_CGROUPS 8192
+
+/* vigil_scope_counters (per-CPU array): invocations of a scoped object's hooks. */
+enum vigil_scope_counter {
+	VIGIL_SCOPE_IN = 0,  /* the task's cgroup is in the set: selectors evaluated */
+	VIGIL_SCOPE_OUT = 1, /* not in the set: nothing done */
+	VIGIL_SCOPE_COUNTERS = 2,
 };
 
 /* ---- policy runtime: tracepoint, raw tracepoint, uprobe and usdt hooks ------------------ */

@@ -65,6 +65,7 @@ static __always_inline int monitor_mode(void)
 
 #include "vigil_engine_strings.h"
 #include "vigil_engine_paths.h"
+#include "vigil_engine_scope.h"
 
 /* ---- selectors ------------------------------------------------------------------------ */
 
@@ -548,6 +549,9 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 	int matched = -1;
 
 	if (!h || !h->nselectors)
+		return 0;
+	/* Before any selector work: a pod-scoped policy ignores tasks outside its cgroups. */
+	if (!scope_allows())
 		return 0;
 	s = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
 	if (!s)

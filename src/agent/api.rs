@@ -182,32 +182,51 @@ impl Api {
     }
 }
 
-/// The cluster's TracingPolicy objects go into the policy manager, domain `k8s`.
+/// The cluster's TracingPolicy and TracingPolicyNamespaced objects go into the policy
+/// manager, domain `k8s` (a namespaced one keeps its namespace in the policy's id).
 pub struct K8sPolicies(pub Arc<MemoryPolicyManager>);
 
+fn k8s_source(d: &vigil_k8s::Desired) -> String {
+    if d.namespace.is_empty() {
+        format!("TracingPolicy {}", d.name)
+    } else {
+        format!("TracingPolicyNamespaced {}/{}", d.namespace, d.name)
+    }
+}
+
 impl vigil_k8s::PolicySink for K8sPolicies {
-    fn load(&self, name: &str, yaml: &str) -> Result<(), String> {
-        let source = format!("TracingPolicy {name}");
+    fn load(&self, d: &vigil_k8s::Desired) -> Result<(), String> {
         self.0
-            .add_from(yaml, &source, vigil_policy::state::Domain::K8s, None)
+            .add_from(
+                &d.yaml,
+                &k8s_source(d),
+                vigil_policy::state::Domain::K8s,
+                None,
+            )
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
 
-    fn replace(&self, name: &str, yaml: &str) -> Result<(), String> {
-        let source = format!("TracingPolicy {name}");
+    fn replace(&self, d: &vigil_k8s::Desired) -> Result<(), String> {
         self.0
-            .replace(yaml, &source, vigil_policy::state::Domain::K8s)
+            .replace(&d.yaml, &k8s_source(d), vigil_policy::state::Domain::K8s)
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
 
-    fn unload(&self, name: &str) -> Result<(), String> {
+    fn skip(&self, d: &vigil_k8s::Desired) -> Result<(), String> {
+        self.0
+            .skip(&d.yaml, &k8s_source(d), vigil_policy::state::Domain::K8s)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn unload(&self, key: &vigil_k8s::Key) -> Result<(), String> {
         use vigil_api::policy::PolicyManager;
         let id = vigil_policy::state::PolicyId {
             domain: vigil_policy::state::Domain::K8s,
-            namespace: String::new(),
-            name: name.to_string(),
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
         };
         self.0.delete(&id).map_err(|e| e.to_string())
     }

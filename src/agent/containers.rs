@@ -23,6 +23,9 @@ pub struct CgroupResolver {
     procfs: PathBuf,
     known: HashMap<u64, String>,
     runtime: Option<Arc<RuntimeRegistry>>,
+    /// Pod-scoped policies learn a container's cgroup from its execs too (a container
+    /// started after its pod was listed, without a runtime hook).
+    scopes: Option<vigil_k8s::SharedScopes>,
 }
 
 impl CgroupResolver {
@@ -31,6 +34,22 @@ impl CgroupResolver {
             procfs,
             known: HashMap::new(),
             runtime,
+            scopes: None,
+        }
+    }
+
+    pub fn set_scopes(&mut self, scopes: vigil_k8s::SharedScopes) {
+        self.scopes = Some(scopes);
+    }
+
+    /// Tells the scopes a container's cgroup (cheap when they know it already).
+    fn note_cgroup(&self, container_id: &str, cgroup_id: u64) {
+        let Some(scopes) = &self.scopes else {
+            return;
+        };
+        let mut s = scopes.lock().unwrap_or_else(|e| e.into_inner());
+        if !s.knows_cgroup(container_id, cgroup_id) {
+            s.add_cgroup(container_id, cgroup_id);
         }
     }
 
@@ -88,6 +107,8 @@ pub struct RuntimeRegistry {
     /// The cgroup v2 mount (`/sys/fs/cgroup`, or its `unified` directory on hybrid hosts).
     cgroup_root: PathBuf,
     by_cgroup: Mutex<HashMap<u64, Registration>>,
+    /// Pod-scoped policies: a registered container's cgroup is theirs before it runs.
+    scopes: std::sync::OnceLock<vigil_k8s::SharedScopes>,
 }
 
 impl RuntimeRegistry {
@@ -95,7 +116,12 @@ impl RuntimeRegistry {
         Arc::new(Self {
             cgroup_root,
             by_cgroup: Mutex::new(HashMap::new()),
+            scopes: std::sync::OnceLock::new(),
         })
+    }
+
+    pub fn set_scopes(&self, scopes: vigil_k8s::SharedScopes) {
+        let _ = self.scopes.set(scopes);
     }
 
     /// The unified hierarchy of this host.
@@ -144,6 +170,10 @@ impl RuntimeHooks for RuntimeRegistry {
         if map.len() >= MAX_CGROUPS {
             map.clear();
         }
+        if let Some(scopes) = self.scopes.get() {
+            let mut s = scopes.lock().unwrap_or_else(|e| e.into_inner());
+            s.add_cgroup(&reg.container_id, cgroup_id);
+        }
         map.insert(cgroup_id, reg);
         Ok(())
     }
@@ -156,15 +186,21 @@ pub fn complete(
     parent: Option<&ProcessInfo>,
     resolver: Option<&mut CgroupResolver>,
 ) {
+    let mut resolver = resolver;
     // The runtime's word first: it names the container whatever its cgroup is called.
     if let Some(reg) = resolver.as_ref().and_then(|r| r.registered(info.cgroup_id)) {
         info.container_id = reg.container_id;
         info.docker = docker_of_id(&info.container_id);
     } else if info.container_id.is_empty()
-        && let Some(r) = resolver
+        && let Some(r) = resolver.as_deref_mut()
     {
         info.container_id = r.container_id(info.key.pid, info.cgroup_id);
         info.docker = docker_of_id(&info.container_id);
+    }
+    if let Some(r) = resolver
+        && !info.container_id.is_empty()
+    {
+        r.note_cgroup(&info.container_id, info.cgroup_id);
     }
     info.in_init_tree = in_init_tree(
         info.key.pid,
@@ -182,6 +218,8 @@ pub struct Pending {
     pub ktime: u64,
     pub process: Option<std::sync::Arc<ProcessInfo>>,
     pub parent: Option<std::sync::Arc<ProcessInfo>>,
+    /// The images the event's `ancestors` describe, in the same order.
+    pub ancestors: Vec<std::sync::Arc<ProcessInfo>>,
     deadline: std::time::Instant,
 }
 
@@ -191,12 +229,14 @@ impl Pending {
         ktime: u64,
         process: Option<std::sync::Arc<ProcessInfo>>,
         parent: Option<std::sync::Arc<ProcessInfo>>,
+        ancestors: Vec<std::sync::Arc<ProcessInfo>>,
     ) -> Self {
         Self {
             event,
             ktime,
             process,
             parent,
+            ancestors,
             deadline: std::time::Instant::now(),
         }
     }
@@ -233,14 +273,26 @@ impl PodIdentity {
         p: &mut Pending,
     ) -> bool {
         use vigil_proto::tetragon::get_events_response::Event;
-        let (process, parent) = match &mut p.event {
-            Event::ProcessExec(e) => (e.process.as_mut(), e.parent.as_mut()),
-            Event::ProcessExit(e) => (e.process.as_mut(), e.parent.as_mut()),
-            Event::ProcessKprobe(e) => (e.process.as_mut(), e.parent.as_mut()),
-            _ => (None, None),
+        let (process, parent, ancestors) = match &mut p.event {
+            Event::ProcessExec(e) => (e.process.as_mut(), e.parent.as_mut(), &mut e.ancestors),
+            Event::ProcessExit(e) => (e.process.as_mut(), e.parent.as_mut(), &mut e.ancestors),
+            Event::ProcessKprobe(e) => (e.process.as_mut(), e.parent.as_mut(), &mut e.ancestors),
+            Event::ProcessTracepoint(e) => {
+                (e.process.as_mut(), e.parent.as_mut(), &mut e.ancestors)
+            }
+            Event::ProcessUprobe(e) => (e.process.as_mut(), e.parent.as_mut(), &mut e.ancestors),
+            Event::ProcessLsm(e) => (e.process.as_mut(), e.parent.as_mut(), &mut e.ancestors),
+            Event::ProcessUsdt(e) => (e.process.as_mut(), e.parent.as_mut(), &mut e.ancestors),
+            _ => return true,
         };
         let mut complete = true;
-        for (proto, info) in [(process, &p.process), (parent, &p.parent)] {
+        // The process, its parent and its ancestors: each gets its own container's pod.
+        let heads = [(process, p.process.as_ref()), (parent, p.parent.as_ref())];
+        let rest = ancestors
+            .iter_mut()
+            .zip(p.ancestors.iter())
+            .map(|(proto, info)| (Some(proto), Some(info)));
+        for (proto, info) in heads.into_iter().chain(rest) {
             let (Some(proto), Some(info)) = (proto, info) else {
                 continue;
             };
@@ -284,7 +336,10 @@ impl PodIdentity {
                 if self.gave_up.len() >= MAX_GAVE_UP {
                     self.gave_up.clear();
                 }
-                for info in [&p.process, &p.parent].into_iter().flatten() {
+                let heads = [p.process.as_ref(), p.parent.as_ref()]
+                    .into_iter()
+                    .flatten();
+                for info in heads.chain(p.ancestors.iter()) {
                     if !info.container_id.is_empty() && store.lookup(&info.container_id).is_none() {
                         tracing::debug!(container = %info.container_id, "no pod known for container");
                         self.gave_up.insert(info.container_id.clone());
@@ -309,6 +364,58 @@ mod tests {
             pod_namespace: "shop".into(),
             ..Default::default()
         }
+    }
+
+    /// The parent and every ancestor get the pod of their own container, as the process
+    /// does; a host ancestor gets none, and does not hold the event up.
+    #[test]
+    fn pods_on_process_parent_and_ancestors() {
+        use vigil_proto::tetragon::{self, get_events_response::Event};
+        let pod = |name: &str, id: &str| -> k8s_openapi::api::core::v1::Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "ns", "uid": format!("u-{name}")},
+                "status": {"containerStatuses": [{"name": "c",
+                    "containerID": format!("containerd://{id}"), "image": "i", "imageID": "",
+                    "ready": true, "restartCount": 0}]}
+            }))
+            .unwrap()
+        };
+        let store = vigil_k8s::PodStore::new(std::time::Duration::ZERO, false).shared();
+        store.write().unwrap().apply(&pod("web", "c-web"));
+        store.write().unwrap().apply(&pod("init", "c-init"));
+        let info = |id: &str| {
+            std::sync::Arc::new(ProcessInfo {
+                container_id: id.into(),
+                ..Default::default()
+            })
+        };
+        let event = Event::ProcessExec(tetragon::ProcessExec {
+            process: Some(Default::default()),
+            parent: Some(Default::default()),
+            ancestors: vec![Default::default(), Default::default()],
+        });
+        let pending = Pending::new(
+            event,
+            1,
+            Some(info("c-web")),
+            Some(info("c-web")),
+            vec![info("c-init"), info("")],
+        );
+        let mut ids = PodIdentity::new(store, std::time::Duration::from_secs(60));
+        let out = ids.admit(pending, std::time::Instant::now());
+        assert_eq!(out.len(), 1, "nothing to wait for");
+        let Event::ProcessExec(e) = &out[0].event else {
+            panic!("not an exec");
+        };
+        let name = |p: &Option<tetragon::Process>| {
+            p.as_ref()
+                .and_then(|p| p.pod.as_ref())
+                .map(|pod| pod.name.clone())
+        };
+        assert_eq!(name(&e.process).as_deref(), Some("web"));
+        assert_eq!(name(&e.parent).as_deref(), Some("web"));
+        assert_eq!(name(&Some(e.ancestors[0].clone())).as_deref(), Some("init"));
+        assert_eq!(name(&Some(e.ancestors[1].clone())), None);
     }
 
     /// A registration is keyed by the inode of the cgroup directory (the kernel's cgroup id).

@@ -78,6 +78,10 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     vigil_bpf::preflight::check(opts.btf.as_deref())?;
     // Before loading anything: a bad kubeconfig is a start-up error. The watch starts now
     // so that pods are known by the time the first events leave.
+    // Pod-scoped policies (namespaced, podSelector) exist only with the API.
+    let scopes = opts.k8s.as_ref().map(|_| vigil_k8s::Scopes::shared());
+    // This node's labels (nodeSelector, `node_labels` on events), from the policies thread.
+    let node_labels = opts.k8s.as_ref().map(|_| vigil_k8s::NodeLabels::default());
     let pods = match &opts.k8s {
         Some(k8s) => {
             let pods = vigil_k8s::PodStore::new(DELETED_POD_TTL, k8s.annotations).shared();
@@ -85,7 +89,11 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
                 kubeconfig: k8s.kubeconfig.clone(),
                 node_name: node.clone(),
             };
-            vigil_k8s::spawn(watch, pods.clone())?;
+            let pod_scopes = scopes.clone().map(|scopes| vigil_k8s::PodScopes {
+                scopes,
+                cgroup_root: containers::RuntimeRegistry::host_cgroup_root(),
+            });
+            vigil_k8s::spawn(watch, pods.clone(), pod_scopes)?;
             Some(pods)
         }
         None => None,
@@ -113,11 +121,15 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     let policy_files =
         policies::policy_files(&flags.tracing_policy, Some(&flags.tracing_policy_dir));
     let hook_registry = policies::HookRegistry::default();
-    let runtime = Arc::new(policies::Runtime::new(
+    let mut runtime = policies::Runtime::new(
         vigil_bpf::syscalls::SharedMaps::of(&sensor)?,
         Arc::clone(&hook_registry),
         opts.btf.clone(),
-    ));
+    );
+    if let Some(s) = &scopes {
+        runtime = runtime.with_scopes(Arc::clone(s));
+    }
+    let runtime = Arc::new(runtime);
     let manager = api::policy_manager(&flags.api, Arc::clone(&runtime));
     let loaded_policies = manager.load_static(&policy_files);
     for e in manager.restore() {
@@ -129,7 +141,11 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
             kubeconfig: k8s.kubeconfig.clone(),
             node_name: node.clone(),
         };
-        vigil_k8s::spawn_policies(&watch, api::K8sPolicies(Arc::clone(&manager)))?;
+        vigil_k8s::spawn_policies(
+            &watch,
+            api::K8sPolicies(Arc::clone(&manager)),
+            node_labels.clone().unwrap_or_default(),
+        )?;
     }
     let table = sensor.process_table()?;
 
@@ -158,10 +174,16 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     pipeline.set_kprobe_ancestors(opts.ancestors_kprobe);
     let runtime_hooks =
         containers::RuntimeRegistry::new(containers::RuntimeRegistry::host_cgroup_root());
-    pipeline.set_cgroup_resolver(containers::CgroupResolver::new(
-        opts.procfs.clone(),
-        Some(Arc::clone(&runtime_hooks)),
-    ));
+    let mut resolver =
+        containers::CgroupResolver::new(opts.procfs.clone(), Some(Arc::clone(&runtime_hooks)));
+    if let Some(s) = &scopes {
+        resolver.set_scopes(Arc::clone(s));
+        runtime_hooks.set_scopes(Arc::clone(s));
+    }
+    pipeline.set_cgroup_resolver(resolver);
+    if let Some(n) = node_labels {
+        pipeline.set_node_labels(n);
+    }
     if let (Some(k8s), Some(pods)) = (&opts.k8s, pods) {
         pipeline.set_pod_identity(containers::PodIdentity::new(pods, k8s.pod_wait));
     }

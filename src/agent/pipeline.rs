@@ -45,6 +45,8 @@ pub struct Pipeline {
     hooks: super::policies::HookRegistry,
     cgroups: Option<super::containers::CgroupResolver>,
     pods: Option<super::containers::PodIdentity>,
+    /// `--enable-k8s-api`: this node's labels, put on every event (`node_labels`).
+    node_labels: Option<vigil_k8s::NodeLabels>,
     pub stats: PipelineStats,
 }
 
@@ -71,6 +73,7 @@ impl Pipeline {
             hooks: super::policies::HookRegistry::default(),
             cgroups: None,
             pods: None,
+            node_labels: None,
             stats: PipelineStats::default(),
         }
     }
@@ -81,6 +84,12 @@ impl Pipeline {
             node_name: self.ids.node_name().to_string(),
             time: Some(timestamp(&self.clock, ktime)),
             cluster_name: self.cluster_name.clone(),
+            node_labels: self
+                .node_labels
+                .as_ref()
+                .and_then(vigil_k8s::NodeLabels::get)
+                .map(|l| l.into_iter().collect())
+                .unwrap_or_default(),
             ..Default::default()
         };
         self.bus.publish(response);
@@ -100,7 +109,13 @@ impl Pipeline {
         let Some(pods) = &mut self.pods else {
             return self.emit(event, ktime);
         };
-        let ready = pods.admit(Pending::new(event, ktime, process, parent), Instant::now());
+        // The images behind the event's ancestors (the same walk that described them).
+        let ancestors = match (&parent, has_ancestors(&event)) {
+            (Some(p), true) => self.cache.ancestors(p, MAX_ANCESTORS),
+            _ => Vec::new(),
+        };
+        let pending = Pending::new(event, ktime, process, parent, ancestors);
+        let ready = pods.admit(pending, Instant::now());
         for p in ready {
             self.emit(p.event, p.ktime);
         }
@@ -117,6 +132,11 @@ impl Pipeline {
             self.emit(p.event, p.ktime);
         }
         any
+    }
+
+    /// `--enable-k8s-api`: this node's labels for `node_labels`.
+    pub fn set_node_labels(&mut self, labels: vigil_k8s::NodeLabels) {
+        self.node_labels = Some(labels);
     }
 
     /// `--enable-k8s-api`: pods for container events.
@@ -347,7 +367,8 @@ impl Pipeline {
             HookEvent::Kprobe | HookEvent::EverySyscall { .. }
         ) {
             let event = self.hook_event(hook, &info, parent.as_deref(), args, action);
-            self.emit(event, m.hdr.ktime);
+            drop(hooks);
+            self.emit_for(event, m.hdr.ktime, Some(info), parent);
             return;
         }
         let ancestors = if self.kprobe_ancestors {
@@ -368,7 +389,8 @@ impl Pipeline {
                 ancestors,
                 ..Default::default()
             };
-            self.emit(Event::ProcessLsm(event), m.hdr.ktime);
+            drop(hooks);
+            self.emit_for(Event::ProcessLsm(event), m.hdr.ktime, Some(info), parent);
             return;
         }
         let event = tetragon::ProcessKprobe {
@@ -761,6 +783,20 @@ fn permission(mode: u32) -> String {
         });
     }
     out
+}
+
+/// Whether an event lists ancestors (they need their pods too).
+fn has_ancestors(event: &Event) -> bool {
+    match event {
+        Event::ProcessExec(e) => !e.ancestors.is_empty(),
+        Event::ProcessExit(e) => !e.ancestors.is_empty(),
+        Event::ProcessKprobe(e) => !e.ancestors.is_empty(),
+        Event::ProcessTracepoint(e) => !e.ancestors.is_empty(),
+        Event::ProcessUprobe(e) => !e.ancestors.is_empty(),
+        Event::ProcessLsm(e) => !e.ancestors.is_empty(),
+        Event::ProcessUsdt(e) => !e.ancestors.is_empty(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

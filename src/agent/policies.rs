@@ -28,7 +28,38 @@ pub struct Runtime {
     ids: Mutex<Ids>,
     registry: HookRegistry,
     btf: Option<PathBuf>,
+    /// Pod-scoped policies' cgroup sets (`--enable-k8s-api`); without it they are refused.
+    scopes: Option<vigil_k8s::SharedScopes>,
 }
+
+/// A scoped object's kernel set as the scope bookkeeping writes it.
+struct KernelScope(vigil_bpf::ScopeSet);
+
+impl vigil_k8s::CgroupSet for KernelScope {
+    fn insert(&self, cgroup_id: u64) -> Result<(), String> {
+        self.0.insert(cgroup_id)
+    }
+    fn remove(&self, cgroup_id: u64) {
+        self.0.remove(cgroup_id)
+    }
+}
+
+/// Keeps a loaded policy in the scope bookkeeping; unloading the policy drops it.
+struct ScopeGuard {
+    scopes: vigil_k8s::SharedScopes,
+    id: u64,
+}
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        let mut s = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        s.remove_policy(self.id);
+    }
+}
+
+/// Why a pod-scoped policy cannot load without the Kubernetes API.
+const SCOPE_NEEDS_K8S: &str = "TracingPolicyNamespaced, podSelector and containerSelector \
+     select pods, which needs --enable-k8s-api (pods are known from the Kubernetes API)";
 
 impl Runtime {
     pub fn new(maps: SharedMaps, registry: HookRegistry, btf: Option<PathBuf>) -> Self {
@@ -37,15 +68,28 @@ impl Runtime {
             ids: Mutex::new(Ids::default()),
             registry,
             btf,
+            scopes: None,
         }
+    }
+
+    /// Pod-scoped policies load, their cgroup sets kept by `scopes`.
+    pub fn with_scopes(mut self, scopes: vigil_k8s::SharedScopes) -> Self {
+        self.scopes = Some(scopes);
+        self
     }
 
     /// Builds the tables of `plan` and loads them: all or nothing.
     pub fn load(&self, plan: &Plan) -> Result<(Vec<HookInfo>, PolicySensors), String> {
-        let tables = {
+        if plan.scope.is_some() && self.scopes.is_none() {
+            return Err(SCOPE_NEEDS_K8S.into());
+        }
+        let mut tables = {
             let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
             build(plan, &mut ids, &binary_identity).map_err(|e| e.to_string())?
         };
+        // Set in the objects before they attach: a scoped policy never runs unscoped.
+        tables.tables.scoped = plan.scope.is_some();
+        tables.others.scoped = plan.scope.is_some();
         {
             let mut reg = self.registry.write().unwrap_or_else(|e| e.into_inner());
             for h in &tables.hooks {
@@ -88,26 +132,83 @@ impl Runtime {
             }
             Some(k)
         };
-        Ok((
-            tables.hooks,
-            PolicySensors {
-                syscalls,
-                others,
-                kfuncs,
-            },
-        ))
+        let mut sensors = PolicySensors {
+            syscalls,
+            others,
+            kfuncs,
+            scope: None,
+        };
+        if let (Some(scope), Some(scopes)) = (&plan.scope, &self.scopes) {
+            let sets = sensors.scope_sets().map_err(|e| e.to_string())?;
+            let id = scopes.lock().unwrap_or_else(|e| e.into_inner()).add_policy(
+                &plan.name,
+                scope.clone(),
+                sets,
+            );
+            sensors.scope = Some(ScopeGuard {
+                scopes: Arc::clone(scopes),
+                id,
+            });
+        }
+        Ok((tables.hooks, sensors))
     }
 }
 
 /// The eBPF objects of one loaded policy: dropping it detaches and frees everything.
-#[derive(Debug)]
 pub struct PolicySensors {
     syscalls: Option<SyscallSensor>,
     others: Option<HookSensor>,
     kfuncs: Option<KfuncSensor>,
+    /// Declared last: the objects detach before the scope bookkeeping forgets their sets.
+    scope: Option<ScopeGuard>,
+}
+
+impl std::fmt::Debug for PolicySensors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySensors")
+            .field("syscalls", &self.syscalls)
+            .field("others", &self.others)
+            .field("kfuncs", &self.kfuncs)
+            .field("scoped", &self.scope.is_some())
+            .finish()
+    }
 }
 
 impl PolicySensors {
+    /// The cgroup scope sets of every object of the policy.
+    fn scope_sets(
+        &self,
+    ) -> Result<Vec<Arc<dyn vigil_k8s::CgroupSet>>, vigil_bpf::lifecycle::LoadError> {
+        let mut out: Vec<Arc<dyn vigil_k8s::CgroupSet>> = Vec::new();
+        if let Some(s) = &self.syscalls {
+            out.push(Arc::new(KernelScope(s.scope_set()?)));
+        }
+        if let Some(o) = &self.others {
+            out.push(Arc::new(KernelScope(o.scope_set()?)));
+        }
+        if let Some(k) = &self.kfuncs {
+            for set in k.scope_sets()? {
+                out.push(Arc::new(KernelScope(set)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Invocations of the policy's hooks by tasks in / out of its pod scope.
+    pub fn scope_counters(&self) -> [u64; 2] {
+        let mut out = [0u64; 2];
+        let each = [
+            self.syscalls.as_ref().map(SyscallSensor::scope_counters),
+            self.others.as_ref().map(HookSensor::scope_counters),
+            self.kfuncs.as_ref().map(KfuncSensor::scope_counters),
+        ];
+        for c in each.into_iter().flatten() {
+            out[0] += c[0];
+            out[1] += c[1];
+        }
+        out
+    }
+
     pub fn attached(&self) -> usize {
         self.syscalls.as_ref().map_or(0, SyscallSensor::attached)
             + self.others.as_ref().map_or(0, HookSensor::attached)
@@ -257,6 +358,8 @@ impl Kept for RuntimePolicy {
                     "matched": c[0], "posted": c[1], "enforced": c[2], "dropped": c[3],
                     "monitor": c[4], "rate_limited": c[5], "pending_lost": c[6],
                     "selectors": selectors,
+                    "scoped": self.sensor.scope.is_some(),
+                    "scope_in_out": self.sensor.scope_counters(),
                 })
             })
             .collect()

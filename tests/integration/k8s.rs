@@ -178,9 +178,9 @@ impl FakeApi {
                     h.clear();
                 }
                 let path = line.split(' ').nth(1).unwrap_or("").to_string();
-                // The TracingPolicy watches (k8s_policies.rs tests them): no objects, and
-                // not part of the pod transcript.
-                if path.starts_with("/apis/cilium.io/") {
+                // The TracingPolicy and Node watches (k8s_policies.rs and k8s_scope.rs test
+                // them): no objects, and not part of the pod transcript.
+                if path.starts_with("/apis/cilium.io/") || path.starts_with("/api/v1/nodes") {
                     let st = st.clone();
                     std::thread::spawn(move || {
                         if path.contains("watch=") {

@@ -1,7 +1,8 @@
 //! `--enable-k8s-api` loads the cluster's TracingPolicy objects (domain `k8s`): a local HTTP
 //! server speaking list and watch serves one in the list (with an invalid one), then a
 //! MODIFIED event changing its path prefix, a `410 Gone` and a re-list of the same objects,
-//! then DELETED; and a TracingPolicyNamespaced, which is refused.
+//! then DELETED; and a TracingPolicyNamespaced, loaded with its namespace (its scope is
+//! tested in k8s_scope.rs).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -229,7 +230,7 @@ fn listed(sock: &str) -> Vec<Value> {
 }
 
 /// Acceptance (issue 9): a cluster TracingPolicy is loaded while it exists, replaced when
-/// modified, unloaded when deleted; a namespaced one is refused with its reason.
+/// modified, unloaded when deleted; a namespaced one is loaded with its namespace.
 #[test]
 fn k8s_tracing_policy_added_modified_deleted() {
     let _g = serial();
@@ -300,8 +301,10 @@ fn k8s_tracing_policy_added_modified_deleted() {
     let (events, log) = agent.stop();
     assert_eq!(opens_of(&events, &b), b_before, "traced after deletion");
     assert!(
-        log.contains("namespaced policies need per-cgroup filtering, not implemented yet")
-            && log.contains("ns-open"),
+        log.lines()
+            .any(|l| l.contains("Kubernetes TracingPolicyNamespaced loaded")
+                && l.contains("ns-open")
+                && l.contains("payments")),
         "{log}"
     );
     // Each change acted on once: the re-list reloaded nothing and did not retry the

@@ -13,6 +13,7 @@ mod hooks;
 mod k8s;
 mod k8s_install;
 mod k8s_policies;
+mod k8s_scope;
 mod kernel_caps;
 mod kfuncs;
 mod lifecycle;

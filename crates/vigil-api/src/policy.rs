@@ -206,6 +206,8 @@ struct Entry {
     sensors: Vec<String>,
     hooks: Vec<HookReport>,
     keep: Option<Box<dyn Kept>>,
+    /// Not for this node (nodeSelector): listed, never loaded.
+    skipped: bool,
 }
 
 pub struct MemoryPolicyManager {
@@ -404,6 +406,7 @@ impl MemoryPolicyManager {
             sensors,
             hooks: hook_reports(&plan),
             keep,
+            skipped: false,
         };
         if domain == Domain::Grpc
             && let Some(path) = self.persist_path(&id)
@@ -458,9 +461,38 @@ impl MemoryPolicyManager {
             sensors,
             hooks: hook_reports(&plan),
             keep,
+            skipped: false,
         };
         let status = Self::status(&id, &entry);
         // The old entry (and its kernel objects) is dropped here, after the new one runs.
+        guard.1.insert(id, entry);
+        Ok(status)
+    }
+
+    /// Lists a valid policy that is not for this node (its nodeSelector does not select the
+    /// node) without loading it; a loaded version of it is unloaded.
+    pub fn skip(
+        &self,
+        yaml: &str,
+        source: &str,
+        domain: Domain,
+    ) -> Result<PolicyStatus, PolicyOpError> {
+        let policy = parse(yaml, source)?;
+        let id = policy.id(domain);
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0 += 1;
+        let entry = Entry {
+            seq: guard.0,
+            mode: PolicyMode::initial(&policy.spec),
+            policy,
+            yaml: yaml.to_string(),
+            enabled: false,
+            sensors: Vec::new(),
+            hooks: Vec::new(),
+            keep: None,
+            skipped: true,
+        };
+        let status = Self::status(&id, &entry);
         guard.1.insert(id, entry);
         Ok(status)
     }
@@ -474,7 +506,9 @@ impl MemoryPolicyManager {
         PolicyStatus {
             seq: e.seq,
             id: id.clone(),
-            state: if e.enabled {
+            state: if e.skipped {
+                PolicyState::Skipped
+            } else if e.enabled {
                 PolicyState::Enabled
             } else {
                 PolicyState::Disabled
@@ -560,6 +594,12 @@ impl PolicyManager for MemoryPolicyManager {
             )));
         };
         if let Some(en) = enable {
+            if e.skipped {
+                return Err(PolicyOpError::FailedPrecondition(format!(
+                    "{} is not for this node (nodeSelector)",
+                    describe(id)
+                )));
+            }
             if en == e.enabled {
                 return Err(PolicyOpError::FailedPrecondition(format!(
                     "{} is already {}",

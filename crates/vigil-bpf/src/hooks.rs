@@ -63,6 +63,8 @@ pub struct HookTables {
     pub binaries: Vec<vigil_bin_key>,
     /// The policy starts in monitor mode (enforcement actions counted, not executed).
     pub monitor: bool,
+    /// Pod-scoped: only tasks in the cgroups of the object's scope set run the selectors.
+    pub scoped: bool,
 }
 
 impl HookTables {
@@ -167,7 +169,18 @@ impl HookSensor {
             PolicyMode::Monitor
         } else {
             PolicyMode::Enforce
-        })
+        })?;
+        crate::policy_object::set_scoped(&self.object, t.scoped)
+    }
+
+    /// The object's cgroup scope set (see `vigil_engine_scope.h`).
+    pub fn scope_set(&self) -> Result<crate::policy_object::ScopeSet, LoadError> {
+        crate::policy_object::ScopeSet::of(&self.object)
+    }
+
+    /// Scope counters summed over CPUs: [in scope, out of scope].
+    pub fn scope_counters(&self) -> [u64; VIGIL_SCOPE_COUNTERS as usize] {
+        crate::policy_object::scope_counters(&self.object)
     }
 
     /// Switches the policy between enforce and monitor (the engine's `vigil_policy_conf`).

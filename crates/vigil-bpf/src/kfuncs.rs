@@ -113,6 +113,28 @@ impl KfuncSensor {
         self.attached.len()
     }
 
+    /// The scope set of every hook object (one object per hook).
+    pub fn scope_sets(&self) -> Result<Vec<crate::policy_object::ScopeSet>, LoadError> {
+        self.attached
+            .iter()
+            .map(|a| crate::policy_object::ScopeSet::of(&a.object))
+            .collect()
+    }
+
+    /// Scope counters of every hook object, summed: [in scope, out of scope].
+    pub fn scope_counters(&self) -> [u64; VIGIL_SCOPE_COUNTERS as usize] {
+        let mut out = [0; VIGIL_SCOPE_COUNTERS as usize];
+        for a in &self.attached {
+            for (o, v) in out
+                .iter_mut()
+                .zip(crate::policy_object::scope_counters(&a.object))
+            {
+                *o += v;
+            }
+        }
+        out
+    }
+
     /// (hook id, mechanism attached) per hook.
     pub fn mechanisms(&self) -> Vec<(u32, &'static str)> {
         self.attached
@@ -224,6 +246,7 @@ fn load_one(
     }
     let object = open.load().map_err(LoadError::Load)?;
     fill(&object, all, sets)?;
+    crate::policy_object::set_scoped(&object, sets.scoped)?;
     let prog = object
         .progs_mut()
         .find(|p| p.name() == how.program())

@@ -20,6 +20,8 @@ pub mod records;
 pub mod ringbuf;
 pub mod syscalls;
 
+pub use policy_object::ScopeSet;
+
 /// The lifecycle object file, as compiled by build.rs.
 pub(crate) static LIFECYCLE_OBJECT: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/lifecycle.bpf.o"));

@@ -75,25 +75,80 @@ pub(crate) fn put_value_sets(object: &Object, sets: &ValueSets<'_>) -> Result<()
     Ok(())
 }
 
+/// The object's `vigil_policy_conf`, changed by `change` (a read-modify-write: the mode and
+/// the scope flag are switched independently).
+fn update_conf(
+    object: &Object,
+    change: impl FnOnce(&mut vigil_policy_conf),
+) -> Result<(), LoadError> {
+    const MAP: &str = "vigil_policy_conf";
+    let map = object
+        .maps()
+        .find(|m| m.name() == MAP)
+        .ok_or(LoadError::Missing(MAP))?;
+    let mut conf = vigil_policy_conf::default();
+    if let Some(v) = map
+        .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .map_err(|source| LoadError::Map { map: MAP, source })?
+        && v.len() == size_of::<vigil_policy_conf>()
+    {
+        // SAFETY: the value has the struct's size and the struct is plain old data.
+        conf = unsafe { std::ptr::read_unaligned(v.as_ptr().cast()) };
+    }
+    change(&mut conf);
+    map.update(&0u32.to_ne_bytes(), bytes(&conf), MapFlags::ANY)
+        .map_err(|source| LoadError::Map { map: MAP, source })
+}
+
 /// Switches the object's policy between enforce and monitor: one map write, effective for
 /// the next hook invocation.
 pub(crate) fn set_mode(object: &Object, mode: PolicyMode) -> Result<(), LoadError> {
-    let conf = vigil_policy_conf {
-        mode: match mode {
+    update_conf(object, |c| {
+        c.mode = match mode {
             PolicyMode::Enforce => VIGIL_MODE_ENFORCE,
             PolicyMode::Monitor => VIGIL_MODE_MONITOR,
-        },
-        pad: 0,
-    };
-    let map = object
-        .maps()
-        .find(|m| m.name() == "vigil_policy_conf")
-        .ok_or(LoadError::Missing("vigil_policy_conf"))?;
-    map.update(&0u32.to_ne_bytes(), bytes(&conf), MapFlags::ANY)
-        .map_err(|source| LoadError::Map {
-            map: "vigil_policy_conf",
-            source,
-        })
+        }
+    })
+}
+
+/// Restricts the object to the cgroups of its scope set (set before attaching: a scoped
+/// policy never runs unscoped).
+pub(crate) fn set_scoped(object: &Object, scoped: bool) -> Result<(), LoadError> {
+    update_conf(object, |c| c.scoped = u32::from(scoped))
+}
+
+/// The cgroup ids a scoped object applies to, as an owned map handle (user space keeps it
+/// current while the policy is loaded).
+#[derive(Debug)]
+pub struct ScopeSet(libbpf_rs::MapHandle);
+
+impl ScopeSet {
+    pub(crate) fn of(object: &Object) -> Result<Self, LoadError> {
+        const MAP: &str = "vigil_scope_cgroups";
+        let map = object
+            .maps()
+            .find(|m| m.name() == MAP)
+            .ok_or(LoadError::Missing(MAP))?;
+        libbpf_rs::MapHandle::try_from(&map)
+            .map(Self)
+            .map_err(|source| LoadError::Map { map: MAP, source })
+    }
+
+    pub fn insert(&self, cgroup_id: u64) -> Result<(), String> {
+        self.0
+            .update(&cgroup_id.to_ne_bytes(), &[1], MapFlags::ANY)
+            .map_err(|e| format!("adding cgroup {cgroup_id} to the policy scope: {e}"))
+    }
+
+    /// Removing an id that is not there is not an error.
+    pub fn remove(&self, cgroup_id: u64) {
+        let _ = self.0.delete(&cgroup_id.to_ne_bytes());
+    }
+}
+
+/// The object's scope counters summed over CPUs: [in scope, out of scope].
+pub(crate) fn scope_counters(object: &Object) -> [u64; VIGIL_SCOPE_COUNTERS as usize] {
+    counters(object, "vigil_scope_counters", 0)
 }
 
 /// The object's current mode, as the kernel sees it.
@@ -125,8 +180,8 @@ pub(crate) fn selector_counters(
     counters(object, "vigil_sel_counters", base)
 }
 
-fn counters(object: &Object, map: &str, base: u32) -> [u64; VIGIL_HOOK_COUNTERS as usize] {
-    let mut out = [0u64; VIGIL_HOOK_COUNTERS as usize];
+fn counters<const N: usize>(object: &Object, map: &str, base: u32) -> [u64; N] {
+    let mut out = [0u64; N];
     if let Some(map) = object.maps().find(|m| m.name() == map) {
         for (i, slot) in out.iter_mut().enumerate() {
             *slot = crate::lifecycle::sum_percpu(&map, base + i as u32);

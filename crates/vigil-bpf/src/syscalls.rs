@@ -34,6 +34,8 @@ pub struct SyscallTables {
     pub ia32: Vec<(u32, u32)>,
     /// The policy starts in monitor mode (enforcement actions counted, not executed).
     pub monitor: bool,
+    /// Pod-scoped: only tasks in the cgroups of the object's scope set run the selectors.
+    pub scoped: bool,
 }
 
 /// A policy's mode in the kernel: enforce, or monitor (report what would be enforced).
@@ -202,6 +204,8 @@ impl SyscallSensor {
                 VIGIL_MODE_ENFORCE
             },
             pad: 0,
+            scoped: u32::from(t.scoped),
+            pad2: 0,
         };
         put("vigil_policy_conf", &0u32.to_ne_bytes(), bytes(&conf))?;
         let mut links = Vec::new();
@@ -279,6 +283,16 @@ impl SyscallSensor {
 
     pub fn attached(&self) -> usize {
         self.links.len()
+    }
+
+    /// The object's cgroup scope set (see `vigil_engine_scope.h`).
+    pub fn scope_set(&self) -> Result<crate::policy_object::ScopeSet, LoadError> {
+        crate::policy_object::ScopeSet::of(&self.object)
+    }
+
+    /// Scope counters summed over CPUs: [in scope, out of scope].
+    pub fn scope_counters(&self) -> [u64; VIGIL_SCOPE_COUNTERS as usize] {
+        crate::policy_object::scope_counters(&self.object)
     }
 
     /// Kernel memory of this policy object (see [`crate::policy_object::kernel_memory_bytes`]).

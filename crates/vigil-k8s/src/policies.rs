@@ -8,13 +8,53 @@
 
 use std::collections::BTreeMap;
 
-/// A TracingPolicy as the cluster has it: its name, version and the document our own
-/// parser validates.
+/// A TracingPolicy as the cluster has it: its name (and namespace, for a
+/// TracingPolicyNamespaced), version and the document our own parser validates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
     pub name: String,
+    /// Empty for a cluster-wide TracingPolicy.
+    pub namespace: String,
+    /// Its nodeSelector selects this node (or it has none): loaded; else listed as skipped.
+    /// Part of `version`, so that a relabelled node reloads or skips it.
+    pub for_node: bool,
     pub version: String,
     pub yaml: String,
+}
+
+/// A policy object's identity: same-name policies of different namespaces are different.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl From<&str> for Key {
+    fn from(name: &str) -> Self {
+        Key {
+            namespace: String::new(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+impl Desired {
+    pub fn key(&self) -> Key {
+        Key {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
 }
 
 /// What the agent must do to match the cluster.
@@ -24,7 +64,7 @@ pub enum Action {
     /// Load the new version first, then remove the old one (no gap in enforcement); if the
     /// new one fails, the old one stays.
     Replace(Desired),
-    Unload(String),
+    Unload(Key),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,10 +73,10 @@ struct Known {
     loaded: bool,
 }
 
-/// The policies acted on, by name, and the listing in progress.
+/// The policies acted on, by key, and the listing in progress.
 #[derive(Debug, Default)]
 pub struct Reconciler {
-    known: BTreeMap<String, Known>,
+    known: BTreeMap<Key, Known>,
     listing: Option<Vec<Desired>>,
 }
 
@@ -60,20 +100,20 @@ impl Reconciler {
     /// The listing is complete: unload what is gone, load or replace what is new or changed.
     pub fn end_list(&mut self) -> Vec<Action> {
         let listed = self.listing.take().unwrap_or_default();
-        let gone: Vec<String> = self
+        let gone: Vec<Key> = self
             .known
             .keys()
-            .filter(|n| !listed.iter().any(|d| &d.name == *n))
+            .filter(|k| !listed.iter().any(|d| d.key() == **k))
             .cloned()
             .collect();
-        let mut actions: Vec<Action> = gone.into_iter().filter_map(|n| self.delete(&n)).collect();
+        let mut actions: Vec<Action> = gone.into_iter().filter_map(|k| self.delete(k)).collect();
         actions.extend(listed.into_iter().filter_map(|d| self.apply(d)));
         actions
     }
 
     /// An object added or modified.
     pub fn apply(&mut self, d: Desired) -> Option<Action> {
-        match self.known.get(&d.name) {
+        match self.known.get(&d.key()) {
             Some(k) if k.version == d.version => None,
             Some(k) if k.loaded => Some(Action::Replace(d)),
             _ => Some(Action::Load(d)),
@@ -81,9 +121,10 @@ impl Reconciler {
     }
 
     /// An object deleted: unload it if it was loaded.
-    pub fn delete(&mut self, name: &str) -> Option<Action> {
-        let k = self.known.remove(name)?;
-        k.loaded.then(|| Action::Unload(name.to_string()))
+    pub fn delete(&mut self, key: impl Into<Key>) -> Option<Action> {
+        let key = key.into();
+        let k = self.known.remove(&key)?;
+        k.loaded.then_some(Action::Unload(key))
     }
 
     /// Records the outcome of an action the caller ran.
@@ -91,7 +132,7 @@ impl Reconciler {
         match action {
             Action::Load(d) => {
                 self.known.insert(
-                    d.name.clone(),
+                    d.key(),
                     Known {
                         version: d.version.clone(),
                         loaded: ok,
@@ -102,7 +143,7 @@ impl Reconciler {
             // version is remembered so that a failure is not retried until it changes.
             Action::Replace(d) => {
                 self.known.insert(
-                    d.name.clone(),
+                    d.key(),
                     Known {
                         version: d.version.clone(),
                         loaded: true,
@@ -121,6 +162,8 @@ mod tests {
     fn d(name: &str, version: &str) -> Desired {
         Desired {
             name: name.into(),
+            namespace: String::new(),
+            for_node: true,
             version: version.into(),
             yaml: format!("{name}@{version}"),
         }
@@ -131,7 +174,7 @@ mod tests {
         for a in &actions {
             let name = match a {
                 Action::Load(d) | Action::Replace(d) => d.name.as_str(),
-                Action::Unload(n) => n.as_str(),
+                Action::Unload(k) => k.name.as_str(),
             };
             r.done(a, !failing.contains(&name));
         }
@@ -212,6 +255,27 @@ mod tests {
         assert_eq!(r.apply(d("a", "2")), None);
         // The old version is still loaded: a deletion unloads it.
         assert_eq!(r.delete("a"), Some(Action::Unload("a".into())));
+    }
+
+    #[test]
+    fn same_name_in_two_namespaces_are_two_policies() {
+        let mut r = Reconciler::default();
+        let mut a = d("p", "1");
+        a.namespace = "a".into();
+        let mut b = d("p", "1");
+        b.namespace = "b".into();
+        let actions = list(&mut r, &[a.clone(), b.clone()], &[]);
+        assert_eq!(actions, vec![Action::Load(a.clone()), Action::Load(b)]);
+        // Deleting one leaves the other.
+        let gone = list(&mut r, &[a.clone()], &[]);
+        assert_eq!(
+            gone,
+            vec![Action::Unload(Key {
+                namespace: "b".into(),
+                name: "p".into()
+            })]
+        );
+        assert_eq!(r.apply(a), None);
     }
 
     #[test]

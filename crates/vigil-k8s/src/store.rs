@@ -27,7 +27,8 @@ pub struct PodStore {
     pub synced: bool,
 }
 
-fn pod_key(pod: &Pod) -> String {
+/// The pod's identity in the stores: its uid, or namespace/name without one.
+pub fn pod_key(pod: &Pod) -> String {
     let m = &pod.metadata;
     match m.uid.as_deref() {
         Some(uid) if !uid.is_empty() => uid.to_string(),

@@ -232,6 +232,38 @@ pub struct Plan {
     pub refusals: Vec<Refusal>,
     pub enforcer_syscalls: Vec<String>,
     pub loader: bool,
+    /// The pods the policy applies to; `None`: every process (no filtering).
+    pub scope: Option<PolicyScope>,
+}
+
+/// Which pods' containers a policy applies to (Tetragon's policy filter): a
+/// TracingPolicyNamespaced's namespace, `spec.podSelector`, `spec.containerSelector`. Any of
+/// them makes the policy pods-only; an absent selector selects everything.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PolicyScope {
+    pub namespace: Option<String>,
+    pub pod_selector: Option<LabelSelector>,
+    pub container_selector: Option<LabelSelector>,
+}
+
+impl PolicyScope {
+    /// The scope of `policy`, or `None` when it applies to every process.
+    pub fn of(policy: &TracingPolicy) -> Option<PolicyScope> {
+        let spec = &policy.spec;
+        let namespaced = policy.kind == crate::PolicyKind::TracingPolicyNamespaced;
+        if !namespaced && spec.pod_selector.is_none() && spec.container_selector.is_none() {
+            return None;
+        }
+        Some(PolicyScope {
+            namespace: if namespaced {
+                policy.metadata.namespace.clone().filter(|n| !n.is_empty())
+            } else {
+                None
+            },
+            pod_selector: spec.pod_selector.clone(),
+            container_selector: spec.container_selector.clone(),
+        })
+    }
 }
 
 impl Plan {
@@ -253,6 +285,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
         refusals: Vec::new(),
         enforcer_syscalls: Vec::new(),
         loader: spec.loader,
+        scope: PolicyScope::of(policy),
     };
     let refuse = |plan: &mut Plan, path: String, reason: &str| {
         plan.refusals.push(Refusal {
@@ -462,6 +495,16 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
     }
     if spec.loader && !caps.kprobes() && !caps.fentry() {
         refuse(&mut plan, "spec.loader".into(), NO_FUNCTION_PROBES);
+    }
+    // `hostSelector: {}` next to a pod scope means "these pods and the host": the kernel
+    // scope holds pod cgroups only, so refuse rather than silently drop the host.
+    if plan.scope.is_some() && spec.host_selector.is_some() {
+        refuse(
+            &mut plan,
+            "spec.hostSelector".into(),
+            "hostSelector together with podSelector/containerSelector (pods and host) is not \
+             supported: the kernel scope holds pod cgroups only",
+        );
     }
     plan
 }

@@ -267,3 +267,28 @@ fn replace_loads_the_new_version_before_dropping_the_old_and_keeps_it_on_failure
     m.delete(&list[0].id).unwrap();
     assert_eq!(log.lock().unwrap().last().unwrap(), "drop 2");
 }
+
+/// nodeSelector: a policy not for this node is listed as skipped, cannot be enabled, and
+/// becomes a loaded policy when replaced (the node was relabelled); and back.
+#[test]
+fn a_skipped_policy_is_listed_and_replaced_both_ways() {
+    let m = mgr(None);
+    let k8s = PolicyId {
+        domain: Domain::K8s,
+        ..grpc("empty")
+    };
+    assert_eq!(
+        m.skip(EMPTY, "e", Domain::K8s).unwrap().state,
+        PolicyState::Skipped
+    );
+    assert_eq!(m.list(None)[0].state, PolicyState::Skipped);
+    let e = m.configure(&k8s, Some(true), None).unwrap_err();
+    assert!(e.to_string().contains("not for this node"), "{e}");
+    m.replace(EMPTY, "e", Domain::K8s).unwrap();
+    assert_eq!(m.list(None)[0].state, PolicyState::Enabled);
+    m.skip(EMPTY, "e", Domain::K8s).unwrap();
+    assert_eq!(m.list(None).len(), 1);
+    assert_eq!(m.list(None)[0].state, PolicyState::Skipped);
+    m.delete(&k8s).unwrap();
+    assert!(m.list(None).is_empty());
+}

@@ -172,7 +172,7 @@ pub(super) fn filter_name(f: &Filter) -> &'static str {
         Filter::NamespaceChanges(_) => "matchNamespaceChanges",
         Filter::Capabilities { changes: true, .. } => "matchCapabilityChanges",
         Filter::Capabilities { .. } => "matchCapabilities",
-        Filter::Workloads(_) => "workload selectors",
+        Filter::Workloads(_) => "matchWorkloads",
     }
 }
 
