@@ -189,6 +189,16 @@ enum vigil_arg_kind {
 	/* 20: kernel strings are VIGIL_ARG_KSTRING above */
 	VIGIL_ARG_FILENAME = 21, /* struct filename * -> name */
 	VIGIL_ARG_KOBJ_LAST = 21,
+	/* More syscall argument readers (bpf/include/vigil_engine_args.h), one global function. */
+	VIGIL_ARG_EXT_FIRST = 32,
+	VIGIL_ARG_FD = 32,        /* fd -> path through the task's file table, at entry; ints[]:
+				   * the inode mode */
+	VIGIL_ARG_IOVEC = 33,     /* char_iovec: iovec array, count from argument size_index;
+				   * bytes concatenated; ints[]: the total of the iov_len */
+	VIGIL_ARG_CONST_BUF = 34, /* const_buf: `const_size` bytes of user memory */
+	VIGIL_ARG_BUF_RET = 35,   /* char_buf returnCopy: read at the paired exit, count = the
+				   * return value (ints[] holds the pointer until then) */
+	VIGIL_ARG_EXT_LAST = 39,
 };
 
 enum vigil_op {
@@ -227,6 +237,8 @@ struct vigil_hook_cfg {
 	__u8 ret_kind;  /* enum vigil_arg_kind of the return value (VIGIL_ARG_NONE: not reported) */
 	__u8 filter_strs; /* string slots some filter reads (bit per slot): read at entry */
 	__u8 pad3;
+	__u16 const_size[VIGIL_MAX_ARGS]; /* VIGIL_ARG_CONST_BUF: bytes of each argument */
+	__u16 pad4;
 };
 
 struct vigil_arg_filter {
@@ -326,6 +338,7 @@ struct vigil_syscall_msg {
 /* vigil_hook_cfg.flags */
 #define VIGIL_HOOK_EXIT (1u << 0)    /* selection completes at the paired syscall exit */
 #define VIGIL_HOOK_FD_PATH (1u << 1) /* at exit, resolve the returned fd's path (open-like) */
+#define VIGIL_HOOK_RET_COPY (1u << 16) /* some argument is read at the exit (returnCopy) */
 
 /* vigil_selector_cfg.flags */
 #define VIGIL_SEL_RATE_PROCESS (1u << 0) /* rateLimitScope process (default thread) */

@@ -518,6 +518,8 @@ fn readers(args: &[ArgSpec], origin: ArgOrigin) -> Vec<ArgReader> {
             max_bytes: match a.arg_type {
                 ArgType::CharBuf if a.max_data => crate::limits::CHAR_BUF_MAX_DATA_BYTES.max,
                 ArgType::CharBuf => crate::limits::CHAR_BUF_DEFAULT_BYTES.max,
+                // Fixed size: `size`, else Tetragon's reading of sizeArgIndex as the count.
+                ArgType::ConstBuf => a.size.or(a.size_arg_index).unwrap_or(0) as usize,
                 _ => crate::limits::MAX_STRING_BYTES.max,
             },
             resolve: a

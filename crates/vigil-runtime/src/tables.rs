@@ -203,9 +203,7 @@ fn arg_kind(t: ArgType, kernel: bool) -> Option<(u8, HookArg)> {
         }
     }
     Some(match t {
-        ArgType::Int8 | ArgType::Int16 | ArgType::Int32 | ArgType::Fd => {
-            (VIGIL_ARG_INT as u8, HookArg::Int)
-        }
+        ArgType::Int8 | ArgType::Int16 | ArgType::Int32 => (VIGIL_ARG_INT as u8, HookArg::Int),
         ArgType::Uint8 | ArgType::Uint16 | ArgType::Uint32 => {
             (VIGIL_ARG_UINT32 as u8, HookArg::Uint32)
         }
@@ -214,6 +212,10 @@ fn arg_kind(t: ArgType, kernel: bool) -> Option<(u8, HookArg)> {
         ArgType::SizeT => (VIGIL_ARG_UINT64 as u8, HookArg::SizeT),
         ArgType::String | ArgType::Filename => (VIGIL_ARG_STRING as u8, HookArg::String),
         ArgType::CharBuf => (VIGIL_ARG_BUF as u8, HookArg::Bytes),
+        // The descriptor's path, read through the task's file table (Tetragon's file_arg).
+        ArgType::Fd => (VIGIL_ARG_FD as u8, HookArg::File),
+        ArgType::CharIovec => (VIGIL_ARG_IOVEC as u8, HookArg::Bytes),
+        ArgType::ConstBuf => (VIGIL_ARG_CONST_BUF as u8, HookArg::Bytes),
         _ => return None,
     })
 }
@@ -224,6 +226,7 @@ pub(crate) fn is_string_kind(kind: u8) -> bool {
     let kind = u32::from(kind);
     kind == VIGIL_ARG_STRING
         || kind == VIGIL_ARG_KSTRING
+        || kind == VIGIL_ARG_FD
         || (VIGIL_ARG_KOBJ_FIRST..=VIGIL_ARG_KOBJ_LAST).contains(&kind)
 }
 
@@ -388,9 +391,14 @@ pub(crate) fn build_hook(
                 "a return probe reads at most 5 arguments (the 6th slot carries the return value)",
             ));
         }
-        if u32::from(kind) == VIGIL_ARG_BUF {
-            config.size_index[slot] = char_buf_size(&format!("{path}.args[{slot}]"), a)?;
-        }
+        let kind = ext_reader(
+            &format!("{path}.args[{slot}]"),
+            a,
+            kind,
+            slot,
+            kernel,
+            &mut config,
+        )?;
         config.arg_kind[slot] = kind;
         config.arg_index[slot] = a.index as u8;
         args.push((report, a.label.clone()));
@@ -430,6 +438,13 @@ pub(crate) fn build_hook(
             .iter()
             .find(|a| a.origin == ArgOrigin::Return)
             .map_or(ArgType::Int32, |a| a.arg_type);
+        // A returned descriptor is reported as the number (the path comes from the file table
+        // of open-like calls, `resolved_path`).
+        let ret_type = if ret_type == ArgType::Fd {
+            ArgType::Int32
+        } else {
+            ret_type
+        };
         let Some((kind, report)) =
             arg_kind(ret_type, false).filter(|(k, _)| u32::from(*k) != VIGIL_ARG_STRING)
         else {
@@ -440,6 +455,9 @@ pub(crate) fn build_hook(
         };
         config.ret_kind = kind;
         return_arg = Some(report);
+    }
+    if (0..readers.len()).any(|i| u32::from(config.arg_kind[i]) == VIGIL_ARG_BUF_RET) {
+        config.flags |= VIGIL_HOOK_EXIT | VIGIL_HOOK_RET_COPY;
     }
     // Open-like calls: the path argument's filters also try the kernel-resolved path.
     if let Some(pos) = open_like_path_arg(syscall)
@@ -502,6 +520,22 @@ pub(crate) fn build_hook(
                                 format!("matchArgs index {pos} names no argument of the hook"),
                             )
                         })?;
+                        if matches!(
+                            u32::from(config.arg_kind[slot]),
+                            VIGIL_ARG_BUF
+                                | VIGIL_ARG_BUF_RET
+                                | VIGIL_ARG_IOVEC
+                                | VIGIL_ARG_CONST_BUF
+                        ) {
+                            return Err(unsupported(
+                                &spath,
+                                format!(
+                                    "matchArgs on {} argument {pos} is not supported by this \
+                                     runtime yet",
+                                    readers.get(slot).map_or(ArgType::CharBuf, |a| a.arg_type)
+                                ),
+                            ));
+                        }
                         let f = arg_filter(
                             &spath,
                             slot,
@@ -521,15 +555,6 @@ pub(crate) fn build_hook(
                         sel.nfilters += 1;
                         if is_string_kind(config.arg_kind[slot]) {
                             config.filter_strs |= 1 << slot;
-                        }
-                        if u32::from(config.arg_kind[slot]) == VIGIL_ARG_BUF {
-                            return Err(unsupported(
-                                &spath,
-                                format!(
-                                    "matchArgs on char_buf argument {pos} is not supported by \
-                                     this runtime yet"
-                                ),
-                            ));
                         }
                     }
                 }
@@ -689,8 +714,11 @@ use values::{actions, arg_filter, filter_name, in_or_not, rate_limit};
 pub use values::{common_start, open_like_path_arg, parse_rate_limit};
 
 mod process;
-use process::{char_buf_size, namespaces_filter, pids_filter};
+use process::{namespaces_filter, pids_filter};
+
+mod readers;
 pub use process::{ns_proc_name, parse_ns_link, read_host_namespace};
+use readers::ext_reader;
 
 #[cfg(test)]
 mod tests;

@@ -199,7 +199,10 @@ pub(super) fn arg_filter(
         ..Default::default()
     };
     let kind = u32::from(kind);
-    if kind == VIGIL_ARG_STRING || (VIGIL_ARG_KOBJ_FIRST..=VIGIL_ARG_KOBJ_LAST).contains(&kind) {
+    if kind == VIGIL_ARG_STRING
+        || kind == VIGIL_ARG_FD
+        || (VIGIL_ARG_KOBJ_FIRST..=VIGIL_ARG_KOBJ_LAST).contains(&kind)
+    {
         f.op = match op {
             Operator::Equal => VIGIL_OP_EQ,
             Operator::NotEqual => VIGIL_OP_NEQ,

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Syscall argument readers beyond integers and strings (kinds VIGIL_ARG_EXT_FIRST..LAST):
+ * fd (the path of the descriptor through the task's file table), char_iovec, const_buf and
+ * char_buf with returnCopy. Part of vigil_engine.h, included at its end.
+ *
+ * They live in global (non-inlined) functions: the verifier checks each once on its own,
+ * so hooks that use none of them pay nothing for them at load, and the engine's inlined
+ * argument reader keeps its size.
+ */
+
+#ifndef VIGIL_ENGINE_ARGS_H
+#define VIGIL_ENGINE_ARGS_H
+
+#include "vigil_kobj.h"
+
+#define IOV_MAX_WALK 1024 /* UIO_MAXIOV: the kernel refuses more iovecs */
+#define ROW_MAX (VIGIL_ARG_STR_MAX - 1) /* bytes of a row an argument may fill */
+
+struct iov_ctx {
+	__u64 iov;   /* user address of the next struct iovec */
+	__u64 count; /* iovecs the call passed */
+	__u64 total; /* sum of their lengths: what the call asked for */
+	__u32 slot;
+	__u32 filled; /* bytes already in the row */
+	__u32 error;
+};
+
+/* One iovec per iteration: its length counts, its bytes go to the row while there is room. */
+static long iov_step(__u32 i, struct iov_ctx *c)
+{
+	__u32 zero = 0, n, room;
+	struct sys_scratch *s = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
+	struct iovec v;
+
+	if (!s || i >= c->count)
+		return 1;
+	if (bpf_probe_read_user(&v, sizeof(v), (void *)(c->iov + i * sizeof(v)))) {
+		c->error = 1;
+		return 1;
+	}
+	c->total += (__u64)v.iov_len;
+	if (c->filled >= ROW_MAX)
+		return 0; /* keep counting: the event reports the full size */
+	room = ROW_MAX - c->filled;
+	n = v.iov_len < room ? (__u32)v.iov_len : room;
+	if (n && bpf_probe_read_user(&s->st.strs[c->slot & 7][c->filled & ROW_MAX], n & ROW_MAX,
+				     v.iov_base)) {
+		c->error = 1;
+		return 1;
+	}
+	c->filled += n;
+	return 0;
+}
+
+/* Reads `len` bytes of user memory at `ptr` into the row of `slot`, at most a row's worth;
+ * `want` (the size the call gave) goes to ints[] so a cut is reported, never silent. */
+static __always_inline void buf_read(struct sys_scratch *s, __u32 slot, __u64 ptr, __u64 want)
+{
+	__u32 n = want < ROW_MAX ? (__u32)want : ROW_MAX;
+
+	s->st.msg.ints[slot] = (__s64)want;
+	if (n && bpf_probe_read_user(s->st.strs[slot], n & ROW_MAX, (void *)ptr)) {
+		s->st.msg.str_error |= 1u << slot;
+		return;
+	}
+	s->st.str_len_full[slot] = n;
+	s->st.msg.str_len[slot] = n;
+	if (want > n)
+		s->st.msg.str_trunc |= 1u << slot;
+}
+
+/*
+ * Reads argument `slot` of hook `hook` (an EXT kind) from its raw value; `aux` is the raw
+ * value of the argument its size_index names (char_iovec: the iovec count).
+ */
+__noinline int vigil_arg_ext(__u32 hook, __u32 slot, __u64 raw, __u64 aux)
+{
+	__u32 zero = 0, trunc = 0;
+	struct sys_scratch *s = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
+	struct vigil_hook_cfg *h = bpf_map_lookup_elem(&vigil_sys_hooks, &hook);
+	long n;
+
+	/* One bounded register for every use below (the verifier sees the mask, not the test). */
+	slot &= 7;
+	asm volatile("" : "+r"(slot));
+	if (!s || !h || slot >= VIGIL_MAX_ARGS)
+		return 0;
+	switch (h->arg_kind[slot]) {
+	case VIGIL_ARG_FD: {
+		/* Resolved at entry: after close(2) the descriptor means nothing. */
+		struct file *f = fd_file((__s32)raw);
+
+		n = f ? kobj_read(s->st.strs[slot], VIGIL_ARG_FILE, (__u64)f, &s->st.msg.ints[slot],
+				  &trunc)
+		      : -1;
+		if (n < 0) {
+			s->st.msg.str_error |= 1u << slot;
+			return 0;
+		}
+		s->st.str_len_full[slot] = n & ROW_MAX;
+		s->st.msg.str_len[slot] = n & ROW_MAX;
+		if (trunc)
+			s->st.msg.str_trunc |= 1u << slot;
+		return 0;
+	}
+	case VIGIL_ARG_IOVEC: {
+		struct iov_ctx c = { .iov = raw, .count = aux, .slot = slot };
+
+		if (c.count > IOV_MAX_WALK)
+			c.count = IOV_MAX_WALK;
+		bpf_loop(IOV_MAX_WALK, iov_step, &c, 0);
+		s->st.msg.ints[slot] = (__s64)c.total;
+		if (c.error) {
+			s->st.msg.str_error |= 1u << slot;
+			return 0;
+		}
+		s->st.str_len_full[slot] = c.filled & ROW_MAX;
+		s->st.msg.str_len[slot] = c.filled & ROW_MAX;
+		if (c.total > c.filled)
+			s->st.msg.str_trunc |= 1u << slot;
+		return 0;
+	}
+	case VIGIL_ARG_CONST_BUF:
+		buf_read(s, slot, raw, h->const_size[slot]);
+		return 0;
+	case VIGIL_ARG_BUF_RET:
+		/* Read at the exit (vigil_arg_retcopy): the buffer is filled by the call. */
+		s->st.msg.ints[slot] = (__s64)raw;
+		return 0;
+	}
+	s->st.msg.str_error |= 1u << slot;
+	return 0;
+}
+
+/* At the paired exit: the returnCopy buffers, `ret` bytes each (what the call produced). */
+__noinline int vigil_arg_retcopy(__u32 hook, __s64 ret)
+{
+	__u32 zero = 0;
+	struct sys_scratch *s = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
+	struct vigil_hook_cfg *h = bpf_map_lookup_elem(&vigil_sys_hooks, &hook);
+
+	if (!s || !h)
+		return 0;
+	for (int i = 0; i < VIGIL_MAX_ARGS; i++) {
+		__u64 ptr;
+
+		if (h->arg_kind[i] != VIGIL_ARG_BUF_RET)
+			continue;
+		ptr = (__u64)s->st.msg.ints[i];
+		s->st.msg.str_len[i] = 0;
+		s->st.str_len_full[i] = 0;
+		s->st.msg.str_error &= ~(1u << i);
+		s->st.msg.str_trunc &= ~(1u << i);
+		buf_read(s, i, ptr, ret > 0 ? (__u64)ret : 0);
+	}
+	return 0;
+}
+
+#endif

@@ -1,0 +1,127 @@
+//! Unit tests of the fd, char_iovec, const_buf and returnCopy readers.
+
+use crate::tables::{HookArg, Ids, build};
+use vigil_bpf::abi::*;
+use vigil_policy::compile::{Capabilities, Plan};
+
+fn plan(yaml: &str) -> Plan {
+    let policy = vigil_policy::parse_policy(yaml, "t.yaml").expect("valid policy");
+    vigil_policy::compile(&policy, &Capabilities::TRACEPOINTS_ONLY)
+}
+
+fn policy(call: &str, args: &str, selectors: &str) -> String {
+    format!(
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  \
+         kprobes:\n  - call: \"{call}\"\n    syscall: true\n    args:\n{args}{selectors}"
+    )
+}
+
+#[test]
+fn fd_is_read_as_a_path_and_filtered_with_string_sets() {
+    let yaml = policy(
+        "sys_write",
+        "    - index: 0\n      type: \"fd\"\n",
+        "    selectors:\n    - matchArgs:\n      - index: 0\n        operator: \"Prefix\"\n        \
+         values: [\"/tmp/x\"]\n",
+    );
+    let t = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap();
+    let cfg = &t.tables.hooks[0].config;
+    assert_eq!(u32::from(cfg.arg_kind[0]), VIGIL_ARG_FD);
+    // The path is what the filter reads: entry resolves it.
+    assert_eq!(cfg.filter_strs, 1);
+    assert_eq!(t.hooks[0].args[0].0, HookArg::File);
+    let f = &t.tables.hooks[0].selectors[0].filters[0];
+    assert_eq!(u32::from(f.op), VIGIL_OP_PREFIX);
+    assert_eq!(t.tables.str_prefix.len(), 1);
+    assert_eq!(&t.tables.str_prefix[0].data[..6], b"/tmp/x");
+}
+
+#[test]
+fn char_iovec_takes_its_count_from_size_arg_index() {
+    let yaml = policy(
+        "sys_writev",
+        "    - index: 1\n      type: \"char_iovec\"\n      sizeArgIndex: 3\n",
+        "",
+    );
+    let t = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap();
+    let cfg = &t.tables.hooks[0].config;
+    assert_eq!(u32::from(cfg.arg_kind[0]), VIGIL_ARG_IOVEC);
+    assert_eq!(cfg.size_index[0], 2);
+    assert_eq!(t.hooks[0].args[0].0, HookArg::Bytes);
+    let err = build(
+        &plan(&yaml.replace("      sizeArgIndex: 3\n", "")),
+        &mut Ids::default(),
+        &|_| None,
+    )
+    .unwrap_err();
+    assert!(
+        err.reason.contains("char_iovec without sizeArgIndex"),
+        "{err}"
+    );
+    assert_eq!(err.path, "spec.kprobes[0].args[0]");
+}
+
+#[test]
+fn const_buf_size_comes_from_size_or_size_arg_index() {
+    for (spec, want) in [("      size: 16\n", 16), ("      sizeArgIndex: 28\n", 28)] {
+        let yaml = policy(
+            "sys_bind",
+            &format!("    - index: 1\n      type: \"const_buf\"\n{spec}"),
+            "",
+        );
+        let t = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap();
+        let cfg = &t.tables.hooks[0].config;
+        assert_eq!(u32::from(cfg.arg_kind[0]), VIGIL_ARG_CONST_BUF, "{spec}");
+        assert_eq!(cfg.const_size[0], want, "{spec}");
+    }
+    let none = policy(
+        "sys_bind",
+        "    - index: 1\n      type: \"const_buf\"\n",
+        "",
+    );
+    let err = build(&plan(&none), &mut Ids::default(), &|_| None).unwrap_err();
+    assert!(err.reason.contains("const_buf needs its size"), "{err}");
+    let big = policy(
+        "sys_bind",
+        "    - index: 1\n      type: \"const_buf\"\n      size: 2000\n",
+        "",
+    );
+    let err = build(&plan(&big), &mut Ids::default(), &|_| None).unwrap_err();
+    assert!(err.reason.contains("at most 1023"), "{err}");
+}
+
+#[test]
+fn return_copy_pairs_the_exit_and_reads_there() {
+    let yaml = policy(
+        "sys_read",
+        "    - index: 0\n      type: \"fd\"\n    - index: 1\n      type: \"char_buf\"\n      \
+         returnCopy: true\n",
+        "",
+    );
+    let t = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap();
+    let cfg = &t.tables.hooks[0].config;
+    assert_eq!(u32::from(cfg.arg_kind[1]), VIGIL_ARG_BUF_RET);
+    assert_ne!(cfg.flags & VIGIL_HOOK_EXIT, 0);
+    assert_ne!(cfg.flags & VIGIL_HOOK_RET_COPY, 0);
+    assert_eq!(t.hooks[0].args[1].0, HookArg::Bytes);
+    // Without returnCopy the same hook completes at entry.
+    let plain = yaml.replace("      returnCopy: true\n", "      sizeArgIndex: 3\n");
+    let t = build(&plan(&plain), &mut Ids::default(), &|_| None).unwrap();
+    assert_eq!(t.tables.hooks[0].config.flags & VIGIL_HOOK_RET_COPY, 0);
+    assert_eq!(t.tables.hooks[0].config.flags & VIGIL_HOOK_EXIT, 0);
+}
+
+#[test]
+fn buffers_cannot_be_filtered_yet_and_say_so() {
+    let yaml = policy(
+        "sys_writev",
+        "    - index: 1\n      type: \"char_iovec\"\n      sizeArgIndex: 3\n",
+        "    selectors:\n    - matchArgs:\n      - index: 1\n        operator: \"Prefix\"\n        \
+         values: [\"GET \"]\n",
+    );
+    let err = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap_err();
+    assert!(
+        err.reason.contains("matchArgs on char_iovec argument 1"),
+        "{err}"
+    );
+}
