@@ -108,3 +108,144 @@ fn fd_arguments_filter_on_the_descriptors_path() {
     assert_eq!(evs[1]["args"][0]["file_arg"]["path"], watched, "{}", evs[1]);
     assert!(Path::new(watched).exists());
 }
+
+const IOVEC_POLICY: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: writev-iovecs
+spec:
+  kprobes:
+  - call: "sys_writev"
+    syscall: true
+    args:
+    - index: 0
+      type: "fd"
+    - index: 1
+      type: "char_iovec"
+      sizeArgIndex: 3
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Prefix"
+        values: ["@DIR@/"]
+"#;
+
+// Three short iovecs, then two long ones whose total is past the engine's buffer.
+const IOVEC_SCRIPT: &str = "import os, sys\n\
+fd = os.open(sys.argv[1] + '/out.bin', os.O_WRONLY | os.O_CREAT, 0o600)\n\
+os.writev(fd, [b'hello ', b'\\x00\\x01iovec ', b'world'])\n\
+os.writev(fd, [b'A' * 200, b'B' * 200])\n";
+
+#[test]
+fn char_iovec_concatenates_the_buffers_and_states_a_cut() {
+    let _g = serial();
+    let evs = run_policy("args-iovec", IOVEC_POLICY, IOVEC_SCRIPT, 2);
+    assert_eq!(evs.len(), 2, "{evs:#?}");
+    assert_eq!(
+        decode(&evs[0]["args"][1]["bytes_arg"]),
+        b"hello \x00\x01iovec world",
+        "{}",
+        evs[0]
+    );
+    let long = &evs[1]["args"][1]["truncated_bytes_arg"];
+    assert_eq!(long["orig_size"], "400", "{}", evs[1]);
+    let mut want = vec![b'A'; 200];
+    want.extend(vec![b'B'; 55]);
+    assert_eq!(decode(&long["bytes_arg"]), want, "{}", evs[1]);
+}
+
+const CONST_BUF_POLICY: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: bind-sockaddr-bytes
+spec:
+  kprobes:
+  - call: "sys_bind"
+    syscall: true
+    args:
+    - index: 1
+      type: "const_buf"
+      sizeArgIndex: 16
+    - index: 2
+      type: "int"
+"#;
+
+const CONST_BUF_SCRIPT: &str = "import socket\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+s.bind(('127.0.0.1', 0x1234))\n";
+
+#[test]
+fn const_buf_reports_its_fixed_size() {
+    let _g = serial();
+    let evs = run_policy("args-constbuf", CONST_BUF_POLICY, CONST_BUF_SCRIPT, 1);
+    assert_eq!(evs.len(), 1, "{evs:#?}");
+    // struct sockaddr_in: family AF_INET (2, little endian), port 0x1234 (network order),
+    // 127.0.0.1, 8 bytes of zero padding.
+    let mut want = vec![2, 0, 0x12, 0x34, 127, 0, 0, 1];
+    want.extend([0; 8]);
+    assert_eq!(decode(&evs[0]["args"][0]["bytes_arg"]), want, "{}", evs[0]);
+    assert_eq!(evs[0]["args"][1]["int_arg"], 16, "{}", evs[0]);
+}
+
+const RETURN_COPY_POLICY: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: read-data
+spec:
+  kprobes:
+  - call: "sys_read"
+    syscall: true
+    return: true
+    args:
+    - index: 0
+      type: "fd"
+    - index: 1
+      type: "char_buf"
+      returnCopy: true
+    - index: 2
+      type: "size_t"
+    returnArg:
+      index: 0
+      type: "int"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Equal"
+        values: ["@DIR@/secret.txt"]
+"#;
+
+// The buffer holds garbage before the call: what the event shows is what read(2) produced.
+const RETURN_COPY_SCRIPT: &str = "import os, sys\n\
+p = sys.argv[1] + '/secret.txt'\n\
+open(p, 'w').write('the data read(2) returned')\n\
+fd = os.open(p, os.O_RDONLY)\n\
+os.read(fd, 4096)\n\
+os.read(fd, 4096)\n";
+
+#[test]
+fn return_copy_reads_the_buffer_the_call_filled() {
+    let _g = serial();
+    let evs = run_policy("args-retcopy", RETURN_COPY_POLICY, RETURN_COPY_SCRIPT, 2);
+    assert_eq!(evs.len(), 2, "{evs:#?}");
+    let first = &evs[0];
+    assert_eq!(
+        decode(&first["args"][1]["bytes_arg"]),
+        b"the data read(2) returned",
+        "{first}"
+    );
+    assert_eq!(first["args"][2]["size_arg"], "4096", "{first}");
+    assert_eq!(first["return"]["int_arg"], 25, "{first}");
+    // At the end of the file read(2) returns 0: no bytes.
+    let second = &evs[1];
+    assert_eq!(second["return"]["int_arg"], 0, "{second}");
+    assert!(
+        second["args"][1]["bytes_arg"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "{second}"
+    );
+}
