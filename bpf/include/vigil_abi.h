@@ -198,6 +198,9 @@ enum vigil_arg_kind {
 	VIGIL_ARG_CONST_BUF = 34, /* const_buf: `const_size` bytes of user memory */
 	VIGIL_ARG_BUF_RET = 35,   /* char_buf returnCopy: read at the paired exit, count = the
 				   * return value (ints[] holds the pointer until then) */
+	VIGIL_ARG_SOCKADDR = 36,  /* user struct sockaddr -> struct vigil_sockaddr in the row;
+				   * ints[]: the family */
+	VIGIL_ARG_KSOCKADDR = 37, /* the same from kernel memory (kernel-function hooks) */
 	VIGIL_ARG_EXT_LAST = 39,
 };
 
@@ -214,6 +217,13 @@ enum vigil_op {
 	VIGIL_OP_MASK = 9,
 	VIGIL_OP_IN = 10,
 	VIGIL_OP_NOT_IN = 11,
+	/* sockaddr arguments (bpf/include/vigil_engine_sockaddr.h). Family is VIGIL_OP_EQ. */
+	VIGIL_OP_PORT = 32,          /* values: lo << 16 | hi, inclusive */
+	VIGIL_OP_NOT_PORT = 33,
+	VIGIL_OP_PORT_PRIV = 34,     /* port < 1024 */
+	VIGIL_OP_NOT_PORT_PRIV = 35,
+	VIGIL_OP_ADDR = 36,          /* CIDR set `set_id` in vigil_str_prefix (see vigil_sockaddr) */
+	VIGIL_OP_NOT_ADDR = 37,
 };
 
 /* Action bits of a selector. */
@@ -283,6 +293,16 @@ struct vigil_selector_cfg {
 	__u32 pad_ns;
 	struct vigil_ns_filter ns[VIGIL_MAX_NS_FILTERS];
 };
+
+/* A sockaddr argument as the engine keeps it in its row. Address sets are LPM keys of
+ * vigil_str_prefix: data = [4 or 6][address bytes], prefixlen = 32 + 8 + CIDR bits. */
+struct vigil_sockaddr {
+	__u16 family;
+	__u16 port; /* host order */
+	__u8 addr[16]; /* IPv4: first 4 bytes */
+};
+#define VIGIL_SA_TAG_V4 4
+#define VIGIL_SA_TAG_V6 6
 
 /* Key of the exact-string and LPM (prefix, reversed postfix) value sets. */
 struct vigil_str_key {

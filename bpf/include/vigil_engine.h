@@ -114,6 +114,8 @@ static __always_inline int negated(__u32 op)
 	return op == VIGIL_OP_NEQ || op == VIGIL_OP_NOT_PREFIX || op == VIGIL_OP_NOT_POSTFIX;
 }
 
+#include "vigil_engine_sockaddr.h"
+
 /*
  * 1: the filter holds; 0: it does not. `enforcing`: the selector has an enforcement action,
  * so an unreadable argument fails closed (holds) rather than letting the call through.
@@ -160,6 +162,11 @@ static __always_inline int filter_match(struct sys_scratch *s, const struct vigi
 	}
 	if (phase == PHASE_EXIT)
 		return 1; /* evaluated at entry */
+	if (h->arg_kind[slot] == VIGIL_ARG_SOCKADDR || h->arg_kind[slot] == VIGIL_ARG_KSOCKADDR) {
+		if (str_error & (1u << slot))
+			goto unreadable;
+		return sockaddr_op(s, slot, f);
+	}
 	if (!engine_arg_is_str(h->arg_kind[slot]))
 		return int_match(s->st.msg.ints[slot], f);
 	if (str_error & (1u << slot))
@@ -321,7 +328,9 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 		case VIGIL_ARG_FD:
 		case VIGIL_ARG_IOVEC:
 		case VIGIL_ARG_CONST_BUF:
-		case VIGIL_ARG_BUF_RET: {
+		case VIGIL_ARG_BUF_RET:
+		case VIGIL_ARG_SOCKADDR:
+		case VIGIL_ARG_KSOCKADDR: {
 			__u32 si = h->size_index[i] & 7;
 
 			if (si >= VIGIL_ENGINE_NARGS)

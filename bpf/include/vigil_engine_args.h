@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Syscall argument readers beyond integers and strings (kinds VIGIL_ARG_EXT_FIRST..LAST):
- * fd (the path of the descriptor through the task's file table), char_iovec, const_buf and
- * char_buf with returnCopy. Part of vigil_engine.h, included at its end.
+ * fd (the path of the descriptor through the task's file table), char_iovec, const_buf,
+ * char_buf with returnCopy, sockaddr. Part of vigil_engine.h, included at its end.
  *
  * They live in global (non-inlined) functions: the verifier checks each once on its own,
  * so hooks that use none of them pay nothing for them at load, and the engine's inlined
@@ -70,6 +70,39 @@ static __always_inline void buf_read(struct sys_scratch *s, __u32 slot, __u64 pt
 		s->st.msg.str_trunc |= 1u << slot;
 }
 
+/* A user struct sockaddr (sockaddr_in, sockaddr_in6, or any other family: family only). */
+static __always_inline long sa_copy(void *dst, __u32 n, __u64 src, int kernel)
+{
+	return kernel ? bpf_probe_read_kernel(dst, n, (void *)src)
+		      : bpf_probe_read_user(dst, n, (void *)src);
+}
+
+static __always_inline void sockaddr_read(struct sys_scratch *s, __u32 slot, __u64 raw,
+					  int kernel)
+{
+	struct vigil_sockaddr *sa = (void *)s->st.strs[slot & 7];
+	__u8 b[24]; /* sockaddr_in6 up to its address: family, port, flowinfo, address */
+	__u16 family;
+
+	if (sa_copy(&family, sizeof(family), raw, kernel)) {
+		s->st.msg.str_error |= 1u << slot;
+		return;
+	}
+	__builtin_memset(sa, 0, sizeof(*sa));
+	sa->family = family;
+	/* sockaddr_in is 16 bytes: never read past what the caller may have given. */
+	if (family == SA_AF_INET && !sa_copy(b, 8, raw, kernel)) {
+		sa->port = (__u16)b[2] << 8 | b[3];
+		__builtin_memcpy(sa->addr, &b[4], 4);
+	} else if (family == SA_AF_INET6 && !sa_copy(b, 24, raw, kernel)) {
+		sa->port = (__u16)b[2] << 8 | b[3];
+		__builtin_memcpy(sa->addr, &b[8], 16);
+	}
+	s->st.msg.ints[slot & 7] = family;
+	s->st.str_len_full[slot & 7] = sizeof(*sa);
+	s->st.msg.str_len[slot & 7] = sizeof(*sa);
+}
+
 /*
  * Reads argument `slot` of hook `hook` (an EXT kind) from its raw value; `aux` is the raw
  * value of the argument its size_index names (char_iovec: the iovec count).
@@ -127,6 +160,12 @@ __noinline int vigil_arg_ext(__u32 hook, __u32 slot, __u64 raw, __u64 aux)
 	case VIGIL_ARG_BUF_RET:
 		/* Read at the exit (vigil_arg_retcopy): the buffer is filled by the call. */
 		s->st.msg.ints[slot] = (__s64)raw;
+		return 0;
+	case VIGIL_ARG_SOCKADDR:
+		sockaddr_read(s, slot, raw, 0);
+		return 0;
+	case VIGIL_ARG_KSOCKADDR:
+		sockaddr_read(s, slot, raw, 1);
 		return 0;
 	}
 	s->st.msg.str_error |= 1u << slot;

@@ -13,6 +13,7 @@ mod options;
 mod outputs;
 mod pipeline;
 mod policies;
+mod sockaddr;
 mod sources;
 
 pub use sources::parse as parse_cli;

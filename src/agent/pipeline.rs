@@ -297,6 +297,14 @@ impl Pipeline {
                         ..Default::default()
                     }),
                     HookArg::Bytes => bytes_arg(rec.strings.get(i), m.ints[i] as u64),
+                    HookArg::Sockaddr if m.str_error & (1 << i) != 0 => {
+                        Arg::ErrorArg(tetragon::KprobeError {
+                            message: "cannot read the argument from memory".into(),
+                        })
+                    }
+                    HookArg::Sockaddr => Arg::SockaddrArg(super::sockaddr::sockaddr_arg(
+                        rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
+                    )),
                     HookArg::LinuxBinprm => Arg::LinuxBinprmArg(tetragon::KprobeLinuxBinprm {
                         path: text(),
                         permission: permission(m.ints[i] as u32),
@@ -678,9 +686,12 @@ fn int_arg(kind: HookArg, v: i64) -> tetragon::kprobe_argument::Arg {
                 abi: if v & ia32 != 0 { "i386" } else { "x64" }.to_string(),
             })
         }
-        HookArg::String | HookArg::LinuxBinprm | HookArg::File | HookArg::Path | HookArg::Bytes => {
-            Arg::LongArg(v)
-        }
+        HookArg::String
+        | HookArg::LinuxBinprm
+        | HookArg::File
+        | HookArg::Path
+        | HookArg::Bytes
+        | HookArg::Sockaddr => Arg::LongArg(v),
     }
 }
 

@@ -249,3 +249,73 @@ fn return_copy_reads_the_buffer_the_call_filled() {
         "{second}"
     );
 }
+
+const SOCKADDR_POLICY: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: connect-loopback
+spec:
+  kprobes:
+  - call: "sys_connect"
+    syscall: true
+    args:
+    - index: 0
+      type: "int"
+    - index: 1
+      type: "sockaddr"
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: "Family"
+        values: ["AF_INET"]
+      - index: 1
+        operator: "SAddr"
+        values: ["127.0.0.0/8"]
+      - index: 1
+        operator: "SPort"
+        values: ["47000:47010"]
+    - matchArgs:
+      - index: 1
+        operator: "SAddr"
+        values: ["::1"]
+      - index: 1
+        operator: "NotSPortPriv"
+"#;
+
+// UDP connects (no listener needed). Negatives first: a port outside the range, an address
+// outside the CIDR, a privileged IPv6 port; then the two positives.
+// A connect that fails (no route to 192.0.2.1 here) is still a call the hook sees.
+const SOCKADDR_SCRIPT: &str = r#"
+import socket
+def c(fam, addr):
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    try:
+        s.connect(addr)
+    except OSError:
+        pass
+    s.close()
+c(socket.AF_INET, ('127.0.0.1', 47011))
+c(socket.AF_INET, ('192.0.2.1', 47005))
+c(socket.AF_INET6, ('::1', 53))
+c(socket.AF_INET, ('127.0.0.2', 47005))
+c(socket.AF_INET6, ('::1', 47020))
+"#;
+
+#[test]
+fn sockaddr_arguments_filter_on_family_address_and_port() {
+    let _g = serial();
+    let evs = run_policy("args-sockaddr", SOCKADDR_POLICY, SOCKADDR_SCRIPT, 2);
+    let seen: Vec<_> = evs
+        .iter()
+        .map(|e| e["args"][1]["sockaddr_arg"].clone())
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            serde_json::json!({"family": "AF_INET", "addr": "127.0.0.2", "port": 47005}),
+            serde_json::json!({"family": "AF_INET6", "addr": "::1", "port": 47020}),
+        ],
+        "{evs:#?}"
+    );
+}

@@ -45,6 +45,8 @@ pub enum HookArg {
     /// `char_buf`: `bytes_arg`, or `truncated_bytes_arg` with the size asked for when the
     /// engine's buffer cut it.
     Bytes,
+    /// `sockaddr_arg` {family, addr, port} from a `vigil_sockaddr`.
+    Sockaddr,
 }
 
 /// Which event a hook produces, with what identifies the hook in it.
@@ -199,6 +201,7 @@ fn arg_kind(t: ArgType, kernel: bool) -> Option<(u8, HookArg)> {
             ArgType::LinuxBinprm => return Some((VIGIL_ARG_BINPRM as u8, HookArg::LinuxBinprm)),
             ArgType::String => return Some((VIGIL_ARG_KSTRING as u8, HookArg::String)),
             ArgType::Filename => return Some((VIGIL_ARG_FILENAME as u8, HookArg::String)),
+            ArgType::Sockaddr => return Some((VIGIL_ARG_KSOCKADDR as u8, HookArg::Sockaddr)),
             _ => {}
         }
     }
@@ -216,6 +219,7 @@ fn arg_kind(t: ArgType, kernel: bool) -> Option<(u8, HookArg)> {
         ArgType::Fd => (VIGIL_ARG_FD as u8, HookArg::File),
         ArgType::CharIovec => (VIGIL_ARG_IOVEC as u8, HookArg::Bytes),
         ArgType::ConstBuf => (VIGIL_ARG_CONST_BUF as u8, HookArg::Bytes),
+        ArgType::Sockaddr => (VIGIL_ARG_SOCKADDR as u8, HookArg::Sockaddr),
         _ => return None,
     })
 }
@@ -553,7 +557,10 @@ pub(crate) fn build_hook(
                         }
                         sel.filters[sel.nfilters as usize] = f;
                         sel.nfilters += 1;
-                        if is_string_kind(config.arg_kind[slot]) {
+                        // Strings and the EXT readers are read at entry only for filters.
+                        if is_string_kind(config.arg_kind[slot])
+                            || u32::from(config.arg_kind[slot]) >= VIGIL_ARG_EXT_FIRST
+                        {
                             config.filter_strs |= 1 << slot;
                         }
                     }
@@ -718,7 +725,8 @@ use process::{namespaces_filter, pids_filter};
 
 mod readers;
 pub use process::{ns_proc_name, parse_ns_link, read_host_namespace};
-use readers::ext_reader;
+pub use readers::family_name;
+use readers::{ext_reader, sockaddr_filter};
 
 #[cfg(test)]
 mod tests;

@@ -1,11 +1,17 @@
 //! Argument readers beyond integers and strings (engine kinds `VIGIL_ARG_EXT_*`,
-//! bpf/include/vigil_engine_args.h): fd, char_iovec, const_buf, char_buf with returnCopy.
+//! bpf/include/vigil_engine_args.h): fd, char_iovec, const_buf, char_buf with returnCopy,
+//! sockaddr (and its operators, bpf/include/vigil_engine_sockaddr.h).
 
 use vigil_bpf::abi::*;
 use vigil_policy::compile::ArgReader;
 
+use std::net::IpAddr;
+
+use vigil_policy::types::Operator;
+
 use super::process::char_buf_size;
-use super::{Unsupported, unsupported};
+use super::values::parse_int;
+use super::{Ids, PolicyTables, Unsupported, unsupported};
 
 /// Tetragon bounds a const_buf to 1023 bytes (`argm & 0x3ff`).
 const CONST_BUF_MAX: usize = 1023;
@@ -41,6 +47,17 @@ pub(crate) fn ext_reader(
             }
             Ok(VIGIL_ARG_BUF_RET as u8)
         }
+        VIGIL_ARG_BUF if a.max_bytes > vigil_policy::limits::CHAR_BUF_DEFAULT_BYTES.max => {
+            Err(unsupported(
+                path,
+                format!(
+                    "maxData (up to {} bytes) is not supported by this runtime yet: char_buf \
+                     reports at most {} bytes, with an explicit cut (truncated_bytes_arg)",
+                    a.max_bytes,
+                    VIGIL_ARG_STR_MAX - 1
+                ),
+            ))
+        }
         VIGIL_ARG_BUF | VIGIL_ARG_IOVEC => {
             config.size_index[slot] = char_buf_size(path, a)?;
             Ok(kind)
@@ -62,6 +79,135 @@ pub(crate) fn ext_reader(
         },
         _ => Ok(kind),
     }
+}
+
+/// Address families by Tetragon's names (values of `Family`, names in `sockaddr_arg`).
+const FAMILIES: &[(&str, i64)] = &[
+    ("AF_UNSPEC", 0),
+    ("AF_UNIX", 1),
+    ("AF_LOCAL", 1),
+    ("AF_INET", 2),
+    ("AF_INET6", 10),
+    ("AF_NETLINK", 16),
+    ("AF_PACKET", 17),
+    ("AF_VSOCK", 40),
+    ("AF_XDP", 44),
+];
+
+/// The name of address family `family` in events (`AF_INET`), or its number.
+pub fn family_name(family: u16) -> String {
+    FAMILIES
+        .iter()
+        .find(|(n, v)| *v == i64::from(family) && *n != "AF_LOCAL")
+        .map_or_else(|| family.to_string(), |(n, _)| (*n).to_string())
+}
+
+/// One matchArgs entry on a sockaddr argument: Family (integer compare on the family),
+/// SPort/NotSPort (ports and `lo:hi` ranges), SPortPriv/NotSPortPriv, SAddr/NotSAddr
+/// (addresses and CIDRs, as LPM keys tagged with the IP version).
+pub(crate) fn sockaddr_filter(
+    path: &str,
+    mut f: vigil_arg_filter,
+    op: Operator,
+    values: &[String],
+    ids: &mut Ids,
+    out: &mut PolicyTables,
+) -> Result<vigil_arg_filter, Unsupported> {
+    let too_many = || {
+        unsupported(
+            path,
+            format!("more than {VIGIL_MAX_INT_VALUES} values for {op} on a sockaddr"),
+        )
+    };
+    match op {
+        Operator::Family => {
+            f.op = VIGIL_OP_EQ as u8;
+            if values.len() > VIGIL_MAX_INT_VALUES as usize {
+                return Err(too_many());
+            }
+            for (i, v) in values.iter().enumerate() {
+                f.values[i] = FAMILIES
+                    .iter()
+                    .find(|(n, _)| n == v)
+                    .map(|(_, n)| *n)
+                    .or_else(|| parse_int(v))
+                    .ok_or_else(|| unsupported(path, format!("{v:?} is not an address family")))?;
+            }
+            f.nvalues = values.len() as u8;
+        }
+        Operator::SPort | Operator::NotSPort => {
+            f.op = if op == Operator::SPort {
+                VIGIL_OP_PORT
+            } else {
+                VIGIL_OP_NOT_PORT
+            } as u8;
+            if values.len() > VIGIL_MAX_INT_VALUES as usize {
+                return Err(too_many());
+            }
+            for (i, v) in values.iter().enumerate() {
+                let (lo, hi) = port_range(v)
+                    .ok_or_else(|| unsupported(path, format!("{v:?} is not a port or range")))?;
+                f.values[i] = i64::from(lo) << 16 | i64::from(hi);
+            }
+            f.nvalues = values.len() as u8;
+        }
+        Operator::SPortPriv => f.op = VIGIL_OP_PORT_PRIV as u8,
+        Operator::NotSPortPriv => f.op = VIGIL_OP_NOT_PORT_PRIV as u8,
+        Operator::SAddr | Operator::NotSAddr => {
+            f.op = if op == Operator::SAddr {
+                VIGIL_OP_ADDR
+            } else {
+                VIGIL_OP_NOT_ADDR
+            } as u8;
+            f.set_id = ids.next_set;
+            ids.next_set += 1;
+            for v in values {
+                let key = cidr_key(f.set_id, v)
+                    .ok_or_else(|| unsupported(path, format!("{v:?} is not an address or CIDR")))?;
+                out.tables.str_prefix.push(key);
+            }
+        }
+        other => {
+            return Err(unsupported(
+                path,
+                format!("operator {other} does not apply to sockaddr arguments"),
+            ));
+        }
+    }
+    Ok(f)
+}
+
+/// `80` or `1000:2000`.
+fn port_range(v: &str) -> Option<(u16, u16)> {
+    let one = |t: &str| parse_int(t.trim()).and_then(|p| u16::try_from(p).ok());
+    match v.split_once(':') {
+        Some((lo, hi)) => Some((one(lo)?, one(hi)?)).filter(|(lo, hi)| lo <= hi),
+        None => one(v).map(|p| (p, p)),
+    }
+}
+
+/// The LPM key of an address or CIDR: [4 or 6][address], 32 + 8 + bits of prefix.
+fn cidr_key(set_id: u32, v: &str) -> Option<vigil_str_key> {
+    let (ip, bits) = match v.split_once('/') {
+        Some((ip, bits)) => (ip.parse::<IpAddr>().ok()?, Some(bits.parse::<u32>().ok()?)),
+        None => (v.parse::<IpAddr>().ok()?, None),
+    };
+    let mut key = vigil_str_key {
+        set_id,
+        ..Default::default()
+    };
+    let (tag, bytes, max) = match ip {
+        IpAddr::V4(a) => (VIGIL_SA_TAG_V4, a.octets().to_vec(), 32),
+        IpAddr::V6(a) => (VIGIL_SA_TAG_V6, a.octets().to_vec(), 128),
+    };
+    let bits = bits.unwrap_or(max);
+    if bits > max {
+        return None;
+    }
+    key.data[0] = tag as u8;
+    key.data[1..=bytes.len()].copy_from_slice(&bytes);
+    key.prefixlen = 32 + 8 + bits;
+    Some(key)
 }
 
 #[cfg(test)]

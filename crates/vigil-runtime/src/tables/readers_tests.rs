@@ -125,3 +125,54 @@ fn buffers_cannot_be_filtered_yet_and_say_so() {
         "{err}"
     );
 }
+
+#[test]
+fn max_data_is_refused_by_name() {
+    let yaml = policy(
+        "sys_write",
+        "    - index: 1\n      type: \"char_buf\"\n      sizeArgIndex: 3\n      maxData: true\n",
+        "",
+    );
+    let err = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap_err();
+    assert!(err.reason.contains("maxData"), "{err}");
+    assert_eq!(err.path, "spec.kprobes[0].args[0]");
+}
+
+#[test]
+fn sockaddr_operators_become_family_port_and_cidr_tables() {
+    let yaml = policy(
+        "sys_connect",
+        "    - index: 1\n      type: \"sockaddr\"\n",
+        "    selectors:\n    - matchArgs:\n      - index: 1\n        operator: \"Family\"\n        \
+         values: [\"AF_INET6\", \"2\"]\n      - index: 1\n        operator: \"SPort\"\n        \
+         values: [\"80\", \"1000:2000\"]\n      - index: 1\n        operator: \"NotSAddr\"\n        \
+         values: [\"10.1.0.0/16\", \"fd00::/8\"]\n      - index: 1\n        operator: \"SPortPriv\"\n",
+    );
+    let t = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap();
+    let hook = &t.tables.hooks[0];
+    assert_eq!(u32::from(hook.config.arg_kind[0]), VIGIL_ARG_SOCKADDR);
+    assert_eq!(hook.config.filter_strs, 1, "read at entry for the filters");
+    assert_eq!(t.hooks[0].args[0].0, HookArg::Sockaddr);
+    let f = &hook.selectors[0].filters;
+    assert_eq!(hook.selectors[0].nfilters, 4);
+    assert_eq!((u32::from(f[0].op), f[0].nvalues), (VIGIL_OP_EQ, 2));
+    assert_eq!(f[0].values[..2], [10, 2]);
+    assert_eq!(u32::from(f[1].op), VIGIL_OP_PORT);
+    assert_eq!(f[1].values[..2], [80 << 16 | 80, 1000 << 16 | 2000]);
+    assert_eq!(u32::from(f[2].op), VIGIL_OP_NOT_ADDR);
+    assert_eq!(u32::from(f[3].op), VIGIL_OP_PORT_PRIV);
+    let keys: Vec<_> = t
+        .tables
+        .str_prefix
+        .iter()
+        .filter(|k| k.set_id == f[2].set_id)
+        .map(|k| (k.prefixlen, k.data[..5].to_vec()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            (32 + 8 + 16, vec![VIGIL_SA_TAG_V4 as u8, 10, 1, 0, 0]),
+            (32 + 8 + 8, vec![VIGIL_SA_TAG_V6 as u8, 0xfd, 0, 0, 0]),
+        ]
+    );
+}

@@ -199,6 +199,9 @@ pub(super) fn arg_filter(
         ..Default::default()
     };
     let kind = u32::from(kind);
+    if kind == VIGIL_ARG_SOCKADDR || kind == VIGIL_ARG_KSOCKADDR {
+        return super::sockaddr_filter(path, f, op, values, ids, out);
+    }
     if kind == VIGIL_ARG_STRING
         || kind == VIGIL_ARG_FD
         || (VIGIL_ARG_KOBJ_FIRST..=VIGIL_ARG_KOBJ_LAST).contains(&kind)
