@@ -22,6 +22,7 @@ enum vigil_msg_kind {
 	VIGIL_MSG_CLONE = 2,
 	VIGIL_MSG_EXIT = 3,
 	VIGIL_MSG_SYSCALL = 4,
+	VIGIL_MSG_DATA = 5, /* a chunk of a maxData char_buf (struct vigil_data_msg) */
 };
 
 /* Indices of the per-CPU counter array `vigil_counters`. */
@@ -201,6 +202,9 @@ enum vigil_arg_kind {
 	VIGIL_ARG_SOCKADDR = 36,  /* user struct sockaddr -> struct vigil_sockaddr in the row;
 				   * ints[]: the family */
 	VIGIL_ARG_KSOCKADDR = 37, /* the same from kernel memory (kernel-function hooks) */
+	VIGIL_ARG_BUF_DATA = 38,  /* char_buf with maxData: up to VIGIL_DATA_MAX bytes sent ahead
+				   * as VIGIL_MSG_DATA chunks; the row holds their __u64 id, ints[]
+				   * the count asked for */
 	VIGIL_ARG_EXT_LAST = 39,
 };
 
@@ -303,6 +307,20 @@ struct vigil_sockaddr {
 };
 #define VIGIL_SA_TAG_V4 4
 #define VIGIL_SA_TAG_V6 6
+
+/* maxData: Tetragon reads up to 327360 bytes; they travel in chunks ahead of the event,
+ * each a ring record of sizeof(struct vigil_data_msg) + VIGIL_DATA_CHUNK bytes whose
+ * hdr.size says how many are used. (tid, id) ties them to the event's argument. */
+#define VIGIL_DATA_MAX 327360
+#define VIGIL_DATA_CHUNK 4096
+struct vigil_data_msg {
+	struct vigil_msg_header hdr;
+	__u64 id;
+	__u32 tid;
+	__u32 off; /* of this chunk in the buffer */
+	__u32 len;
+	__u32 pad;
+};
 
 /* Key of the exact-string and LPM (prefix, reversed postfix) value sets. */
 struct vigil_str_key {

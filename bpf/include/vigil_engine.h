@@ -330,7 +330,8 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 		case VIGIL_ARG_CONST_BUF:
 		case VIGIL_ARG_BUF_RET:
 		case VIGIL_ARG_SOCKADDR:
-		case VIGIL_ARG_KSOCKADDR: {
+		case VIGIL_ARG_KSOCKADDR:
+		case VIGIL_ARG_BUF_DATA: {
 			__u32 si = h->size_index[i] & 7;
 
 			if (si >= VIGIL_ENGINE_NARGS)

@@ -2,7 +2,7 @@
 /*
  * Syscall argument readers beyond integers and strings (kinds VIGIL_ARG_EXT_FIRST..LAST):
  * fd (the path of the descriptor through the task's file table), char_iovec, const_buf,
- * char_buf with returnCopy, sockaddr. Part of vigil_engine.h, included at its end.
+ * char_buf with returnCopy and with maxData, sockaddr. Part of vigil_engine.h, included at its end.
  *
  * They live in global (non-inlined) functions: the verifier checks each once on its own,
  * so hooks that use none of them pay nothing for them at load, and the engine's inlined
@@ -68,6 +68,76 @@ static __always_inline void buf_read(struct sys_scratch *s, __u32 slot, __u64 pt
 	s->st.msg.str_len[slot] = n;
 	if (want > n)
 		s->st.msg.str_trunc |= 1u << slot;
+}
+
+struct data_ctx {
+	__u64 ptr;
+	__u64 id;
+	__u32 total; /* bytes to send */
+	__u32 tid;
+	__u32 error;
+	__u32 pad;
+};
+
+struct data_rec {
+	struct vigil_data_msg m;
+	__u8 bytes[VIGIL_DATA_CHUNK];
+};
+
+/* One chunk of a maxData buffer per iteration, straight from user memory into the ring. */
+static long data_step(__u32 i, struct data_ctx *c)
+{
+	__u32 off = i * VIGIL_DATA_CHUNK, n;
+	struct data_rec *r;
+
+	if (off >= c->total)
+		return 1;
+	n = c->total - off;
+	if (n > VIGIL_DATA_CHUNK)
+		n = VIGIL_DATA_CHUNK;
+	r = bpf_ringbuf_reserve(&vigil_events, sizeof(*r), 0);
+	if (!r) {
+		count(VIGIL_CNT_RB_LOST_POLICY);
+		c->error = 1;
+		return 1;
+	}
+	if (bpf_probe_read_user(r->bytes, n, (void *)(c->ptr + off))) {
+		bpf_ringbuf_discard(r, 0);
+		c->error = 1;
+		return 1;
+	}
+	r->m.hdr.kind = VIGIL_MSG_DATA;
+	r->m.hdr.pad[0] = r->m.hdr.pad[1] = r->m.hdr.pad[2] = 0;
+	r->m.hdr.size = sizeof(r->m) + n;
+	r->m.hdr.ktime = 0;
+	r->m.id = c->id;
+	r->m.tid = c->tid;
+	r->m.off = off;
+	r->m.len = n;
+	r->m.pad = 0;
+	bpf_ringbuf_submit(r, wakeup_flags());
+	return 0;
+}
+
+/* maxData: the buffer goes ahead in chunks; the row keeps the id the event refers to. */
+static __always_inline void data_read(struct sys_scratch *s, __u32 slot, __u64 ptr, __u64 want)
+{
+	struct data_ctx c = {
+		.ptr = ptr,
+		.id = bpf_ktime_get_ns(),
+		.total = want < VIGIL_DATA_MAX ? (__u32)want : VIGIL_DATA_MAX,
+		.tid = (__u32)bpf_get_current_pid_tgid(),
+	};
+
+	bpf_loop(VIGIL_DATA_MAX / VIGIL_DATA_CHUNK + 1, data_step, &c, 0);
+	s->st.msg.ints[slot & 7] = (__s64)want;
+	if (c.error) {
+		s->st.msg.str_error |= 1u << slot;
+		return;
+	}
+	__builtin_memcpy(s->st.strs[slot & 7], &c.id, sizeof(c.id));
+	s->st.str_len_full[slot & 7] = sizeof(c.id);
+	s->st.msg.str_len[slot & 7] = sizeof(c.id);
 }
 
 /* A user struct sockaddr (sockaddr_in, sockaddr_in6, or any other family: family only). */
@@ -166,6 +236,9 @@ __noinline int vigil_arg_ext(__u32 hook, __u32 slot, __u64 raw, __u64 aux)
 		return 0;
 	case VIGIL_ARG_KSOCKADDR:
 		sockaddr_read(s, slot, raw, 1);
+		return 0;
+	case VIGIL_ARG_BUF_DATA:
+		data_read(s, slot, raw, aux);
 		return 0;
 	}
 	s->st.msg.str_error |= 1u << slot;

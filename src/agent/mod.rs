@@ -9,6 +9,7 @@ mod containers;
 mod convert;
 mod encode;
 mod logging;
+mod maxdata;
 mod options;
 mod outputs;
 mod pipeline;

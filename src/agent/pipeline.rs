@@ -38,6 +38,8 @@ pub struct Pipeline {
     enc: EncodeOptions,
     ancestors: bool,
     kprobe_ancestors: bool,
+    /// maxData buffers waiting for their event.
+    data: super::maxdata::Chunks,
     cluster_name: String,
     bus: Bus,
     reported_kernel: [u64; VIGIL_CNT_MAX as usize],
@@ -64,6 +66,7 @@ impl Pipeline {
             enc,
             ancestors,
             kprobe_ancestors: false,
+            data: Default::default(),
             cluster_name,
             bus,
             reported_kernel: [0; VIGIL_CNT_MAX as usize],
@@ -174,6 +177,7 @@ impl Pipeline {
             Ok(Record::Clone(msg)) => self.on_clone(&msg, now),
             Ok(Record::Exit(msg)) => self.on_exit(&msg, now),
             Ok(Record::Syscall(rec)) => self.on_syscall(&rec),
+            Ok(Record::Data(d)) => self.data.add(&d),
             Err(e) => {
                 self.stats.decode_errors += 1;
                 tracing::error!(error = %e, "undecodable kernel message dropped");
@@ -297,7 +301,14 @@ impl Pipeline {
                         ..Default::default()
                     }),
                     HookArg::Bytes => bytes_arg(rec.strings.get(i), m.ints[i] as u64),
-                    HookArg::Sockaddr if m.str_error & (1 << i) != 0 => {
+                    HookArg::Data if m.str_error & (1 << i) == 0 => bytes_arg(
+                        Some(&self.data.take(
+                            m.tid,
+                            rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
+                        )),
+                        m.ints[i] as u64,
+                    ),
+                    HookArg::Sockaddr | HookArg::Data if m.str_error & (1 << i) != 0 => {
                         Arg::ErrorArg(tetragon::KprobeError {
                             message: "cannot read the argument from memory".into(),
                         })
@@ -691,6 +702,7 @@ fn int_arg(kind: HookArg, v: i64) -> tetragon::kprobe_argument::Arg {
         | HookArg::File
         | HookArg::Path
         | HookArg::Bytes
+        | HookArg::Data
         | HookArg::Sockaddr => Arg::LongArg(v),
     }
 }

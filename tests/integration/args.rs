@@ -319,3 +319,51 @@ fn sockaddr_arguments_filter_on_family_address_and_port() {
         "{evs:#?}"
     );
 }
+
+const MAX_DATA_POLICY: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: write-max-data
+spec:
+  kprobes:
+  - call: "sys_write"
+    syscall: true
+    args:
+    - index: 0
+      type: "fd"
+    - index: 1
+      type: "char_buf"
+      sizeArgIndex: 3
+      maxData: true
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Prefix"
+        values: ["@DIR@/"]
+"#;
+
+// 100000 bytes fit maxData's 327360; 400000 do not (os.write may write fewer, but the
+// kernel reads what the call passed).
+const MAX_DATA_SCRIPT: &str = r#"
+import os, sys
+fd = os.open(sys.argv[1] + '/big.bin', os.O_WRONLY | os.O_CREAT, 0o600)
+os.write(fd, bytes(i % 251 for i in range(100000)))
+os.write(fd, b'Z' * 400000)
+"#;
+
+#[test]
+fn max_data_reports_up_to_327360_bytes() {
+    let _g = serial();
+    let evs = run_policy("args-maxdata", MAX_DATA_POLICY, MAX_DATA_SCRIPT, 2);
+    assert_eq!(evs.len(), 2, "{evs:#?}");
+    let want: Vec<u8> = (0..100000u32).map(|i| (i % 251) as u8).collect();
+    assert!(
+        decode(&evs[0]["args"][1]["bytes_arg"]) == want,
+        "first write: {:.300}",
+        evs[0]
+    );
+    let long = &evs[1]["args"][1]["truncated_bytes_arg"];
+    assert_eq!(long["orig_size"], "400000", "{:.300}", evs[1]);
+    assert_eq!(decode(&long["bytes_arg"]), vec![b'Z'; 327360]);
+}

@@ -47,6 +47,9 @@ pub enum HookArg {
     Bytes,
     /// `sockaddr_arg` {family, addr, port} from a `vigil_sockaddr`.
     Sockaddr,
+    /// `char_buf` with maxData: `bytes_arg` / `truncated_bytes_arg` from the data chunks
+    /// that went ahead of the event (the argument's row holds their id).
+    Data,
 }
 
 /// Which event a hook produces, with what identifies the hook in it.
@@ -405,6 +408,11 @@ pub(crate) fn build_hook(
         )?;
         config.arg_kind[slot] = kind;
         config.arg_index[slot] = a.index as u8;
+        let report = if u32::from(kind) == VIGIL_ARG_BUF_DATA {
+            HookArg::Data
+        } else {
+            report
+        };
         args.push((report, a.label.clone()));
     }
     config.nargs = readers.len() as u32;
@@ -527,6 +535,7 @@ pub(crate) fn build_hook(
                         if matches!(
                             u32::from(config.arg_kind[slot]),
                             VIGIL_ARG_BUF
+                                | VIGIL_ARG_BUF_DATA
                                 | VIGIL_ARG_BUF_RET
                                 | VIGIL_ARG_IOVEC
                                 | VIGIL_ARG_CONST_BUF

@@ -47,16 +47,10 @@ pub(crate) fn ext_reader(
             }
             Ok(VIGIL_ARG_BUF_RET as u8)
         }
+        // maxData: up to VIGIL_DATA_MAX bytes, sent ahead of the event in chunks.
         VIGIL_ARG_BUF if a.max_bytes > vigil_policy::limits::CHAR_BUF_DEFAULT_BYTES.max => {
-            Err(unsupported(
-                path,
-                format!(
-                    "maxData (up to {} bytes) is not supported by this runtime yet: char_buf \
-                     reports at most {} bytes, with an explicit cut (truncated_bytes_arg)",
-                    a.max_bytes,
-                    VIGIL_ARG_STR_MAX - 1
-                ),
-            ))
+            config.size_index[slot] = char_buf_size(path, a)?;
+            Ok(VIGIL_ARG_BUF_DATA as u8)
         }
         VIGIL_ARG_BUF | VIGIL_ARG_IOVEC => {
             config.size_index[slot] = char_buf_size(path, a)?;

@@ -127,15 +127,17 @@ fn buffers_cannot_be_filtered_yet_and_say_so() {
 }
 
 #[test]
-fn max_data_is_refused_by_name() {
+fn max_data_sends_the_buffer_in_chunks() {
     let yaml = policy(
         "sys_write",
         "    - index: 1\n      type: \"char_buf\"\n      sizeArgIndex: 3\n      maxData: true\n",
         "",
     );
-    let err = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap_err();
-    assert!(err.reason.contains("maxData"), "{err}");
-    assert_eq!(err.path, "spec.kprobes[0].args[0]");
+    let t = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap();
+    let cfg = &t.tables.hooks[0].config;
+    assert_eq!(u32::from(cfg.arg_kind[0]), VIGIL_ARG_BUF_DATA);
+    assert_eq!(cfg.size_index[0], 2);
+    assert_eq!(t.hooks[0].args[0].0, HookArg::Data);
 }
 
 #[test]
