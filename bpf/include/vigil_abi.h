@@ -205,7 +205,10 @@ enum vigil_arg_kind {
 	VIGIL_ARG_BUF_DATA = 38,  /* char_buf with maxData: up to VIGIL_DATA_MAX bytes sent ahead
 				   * as VIGIL_MSG_DATA chunks; the row holds their __u64 id, ints[]
 				   * the count asked for */
-	VIGIL_ARG_EXT_LAST = 39,
+	VIGIL_ARG_BTF = 39,       /* a member path followed from a base pointer (BTF `resolve`;
+				   * data with source current_task): vigil_hook_cfg.chains[slot] */
+	VIGIL_ARG_BTF_STR = 40,   /* the same, ending on a string (char * or char array) */
+	VIGIL_ARG_EXT_LAST = 47,
 };
 
 enum vigil_op {
@@ -236,6 +239,25 @@ enum vigil_op {
 #define VIGIL_ACT_SIGNAL (1u << 2)
 #define VIGIL_ACT_OVERRIDE (1u << 3) /* fmod_ret / LSM: the hooked function returns `override_rc` */
 
+/* A BTF member path (`resolve`) as offsets: for step i, load a pointer from the address
+ * first when bit i of `deref` is set, then add off[i]; then read the leaf there. */
+#define VIGIL_BTF_DEPTH 10 /* Tetragon's MAX_BTF_ARG_DEPTH */
+#define VIGIL_LEAF_INT 1      /* `size` bytes, sign-extended when flags say so */
+#define VIGIL_LEAF_CHAR_PTR 2 /* a char *: the kernel string it points to */
+#define VIGIL_LEAF_CHAR_ARR 3 /* a char array: the string stored there */
+#define VIGIL_LEAF_PTR 4      /* a pointer's value */
+#define VIGIL_CHAIN_SIGNED (1u << 0)
+#define VIGIL_CHAIN_TASK (1u << 1) /* base: the current task (data source current_task) */
+struct vigil_btf_chain {
+	__u8 nsteps;
+	__u8 leaf;
+	__u8 size;
+	__u8 flags;
+	__u16 deref;
+	__u16 pad;
+	__u32 off[16]; /* VIGIL_BTF_DEPTH used: 16 so that an index masked with 15 stays inside */
+};
+
 struct vigil_hook_cfg {
 	__u32 nargs;
 	__u32 nselectors;
@@ -253,6 +275,7 @@ struct vigil_hook_cfg {
 	__u8 pad3;
 	__u16 const_size[VIGIL_MAX_ARGS]; /* VIGIL_ARG_CONST_BUF: bytes of each argument */
 	__u16 pad4;
+	struct vigil_btf_chain chains[VIGIL_MAX_ARGS]; /* VIGIL_ARG_BTF */
 };
 
 struct vigil_arg_filter {

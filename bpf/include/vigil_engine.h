@@ -78,6 +78,7 @@ static __always_inline int monitor_mode(void)
 static __always_inline int engine_arg_is_str(__u8 kind)
 {
 	return kind == VIGIL_ARG_STRING || kind == VIGIL_ARG_KSTRING || kind == VIGIL_ARG_FD ||
+	       kind == VIGIL_ARG_BTF_STR ||
 	       (kind >= VIGIL_ARG_KOBJ_FIRST && kind <= VIGIL_ARG_KOBJ_LAST);
 }
 
@@ -331,7 +332,9 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 		case VIGIL_ARG_BUF_RET:
 		case VIGIL_ARG_SOCKADDR:
 		case VIGIL_ARG_KSOCKADDR:
-		case VIGIL_ARG_BUF_DATA: {
+		case VIGIL_ARG_BUF_DATA:
+		case VIGIL_ARG_BTF:
+		case VIGIL_ARG_BTF_STR: {
 			__u32 si = h->size_index[i] & 7;
 
 			if (si >= VIGIL_ENGINE_NARGS)

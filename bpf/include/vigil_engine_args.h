@@ -140,6 +140,86 @@ static __always_inline void data_read(struct sys_scratch *s, __u32 slot, __u64 p
 	s->st.msg.str_len[slot & 7] = sizeof(c.id);
 }
 
+struct chain_ctx {
+	__u64 addr;
+	__u32 hook;
+	__u32 slot;
+	__u32 error;
+};
+
+/* One member step per iteration: load a pointer if the step says so, then add the offset. */
+static long chain_step(__u32 i, struct chain_ctx *c)
+{
+	struct vigil_hook_cfg *h = bpf_map_lookup_elem(&vigil_sys_hooks, &c->hook);
+	struct vigil_btf_chain *ch;
+	__u32 slot = c->slot & 7, k = i & 15;
+
+	/* Bounded registers the compiler must use as they are (see vigil_arg_ext). */
+	asm volatile("" : "+r"(slot), "+r"(k));
+	if (!h || k >= VIGIL_BTF_DEPTH || slot >= VIGIL_MAX_ARGS)
+		return 1;
+	ch = &h->chains[slot];
+	if (k >= ch->nsteps)
+		return 1;
+	if ((ch->deref >> k) & 1) {
+		if (!c->addr || bpf_probe_read_kernel(&c->addr, sizeof(c->addr), (void *)c->addr)) {
+			c->error = 1;
+			return 1;
+		}
+	}
+	c->addr += ch->off[k];
+	return 0;
+}
+
+/* BTF `resolve`: follows the member path from `base` (or the current task) to its leaf. */
+static __always_inline void chain_read(struct sys_scratch *s, const struct vigil_hook_cfg *h,
+				       __u32 hook, __u32 slot, __u64 base)
+{
+	const struct vigil_btf_chain *ch = &h->chains[slot];
+	struct chain_ctx c = { .addr = base, .hook = hook, .slot = slot };
+	__u64 v = 0;
+	long n;
+
+	if (ch->flags & VIGIL_CHAIN_TASK)
+		c.addr = bpf_get_current_task();
+	bpf_loop(VIGIL_BTF_DEPTH, chain_step, &c, 0);
+	if (c.error || !c.addr)
+		goto fail;
+	switch (ch->leaf) {
+	case VIGIL_LEAF_INT:
+	case VIGIL_LEAF_PTR: {
+		__u32 size = ch->size & 15;
+
+		if (size > 8)
+			size = 8;
+		if (bpf_probe_read_kernel(&v, size, (void *)c.addr))
+			goto fail;
+		if ((ch->flags & VIGIL_CHAIN_SIGNED) && size < 8) {
+			__u32 shift = (64 - 8 * size) & 63;
+
+			v = (__u64)(((__s64)(v << shift)) >> shift);
+		}
+		s->st.msg.ints[slot] = (__s64)v;
+		return;
+	}
+	case VIGIL_LEAF_CHAR_PTR:
+		if (bpf_probe_read_kernel(&c.addr, sizeof(c.addr), (void *)c.addr))
+			goto fail;
+		/* fall through */
+	case VIGIL_LEAF_CHAR_ARR:
+		n = bpf_probe_read_kernel_str(s->st.strs[slot], VIGIL_ARG_STR_MAX, (void *)c.addr);
+		if (n <= 0)
+			goto fail;
+		s->st.str_len_full[slot] = (n - 1) & ROW_MAX;
+		s->st.msg.str_len[slot] = (n - 1) & ROW_MAX;
+		if (n == VIGIL_ARG_STR_MAX)
+			s->st.msg.str_trunc |= 1u << slot;
+		return;
+	}
+fail:
+	s->st.msg.str_error |= 1u << slot;
+}
+
 /* A user struct sockaddr (sockaddr_in, sockaddr_in6, or any other family: family only). */
 static __always_inline long sa_copy(void *dst, __u32 n, __u64 src, int kernel)
 {
@@ -239,6 +319,10 @@ __noinline int vigil_arg_ext(__u32 hook, __u32 slot, __u64 raw, __u64 aux)
 		return 0;
 	case VIGIL_ARG_BUF_DATA:
 		data_read(s, slot, raw, aux);
+		return 0;
+	case VIGIL_ARG_BTF:
+	case VIGIL_ARG_BTF_STR:
+		chain_read(s, h, hook, slot, raw);
 		return 0;
 	}
 	s->st.msg.str_error |= 1u << slot;

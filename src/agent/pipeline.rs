@@ -329,6 +329,11 @@ impl Pipeline {
                 }
             })
             .collect();
+        // `data` entries follow the arguments in the kernel's slots.
+        let data = match hook.data_from {
+            Some(k) if k <= args.len() => args.split_off(k),
+            _ => Vec::new(),
+        };
         // Open-like calls: the path the kernel opened, resolved from the returned fd.
         if let Some(path) = &rec.path {
             args.push(tetragon::KprobeArgument {
@@ -412,6 +417,7 @@ impl Pipeline {
             message: hook.message.clone().unwrap_or_default(),
             tags: hook.tags.clone(),
             ancestors,
+            data,
             ..Default::default()
         };
         drop(hooks);

@@ -367,3 +367,68 @@ fn max_data_reports_up_to_327360_bytes() {
     assert_eq!(long["orig_size"], "400000", "{:.300}", evs[1]);
     assert_eq!(decode(&long["bytes_arg"]), vec![b'Z'; 327360]);
 }
+
+const DATA_POLICY: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: write-task-data
+spec:
+  kprobes:
+  - call: "sys_write"
+    syscall: true
+    args:
+    - index: 0
+      type: "fd"
+    data:
+    - index: 0
+      type: "int"
+      source: "current_task"
+      resolve: "tgid"
+    - index: 1
+      type: "string"
+      source: "current_task"
+      resolve: "comm"
+    - index: 2
+      type: "int"
+      source: "current_task"
+      resolve: "real_parent.tgid"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Prefix"
+        values: ["@DIR@/"]
+      matchData:
+      - index: 1
+        operator: "Equal"
+        values: ["vigil-data-yes"]
+"#;
+
+// The same write twice: under another name (filtered out by matchData), then under the
+// name the selector wants.
+const DATA_SCRIPT: &str = r#"
+import os, sys
+fd = os.open(sys.argv[1] + '/d.txt', os.O_WRONLY | os.O_CREAT, 0o600)
+open('/proc/self/comm', 'w').write('vigil-data-no')
+os.write(fd, b'1')
+open('/proc/self/comm', 'w').write('vigil-data-yes')
+os.write(fd, b'2')
+"#;
+
+#[test]
+fn data_from_current_task_is_reported_and_filtered_by_match_data() {
+    let _g = serial();
+    let evs = run_policy("args-data", DATA_POLICY, DATA_SCRIPT, 1);
+    assert_eq!(
+        evs.len(),
+        1,
+        "only the write under the selected name: {evs:#?}"
+    );
+    let ev = &evs[0];
+    let data = &ev["data"];
+    assert_eq!(data[0]["int_arg"], ev["process"]["pid"], "{ev}");
+    assert_eq!(data[1]["string_arg"], "vigil-data-yes", "{ev}");
+    // python3 was started by this test process.
+    assert_eq!(data[2]["int_arg"], std::process::id(), "{ev}");
+    assert_eq!(ev["args"].as_array().map(Vec::len), Some(1), "{ev}");
+}

@@ -154,6 +154,8 @@ pub struct ArgReader {
     pub max_bytes: usize,
     pub resolve: Vec<String>,
     pub btf_type: Option<String>,
+    /// `data` entries: where the value comes from (`current_task`, `pt_regs`).
+    pub source: Option<String>,
 }
 
 /// One filter row of a selector table.
@@ -529,6 +531,7 @@ fn readers(args: &[ArgSpec], origin: ArgOrigin) -> Vec<ArgReader> {
                 .map(str::to_string)
                 .collect(),
             btf_type: a.btf_type.clone(),
+            source: a.source.clone(),
         })
         .collect()
 }

@@ -104,6 +104,7 @@ pub fn build(
         max_bytes: 0,
         resolve: Vec::new(),
         btf_type: None,
+        source: None,
     });
     let attach = Attach::Tracepoint {
         subsystem: "raw_syscalls".into(),

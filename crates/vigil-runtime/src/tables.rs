@@ -101,6 +101,8 @@ pub struct HookInfo {
     pub return_slot: Option<usize>,
     /// A kernel-function or LSM hook (not a system call).
     pub kernel_function: bool,
+    /// `args` from this position on are the hook's `data` entries (`data` in events).
+    pub data_from: Option<usize>,
 }
 
 impl HookInfo {
@@ -234,6 +236,7 @@ pub(crate) fn is_string_kind(kind: u8) -> bool {
     kind == VIGIL_ARG_STRING
         || kind == VIGIL_ARG_KSTRING
         || kind == VIGIL_ARG_FD
+        || kind == VIGIL_ARG_BTF_STR
         || (VIGIL_ARG_KOBJ_FIRST..=VIGIL_ARG_KOBJ_LAST).contains(&kind)
 }
 
@@ -416,6 +419,34 @@ pub(crate) fn build_hook(
         args.push((report, a.label.clone()));
     }
     config.nargs = readers.len() as u32;
+    // `data` entries (source current_task) take the slots after the arguments.
+    let data: Vec<_> = hook
+        .arguments
+        .iter()
+        .filter(|a| a.origin == ArgOrigin::Data)
+        .collect();
+    let data_from = readers.len();
+    if !data.is_empty() {
+        if data_from + data.len() > VIGIL_MAX_ARGS as usize {
+            return Err(unsupported(
+                path,
+                format!("more than {VIGIL_MAX_ARGS} args and data entries"),
+            ));
+        }
+        if fexit {
+            return Err(unsupported(
+                &format!("{path}.data"),
+                "data on a return probe of a kernel function is not supported yet",
+            ));
+        }
+        for (j, d) in data.iter().enumerate() {
+            let (kind, report, chain) = data_reader(&format!("{path}.data[{j}]"), d)?;
+            config.arg_kind[data_from + j] = kind;
+            config.chains[data_from + j] = chain;
+            args.push((report, d.label.clone()));
+        }
+        config.nargs += data.len() as u32;
+    }
     let mut return_slot = None;
     if fexit
         && let Some(r) = hook
@@ -630,6 +661,42 @@ pub(crate) fn build_hook(
                     sel.filters[sel.nfilters as usize] = f;
                     sel.nfilters += 1;
                 }
+                Filter::Arg {
+                    origin: ArgOrigin::Data,
+                    positions,
+                    operator,
+                    values,
+                } => {
+                    for &pos in positions {
+                        let slot = data_from + pos as usize;
+                        if pos as usize >= data.len() {
+                            return Err(unsupported(
+                                &spath,
+                                format!("matchData index {pos} names no data entry of the hook"),
+                            ));
+                        }
+                        let f = arg_filter(
+                            &spath,
+                            slot,
+                            *operator,
+                            values,
+                            config.arg_kind[slot],
+                            ids,
+                            out,
+                        )?;
+                        if sel.nfilters >= VIGIL_MAX_ARG_FILTERS {
+                            return Err(unsupported(
+                                &spath,
+                                format!(
+                                    "more than {VIGIL_MAX_ARG_FILTERS} matchArgs and matchData"
+                                ),
+                            ));
+                        }
+                        sel.filters[sel.nfilters as usize] = f;
+                        sel.nfilters += 1;
+                        config.filter_strs |= 1 << slot;
+                    }
+                }
                 Filter::Pids(p) => pids_filter(&spath, &mut sel, p)?,
                 Filter::Namespaces(n) => {
                     namespaces_filter(&spath, &mut sel, n, &read_host_namespace)?
@@ -720,6 +787,7 @@ pub(crate) fn build_hook(
             }
         ),
         kernel_function: kernel,
+        data_from: (!data.is_empty()).then_some(data_from),
     });
     ids.next_hook += 1;
     Ok(())
@@ -735,7 +803,7 @@ use process::{namespaces_filter, pids_filter};
 mod readers;
 pub use process::{ns_proc_name, parse_ns_link, read_host_namespace};
 pub use readers::family_name;
-use readers::{ext_reader, sockaddr_filter};
+use readers::{data_reader, ext_reader, sockaddr_filter};
 
 #[cfg(test)]
 mod tests;

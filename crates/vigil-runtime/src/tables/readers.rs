@@ -6,12 +6,14 @@ use vigil_bpf::abi::*;
 use vigil_policy::compile::ArgReader;
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
-use vigil_policy::types::Operator;
+use vigil_policy::btf::{Btf, Leaf};
+use vigil_policy::types::{ArgType, Operator};
 
 use super::process::char_buf_size;
 use super::values::parse_int;
-use super::{Ids, PolicyTables, Unsupported, unsupported};
+use super::{HookArg, Ids, PolicyTables, Unsupported, unsupported};
 
 /// Tetragon bounds a const_buf to 1023 bytes (`argm & 0x3ff`).
 const CONST_BUF_MAX: usize = 1023;
@@ -202,6 +204,121 @@ fn cidr_key(set_id: u32, v: &str) -> Option<vigil_str_key> {
     key.data[1..=bytes.len()].copy_from_slice(&bytes);
     key.prefixlen = 32 + 8 + bits;
     Some(key)
+}
+
+/// The running kernel's BTF, read once (`resolve` paths are turned into offsets with it).
+fn vmlinux() -> Result<&'static Btf, String> {
+    static BTF: OnceLock<Result<Btf, String>> = OnceLock::new();
+    BTF.get_or_init(|| {
+        Btf::from_file("/sys/kernel/btf/vmlinux").map_err(|e| format!("kernel BTF: {e}"))
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// A member path from `root` (a task_struct, or the struct a raw tracepoint argument points
+/// to) as the engine follows it, with the event type it is reported as.
+pub(crate) fn btf_chain(
+    path: &str,
+    a: &ArgReader,
+    root: &str,
+    flags: u32,
+) -> Result<(u8, HookArg, vigil_btf_chain), Unsupported> {
+    if a.resolve.len() > VIGIL_BTF_DEPTH as usize {
+        return Err(unsupported(
+            path,
+            format!("resolve is deeper than {VIGIL_BTF_DEPTH} members"),
+        ));
+    }
+    let btf = vmlinux().map_err(|e| unsupported(path, e))?;
+    let m = btf
+        .resolve_members(root, &a.resolve)
+        .map_err(|e| unsupported(path, format!("resolve `{}`: {e}", a.resolve.join("."))))?;
+    let mut chain = vigil_btf_chain {
+        nsteps: m.offsets.len() as u8,
+        deref: m.deref as u16,
+        flags: flags as u8,
+        ..Default::default()
+    };
+    chain.off[..m.offsets.len()].copy_from_slice(&m.offsets);
+    let declared = a.arg_type;
+    let (kind, report) = match m.leaf {
+        Leaf::CharPtr | Leaf::CharArray => {
+            chain.leaf = if m.leaf == Leaf::CharPtr {
+                VIGIL_LEAF_CHAR_PTR
+            } else {
+                VIGIL_LEAF_CHAR_ARR
+            } as u8;
+            if declared != ArgType::String {
+                return Err(unsupported(
+                    path,
+                    format!("resolve ends on a string: declare type string, not {declared}"),
+                ));
+            }
+            (VIGIL_ARG_BTF_STR, HookArg::String)
+        }
+        Leaf::Int { bytes, signed } => {
+            chain.leaf = VIGIL_LEAF_INT as u8;
+            chain.size = bytes as u8;
+            if signed {
+                chain.flags |= VIGIL_CHAIN_SIGNED as u8;
+            }
+            (VIGIL_ARG_BTF, int_report(path, declared)?)
+        }
+        Leaf::Pointer => {
+            chain.leaf = VIGIL_LEAF_PTR as u8;
+            chain.size = 8;
+            (VIGIL_ARG_BTF, int_report(path, declared)?)
+        }
+    };
+    Ok((kind as u8, report, chain))
+}
+
+fn int_report(path: &str, declared: ArgType) -> Result<HookArg, Unsupported> {
+    Ok(match declared {
+        ArgType::Int8 | ArgType::Int16 | ArgType::Int32 => HookArg::Int,
+        ArgType::Uint8 | ArgType::Uint16 | ArgType::Uint32 => HookArg::Uint32,
+        ArgType::Int64 => HookArg::Int64,
+        ArgType::Uint64 => HookArg::Uint64,
+        ArgType::SizeT => HookArg::SizeT,
+        other => {
+            return Err(unsupported(
+                path,
+                format!("resolve ends on an integer: type {other} cannot report it"),
+            ));
+        }
+    })
+}
+
+/// A `data` entry: `source: current_task` with `resolve` (a task_struct member path).
+pub(crate) fn data_reader(
+    path: &str,
+    d: &ArgReader,
+) -> Result<(u8, HookArg, vigil_btf_chain), Unsupported> {
+    match d.source.as_deref() {
+        Some("current_task") => {}
+        Some(other) => {
+            return Err(unsupported(
+                path,
+                format!(
+                    "data source {other} is not supported by this runtime yet (current_task is)"
+                ),
+            ));
+        }
+        None => {
+            return Err(unsupported(
+                path,
+                "a data entry needs `source: current_task` here",
+            ));
+        }
+    }
+    if d.resolve.is_empty() {
+        return Err(unsupported(
+            path,
+            "data from current_task needs `resolve` (a task_struct member path, e.g. `pid`)",
+        ));
+    }
+    btf_chain(path, d, "task_struct", VIGIL_CHAIN_TASK)
 }
 
 #[cfg(test)]

@@ -178,3 +178,59 @@ fn sockaddr_operators_become_family_port_and_cidr_tables() {
         ]
     );
 }
+
+#[test]
+fn data_from_current_task_takes_the_slots_after_the_arguments() {
+    let yaml = policy(
+        "sys_write",
+        "    - index: 0\n      type: \"fd\"\n    data:\n    - index: 0\n      type: \"int\"\n      \
+         source: \"current_task\"\n      resolve: \"real_parent.tgid\"\n    - index: 1\n      \
+         type: \"string\"\n      source: \"current_task\"\n      resolve: \"comm\"\n",
+        "    selectors:\n    - matchData:\n      - index: 1\n        operator: \"Equal\"\n        \
+         values: [\"bash\"]\n",
+    );
+    let t = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap();
+    let cfg = &t.tables.hooks[0].config;
+    assert_eq!(cfg.nargs, 3);
+    assert_eq!(u32::from(cfg.arg_kind[1]), VIGIL_ARG_BTF);
+    assert_eq!(u32::from(cfg.arg_kind[2]), VIGIL_ARG_BTF_STR);
+    let ppid = &cfg.chains[1];
+    assert_eq!(
+        (ppid.nsteps, ppid.deref),
+        (2, 0b10),
+        "real_parent is loaded"
+    );
+    assert_ne!(u32::from(ppid.flags) & VIGIL_CHAIN_TASK, 0);
+    assert_eq!(u32::from(ppid.leaf), VIGIL_LEAF_INT);
+    assert_eq!(u32::from(cfg.chains[2].leaf), VIGIL_LEAF_CHAR_ARR);
+    assert_eq!(t.hooks[0].data_from, Some(1));
+    assert_eq!(t.hooks[0].args[2].0, HookArg::String);
+    let f = &t.tables.hooks[0].selectors[0].filters[0];
+    assert_eq!((f.slot, u32::from(f.op)), (2, VIGIL_OP_EQ));
+    assert_eq!(cfg.filter_strs, 0b100);
+    for (from, to, needle, at) in [
+        (
+            "resolve: \"comm\"",
+            "resolve: \"nosuch\"",
+            "has no member `nosuch`",
+            1,
+        ),
+        (
+            "source: \"current_task\"\n      resolve: \"comm\"",
+            "source: \"pt_regs\"\n      resolve: \"comm\"",
+            "data source pt_regs",
+            1,
+        ),
+        (
+            "type: \"int\"\n      source",
+            "type: \"string\"\n      source",
+            "ends on an integer",
+            0,
+        ),
+    ] {
+        let bad = yaml.replace(from, to);
+        let err = build(&plan(&bad), &mut Ids::default(), &|_| None).unwrap_err();
+        assert!(err.reason.contains(needle), "{to}: {err}");
+        assert_eq!(err.path, format!("spec.kprobes[0].data[{at}]"), "{err}");
+    }
+}

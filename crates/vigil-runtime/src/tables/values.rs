@@ -204,6 +204,7 @@ pub(super) fn arg_filter(
     }
     if kind == VIGIL_ARG_STRING
         || kind == VIGIL_ARG_FD
+        || kind == VIGIL_ARG_BTF_STR
         || (VIGIL_ARG_KOBJ_FIRST..=VIGIL_ARG_KOBJ_LAST).contains(&kind)
     {
         f.op = match op {
