@@ -432,3 +432,67 @@ fn data_from_current_task_is_reported_and_filtered_by_match_data() {
     assert_eq!(data[2]["int_arg"], std::process::id(), "{ev}");
     assert_eq!(ev["args"].as_array().map(Vec::len), Some(1), "{ev}");
 }
+
+const RAWTP_POLICY: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: exec-btf-resolve
+spec:
+  tracepoints:
+  - subsystem: "sched"
+    event: "sched_process_exec"
+    raw: true
+    args:
+    - index: 2
+      type: "string"
+      resolve: "filename"
+    - index: 0
+      type: "int"
+      resolve: "tgid"
+    - index: 0
+      type: "int"
+      resolve: "real_parent.tgid"
+    - index: 0
+      type: "string"
+      resolve: "fs.pwd.dentry.d_name.name"
+    selectors:
+    - matchArgs:
+      - index: 2
+        operator: "Postfix"
+        values: ["/vigil-rawtp-true"]
+"#;
+
+#[test]
+fn raw_tracepoint_arguments_resolve_btf_member_paths() {
+    let _g = serial();
+    let dir = scratch_dir("args-rawtp-files");
+    let cwd = dir.join("cwd-leaf");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let link = dir.join("vigil-rawtp-true");
+    std::os::unix::fs::symlink("/bin/true", &link).unwrap();
+    let file = dir.join("policy.yaml");
+    std::fs::write(&file, RAWTP_POLICY).unwrap();
+    let agent = Agent::start("args-rawtp", &["--tracing-policy", file.to_str().unwrap()]);
+    let other = run(Command::new("/bin/true").current_dir(&cwd));
+    let child = run(Command::new(&link).current_dir(&cwd));
+    let mine = |evs: &[Value]| -> Vec<Value> {
+        of_kind(evs, "process_tracepoint")
+            .into_iter()
+            .filter(|e| pid_of(e) == u64::from(child) || pid_of(e) == u64::from(other))
+            .cloned()
+            .collect()
+    };
+    agent.wait_for("the exec through the link", WAIT, |evs| {
+        !mine(evs).is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (events, _) = agent.stop();
+    let evs = mine(&events);
+    assert_eq!(evs.len(), 1, "only the exec through the link: {evs:#?}");
+    let args = &evs[0]["args"];
+    assert_eq!(args[0]["string_arg"], link.to_str().unwrap(), "{}", evs[0]);
+    assert_eq!(args[1]["int_arg"], child, "{}", evs[0]);
+    assert_eq!(args[2]["int_arg"], std::process::id(), "{}", evs[0]);
+    assert_eq!(args[3]["string_arg"], "cwd-leaf", "{}", evs[0]);
+}

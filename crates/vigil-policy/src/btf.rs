@@ -334,6 +334,39 @@ impl Btf {
         Ok(None)
     }
 
+    /// The struct argument `index` of raw tracepoint `event` points to (from the kernel's
+    /// `btf_trace_<event>` typedef: a pointer to a prototype whose first parameter is the
+    /// tracepoint's private data).
+    pub fn raw_tp_arg_struct(&self, event: &str, index: u32) -> Result<String, String> {
+        let want = format!("btf_trace_{event}");
+        let typedef = (1..self.types.len())
+            .find(|&id| {
+                let t = &self.types[id];
+                t.kind == KIND_TYPEDEF && self.name(t.name_off) == want
+            })
+            .ok_or_else(|| format!("raw tracepoint {event} is not in the kernel's BTF"))?;
+        let ptr = self.strip(self.types[typedef].size_or_type);
+        let proto = self.strip(self.types[ptr as usize].size_or_type);
+        let t = &self.types[proto as usize];
+        if t.kind != KIND_FUNC_PROTO {
+            return Err(format!("{want} is not a function pointer"));
+        }
+        let at = t.extra + (index as usize + 1) * 8;
+        if index + 1 >= t.vlen {
+            return Err(format!(
+                "raw tracepoint {event} has {} arguments",
+                t.vlen.saturating_sub(1)
+            ));
+        }
+        let ty = self.u32_at(at + 4).ok_or("truncated prototype")?;
+        match self.shape(ty) {
+            ParamShape::Pointer(name) if !name.is_empty() => Ok(name),
+            _ => Err(format!(
+                "argument {index} of raw tracepoint {event} is not a pointer to a struct"
+            )),
+        }
+    }
+
     /// The struct named `name`.
     pub fn struct_id(&self, name: &str) -> Option<u32> {
         (1..self.types.len() as u32).find(|&id| {
@@ -491,6 +524,23 @@ mod member_tests {
                 signed: false
             }
         );
+    }
+
+    #[test]
+    fn raw_tracepoint_arguments_name_their_struct() {
+        let btf = vmlinux();
+        assert_eq!(
+            btf.raw_tp_arg_struct("sched_process_exec", 0).unwrap(),
+            "task_struct"
+        );
+        assert_eq!(
+            btf.raw_tp_arg_struct("sched_process_exec", 2).unwrap(),
+            "linux_binprm"
+        );
+        let err = btf.raw_tp_arg_struct("sched_process_exec", 1).unwrap_err();
+        assert!(err.contains("not a pointer to a struct"), "{err}");
+        let err = btf.raw_tp_arg_struct("no_such_event", 0).unwrap_err();
+        assert!(err.contains("not in the kernel's BTF"), "{err}");
     }
 
     #[test]

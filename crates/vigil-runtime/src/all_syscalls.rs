@@ -83,6 +83,7 @@ pub fn build(
             ),
             kernel_string: false,
             report: report_of(a.arg_type),
+            chain: None,
         });
     }
     let id_slot = placed.len();
@@ -92,6 +93,7 @@ pub fn build(
         prep: id,
         kernel_string: false,
         report: report_of(ArgType::Syscall64),
+        chain: None,
     });
     let mut with_id = hook.clone();
     with_id.arguments.push(ArgReader {

@@ -800,7 +800,7 @@ pub use values::{common_start, open_like_path_arg, parse_rate_limit};
 mod process;
 use process::{namespaces_filter, pids_filter};
 
-mod readers;
+pub(crate) mod readers;
 pub use process::{ns_proc_name, parse_ns_link, read_host_namespace};
 pub use readers::family_name;
 use readers::{data_reader, ext_reader, sockaddr_filter};

@@ -207,7 +207,7 @@ fn cidr_key(set_id: u32, v: &str) -> Option<vigil_str_key> {
 }
 
 /// The running kernel's BTF, read once (`resolve` paths are turned into offsets with it).
-fn vmlinux() -> Result<&'static Btf, String> {
+pub(crate) fn vmlinux() -> Result<&'static Btf, String> {
     static BTF: OnceLock<Result<Btf, String>> = OnceLock::new();
     BTF.get_or_init(|| {
         Btf::from_file("/sys/kernel/btf/vmlinux").map_err(|e| format!("kernel BTF: {e}"))

@@ -234,3 +234,33 @@ fn data_from_current_task_takes_the_slots_after_the_arguments() {
         assert_eq!(err.path, format!("spec.kprobes[0].data[{at}]"), "{err}");
     }
 }
+
+#[test]
+fn raw_tracepoint_resolve_follows_the_arguments_struct() {
+    let yaml = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  \
+        tracepoints:\n  - subsystem: sched\n    event: sched_process_exec\n    raw: true\n    \
+        args:\n    - index: 2\n      type: string\n      resolve: filename\n    - index: 0\n      \
+        type: int\n      resolve: real_parent.tgid\n";
+    let t = build(&plan(yaml), &mut Ids::default(), &|_| None).unwrap();
+    let hook = &t.others.hooks[0];
+    assert_eq!(u32::from(hook.config.arg_kind[0]), VIGIL_ARG_BTF_STR);
+    assert_eq!(u32::from(hook.config.arg_kind[1]), VIGIL_ARG_BTF);
+    let file = &hook.config.chains[0];
+    // bprm points at the linux_binprm: its first member is read without a load.
+    assert_eq!((file.nsteps, file.deref), (1, 0));
+    assert_eq!(u32::from(file.leaf), VIGIL_LEAF_CHAR_PTR);
+    assert_eq!(
+        u32::from(file.flags) & VIGIL_CHAIN_TASK,
+        0,
+        "base: the argument"
+    );
+    assert_eq!(hook.config.chains[1].deref, 0b10);
+    assert_eq!(hook.prep.args[1].size, 8, "the pointer, whole");
+    assert_eq!(t.hooks[0].args[0].0, HookArg::String);
+    let bad = yaml.replace("resolve: filename", "resolve: nosuch");
+    let err = build(&plan(&bad), &mut Ids::default(), &|_| None).unwrap_err();
+    assert!(
+        err.reason.contains("linux_binprm` has no member `nosuch`"),
+        "{err}"
+    );
+}
