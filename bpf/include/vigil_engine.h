@@ -166,7 +166,8 @@ static __always_inline int filter_match(struct sys_scratch *s, const struct vigi
 	if (h->arg_kind[slot] == VIGIL_ARG_SOCKADDR || h->arg_kind[slot] == VIGIL_ARG_KSOCKADDR) {
 		if (str_error & (1u << slot))
 			goto unreadable;
-		return sockaddr_op(s, slot, f);
+		return vigil_sockaddr_op(slot, f->op, f->set_id, f->nvalues,
+					 (__u64)f->values[0] << 32 | (__u32)f->values[1]);
 	}
 	if (!engine_arg_is_str(h->arg_kind[slot]))
 		return int_match(s->st.msg.ints[slot], f);

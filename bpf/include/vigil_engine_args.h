@@ -273,10 +273,15 @@ __noinline int vigil_arg_ext(__u32 hook, __u32 slot, __u64 raw, __u64 aux)
 	case VIGIL_ARG_FD: {
 		/* Resolved at entry: after close(2) the descriptor means nothing. */
 		struct file *f = fd_file((__s32)raw);
+		struct dentry *d;
 
-		n = f ? kobj_read(s->st.strs[slot], VIGIL_ARG_FILE, (__u64)f, &s->st.msg.ints[slot],
-				  &trunc)
-		      : -1;
+		if (!f) {
+			s->st.msg.str_error |= 1u << slot;
+			return 0;
+		}
+		d = BPF_CORE_READ(f, f_path.dentry);
+		s->st.msg.ints[slot] = kobj_mode(d);
+		n = kobj_path(s->st.strs[slot], d, BPF_CORE_READ(f, f_path.mnt), &trunc);
 		if (n < 0) {
 			s->st.msg.str_error |= 1u << slot;
 			return 0;

@@ -109,16 +109,18 @@ pub(crate) fn sockaddr_filter(
     ids: &mut Ids,
     out: &mut PolicyTables,
 ) -> Result<vigil_arg_filter, Unsupported> {
+    // The engine's sockaddr operator takes two 32-bit values (vigil_sockaddr_op).
+    const SOCKADDR_VALUES: usize = 2;
     let too_many = || {
         unsupported(
             path,
-            format!("more than {VIGIL_MAX_INT_VALUES} values for {op} on a sockaddr"),
+            format!("more than {SOCKADDR_VALUES} values for {op} on a sockaddr"),
         )
     };
     match op {
         Operator::Family => {
             f.op = VIGIL_OP_EQ as u8;
-            if values.len() > VIGIL_MAX_INT_VALUES as usize {
+            if values.len() > SOCKADDR_VALUES {
                 return Err(too_many());
             }
             for (i, v) in values.iter().enumerate() {
@@ -137,7 +139,7 @@ pub(crate) fn sockaddr_filter(
             } else {
                 VIGIL_OP_NOT_PORT
             } as u8;
-            if values.len() > VIGIL_MAX_INT_VALUES as usize {
+            if values.len() > SOCKADDR_VALUES {
                 return Err(too_many());
             }
             for (i, v) in values.iter().enumerate() {

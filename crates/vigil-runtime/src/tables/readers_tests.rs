@@ -264,3 +264,15 @@ fn raw_tracepoint_resolve_follows_the_arguments_struct() {
         "{err}"
     );
 }
+
+#[test]
+fn sockaddr_ports_take_at_most_two_values() {
+    let yaml = policy(
+        "sys_connect",
+        "    - index: 1\n      type: \"sockaddr\"\n",
+        "    selectors:\n    - matchArgs:\n      - index: 1\n        operator: \"SPort\"\n        \
+         values: [\"1\", \"2\", \"3\"]\n",
+    );
+    let err = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap_err();
+    assert!(err.reason.contains("more than 2 values for SPort"), "{err}");
+}
