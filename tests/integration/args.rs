@@ -464,7 +464,7 @@ spec:
 "#;
 
 #[test]
-fn raw_tracepoint_arguments_resolve_btf_member_paths() {
+fn portable_raw_tracepoint_arguments_resolve_btf_member_paths() {
     let _g = serial();
     let dir = scratch_dir("args-rawtp-files");
     let cwd = dir.join("cwd-leaf");
@@ -495,4 +495,58 @@ fn raw_tracepoint_arguments_resolve_btf_member_paths() {
     assert_eq!(args[1]["int_arg"], child, "{}", evs[0]);
     assert_eq!(args[2]["int_arg"], std::process::id(), "{}", evs[0]);
     assert_eq!(args[3]["string_arg"], "cwd-leaf", "{}", evs[0]);
+}
+
+const SH_FD_POLICY: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: sh-write-by-path
+spec:
+  kprobes:
+  - call: "sys_write"
+    syscall: true
+    args:
+    - index: 0
+      type: "fd"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Postfix"
+        values: ["/sh-watched.log"]
+"#;
+
+/// The fd reader with nothing but a shell (the qemu tier has no python): `echo` writes to a
+/// descriptor its redirection opened.
+#[test]
+fn portable_fd_argument_of_a_shell_redirection() {
+    let _g = serial();
+    let dir = scratch_dir("args-shfd-files");
+    let file = dir.join("policy.yaml");
+    std::fs::write(&file, SH_FD_POLICY).unwrap();
+    let agent = Agent::start("args-shfd", &["--tracing-policy", file.to_str().unwrap()]);
+    let script = format!(
+        "echo no > {d}/sh-other.log; echo yes > {d}/sh-watched.log",
+        d = dir.display()
+    );
+    let sh = run(Command::new("sh").args(["-c", &script]));
+    let mine = |evs: &[Value]| -> Vec<Value> {
+        of_kind(evs, "process_kprobe")
+            .into_iter()
+            .filter(|e| pid_of(e) == u64::from(sh))
+            .cloned()
+            .collect()
+    };
+    agent.wait_for("the shell's write", WAIT, |evs| !mine(evs).is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    let (events, _) = agent.stop();
+    let evs = mine(&events);
+    assert_eq!(evs.len(), 1, "{evs:#?}");
+    let want = dir.join("sh-watched.log");
+    assert_eq!(
+        evs[0]["args"][0]["file_arg"]["path"],
+        want.to_str().unwrap(),
+        "{}",
+        evs[0]
+    );
 }
