@@ -464,7 +464,7 @@ spec:
 "#;
 
 #[test]
-fn portable_raw_tracepoint_arguments_resolve_btf_member_paths() {
+fn raw_tracepoint_arguments_resolve_btf_member_paths() {
     let _g = serial();
     let dir = scratch_dir("args-rawtp-files");
     let cwd = dir.join("cwd-leaf");
@@ -474,6 +474,11 @@ fn portable_raw_tracepoint_arguments_resolve_btf_member_paths() {
     let file = dir.join("policy.yaml");
     std::fs::write(&file, RAWTP_POLICY).unwrap();
     let agent = Agent::start("args-rawtp", &["--tracing-policy", file.to_str().unwrap()]);
+    let log = std::fs::read_to_string(&agent.stderr_path).unwrap_or_default();
+    assert!(
+        !log.contains("not loaded"),
+        "the policy did not load:\n{log}"
+    );
     let other = run(Command::new("/bin/true").current_dir(&cwd));
     let child = run(Command::new(&link).current_dir(&cwd));
     let mine = |evs: &[Value]| -> Vec<Value> {
