@@ -22,6 +22,7 @@ enum vigil_msg_kind {
 	VIGIL_MSG_CLONE = 2,
 	VIGIL_MSG_EXIT = 3,
 	VIGIL_MSG_SYSCALL = 4,
+	VIGIL_MSG_DATA = 5, /* a chunk of a maxData char_buf (struct vigil_data_msg) */
 };
 
 /* Indices of the per-CPU counter array `vigil_counters`. */
@@ -200,6 +201,25 @@ enum vigil_arg_kind {
 	/* 20: kernel strings are VIGIL_ARG_KSTRING above */
 	VIGIL_ARG_FILENAME = 21, /* struct filename * -> name */
 	VIGIL_ARG_KOBJ_LAST = 21,
+	/* More syscall argument readers (bpf/include/vigil_engine_args.h), one global function. */
+	VIGIL_ARG_EXT_FIRST = 32,
+	VIGIL_ARG_FD = 32,        /* fd -> path through the task's file table, at entry; ints[]:
+				   * the inode mode */
+	VIGIL_ARG_IOVEC = 33,     /* char_iovec: iovec array, count from argument size_index;
+				   * bytes concatenated; ints[]: the total of the iov_len */
+	VIGIL_ARG_CONST_BUF = 34, /* const_buf: `const_size` bytes of user memory */
+	VIGIL_ARG_BUF_RET = 35,   /* char_buf returnCopy: read at the paired exit, count = the
+				   * return value (ints[] holds the pointer until then) */
+	VIGIL_ARG_SOCKADDR = 36,  /* user struct sockaddr -> struct vigil_sockaddr in the row;
+				   * ints[]: the family */
+	VIGIL_ARG_KSOCKADDR = 37, /* the same from kernel memory (kernel-function hooks) */
+	VIGIL_ARG_BUF_DATA = 38,  /* char_buf with maxData: up to VIGIL_DATA_MAX bytes sent ahead
+				   * as VIGIL_MSG_DATA chunks; the row holds their __u64 id, ints[]
+				   * the count asked for */
+	VIGIL_ARG_BTF = 39,       /* a member path followed from a base pointer (BTF `resolve`;
+				   * data with source current_task): vigil_hook_cfg.chains[slot] */
+	VIGIL_ARG_BTF_STR = 40,   /* the same, ending on a string (char * or char array) */
+	VIGIL_ARG_EXT_LAST = 47,
 };
 
 enum vigil_op {
@@ -215,6 +235,13 @@ enum vigil_op {
 	VIGIL_OP_MASK = 9,
 	VIGIL_OP_IN = 10,
 	VIGIL_OP_NOT_IN = 11,
+	/* sockaddr arguments (bpf/include/vigil_engine_sockaddr.h). Family is VIGIL_OP_EQ. */
+	VIGIL_OP_PORT = 32,          /* values: lo << 16 | hi, inclusive */
+	VIGIL_OP_NOT_PORT = 33,
+	VIGIL_OP_PORT_PRIV = 34,     /* port < 1024 */
+	VIGIL_OP_NOT_PORT_PRIV = 35,
+	VIGIL_OP_ADDR = 36,          /* CIDR set `set_id` in vigil_str_prefix (see vigil_sockaddr) */
+	VIGIL_OP_NOT_ADDR = 37,
 };
 
 /* Action bits of a selector. */
@@ -222,6 +249,25 @@ enum vigil_op {
 #define VIGIL_ACT_SIGKILL (1u << 1)
 #define VIGIL_ACT_SIGNAL (1u << 2)
 #define VIGIL_ACT_OVERRIDE (1u << 3) /* fmod_ret / LSM: the hooked function returns `override_rc` */
+
+/* A BTF member path (`resolve`) as offsets: for step i, load a pointer from the address
+ * first when bit i of `deref` is set, then add off[i]; then read the leaf there. */
+#define VIGIL_BTF_DEPTH 10 /* Tetragon's MAX_BTF_ARG_DEPTH */
+#define VIGIL_LEAF_INT 1      /* `size` bytes, sign-extended when flags say so */
+#define VIGIL_LEAF_CHAR_PTR 2 /* a char *: the kernel string it points to */
+#define VIGIL_LEAF_CHAR_ARR 3 /* a char array: the string stored there */
+#define VIGIL_LEAF_PTR 4      /* a pointer's value */
+#define VIGIL_CHAIN_SIGNED (1u << 0)
+#define VIGIL_CHAIN_TASK (1u << 1) /* base: the current task (data source current_task) */
+struct vigil_btf_chain {
+	__u8 nsteps;
+	__u8 leaf;
+	__u8 size;
+	__u8 flags;
+	__u16 deref;
+	__u16 pad;
+	__u32 off[16]; /* VIGIL_BTF_DEPTH used: 16 so that an index masked with 15 stays inside */
+};
 
 struct vigil_hook_cfg {
 	__u32 nargs;
@@ -238,6 +284,9 @@ struct vigil_hook_cfg {
 	__u8 ret_kind;  /* enum vigil_arg_kind of the return value (VIGIL_ARG_NONE: not reported) */
 	__u8 filter_strs; /* string slots some filter reads (bit per slot): read at entry */
 	__u8 pad3;
+	__u16 const_size[VIGIL_MAX_ARGS]; /* VIGIL_ARG_CONST_BUF: bytes of each argument */
+	__u16 pad4;
+	struct vigil_btf_chain chains[VIGIL_MAX_ARGS]; /* VIGIL_ARG_BTF */
 };
 
 struct vigil_arg_filter {
@@ -310,6 +359,30 @@ struct vigil_selector_cfg {
 	struct vigil_cap_filter caps[VIGIL_MAX_CAP_FILTERS];
 };
 
+/* A sockaddr argument as the engine keeps it in its row. Address sets are LPM keys of
+ * vigil_str_prefix: data = [4 or 6][address bytes], prefixlen = 32 + 8 + CIDR bits. */
+struct vigil_sockaddr {
+	__u16 family;
+	__u16 port; /* host order */
+	__u8 addr[16]; /* IPv4: first 4 bytes */
+};
+#define VIGIL_SA_TAG_V4 4
+#define VIGIL_SA_TAG_V6 6
+
+/* maxData: Tetragon reads up to 327360 bytes; they travel in chunks ahead of the event,
+ * each a ring record of sizeof(struct vigil_data_msg) + VIGIL_DATA_CHUNK bytes whose
+ * hdr.size says how many are used. (tid, id) ties them to the event's argument. */
+#define VIGIL_DATA_MAX 327360
+#define VIGIL_DATA_CHUNK 4096
+struct vigil_data_msg {
+	struct vigil_msg_header hdr;
+	__u64 id;
+	__u32 tid;
+	__u32 off; /* of this chunk in the buffer */
+	__u32 len;
+	__u32 pad;
+};
+
 /* Key of the exact-string and LPM (prefix, reversed postfix) value sets. */
 struct vigil_str_key {
 	__u32 prefixlen; /* LPM only: 32 + 8 * bytes; 0 in the exact-match map */
@@ -371,6 +444,7 @@ struct vigil_syscall_msg {
 /* vigil_hook_cfg.flags */
 #define VIGIL_HOOK_EXIT (1u << 0)    /* selection completes at the paired syscall exit */
 #define VIGIL_HOOK_FD_PATH (1u << 1) /* at exit, resolve the returned fd's path (open-like) */
+#define VIGIL_HOOK_RET_COPY (1u << 16) /* some argument is read at the exit (returnCopy) */
 
 /* vigil_selector_cfg.flags */
 #define VIGIL_SEL_RATE_PROCESS (1u << 0) /* rateLimitScope process (default thread) */

@@ -78,7 +78,8 @@ static __always_inline int monitor_mode(void)
  * (vigil_kobj.h). */
 static __always_inline int engine_arg_is_str(__u8 kind)
 {
-	return kind == VIGIL_ARG_STRING || kind == VIGIL_ARG_KSTRING ||
+	return kind == VIGIL_ARG_STRING || kind == VIGIL_ARG_KSTRING || kind == VIGIL_ARG_FD ||
+	       kind == VIGIL_ARG_BTF_STR ||
 	       (kind >= VIGIL_ARG_KOBJ_FIRST && kind <= VIGIL_ARG_KOBJ_LAST);
 }
 
@@ -114,6 +115,8 @@ static __always_inline int negated(__u32 op)
 {
 	return op == VIGIL_OP_NEQ || op == VIGIL_OP_NOT_PREFIX || op == VIGIL_OP_NOT_POSTFIX;
 }
+
+#include "vigil_engine_sockaddr.h"
 
 /*
  * 1: the filter holds; 0: it does not. `enforcing`: the selector has an enforcement action,
@@ -161,6 +164,12 @@ static __always_inline int filter_match(struct sys_scratch *s, const struct vigi
 	}
 	if (phase == PHASE_EXIT)
 		return 1; /* evaluated at entry */
+	if (h->arg_kind[slot] == VIGIL_ARG_SOCKADDR || h->arg_kind[slot] == VIGIL_ARG_KSOCKADDR) {
+		if (str_error & (1u << slot))
+			goto unreadable;
+		return vigil_sockaddr_op(slot, f->op, f->set_id, f->nvalues,
+					 (__u64)f->values[0] << 32 | (__u32)f->values[1]);
+	}
 	if (!engine_arg_is_str(h->arg_kind[slot]))
 		return int_match(s->st.msg.ints[slot], f);
 	if (str_error & (1u << slot))
@@ -240,10 +249,14 @@ static __always_inline int args_match(__u32 hook, __u32 sel_idx, const struct vi
 
 /* ---- arguments ------------------------------------------------------------------------ */
 
+/* Readers of kinds VIGIL_ARG_EXT_FIRST..LAST (vigil_engine_args.h, global functions). */
+int vigil_arg_ext(__u32 hook, __u32 slot, __u64 raw, __u64 aux);
+int vigil_arg_retcopy(__u32 hook, __s64 ret);
+
 /* Reads the hook's arguments; strings only for the slots in `strs` (a string costs a user
  * memory copy: entry reads those the filters need, the rest only when a selector matched). */
 static __always_inline void read_args(struct sys_scratch *s, const struct vigil_hook_cfg *h,
-				      const __u64 *regs, __u32 strs)
+				      const __u64 *regs, __u32 strs, __u32 hook)
 {
 	for (int i = 0; i < VIGIL_MAX_ARGS; i++) {
 		__u32 ai;
@@ -252,7 +265,8 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 
 		if (i >= h->nargs)
 			break;
-		if ((engine_arg_is_str(h->arg_kind[i]) || h->arg_kind[i] == VIGIL_ARG_BUF) &&
+		if ((engine_arg_is_str(h->arg_kind[i]) || h->arg_kind[i] == VIGIL_ARG_BUF ||
+		     h->arg_kind[i] >= VIGIL_ARG_EXT_FIRST) &&
 		    !((strs >> i) & 1))
 			continue;
 		s->st.msg.str_len[i] = 0;
@@ -314,6 +328,22 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 			if (n == VIGIL_ARG_STR_MAX)
 				s->st.msg.str_trunc |= 1u << i;
 			break;
+		case VIGIL_ARG_FD:
+		case VIGIL_ARG_IOVEC:
+		case VIGIL_ARG_CONST_BUF:
+		case VIGIL_ARG_BUF_RET:
+		case VIGIL_ARG_SOCKADDR:
+		case VIGIL_ARG_KSOCKADDR:
+		case VIGIL_ARG_BUF_DATA:
+		case VIGIL_ARG_BTF:
+		case VIGIL_ARG_BTF_STR: {
+			__u32 si = h->size_index[i] & 7;
+
+			if (si >= VIGIL_ENGINE_NARGS)
+				si = VIGIL_ENGINE_NARGS - 1; /* the loader refuses such indices */
+			vigil_arg_ext(hook, i, raw, regs[si]);
+			break;
+		}
 #ifdef VIGIL_KOBJ_H
 		default: {
 			/* Kernel objects of kernel-function/LSM hooks (vigil_kobj.h). */
@@ -558,7 +588,7 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 		return 0;
 	proc = bpf_map_lookup_elem(&vigil_procs, &tgid);
 	reset_msg(s, (flags & VIGIL_ENGINE_COMPAT) ? 1 : 0);
-	read_args(s, h, args, h->filter_strs);
+	read_args(s, h, args, h->filter_strs, hook);
 
 	{
 		struct sels_ctx c = {
@@ -593,7 +623,7 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 			return 0;
 		}
 		/* The exit of other calls may find their memory gone (execve): read it all now. */
-		read_args(s, h, args, ~(__u32)h->filter_strs);
+		read_args(s, h, args, ~(__u32)h->filter_strs, hook);
 		s->st.candidates = candidates;
 		s->st.deferred = deferred_mask;
 		s->st.msg.hook_id = hook;
@@ -609,7 +639,7 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 
 		if (!sel)
 			return 0;
-		read_args(s, h, args, ~(__u32)h->filter_strs);
+		read_args(s, h, args, ~(__u32)h->filter_strs, hook);
 		s->st.msg.actions = sel->actions;
 		/* fmod_ret/LSM programs return this: the Override value when enforcing, else 0. */
 		return act(ctx, s, hook, matched, sel, sel->actions, pid_tgid, proc);
@@ -692,7 +722,7 @@ static __always_inline int engine_handle_exit(void *ctx, __u32 hook, __s64 ret)
 
 		__builtin_memcpy(args, po->args, sizeof(args));
 		reset_msg(s, po->compat);
-		read_args(s, h, args, ~0u);
+		read_args(s, h, args, ~0u, hook);
 		s->st.msg.flags |= fail_closed;
 	} else if (p) {
 		__u32 fail_closed = s->st.msg.flags & VIGIL_SYSMSG_FAIL_CLOSED;
@@ -702,6 +732,8 @@ static __always_inline int engine_handle_exit(void *ctx, __u32 hook, __s64 ret)
 	}
 	s->st.msg.ret = ret;
 	s->st.msg.flags |= VIGIL_SYSMSG_RETURN;
+	if (h->flags & VIGIL_HOOK_RET_COPY)
+		vigil_arg_retcopy(hook, ret);
 	place_path(s);
 	proc = bpf_map_lookup_elem(&vigil_procs, &tgid);
 	{
@@ -721,5 +753,7 @@ done:
 		bpf_map_delete_elem(&vigil_pending, &pid_tgid);
 	return 0;
 }
+
+#include "vigil_engine_args.h"
 
 #endif

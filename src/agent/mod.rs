@@ -9,10 +9,12 @@ mod containers;
 mod convert;
 mod encode;
 mod logging;
+mod maxdata;
 mod options;
 mod outputs;
 mod pipeline;
 mod policies;
+mod sockaddr;
 mod sources;
 mod user_actions;
 

@@ -38,6 +38,8 @@ pub struct Pipeline {
     enc: EncodeOptions,
     ancestors: bool,
     kprobe_ancestors: bool,
+    /// maxData buffers waiting for their event.
+    data: super::maxdata::Chunks,
     cluster_name: String,
     bus: Bus,
     reported_kernel: [u64; VIGIL_CNT_MAX as usize],
@@ -66,6 +68,7 @@ impl Pipeline {
             enc,
             ancestors,
             kprobe_ancestors: false,
+            data: Default::default(),
             cluster_name,
             bus,
             reported_kernel: [0; VIGIL_CNT_MAX as usize],
@@ -194,6 +197,7 @@ impl Pipeline {
             Ok(Record::Clone(msg)) => self.on_clone(&msg, now),
             Ok(Record::Exit(msg)) => self.on_exit(&msg, now),
             Ok(Record::Syscall(rec)) => self.on_syscall(&rec),
+            Ok(Record::Data(d)) => self.data.add(&d),
             Err(e) => {
                 self.stats.decode_errors += 1;
                 tracing::error!(error = %e, "undecodable kernel message dropped");
@@ -317,6 +321,21 @@ impl Pipeline {
                         ..Default::default()
                     }),
                     HookArg::Bytes => bytes_arg(rec.strings.get(i), m.ints[i] as u64),
+                    HookArg::Data if m.str_error & (1 << i) == 0 => bytes_arg(
+                        Some(&self.data.take(
+                            m.tid,
+                            rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
+                        )),
+                        m.ints[i] as u64,
+                    ),
+                    HookArg::Sockaddr | HookArg::Data if m.str_error & (1 << i) != 0 => {
+                        Arg::ErrorArg(tetragon::KprobeError {
+                            message: "cannot read the argument from memory".into(),
+                        })
+                    }
+                    HookArg::Sockaddr => Arg::SockaddrArg(super::sockaddr::sockaddr_arg(
+                        rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
+                    )),
                     HookArg::LinuxBinprm => Arg::LinuxBinprmArg(tetragon::KprobeLinuxBinprm {
                         path: text(),
                         permission: permission(m.ints[i] as u32),
@@ -330,6 +349,11 @@ impl Pipeline {
                 }
             })
             .collect();
+        // `data` entries follow the arguments in the kernel's slots.
+        let data = match hook.data_from {
+            Some(k) if k <= args.len() => args.split_off(k),
+            _ => Vec::new(),
+        };
         // Open-like calls: the path the kernel opened, resolved from the returned fd.
         if let Some(path) = &rec.path {
             args.push(tetragon::KprobeArgument {
@@ -419,6 +443,7 @@ impl Pipeline {
                 rec,
                 self.enc.expose_stack_addresses,
             ),
+            data,
             ..Default::default()
         };
         drop(hooks);
@@ -719,9 +744,13 @@ fn int_arg(kind: HookArg, v: i64) -> tetragon::kprobe_argument::Arg {
                 abi: if v & ia32 != 0 { "i386" } else { "x64" }.to_string(),
             })
         }
-        HookArg::String | HookArg::LinuxBinprm | HookArg::File | HookArg::Path | HookArg::Bytes => {
-            Arg::LongArg(v)
-        }
+        HookArg::String
+        | HookArg::LinuxBinprm
+        | HookArg::File
+        | HookArg::Path
+        | HookArg::Bytes
+        | HookArg::Data
+        | HookArg::Sockaddr => Arg::LongArg(v),
     }
 }
 

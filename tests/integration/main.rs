@@ -4,6 +4,7 @@
 mod api;
 mod api_debug;
 mod api_policies;
+mod args;
 mod char_buf;
 mod cli;
 mod containers;

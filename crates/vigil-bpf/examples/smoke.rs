@@ -52,6 +52,7 @@ fn main() {
                     "CLONE pid={} ktime={} parent={}",
                     c.process.pid, c.process.ktime, c.parent.pid
                 ),
+                Record::Data(d) => println!("DATA tid={} id={} off={}", d.tid, d.id, d.off),
                 Record::Syscall(s) => {
                     println!("SYSCALL hook={} pid={}", s.msg.hook_id, s.msg.process.pid)
                 }

@@ -4,8 +4,9 @@
 use std::mem::size_of;
 
 use crate::abi::{
-    VIGIL_MSG_CLONE, VIGIL_MSG_EXEC, VIGIL_MSG_EXIT, VIGIL_MSG_SYSCALL, VIGIL_SYSMSG_PATH,
-    vigil_clone_msg, vigil_exec_msg, vigil_exit_msg, vigil_msg_header, vigil_syscall_msg,
+    VIGIL_MSG_CLONE, VIGIL_MSG_DATA, VIGIL_MSG_EXEC, VIGIL_MSG_EXIT, VIGIL_MSG_SYSCALL,
+    VIGIL_SYSMSG_PATH, vigil_clone_msg, vigil_data_msg, vigil_exec_msg, vigil_exit_msg,
+    vigil_msg_header, vigil_syscall_msg,
 };
 
 /// One message from the kernel.
@@ -15,6 +16,17 @@ pub enum Record {
     Clone(vigil_clone_msg),
     Exit(vigil_exit_msg),
     Syscall(Box<SyscallRecord>),
+    /// A chunk of a maxData buffer, ahead of the event that refers to it.
+    Data(DataRecord),
+}
+
+/// A chunk of a maxData `char_buf`: bytes at `off` of buffer `id` of thread `tid`.
+#[derive(Debug, Clone)]
+pub struct DataRecord {
+    pub tid: u32,
+    pub id: u64,
+    pub off: u32,
+    pub bytes: Vec<u8>,
 }
 
 /// A syscall hook matched: the fixed part and the string arguments (by argument slot;
@@ -78,8 +90,29 @@ pub fn decode(data: &[u8]) -> Result<Record, DecodeError> {
         VIGIL_MSG_CLONE => read::<vigil_clone_msg>(data, kind).map(Record::Clone),
         VIGIL_MSG_EXIT => read::<vigil_exit_msg>(data, kind).map(Record::Exit),
         VIGIL_MSG_SYSCALL => decode_syscall(data).map(|r| Record::Syscall(Box::new(r))),
+        VIGIL_MSG_DATA => decode_data(data).map(Record::Data),
         _ => Err(DecodeError::UnknownKind(kind)),
     }
+}
+
+fn decode_data(data: &[u8]) -> Result<DataRecord, DecodeError> {
+    let kind = VIGIL_MSG_DATA as u8;
+    let msg: vigil_data_msg = read(data, kind)?;
+    let start = size_of::<vigil_data_msg>();
+    let end = start + msg.len as usize;
+    if data.len() < end {
+        return Err(DecodeError::Truncated {
+            kind,
+            need: end,
+            got: data.len(),
+        });
+    }
+    Ok(DataRecord {
+        tid: msg.tid,
+        id: msg.id,
+        off: msg.off,
+        bytes: data[start..end].to_vec(),
+    })
 }
 
 fn decode_exec(data: &[u8]) -> Result<ExecRecord, DecodeError> {

@@ -232,3 +232,335 @@ impl Btf {
         ParamShape::Other("type chain too long")
     }
 }
+
+/// What a resolved member path ends on, and so how the kernel reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaf {
+    /// An integer (or enum) of `bytes` bytes.
+    Int { bytes: u32, signed: bool },
+    /// A `char *`: the string it points to.
+    CharPtr,
+    /// A `char[N]` inside the object: the string stored there.
+    CharArray,
+    /// Any other pointer: its value.
+    Pointer,
+}
+
+/// A member path (`fs.pwd.dentry.d_name.name`) as the kernel follows it: for step i, load a
+/// pointer from the current address first when bit i of `deref` is set, then add `offsets[i]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberPath {
+    pub offsets: Vec<u32>,
+    pub deref: u32,
+    pub leaf: Leaf,
+}
+
+const KIND_ARRAY: u32 = 3;
+
+impl Btf {
+    fn strip(&self, mut id: u32) -> u32 {
+        for _ in 0..32 {
+            match self.types.get(id as usize) {
+                Some(t)
+                    if matches!(
+                        t.kind,
+                        KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG
+                    ) =>
+                {
+                    id = t.size_or_type
+                }
+                _ => break,
+            }
+        }
+        id
+    }
+
+    fn u32_at(&self, off: usize) -> Option<u32> {
+        Some(u32::from_le_bytes(
+            self.data.get(off..off + 4)?.try_into().ok()?,
+        ))
+    }
+
+    fn size_of(&self, id: u32) -> Option<u32> {
+        let id = self.strip(id);
+        let t = self.types.get(id as usize)?;
+        match t.kind {
+            KIND_INT | KIND_STRUCT | KIND_UNION | KIND_ENUM | KIND_ENUM64 => Some(t.size_or_type),
+            KIND_PTR => Some(8),
+            KIND_ARRAY => {
+                let elem = self.u32_at(t.extra)?;
+                let n = self.u32_at(t.extra + 8)?;
+                Some(self.size_of(elem)? * n)
+            }
+            _ => None,
+        }
+    }
+
+    /// Member `name` of struct/union `id`, looking into anonymous members: (byte offset,
+    /// type id).
+    fn member(&self, id: u32, name: &str) -> Result<Option<(u32, u32)>, String> {
+        let t = &self.types[id as usize];
+        let bitfields = (self.u32_at(t.extra.saturating_sub(8)).unwrap_or(0) >> 31) == 1;
+        for i in 0..t.vlen as usize {
+            let at = t.extra + i * 12;
+            let (Some(name_off), Some(ty), Some(off)) =
+                (self.u32_at(at), self.u32_at(at + 4), self.u32_at(at + 8))
+            else {
+                return Err("truncated member".into());
+            };
+            let (bit_off, bit_size) = if bitfields {
+                (off & 0xff_ffff, off >> 24)
+            } else {
+                (off, 0)
+            };
+            let mname = self.name(name_off);
+            if mname == name {
+                if bit_size != 0 || bit_off % 8 != 0 {
+                    return Err(format!("member `{name}` is a bit field"));
+                }
+                return Ok(Some((bit_off / 8, ty)));
+            }
+            if mname.is_empty() {
+                let inner = self.strip(ty);
+                if matches!(
+                    self.types.get(inner as usize).map(|t| t.kind),
+                    Some(KIND_STRUCT | KIND_UNION)
+                ) && let Some((o, ty)) = self.member(inner, name)?
+                {
+                    return Ok(Some((bit_off / 8 + o, ty)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The struct argument `index` of raw tracepoint `event` points to (from the kernel's
+    /// `btf_trace_<event>` typedef: a pointer to a prototype whose first parameter is the
+    /// tracepoint's private data).
+    pub fn raw_tp_arg_struct(&self, event: &str, index: u32) -> Result<String, String> {
+        let want = format!("btf_trace_{event}");
+        let typedef = (1..self.types.len())
+            .find(|&id| {
+                let t = &self.types[id];
+                t.kind == KIND_TYPEDEF && self.name(t.name_off) == want
+            })
+            .ok_or_else(|| format!("raw tracepoint {event} is not in the kernel's BTF"))?;
+        let ptr = self.strip(self.types[typedef].size_or_type);
+        let proto = self.strip(self.types[ptr as usize].size_or_type);
+        let t = &self.types[proto as usize];
+        if t.kind != KIND_FUNC_PROTO {
+            return Err(format!("{want} is not a function pointer"));
+        }
+        let at = t.extra + (index as usize + 1) * 8;
+        if index + 1 >= t.vlen {
+            return Err(format!(
+                "raw tracepoint {event} has {} arguments",
+                t.vlen.saturating_sub(1)
+            ));
+        }
+        let ty = self.u32_at(at + 4).ok_or("truncated prototype")?;
+        match self.shape(ty) {
+            ParamShape::Pointer(name) if !name.is_empty() => Ok(name),
+            _ => Err(format!(
+                "argument {index} of raw tracepoint {event} is not a pointer to a struct"
+            )),
+        }
+    }
+
+    /// The struct named `name`.
+    pub fn struct_id(&self, name: &str) -> Option<u32> {
+        (1..self.types.len() as u32).find(|&id| {
+            let t = &self.types[id as usize];
+            t.kind == KIND_STRUCT && t.vlen > 0 && self.name(t.name_off) == name
+        })
+    }
+
+    /// Follows `path` (members, each optionally `name[N]`) from struct `root`.
+    pub fn resolve_members(&self, root: &str, path: &[String]) -> Result<MemberPath, String> {
+        let mut cur = self
+            .struct_id(root)
+            .ok_or_else(|| format!("struct {root} is not in the kernel's BTF"))?;
+        let mut out = MemberPath {
+            offsets: Vec::new(),
+            deref: 0,
+            leaf: Leaf::Pointer,
+        };
+        let mut walked = root.to_string();
+        for (i, part) in path.iter().enumerate() {
+            let (name, index) = match part.split_once('[') {
+                Some((n, rest)) => {
+                    let idx = rest
+                        .strip_suffix(']')
+                        .and_then(|x| x.parse::<u32>().ok())
+                        .ok_or_else(|| format!("`{part}`: bad array index"))?;
+                    (n, Some(idx))
+                }
+                None => (part.as_str(), None),
+            };
+            let mut id = self.strip(cur);
+            if self.types[id as usize].kind == KIND_PTR {
+                out.deref |= 1 << i;
+                id = self.strip(self.types[id as usize].size_or_type);
+            }
+            let t = &self.types[id as usize];
+            if !matches!(t.kind, KIND_STRUCT | KIND_UNION) {
+                return Err(format!(
+                    "`{walked}` is not a struct: it has no member `{name}`"
+                ));
+            }
+            let (mut off, mut ty) = self
+                .member(id, name)?
+                .ok_or_else(|| format!("`{walked}` has no member `{name}`"))?;
+            if let Some(idx) = index {
+                let at = self.strip(ty);
+                let a = &self.types[at as usize];
+                if a.kind != KIND_ARRAY {
+                    return Err(format!("`{walked}.{name}` is not an array"));
+                }
+                let elem = self.u32_at(a.extra).unwrap_or(0);
+                let n = self.u32_at(a.extra + 8).unwrap_or(0);
+                if idx >= n {
+                    return Err(format!(
+                        "`{walked}.{name}` has {n} elements, not {}",
+                        idx + 1
+                    ));
+                }
+                off += idx * self.size_of(elem).ok_or("element of unknown size")?;
+                ty = elem;
+            }
+            out.offsets.push(off);
+            walked = format!("{walked}.{part}");
+            cur = ty;
+        }
+        let id = self.strip(cur);
+        let t = &self.types[id as usize];
+        let is_char = |id: u32| {
+            let c = &self.types[self.strip(id) as usize];
+            c.kind == KIND_INT && c.size_or_type == 1
+        };
+        out.leaf = match t.kind {
+            KIND_INT => Leaf::Int {
+                bytes: t.size_or_type,
+                signed: self.u32_at(t.extra).unwrap_or(0) & (1 << 24) != 0,
+            },
+            KIND_ENUM | KIND_ENUM64 => Leaf::Int {
+                bytes: t.size_or_type,
+                signed: false,
+            },
+            KIND_PTR if is_char(t.size_or_type) => Leaf::CharPtr,
+            KIND_PTR => Leaf::Pointer,
+            KIND_ARRAY if is_char(self.u32_at(t.extra).unwrap_or(0)) => Leaf::CharArray,
+            _ => {
+                return Err(format!(
+                    "`{walked}` is a struct, union or array: resolve must end on an integer, a \
+                     string or a pointer"
+                ));
+            }
+        };
+        if !matches!(
+            out.leaf,
+            Leaf::Int {
+                bytes: 1 | 2 | 4 | 8,
+                ..
+            } | Leaf::CharPtr
+                | Leaf::CharArray
+                | Leaf::Pointer
+        ) {
+            return Err(format!("`{walked}`: integer of unusual size"));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod member_tests {
+    use super::*;
+
+    /// The host kernel's BTF: the offsets are the kernel's, so the test checks the shape of
+    /// what is found (leaf kinds, where pointers are followed), not numbers.
+    fn vmlinux() -> Btf {
+        Btf::from_file("/sys/kernel/btf/vmlinux").expect("this machine's kernel has BTF")
+    }
+
+    fn path(p: &str) -> Vec<String> {
+        p.split('.').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn task_members_resolve_to_offsets_pointer_loads_and_leaves() {
+        let btf = vmlinux();
+        let pid = btf.resolve_members("task_struct", &path("pid")).unwrap();
+        assert_eq!(
+            pid.leaf,
+            Leaf::Int {
+                bytes: 4,
+                signed: true
+            }
+        );
+        assert_eq!((pid.offsets.len(), pid.deref), (1, 0));
+        let comm = btf.resolve_members("task_struct", &path("comm")).unwrap();
+        assert_eq!(comm.leaf, Leaf::CharArray);
+        let ppid = btf
+            .resolve_members("task_struct", &path("real_parent.pid"))
+            .unwrap();
+        assert_eq!(
+            ppid.deref, 0b10,
+            "real_parent is a pointer: loaded before .pid"
+        );
+        assert_eq!(ppid.offsets[1], pid.offsets[0]);
+        let cwd = btf
+            .resolve_members("task_struct", &path("fs.pwd.dentry.d_name.name"))
+            .unwrap();
+        assert_eq!(cwd.leaf, Leaf::CharPtr);
+        // fs and dentry are pointers; pwd and d_name are embedded.
+        assert_eq!(cwd.deref, 0b01010);
+        let uid = btf
+            .resolve_members("task_struct", &path("cred.uid.val"))
+            .unwrap();
+        assert_eq!(
+            uid.leaf,
+            Leaf::Int {
+                bytes: 4,
+                signed: false
+            }
+        );
+    }
+
+    #[test]
+    fn raw_tracepoint_arguments_name_their_struct() {
+        let btf = vmlinux();
+        assert_eq!(
+            btf.raw_tp_arg_struct("sched_process_exec", 0).unwrap(),
+            "task_struct"
+        );
+        assert_eq!(
+            btf.raw_tp_arg_struct("sched_process_exec", 2).unwrap(),
+            "linux_binprm"
+        );
+        let err = btf.raw_tp_arg_struct("sched_process_exec", 1).unwrap_err();
+        assert!(err.contains("not a pointer to a struct"), "{err}");
+        let err = btf.raw_tp_arg_struct("no_such_event", 0).unwrap_err();
+        assert!(err.contains("not in the kernel's BTF"), "{err}");
+    }
+
+    #[test]
+    fn bad_paths_name_the_problem() {
+        let btf = vmlinux();
+        let err = btf
+            .resolve_members("task_struct", &path("nosuch"))
+            .unwrap_err();
+        assert!(err.contains("has no member `nosuch`"), "{err}");
+        let err = btf
+            .resolve_members("task_struct", &path("fs.pwd"))
+            .unwrap_err();
+        assert!(err.contains("must end on"), "{err}");
+        let err = btf
+            .resolve_members("task_struct", &path("pid.x"))
+            .unwrap_err();
+        assert!(err.contains("not a struct"), "{err}");
+        let err = btf
+            .resolve_members("no_such_struct", &path("a"))
+            .unwrap_err();
+        assert!(err.contains("not in the kernel's BTF"), "{err}");
+    }
+}

@@ -154,6 +154,8 @@ pub struct ArgReader {
     pub max_bytes: usize,
     pub resolve: Vec<String>,
     pub btf_type: Option<String>,
+    /// `data` entries: where the value comes from (`current_task`, `pt_regs`).
+    pub source: Option<String>,
 }
 
 /// One filter row of a selector table.
@@ -561,6 +563,8 @@ fn readers(args: &[ArgSpec], origin: ArgOrigin) -> Vec<ArgReader> {
             max_bytes: match a.arg_type {
                 ArgType::CharBuf if a.max_data => crate::limits::CHAR_BUF_MAX_DATA_BYTES.max,
                 ArgType::CharBuf => crate::limits::CHAR_BUF_DEFAULT_BYTES.max,
+                // Fixed size: `size`, else Tetragon's reading of sizeArgIndex as the count.
+                ArgType::ConstBuf => a.size.or(a.size_arg_index).unwrap_or(0) as usize,
                 _ => crate::limits::MAX_STRING_BYTES.max,
             },
             resolve: a
@@ -570,6 +574,7 @@ fn readers(args: &[ArgSpec], origin: ArgOrigin) -> Vec<ArgReader> {
                 .map(str::to_string)
                 .collect(),
             btf_type: a.btf_type.clone(),
+            source: a.source.clone(),
         })
         .collect()
 }

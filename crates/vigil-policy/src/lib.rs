@@ -19,7 +19,7 @@
 //! - [`state`]: policy identity (domain, namespace, name), mode and states.
 //! - [`limits`]: every limit of the language in one place.
 
-mod btf;
+pub mod btf;
 pub mod cli;
 pub mod compile;
 mod decode;

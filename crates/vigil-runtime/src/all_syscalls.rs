@@ -83,6 +83,7 @@ pub fn build(
             ),
             kernel_string: false,
             report: report_of(a.arg_type),
+            chain: None,
         });
     }
     let id_slot = placed.len();
@@ -92,6 +93,7 @@ pub fn build(
         prep: id,
         kernel_string: false,
         report: report_of(ArgType::Syscall64),
+        chain: None,
     });
     let mut with_id = hook.clone();
     with_id.arguments.push(ArgReader {
@@ -104,6 +106,7 @@ pub fn build(
         max_bytes: 0,
         resolve: Vec::new(),
         btf_type: None,
+        source: None,
     });
     let attach = Attach::Tracepoint {
         subsystem: "raw_syscalls".into(),

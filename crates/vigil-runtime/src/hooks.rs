@@ -86,6 +86,8 @@ pub(crate) struct Placed {
     pub(crate) prep: vigil_prep_arg,
     pub(crate) kernel_string: bool,
     pub(crate) report: HookArg,
+    /// BTF `resolve`: the engine kind and member path the argument is read with.
+    pub(crate) chain: Option<(u8, vigil_btf_chain)>,
 }
 
 pub(crate) fn report_of(t: ArgType) -> HookArg {
@@ -184,11 +186,12 @@ fn place_field(
         prep: p,
         kernel_string: r.kernel_string,
         report: report_of(r.arg_type),
+        chain: None,
     })
 }
 
 /// A raw tracepoint argument (64-bit values; pointers are kernel pointers).
-fn place_raw(path: &str, a: &ArgReader) -> Result<Placed, Unsupported> {
+fn place_raw(path: &str, a: &ArgReader, event: &str) -> Result<Placed, Unsupported> {
     if a.index > 5 {
         return Err(unsupported(
             path,
@@ -199,10 +202,19 @@ fn place_raw(path: &str, a: &ArgReader) -> Result<Placed, Unsupported> {
         ));
     }
     if !a.resolve.is_empty() {
-        return Err(unsupported(
-            path,
-            "resolve (BTF-typed raw tracepoint arguments) is not supported yet",
-        ));
+        // BTF-typed: the argument points to a struct the kernel's BTF describes; the engine
+        // follows the member path from it (offsets computed here, no code per policy).
+        let btf = crate::tables::readers::vmlinux().map_err(|e| unsupported(path, e))?;
+        let root = btf
+            .raw_tp_arg_struct(event, a.index)
+            .map_err(|e| unsupported(path, e))?;
+        let (kind, report, chain) = crate::tables::readers::btf_chain(path, a, &root, 0)?;
+        return Ok(Placed {
+            prep: prep(VIGIL_SRC_RAW_ARG, a.index, 8, false),
+            kernel_string: false,
+            report,
+            chain: Some((kind, chain)),
+        });
     }
     let mut p = prep(
         VIGIL_SRC_RAW_ARG,
@@ -231,6 +243,7 @@ fn place_raw(path: &str, a: &ArgReader) -> Result<Placed, Unsupported> {
         prep: p,
         kernel_string: is_text(a.arg_type),
         report: report_of(a.arg_type),
+        chain: None,
     })
 }
 
@@ -250,6 +263,7 @@ fn place_param(path: &str, a: &ArgReader) -> Result<Placed, Unsupported> {
         prep: prep(VIGIL_SRC_REG, reg, width(a.arg_type), signed(a.arg_type)),
         kernel_string: false,
         report: report_of(a.arg_type),
+        chain: None,
     })
 }
 
@@ -304,6 +318,7 @@ fn place_usdt(path: &str, probe: &usdt::Probe, a: &ArgReader) -> Result<Placed, 
         prep: p,
         kernel_string: false,
         report: report_of(a.arg_type),
+        chain: None,
     })
 }
 
@@ -448,6 +463,12 @@ pub(crate) fn finish(
         if p.kernel_string {
             config.arg_kind[slot] = VIGIL_ARG_KSTRING as u8;
         }
+        if let Some((kind, chain)) = p.chain {
+            config.arg_kind[slot] = kind;
+            config.chains[slot] = chain;
+            // Read at entry: filters may need it (the selector builder saw its plain type).
+            config.filter_strs |= 1 << slot;
+        }
         info.args[slot].0 = p.report;
     }
     info.function_name = String::new();
@@ -511,7 +532,7 @@ pub fn build(
                 readers
                     .iter()
                     .enumerate()
-                    .map(|(i, a)| place_raw(&arg_path(i), a))
+                    .map(|(i, a)| place_raw(&arg_path(i), a, event))
                     .collect::<Result<Vec<_>, _>>()?
             } else {
                 let text = env

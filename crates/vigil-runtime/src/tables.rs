@@ -45,6 +45,11 @@ pub enum HookArg {
     /// `char_buf`: `bytes_arg`, or `truncated_bytes_arg` with the size asked for when the
     /// engine's buffer cut it.
     Bytes,
+    /// `sockaddr_arg` {family, addr, port} from a `vigil_sockaddr`.
+    Sockaddr,
+    /// `char_buf` with maxData: `bytes_arg` / `truncated_bytes_arg` from the data chunks
+    /// that went ahead of the event (the argument's row holds their id).
+    Data,
 }
 
 /// Which event a hook produces, with what identifies the hook in it.
@@ -98,6 +103,8 @@ pub struct HookInfo {
     pub kernel_function: bool,
     /// GetUrl / DnsLookup actions of each selector (by selector index).
     pub user_actions: Vec<Vec<UserAction>>,
+    /// `args` from this position on are the hook's `data` entries (`data` in events).
+    pub data_from: Option<usize>,
 }
 
 impl HookInfo {
@@ -201,13 +208,12 @@ fn arg_kind(t: ArgType, kernel: bool) -> Option<(u8, HookArg)> {
             ArgType::LinuxBinprm => return Some((VIGIL_ARG_BINPRM as u8, HookArg::LinuxBinprm)),
             ArgType::String => return Some((VIGIL_ARG_KSTRING as u8, HookArg::String)),
             ArgType::Filename => return Some((VIGIL_ARG_FILENAME as u8, HookArg::String)),
+            ArgType::Sockaddr => return Some((VIGIL_ARG_KSOCKADDR as u8, HookArg::Sockaddr)),
             _ => {}
         }
     }
     Some(match t {
-        ArgType::Int8 | ArgType::Int16 | ArgType::Int32 | ArgType::Fd => {
-            (VIGIL_ARG_INT as u8, HookArg::Int)
-        }
+        ArgType::Int8 | ArgType::Int16 | ArgType::Int32 => (VIGIL_ARG_INT as u8, HookArg::Int),
         ArgType::Uint8 | ArgType::Uint16 | ArgType::Uint32 => {
             (VIGIL_ARG_UINT32 as u8, HookArg::Uint32)
         }
@@ -216,6 +222,11 @@ fn arg_kind(t: ArgType, kernel: bool) -> Option<(u8, HookArg)> {
         ArgType::SizeT => (VIGIL_ARG_UINT64 as u8, HookArg::SizeT),
         ArgType::String | ArgType::Filename => (VIGIL_ARG_STRING as u8, HookArg::String),
         ArgType::CharBuf => (VIGIL_ARG_BUF as u8, HookArg::Bytes),
+        // The descriptor's path, read through the task's file table (Tetragon's file_arg).
+        ArgType::Fd => (VIGIL_ARG_FD as u8, HookArg::File),
+        ArgType::CharIovec => (VIGIL_ARG_IOVEC as u8, HookArg::Bytes),
+        ArgType::ConstBuf => (VIGIL_ARG_CONST_BUF as u8, HookArg::Bytes),
+        ArgType::Sockaddr => (VIGIL_ARG_SOCKADDR as u8, HookArg::Sockaddr),
         _ => return None,
     })
 }
@@ -226,6 +237,8 @@ pub(crate) fn is_string_kind(kind: u8) -> bool {
     let kind = u32::from(kind);
     kind == VIGIL_ARG_STRING
         || kind == VIGIL_ARG_KSTRING
+        || kind == VIGIL_ARG_FD
+        || kind == VIGIL_ARG_BTF_STR
         || (VIGIL_ARG_KOBJ_FIRST..=VIGIL_ARG_KOBJ_LAST).contains(&kind)
 }
 
@@ -390,14 +403,52 @@ pub(crate) fn build_hook(
                 "a return probe reads at most 5 arguments (the 6th slot carries the return value)",
             ));
         }
-        if u32::from(kind) == VIGIL_ARG_BUF {
-            config.size_index[slot] = char_buf_size(&format!("{path}.args[{slot}]"), a)?;
-        }
+        let kind = ext_reader(
+            &format!("{path}.args[{slot}]"),
+            a,
+            kind,
+            slot,
+            kernel,
+            &mut config,
+        )?;
         config.arg_kind[slot] = kind;
         config.arg_index[slot] = a.index as u8;
+        let report = if u32::from(kind) == VIGIL_ARG_BUF_DATA {
+            HookArg::Data
+        } else {
+            report
+        };
         args.push((report, a.label.clone()));
     }
     config.nargs = readers.len() as u32;
+    // `data` entries (source current_task) take the slots after the arguments.
+    let data: Vec<_> = hook
+        .arguments
+        .iter()
+        .filter(|a| a.origin == ArgOrigin::Data)
+        .collect();
+    let data_from = readers.len();
+    if !data.is_empty() {
+        if data_from + data.len() > VIGIL_MAX_ARGS as usize {
+            return Err(unsupported(
+                path,
+                format!("more than {VIGIL_MAX_ARGS} args and data entries"),
+            ));
+        }
+        if fexit {
+            return Err(unsupported(
+                &format!("{path}.data"),
+                "data on a return probe of a kernel function is not supported yet",
+            ));
+        }
+        for (j, d) in data.iter().enumerate() {
+            let (kind, report, chain) = data_reader(&format!("{path}.data[{j}]"), d)?;
+            config.arg_kind[data_from + j] = kind;
+            config.chains[data_from + j] = chain;
+            args.push((report, d.label.clone()));
+        }
+        config.nargs += data.len() as u32;
+    }
     let mut return_slot = None;
     if fexit
         && let Some(r) = hook
@@ -432,6 +483,13 @@ pub(crate) fn build_hook(
             .iter()
             .find(|a| a.origin == ArgOrigin::Return)
             .map_or(ArgType::Int32, |a| a.arg_type);
+        // A returned descriptor is reported as the number (the path comes from the file table
+        // of open-like calls, `resolved_path`).
+        let ret_type = if ret_type == ArgType::Fd {
+            ArgType::Int32
+        } else {
+            ret_type
+        };
         let Some((kind, report)) =
             arg_kind(ret_type, false).filter(|(k, _)| u32::from(*k) != VIGIL_ARG_STRING)
         else {
@@ -442,6 +500,9 @@ pub(crate) fn build_hook(
         };
         config.ret_kind = kind;
         return_arg = Some(report);
+    }
+    if (0..readers.len()).any(|i| u32::from(config.arg_kind[i]) == VIGIL_ARG_BUF_RET) {
+        config.flags |= VIGIL_HOOK_EXIT | VIGIL_HOOK_RET_COPY;
     }
     // Open-like calls: the path argument's filters also try the kernel-resolved path.
     if let Some(pos) = open_like_path_arg(syscall)
@@ -513,6 +574,23 @@ pub(crate) fn build_hook(
                                 format!("matchArgs index {pos} names no argument of the hook"),
                             )
                         })?;
+                        if matches!(
+                            u32::from(config.arg_kind[slot]),
+                            VIGIL_ARG_BUF
+                                | VIGIL_ARG_BUF_DATA
+                                | VIGIL_ARG_BUF_RET
+                                | VIGIL_ARG_IOVEC
+                                | VIGIL_ARG_CONST_BUF
+                        ) {
+                            return Err(unsupported(
+                                &spath,
+                                format!(
+                                    "matchArgs on {} argument {pos} is not supported by this \
+                                     runtime yet",
+                                    readers.get(slot).map_or(ArgType::CharBuf, |a| a.arg_type)
+                                ),
+                            ));
+                        }
                         let f = arg_filter(
                             &spath,
                             slot,
@@ -530,17 +608,11 @@ pub(crate) fn build_hook(
                         }
                         sel.filters[sel.nfilters as usize] = f;
                         sel.nfilters += 1;
-                        if is_string_kind(config.arg_kind[slot]) {
+                        // Strings and the EXT readers are read at entry only for filters.
+                        if is_string_kind(config.arg_kind[slot])
+                            || u32::from(config.arg_kind[slot]) >= VIGIL_ARG_EXT_FIRST
+                        {
                             config.filter_strs |= 1 << slot;
-                        }
-                        if u32::from(config.arg_kind[slot]) == VIGIL_ARG_BUF {
-                            return Err(unsupported(
-                                &spath,
-                                format!(
-                                    "matchArgs on char_buf argument {pos} is not supported by \
-                                     this runtime yet"
-                                ),
-                            ));
                         }
                     }
                 }
@@ -599,6 +671,42 @@ pub(crate) fn build_hook(
                     }
                     sel.filters[sel.nfilters as usize] = f;
                     sel.nfilters += 1;
+                }
+                Filter::Arg {
+                    origin: ArgOrigin::Data,
+                    positions,
+                    operator,
+                    values,
+                } => {
+                    for &pos in positions {
+                        let slot = data_from + pos as usize;
+                        if pos as usize >= data.len() {
+                            return Err(unsupported(
+                                &spath,
+                                format!("matchData index {pos} names no data entry of the hook"),
+                            ));
+                        }
+                        let f = arg_filter(
+                            &spath,
+                            slot,
+                            *operator,
+                            values,
+                            config.arg_kind[slot],
+                            ids,
+                            out,
+                        )?;
+                        if sel.nfilters >= VIGIL_MAX_ARG_FILTERS {
+                            return Err(unsupported(
+                                &spath,
+                                format!(
+                                    "more than {VIGIL_MAX_ARG_FILTERS} matchArgs and matchData"
+                                ),
+                            ));
+                        }
+                        sel.filters[sel.nfilters as usize] = f;
+                        sel.nfilters += 1;
+                        config.filter_strs |= 1 << slot;
+                    }
                 }
                 Filter::Pids(p) => pids_filter(&spath, &mut sel, p)?,
                 Filter::Namespaces(n) => {
@@ -701,6 +809,7 @@ pub(crate) fn build_hook(
         ),
         kernel_function: kernel,
         user_actions,
+        data_from: (!data.is_empty()).then_some(data_from),
     });
     ids.next_hook += 1;
     Ok(())
@@ -711,14 +820,18 @@ use values::{actions, arg_filter, filter_name, in_or_not, rate_limit};
 pub use values::{common_start, open_like_path_arg, parse_rate_limit};
 
 mod process;
-use process::{char_buf_size, namespaces_filter, pids_filter};
+use process::{namespaces_filter, pids_filter};
 
 mod caps;
 mod user_actions;
 pub use caps::capability_bit;
 use caps::{capabilities_filter, namespace_changes_filter, parent_binaries_filter};
-pub use process::{ns_proc_name, parse_ns_link, read_host_namespace};
 pub use user_actions::UserAction;
+
+pub(crate) mod readers;
+pub use process::{ns_proc_name, parse_ns_link, read_host_namespace};
+pub use readers::family_name;
+use readers::{data_reader, ext_reader, sockaddr_filter};
 
 #[cfg(test)]
 mod tests;

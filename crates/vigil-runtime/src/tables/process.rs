@@ -12,12 +12,6 @@ pub(crate) fn char_buf_size(
     path: &str,
     a: &vigil_policy::compile::ArgReader,
 ) -> Result<u8, Unsupported> {
-    if a.read_at_return {
-        return Err(unsupported(
-            path,
-            "char_buf with returnCopy is not supported by this runtime yet",
-        ));
-    }
     match a.size_arg {
         Some(i) if i <= 5 && i != a.index => Ok(i as u8),
         Some(i) => Err(unsupported(
@@ -29,8 +23,11 @@ pub(crate) fn char_buf_size(
         )),
         None => Err(unsupported(
             path,
-            "char_buf without sizeArgIndex is not supported by this runtime yet (the engine \
-             needs the argument that holds the byte count)",
+            format!(
+                "{} without sizeArgIndex is not supported by this runtime yet (the engine \
+                 needs the argument that holds the count)",
+                a.arg_type
+            ),
         )),
     }
 }

@@ -399,11 +399,6 @@ fn char_buf_without_a_usable_size_is_refused_by_name() {
     for (from, to, needle) in [
         ("      sizeArgIndex: 3\n", "", "sizeArgIndex"),
         ("sizeArgIndex: 3", "sizeArgIndex: 2", "sizeArgIndex 2"),
-        (
-            "sizeArgIndex: 3",
-            "sizeArgIndex: 3\n      returnCopy: true",
-            "returnCopy",
-        ),
     ] {
         let yaml = WRITE.replace(from, to);
         let err = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap_err();

@@ -201,7 +201,14 @@ pub(super) fn arg_filter(
         ..Default::default()
     };
     let kind = u32::from(kind);
-    if kind == VIGIL_ARG_STRING || (VIGIL_ARG_KOBJ_FIRST..=VIGIL_ARG_KOBJ_LAST).contains(&kind) {
+    if kind == VIGIL_ARG_SOCKADDR || kind == VIGIL_ARG_KSOCKADDR {
+        return super::sockaddr_filter(path, f, op, values, ids, out);
+    }
+    if kind == VIGIL_ARG_STRING
+        || kind == VIGIL_ARG_FD
+        || kind == VIGIL_ARG_BTF_STR
+        || (VIGIL_ARG_KOBJ_FIRST..=VIGIL_ARG_KOBJ_LAST).contains(&kind)
+    {
         f.op = match op {
             Operator::Equal => VIGIL_OP_EQ,
             Operator::NotEqual => VIGIL_OP_NEQ,
