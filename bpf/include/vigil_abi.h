@@ -188,7 +188,38 @@ enum vigil_arg_kind {
 	VIGIL_ARG_BINPRM = 19,  /* struct linux_binprm * -> file */
 	/* 20: kernel strings are VIGIL_ARG_KSTRING above */
 	VIGIL_ARG_FILENAME = 21, /* struct filename * -> name */
-	VIGIL_ARG_KOBJ_LAST = 21,
+	/* Network objects: read into a struct vigil_sock_info in the string row (length
+	 * sizeof(struct vigil_sock_info)), filtered by the VIGIL_OP_SOCK_* operators. */
+	VIGIL_ARG_SOCK = 24,     /* struct sock * -> sock_arg */
+	VIGIL_ARG_SOCKET = 25,   /* struct socket * -> ->sk -> sock_arg */
+	VIGIL_ARG_SKB = 26,      /* struct sk_buff * -> skb_arg (IP and TCP/UDP headers) */
+	VIGIL_ARG_SOCKADDR = 27, /* struct sockaddr * (kernel copy) -> sockaddr_arg */
+	/* The cgroup fallback (bpf/sockaddr_cgroup.bpf.c): raw is a vigil_sock_info already
+	 * filled from the bpf_sock_addr context; reported as sockaddr_arg. */
+	VIGIL_ARG_SOCKINFO = 28,
+	VIGIL_ARG_KOBJ_LAST = 28,
+};
+
+/*
+ * A network object as the engine filters and reports it (Tetragon's sock_arg, skb_arg,
+ * sockaddr_arg). Addresses are in network byte order, 4 bytes used for AF_INET; ports in
+ * host order. sockaddr_arg uses family, saddr and sport (the address it names).
+ */
+struct vigil_sock_info {
+	__u16 family;
+	__u16 type;
+	__u16 protocol;
+	__u8 state;
+	__u8 pad;
+	__u16 sport;
+	__u16 dport;
+	__u32 mark;
+	__u32 priority;
+	__u32 hash; /* skb */
+	__u32 len;  /* skb */
+	__u64 cookie; /* the struct sock address, as Tetragon's sock_arg */
+	__u8 saddr[16];
+	__u8 daddr[16];
 };
 
 enum vigil_op {
@@ -204,6 +235,26 @@ enum vigil_op {
 	VIGIL_OP_MASK = 9,
 	VIGIL_OP_IN = 10,
 	VIGIL_OP_NOT_IN = 11,
+	/* Network operators on vigil_sock_info rows. Addresses: CIDRs in the LPM set `set_id`
+	 * of vigil_str_prefix, key data = [4 or 6] + address bytes. Ports: values[] hold
+	 * ranges lo | hi << 32. Protocol/Family/State: values[] any of. */
+	VIGIL_OP_SOCK_FIRST = 32,
+	VIGIL_OP_SADDR = 32,
+	VIGIL_OP_DADDR = 33,
+	VIGIL_OP_NOT_SADDR = 34,
+	VIGIL_OP_NOT_DADDR = 35,
+	VIGIL_OP_SPORT = 36,
+	VIGIL_OP_DPORT = 37,
+	VIGIL_OP_NOT_SPORT = 38,
+	VIGIL_OP_NOT_DPORT = 39,
+	VIGIL_OP_SPORT_PRIV = 40,
+	VIGIL_OP_DPORT_PRIV = 41,
+	VIGIL_OP_NOT_SPORT_PRIV = 42,
+	VIGIL_OP_NOT_DPORT_PRIV = 43,
+	VIGIL_OP_PROTOCOL = 44,
+	VIGIL_OP_FAMILY = 45,
+	VIGIL_OP_STATE = 46,
+	VIGIL_OP_SOCK_LAST = 46,
 };
 
 /* Action bits of a selector. */

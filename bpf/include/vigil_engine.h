@@ -65,6 +65,7 @@ static __always_inline int monitor_mode(void)
 
 #include "vigil_engine_strings.h"
 #include "vigil_engine_paths.h"
+#include "vigil_engine_sock.h"
 
 /* ---- selectors ------------------------------------------------------------------------ */
 
@@ -160,6 +161,13 @@ static __always_inline int filter_match(struct sys_scratch *s, const struct vigi
 	}
 	if (phase == PHASE_EXIT)
 		return 1; /* evaluated at entry */
+#ifdef VIGIL_ENGINE_SOCK_OPS
+	if (f->op >= VIGIL_OP_SOCK_FIRST) {
+		if (str_error & (1u << slot))
+			goto unreadable;
+		return sock_match(s, slot, f);
+	}
+#endif
 	if (!engine_arg_is_str(h->arg_kind[slot]))
 		return int_match(s->st.msg.ints[slot], f);
 	if (str_error & (1u << slot))

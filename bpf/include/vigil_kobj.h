@@ -20,6 +20,7 @@
 
 struct kobj_scratch {
 	char buf[KOBJ_BUF + VIGIL_NAME_MAX + 1]; /* slack: a masked offset + a name stays inside */
+	struct vigil_sock_info net; /* network objects (vigil_kobj_net.h) are built here */
 };
 
 struct {
@@ -28,6 +29,8 @@ struct {
 	__type(key, __u32);
 	__type(value, struct kobj_scratch);
 } vigil_kobj_scratch SEC(".maps");
+
+#include "vigil_kobj_net.h"
 
 struct kobj_walk {
 	__u64 dentry;      /* struct dentry * */
@@ -162,6 +165,15 @@ static __always_inline long kobj_read(char *dst, __u8 kind, __u64 raw, __s64 *iv
 	*ival = 0;
 	if (!raw)
 		return -1;
+	if (kind >= VIGIL_ARG_SOCK && kind <= VIGIL_ARG_SOCKINFO) {
+		__u32 zero = 0;
+		struct kobj_scratch *s = bpf_map_lookup_elem(&vigil_kobj_scratch, &zero);
+
+		if (!s || kobj_net_read(&s->net, kind, raw))
+			return -1;
+		bpf_probe_read_kernel(dst, sizeof(s->net), &s->net);
+		return sizeof(s->net);
+	}
 	switch (kind) {
 	case VIGIL_ARG_FILE:
 		d = BPF_CORE_READ((struct file *)raw, f_path.dentry);

@@ -9,6 +9,7 @@ mod containers;
 mod convert;
 mod encode;
 mod logging;
+mod net_arg;
 mod options;
 mod outputs;
 mod pipeline;

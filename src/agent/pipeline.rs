@@ -279,6 +279,9 @@ impl Pipeline {
                     | HookArg::File
                     | HookArg::Path
                     | HookArg::Bytes
+                    | HookArg::Sock
+                    | HookArg::Skb
+                    | HookArg::Sockaddr
                         if m.str_error & (1 << i) != 0 =>
                     {
                         Arg::ErrorArg(tetragon::KprobeError {
@@ -302,6 +305,10 @@ impl Pipeline {
                         permission: permission(m.ints[i] as u32),
                         ..Default::default()
                     }),
+                    HookArg::Sock | HookArg::Skb | HookArg::Sockaddr => super::net_arg::net_arg(
+                        *kind,
+                        rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
+                    ),
                     other => int_arg(*other, m.ints[i]),
                 };
                 tetragon::KprobeArgument {
@@ -678,9 +685,14 @@ fn int_arg(kind: HookArg, v: i64) -> tetragon::kprobe_argument::Arg {
                 abi: if v & ia32 != 0 { "i386" } else { "x64" }.to_string(),
             })
         }
-        HookArg::String | HookArg::LinuxBinprm | HookArg::File | HookArg::Path | HookArg::Bytes => {
-            Arg::LongArg(v)
-        }
+        HookArg::String
+        | HookArg::LinuxBinprm
+        | HookArg::File
+        | HookArg::Path
+        | HookArg::Bytes
+        | HookArg::Sock
+        | HookArg::Skb
+        | HookArg::Sockaddr => Arg::LongArg(v),
     }
 }
 

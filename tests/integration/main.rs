@@ -15,6 +15,7 @@ mod k8s_install;
 mod k8s_policies;
 mod kernel_caps;
 mod kfuncs;
+mod kfuncs_net;
 mod lifecycle;
 mod load;
 mod namespaces;

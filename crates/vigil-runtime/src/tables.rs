@@ -45,6 +45,10 @@ pub enum HookArg {
     /// `char_buf`: `bytes_arg`, or `truncated_bytes_arg` with the size asked for when the
     /// engine's buffer cut it.
     Bytes,
+    /// Network objects (crate::sock): `sock_arg`, `skb_arg`, `sockaddr_arg`.
+    Sock,
+    Skb,
+    Sockaddr,
 }
 
 /// Which event a hook produces, with what identifies the hook in it.
@@ -199,6 +203,10 @@ fn arg_kind(t: ArgType, kernel: bool) -> Option<(u8, HookArg)> {
             ArgType::LinuxBinprm => return Some((VIGIL_ARG_BINPRM as u8, HookArg::LinuxBinprm)),
             ArgType::String => return Some((VIGIL_ARG_KSTRING as u8, HookArg::String)),
             ArgType::Filename => return Some((VIGIL_ARG_FILENAME as u8, HookArg::String)),
+            ArgType::Sock => return Some((VIGIL_ARG_SOCK as u8, HookArg::Sock)),
+            ArgType::Socket => return Some((VIGIL_ARG_SOCKET as u8, HookArg::Sock)),
+            ArgType::Skb => return Some((VIGIL_ARG_SKB as u8, HookArg::Skb)),
+            ArgType::Sockaddr => return Some((VIGIL_ARG_SOCKADDR as u8, HookArg::Sockaddr)),
             _ => {}
         }
     }
