@@ -415,7 +415,10 @@ static __always_inline int act(struct sys_scratch *s, __u32 hook, __u32 matched,
 		if (monitor) {
 			sel_count(hook, matched, VIGIL_HOOK_MONITOR);
 		} else {
+#ifndef VIGIL_ENGINE_NO_SIGNAL
+			/* Programs without the helper (cgroup hooks) leave it to user space. */
 			bpf_send_signal((actions & VIGIL_ACT_SIGKILL) ? 9 : sel->signal);
+#endif
 			sel_count(hook, matched, VIGIL_HOOK_ENFORCED);
 		}
 	}

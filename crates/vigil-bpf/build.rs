@@ -7,7 +7,13 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["lifecycle", "syscalls", "hooks", "kfuncs"];
+const PROGRAMS: &[&str] = &[
+    "lifecycle",
+    "syscalls",
+    "hooks",
+    "kfuncs",
+    "sockaddr_cgroup",
+];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());

@@ -49,3 +49,22 @@ pub(super) fn net_arg(kind: HookArg, bytes: &[u8]) -> tetragon::kprobe_argument:
         }),
     }
 }
+
+/// The cgroup socket fallback denied the operation in the kernel; its program type has no
+/// bpf_send_signal, so a Sigkill/Signal selector's signal is sent here, on the event (after
+/// the denied call returned, not before as with a kernel-function hook).
+pub(super) fn signal_from_user(tgid: u32, actions: u32, signal: u32) {
+    use vigil_bpf::abi::{VIGIL_ACT_SIGKILL, VIGIL_ACT_SIGNAL};
+    let sig = if actions & VIGIL_ACT_SIGKILL != 0 {
+        libc::SIGKILL
+    } else if actions & VIGIL_ACT_SIGNAL != 0 {
+        signal as i32
+    } else {
+        return;
+    };
+    // SAFETY: kill(2) on a process id; no memory is shared.
+    if unsafe { libc::kill(tgid as i32, sig) } != 0 {
+        tracing::warn!(pid = tgid, signal = sig, error = %std::io::Error::last_os_error(),
+            "cannot signal the process the network fallback denied");
+    }
+}

@@ -349,6 +349,9 @@ impl Pipeline {
         } else {
             tetragon::KprobeAction::Post
         };
+        if hook.user_signal && m.monitor == 0 {
+            super::net_arg::signal_from_user(m.process.pid, m.actions, m.signal);
+        }
         if !matches!(
             hook.event,
             HookEvent::Kprobe | HookEvent::EverySyscall { .. }

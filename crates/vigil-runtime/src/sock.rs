@@ -132,7 +132,7 @@ pub fn sock_filter(
         set_id,
         ..Default::default()
     };
-    let sockaddr = matches!(u32::from(kind), VIGIL_ARG_SOCKADDR | VIGIL_ARG_SOCKINFO);
+    let sockaddr = u32::from(kind) == VIGIL_ARG_SOCKADDR;
     let skb = u32::from(kind) == VIGIL_ARG_SKB;
     let code = match op {
         SAddr => VIGIL_OP_SADDR,

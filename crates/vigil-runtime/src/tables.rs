@@ -100,6 +100,9 @@ pub struct HookInfo {
     pub return_slot: Option<usize>,
     /// A kernel-function or LSM hook (not a system call).
     pub kernel_function: bool,
+    /// Sigkill/Signal are sent by the agent on the event: the program type has no
+    /// bpf_send_signal (the cgroup socket fallback, which denies the operation itself).
+    pub user_signal: bool,
 }
 
 impl HookInfo {
@@ -270,6 +273,7 @@ pub fn build_in(
         let kfunc = match hook.mechanism {
             Mechanism::SyscallTracepoint => None,
             Mechanism::Lsm => Some(KfuncAttach::Lsm),
+            Mechanism::CgroupSockAddr => Some(KfuncAttach::CgroupSockAddr),
             // Override needs the function's return value: fmod_ret (compile() allowed it
             // only on security_* functions of kernels with fentry).
             Mechanism::Fentry | Mechanism::Kprobe | Mechanism::KprobeMulti if overrides(hook) => {
@@ -323,7 +327,14 @@ pub(crate) fn build_hook(
     let can_override = matches!(
         target,
         Target::Kfunc {
-            attach: KfuncAttach::FmodRet | KfuncAttach::Lsm,
+            attach: KfuncAttach::FmodRet | KfuncAttach::Lsm | KfuncAttach::CgroupSockAddr,
+            ..
+        }
+    );
+    let cgroup = matches!(
+        target,
+        Target::Kfunc {
+            attach: KfuncAttach::CgroupSockAddr,
             ..
         }
     );
@@ -399,7 +410,12 @@ pub(crate) fn build_hook(
         if u32::from(kind) == VIGIL_ARG_BUF {
             config.size_index[slot] = char_buf_size(&format!("{path}.args[{slot}]"), a)?;
         }
-        config.arg_kind[slot] = kind;
+        // The cgroup fallback hands the engine rows it built from its context.
+        config.arg_kind[slot] = if cgroup && crate::sock::is_net_kind(kind) {
+            VIGIL_ARG_SOCKINFO as u8
+        } else {
+            kind
+        };
         config.arg_index[slot] = a.index as u8;
         args.push((report, a.label.clone()));
     }
@@ -687,6 +703,7 @@ pub(crate) fn build_hook(
             }
         ),
         kernel_function: kernel,
+        user_signal: cgroup,
     });
     ids.next_hook += 1;
     Ok(())
