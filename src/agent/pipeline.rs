@@ -349,7 +349,7 @@ impl Pipeline {
         } else {
             tetragon::KprobeAction::Post
         };
-        if hook.user_signal && m.monitor == 0 {
+        if hook.cgroup_sock && m.monitor == 0 {
             super::net_arg::signal_from_user(m.process.pid, m.actions, m.signal);
         }
         if !matches!(

@@ -19,6 +19,7 @@ mod kfuncs_net;
 mod lifecycle;
 mod load;
 mod namespaces;
+mod netfallback;
 mod policy;
 mod policy_engine;
 mod proto_check;

@@ -100,9 +100,10 @@ pub struct HookInfo {
     pub return_slot: Option<usize>,
     /// A kernel-function or LSM hook (not a system call).
     pub kernel_function: bool,
-    /// Sigkill/Signal are sent by the agent on the event: the program type has no
-    /// bpf_send_signal (the cgroup socket fallback, which denies the operation itself).
-    pub user_signal: bool,
+    /// Run by the cgroup socket fallback (vigil_policy::netfallback) instead of the kernel
+    /// function: it denies in the kernel, but Sigkill/Signal are sent by the agent on the
+    /// event (the program type has no bpf_send_signal).
+    pub cgroup_sock: bool,
 }
 
 impl HookInfo {
@@ -128,6 +129,7 @@ impl HookInfo {
     pub fn sensor_name(&self) -> String {
         let kind = match self.event {
             HookEvent::Kprobe if self.lsm => "generic_lsm",
+            HookEvent::Kprobe if self.cgroup_sock => "cgroup_sock_addr",
             HookEvent::Kprobe if self.kernel_function => "generic_kprobe",
             HookEvent::Kprobe | HookEvent::EverySyscall { .. } => "generic_syscall",
             HookEvent::Tracepoint { .. } => "generic_tracepoint",
@@ -703,7 +705,7 @@ pub(crate) fn build_hook(
             }
         ),
         kernel_function: kernel,
-        user_signal: cgroup,
+        cgroup_sock: cgroup,
     });
     ids.next_hook += 1;
     Ok(())
