@@ -165,3 +165,85 @@ fn cgroup2_root() -> String {
         })
         .expect("a cgroup v2 mount")
 }
+
+/// Sigkill through the fallback: the connect is denied in the kernel (nothing reaches the
+/// listener) and the agent kills the process on the event (no bpf_send_signal there).
+#[test]
+fn sigkill_on_connect_denies_and_kills_through_the_fallback() {
+    use std::os::unix::process::ExitStatusExt;
+    if !no_function_hooks() {
+        return;
+    }
+    let _g = serial();
+    let (l, port) = listener();
+    l.set_nonblocking(true).unwrap();
+    let dir = scratch_dir("netfallback-kill-files");
+    let yaml = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: kill-connect
+spec:
+  kprobes:
+  - call: "tcp_connect"
+    syscall: false
+    args:
+    - index: 0
+      type: "sock"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "DAddr"
+        values: ["127.0.0.2/32"]
+      - index: 0
+        operator: "DPort"
+        values: ["{port}"]
+      matchBinaries:
+      - operator: "In"
+        values: ["/usr/bin/bash"]
+      matchActions:
+      - action: Sigkill
+"#
+    );
+    let policy = dir.join("kill.yaml");
+    std::fs::write(&policy, yaml).unwrap();
+    let agent = Agent::start(
+        "netfallback-kill",
+        &["--tracing-policy", &policy.display().to_string()],
+    );
+    // The test process itself is not bash: it still connects.
+    connect("127.0.0.2", port).expect("not a matching binary");
+    let _ = l.accept().expect("the test's own connection arrived");
+    let started = Instant::now();
+    let status = Command::new("/usr/bin/bash")
+        .arg("-c")
+        .arg(format!(
+            "{{ : 3<>/dev/tcp/127.0.0.2/{port}; }} 2>/dev/null; sleep 15"
+        ))
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "killed, not finished"
+    );
+    assert!(
+        l.accept().is_err(),
+        "the denied connect never reached the listener"
+    );
+    let events = agent.wait_for("the Sigkill event", WAIT, |ev| {
+        of_kind(ev, "process_kprobe")
+            .iter()
+            .any(|e| e["policy_name"] == "kill-connect")
+    });
+    let hit = of_kind(&events, "process_kprobe")
+        .into_iter()
+        .find(|e| e["policy_name"] == "kill-connect")
+        .unwrap();
+    assert_eq!(hit["action"], "KPROBE_ACTION_SIGKILL");
+    assert_eq!(hit["function_name"], "tcp_connect");
+    assert_eq!(hit["process"]["binary"], "/usr/bin/bash");
+    assert_eq!(hit["args"][0]["sock_arg"]["daddr"], "127.0.0.2");
+    assert_eq!(hit["args"][0]["sock_arg"]["dport"], u64::from(port));
+    agent.stop();
+}
