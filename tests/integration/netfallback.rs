@@ -247,3 +247,135 @@ spec:
     assert_eq!(hit["args"][0]["sock_arg"]["dport"], u64::from(port));
     agent.stop();
 }
+
+/// The issue-8 rule for the compat corpus on a kernel without kernel-function hooks, read
+/// from the policy file itself (not from the agent): a policy whose hooks are all on
+/// `security_socket_connect`, `tcp_connect` or `security_socket_bind`, each with a selector
+/// that enforces (Override, Sigkill, Signal) and every filter one the cgroup socket context
+/// decides exactly (socket: Family, Protocol, and for tcp_connect its peer
+/// DAddr/DPort/DPortPriv and Not forms; sockaddr: SAddr/SPort/SPortPriv and Not forms,
+/// Family; literal addresses only; matchBinaries/matchPIDs), is loaded by the cgroup
+/// fallback, where expected-outcomes.md (written before the fallback) says "refuse".
+pub fn runs_on_cgroup_fallback(file: &std::path::Path) -> bool {
+    if !kernel_has_no_function_hooks() {
+        return false;
+    }
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let Ok(doc) = serde_saphyr::from_str::<Value>(&text) else {
+        return false;
+    };
+    let spec = &doc["spec"];
+    let Some(spec_obj) = spec.as_object() else {
+        return false;
+    };
+    let hook_sections = [
+        "kprobes",
+        "tracepoints",
+        "uprobes",
+        "lsmhooks",
+        "usdts",
+        "fentries",
+    ];
+    if spec_obj
+        .keys()
+        .any(|k| hook_sections.contains(&k.as_str()) && k != "kprobes")
+    {
+        return false;
+    }
+    let Some(kprobes) = spec["kprobes"].as_array().filter(|k| !k.is_empty()) else {
+        return false;
+    };
+    kprobes.iter().all(kprobe_fits)
+}
+
+fn kernel_has_no_function_hooks() -> bool {
+    let m = kernel_caps::matrix();
+    let column = kernel_caps::current_column();
+    ["kprobe", "fentry", "lsm"]
+        .iter()
+        .all(|k| !m.expects(&column, k).unwrap_or(true))
+}
+
+fn kprobe_fits(k: &Value) -> bool {
+    let call = k["call"].as_str().unwrap_or("");
+    if ![
+        "security_socket_connect",
+        "tcp_connect",
+        "security_socket_bind",
+    ]
+    .contains(&call)
+        || k["syscall"].as_bool() != Some(false)
+        || k["return"].as_bool() == Some(true)
+        || !k["data"].is_null()
+    {
+        return false;
+    }
+    let tcp = call == "tcp_connect";
+    let mut types = std::collections::HashMap::new();
+    for a in k["args"].as_array().into_iter().flatten() {
+        let (i, t) = (
+            a["index"].as_u64().unwrap_or(99),
+            a["type"].as_str().unwrap_or(""),
+        );
+        let ok = match (i, t) {
+            (0, "sock" | "socket") => true,
+            (1, "sockaddr") | (2, "int") => !tcp,
+            _ => false,
+        };
+        if !ok || !a["resolve"].is_null() || !a["btfType"].is_null() {
+            return false;
+        }
+        types.insert(i, t.to_string());
+    }
+    let mut enforcing = false;
+    for sel in k["selectors"].as_array().into_iter().flatten() {
+        let Some(obj) = sel.as_object() else {
+            return false;
+        };
+        let allowed = ["matchArgs", "matchBinaries", "matchPIDs", "matchActions"];
+        if obj.keys().any(|key| !allowed.contains(&key.as_str())) {
+            return false;
+        }
+        for a in sel["matchActions"].as_array().into_iter().flatten() {
+            let act = a["action"].as_str().unwrap_or("").to_ascii_lowercase();
+            match act.as_str() {
+                "override" | "sigkill" | "signal" => enforcing = true,
+                "post" | "nopost" => {}
+                _ => return false,
+            }
+        }
+        for m in sel["matchArgs"].as_array().into_iter().flatten() {
+            let idx = m["index"].as_u64().unwrap_or(99);
+            let Some(t) = types.get(&idx) else {
+                return false;
+            };
+            let op = m["operator"].as_str().unwrap_or("");
+            let sockaddr = t == "sockaddr";
+            let ok = match op {
+                "Family" => true,
+                "Protocol" => !sockaddr,
+                "DAddr" | "NotDAddr" | "DPort" | "NotDPort" | "DPortPriv" | "NotDPortPriv" => {
+                    tcp && !sockaddr
+                }
+                "SAddr" | "NotSAddr" | "SPort" | "NotSPort" | "SPortPriv" | "NotSPortPriv" => {
+                    sockaddr
+                }
+                _ => false,
+            };
+            if !ok {
+                return false;
+            }
+            if op.ends_with("Addr") {
+                let literal = m["values"].as_array().into_iter().flatten().all(|v| {
+                    let v = v.as_str().unwrap_or("");
+                    let ip = v.split_once('/').map_or(v, |(ip, _)| ip);
+                    ip.parse::<std::net::IpAddr>().is_ok()
+                });
+                if !literal {
+                    return false;
+                }
+            }
+        }
+    }
+    enforcing
+}
