@@ -379,3 +379,68 @@ fn kprobe_fits(k: &Value) -> bool {
     }
     enforcing
 }
+
+/// bind() through the fallback (bind4/bind6): the denied address fails with the policy's
+/// errno, another address binds.
+#[test]
+fn bind_deny_runs_on_cgroup_hooks_with_the_policy_errno() {
+    if !no_function_hooks() {
+        return;
+    }
+    let _g = serial();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let dir = scratch_dir("netfallback-bind-files");
+    let yaml = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: deny-bind
+spec:
+  kprobes:
+  - call: "security_socket_bind"
+    syscall: false
+    args:
+    - index: 0
+      type: "socket"
+    - index: 1
+      type: "sockaddr"
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: "SAddr"
+        values: ["127.0.0.2"]
+      - index: 1
+        operator: "SPort"
+        values: ["{port}"]
+      matchActions:
+      - action: Override
+        argError: -13
+"#
+    );
+    let policy = dir.join("bind.yaml");
+    std::fs::write(&policy, yaml).unwrap();
+    let agent = Agent::start(
+        "netfallback-bind",
+        &["--tracing-policy", &policy.display().to_string()],
+    );
+    let err = std::net::TcpListener::bind(("127.0.0.2", port)).expect_err("denied");
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("another address binds");
+    let events = agent.wait_for("the bind event", WAIT, |ev| {
+        of_kind(ev, "process_kprobe")
+            .iter()
+            .any(|e| e["policy_name"] == "deny-bind")
+    });
+    agent.stop();
+    let mine: Vec<_> = of_kind(&events, "process_kprobe")
+        .into_iter()
+        .filter(|e| e["policy_name"] == "deny-bind")
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0]["function_name"], "security_socket_bind");
+    assert_eq!(mine[0]["action"], "KPROBE_ACTION_OVERRIDE");
+    assert_eq!(mine[0]["args"][1]["sockaddr_arg"]["addr"], "127.0.0.2");
+}
