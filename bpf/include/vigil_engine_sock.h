@@ -16,17 +16,18 @@
 static __always_inline int sock_addr_in(struct sys_scratch *s, const __u8 *addr, __u16 family,
 					__u32 set_id)
 {
-	__builtin_memset(&s->key, 0, sizeof(s->key));
+	/* The lookup compares at most prefixlen bits: the key's later bytes need no clearing. */
 	if (family == KOBJ_AF_INET) {
 		s->key.data[0] = 4;
 		__builtin_memcpy(&s->key.data[1], addr, 4);
+		s->key.prefixlen = 32 + 8 + 32;
 	} else if (family == KOBJ_AF_INET6) {
 		s->key.data[0] = 6;
 		__builtin_memcpy(&s->key.data[1], addr, 16);
+		s->key.prefixlen = 32 + 8 + 128;
 	} else {
 		return 0; /* not an IP socket: no address is in a CIDR */
 	}
-	s->key.prefixlen = 32 + 8 + 128;
 	s->key.set_id = set_id;
 	return bpf_map_lookup_elem(&vigil_str_prefix, &s->key) != NULL;
 }

@@ -20,7 +20,6 @@
 
 struct kobj_scratch {
 	char buf[KOBJ_BUF + VIGIL_NAME_MAX + 1]; /* slack: a masked offset + a name stays inside */
-	struct vigil_sock_info net; /* network objects (vigil_kobj_net.h) are built here */
 };
 
 struct {
@@ -166,13 +165,12 @@ static __always_inline long kobj_read(char *dst, __u8 kind, __u64 raw, __s64 *iv
 	if (!raw)
 		return -1;
 	if (kind >= VIGIL_ARG_SOCK && kind <= VIGIL_ARG_SOCKINFO) {
-		__u32 zero = 0;
-		struct kobj_scratch *s = bpf_map_lookup_elem(&vigil_kobj_scratch, &zero);
-
-		if (!s || kobj_net_read(&s->net, kind, raw))
+		/* Built in place in the row (no stack, no copy: the engine's frames are near the
+		 * 512 bytes 6.1 allows all together); packet headers go to the row's far half. */
+		if (kobj_net_read((struct vigil_sock_info *)dst, (__u8 *)dst + KOBJ_NET_HDR_OFF,
+				  kind, raw))
 			return -1;
-		bpf_probe_read_kernel(dst, sizeof(s->net), &s->net);
-		return sizeof(s->net);
+		return sizeof(struct vigil_sock_info);
 	}
 	switch (kind) {
 	case VIGIL_ARG_FILE:
