@@ -8,7 +8,7 @@
 #ifndef VIGIL_ENGINE_SOCK_H
 #define VIGIL_ENGINE_SOCK_H
 
-#ifdef VIGIL_KOBJ_H
+#if defined(VIGIL_KOBJ_H) && defined(VIGIL_KOBJ_NET)
 #define VIGIL_ENGINE_SOCK_OPS
 
 /* CIDR sets share the prefix trie with strings: key data = [4 or 6] + address bytes,
@@ -98,5 +98,5 @@ static __always_inline int sock_match(struct sys_scratch *s, __u32 slot,
 	return 0;
 }
 
-#endif /* VIGIL_KOBJ_H */
+#endif /* VIGIL_KOBJ_H && VIGIL_KOBJ_NET */
 #endif

@@ -29,7 +29,9 @@ struct {
 	__type(value, struct kobj_scratch);
 } vigil_kobj_scratch SEC(".maps");
 
+#ifdef VIGIL_KOBJ_NET /* kfuncs_net.bpf.c, sockaddr_cgroup.bpf.c */
 #include "vigil_kobj_net.h"
+#endif
 
 struct kobj_walk {
 	__u64 dentry;      /* struct dentry * */
@@ -164,6 +166,7 @@ static __always_inline long kobj_read(char *dst, __u8 kind, __u64 raw, __s64 *iv
 	*ival = 0;
 	if (!raw)
 		return -1;
+#ifdef VIGIL_KOBJ_NET
 	if (kind >= VIGIL_ARG_SOCK && kind <= VIGIL_ARG_SOCKINFO) {
 		/* Built in place in the row (no stack, no copy: the engine's frames are near the
 		 * 512 bytes 6.1 allows all together); packet headers go to the row's far half. */
@@ -172,6 +175,7 @@ static __always_inline long kobj_read(char *dst, __u8 kind, __u64 raw, __s64 *iv
 			return -1;
 		return sizeof(struct vigil_sock_info);
 	}
+#endif
 	switch (kind) {
 	case VIGIL_ARG_FILE:
 		d = BPF_CORE_READ((struct file *)raw, f_path.dentry);

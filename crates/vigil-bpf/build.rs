@@ -12,6 +12,7 @@ const PROGRAMS: &[&str] = &[
     "syscalls",
     "hooks",
     "kfuncs",
+    "kfuncs_net",
     "sockaddr_cgroup",
 ];
 

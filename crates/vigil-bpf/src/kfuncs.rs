@@ -202,9 +202,17 @@ fn load_one(
     if let Some(btf) = btf {
         builder.btf_custom_path(btf).map_err(LoadError::Open)?;
     }
-    let mut open = builder
-        .open_memory(crate::KFUNCS_OBJECT)
-        .map_err(LoadError::Open)?;
+    // Network arguments need the larger object (kfuncs_net.bpf.c); the others keep the
+    // smaller one.
+    let net = hook.config.arg_kind[..(hook.config.nargs as usize).min(VIGIL_MAX_ARGS as usize)]
+        .iter()
+        .any(|&k| (VIGIL_ARG_SOCK..=VIGIL_ARG_SOCKINFO).contains(&u32::from(k)));
+    let object = if net {
+        crate::KFUNCS_NET_OBJECT
+    } else {
+        crate::KFUNCS_OBJECT
+    };
+    let mut open = builder.open_memory(object).map_err(LoadError::Open)?;
     for mut map in open.maps_mut() {
         let name = map.name().to_string_lossy().into_owned();
         if let Some((n, handle)) = maps.by_name(&name) {

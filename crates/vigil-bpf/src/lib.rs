@@ -36,3 +36,6 @@ pub(crate) static KFUNCS_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"),
 /// The cgroup sock_addr fallback for network enforcement (one load per hook).
 pub(crate) static SOCKADDR_CGROUP_OBJECT: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/sockaddr_cgroup.bpf.o"));
+/// The same with the network-object readers (hooks with sock/socket/skb/sockaddr arguments).
+pub(crate) static KFUNCS_NET_OBJECT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/kfuncs_net.bpf.o"));
