@@ -200,7 +200,16 @@ enum vigil_arg_kind {
 	VIGIL_ARG_BINPRM = 19,  /* struct linux_binprm * -> file */
 	/* 20: kernel strings are VIGIL_ARG_KSTRING above */
 	VIGIL_ARG_FILENAME = 21, /* struct filename * -> name */
-	VIGIL_ARG_KOBJ_LAST = 21,
+	/* Network objects: read into a struct vigil_sock_info in the string row (length
+	 * sizeof(struct vigil_sock_info)), filtered by the VIGIL_OP_SOCK_* operators. */
+	VIGIL_ARG_SOCK = 24,     /* struct sock * -> sock_arg */
+	VIGIL_ARG_SOCKET = 25,   /* struct socket * -> ->sk -> sock_arg */
+	VIGIL_ARG_SKB = 26,      /* struct sk_buff * -> skb_arg (IP and TCP/UDP headers) */
+	VIGIL_ARG_NET_SOCKADDR = 27, /* struct sockaddr * (kernel copy) -> sockaddr_arg */
+	/* The cgroup fallback (bpf/sockaddr_cgroup.bpf.c): raw is a vigil_sock_info already
+	 * filled from the bpf_sock_addr context; reported as sockaddr_arg. */
+	VIGIL_ARG_SOCKINFO = 28,
+	VIGIL_ARG_KOBJ_LAST = 28,
 	/* More syscall argument readers (bpf/include/vigil_engine_args.h), one global function. */
 	VIGIL_ARG_EXT_FIRST = 32,
 	VIGIL_ARG_FD = 32,        /* fd -> path through the task's file table, at entry; ints[]:
@@ -220,6 +229,28 @@ enum vigil_arg_kind {
 				   * data with source current_task): vigil_hook_cfg.chains[slot] */
 	VIGIL_ARG_BTF_STR = 40,   /* the same, ending on a string (char * or char array) */
 	VIGIL_ARG_EXT_LAST = 47,
+};
+
+/*
+ * A network object as the engine filters and reports it (Tetragon's sock_arg, skb_arg,
+ * sockaddr_arg). Addresses are in network byte order, 4 bytes used for AF_INET; ports in
+ * host order. sockaddr_arg uses family, saddr and sport (the address it names).
+ */
+struct vigil_sock_info {
+	__u16 family;
+	__u16 type;
+	__u16 protocol;
+	__u8 state;
+	__u8 pad;
+	__u16 sport;
+	__u16 dport;
+	__u32 mark;
+	__u32 priority;
+	__u32 hash; /* skb */
+	__u32 len;  /* skb */
+	__u64 cookie; /* the struct sock address, as Tetragon's sock_arg */
+	__u8 saddr[16];
+	__u8 daddr[16];
 };
 
 enum vigil_op {
@@ -242,6 +273,26 @@ enum vigil_op {
 	VIGIL_OP_NOT_PORT_PRIV = 35,
 	VIGIL_OP_ADDR = 36,          /* CIDR set `set_id` in vigil_str_prefix (see vigil_sockaddr) */
 	VIGIL_OP_NOT_ADDR = 37,
+	/* Network operators on vigil_sock_info rows. Addresses: CIDRs in the LPM set `set_id`
+	 * of vigil_str_prefix, key data = [4 or 6] + address bytes. Ports: values[] hold
+	 * ranges lo | hi << 32. Protocol/Family/State: values[] any of. */
+	VIGIL_OP_SOCK_FIRST = 48,
+	VIGIL_OP_SADDR = 48,
+	VIGIL_OP_DADDR = 49,
+	VIGIL_OP_NOT_SADDR = 50,
+	VIGIL_OP_NOT_DADDR = 51,
+	VIGIL_OP_SPORT = 52,
+	VIGIL_OP_DPORT = 53,
+	VIGIL_OP_NOT_SPORT = 54,
+	VIGIL_OP_NOT_DPORT = 55,
+	VIGIL_OP_SPORT_PRIV = 56,
+	VIGIL_OP_DPORT_PRIV = 57,
+	VIGIL_OP_NOT_SPORT_PRIV = 58,
+	VIGIL_OP_NOT_DPORT_PRIV = 59,
+	VIGIL_OP_PROTOCOL = 60,
+	VIGIL_OP_FAMILY = 61,
+	VIGIL_OP_STATE = 62,
+	VIGIL_OP_SOCK_LAST = 62,
 };
 
 /* Action bits of a selector. */

@@ -66,6 +66,7 @@ static __always_inline int monitor_mode(void)
 #include "vigil_engine_strings.h"
 #include "vigil_engine_paths.h"
 #include "vigil_engine_scope.h"
+#include "vigil_engine_sock.h"
 
 /* ---- selectors ------------------------------------------------------------------------ */
 
@@ -170,6 +171,13 @@ static __always_inline int filter_match(struct sys_scratch *s, const struct vigi
 		return vigil_sockaddr_op(slot, f->op, f->set_id, f->nvalues,
 					 (__u64)f->values[0] << 32 | (__u32)f->values[1]);
 	}
+#ifdef VIGIL_ENGINE_SOCK_OPS
+	if (f->op >= VIGIL_OP_SOCK_FIRST) {
+		if (str_error & (1u << slot))
+			goto unreadable;
+		return sock_match(s, slot, f);
+	}
+#endif
 	if (!engine_arg_is_str(h->arg_kind[slot]))
 		return int_match(s->st.msg.ints[slot], f);
 	if (str_error & (1u << slot))
@@ -447,7 +455,10 @@ static __always_inline int act(void *ctx, struct sys_scratch *s, __u32 hook, __u
 		if (monitor) {
 			sel_count(hook, matched, VIGIL_HOOK_MONITOR);
 		} else {
+#ifndef VIGIL_ENGINE_NO_SIGNAL
+			/* Programs without the helper (cgroup hooks) leave it to user space. */
 			bpf_send_signal((actions & VIGIL_ACT_SIGKILL) ? 9 : sel->signal);
+#endif
 			sel_count(hook, matched, VIGIL_HOOK_ENFORCED);
 		}
 	}

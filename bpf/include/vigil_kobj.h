@@ -29,6 +29,10 @@ struct {
 	__type(value, struct kobj_scratch);
 } vigil_kobj_scratch SEC(".maps");
 
+#ifdef VIGIL_KOBJ_NET /* kfuncs_net.bpf.c, sockaddr_cgroup.bpf.c */
+#include "vigil_kobj_net.h"
+#endif
+
 struct kobj_walk {
 	__u64 dentry;      /* struct dentry * */
 	__u64 mnt;         /* struct mount *, 0 for a bare dentry (no mount crossing) */
@@ -162,6 +166,16 @@ static __always_inline long kobj_read(char *dst, __u8 kind, __u64 raw, __s64 *iv
 	*ival = 0;
 	if (!raw)
 		return -1;
+#ifdef VIGIL_KOBJ_NET
+	if (kind >= VIGIL_ARG_SOCK && kind <= VIGIL_ARG_SOCKINFO) {
+		/* Built in place in the row (no stack, no copy: the engine's frames are near the
+		 * 512 bytes 6.1 allows all together); packet headers go to the row's far half. */
+		if (kobj_net_read((struct vigil_sock_info *)dst, (__u8 *)dst + KOBJ_NET_HDR_OFF,
+				  kind, raw))
+			return -1;
+		return sizeof(struct vigil_sock_info);
+	}
+#endif
 	switch (kind) {
 	case VIGIL_ARG_FILE:
 		d = BPF_CORE_READ((struct file *)raw, f_path.dentry);

@@ -7,7 +7,14 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["lifecycle", "syscalls", "hooks", "kfuncs"];
+const PROGRAMS: &[&str] = &[
+    "lifecycle",
+    "syscalls",
+    "hooks",
+    "kfuncs",
+    "kfuncs_net",
+    "sockaddr_cgroup",
+];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());

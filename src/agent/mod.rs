@@ -10,6 +10,7 @@ mod convert;
 mod encode;
 mod logging;
 mod maxdata;
+mod net_arg;
 mod options;
 mod outputs;
 mod pipeline;

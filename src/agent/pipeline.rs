@@ -303,6 +303,9 @@ impl Pipeline {
                     | HookArg::File
                     | HookArg::Path
                     | HookArg::Bytes
+                    | HookArg::Sock
+                    | HookArg::Skb
+                    | HookArg::NetSockaddr
                         if m.str_error & (1 << i) != 0 =>
                     {
                         Arg::ErrorArg(tetragon::KprobeError {
@@ -341,6 +344,10 @@ impl Pipeline {
                         permission: permission(m.ints[i] as u32),
                         ..Default::default()
                     }),
+                    HookArg::Sock | HookArg::Skb | HookArg::NetSockaddr => super::net_arg::net_arg(
+                        *kind,
+                        rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
+                    ),
                     other => int_arg(*other, m.ints[i]),
                 };
                 tetragon::KprobeArgument {
@@ -386,6 +393,9 @@ impl Pipeline {
         } else {
             super::user_actions::action_of(hook, m.selector)
         };
+        if hook.cgroup_sock && m.monitor == 0 {
+            super::net_arg::signal_from_user(m.process.pid, m.actions, m.signal);
+        }
         if !matches!(
             hook.event,
             HookEvent::Kprobe | HookEvent::EverySyscall { .. }
@@ -750,7 +760,10 @@ fn int_arg(kind: HookArg, v: i64) -> tetragon::kprobe_argument::Arg {
         | HookArg::Path
         | HookArg::Bytes
         | HookArg::Data
-        | HookArg::Sockaddr => Arg::LongArg(v),
+        | HookArg::Sock
+        | HookArg::Skb
+        | HookArg::Sockaddr
+        | HookArg::NetSockaddr => Arg::LongArg(v),
     }
 }
 

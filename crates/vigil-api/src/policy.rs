@@ -96,7 +96,13 @@ pub fn hook_reports(plan: &Plan) -> Vec<HookReport> {
             HookReport {
                 section,
                 index,
-                description: h.targets.join(","),
+                // The network fallback says so: it is not the kernel function itself.
+                description: match h.mechanism {
+                    vigil_policy::compile::Mechanism::CgroupSockAddr => {
+                        format!("{} (via {})", h.targets.join(","), h.mechanism.name())
+                    }
+                    _ => h.targets.join(","),
+                },
                 loaded: true,
             }
         })

@@ -28,6 +28,9 @@ pub enum KfuncAttach {
     FmodRet,
     /// BPF LSM on hook `lsm/<name>`.
     Lsm,
+    /// No kernel-function hooks here: cgroup sock_addr programs on the root cgroup v2
+    /// enforce network policies instead (crate::cgroup_sock).
+    CgroupSockAddr,
 }
 
 impl KfuncAttach {
@@ -38,6 +41,7 @@ impl KfuncAttach {
             Self::Fexit => "fexit",
             Self::FmodRet => "fmod_ret",
             Self::Lsm => "lsm",
+            Self::CgroupSockAddr => "cgroup_sock_addr",
         }
     }
 
@@ -48,6 +52,7 @@ impl KfuncAttach {
             Self::Fexit => "vigil_fexit",
             Self::FmodRet => "vigil_fmod_ret",
             Self::Lsm => "vigil_lsm",
+            Self::CgroupSockAddr => "vigil_connect4",
         }
     }
 }
@@ -64,7 +69,7 @@ pub struct KfuncHook {
 }
 
 struct Attached {
-    _link: Link,
+    _links: Vec<Link>,
     object: Object,
     hook: u32,
     mechanism: KfuncAttach,
@@ -98,6 +103,16 @@ impl KfuncSensor {
             let one = match hook.attach {
                 KfuncAttach::Fentry => load_one(maps, hook, hooks, sets, btf, KfuncAttach::Fentry)
                     .or_else(|_| load_one(maps, hook, hooks, sets, btf, KfuncAttach::Kprobe)),
+                KfuncAttach::CgroupSockAddr => {
+                    let (links, object) = crate::cgroup_sock::load_one(maps, hook, btf)?;
+                    fill(&object, hooks, sets)?;
+                    Ok(Attached {
+                        _links: links,
+                        object,
+                        hook: hook.id,
+                        mechanism: KfuncAttach::CgroupSockAddr,
+                    })
+                }
                 other => load_one(maps, hook, hooks, sets, btf, other),
             }?;
             attached.push(one);
@@ -209,9 +224,17 @@ fn load_one(
     if let Some(btf) = btf {
         builder.btf_custom_path(btf).map_err(LoadError::Open)?;
     }
-    let mut open = builder
-        .open_memory(crate::KFUNCS_OBJECT)
-        .map_err(LoadError::Open)?;
+    // Network arguments need the larger object (kfuncs_net.bpf.c); the others keep the
+    // smaller one.
+    let net = hook.config.arg_kind[..(hook.config.nargs as usize).min(VIGIL_MAX_ARGS as usize)]
+        .iter()
+        .any(|&k| (VIGIL_ARG_SOCK..=VIGIL_ARG_SOCKINFO).contains(&u32::from(k)));
+    let object = if net {
+        crate::KFUNCS_NET_OBJECT
+    } else {
+        crate::KFUNCS_OBJECT
+    };
+    let mut open = builder.open_memory(object).map_err(LoadError::Open)?;
     for mut map in open.maps_mut() {
         let name = map.name().to_string_lossy().into_owned();
         if let Some((n, handle)) = maps.by_name(&name) {
@@ -236,7 +259,7 @@ fn load_one(
             continue;
         }
         match how {
-            KfuncAttach::Kprobe => {}
+            KfuncAttach::Kprobe | KfuncAttach::CgroupSockAddr => {}
             // libbpf adds the `bpf_lsm_` prefix of LSM hooks itself.
             KfuncAttach::Fentry | KfuncAttach::Fexit | KfuncAttach::FmodRet | KfuncAttach::Lsm => {
                 prog.set_attach_target(0, Some(hook.function.clone()))
@@ -255,13 +278,14 @@ fn load_one(
         KfuncAttach::Kprobe => prog.attach_kprobe(false, &hook.function),
         KfuncAttach::Fentry | KfuncAttach::Fexit | KfuncAttach::FmodRet => prog.attach_trace(),
         KfuncAttach::Lsm => prog.attach_lsm(),
+        KfuncAttach::CgroupSockAddr => return Err(LoadError::Missing("cgroup_sock::load_one")),
     }
     .map_err(|source| LoadError::Attach {
         program: format!("{} on {}", how.name(), hook.function),
         source,
     })?;
     Ok(Attached {
-        _link: link,
+        _links: vec![link],
         object,
         hook: hook.id,
         mechanism: how,

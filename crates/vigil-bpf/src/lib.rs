@@ -11,6 +11,7 @@
 //! - [`records`]: pure decoding of the raw messages into typed records.
 
 pub mod abi;
+pub mod cgroup_sock;
 pub mod hooks;
 pub mod kfuncs;
 pub mod lifecycle;
@@ -34,3 +35,9 @@ pub(crate) static SYSCALLS_OBJECT: &[u8] =
 pub(crate) static HOOKS_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hooks.bpf.o"));
 /// The kernel-function / LSM hook object (one load per hook).
 pub(crate) static KFUNCS_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kfuncs.bpf.o"));
+/// The cgroup sock_addr fallback for network enforcement (one load per hook).
+pub(crate) static SOCKADDR_CGROUP_OBJECT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/sockaddr_cgroup.bpf.o"));
+/// The same with the network-object readers (hooks with sock/socket/skb/sockaddr arguments).
+pub(crate) static KFUNCS_NET_OBJECT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/kfuncs_net.bpf.o"));

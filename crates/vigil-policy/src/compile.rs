@@ -116,6 +116,9 @@ pub enum Mechanism {
     Lsm,
     Uprobe,
     Usdt,
+    /// vigil's network fallback (crate::netfallback): cgroup sock_addr programs on the root
+    /// cgroup v2 where kernel-function hooks are unavailable.
+    CgroupSockAddr,
 }
 
 impl Mechanism {
@@ -130,6 +133,7 @@ impl Mechanism {
             Self::Lsm => "lsm",
             Self::Uprobe => "uprobe",
             Self::Usdt => "usdt",
+            Self::CgroupSockAddr => "cgroup_sock_addr",
         }
     }
 }
@@ -335,6 +339,8 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
                 )
             } else if caps.fentry() {
                 Some(Mechanism::Fentry)
+            } else if !caps.bpf_lsm() && crate::netfallback::covers(&targets) {
+                Some(Mechanism::CgroupSockAddr)
             } else {
                 None
             };
@@ -342,7 +348,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
                 refuse(&mut plan, path, NO_FUNCTION_PROBES);
                 continue;
             };
-            if overrides && !caps.error_injection() {
+            if overrides && !caps.error_injection() && mechanism != Mechanism::CgroupSockAddr {
                 let security = targets.iter().all(|t| t.starts_with("security_"));
                 if syscall || !(security && (caps.fentry() || caps.bpf_lsm())) {
                     let reason = if syscall {
@@ -373,6 +379,20 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
                 optional: k.ignore.call_not_found,
                 uprobe: UprobeExtras::default(),
             });
+            if mechanism == Mechanism::CgroupSockAddr
+                && let Some(hook) = plan.hooks.pop()
+            {
+                match crate::netfallback::check(&hook) {
+                    Ok(()) => plan.hooks.push(hook),
+                    Err(why) => refuse(
+                        &mut plan,
+                        hook.path,
+                        &format!(
+                            "{NO_FUNCTION_PROBES}; the cgroup socket fallback does not apply: {why}"
+                        ),
+                    ),
+                }
+            }
         }
     }
     for (i, t) in spec.tracepoints.iter().enumerate() {

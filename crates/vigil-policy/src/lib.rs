@@ -29,6 +29,7 @@ pub mod error;
 pub mod kernel;
 pub mod limits;
 pub mod model;
+pub mod netfallback;
 pub mod serialize;
 pub mod source;
 pub mod state;

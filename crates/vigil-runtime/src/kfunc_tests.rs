@@ -120,3 +120,53 @@ spec:
     assert_eq!(err.path, "spec.kprobes[0].args[0]");
     assert!(err.reason.contains("argument type file"), "{}", err.reason);
 }
+
+const TCP_CONNECT: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: tcp-connect
+spec:
+  kprobes:
+  - call: "tcp_connect"
+    syscall: false
+    args:
+    - index: 0
+      type: "sock"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "DAddr"
+        values: ["127.0.0.0/8", "10.0.0.1"]
+      - index: 0
+        operator: "NotDPort"
+        values: ["22"]
+"#;
+
+#[test]
+fn sock_filters_become_network_operators_with_cidr_sets() {
+    let t = build_ok(&plan(TCP_CONNECT));
+    let k = &t.kfuncs[0];
+    assert_eq!(u32::from(k.config.arg_kind[0]), VIGIL_ARG_SOCK);
+    assert_eq!(
+        k.config.filter_strs, 1,
+        "the sock is read at entry for its filters"
+    );
+    let sel = &k.selectors[0];
+    assert_eq!(sel.nfilters, 2);
+    assert_eq!(u32::from(sel.filters[0].op), VIGIL_OP_DADDR);
+    assert_eq!(u32::from(sel.filters[1].op), VIGIL_OP_NOT_DPORT);
+    assert_eq!(sel.filters[1].values[0], 22 | (22 << 32));
+    let set = sel.filters[0].set_id;
+    let mine: Vec<_> = t
+        .tables
+        .str_prefix
+        .iter()
+        .filter(|k| k.set_id == set)
+        .collect();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(&mine[0].data[..5], &[4, 127, 0, 0, 0]);
+    assert_eq!(mine[0].prefixlen, 32 + 8 + 8);
+    assert_eq!(mine[1].prefixlen, 32 + 8 + 32);
+    assert_eq!(t.hooks[0].args[0].0, HookArg::Sock);
+}

@@ -50,6 +50,11 @@ pub enum HookArg {
     /// `char_buf` with maxData: `bytes_arg` / `truncated_bytes_arg` from the data chunks
     /// that went ahead of the event (the argument's row holds their id).
     Data,
+    /// Network objects (crate::sock): `sock_arg`, `skb_arg`, `sockaddr_arg`.
+    Sock,
+    Skb,
+    /// A kernel `struct sockaddr` (kernel-function hooks, the cgroup fallback).
+    NetSockaddr,
 }
 
 /// Which event a hook produces, with what identifies the hook in it.
@@ -105,6 +110,10 @@ pub struct HookInfo {
     pub user_actions: Vec<Vec<UserAction>>,
     /// `args` from this position on are the hook's `data` entries (`data` in events).
     pub data_from: Option<usize>,
+    /// Run by the cgroup socket fallback (vigil_policy::netfallback) instead of the kernel
+    /// function: it denies in the kernel, but Sigkill/Signal are sent by the agent on the
+    /// event (the program type has no bpf_send_signal).
+    pub cgroup_sock: bool,
 }
 
 impl HookInfo {
@@ -130,6 +139,7 @@ impl HookInfo {
     pub fn sensor_name(&self) -> String {
         let kind = match self.event {
             HookEvent::Kprobe if self.lsm => "generic_lsm",
+            HookEvent::Kprobe if self.cgroup_sock => "cgroup_sock_addr",
             HookEvent::Kprobe if self.kernel_function => "generic_kprobe",
             HookEvent::Kprobe | HookEvent::EverySyscall { .. } => "generic_syscall",
             HookEvent::Tracepoint { .. } => "generic_tracepoint",
@@ -208,7 +218,10 @@ fn arg_kind(t: ArgType, kernel: bool) -> Option<(u8, HookArg)> {
             ArgType::LinuxBinprm => return Some((VIGIL_ARG_BINPRM as u8, HookArg::LinuxBinprm)),
             ArgType::String => return Some((VIGIL_ARG_KSTRING as u8, HookArg::String)),
             ArgType::Filename => return Some((VIGIL_ARG_FILENAME as u8, HookArg::String)),
-            ArgType::Sockaddr => return Some((VIGIL_ARG_KSOCKADDR as u8, HookArg::Sockaddr)),
+            ArgType::Sock => return Some((VIGIL_ARG_SOCK as u8, HookArg::Sock)),
+            ArgType::Socket => return Some((VIGIL_ARG_SOCKET as u8, HookArg::Sock)),
+            ArgType::Skb => return Some((VIGIL_ARG_SKB as u8, HookArg::Skb)),
+            ArgType::Sockaddr => return Some((VIGIL_ARG_NET_SOCKADDR as u8, HookArg::NetSockaddr)),
             _ => {}
         }
     }
@@ -277,6 +290,7 @@ pub fn build_in(
         let kfunc = match hook.mechanism {
             Mechanism::SyscallTracepoint => None,
             Mechanism::Lsm => Some(KfuncAttach::Lsm),
+            Mechanism::CgroupSockAddr => Some(KfuncAttach::CgroupSockAddr),
             // Override needs the function's return value: fmod_ret (compile() allowed it
             // only on security_* functions of kernels with fentry).
             Mechanism::Fentry | Mechanism::Kprobe | Mechanism::KprobeMulti if overrides(hook) => {
@@ -330,7 +344,14 @@ pub(crate) fn build_hook(
     let can_override = matches!(
         target,
         Target::Kfunc {
-            attach: KfuncAttach::FmodRet | KfuncAttach::Lsm,
+            attach: KfuncAttach::FmodRet | KfuncAttach::Lsm | KfuncAttach::CgroupSockAddr,
+            ..
+        }
+    );
+    let cgroup = matches!(
+        target,
+        Target::Kfunc {
+            attach: KfuncAttach::CgroupSockAddr,
             ..
         }
     );
@@ -412,6 +433,10 @@ pub(crate) fn build_hook(
             &mut config,
         )?;
         config.arg_kind[slot] = kind;
+        // The cgroup fallback hands the engine rows it built from its context.
+        if cgroup && crate::sock::is_net_kind(kind) {
+            config.arg_kind[slot] = VIGIL_ARG_SOCKINFO as u8;
+        }
         config.arg_index[slot] = a.index as u8;
         let report = if u32::from(kind) == VIGIL_ARG_BUF_DATA {
             HookArg::Data
@@ -810,6 +835,7 @@ pub(crate) fn build_hook(
         kernel_function: kernel,
         user_actions,
         data_from: (!data.is_empty()).then_some(data_from),
+        cgroup_sock: cgroup,
     });
     ids.next_hook += 1;
     Ok(())

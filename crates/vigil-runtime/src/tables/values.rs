@@ -196,6 +196,15 @@ pub(super) fn arg_filter(
     ids: &mut Ids,
     out: &mut PolicyTables,
 ) -> Result<vigil_arg_filter, Unsupported> {
+    if crate::sock::is_net_kind(kind) {
+        // Network objects: CIDR sets go to the prefix trie (crate::sock::cidr_key).
+        let set_id = ids.next_set;
+        ids.next_set += 1;
+        let mut f = crate::sock::sock_filter(op, values, kind, set_id, &mut out.tables.str_prefix)
+            .map_err(|e| unsupported(path, e))?;
+        f.slot = slot as u8;
+        return Ok(f);
+    }
     let mut f = vigil_arg_filter {
         slot: slot as u8,
         ..Default::default()
