@@ -22,6 +22,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #define VIGIL_ENGINE_NO_SIGNAL
+#define VIGIL_ENGINE_NO_STACK
 #define VIGIL_KOBJ_NET
 #include "vigil_kobj.h"
 #include "vigil_engine.h"
@@ -42,6 +43,7 @@ const volatile struct cg_conf vigil_cg_conf = {};
 struct cg_args {
 	struct vigil_sock_info sock; /* argument 0 */
 	struct vigil_sock_info addr; /* argument 1 */
+	__u64 raw[2];                /* their addresses, read back as plain numbers */
 };
 
 struct {
@@ -85,8 +87,15 @@ static __always_inline int cg_decide(struct bpf_sock_addr *ctx, int v6)
 		a->sock.dport = port;
 		a->sock.state = 2; /* TCP_SYN_SENT: what tcp_connect sees */
 	}
-	args[0] = (__u64)&a->sock;
-	args[1] = (__u64)&a->addr;
+	/* The engine gets the rows' addresses as numbers (it reads them with
+	 * bpf_probe_read_kernel, as kernel objects): a pointer in args[] would be tracked by the
+	 * verifier through every unrolled argument read and selector, whose states then never
+	 * prune (the program exceeded the 1M-instruction budget). Through a map value they are
+	 * scalars. */
+	a->raw[0] = (__u64)&a->sock;
+	a->raw[1] = (__u64)&a->addr;
+	args[0] = *(volatile __u64 *)&a->raw[0];
+	args[1] = *(volatile __u64 *)&a->raw[1];
 	args[2] = v6 ? 28 : 16; /* sizeof(struct sockaddr_in6 / sockaddr_in) */
 	s->st.msg.actions = 0;
 	rc = engine_handle(ctx, vigil_cg_conf.hook_id, args, 0);

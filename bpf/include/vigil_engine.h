@@ -131,7 +131,8 @@ static __always_inline int negated(__u32 op)
  */
 static __always_inline int filter_match(struct sys_scratch *s, const struct vigil_hook_cfg *h,
 					const struct vigil_arg_filter *f, __u32 phase,
-					int enforcing, __u32 *deferred, __u32 str_error)
+					int enforcing, __u32 *deferred, __u32 str_error,
+					__u32 sel_idx, __u32 fidx)
 {
 	__u32 slot = f->slot & 7;
 	int hit;
@@ -175,7 +176,7 @@ static __always_inline int filter_match(struct sys_scratch *s, const struct vigi
 	if (f->op >= VIGIL_OP_SOCK_FIRST) {
 		if (str_error & (1u << slot))
 			goto unreadable;
-		return sock_match(s, slot, f);
+		return vigil_sock_match(sel_idx, fidx);
 	}
 #endif
 	if (!engine_arg_is_str(h->arg_kind[slot]))
@@ -228,7 +229,7 @@ static long filter_step(__u32 i, struct filters_ctx *c)
 		return 1;
 	enforcing = (sel->actions | sel->ret_actions) & (VIGIL_ACT_SIGKILL | VIGIL_ACT_SIGNAL);
 	if (!filter_match(s, h, &sel->filters[i], c->phase, enforcing, &c->deferred,
-			  c->str_error)) {
+			  c->str_error, c->sel_idx, i)) {
 		c->result = 0;
 		return 1;
 	}
@@ -479,6 +480,8 @@ static __always_inline int act(void *ctx, struct sys_scratch *s, __u32 hook, __u
 		return verdict;
 	}
 	m->ustack_len = 0;
+#ifndef VIGIL_ENGINE_NO_STACK
+	/* Programs without the helper (cgroup hooks) never capture (the compiler refuses). */
 	if (sel->flags & VIGIL_SEL_USER_STACK) {
 		/* Return addresses of the user stack (frame pointers), symbolised by the agent. */
 		long n = bpf_get_stack(ctx, s->ustack, sizeof(s->ustack), BPF_F_USER_STACK);
@@ -486,6 +489,7 @@ static __always_inline int act(void *ctx, struct sys_scratch *s, __u32 hook, __u
 		if (n > 0)
 			m->ustack_len = n;
 	}
+#endif
 	m->hdr.kind = VIGIL_MSG_SYSCALL;
 	m->hdr.pad[0] = m->hdr.pad[1] = m->hdr.pad[2] = 0;
 	if (proc) {

@@ -98,5 +98,21 @@ static __always_inline int sock_match(struct sys_scratch *s, __u32 slot,
 	return 0;
 }
 
+/*
+ * Filter `fidx` of selector `sel_idx` on its network row. A global function, checked once by
+ * the verifier on its own: inlined in the filter callback, next to the other operators, it
+ * multiplied the callback's states past the verifier's 1M-instruction budget.
+ */
+__noinline int vigil_sock_match(__u32 sel_idx, __u32 fidx)
+{
+	__u32 zero = 0;
+	struct sys_scratch *s = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
+	struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &sel_idx);
+
+	if (!s || !sel || fidx >= VIGIL_MAX_ARG_FILTERS)
+		return 0;
+	return sock_match(s, sel->filters[fidx].slot & 7, &sel->filters[fidx]);
+}
+
 #endif /* VIGIL_KOBJ_H && VIGIL_KOBJ_NET */
 #endif
