@@ -84,25 +84,43 @@ static __always_inline __u64 post_process(__u64 v, __u32 post)
 	return v;
 }
 
-/* What one invocation works on: the context as numbers, and the arguments it fills. */
+/* What one invocation works on: the context as numbers, and the arguments it fills. A per-CPU
+ * map value, not the stack: 6.1 allows 512 bytes for the engine's deepest call chain. */
 struct prep_ctx {
-	struct vigil_hook_prep *p;
 	__u64 record; /* tracepoint record address, 0 if none */
 	__u64 regs;   /* pt_regs address, 0 if none */
 	__u64 raw[VIGIL_ENGINE_NARGS];
 	__u64 args[VIGIL_ENGINE_NARGS];
 };
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct prep_ctx);
+} vigil_prep_scratch SEC(".maps");
+
+/* bpf_loop's context (on the stack, as 6.1 requires). */
+struct prep_loop {
+	__u32 hook;
+};
+
 /* Places argument `i` (a bpf_loop callback: verified once, not once per argument). */
-static long prep_one(__u32 i, struct prep_ctx *c)
+static long prep_one(__u32 i, struct prep_loop *l)
 {
+	__u32 zero = 0;
+	struct prep_ctx *c = bpf_map_lookup_elem(&vigil_prep_scratch, &zero);
+	struct vigil_hook_prep *p = bpf_map_lookup_elem(&vigil_hook_prep, &l->hook);
 	const struct vigil_prep_arg *a;
 	__u32 size, off;
 	__u64 v = 0;
 
-	if (i >= VIGIL_MAX_ARGS)
+	/* One bounded register for the test and the access (6.1 does not link copies). */
+	i &= 7;
+	asm volatile("" : "+r"(i));
+	if (!c || !p || i >= VIGIL_MAX_ARGS)
 		return 1;
-	a = &c->p->args[i];
+	a = &p->args[i];
 	size = a->size & 0xf;
 	off = a->off;
 	switch (a->src) {
@@ -146,52 +164,63 @@ static long prep_one(__u32 i, struct prep_ctx *c)
 	return 0;
 }
 
-/* Fills `c->args` for hook `hook`; -1 when the hook has no preparation entry. */
-static __always_inline int prepare(__u32 hook, struct prep_ctx *c)
+/* The per-CPU preparation state, cleared; NULL when the hook has no preparation entry. */
+static __always_inline struct prep_ctx *prep_begin(__u32 hook)
 {
-	c->p = bpf_map_lookup_elem(&vigil_hook_prep, &hook);
-	if (!c->p)
-		return -1;
-	bpf_loop(VIGIL_MAX_ARGS, prep_one, c, 0);
-	return 0;
+	__u32 zero = 0;
+	struct prep_ctx *c = bpf_map_lookup_elem(&vigil_prep_scratch, &zero);
+
+	if (!c || !bpf_map_lookup_elem(&vigil_hook_prep, &hook))
+		return NULL;
+	__builtin_memset(c, 0, sizeof(*c));
+	return c;
+}
+
+/* Fills `c->args` for hook `hook`, then runs the engine. */
+static __always_inline int prepare_and_handle(void *ctx, __u32 hook, struct prep_ctx *c)
+{
+	struct prep_loop l = { .hook = hook };
+
+	bpf_loop(VIGIL_MAX_ARGS, prep_one, &l, 0);
+	return engine_handle(ctx, hook, c->args, 0);
 }
 
 SEC("tracepoint/vigil/generic")
 int vigil_tp(void *ctx)
 {
 	__u32 hook = (__u32)bpf_get_attach_cookie(ctx);
-	struct prep_ctx c = {};
+	struct prep_ctx *c = prep_begin(hook);
 
-	c.record = as_scalar(ctx);
-	if (prepare(hook, &c))
+	if (!c)
 		return 0;
-	return engine_handle(ctx, hook, c.args, 0);
+	c->record = as_scalar(ctx);
+	return prepare_and_handle(ctx, hook, c);
 }
 
 SEC("raw_tp/vigil_generic")
 int vigil_raw_tp(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u32 hook = (__u32)bpf_get_attach_cookie(ctx);
-	struct prep_ctx c = {};
+	struct prep_ctx *c = prep_begin(hook);
 
+	if (!c)
+		return 0;
 	/* A copy, not context loads: the kernel refuses an attachment whose program reads
 	 * past the tracepoint's own arguments, and this program serves every raw tracepoint. */
-	bpf_probe_read_kernel(c.raw, sizeof(c.raw), ctx->args);
-	if (prepare(hook, &c))
-		return 0;
-	return engine_handle(ctx, hook, c.args, 0);
+	bpf_probe_read_kernel(c->raw, sizeof(c->raw), ctx->args);
+	return prepare_and_handle(ctx, hook, c);
 }
 
 SEC("uprobe")
 int vigil_uprobe(struct pt_regs *ctx)
 {
 	__u32 hook = (__u32)bpf_get_attach_cookie(ctx);
-	struct prep_ctx c = {};
+	struct prep_ctx *c = prep_begin(hook);
 
-	c.regs = as_scalar(ctx);
-	if (prepare(hook, &c))
+	if (!c)
 		return 0;
-	return engine_handle(ctx, hook, c.args, 0);
+	c->regs = as_scalar(ctx);
+	return prepare_and_handle(ctx, hook, c);
 }
 
 /* `return: true` uprobes: the entry kept what it read (engine_handle, exit pairing); the

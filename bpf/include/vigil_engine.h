@@ -236,24 +236,32 @@ static long filter_step(__u32 i, struct filters_ctx *c)
 	return 0;
 }
 
-/* `deferred`: in at exit (this selector waited for the path), out at entry. */
-static __always_inline int args_match(__u32 hook, __u32 sel_idx, const struct vigil_selector_cfg *sel,
-				      __u32 phase, __u32 *deferred, __u32 str_error)
+#define SEL_ARGS_MATCH 1u
+#define SEL_ARGS_DEFERRED 2u
+
+/*
+ * Selector `sel_idx`'s argument filters: SEL_ARGS_MATCH when they hold, SEL_ARGS_DEFERRED
+ * when a path filter waits for the exit. `deferred`: whether it waited (exit phase). Global,
+ * like vigil_sel_process (verified once, whatever the caller's state).
+ */
+__noinline int vigil_sel_args(__u32 hook, __u32 sel_idx, __u32 phase, __u32 deferred,
+			      __u32 str_error)
 {
+	struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &sel_idx);
 	struct filters_ctx c = {
 		.hook = hook,
 		.sel_idx = sel_idx,
 		.phase = phase,
 		.result = 1,
-		.deferred = *deferred,
+		.deferred = deferred & 1,
 		.str_error = str_error,
 	};
 
-	if (!sel->nfilters)
-		return 1;
-	bpf_loop(VIGIL_MAX_ARG_FILTERS, filter_step, &c, 0);
-	*deferred = c.deferred;
-	return c.result;
+	if (!sel)
+		return 0;
+	if (sel->nfilters)
+		bpf_loop(VIGIL_MAX_ARG_FILTERS, filter_step, &c, 0);
+	return (c.result ? SEL_ARGS_MATCH : 0) | (c.deferred ? SEL_ARGS_DEFERRED : 0);
 }
 
 /* ---- arguments ------------------------------------------------------------------------ */
@@ -262,15 +270,103 @@ static __always_inline int args_match(__u32 hook, __u32 sel_idx, const struct vi
 int vigil_arg_ext(__u32 hook, __u32 slot, __u64 raw, __u64 aux);
 int vigil_arg_retcopy(__u32 hook, __s64 ret);
 
+/*
+ * Reads argument `i` of hook `hook` (integers, strings, char_buf, kernel objects; the other
+ * kinds are vigil_arg_ext's) from its raw value; `aux` is the raw value of the argument its
+ * size_index names (char_buf: the size). Global:
+ * verified once, on its own, instead of once per argument slot in every program.
+ */
+__noinline int vigil_read_arg(__u32 hook, __u32 i, __u64 raw, __u64 aux)
+{
+	__u32 zero = 0;
+	struct sys_scratch *s = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
+	struct vigil_hook_cfg *h = bpf_map_lookup_elem(&vigil_sys_hooks, &hook);
+	long n;
+
+	/* One bounded register for every use below (6.1 does not link copies). */
+	i &= 7;
+	asm volatile("" : "+r"(i));
+	if (!s || !h || i >= VIGIL_MAX_ARGS)
+		return 0;
+	s->st.msg.str_len[i] = 0;
+	s->st.str_len_full[i] = 0;
+	s->st.msg.ints[i] = 0;
+	switch (h->arg_kind[i]) {
+	case VIGIL_ARG_INT:
+		s->st.msg.ints[i] = (__s32)raw;
+		break;
+	case VIGIL_ARG_UINT32:
+		s->st.msg.ints[i] = (__u32)raw;
+		break;
+	case VIGIL_ARG_INT64:
+	case VIGIL_ARG_UINT64:
+		s->st.msg.ints[i] = (__s64)raw;
+		break;
+	case VIGIL_ARG_BUF: {
+		__u64 want = aux;
+		__u32 n;
+
+		/* The count asked for: the event says how much was cut (never silently). */
+		s->st.msg.ints[i] = (__s64)want;
+		n = want < VIGIL_ARG_STR_MAX - 1 ? (__u32)want : VIGIL_ARG_STR_MAX - 1;
+		n &= VIGIL_ARG_STR_MAX - 1;
+		if (n && bpf_probe_read_user(s->st.strs[i], n, (void *)raw)) {
+			s->st.msg.str_error |= 1u << i;
+			break;
+		}
+		s->st.str_len_full[i] = n;
+		s->st.msg.str_len[i] = n;
+		if (want > n)
+			s->st.msg.str_trunc |= 1u << i;
+		break;
+	}
+	case VIGIL_ARG_STRING:
+	case VIGIL_ARG_KSTRING:
+		/* Strings of tracepoint records and raw tracepoints live in the kernel. */
+		if (h->arg_kind[i] == VIGIL_ARG_KSTRING)
+			n = bpf_probe_read_kernel_str(s->st.strs[i], VIGIL_ARG_STR_MAX,
+						      (void *)raw);
+		else
+			n = bpf_probe_read_user_str(s->st.strs[i], VIGIL_ARG_STR_MAX,
+						    (void *)raw);
+		if (n <= 0) {
+			s->st.msg.str_error |= 1u << i;
+			break;
+		}
+		s->st.str_len_full[i] = n - 1;
+		s->st.msg.str_len[i] = n - 1;
+		/* A full buffer may be a cut string: the kernel wrote 255 bytes and a NUL. */
+		if (n == VIGIL_ARG_STR_MAX)
+			s->st.msg.str_trunc |= 1u << i;
+		break;
+#ifdef VIGIL_KOBJ_H
+	default: {
+		/* Kernel objects of kernel-function/LSM hooks (vigil_kobj.h). */
+		__u32 trunc = 0;
+
+		n = kobj_read(s->st.strs[i], h->arg_kind[i], raw, &s->st.msg.ints[i], &trunc);
+		if (n < 0) {
+			s->st.msg.str_error |= 1u << i;
+			break;
+		}
+		s->st.str_len_full[i] = n;
+		s->st.msg.str_len[i] = n;
+		if (trunc)
+			s->st.msg.str_trunc |= 1u << i;
+		break;
+	}
+#endif
+	}
+	return 0;
+}
+
 /* Reads the hook's arguments; strings only for the slots in `strs` (a string costs a user
  * memory copy: entry reads those the filters need, the rest only when a selector matched). */
 static __always_inline void read_args(struct sys_scratch *s, const struct vigil_hook_cfg *h,
 				      const __u64 *regs, __u32 strs, __u32 hook)
 {
 	for (int i = 0; i < VIGIL_MAX_ARGS; i++) {
-		__u32 ai;
-		__u64 raw;
-		long n;
+		__u32 ai, si;
 
 		if (i >= h->nargs)
 			break;
@@ -278,99 +374,19 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 		     h->arg_kind[i] >= VIGIL_ARG_EXT_FIRST) &&
 		    !((strs >> i) & 1))
 			continue;
-		s->st.msg.str_len[i] = 0;
-		s->st.str_len_full[i] = 0;
-		s->st.msg.ints[i] = 0;
+		/* The loader refuses indices past the raw arguments. */
 		ai = h->arg_index[i] & 7;
 		if (ai >= VIGIL_ENGINE_NARGS)
-			ai = VIGIL_ENGINE_NARGS - 1; /* the loader refuses such indices */
-		raw = regs[ai];
-		switch (h->arg_kind[i]) {
-		case VIGIL_ARG_INT:
-			s->st.msg.ints[i] = (__s32)raw;
-			break;
-		case VIGIL_ARG_UINT32:
-			s->st.msg.ints[i] = (__u32)raw;
-			break;
-		case VIGIL_ARG_INT64:
-		case VIGIL_ARG_UINT64:
-			s->st.msg.ints[i] = (__s64)raw;
-			break;
-		case VIGIL_ARG_BUF: {
-			__u32 si = h->size_index[i] & 7;
-			__u64 want;
-			__u32 n;
-
-			if (si >= VIGIL_ENGINE_NARGS)
-				si = VIGIL_ENGINE_NARGS - 1; /* the loader refuses such indices */
-			want = regs[si];
-			/* The count asked for: the event says how much was cut (never silently). */
-			s->st.msg.ints[i] = (__s64)want;
-			n = want < VIGIL_ARG_STR_MAX - 1 ? (__u32)want : VIGIL_ARG_STR_MAX - 1;
-			n &= VIGIL_ARG_STR_MAX - 1;
-			if (n && bpf_probe_read_user(s->st.strs[i], n, (void *)raw)) {
-				s->st.msg.str_error |= 1u << i;
-				break;
-			}
-			s->st.str_len_full[i] = n;
-			s->st.msg.str_len[i] = n;
-			if (want > n)
-				s->st.msg.str_trunc |= 1u << i;
-			break;
-		}
-		case VIGIL_ARG_STRING:
-		case VIGIL_ARG_KSTRING:
-			/* Strings of tracepoint records and raw tracepoints live in the kernel. */
-			if (h->arg_kind[i] == VIGIL_ARG_KSTRING)
-				n = bpf_probe_read_kernel_str(s->st.strs[i], VIGIL_ARG_STR_MAX,
-							      (void *)raw);
-			else
-				n = bpf_probe_read_user_str(s->st.strs[i], VIGIL_ARG_STR_MAX,
-							    (void *)raw);
-			if (n <= 0) {
-				s->st.msg.str_error |= 1u << i;
-				break;
-			}
-			s->st.str_len_full[i] = n - 1;
-			s->st.msg.str_len[i] = n - 1;
-			/* A full buffer may be a cut string: the kernel wrote 255 bytes and a NUL. */
-			if (n == VIGIL_ARG_STR_MAX)
-				s->st.msg.str_trunc |= 1u << i;
-			break;
-		case VIGIL_ARG_FD:
-		case VIGIL_ARG_IOVEC:
-		case VIGIL_ARG_CONST_BUF:
-		case VIGIL_ARG_BUF_RET:
-		case VIGIL_ARG_SOCKADDR:
-		case VIGIL_ARG_KSOCKADDR:
-		case VIGIL_ARG_BUF_DATA:
-		case VIGIL_ARG_BTF:
-		case VIGIL_ARG_BTF_STR: {
-			__u32 si = h->size_index[i] & 7;
-
-			if (si >= VIGIL_ENGINE_NARGS)
-				si = VIGIL_ENGINE_NARGS - 1; /* the loader refuses such indices */
-			vigil_arg_ext(hook, i, raw, regs[si]);
-			break;
-		}
-#ifdef VIGIL_KOBJ_H
-		default: {
-			/* Kernel objects of kernel-function/LSM hooks (vigil_kobj.h). */
-			__u32 trunc = 0;
-
-			n = kobj_read(s->st.strs[i], h->arg_kind[i], raw, &s->st.msg.ints[i], &trunc);
-			if (n < 0) {
-				s->st.msg.str_error |= 1u << i;
-				break;
-			}
-			s->st.str_len_full[i] = n;
-			s->st.msg.str_len[i] = n;
-			if (trunc)
-				s->st.msg.str_trunc |= 1u << i;
-			break;
-		}
-#endif
-		}
+			ai = VIGIL_ENGINE_NARGS - 1;
+		si = h->size_index[i] & 7;
+		if (si >= VIGIL_ENGINE_NARGS)
+			si = VIGIL_ENGINE_NARGS - 1;
+		/* Called from here, not from vigil_read_arg: each is a frame on 6.1's 512-byte
+		 * combined stack, and the readers' deepest callbacks come after them. */
+		if (h->arg_kind[i] >= VIGIL_ARG_EXT_FIRST && h->arg_kind[i] <= VIGIL_ARG_EXT_LAST)
+			vigil_arg_ext(hook, i, regs[ai], regs[si]);
+		else
+			vigil_read_arg(hook, i, regs[ai], regs[si]);
 	}
 }
 
@@ -525,29 +541,28 @@ struct sels_ctx {
 static long sel_step(__u32 i, struct sels_ctx *c)
 {
 	__u32 idx = c->hook * VIGIL_MAX_SELECTORS + i;
-	struct vigil_selector_cfg *sel;
-	struct vigil_proc_entry *proc;
 	__u32 deferred = 0;
+	int r;
 
 	if (i >= VIGIL_MAX_SELECTORS)
 		return 1;
-	sel = bpf_map_lookup_elem(&vigil_sys_selectors, &idx);
-	if (!sel)
-		return 0;
 	if (c->phase == PHASE_EXIT) {
 		if (!((c->candidates >> i) & 1))
 			return 0;
 		deferred = (c->deferred >> i) & 1;
-		if (args_match(c->hook, idx, sel, PHASE_EXIT, &deferred, c->str_error)) {
+		if (vigil_sel_args(c->hook, idx, PHASE_EXIT, deferred, c->str_error) &
+		    SEL_ARGS_MATCH) {
 			c->matched = i;
 			return 1;
 		}
 		return 0;
 	}
-	proc = bpf_map_lookup_elem(&vigil_procs, &c->tgid);
-	if (!process_match(sel, idx, c->tgid, proc) ||
-	    !args_match(c->hook, idx, sel, PHASE_ENTRY, &deferred, c->str_error))
+	if (!vigil_sel_process(idx, c->tgid))
 		return 0;
+	r = vigil_sel_args(c->hook, idx, PHASE_ENTRY, 0, c->str_error);
+	if (!(r & SEL_ARGS_MATCH))
+		return 0;
+	deferred = (r & SEL_ARGS_DEFERRED) ? 1 : 0;
 	if (c->pairs_exit) {
 		c->candidates |= 1u << i;
 		if (deferred)
@@ -624,16 +639,17 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 		if (!candidates)
 			return 0;
 		if (h->flags & VIGIL_HOOK_FD_PATH) {
-			struct pending_open po = {
-				.hook = hook,
-				.candidates = candidates,
-				.deferred = deferred_mask,
-				.str_error = s->st.msg.str_error,
-				.compat = s->st.msg.compat,
-			};
+			struct pending_open *po = &s->po;
 
-			__builtin_memcpy(po.args, args, sizeof(po.args));
-			if (bpf_map_update_elem(&vigil_pending_open, &pid_tgid, &po, BPF_ANY))
+			po->hook = hook;
+			po->candidates = candidates;
+			po->deferred = deferred_mask;
+			po->str_error = s->st.msg.str_error;
+			po->compat = s->st.msg.compat;
+			po->pad = 0;
+			for (int i = 0; i < VIGIL_ENGINE_NARGS; i++)
+				po->args[i] = args[i];
+			if (bpf_map_update_elem(&vigil_pending_open, &pid_tgid, po, BPF_ANY))
 				hook_count(hook, VIGIL_HOOK_PENDING_LOST);
 			return 0;
 		}

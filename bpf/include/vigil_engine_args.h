@@ -269,6 +269,9 @@ __noinline int vigil_arg_ext(__u32 hook, __u32 slot, __u64 raw, __u64 aux)
 	asm volatile("" : "+r"(slot));
 	if (!s || !h || slot >= VIGIL_MAX_ARGS)
 		return 0;
+	s->st.msg.str_len[slot] = 0;
+	s->st.str_len_full[slot] = 0;
+	s->st.msg.ints[slot] = 0;
 	switch (h->arg_kind[slot]) {
 	case VIGIL_ARG_FD: {
 		/* Resolved at entry: after close(2) the descriptor means nothing. */

@@ -105,6 +105,16 @@ struct engine_state {
 };
 
 /* Per-CPU working state of one invocation: the state, lookup keys, path walk buffer. */
+struct pending_open {
+	__u32 hook;
+	__u32 candidates;
+	__u32 deferred;
+	__u32 str_error; /* arguments entry could not read */
+	__u32 compat;
+	__u32 pad;
+	__u64 args[6];
+};
+
 struct sys_scratch {
 	struct engine_state st;
 	struct vigil_str_key key;
@@ -113,6 +123,8 @@ struct sys_scratch {
 	__u32 path_state;                    /* 0 none, 1 complete, 2 cut */
 	__u64 ustack[VIGIL_USTACK_MAX];      /* Post userStackTrace: bpf_get_stack's output */
 	struct vigil_bin_key bin_key;        /* binary-set lookups (bin_listed) */
+	/* Built here, not on the stack: 6.1 allows 512 bytes for the deepest call chain. */
+	struct pending_open po;
 };
 
 struct {
@@ -135,15 +147,6 @@ struct {
 /* Open-like hooks wait for their exit with this much only: the arguments are read again at
  * exit when the call matches (the selection itself used what entry read, or the path the
  * kernel opened), so most calls cost a small preallocated entry, not a copy of the state. */
-struct pending_open {
-	__u32 hook;
-	__u32 candidates;
-	__u32 deferred;
-	__u32 str_error; /* arguments entry could not read */
-	__u32 compat;
-	__u32 pad;
-	__u64 args[6];
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

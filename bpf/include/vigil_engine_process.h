@@ -223,5 +223,18 @@ static __always_inline int process_match(const struct vigil_selector_cfg *sel, _
 	return 1;
 }
 
+/*
+ * Global (verified once, on its own): newer verifiers check a bpf_loop callback again for
+ * every caller state, so selector evaluation inlined in the per-selector callback multiplied
+ * the engine's states past the 1M-instruction budget (6.12+).
+ */
+__noinline int vigil_sel_process(__u32 sel_idx, __u32 tgid)
+{
+	struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &sel_idx);
+	struct vigil_proc_entry *proc = bpf_map_lookup_elem(&vigil_procs, &tgid);
+
+	return sel && process_match(sel, sel_idx, tgid, proc);
+}
+
 
 #endif

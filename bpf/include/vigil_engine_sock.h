@@ -109,6 +109,9 @@ __noinline int vigil_sock_match(__u32 sel_idx, __u32 fidx)
 	struct sys_scratch *s = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
 	struct vigil_selector_cfg *sel = bpf_map_lookup_elem(&vigil_sys_selectors, &sel_idx);
 
+	/* One bounded register for the test and the access (6.1 does not link copies). */
+	fidx &= 7;
+	asm volatile("" : "+r"(fidx));
 	if (!s || !sel || fidx >= VIGIL_MAX_ARG_FILTERS)
 		return 0;
 	return sock_match(s, sel->filters[fidx].slot & 7, &sel->filters[fidx]);
