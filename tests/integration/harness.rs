@@ -278,3 +278,18 @@ pub fn lost(events: &[Value], stage: &str, event_type: &str) -> u64 {
         })
         .sum()
 }
+
+/// Writes a policy file `NAME.yaml` in `dir`; returns its path for `--tracing-policy`.
+pub fn write_policy(dir: &Path, name: &str, yaml: &str) -> String {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    path.display().to_string()
+}
+
+/// The `process_kprobe` events of policy `policy`.
+pub fn kprobes<'a>(events: &'a [Value], policy: &str) -> Vec<&'a Value> {
+    of_kind(events, "process_kprobe")
+        .into_iter()
+        .filter(|e| e["policy_name"] == policy)
+        .collect()
+}

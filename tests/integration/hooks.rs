@@ -13,12 +13,6 @@ use crate::harness::*;
 const WAIT: Duration = Duration::from_secs(15);
 const COMPAT: &str = "/work/shared/compat";
 
-fn write_policy(dir: &Path, name: &str, yaml: &str) -> String {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, yaml).unwrap();
-    path.display().to_string()
-}
-
 fn of_policy<'a>(events: &'a [Value], kind: &str, policy: &str) -> Vec<&'a Value> {
     of_kind(events, kind)
         .into_iter()

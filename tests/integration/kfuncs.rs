@@ -15,12 +15,6 @@ use crate::kernel_caps;
 /// Guests are emulated (tens of times slower).
 const WAIT: Duration = Duration::from_secs(60);
 
-fn write_policy(dir: &std::path::Path, name: &str, yaml: &str) -> String {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, yaml).unwrap();
-    path.display().to_string()
-}
-
 fn of_policy<'a>(events: &'a [Value], kind: &str, policy: &str) -> Vec<&'a Value> {
     of_kind(events, kind)
         .into_iter()

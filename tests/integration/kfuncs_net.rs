@@ -49,12 +49,6 @@ pub fn connect(addr: &str, port: u16) -> std::io::Result<TcpStream> {
     TcpStream::connect_timeout(&to, Duration::from_secs(10))
 }
 
-fn write_policy(dir: &std::path::Path, name: &str, yaml: &str) -> String {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, yaml).unwrap();
-    path.display().to_string()
-}
-
 fn of_policy<'a>(events: &'a [Value], kind: &str, policy: &str) -> Vec<&'a Value> {
     of_kind(events, kind)
         .into_iter()

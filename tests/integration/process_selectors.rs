@@ -13,19 +13,6 @@ use crate::harness::*;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn write_policy(dir: &std::path::Path, name: &str, yaml: &str) -> String {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, yaml).unwrap();
-    path.display().to_string()
-}
-
-fn kprobes<'a>(events: &'a [Value], policy: &str) -> Vec<&'a Value> {
-    of_kind(events, "process_kprobe")
-        .into_iter()
-        .filter(|e| e["policy_name"] == policy)
-        .collect()
-}
-
 /// An openat policy on /etc/hostname with `selector` added to its selector.
 fn hostname_policy(name: &str, selector: &str) -> String {
     format!(

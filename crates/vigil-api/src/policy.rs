@@ -216,6 +216,38 @@ struct Entry {
     skipped: bool,
 }
 
+impl Entry {
+    /// A policy whose programs `loaded` runs, enabled, in `plan`'s mode.
+    fn running(seq: u64, policy: TracingPolicy, yaml: &str, plan: &Plan, loaded: Loaded) -> Self {
+        Self {
+            seq,
+            policy,
+            yaml: yaml.to_string(),
+            enabled: true,
+            mode: plan.mode,
+            sensors: loaded.sensors,
+            hooks: hook_reports(plan),
+            keep: loaded.keep,
+            skipped: false,
+        }
+    }
+
+    /// A policy listed but not for this node: nothing loaded.
+    fn skipped(seq: u64, policy: TracingPolicy, yaml: &str) -> Self {
+        Self {
+            seq,
+            mode: PolicyMode::initial(&policy.spec),
+            policy,
+            yaml: yaml.to_string(),
+            enabled: false,
+            sensors: Vec::new(),
+            hooks: Vec::new(),
+            keep: None,
+            skipped: true,
+        }
+    }
+}
+
 pub struct MemoryPolicyManager {
     caps: Capabilities,
     loader: Loader,
@@ -396,24 +428,13 @@ impl MemoryPolicyManager {
         }
         let mut plan = compile(&policy, &self.caps);
         // A mode given with the request wins over the YAML's; the programs load in it.
-        let mode = mode.unwrap_or(plan.mode);
-        plan.mode = mode;
+        plan.mode = mode.unwrap_or(plan.mode);
         self.check_loadable(&id, &plan)?;
-        let Loaded { sensors, keep } = (self.loader)(&plan).map_err(|why| {
+        let loaded = (self.loader)(&plan).map_err(|why| {
             PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(&id)))
         })?;
         guard.0 += 1;
-        let entry = Entry {
-            seq: guard.0,
-            policy,
-            yaml: yaml.to_string(),
-            enabled: true,
-            mode,
-            sensors,
-            hooks: hook_reports(&plan),
-            keep,
-            skipped: false,
-        };
+        let entry = Entry::running(guard.0, policy, yaml, &plan, loaded);
         if domain == Domain::Grpc
             && let Some(path) = self.persist_path(&id)
         {
@@ -453,22 +474,12 @@ impl MemoryPolicyManager {
         }
         let plan = compile(&policy, &self.caps);
         self.check_loadable(&id, &plan)?;
-        let Loaded { sensors, keep } = (self.loader)(&plan).map_err(|why| {
+        let loaded = (self.loader)(&plan).map_err(|why| {
             PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(&id)))
         })?;
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         guard.0 += 1;
-        let entry = Entry {
-            seq: guard.0,
-            mode: plan.mode,
-            policy,
-            yaml: yaml.to_string(),
-            enabled: true,
-            sensors,
-            hooks: hook_reports(&plan),
-            keep,
-            skipped: false,
-        };
+        let entry = Entry::running(guard.0, policy, yaml, &plan, loaded);
         let status = Self::status(&id, &entry);
         // The old entry (and its kernel objects) is dropped here, after the new one runs.
         guard.1.insert(id, entry);
@@ -487,17 +498,7 @@ impl MemoryPolicyManager {
         let id = policy.id(domain);
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         guard.0 += 1;
-        let entry = Entry {
-            seq: guard.0,
-            mode: PolicyMode::initial(&policy.spec),
-            policy,
-            yaml: yaml.to_string(),
-            enabled: false,
-            sensors: Vec::new(),
-            hooks: Vec::new(),
-            keep: None,
-            skipped: true,
-        };
+        let entry = Entry::skipped(guard.0, policy, yaml);
         let status = Self::status(&id, &entry);
         guard.1.insert(id, entry);
         Ok(status)
