@@ -8,6 +8,12 @@ mod remote;
 
 use std::process::ExitCode;
 
+// The event path allocates many small, short-lived strings per event (protobuf messages,
+// JSON lines): glibc's malloc/free took a quarter of the agent's CPU in a 100,000-event
+// burst profile (bench/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let (cli, warnings) = match agent::parse_cli() {
         Ok(x) => x,
