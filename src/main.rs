@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 // The event path allocates many small, short-lived strings per event (protobuf messages,
 // JSON lines): glibc's malloc/free took a quarter of the agent's CPU in a 100,000-event
-// burst profile (bench/README.md).
+// burst profile; mimalloc cut the agent CPU per event to 0.72x in an interleaved A/B.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

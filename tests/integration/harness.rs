@@ -202,6 +202,18 @@ impl Drop for Agent {
     }
 }
 
+/// A kubeconfig in `dir` naming the local list/watch server on `port` (no credentials).
+pub fn fake_kubeconfig(dir: &Path, port: u16) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+         contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: nobody\n\
+         current-context: fake\nusers:\n- name: nobody\n  user: {{}}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 pub fn read_events(path: &Path) -> Vec<Value> {
     let Ok(file) = std::fs::File::open(path) else {
         return Vec::new();

@@ -168,15 +168,7 @@ impl FakeApi {
     }
 
     fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
-        let path = dir.join("kubeconfig");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{}\n\
-             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: nobody\n\
-             current-context: fake\nusers:\n- name: nobody\n  user: {{}}\n",
-            self.port
-        );
-        std::fs::write(&path, text).unwrap();
-        path
+        fake_kubeconfig(dir, self.port)
     }
 }
 

@@ -76,16 +76,8 @@ impl FakeApi {
             .push((path.to_string(), line));
     }
 
-    fn kubeconfig(&self, dir: &Path) -> std::path::PathBuf {
-        let path = dir.join("kubeconfig");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{}\n\
-             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: nobody\n\
-             current-context: fake\nusers:\n- name: nobody\n  user: {{}}\n",
-            self.port
-        );
-        std::fs::write(&path, text).unwrap();
-        path
+    fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        fake_kubeconfig(dir, self.port)
     }
 }
 
