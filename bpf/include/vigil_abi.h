@@ -266,6 +266,9 @@ enum vigil_op {
 	VIGIL_OP_MASK = 9,
 	VIGIL_OP_IN = 10,
 	VIGIL_OP_NOT_IN = 11,
+	/* vigil's SameFile: the argument's file (device + inode) is in binary set `set_id`,
+	 * which the agent resolves from the policy's paths and keeps current. */
+	VIGIL_OP_SAME_FILE = 12,
 	/* sockaddr arguments (bpf/include/vigil_engine_sockaddr.h). Family is VIGIL_OP_EQ. */
 	VIGIL_OP_PORT = 32,          /* values: lo << 16 | hi, inclusive */
 	VIGIL_OP_NOT_PORT = 33,

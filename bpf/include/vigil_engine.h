@@ -118,6 +118,7 @@ static __always_inline int negated(__u32 op)
 }
 
 #include "vigil_engine_sockaddr.h"
+#include "vigil_engine_process.h"
 
 /*
  * 1: the filter holds; 0: it does not. `enforcing`: the selector has an enforcement action,
@@ -179,6 +180,12 @@ static __always_inline int filter_match(struct sys_scratch *s, const struct vigi
 		return vigil_sock_match(sel_idx, fidx);
 	}
 #endif
+	if (f->op == VIGIL_OP_SAME_FILE) {
+		if (str_error & (1u << slot))
+			goto unreadable;
+		return s->file_ino[slot] &&
+		       bin_listed(f->set_id, s->file_ino[slot], s->file_dev[slot]);
+	}
 	if (!engine_arg_is_str(h->arg_kind[slot]))
 		return int_match(s->st.msg.ints[slot], f);
 	if (str_error & (1u << slot))
@@ -193,7 +200,6 @@ unreadable:
 	return 0;
 }
 
-#include "vigil_engine_process.h"
 
 struct filters_ctx {
 	__u32 hook;
@@ -291,6 +297,8 @@ __noinline int vigil_read_arg(__u32 hook, __u32 i, __u64 raw, __u64 aux)
 	s->st.msg.str_len[i] = 0;
 	s->st.str_len_full[i] = 0;
 	s->st.msg.ints[i] = 0;
+	s->file_ino[i] = 0;
+	s->file_dev[i] = 0;
 	switch (h->arg_kind[i]) {
 	case VIGIL_ARG_INT:
 		s->st.msg.ints[i] = (__s32)raw;
@@ -344,7 +352,8 @@ __noinline int vigil_read_arg(__u32 hook, __u32 i, __u64 raw, __u64 aux)
 		/* Kernel objects of kernel-function/LSM hooks (vigil_kobj.h). */
 		__u32 trunc = 0;
 
-		n = kobj_read(s->st.strs[i], h->arg_kind[i], raw, &s->st.msg.ints[i], &trunc);
+		n = kobj_read(s->st.strs[i], h->arg_kind[i], raw, &s->st.msg.ints[i], &trunc,
+			      &s->file_ino[i], &s->file_dev[i]);
 		if (n < 0) {
 			s->st.msg.str_error |= 1u << i;
 			break;

@@ -272,6 +272,8 @@ __noinline int vigil_arg_ext(__u32 hook, __u32 slot, __u64 raw, __u64 aux)
 	s->st.msg.str_len[slot] = 0;
 	s->st.str_len_full[slot] = 0;
 	s->st.msg.ints[slot] = 0;
+	s->file_ino[slot] = 0;
+	s->file_dev[slot] = 0;
 	switch (h->arg_kind[slot]) {
 	case VIGIL_ARG_FD: {
 		/* Resolved at entry: after close(2) the descriptor means nothing. */
@@ -284,6 +286,7 @@ __noinline int vigil_arg_ext(__u32 hook, __u32 slot, __u64 raw, __u64 aux)
 		}
 		d = BPF_CORE_READ(f, f_path.dentry);
 		s->st.msg.ints[slot] = kobj_mode(d);
+		kobj_ident(d, &s->file_ino[slot], &s->file_dev[slot]);
 		n = kobj_path(s->st.strs[slot], d, BPF_CORE_READ(f, f_path.mnt), &trunc);
 		if (n < 0) {
 			s->st.msg.str_error |= 1u << slot;

@@ -125,6 +125,10 @@ struct sys_scratch {
 	struct vigil_bin_key bin_key;        /* binary-set lookups (bin_listed) */
 	/* Built here, not on the stack: 6.1 allows 512 bytes for the deepest call chain. */
 	struct pending_open po;
+	/* Per argument slot: inode number and device (s_dev) of the file a file-like argument
+	 * names, for SameFile; 0 when the argument is not a file. */
+	__u64 file_ino[8];
+	__u64 file_dev[8];
 };
 
 struct {

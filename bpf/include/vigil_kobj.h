@@ -152,12 +152,23 @@ static __always_inline __s64 kobj_mode(struct dentry *d)
 	return d ? BPF_CORE_READ(d, d_inode, i_mode) : 0;
 }
 
+/* The file's identity (inode number, device as the kernel encodes it) for SameFile:
+ * the same whichever link or mount the file was reached by. */
+static __always_inline void kobj_ident(struct dentry *d, __u64 *ino, __u64 *dev)
+{
+	struct inode *inode = d ? BPF_CORE_READ(d, d_inode) : 0;
+
+	*ino = inode ? BPF_CORE_READ(inode, i_ino) : 0;
+	*dev = inode ? BPF_CORE_READ(inode, i_sb, s_dev) : 0;
+}
+
 /*
  * Reads kernel object `raw` of kind `kind` into dst (a VIGIL_ARG_STR_MAX row); the inode
- * mode (file, path, dentry, binprm) goes to *ival, for the event's permission string.
- * Returns the string length or -1.
+ * mode (file, path, dentry, binprm) goes to *ival, for the event's permission string, and
+ * its identity to ident[0] (inode) and ident[1] (device). Returns the string length or -1.
  */
-static __always_inline long kobj_read(char *dst, __u8 kind, __u64 raw, __s64 *ival, __u32 *trunc)
+static __always_inline long kobj_read(char *dst, __u8 kind, __u64 raw, __s64 *ival, __u32 *trunc,
+				      __u64 *ino, __u64 *dev)
 {
 	struct dentry *d = 0;
 	struct vfsmount *mnt = 0;
@@ -206,6 +217,7 @@ static __always_inline long kobj_read(char *dst, __u8 kind, __u64 raw, __s64 *iv
 		return -1;
 	}
 	*ival = kobj_mode(d);
+	kobj_ident(d, ino, dev);
 	return kobj_path(dst, d, mnt, trunc);
 }
 

@@ -15,6 +15,7 @@ mod options;
 mod outputs;
 mod pipeline;
 mod policies;
+mod same_file;
 mod sockaddr;
 mod sources;
 mod user_actions;

@@ -18,6 +18,8 @@ use vigil_policy::state::PolicyMode;
 use vigil_runtime::HookInfo;
 use vigil_runtime::tables::{Ids, build};
 
+use super::same_file::SameFiles;
+
 /// Hooks of every loaded policy by hook id, shared by the loaders (start-up and gRPC) and
 /// the pipeline, which prints their events. A hook is registered before it is attached.
 pub type HookRegistry = Arc<RwLock<HashMap<u32, HookInfo>>>;
@@ -136,8 +138,17 @@ impl Runtime {
             syscalls,
             others,
             kfuncs,
+            same_files: None,
             scope: None,
         };
+        if !tables.same_files.is_empty() {
+            let sets = sensors.file_sets().map_err(|e| e.to_string())?;
+            sensors.same_files = Some(SameFiles::watch(
+                &plan.name,
+                sets,
+                std::mem::take(&mut tables.same_files),
+            ));
+        }
         if let (Some(scope), Some(scopes)) = (&plan.scope, &self.scopes) {
             let sets = sensors.scope_sets().map_err(|e| e.to_string())?;
             let id = scopes.lock().unwrap_or_else(|e| e.into_inner()).add_policy(
@@ -159,6 +170,8 @@ pub struct PolicySensors {
     syscalls: Option<SyscallSensor>,
     others: Option<HookSensor>,
     kfuncs: Option<KfuncSensor>,
+    /// SameFile paths kept current (dropping it stops the refresher).
+    same_files: Option<Arc<SameFiles>>,
     /// Declared last: the objects detach before the scope bookkeeping forgets their sets.
     scope: Option<ScopeGuard>,
 }
@@ -175,6 +188,21 @@ impl std::fmt::Debug for PolicySensors {
 }
 
 impl PolicySensors {
+    /// The binary and file sets of every object of the policy.
+    fn file_sets(&self) -> Result<Vec<vigil_bpf::FileSet>, vigil_bpf::lifecycle::LoadError> {
+        let mut out = Vec::new();
+        if let Some(s) = &self.syscalls {
+            out.push(s.file_set()?);
+        }
+        if let Some(o) = &self.others {
+            out.push(o.file_set()?);
+        }
+        if let Some(k) = &self.kfuncs {
+            out.extend(k.file_sets()?);
+        }
+        Ok(out)
+    }
+
     /// The cgroup scope sets of every object of the policy.
     fn scope_sets(
         &self,

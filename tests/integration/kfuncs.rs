@@ -176,6 +176,12 @@ fn denies_write(name: &str, lsm: bool) {
         panic!("the write to the protected file was not refused; agent log:\n{log}");
     };
     assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+    // The hook sees the file the kernel opened: a symbolic link to it is refused too.
+    let link = dir.join("link.txt");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&protected, &link).unwrap();
+    let err = try_write(&link).expect_err("a write through a symbolic link is refused");
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
     try_write(&free).expect("another file stays writable");
     let kind = if lsm { "process_lsm" } else { "process_kprobe" };
     let me = u64::from(std::process::id());

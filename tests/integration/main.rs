@@ -27,3 +27,4 @@ mod policy_actions;
 mod policy_engine;
 mod process_selectors;
 mod proto_check;
+mod same_file;

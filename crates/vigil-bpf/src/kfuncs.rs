@@ -136,6 +136,14 @@ impl KfuncSensor {
             .collect()
     }
 
+    /// The binary and file sets of every hook object (SameFile refreshes).
+    pub fn file_sets(&self) -> Result<Vec<crate::policy_object::FileSet>, LoadError> {
+        self.attached
+            .iter()
+            .map(|a| crate::policy_object::FileSet::of(&a.object))
+            .collect()
+    }
+
     /// Scope counters of every hook object, summed: [in scope, out of scope].
     pub fn scope_counters(&self) -> [u64; VIGIL_SCOPE_COUNTERS as usize] {
         let mut out = [0; VIGIL_SCOPE_COUNTERS as usize];

@@ -21,7 +21,7 @@ pub mod records;
 pub mod ringbuf;
 pub mod syscalls;
 
-pub use policy_object::ScopeSet;
+pub use policy_object::{FileSet, ScopeSet};
 
 /// The lifecycle object file, as compiled by build.rs.
 pub(crate) static LIFECYCLE_OBJECT: &[u8] =

@@ -146,6 +146,35 @@ impl ScopeSet {
     }
 }
 
+/// An object's binary and file sets (device + inode), as an owned map handle: the agent
+/// keeps the SameFile entries current while the policy is loaded.
+#[derive(Debug)]
+pub struct FileSet(libbpf_rs::MapHandle);
+
+impl FileSet {
+    pub(crate) fn of(object: &Object) -> Result<Self, LoadError> {
+        const MAP: &str = "vigil_bin_set";
+        let map = object
+            .maps()
+            .find(|m| m.name() == MAP)
+            .ok_or(LoadError::Missing(MAP))?;
+        libbpf_rs::MapHandle::try_from(&map)
+            .map(Self)
+            .map_err(|source| LoadError::Map { map: MAP, source })
+    }
+
+    pub fn insert(&self, key: &vigil_bin_key) -> Result<(), String> {
+        self.0
+            .update(bytes(key), &[1], MapFlags::ANY)
+            .map_err(|e| format!("adding inode {} to file set {}: {e}", key.ino, key.set_id))
+    }
+
+    /// Removing a key that is not there is not an error.
+    pub fn remove(&self, key: &vigil_bin_key) {
+        let _ = self.0.delete(bytes(key));
+    }
+}
+
 /// The object's scope counters summed over CPUs: [in scope, out of scope].
 pub(crate) fn scope_counters(object: &Object) -> [u64; VIGIL_SCOPE_COUNTERS as usize] {
     counters(object, "vigil_scope_counters", 0)

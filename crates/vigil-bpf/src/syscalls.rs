@@ -290,6 +290,11 @@ impl SyscallSensor {
         crate::policy_object::ScopeSet::of(&self.object)
     }
 
+    /// The object's binary and file sets (SameFile refreshes).
+    pub fn file_set(&self) -> Result<crate::policy_object::FileSet, LoadError> {
+        crate::policy_object::FileSet::of(&self.object)
+    }
+
     /// Scope counters summed over CPUs: [in scope, out of scope].
     pub fn scope_counters(&self) -> [u64; VIGIL_SCOPE_COUNTERS as usize] {
         crate::policy_object::scope_counters(&self.object)

@@ -182,6 +182,9 @@ vocabulary! {
         NotFileType => "NotFileType",
         In => "In",
         NotIn => "NotIn",
+        // vigil's extension: the argument is one of the named files (device + inode),
+        // whichever link or mount it was reached by.
+        SameFile => "SameFile",
     }
 }
 
@@ -227,8 +230,10 @@ impl Operator {
         let addrs = matches!(self, SAddr | NotSAddr | DAddr | NotDAddr);
         match class {
             TypeClass::Integer => integer,
-            TypeClass::Text => text,
-            TypeClass::FilePath => text || matches!(self, FileType | NotFileType),
+            // SameFile on text: the runtime takes it for file-like kinds (fd, dentry,
+            // linux_binprm) and names the problem for strings.
+            TypeClass::Text => text || self == SameFile,
+            TypeClass::FilePath => text || matches!(self, FileType | NotFileType | SameFile),
             TypeClass::Skb => ports || addrs || self == Protocol,
             TypeClass::Sock => ports || addrs || matches!(self, Protocol | Family | State),
             TypeClass::Sockaddr => {

@@ -132,6 +132,7 @@ pub(crate) fn check_value(
         ),
         FileType | NotFileType => FILE_TYPES.contains(&value.to_ascii_lowercase().as_str()),
         CelExpr => !value.trim().is_empty(),
+        SameFile => value.starts_with('/'),
         _ => true,
     };
     if ok {

@@ -6,7 +6,7 @@ use vigil_bpf::kfuncs::{KfuncAttach, KfuncHook};
 use vigil_bpf::syscalls::{SyscallHook, SyscallTables};
 use vigil_policy::compile::{ArgOrigin, EVERY_SYSCALL, Filter, HookPlan, Mechanism, Plan};
 use vigil_policy::state::PolicyMode;
-use vigil_policy::types::{Action, ArgType};
+use vigil_policy::types::{Action, ArgType, Operator};
 
 include!(concat!(env!("OUT_DIR"), "/ia32.rs"));
 
@@ -154,6 +154,8 @@ impl HookInfo {
 #[derive(Debug, Clone, Default)]
 pub struct PolicyTables {
     pub tables: SyscallTables,
+    /// SameFile paths, re-resolved by the agent while the policy is loaded.
+    pub same_files: Vec<SameFileEntry>,
     pub hooks: Vec<HookInfo>,
     /// Tracepoint, uprobe and usdt hooks (their own eBPF object).
     pub others: vigil_bpf::hooks::HookTables,
@@ -616,15 +618,27 @@ pub(crate) fn build_hook(
                                 ),
                             ));
                         }
-                        let f = arg_filter(
-                            &spath,
-                            slot,
-                            *operator,
-                            values,
-                            config.arg_kind[slot],
-                            ids,
-                            out,
-                        )?;
+                        let f = if *operator == Operator::SameFile {
+                            same_file::same_file_filter(
+                                &spath,
+                                slot,
+                                values,
+                                config.arg_kind[slot],
+                                ids,
+                                resolve_binary,
+                                out,
+                            )?
+                        } else {
+                            arg_filter(
+                                &spath,
+                                slot,
+                                *operator,
+                                values,
+                                config.arg_kind[slot],
+                                ids,
+                                out,
+                            )?
+                        };
                         if sel.nfilters >= VIGIL_MAX_ARG_FILTERS {
                             return Err(unsupported(
                                 &spath,
@@ -842,6 +856,8 @@ pub(crate) fn build_hook(
 }
 
 mod values;
+mod same_file;
+pub use same_file::SameFileEntry;
 use values::{actions, arg_filter, filter_name, in_or_not, rate_limit};
 pub use values::{common_start, open_like_path_arg, parse_rate_limit};
 

@@ -406,3 +406,68 @@ fn char_buf_without_a_usable_size_is_refused_by_name() {
         assert_eq!(err.path, "spec.kprobes[0].args[1]", "{err}");
     }
 }
+
+const WRITE_SAME_FILE: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: protected-writes
+spec:
+  kprobes:
+  - call: "sys_write"
+    syscall: true
+    args:
+    - index: 0
+      type: "fd"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "SameFile"
+        values: ["/srv/protected", "/srv/missing"]
+"#;
+
+#[test]
+fn same_file_puts_the_files_identities_in_a_set_of_its_own() {
+    let mut ids = Ids::default();
+    let t = build(&plan(WRITE_SAME_FILE), &mut ids, &|p| {
+        (p == "/srv/protected").then_some((1234, 0x800001))
+    })
+    .unwrap();
+    let f = &t.tables.hooks[0].selectors[0].filters[0];
+    assert_eq!(u32::from(f.op), VIGIL_OP_SAME_FILE);
+    assert_eq!(f.slot, 0);
+    assert_eq!(
+        t.tables.binaries,
+        vec![vigil_bin_key {
+            set_id: f.set_id,
+            pad: 0,
+            ino: 1234,
+            dev: 0x800001
+        }]
+    );
+    // Both paths are kept for the refresher, the missing one unresolved.
+    let kept: Vec<_> = t
+        .same_files
+        .iter()
+        .map(|e| (e.set_id, e.path.as_str(), e.identity))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            (f.set_id, "/srv/protected", Some((1234, 0x800001))),
+            (f.set_id, "/srv/missing", None)
+        ]
+    );
+    // The fd is read at entry for the filter.
+    assert_eq!(t.tables.hooks[0].config.filter_strs & 1, 1);
+}
+
+#[test]
+fn same_file_on_a_string_is_refused_by_name() {
+    let yaml = WRITE_SAME_FILE
+        .replace("sys_write", "sys_openat")
+        .replace("type: \"fd\"", "type: \"string\"");
+    let err = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap_err();
+    assert!(err.reason.contains("SameFile needs a file-like argument"), "{err}");
+    assert!(err.path.contains("selectors[0]"), "{err}");
+}
