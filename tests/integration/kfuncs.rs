@@ -591,3 +591,110 @@ fn bench_kfunc_security_file_open_fentry_vs_kprobe() {
         results[0].1 / results[1].1
     );
 }
+
+/// Exec of a binary under a denied directory is refused by an LSM `bprm_check_security`
+/// policy, also through a symbolic link (the hook sees the file the kernel opened); running it
+/// through the dynamic loader (`ld.so BINARY`, no execve of it) is refused by the same
+/// policy's `mmap_file` hook, which denies mapping its code executable. A copy outside the
+/// directory runs.
+#[test]
+fn kfunc_exec_under_a_denied_directory_is_refused() {
+    if !kernel_caps::require("lsm") {
+        return;
+    }
+    let _g = serial();
+    let dir = scratch_dir("kfunc-exec-deny-files");
+    let denied = dir.join("denied");
+    std::fs::create_dir_all(&denied).unwrap();
+    let bin = denied.join("vtrue");
+    let free = dir.join("vtrue-free");
+    std::fs::copy("/usr/bin/true", &bin).unwrap();
+    std::fs::copy("/usr/bin/true", &free).unwrap();
+    let link = dir.join("vtrue-link");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&bin, &link).unwrap();
+    let yaml = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: exec-deny
+spec:
+  lsmhooks:
+  - hook: "bprm_check_security"
+    args:
+    - index: 0
+      type: "linux_binprm"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Prefix"
+        values: ["{d}/"]
+      matchActions:
+      - action: Override
+        argError: -1
+  - hook: "mmap_file"
+    args:
+    - index: 0
+      type: "file"
+    - index: 2
+      type: "uint64"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Prefix"
+        values: ["{d}/"]
+      - index: 2
+        operator: "Mask"
+        values: ["4"]
+      matchActions:
+      - action: Override
+        argError: -1
+"#,
+        d = denied.display()
+    );
+    let policy = write_policy(&dir, "exec-deny", &yaml);
+    let agent = Agent::start("kfunc-exec-deny", &["--tracing-policy", &policy]);
+    for p in [&bin, &link] {
+        match Command::new(p).status() {
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{}: {e}", p.display()),
+            Ok(st) => {
+                let log = std::fs::read_to_string(&agent.stderr_path).unwrap_or_default();
+                panic!("{} ran ({st}); agent log:\n{log}", p.display());
+            }
+        }
+    }
+    let ld_so = ["/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("the dynamic loader");
+    let out = Command::new(ld_so).arg(&bin).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "ld.so ran the denied binary: {:?}",
+        out
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Operation not permitted") || stderr.contains("failed to map"),
+        "ld.so names the refused mapping: {stderr}"
+    );
+    let st = Command::new(&free).status().expect("the copy outside runs");
+    assert!(st.success());
+    let events = wait_or_log(&agent, "the exec refusals", |ev| {
+        of_policy(ev, "process_lsm", "exec-deny")
+            .iter()
+            .filter(|e| e["function_name"] == "bprm_check_security")
+            .count()
+            >= 2
+    });
+    agent.stop();
+    let execs: Vec<_> = of_policy(&events, "process_lsm", "exec-deny")
+        .into_iter()
+        .filter(|e| e["function_name"] == "bprm_check_security")
+        .collect();
+    assert!(
+        execs.iter().all(|e| e["action"] == "KPROBE_ACTION_OVERRIDE"
+            && e["args"][0]["linux_binprm_arg"]["path"] == bin.display().to_string()),
+        "both refusals name the binary the kernel opened: {execs:#?}"
+    );
+}
