@@ -663,10 +663,13 @@ spec:
             }
         }
     }
-    let ld_so = ["/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("the dynamic loader");
+    let ld_so = [
+        "/lib64/ld-linux-x86-64.so.2",
+        "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .expect("the dynamic loader");
     let out = Command::new(ld_so).arg(&bin).output().unwrap();
     assert!(
         !out.status.success(),

@@ -97,7 +97,12 @@ fn written(events: &[Value], pid: u32) -> Vec<String> {
     kprobes(events, "same-file-writes")
         .into_iter()
         .filter(|e| pid_of(e) == u64::from(pid))
-        .map(|e| e["args"][0]["file_arg"]["path"].as_str().unwrap_or("").to_string())
+        .map(|e| {
+            e["args"][0]["file_arg"]["path"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
         .collect()
 }
 
@@ -132,7 +137,10 @@ fn same_file_matches_hard_links_bind_mounts_and_follows_a_replaced_file() {
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    assert_eq!(first, want, "hard link, bind mount and path, in order; not other.txt");
+    assert_eq!(
+        first, want,
+        "hard link, bind mount and path, in order; not other.txt"
+    );
 
     // Replace the file under its path; the agent looks again within a second.
     let new = dir.join("protected.new");
@@ -197,18 +205,21 @@ spec:
     );
     let policy = write_policy(&dir, "same-file-deny", &yaml);
     let agent = Agent::start("kfunc-same-file", &["--tracing-policy", &policy]);
-    let append = |p: &Path| {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(p)
-            .map(|_| ())
-    };
+    let append = |p: &Path| std::fs::OpenOptions::new().append(true).open(p).map(|_| ());
     for p in [&f.protected, &f.hard, &f.bound] {
         let Err(err) = append(p) else {
             let log = std::fs::read_to_string(&agent.stderr_path).unwrap_or_default();
-            panic!("opening {} for writing was not refused; agent log:\n{log}", p.display());
+            panic!(
+                "opening {} for writing was not refused; agent log:\n{log}",
+                p.display()
+            );
         };
-        assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{}: {err}", p.display());
+        assert_eq!(
+            err.raw_os_error(),
+            Some(libc::EPERM),
+            "{}: {err}",
+            p.display()
+        );
     }
     append(&f.other).expect("an unrelated file stays writable");
     let me = u64::from(std::process::id());
@@ -216,14 +227,25 @@ spec:
         of_kind(ev, "process_lsm")
             .into_iter()
             .filter(|e| e["policy_name"] == "same-file-deny" && pid_of(e) == me)
-            .map(|e| e["args"][0]["file_arg"]["path"].as_str().unwrap_or("").to_string())
+            .map(|e| {
+                e["args"][0]["file_arg"]["path"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
             .collect()
     };
-    agent.wait_for("three refusals", Duration::from_secs(60), |ev| mine(ev).len() >= 3);
+    agent.wait_for("three refusals", Duration::from_secs(60), |ev| {
+        mine(ev).len() >= 3
+    });
     let (events, _) = agent.stop();
     let got = mine(&events);
     for p in [&f.protected, &f.hard, &f.bound] {
-        assert!(got.contains(&p.display().to_string()), "{} in {got:?}", p.display());
+        assert!(
+            got.contains(&p.display().to_string()),
+            "{} in {got:?}",
+            p.display()
+        );
     }
     assert_eq!(std::fs::read_to_string(&f.protected).unwrap(), "original\n");
 }

@@ -855,8 +855,8 @@ pub(crate) fn build_hook(
     Ok(())
 }
 
-mod values;
 mod same_file;
+mod values;
 pub use same_file::SameFileEntry;
 use values::{actions, arg_filter, filter_name, in_or_not, rate_limit};
 pub use values::{common_start, open_like_path_arg, parse_rate_limit};

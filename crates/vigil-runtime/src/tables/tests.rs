@@ -468,6 +468,9 @@ fn same_file_on_a_string_is_refused_by_name() {
         .replace("sys_write", "sys_openat")
         .replace("type: \"fd\"", "type: \"string\"");
     let err = build(&plan(&yaml), &mut Ids::default(), &|_| None).unwrap_err();
-    assert!(err.reason.contains("SameFile needs a file-like argument"), "{err}");
+    assert!(
+        err.reason.contains("SameFile needs a file-like argument"),
+        "{err}"
+    );
     assert!(err.path.contains("selectors[0]"), "{err}");
 }
