@@ -305,3 +305,11 @@ pub fn kprobes<'a>(events: &'a [Value], policy: &str) -> Vec<&'a Value> {
         .filter(|e| e["policy_name"] == policy)
         .collect()
 }
+
+/// The events of kind `kind` posted by policy `policy`.
+pub fn of_policy<'a>(events: &'a [Value], kind: &str, policy: &str) -> Vec<&'a Value> {
+    of_kind(events, kind)
+        .into_iter()
+        .filter(|e| e["policy_name"] == policy)
+        .collect()
+}

@@ -6,19 +6,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::harness::*;
 
 const WAIT: Duration = Duration::from_secs(15);
 const COMPAT: &str = "/work/shared/compat";
-
-fn of_policy<'a>(events: &'a [Value], kind: &str, policy: &str) -> Vec<&'a Value> {
-    of_kind(events, kind)
-        .into_iter()
-        .filter(|e| e["policy_name"] == policy)
-        .collect()
-}
 
 const EXEC_TP: &str = r#"
 apiVersion: cilium.io/v1alpha1

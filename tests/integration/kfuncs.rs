@@ -15,19 +15,16 @@ use crate::kernel_caps;
 /// Guests are emulated (tens of times slower).
 const WAIT: Duration = Duration::from_secs(60);
 
-fn of_policy<'a>(events: &'a [Value], kind: &str, policy: &str) -> Vec<&'a Value> {
-    of_kind(events, kind)
-        .into_iter()
-        .filter(|e| e["policy_name"] == policy)
-        .collect()
-}
-
 fn file_path(e: &Value) -> &str {
     e["args"][0]["file_arg"]["path"].as_str().unwrap_or("")
 }
 
 /// Like `Agent::wait_for`, but a timeout shows the agent's log (load errors, mechanisms).
-fn wait_or_log(agent: &Agent, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+pub(crate) fn wait_or_log(
+    agent: &Agent,
+    what: &str,
+    pred: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let events = agent.events();

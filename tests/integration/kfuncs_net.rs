@@ -10,9 +10,7 @@ use serde_json::Value;
 
 use crate::harness::*;
 use crate::kernel_caps;
-
-/// Guests are emulated (tens of times slower).
-const WAIT: Duration = Duration::from_secs(60);
+use crate::kfuncs::wait_or_log;
 
 /// The guest's /init leaves `lo` down: bring it up (a no-op where it is up already).
 pub fn loopback_up() {
@@ -47,28 +45,6 @@ pub fn listener() -> (TcpListener, u16) {
 pub fn connect(addr: &str, port: u16) -> std::io::Result<TcpStream> {
     let to: SocketAddr = format!("{addr}:{port}").parse().unwrap();
     TcpStream::connect_timeout(&to, Duration::from_secs(10))
-}
-
-fn of_policy<'a>(events: &'a [Value], kind: &str, policy: &str) -> Vec<&'a Value> {
-    of_kind(events, kind)
-        .into_iter()
-        .filter(|e| e["policy_name"] == policy)
-        .collect()
-}
-
-fn wait_or_log(agent: &Agent, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let events = agent.events();
-        if pred(&events) {
-            return events;
-        }
-        if std::time::Instant::now() > deadline {
-            let log = std::fs::read_to_string(&agent.stderr_path).unwrap_or_default();
-            panic!("timed out waiting for {what}; agent log:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// `tcp_connect` with a DAddr CIDR reports the connection to an address inside it and not

@@ -117,6 +117,15 @@ pub(crate) fn set_scoped(object: &Object, scoped: bool) -> Result<(), LoadError>
     update_conf(object, |c| c.scoped = u32::from(scoped))
 }
 
+/// An owned handle of the object's map `name` (it outlives the borrow of the object).
+fn map_handle(object: &Object, name: &'static str) -> Result<libbpf_rs::MapHandle, LoadError> {
+    let map = object
+        .maps()
+        .find(|m| m.name() == name)
+        .ok_or(LoadError::Missing(name))?;
+    libbpf_rs::MapHandle::try_from(&map).map_err(|source| LoadError::Map { map: name, source })
+}
+
 /// The cgroup ids a scoped object applies to, as an owned map handle (user space keeps it
 /// current while the policy is loaded).
 #[derive(Debug)]
@@ -124,14 +133,7 @@ pub struct ScopeSet(libbpf_rs::MapHandle);
 
 impl ScopeSet {
     pub(crate) fn of(object: &Object) -> Result<Self, LoadError> {
-        const MAP: &str = "vigil_scope_cgroups";
-        let map = object
-            .maps()
-            .find(|m| m.name() == MAP)
-            .ok_or(LoadError::Missing(MAP))?;
-        libbpf_rs::MapHandle::try_from(&map)
-            .map(Self)
-            .map_err(|source| LoadError::Map { map: MAP, source })
+        map_handle(object, "vigil_scope_cgroups").map(Self)
     }
 
     pub fn insert(&self, cgroup_id: u64) -> Result<(), String> {
@@ -153,14 +155,7 @@ pub struct FileSet(libbpf_rs::MapHandle);
 
 impl FileSet {
     pub(crate) fn of(object: &Object) -> Result<Self, LoadError> {
-        const MAP: &str = "vigil_bin_set";
-        let map = object
-            .maps()
-            .find(|m| m.name() == MAP)
-            .ok_or(LoadError::Missing(MAP))?;
-        libbpf_rs::MapHandle::try_from(&map)
-            .map(Self)
-            .map_err(|source| LoadError::Map { map: MAP, source })
+        map_handle(object, "vigil_bin_set").map(Self)
     }
 
     pub fn insert(&self, key: &vigil_bin_key) -> Result<(), String> {
