@@ -669,6 +669,12 @@ impl Pipeline {
         unsafe {
             libc::malloc_trim(0);
         }
+        // mimalloc (the global allocator, src/main.rs) keeps freed pages for reuse in the
+        // same way: without this the 100,000-process burst left RSS 5.5-7.6 MB above rest.
+        // SAFETY: mi_collect only frees unused memory; it has no preconditions.
+        unsafe {
+            mi_collect(true);
+        }
     }
 
     pub fn flush(&mut self) {
@@ -854,4 +860,9 @@ mod permission_tests {
         assert_eq!(permission(0o120777), "lrwxrwxrwx");
         assert_eq!(permission(0), "");
     }
+}
+
+unsafe extern "C" {
+    /// mimalloc's "return free memory to the system now" (linked in by the `mimalloc` crate).
+    fn mi_collect(force: bool);
 }
