@@ -17,7 +17,9 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "vigil_kobj.h"
+#define VIGIL_KSTRUCT
 #include "vigil_engine.h"
+#include "vigil_kobj_struct.h"
 
 char LICENSE[] SEC("license") = "GPL";
 

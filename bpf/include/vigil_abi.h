@@ -200,6 +200,8 @@ enum vigil_arg_kind {
 	VIGIL_ARG_BINPRM = 19,  /* struct linux_binprm * -> file */
 	/* 20: kernel strings are VIGIL_ARG_KSTRING above */
 	VIGIL_ARG_FILENAME = 21, /* struct filename * -> name */
+	VIGIL_ARG_NET_DEVICE = 22, /* struct net_device * -> name */
+	VIGIL_ARG_KIOCB = 23,      /* struct kiocb * -> ki_filp, read as a file */
 	/* Network objects: read into a struct vigil_sock_info in the string row (length
 	 * sizeof(struct vigil_sock_info)), filtered by the VIGIL_OP_SOCK_* operators. */
 	VIGIL_ARG_SOCK = 24,     /* struct sock * -> sock_arg */
@@ -229,6 +231,64 @@ enum vigil_arg_kind {
 				   * data with source current_task): vigil_hook_cfg.chains[slot] */
 	VIGIL_ARG_BTF_STR = 40,   /* the same, ending on a string (char * or char array) */
 	VIGIL_ARG_EXT_LAST = 47,
+	/* Kernel structures summarised into a struct in the row (bpf/include/vigil_kobj_struct.h,
+	 * kernel-function hooks only); the agent decodes them into Tetragon's argument types. */
+	VIGIL_ARG_KSTRUCT_FIRST = 48,
+	VIGIL_ARG_CRED = 48,         /* struct cred * -> vigil_cred_info */
+	VIGIL_ARG_USER_NS = 49,      /* struct user_namespace * -> vigil_userns_info */
+	VIGIL_ARG_CAP_SET = 50,      /* kernel_cap_t * -> ints[]: the 64-bit mask */
+	VIGIL_ARG_BPF_ATTR = 51,     /* union bpf_attr * (BPF_PROG_LOAD) -> vigil_bpf_info */
+	VIGIL_ARG_BPF_PROG = 52,     /* struct bpf_prog * -> vigil_bpf_info */
+	VIGIL_ARG_BPF_MAP = 53,      /* struct bpf_map * -> vigil_bpf_info */
+	VIGIL_ARG_PERF_EVENT = 54,   /* struct perf_event * -> vigil_perf_info */
+	VIGIL_ARG_MODULE = 55,       /* struct module * -> vigil_module_info */
+	VIGIL_ARG_LOAD_INFO = 56,    /* struct load_info * -> vigil_module_info */
+	VIGIL_ARG_IOV_ITER = 57,     /* struct iov_iter * -> its first user bytes; ints[]: count */
+	VIGIL_ARG_KSTRUCT_LAST = 63,
+};
+
+struct vigil_userns_info {
+	__u32 level;
+	__u32 uid; /* owner */
+	__u32 gid; /* group */
+	__u32 inum;
+};
+
+struct vigil_cred_info {
+	__u32 uid, gid, suid, sgid, euid, egid, fsuid, fsgid;
+	__u32 securebits;
+	__u32 pad;
+	__u64 cap_permitted, cap_effective, cap_inheritable;
+	struct vigil_userns_info user_ns;
+};
+
+/* bpf_attr and bpf_prog: type = program type, insn_cnt; bpf_map: type = map type and sizes. */
+struct vigil_bpf_info {
+	__u32 type;
+	__u32 insn_cnt;
+	__u32 key_size;
+	__u32 value_size;
+	__u32 max_entries;
+	__u32 pad;
+	char name[16];
+};
+
+#define VIGIL_PERF_FUNC_MAX 64
+struct vigil_perf_info {
+	__u32 type;
+	__u32 pad;
+	__u64 config;
+	__u64 probe_offset;
+	char func[VIGIL_PERF_FUNC_MAX]; /* kprobe_func (kprobe PMU events), NUL-terminated */
+};
+
+#define VIGIL_MODULE_NAME_MAX 64
+struct vigil_module_info {
+	__u64 taints;
+	__u8 sig_ok;   /* valid when has_sig */
+	__u8 has_sig;  /* the kernel records signature checks (CONFIG_MODULE_SIG) */
+	__u8 pad[6];
+	char name[VIGIL_MODULE_NAME_MAX];
 };
 
 /*

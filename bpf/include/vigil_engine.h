@@ -275,6 +275,10 @@ __noinline int vigil_sel_args(__u32 hook, __u32 sel_idx, __u32 phase, __u32 defe
 /* Readers of kinds VIGIL_ARG_EXT_FIRST..LAST (vigil_engine_args.h, global functions). */
 int vigil_arg_ext(__u32 hook, __u32 slot, __u64 raw, __u64 aux);
 int vigil_arg_retcopy(__u32 hook, __s64 ret);
+#ifdef VIGIL_KSTRUCT
+/* Kinds VIGIL_ARG_KSTRUCT_FIRST..LAST (vigil_kobj_struct.h, kernel-function objects). */
+int vigil_arg_kstruct(__u32 hook, __u32 slot, __u64 raw);
+#endif
 
 /*
  * Reads argument `i` of hook `hook` (integers, strings, char_buf, kernel objects; the other
@@ -394,6 +398,11 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 		 * combined stack, and the readers' deepest callbacks come after them. */
 		if (h->arg_kind[i] >= VIGIL_ARG_EXT_FIRST && h->arg_kind[i] <= VIGIL_ARG_EXT_LAST)
 			vigil_arg_ext(hook, i, regs[ai], regs[si]);
+#ifdef VIGIL_KSTRUCT
+		else if (h->arg_kind[i] >= VIGIL_ARG_KSTRUCT_FIRST &&
+			 h->arg_kind[i] <= VIGIL_ARG_KSTRUCT_LAST)
+			vigil_arg_kstruct(hook, i, regs[ai]);
+#endif
 		else
 			vigil_read_arg(hook, i, regs[ai], regs[si]);
 	}

@@ -203,10 +203,21 @@ static __always_inline long kobj_read(char *dst, __u8 kind, __u64 raw, __s64 *iv
 		d = BPF_CORE_READ((struct linux_binprm *)raw, file, f_path.dentry);
 		mnt = BPF_CORE_READ((struct linux_binprm *)raw, file, f_path.mnt);
 		break;
+	case VIGIL_ARG_KIOCB:
+		raw = (__u64)BPF_CORE_READ((struct kiocb *)raw, ki_filp);
+		if (!raw)
+			return -1;
+		d = BPF_CORE_READ((struct file *)raw, f_path.dentry);
+		mnt = BPF_CORE_READ((struct file *)raw, f_path.mnt);
+		break;
+	case VIGIL_ARG_NET_DEVICE:
 	case VIGIL_ARG_FILENAME:
-		raw = (__u64)BPF_CORE_READ((struct filename *)raw, name);
-		/* fall through */
 	case VIGIL_ARG_KSTRING:
+		if (kind == VIGIL_ARG_FILENAME)
+			raw = (__u64)BPF_CORE_READ((struct filename *)raw, name);
+		else if (kind == VIGIL_ARG_NET_DEVICE)
+			/* The name array is inside the device: read it in place. */
+			raw = (__u64)&((struct net_device *)raw)->name;
 		n = bpf_probe_read_kernel_str(dst, VIGIL_ARG_STR_MAX, (void *)raw);
 		if (n <= 0)
 			return -1;

@@ -51,6 +51,53 @@ fn namespace(inum: u32, host: u32) -> Option<tetragon::Namespace> {
     })
 }
 
+/// Tetragon's `UserNamespace`.
+pub fn user_namespace(
+    level: u32,
+    uid: u32,
+    gid: u32,
+    inum: u32,
+    host: u32,
+) -> tetragon::UserNamespace {
+    tetragon::UserNamespace {
+        level: Some(Int32Value::from(level as i32)),
+        uid: u32v(uid),
+        gid: u32v(gid),
+        ns: namespace(inum, host),
+    }
+}
+
+/// Tetragon's `ProcessCredentials`; `user_ns` is the user namespace's inode number, `host`
+/// the host's.
+pub fn credentials(
+    c: &vigil_process::model::Credentials,
+    user_ns: u32,
+    host: u32,
+) -> tetragon::ProcessCredentials {
+    tetragon::ProcessCredentials {
+        uid: u32v(c.uid),
+        gid: u32v(c.gid),
+        euid: u32v(c.euid),
+        egid: u32v(c.egid),
+        suid: u32v(c.suid),
+        sgid: u32v(c.sgid),
+        fsuid: u32v(c.fsuid),
+        fsgid: u32v(c.fsgid),
+        securebits: (0..8)
+            .filter(|b| c.securebits & (1 << b) != 0)
+            .map(|b| 1 << b)
+            .collect(),
+        caps: Some(capabilities(c)),
+        user_ns: Some(user_namespace(
+            c.user_ns_level,
+            c.user_ns_owner,
+            c.user_ns_group,
+            user_ns,
+            host,
+        )),
+    }
+}
+
 pub fn process(
     info: &ProcessInfo,
     clock: &BootClock,
@@ -85,27 +132,7 @@ pub fn process(
     }
     if opts.process_cred {
         p.cap = Some(capabilities(c));
-        p.process_credentials = Some(tetragon::ProcessCredentials {
-            uid: u32v(c.uid),
-            gid: u32v(c.gid),
-            euid: u32v(c.euid),
-            egid: u32v(c.egid),
-            suid: u32v(c.suid),
-            sgid: u32v(c.sgid),
-            fsuid: u32v(c.fsuid),
-            fsgid: u32v(c.fsgid),
-            securebits: (0..8)
-                .filter(|b| c.securebits & (1 << b) != 0)
-                .map(|b| 1 << b)
-                .collect(),
-            caps: Some(capabilities(c)),
-            user_ns: Some(tetragon::UserNamespace {
-                level: Some(Int32Value::from(c.user_ns_level as i32)),
-                uid: u32v(c.user_ns_owner),
-                gid: u32v(c.user_ns_group),
-                ns: namespace(info.namespaces.user, opts.host_ns.user),
-            }),
-        });
+        p.process_credentials = Some(credentials(c, info.namespaces.user, opts.host_ns.user));
         if exec {
             p.binary_properties = binary_properties(info);
         }

@@ -8,6 +8,7 @@ mod api;
 mod containers;
 mod convert;
 mod encode;
+mod kstruct_arg;
 mod logging;
 mod maxdata;
 mod net_arg;

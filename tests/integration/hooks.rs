@@ -477,7 +477,7 @@ fn correct_the_oracle(rows: &mut [(String, Outcome)]) {
 }
 
 /// `metadata.name` of a policy file (the name gRPC knows it by).
-fn metadata_name(file: &Path) -> String {
+pub(crate) fn metadata_name(file: &Path) -> String {
     let text = std::fs::read_to_string(file).unwrap();
     let meta = text.split("metadata:").nth(1).unwrap_or_default();
     meta.lines()

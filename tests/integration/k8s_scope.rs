@@ -25,15 +25,15 @@ struct Served {
     events: Vec<(String, String)>,
 }
 
-struct FakeApi {
+pub(crate) struct FakeApi {
     port: u16,
     served: Arc<Mutex<Served>>,
     stop: Arc<AtomicBool>,
 }
 
-const PODS: &str = "/api/v1/pods";
-const TPN: &str = "/apis/cilium.io/v1alpha1/tracingpoliciesnamespaced";
-const TP: &str = "/apis/cilium.io/v1alpha1/tracingpolicies";
+pub(crate) const PODS: &str = "/api/v1/pods";
+pub(crate) const TPN: &str = "/apis/cilium.io/v1alpha1/tracingpoliciesnamespaced";
+pub(crate) const TP: &str = "/apis/cilium.io/v1alpha1/tracingpolicies";
 
 fn respond(mut s: TcpStream, body: &str) {
     let _ = write!(
@@ -44,7 +44,7 @@ fn respond(mut s: TcpStream, body: &str) {
 }
 
 impl FakeApi {
-    fn start(lists: Vec<(&str, Vec<Value>)>) -> FakeApi {
+    pub(crate) fn start(lists: Vec<(&str, Vec<Value>)>) -> FakeApi {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let served = Arc::new(Mutex::new(Served {
@@ -76,7 +76,7 @@ impl FakeApi {
             .push((path.to_string(), line));
     }
 
-    fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+    pub(crate) fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
         fake_kubeconfig(dir, self.port)
     }
 }

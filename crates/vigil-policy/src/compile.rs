@@ -531,6 +531,14 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
     plan
 }
 
+const FTRACE_PATTERN_OPEN: &str = "<functions matching ";
+
+/// The pattern of a generated_ftrace list target: the runtime expands it against the
+/// kernel's traceable functions (`available_filter_functions`).
+pub fn ftrace_pattern(target: &str) -> Option<&str> {
+    target.strip_prefix(FTRACE_PATTERN_OPEN)?.strip_suffix('>')
+}
+
 /// Targets of a kprobe hook, whether they are syscalls, and a refusal for lists that cannot
 /// be expanded on this kernel.
 fn expand_call(
@@ -561,7 +569,7 @@ fn expand_call(
         ),
         Some(ListType::GeneratedFtrace) => (
             vec![format!(
-                "<functions matching {}>",
+                "{FTRACE_PATTERN_OPEN}{}>",
                 list.pattern.as_deref().unwrap_or("")
             )],
             false,

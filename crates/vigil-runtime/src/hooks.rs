@@ -28,6 +28,16 @@ pub trait HookEnv {
     fn tracepoint_format(&self, subsystem: &str, event: &str) -> Result<String, String>;
     /// The bytes of a target file (uprobe and usdt binaries).
     fn read_file(&self, path: &str) -> Result<Vec<u8>, String>;
+    /// Whether kernel function `name` exists (in the kernel's BTF or symbol table).
+    fn kernel_function(&self, name: &str) -> bool {
+        let _ = name;
+        true
+    }
+    /// The functions ftrace can trace (`available_filter_functions`), for generated_ftrace
+    /// lists.
+    fn ftrace_functions(&self) -> Result<Vec<String>, String> {
+        Err("no ftrace function list".into())
+    }
 }
 
 /// The running machine.
@@ -54,6 +64,45 @@ impl HookEnv for SystemEnv {
 
     fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
         std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))
+    }
+
+    fn kernel_function(&self, name: &str) -> bool {
+        if crate::tables::readers::vmlinux().is_ok_and(|btf| btf.has_function(name)) {
+            return true;
+        }
+        // Functions without BTF (some static ones) can still be probed by name: kallsyms,
+        // read as a stream (a set of every symbol would cost megabytes).
+        use std::io::BufRead;
+        std::fs::File::open("/proc/kallsyms").is_ok_and(|f| {
+            std::io::BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .any(|l| {
+                    let mut cols = l.split_whitespace();
+                    let kind = cols.nth(1).unwrap_or("");
+                    matches!(kind, "t" | "T") && cols.next() == Some(name)
+                })
+        })
+    }
+
+    fn ftrace_functions(&self) -> Result<Vec<String>, String> {
+        let roots = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+        let path = roots
+            .iter()
+            .map(|r| format!("{r}/available_filter_functions"))
+            .find(|p| std::path::Path::new(p).exists())
+            .ok_or("available_filter_functions is not readable (tracefs not mounted)")?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        // "name" or "name [module]"; a function may be listed more than once.
+        let mut names: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 }
 

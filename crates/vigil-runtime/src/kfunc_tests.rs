@@ -170,3 +170,118 @@ fn sock_filters_become_network_operators_with_cidr_sets() {
     assert_eq!(mine[1].prefixlen, 32 + 8 + 32);
     assert_eq!(t.hooks[0].args[0].0, HookArg::Sock);
 }
+
+#[test]
+fn kernel_structures_have_their_readers_and_reports() {
+    let yaml = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: structs
+spec:
+  kprobes:
+  - call: "commit_creds"
+    syscall: false
+    args:
+    - index: 0
+      type: "cred"
+  - call: "security_bpf_prog_load"
+    syscall: false
+    args:
+    - index: 0
+      type: "bpf_prog"
+    - index: 1
+      type: "nop"
+    - index: 2
+      type: "bpf_attr"
+  - call: "cap_capable"
+    syscall: false
+    args:
+    - index: 1
+      type: "user_namespace"
+    - index: 2
+      type: "capability"
+  - call: "dev_hard_start_xmit"
+    syscall: false
+    args:
+    - index: 1
+      type: "net_device"
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: "Equal"
+        values: ["lo"]
+"#;
+    let t = build_ok(&plan(yaml));
+    let kinds = |h: usize| {
+        let c = &t.kfuncs[h].config;
+        c.arg_kind[..c.nargs as usize]
+            .iter()
+            .map(|&k| u32::from(k))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(kinds(0), vec![VIGIL_ARG_CRED]);
+    assert_eq!(
+        kinds(1),
+        vec![VIGIL_ARG_BPF_PROG, VIGIL_ARG_NONE, VIGIL_ARG_BPF_ATTR]
+    );
+    assert_eq!(kinds(2), vec![VIGIL_ARG_USER_NS, VIGIL_ARG_INT]);
+    assert_eq!(kinds(3), vec![VIGIL_ARG_NET_DEVICE]);
+    assert_eq!(t.hooks[0].args[0].0, HookArg::Cred);
+    assert_eq!(t.hooks[1].args[1].0, HookArg::Nop);
+    assert_eq!(t.hooks[2].args[1].0, HookArg::Capability);
+    // The device name is a string: the selector compares it in the kernel.
+    assert_eq!(t.kfuncs[3].selectors[0].filters[0].op, VIGIL_OP_EQ as u8);
+}
+
+/// A kernel with a few functions, for target expansion.
+struct Kernel;
+
+impl crate::hooks::HookEnv for Kernel {
+    fn tracepoint_format(&self, _: &str, _: &str) -> Result<String, String> {
+        Err("none".into())
+    }
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
+        Err(format!("{path}: none"))
+    }
+    fn kernel_function(&self, name: &str) -> bool {
+        ["ksys_read", "ksys_write", "security_file_open"].contains(&name)
+    }
+    fn ftrace_functions(&self) -> Result<Vec<String>, String> {
+        Ok(
+            ["ksys_read", "ksys_write", "do_ksys_x", "security_file_open"]
+                .map(String::from)
+                .to_vec(),
+        )
+    }
+}
+
+#[test]
+fn generated_ftrace_lists_expand_and_absent_functions_are_named() {
+    let yaml = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: ksys
+spec:
+  lists:
+  - name: "ksys"
+    type: "generated_ftrace"
+    pattern: "^ksys_*"
+  kprobes:
+  - call: "list:ksys"
+"#;
+    let t = build_in(&plan(yaml), &mut Ids::default(), &|_| None, &Kernel).expect("builds");
+    let mut functions: Vec<_> = t.kfuncs.iter().map(|k| k.function.as_str()).collect();
+    functions.sort();
+    assert_eq!(functions, vec!["ksys_read", "ksys_write"]);
+
+    let absent = FILE_OPEN.replace("security_file_open", "dev_queue_xmit");
+    let err = build_in(&plan(&absent), &mut Ids::default(), &|_| None, &Kernel)
+        .expect_err("an absent function is refused");
+    assert!(
+        err.reason
+            .contains("dev_queue_xmit not found in this kernel"),
+        "{err:?}"
+    );
+}

@@ -100,7 +100,13 @@ fn arg_kind(t: ArgType, kernel: bool) -> Option<(u8, HookArg)> {
             ArgType::Socket => return Some((VIGIL_ARG_SOCKET as u8, HookArg::Sock)),
             ArgType::Skb => return Some((VIGIL_ARG_SKB as u8, HookArg::Skb)),
             ArgType::Sockaddr => return Some((VIGIL_ARG_NET_SOCKADDR as u8, HookArg::NetSockaddr)),
+            ArgType::Kiocb => return Some((VIGIL_ARG_KIOCB as u8, HookArg::File)),
+            ArgType::NetDevice => return Some((VIGIL_ARG_NET_DEVICE as u8, HookArg::NetDevice)),
+            ArgType::IovIter => return Some((VIGIL_ARG_IOV_ITER as u8, HookArg::Bytes)),
             _ => {}
+        }
+        if let Some(found) = kstruct_kind(t) {
+            return Some(found);
         }
     }
     Some(match t {
@@ -118,8 +124,115 @@ fn arg_kind(t: ArgType, kernel: bool) -> Option<(u8, HookArg)> {
         ArgType::CharIovec => (VIGIL_ARG_IOVEC as u8, HookArg::Bytes),
         ArgType::ConstBuf => (VIGIL_ARG_CONST_BUF as u8, HookArg::Bytes),
         ArgType::Sockaddr => (VIGIL_ARG_SOCKADDR as u8, HookArg::Sockaddr),
+        ArgType::Capability => (VIGIL_ARG_INT as u8, HookArg::Capability),
+        ArgType::BpfCmd => (VIGIL_ARG_INT as u8, HookArg::BpfCmd),
+        ArgType::Nop => (VIGIL_ARG_NONE as u8, HookArg::Nop),
         _ => return None,
     })
+}
+
+/// The kernel functions (or LSM hooks) of `hook`, generated_ftrace patterns expanded; a
+/// function this kernel does not have is refused by name (before anything is attached).
+fn kernel_targets(
+    hook: &HookPlan,
+    attach: KfuncAttach,
+    env: &dyn crate::hooks::HookEnv,
+) -> Result<Vec<String>, Unsupported> {
+    let mut out = Vec::new();
+    for target in &hook.targets {
+        if let Some(pattern) = vigil_policy::compile::ftrace_pattern(target) {
+            let re = regex::Regex::new(pattern).map_err(|e| {
+                unsupported(
+                    &hook.path,
+                    format!("generated_ftrace pattern {pattern:?}: {e}"),
+                )
+            })?;
+            let found: Vec<String> = env
+                .ftrace_functions()
+                .map_err(|e| unsupported(&hook.path, e))?
+                .into_iter()
+                .filter(|f| re.is_match(f))
+                .collect();
+            if found.is_empty() {
+                return Err(unsupported(
+                    &hook.path,
+                    format!("no traceable function matches {pattern:?} on this kernel"),
+                ));
+            }
+            out.extend(found);
+            continue;
+        }
+        // LSM programs attach to the kernel's bpf_lsm_<hook> stubs.
+        let function = if attach == KfuncAttach::Lsm {
+            format!("bpf_lsm_{target}")
+        } else {
+            target.clone()
+        };
+        if !env.kernel_function(&function) {
+            return Err(unsupported(
+                &hook.path,
+                format!("kernel function {function} not found in this kernel"),
+            ));
+        }
+        out.push(target.clone());
+    }
+    Ok(out)
+}
+
+/// `resolve` on a kernel-function argument: the member path from the struct the argument
+/// points to (`btfType`, else the function's prototype in the kernel's BTF).
+fn kernel_resolve(
+    path: &str,
+    function: &str,
+    a: &vigil_policy::compile::ArgReader,
+) -> Result<(u8, HookArg, vigil_btf_chain), Unsupported> {
+    let root = match &a.btf_type {
+        Some(t) => t.trim_start_matches("struct ").to_string(),
+        None => {
+            let btf = readers::vmlinux().map_err(|e| unsupported(path, e))?;
+            let params = btf.function_params(function).ok_or_else(|| {
+                unsupported(
+                    path,
+                    format!("{function} is not in the kernel's BTF: name its type with btfType"),
+                )
+            })?;
+            match params.get(a.index as usize).map(|p| &p.shape) {
+                Some(vigil_policy::btf::ParamShape::Pointer(name)) if !name.is_empty() => {
+                    name.clone()
+                }
+                _ => {
+                    return Err(unsupported(
+                        path,
+                        format!(
+                            "argument {} of {function} is not a pointer to a struct: resolve needs one (or btfType)",
+                            a.index
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    readers::btf_chain(path, a, &root, 0)
+}
+
+/// Kernel structures read into a summary row (kernel-function hooks only).
+fn kstruct_kind(t: ArgType) -> Option<(u8, HookArg)> {
+    let (kind, report) = match t {
+        ArgType::Cred => (VIGIL_ARG_CRED, HookArg::Cred),
+        ArgType::UserNamespace => (VIGIL_ARG_USER_NS, HookArg::UserNs),
+        ArgType::BpfAttr => (VIGIL_ARG_BPF_ATTR, HookArg::BpfAttr),
+        ArgType::BpfProg => (VIGIL_ARG_BPF_PROG, HookArg::BpfProg),
+        ArgType::BpfMap => (VIGIL_ARG_BPF_MAP, HookArg::BpfMap),
+        ArgType::PerfEvent => (VIGIL_ARG_PERF_EVENT, HookArg::PerfEvent),
+        ArgType::Module => (VIGIL_ARG_MODULE, HookArg::Module),
+        ArgType::LoadInfo => (VIGIL_ARG_LOAD_INFO, HookArg::Module),
+        ArgType::KernelCapT => (VIGIL_ARG_CAP_SET, HookArg::CapSet(CapSetKind::KernelCapT)),
+        ArgType::CapInheritable => (VIGIL_ARG_CAP_SET, HookArg::CapSet(CapSetKind::Inheritable)),
+        ArgType::CapPermitted => (VIGIL_ARG_CAP_SET, HookArg::CapSet(CapSetKind::Permitted)),
+        ArgType::CapEffective => (VIGIL_ARG_CAP_SET, HookArg::CapSet(CapSetKind::Effective)),
+        _ => return None,
+    };
+    Some((kind as u8, report))
 }
 
 /// Argument kinds the kernel reads as a string (user and kernel strings, and kernel objects
@@ -188,7 +301,13 @@ pub fn build_in(
                 ));
             }
         };
-        for target in &hook.targets {
+        let targets = match kfunc {
+            Some(attach) if attach != KfuncAttach::CgroupSockAddr => {
+                kernel_targets(hook, attach, env)?
+            }
+            _ => hook.targets.clone(),
+        };
+        for target in &targets {
             let target = match kfunc {
                 None => Target::Syscall(syscall_name(target)),
                 Some(attach) => Target::Kfunc {
@@ -293,6 +412,15 @@ pub(crate) fn build_hook(
         ));
     }
     for (slot, a) in readers.iter().enumerate() {
+        if let (Target::Kfunc { function, .. }, false) = (target, a.resolve.is_empty()) {
+            let spath = format!("{path}.args[{slot}]");
+            let (kind, report, chain) = kernel_resolve(&spath, function, a)?;
+            config.arg_kind[slot] = kind;
+            config.chains[slot] = chain;
+            config.arg_index[slot] = a.index as u8;
+            args.push((report, a.label.clone()));
+            continue;
+        }
         let Some((kind, report)) = arg_kind(a.arg_type, kernel) else {
             return Err(unsupported(
                 &format!("{path}.args[{slot}]"),

@@ -11,8 +11,13 @@
 //! - `sleep MS`: sleep, then exit 0.
 //! - `ia32-open PATH`: open PATH with the 32-bit `int 0x80` openat (ia32 number 295), as a
 //!   64-bit process can; prints the returned fd or -errno.
+//! - `uring-open PATH [async]`: opens PATH read-only through io_uring (with `async`, forced to
+//!   the kernel's io-wq workers by IOSQE_ASYNC); prints the result (fd or -errno).
+//! - `drop-euid UID [raise]`: setresuid(UID, UID, 0); with `raise`, then seteuid(0).
 //! - `uprobe-call N TEXT`: calls `vigil_uprobe_target(N, TEXT, N * 1000)`, a function kept out
 //!   of line under its own symbol name for uprobe tests; prints its result.
+
+mod uring;
 
 use std::ffi::CString;
 use std::io::Write;
@@ -292,9 +297,30 @@ fn main() {
             let rc = unsafe { libc::mkdirat(libc::AT_FDCWD, 8 as *const libc::c_char, 0o700) };
             println!("{rc}");
         }
+        Some("uring-open") => {
+            let res = uring::open(&args[1], args.get(2).is_some_and(|a| a == "async"));
+            println!("{res}");
+        }
+        Some("drop-euid") => {
+            // Root to uid `args[1]` (saved uid kept 0), then, with `raise`, back to euid 0:
+            // the raise is a commit_creds from a non-root euid to root.
+            let uid = num(1) as libc::uid_t;
+            // SAFETY: plain credential syscalls on this single-threaded process.
+            if unsafe { libc::setresuid(uid, uid, 0) } != 0 {
+                die("setresuid");
+            }
+            println!("dropped");
+            if args.get(2).is_some_and(|a| a == "raise") {
+                // SAFETY: as above.
+                if unsafe { libc::seteuid(0) } != 0 {
+                    die("seteuid");
+                }
+                println!("raised");
+            }
+        }
         _ => {
             eprintln!(
-                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep|ia32-open|uprobe-call|drop-cap-open|stack-open> ..."
+                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep|ia32-open|uprobe-call|drop-cap-open|stack-open|drop-euid|uring-open> ..."
             );
             std::process::exit(2);
         }

@@ -15,12 +15,22 @@ impl Pipeline {
             return;
         };
         let info = crate::agent::convert::with_task_state(self.image_of(&m.process, m.tid), m);
+        // The thread that acted (a worker thread, an io_uring io-wq worker), not the one the
+        // process image was recorded from.
+        let info = if m.tid != 0 && info.tid != m.tid {
+            let mut p = (*info).clone();
+            p.tid = m.tid;
+            Arc::new(p)
+        } else {
+            info
+        };
         let parent = info.parent_key.and_then(|p| self.cache.get(&p));
         let text_of = |i: usize| {
             vigil_process::text::valid_utf8(
                 rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
             )
         };
+        let host_user_ns = crate::agent::kstruct_arg::HostUserNs(self.enc.host_ns.user);
         let mut args: Vec<_> = hook
             .args
             .iter()
@@ -43,6 +53,15 @@ impl Pipeline {
                     | HookArg::Sock
                     | HookArg::Skb
                     | HookArg::NetSockaddr
+                    | HookArg::Cred
+                    | HookArg::UserNs
+                    | HookArg::BpfAttr
+                    | HookArg::BpfProg
+                    | HookArg::BpfMap
+                    | HookArg::PerfEvent
+                    | HookArg::Module
+                    | HookArg::CapSet(_)
+                    | HookArg::NetDevice
                         if m.str_error & (1 << i) != 0 =>
                     {
                         Arg::ErrorArg(tetragon::KprobeError {
@@ -87,7 +106,13 @@ impl Pipeline {
                             rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
                         )
                     }
-                    other => int_arg(*other, m.ints[i]),
+                    other => crate::agent::kstruct_arg::kstruct_arg(
+                        *other,
+                        rec.strings.get(i).map(Vec::as_slice).unwrap_or_default(),
+                        m.ints[i],
+                        host_user_ns,
+                    )
+                    .unwrap_or_else(|| int_arg(*other, m.ints[i])),
                 };
                 tetragon::KprobeArgument {
                     arg: Some(arg),
@@ -100,6 +125,9 @@ impl Pipeline {
             Some(k) if k <= args.len() => args.split_off(k),
             _ => Vec::new(),
         };
+        // `nop` arguments hold their index only.
+        let mut kinds = hook.args.iter().map(|(kind, _)| kind);
+        args.retain(|_| kinds.next() != Some(&HookArg::Nop));
         // Open-like calls: the path the kernel opened, resolved from the returned fd.
         if let Some(path) = &rec.path {
             args.push(tetragon::KprobeArgument {
@@ -310,7 +338,19 @@ fn int_arg(kind: HookArg, v: i64) -> tetragon::kprobe_argument::Arg {
         | HookArg::Sock
         | HookArg::Skb
         | HookArg::Sockaddr
-        | HookArg::NetSockaddr => Arg::LongArg(v),
+        | HookArg::NetSockaddr
+        | HookArg::Cred
+        | HookArg::UserNs
+        | HookArg::BpfAttr
+        | HookArg::BpfProg
+        | HookArg::BpfMap
+        | HookArg::PerfEvent
+        | HookArg::Module
+        | HookArg::CapSet(_)
+        | HookArg::NetDevice
+        | HookArg::Capability
+        | HookArg::BpfCmd
+        | HookArg::Nop => Arg::LongArg(v),
     }
 }
 

@@ -32,6 +32,36 @@ pub enum HookArg {
     Skb,
     /// A kernel `struct sockaddr` (kernel-function hooks, the cgroup fallback).
     NetSockaddr,
+    /// Kernel structures summarised by the kernel (vigil_kobj_struct.h) into a
+    /// `vigil_*_info` row: `process_credentials_arg`, `user_ns_arg`, `bpf_attr_arg`,
+    /// `bpf_prog_arg`, `bpf_map_arg`, `perf_event_arg`, `module_arg`.
+    Cred,
+    UserNs,
+    BpfAttr,
+    BpfProg,
+    BpfMap,
+    PerfEvent,
+    Module,
+    /// A capability set (the 64-bit mask in the integer): `kernel_cap_t_arg`,
+    /// `cap_inheritable_arg`, `cap_permitted_arg` or `cap_effective_arg`.
+    CapSet(CapSetKind),
+    /// `net_dev_arg` {name}.
+    NetDevice,
+    /// An integer reported as `capability_arg` {value, name}.
+    Capability,
+    /// An integer reported as `bpf_cmd_arg` (the BpfCmd enum).
+    BpfCmd,
+    /// `nop`: occupies its index, read and reported nowhere.
+    Nop,
+}
+
+/// Which of Tetragon's capability-set arguments a `CapSet` is reported as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapSetKind {
+    KernelCapT,
+    Inheritable,
+    Permitted,
+    Effective,
 }
 
 /// Which event a hook produces, with what identifies the hook in it.
