@@ -169,6 +169,14 @@ pub struct AgentFlags {
     /// nameserver of /etc/resolv.conf).
     #[arg(long)]
     pub dns_lookup_server: Option<String>,
+    /// Leave the policies' programs attached (pinned under /sys/fs/bpf/vigil/kept) when the
+    /// agent exits, so enforcement goes on while it restarts.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub keep_sensors_on_exit: bool,
+    /// At start, detach the programs a previous agent left pinned instead of adopting them
+    /// (adopting: they stay until this agent's policies are attached).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub release_pinned_bpf: bool,
     /// Put the linear addresses of stack frames (userStackTrace) in events.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub expose_stack_addresses: bool,

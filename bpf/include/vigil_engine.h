@@ -503,6 +503,10 @@ static __always_inline int act(void *ctx, struct sys_scratch *s, __u32 hook, __u
 			sel_count(hook, matched, VIGIL_HOOK_MONITOR);
 		} else {
 			verdict = sel->override_rc;
+			/* The function is skipped: what it returns is this (reported as `return`
+			 * by hooks with `return: true`). */
+			m->ret = verdict;
+			m->flags |= VIGIL_SYSMSG_RETURN;
 			sel_count(hook, matched, VIGIL_HOOK_ENFORCED);
 		}
 	}

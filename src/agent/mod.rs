@@ -136,9 +136,19 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     }
     let runtime = Arc::new(runtime);
     let manager = api::policy_manager(&flags.api, Arc::clone(&runtime));
+    let kept = std::path::Path::new(vigil_bpf::pin::KEEP_DIR);
+    let kept_before = vigil_bpf::pin::kept_pins(kept).len();
+    if kept_before > 0 && opts.release_pinned_bpf {
+        release_kept(kept, "--release-pinned-bpf");
+    }
     let loaded_policies = manager.load_static(&policy_files);
     for e in manager.restore() {
         tracing::error!(error = e, "persisted policy not restored");
+    }
+    if kept_before > 0 && !opts.release_pinned_bpf {
+        // Adopted: the previous agent's programs enforced until this agent's own policies
+        // were attached (just now); two sets would report everything twice.
+        release_kept(kept, "adopted: replaced by this agent's policies");
     }
     // The cluster's TracingPolicy objects (domain `k8s`), once the runtime can load them.
     if let Some(k8s) = &opts.k8s {
@@ -322,14 +332,42 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     let _ = reader.join();
     pipeline.report_losses(counters.read());
     pipeline.close();
+    if opts.keep_sensors_on_exit {
+        let (pinned, failed) = manager.pin_all(kept);
+        for f in &failed {
+            tracing::error!(error = f.as_str(), "policy not kept attached");
+        }
+        tracing::info!(
+            links = pinned,
+            dir = vigil_bpf::pin::KEEP_DIR,
+            "--keep-sensors-on-exit: policies stay attached (pinned) after exit"
+        );
+    }
     // Policies first: their objects share the lifecycle maps.
     manager.unload_all();
     drop(sensor);
     tracing::info!(
         events = pipeline.stats.events,
-        "vigil agent stopped; all eBPF programs detached"
+        "vigil agent stopped; its eBPF programs detached (except those kept pinned)"
     );
     Ok(())
+}
+
+/// Detaches the links a previous agent left pinned (`--keep-sensors-on-exit`).
+fn release_kept(dir: &std::path::Path, why: &str) {
+    match vigil_bpf::pin::release(dir) {
+        Ok(n) => tracing::info!(
+            links = n,
+            dir = %dir.display(),
+            why,
+            "released the links a previous agent kept attached"
+        ),
+        Err(e) => tracing::error!(
+            error = %e,
+            dir = %dir.display(),
+            "cannot release the links a previous agent kept attached"
+        ),
+    }
 }
 
 /// Writes the in-kernel per-hook counters as JSON lines (debug aid, SIGUSR1; summed up,

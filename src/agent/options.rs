@@ -30,6 +30,8 @@ pub struct AgentOptions {
     pub process_cred: bool,
     pub process_ns: bool,
     pub expose_stack_addresses: bool,
+    pub keep_sensors_on_exit: bool,
+    pub release_pinned_bpf: bool,
     pub environment: bool,
     pub username_unix: bool,
     /// Where DnsLookup actions send their query (None: /etc/resolv.conf's nameserver).
@@ -163,6 +165,8 @@ impl AgentOptions {
             process_cred: f.enable_process_cred,
             process_ns: f.enable_process_ns,
             expose_stack_addresses: f.expose_stack_addresses,
+            keep_sensors_on_exit: f.keep_sensors_on_exit,
+            release_pinned_bpf: f.release_pinned_bpf,
             environment: f.enable_process_environment_variables,
             username_unix,
             dns_lookup_server: match f.dns_lookup_server.as_deref() {

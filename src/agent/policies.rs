@@ -188,6 +188,21 @@ impl std::fmt::Debug for PolicySensors {
 }
 
 impl PolicySensors {
+    /// `--keep-sensors-on-exit`: pins every link of the policy under `dir`.
+    fn pin(&mut self, dir: &std::path::Path) -> Result<usize, vigil_bpf::pin::PinError> {
+        let mut n = 0;
+        if let Some(s) = &mut self.syscalls {
+            n += s.pin(dir)?;
+        }
+        if let Some(o) = &mut self.others {
+            n += o.pin(dir)?;
+        }
+        if let Some(k) = &mut self.kfuncs {
+            n += k.pin(dir)?;
+        }
+        Ok(n)
+    }
+
     /// The binary and file sets of every object of the policy.
     fn file_sets(&self) -> Result<Vec<vigil_bpf::FileSet>, vigil_bpf::lifecycle::LoadError> {
         let mut out = Vec::new();
@@ -365,6 +380,10 @@ impl Kept for RuntimePolicy {
     /// loaded policy flips its kernel mode in place (no reload).
     fn set_mode(&self, mode: PolicyMode) -> Result<(), String> {
         self.sensor.set_mode(mode)
+    }
+
+    fn pin(&mut self, dir: &std::path::Path) -> Result<usize, String> {
+        self.sensor.pin(dir).map_err(|e| e.to_string())
     }
 
     /// The SIGUSR1 counter dump: per hook, with per-selector counters and the kernel mode.

@@ -121,12 +121,12 @@ fn kfunc_security_file_open_prefix_reports_the_path() {
 }
 
 /// Opens `path` for writing and appends; the error kind if refused.
-fn try_write(path: &std::path::Path) -> Result<(), std::io::Error> {
+pub(crate) fn try_write(path: &std::path::Path) -> Result<(), std::io::Error> {
     let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
     f.write_all(b"tampered\n")
 }
 
-fn protect_policy(name: &str, file: &str, lsm: bool) -> String {
+pub(crate) fn protect_policy(name: &str, file: &str, lsm: bool) -> String {
     let hook = if lsm {
         "  lsmhooks:\n  - hook: \"file_open\"\n".to_string()
     } else {

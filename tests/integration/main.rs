@@ -16,6 +16,7 @@ mod k8s;
 mod k8s_install;
 mod k8s_policies;
 mod k8s_scope;
+mod keep_sensors;
 mod kernel_caps;
 mod kfuncs;
 mod kfuncs_creds;

@@ -191,7 +191,7 @@ spec:
     agent.stop();
 }
 
-fn kill_policy(name: &str, target: &str, options: &str) -> String {
+pub(crate) fn kill_policy(name: &str, target: &str, options: &str) -> String {
     format!(
         r#"
 apiVersion: cilium.io/v1alpha1

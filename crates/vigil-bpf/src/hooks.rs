@@ -93,6 +93,11 @@ fn uses(tables: &HookTables, pred: impl Fn(&Attach) -> bool) -> bool {
 use crate::policy_object::bytes;
 
 impl HookSensor {
+    /// `--keep-sensors-on-exit`: pins the links under `dir` (crate::pin).
+    pub fn pin(&mut self, dir: &std::path::Path) -> Result<usize, crate::pin::PinError> {
+        crate::pin::pin_links(&mut self.links, dir, "hook")
+    }
+
     pub fn load_shared(
         maps: &SharedMaps,
         tables: &HookTables,

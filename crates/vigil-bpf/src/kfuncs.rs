@@ -69,7 +69,7 @@ pub struct KfuncHook {
 }
 
 struct Attached {
-    _links: Vec<Link>,
+    links: Vec<Link>,
     object: Object,
     hook: u32,
     mechanism: KfuncAttach,
@@ -107,7 +107,7 @@ impl KfuncSensor {
                     let (links, object) = crate::cgroup_sock::load_one(maps, hook, btf)?;
                     fill(&object, hooks, sets)?;
                     Ok(Attached {
-                        _links: links,
+                        links,
                         object,
                         hook: hook.id,
                         mechanism: KfuncAttach::CgroupSockAddr,
@@ -126,6 +126,16 @@ impl KfuncSensor {
 
     pub fn attached(&self) -> usize {
         self.attached.len()
+    }
+
+    /// `--keep-sensors-on-exit`: pins every hook's links under `dir` (crate::pin).
+    pub fn pin(&mut self, dir: &std::path::Path) -> Result<usize, crate::pin::PinError> {
+        let mut n = 0;
+        for a in &mut self.attached {
+            let prefix = format!("kfunc-{}-{}", a.hook, a.mechanism.name());
+            n += crate::pin::pin_links(&mut a.links, dir, &prefix)?;
+        }
+        Ok(n)
     }
 
     /// The scope set of every hook object (one object per hook).
@@ -293,7 +303,7 @@ fn load_one(
         source,
     })?;
     Ok(Attached {
-        _links: vec![link],
+        links: vec![link],
         object,
         hook: hook.id,
         mechanism: how,

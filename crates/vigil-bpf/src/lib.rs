@@ -15,6 +15,7 @@ pub mod cgroup_sock;
 pub mod hooks;
 pub mod kfuncs;
 pub mod lifecycle;
+pub mod pin;
 mod policy_object;
 pub mod preflight;
 pub mod records;

@@ -138,6 +138,11 @@ impl SharedMaps {
 }
 
 impl SyscallSensor {
+    /// `--keep-sensors-on-exit`: pins the links under `dir` (crate::pin).
+    pub fn pin(&mut self, dir: &std::path::Path) -> Result<usize, crate::pin::PinError> {
+        crate::pin::pin_links(&mut self.links, dir, "syscall")
+    }
+
     pub fn load(
         lifecycle: &LifecycleSensor,
         tables: &SyscallTables,

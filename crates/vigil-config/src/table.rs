@@ -26,12 +26,6 @@ const GRPC: &str = "not implemented by vigil's gRPC server";
 pub const UNIMPLEMENTED: &[(&str, bool, Disposition)] = &[
     ("bpf-dir", true, Warn(NO_BPF_FS)),
     ("bpf-lib", true, Warn(NO_BPF_FS)),
-    ("release-pinned-bpf", false, Warn(NO_BPF_FS)),
-    (
-        "keep-sensors-on-exit",
-        false,
-        Refuse("vigil always detaches its programs on exit"),
-    ),
     (
         "cgroup-rate",
         true,

@@ -285,3 +285,45 @@ spec:
         "{err:?}"
     );
 }
+
+#[test]
+fn return_probe_with_override_reports_the_override_value_through_fmod_ret() {
+    let yaml = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: copy-up
+spec:
+  kprobes:
+  - call: "security_inode_copy_up_xattr"
+    syscall: false
+    return: true
+    args:
+    - index: 0
+      type: "string"
+    returnArg:
+      index: 0
+      type: "int"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Equal"
+        values: ["security.capability\0"]
+      matchActions:
+      - action: Override
+        argError: 1
+"#;
+    let t = build_ok(&plan(yaml));
+    assert_eq!(t.kfuncs[0].attach, KfuncAttach::FmodRet);
+    assert_eq!(t.hooks[0].return_arg, Some(HookArg::Int));
+    // A selector without Override would need the real return value: refused by name.
+    let post_only = yaml.replace(
+        "      matchActions:\n      - action: Override\n        argError: 1\n",
+        "    - matchArgs:\n      - index: 0\n        operator: \"Equal\"\n        values: [\"x\"]\n      matchActions:\n      - action: Override\n        argError: 1\n",
+    );
+    let err = build(&plan(&post_only), &mut Ids::default(), &|_| None).expect_err("refused");
+    assert!(
+        err.reason.contains("every selector needs Override"),
+        "{err:?}"
+    );
+}

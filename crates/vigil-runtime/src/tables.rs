@@ -377,7 +377,38 @@ pub(crate) fn build_hook(
             ..
         }
     );
-    if hook.on_return && kernel && !fexit {
+    let fmod_ret = matches!(
+        target,
+        Target::Kfunc {
+            attach: KfuncAttach::FmodRet,
+            ..
+        }
+    );
+    // `return: true` with Override on fmod_ret: the function is skipped when a selector
+    // matches, so what it returns is the Override value; other selectors would need the
+    // real return value, which fmod_ret does not see.
+    let override_return = fmod_ret && hook.on_return;
+    if override_return {
+        let every_override = hook.selectors.iter().all(|t| {
+            t.actions.iter().any(|a| a.action == Action::Override)
+                && !t.filters.iter().any(|f| {
+                    matches!(
+                        f,
+                        Filter::Arg {
+                            origin: ArgOrigin::Return,
+                            ..
+                        }
+                    )
+                })
+        });
+        if !every_override {
+            return Err(unsupported(
+                path,
+                "return: true with Override reports the Override value (the function is                  skipped): every selector needs Override and no matchReturnArgs",
+            ));
+        }
+    }
+    if hook.on_return && kernel && !fexit && !override_return {
         return Err(unsupported(
             path,
             if kernel {
@@ -549,6 +580,24 @@ pub(crate) fn build_hook(
         };
         config.ret_kind = kind;
         return_arg = Some(report);
+    }
+    if override_return {
+        let ret_type = hook
+            .arguments
+            .iter()
+            .find(|a| a.origin == ArgOrigin::Return)
+            .map_or(ArgType::Int32, |a| a.arg_type);
+        return_arg = Some(
+            arg_kind(ret_type, false)
+                .filter(|(k, _)| u32::from(*k) <= VIGIL_ARG_UINT64)
+                .ok_or_else(|| {
+                    unsupported(
+                        &format!("{path}.returnArg"),
+                        format!("an overridden return value is an integer, not {ret_type}"),
+                    )
+                })?
+                .1,
+        );
     }
     if (0..readers.len()).any(|i| u32::from(config.arg_kind[i]) == VIGIL_ARG_BUF_RET) {
         config.flags |= VIGIL_HOOK_EXIT | VIGIL_HOOK_RET_COPY;

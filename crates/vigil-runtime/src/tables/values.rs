@@ -214,6 +214,7 @@ pub(super) fn arg_filter(
         return super::sockaddr_filter(path, f, op, values, ids, out);
     }
     if kind == VIGIL_ARG_STRING
+        || kind == VIGIL_ARG_KSTRING
         || kind == VIGIL_ARG_FD
         || kind == VIGIL_ARG_BTF_STR
         || (VIGIL_ARG_KOBJ_FIRST..=VIGIL_ARG_KOBJ_LAST).contains(&kind)

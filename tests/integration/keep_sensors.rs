@@ -1,0 +1,132 @@
+//! `--keep-sensors-on-exit` / `--release-pinned-bpf`: a policy's programs stay attached
+//! (pinned in bpffs) while the agent is stopped, and the next agent adopts or releases them.
+//! Host test: a syscall-tracepoint Sigkill policy (this kernel's enforcement mechanism).
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::*;
+
+const WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+const KEPT: &str = "/sys/fs/bpf/vigil/kept";
+
+/// The signal that ended `cat FILE`, if any.
+fn cat_signal(file: &Path) -> Option<i32> {
+    let out = Command::new("/usr/bin/cat").arg(file).output().unwrap();
+    out.status.signal()
+}
+
+fn kept_pins() -> usize {
+    std::fs::read_dir(KEPT)
+        .map(|d| {
+            d.flatten()
+                .map(|p| std::fs::read_dir(p.path()).map_or(0, |f| f.count()))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn kept_sensors_enforce_while_the_agent_is_stopped_then_are_adopted_or_released() {
+    let _g = serial();
+    let dir = scratch_dir("keep-sensors-files");
+    let target = dir.join("guarded.txt");
+    std::fs::write(&target, "guarded\n").unwrap();
+    let policy = write_policy(
+        &dir,
+        "kept-kill",
+        &crate::policy_engine::kill_policy("kept-kill", target.to_str().unwrap(), ""),
+    );
+    let keep = [
+        "--tracing-policy",
+        policy.as_str(),
+        "--keep-sensors-on-exit",
+    ];
+
+    // An agent that keeps its sensors: enforcing while it runs, and after it stopped.
+    let agent = Agent::start("keep-sensors-1", &keep);
+    assert_eq!(
+        cat_signal(&target),
+        Some(libc::SIGKILL),
+        "enforced while running"
+    );
+    let (_, log) = agent.stop();
+    assert!(log.contains("policies stay attached"), "{log}");
+    assert!(kept_pins() > 0, "links pinned under {KEPT}");
+    assert_eq!(
+        cat_signal(&target),
+        Some(libc::SIGKILL),
+        "still enforced with no agent running"
+    );
+
+    // The next agent with the same policy adopts: the old links go once its own are
+    // attached, and enforcement never stops.
+    let agent = Agent::start("keep-sensors-2", &["--tracing-policy", &policy]);
+    assert_eq!(
+        kept_pins(),
+        0,
+        "adopted: the previous agent's pins are released"
+    );
+    assert_eq!(
+        cat_signal(&target),
+        Some(libc::SIGKILL),
+        "the new agent enforces"
+    );
+    let events = agent.wait_for("the new agent's own event", WAIT, |ev| {
+        !kprobes(ev, "kept-kill").is_empty()
+    });
+    assert_eq!(
+        kprobes(&events, "kept-kill")[0]["action"],
+        "KPROBE_ACTION_SIGKILL"
+    );
+    let (_, log) = agent.stop();
+    assert!(log.contains("adopted"), "{log}");
+    assert_eq!(cat_signal(&target), None, "not kept: detached at exit");
+
+    // Kept again, then released by an agent without the policy.
+    Agent::start("keep-sensors-3", &keep).stop();
+    assert!(kept_pins() > 0);
+    let agent = Agent::start("keep-sensors-4", &["--release-pinned-bpf"]);
+    assert_eq!(kept_pins(), 0, "released at start");
+    assert_eq!(
+        cat_signal(&target),
+        None,
+        "nothing enforces after the release"
+    );
+    let (_, log) = agent.stop();
+    assert!(log.contains("--release-pinned-bpf"), "{log}");
+}
+
+/// The same on the Debian kernels with an LSM `file_open` deny: writes to the protected
+/// file are refused with EPERM while no agent runs; released, they succeed.
+#[test]
+fn kfunc_kept_lsm_deny_holds_while_the_agent_is_stopped() {
+    if !crate::kernel_caps::require("lsm") {
+        return;
+    }
+    let _g = serial();
+    let dir = scratch_dir("keep-lsm-files");
+    let target = dir.join("protected.txt");
+    std::fs::write(&target, "original\n").unwrap();
+    let policy = write_policy(
+        &dir,
+        "kept-deny",
+        &crate::kfuncs::protect_policy("kept-deny", target.to_str().unwrap(), true),
+    );
+    let agent = Agent::start(
+        "keep-lsm-1",
+        &["--tracing-policy", &policy, "--keep-sensors-on-exit"],
+    );
+    let denied = |what: &str| {
+        let err = crate::kfuncs::try_write(&target).expect_err(what);
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{what}: {err}");
+    };
+    denied("denied while the agent runs");
+    agent.stop();
+    denied("denied with no agent running");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "original\n");
+    Agent::start("keep-lsm-2", &["--release-pinned-bpf"]).stop();
+    crate::kfuncs::try_write(&target).expect("released: the write goes through");
+}
