@@ -539,7 +539,7 @@ struct vigil_syscall_msg {
 	__u16 str_trunc; /* bit i: string argument i was cut at VIGIL_ARG_STR_MAX */
 	__u32 str_error; /* bit i: string argument i could not be read */
 	__u32 compat;    /* 1: a 32-bit (ia32, int 0x80) system call */
-	__u32 pad;
+	__u32 kstack_len; /* Post kernelStackTrace: bytes of kernel stack after the user stack */
 	__s64 ret;           /* return value (flags & VIGIL_SYSMSG_RETURN) */
 	__u32 ret_actions;   /* matchReturnActions that ran (or would have, in monitor mode) */
 	__u16 path_len;      /* kernel-resolved path, after the string arguments */
@@ -570,6 +570,8 @@ struct vigil_syscall_msg {
 #define VIGIL_SEL_TASK_STATE (1u << 6) /* caps/namespaces selectors: the event carries the task's */
 #define VIGIL_SEL_USER_STACK (1u << 7) /* Post userStackTrace: the event carries the user stack */
 #define VIGIL_USTACK_MAX 32 /* user stack frames an event carries */
+#define VIGIL_SEL_KERNEL_STACK (1u << 8) /* Post kernelStackTrace: the event carries the kernel stack */
+#define VIGIL_KSTACK_MAX 32 /* kernel stack frames an event carries */
 
 /* A filter slot naming the return value (matchReturnArgs). */
 #define VIGIL_SLOT_RET 7

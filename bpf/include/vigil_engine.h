@@ -414,6 +414,7 @@ static __always_inline void post(struct sys_scratch *s, __u32 hook, __u32 select
 {
 	struct vigil_syscall_msg *m = &s->st.msg;
 	__u32 total = sizeof(*m), off = sizeof(*m), plen = 0, slen = m->ustack_len;
+	__u32 klen = m->kstack_len;
 	struct bpf_dynptr rec;
 
 	for (int i = 0; i < VIGIL_MAX_ARGS; i++)
@@ -426,6 +427,10 @@ static __always_inline void post(struct sys_scratch *s, __u32 hook, __u32 select
 		slen = 0;
 	m->ustack_len = slen;
 	total += slen;
+	if (klen > sizeof(s->kstack))
+		klen = 0;
+	m->kstack_len = klen;
+	total += klen;
 	m->hdr.size = total;
 	if (bpf_ringbuf_reserve_dynptr(&vigil_events, total, 0, &rec)) {
 		bpf_ringbuf_discard_dynptr(&rec, 0);
@@ -444,6 +449,9 @@ static __always_inline void post(struct sys_scratch *s, __u32 hook, __u32 select
 	off += plen;
 	if (slen)
 		bpf_dynptr_write(&rec, off, s->ustack, slen, 0);
+	off += slen;
+	if (klen)
+		bpf_dynptr_write(&rec, off, s->kstack, klen, 0);
 	bpf_ringbuf_submit_dynptr(&rec, wakeup_flags());
 	sel_count(hook, selector, VIGIL_HOOK_POSTED);
 }
@@ -518,6 +526,7 @@ static __always_inline int act(void *ctx, struct sys_scratch *s, __u32 hook, __u
 		return verdict;
 	}
 	m->ustack_len = 0;
+	m->kstack_len = 0;
 #ifndef VIGIL_ENGINE_NO_STACK
 	/* Programs without the helper (cgroup hooks) never capture (the compiler refuses). */
 	if (sel->flags & VIGIL_SEL_USER_STACK) {
@@ -526,6 +535,12 @@ static __always_inline int act(void *ctx, struct sys_scratch *s, __u32 hook, __u
 
 		if (n > 0)
 			m->ustack_len = n;
+	}
+	if (sel->flags & VIGIL_SEL_KERNEL_STACK) {
+		long n = bpf_get_stack(ctx, s->kstack, sizeof(s->kstack), 0);
+
+		if (n > 0)
+			m->kstack_len = n;
 	}
 #endif
 	m->hdr.kind = VIGIL_MSG_SYSCALL;
@@ -600,7 +615,7 @@ static __always_inline void reset_msg(struct sys_scratch *s, __u32 compat)
 	s->st.msg.str_error = 0;
 	s->st.msg.str_trunc = 0;
 	s->st.msg.compat = compat;
-	s->st.msg.pad = 0;
+	s->st.msg.kstack_len = 0;
 	s->st.msg.flags = 0;
 	s->st.msg.ret = 0;
 	s->st.msg.ret_actions = 0;

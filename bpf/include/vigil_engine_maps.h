@@ -122,6 +122,7 @@ struct sys_scratch {
 	__u32 path_pos;                      /* start of the resolved path in pathbuf */
 	__u32 path_state;                    /* 0 none, 1 complete, 2 cut */
 	__u64 ustack[VIGIL_USTACK_MAX];      /* Post userStackTrace: bpf_get_stack's output */
+	__u64 kstack[VIGIL_KSTACK_MAX];      /* Post kernelStackTrace: the same, kernel side */
 	struct vigil_bin_key bin_key;        /* binary-set lookups (bin_listed) */
 	/* Built here, not on the stack: 6.1 allows 512 bytes for the deepest call chain. */
 	struct pending_open po;

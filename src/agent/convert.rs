@@ -242,6 +242,27 @@ pub fn user_stack_trace(
         .collect()
 }
 
+/// Post kernelStackTrace: kernel return addresses as symbol + offset (kallsyms); the
+/// addresses themselves only with `--expose-stack-addresses` (they reveal the kernel's KASLR
+/// offset).
+pub fn kernel_stack_trace(
+    rec: &vigil_bpf::records::SyscallRecord,
+    expose: bool,
+) -> Vec<vigil_proto::tetragon::StackTraceEntry> {
+    if rec.kernel_stack.is_empty() {
+        return Vec::new();
+    }
+    vigil_runtime::ksyms::symbolize(&rec.kernel_stack)
+        .into_iter()
+        .map(|f| vigil_proto::tetragon::StackTraceEntry {
+            address: if expose { f.address } else { 0 },
+            offset: f.offset,
+            symbol: f.symbol,
+            module: f.module,
+        })
+        .collect()
+}
+
 /// The kernel's layout of a scanned process's namespaces.
 pub fn kernel_namespaces(n: &NamespaceIds) -> vigil_namespaces {
     vigil_namespaces {

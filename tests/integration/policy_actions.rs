@@ -191,7 +191,7 @@ spec:
 }
 
 #[test]
-fn user_stack_trace_names_the_calling_function_of_the_helper() {
+fn stack_traces_name_the_helpers_function_and_the_kernels_syscall_path() {
     let _g = serial();
     let dir = scratch_dir("stack-files");
     let target = dir.join("stacked");
@@ -221,6 +221,7 @@ spec:
       matchActions:
       - action: Post
         userStackTrace: {stack}
+        kernelStackTrace: {stack}
 "#,
                 target.display()
             ),
@@ -270,4 +271,18 @@ spec:
         of("without-stack").get("user_stack_trace").is_none(),
         "no stack unless asked for"
     );
+    // The kernel side: the tracepoint fires on the system-call entry path.
+    let kframes = of("with-stack")["kernel_stack_trace"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        kframes.iter().any(|f| f["symbol"] == "do_syscall_64"),
+        "the kernel stack passes through do_syscall_64: {kframes:?}"
+    );
+    assert!(
+        kframes.iter().all(|f| f.get("address").is_none()),
+        "kernel addresses only with --expose-stack-addresses: {kframes:?}"
+    );
+    assert!(of("without-stack").get("kernel_stack_trace").is_none());
 }

@@ -39,6 +39,8 @@ pub struct SyscallRecord {
     pub path: Option<Vec<u8>>,
     /// Post userStackTrace: user return addresses, innermost first.
     pub user_stack: Vec<u64>,
+    /// Post kernelStackTrace: kernel return addresses, innermost first.
+    pub kernel_stack: Vec<u64>,
 }
 
 /// An exec message with its variable sections split out.
@@ -160,7 +162,12 @@ fn decode_syscall(data: &[u8]) -> Result<SyscallRecord, DecodeError> {
         0
     };
     let stack_len = msg.ustack_len as usize / 8 * 8;
-    let need = size_of::<vigil_syscall_msg>() + lens.iter().sum::<usize>() + path_len + stack_len;
+    let kstack_len = msg.kstack_len as usize / 8 * 8;
+    let need = size_of::<vigil_syscall_msg>()
+        + lens.iter().sum::<usize>()
+        + path_len
+        + stack_len
+        + kstack_len;
     if data.len() < need {
         return Err(DecodeError::Truncated {
             kind,
@@ -179,15 +186,20 @@ fn decode_syscall(data: &[u8]) -> Result<SyscallRecord, DecodeError> {
         .collect();
     let path = has_path.then(|| data[off..off + path_len].to_vec());
     off += path_len;
-    let user_stack = data[off..off + stack_len]
-        .chunks_exact(8)
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-        .collect();
+    let words = |b: &[u8]| -> Vec<u64> {
+        b.chunks_exact(8)
+            .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
+            .collect()
+    };
+    let user_stack = words(&data[off..off + stack_len]);
+    off += stack_len;
+    let kernel_stack = words(&data[off..off + kstack_len]);
     Ok(SyscallRecord {
         msg,
         strings,
         path,
         user_stack,
+        kernel_stack,
     })
 }
 

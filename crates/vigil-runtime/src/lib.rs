@@ -5,6 +5,7 @@
 pub mod all_syscalls;
 pub mod elf;
 pub mod hooks;
+pub mod ksyms;
 pub mod sock;
 pub mod symbolize;
 pub mod tables;

@@ -220,6 +220,10 @@ impl Pipeline {
                 rec,
                 self.enc.expose_stack_addresses,
             ),
+            kernel_stack_trace: crate::agent::convert::kernel_stack_trace(
+                rec,
+                self.enc.expose_stack_addresses,
+            ),
             data,
             ..Default::default()
         };

@@ -32,12 +32,6 @@ pub(crate) fn user_actions(
             format!("{} runs from matchActions only", a.action),
         ));
     }
-    if list.iter().any(|a| a.kernel_stack_trace) {
-        return Err(unsupported(
-            &format!("{path}.matchActions"),
-            "Post kernelStackTrace is not supported by this runtime yet (userStackTrace is)",
-        ));
-    }
     let mut out = Vec::new();
     for a in list {
         match a.action {
@@ -79,6 +73,12 @@ pub(crate) fn user_actions(
         ));
     }
     Ok(out)
+}
+
+/// Whether Post's `kernelStackTrace` is asked for (the engine then captures the kernel stack).
+pub(crate) fn wants_kernel_stack(list: &[ActionSelector]) -> bool {
+    list.iter()
+        .any(|a| a.action == Action::Post && a.kernel_stack_trace)
 }
 
 /// Whether Post's `userStackTrace` is asked for (the engine then captures the user stack).
