@@ -363,6 +363,9 @@ enum vigil_op {
 #define VIGIL_ACT_SIGKILL (1u << 1)
 #define VIGIL_ACT_SIGNAL (1u << 2)
 #define VIGIL_ACT_OVERRIDE (1u << 3) /* fmod_ret / LSM: the hooked function returns `override_rc` */
+#define VIGIL_SOCKTRACK_MAX 32768 /* sockets TrackSock remembers (LRU) */
+#define VIGIL_ACT_TRACK_SOCK (1u << 4)   /* the socket of slot `sock_slot` belongs to this process */
+#define VIGIL_ACT_UNTRACK_SOCK (1u << 5) /* ... no longer (vigil_socktrack) */
 
 /* A BTF member path (`resolve`) as offsets: for step i, load a pointer from the address
  * first when bit i of `deref` is set, then add off[i]; then read the leaf there. */
@@ -391,13 +394,13 @@ struct vigil_hook_cfg {
 	__u8 arg_kind[VIGIL_MAX_ARGS];
 	__u8 arg_index[VIGIL_MAX_ARGS]; /* syscall argument number of each reported arg */
 	__u8 size_index[VIGIL_MAX_ARGS]; /* VIGIL_ARG_BUF: syscall argument holding the count */
-	__u8 pad2;
+	__u8 ret_sock_slot; /* returnArgAction TrackSock/UntrackSock: the slot of the returned sock */
 	/* Exit pairing (engine): selection completes at the paired exit when flags say so. */
 	__u32 flags;    /* VIGIL_HOOK_* */
 	__u8 path_slot; /* slot whose string filters also try the kernel-resolved path; 0xff none */
 	__u8 ret_kind;  /* enum vigil_arg_kind of the return value (VIGIL_ARG_NONE: not reported) */
 	__u8 filter_strs; /* string slots some filter reads (bit per slot): read at entry */
-	__u8 pad3;
+	__u8 sock_slot;   /* a sock/socket slot: events of a tracked socket name its process; 0xff none */
 	__u16 const_size[VIGIL_MAX_ARGS]; /* VIGIL_ARG_CONST_BUF: bytes of each argument */
 	__u16 pad4;
 	struct vigil_btf_chain chains[VIGIL_MAX_ARGS]; /* VIGIL_ARG_BTF */
@@ -469,7 +472,7 @@ struct vigil_selector_cfg {
 	 * of them changed since exec; NotIn: one of the others did. */
 	__u32 nschg_op; /* VIGIL_OP_NONE, VIGIL_OP_IN, VIGIL_OP_NOT_IN */
 	__u32 nschg_mask;
-	__u32 pad_caps;
+	__u32 sock_slot; /* TrackSock / UntrackSock (argSock): the slot of the socket */
 	struct vigil_cap_filter caps[VIGIL_MAX_CAP_FILTERS];
 };
 
@@ -559,6 +562,8 @@ struct vigil_syscall_msg {
 #define VIGIL_HOOK_EXIT (1u << 0)    /* selection completes at the paired syscall exit */
 #define VIGIL_HOOK_FD_PATH (1u << 1) /* at exit, resolve the returned fd's path (open-like) */
 #define VIGIL_HOOK_RET_COPY (1u << 16) /* some argument is read at the exit (returnCopy) */
+#define VIGIL_HOOK_RET_TRACK_SOCK (1u << 2)   /* returnArgAction: TrackSock */
+#define VIGIL_HOOK_RET_UNTRACK_SOCK (1u << 3) /* returnArgAction: UntrackSock */
 
 /* vigil_selector_cfg.flags */
 #define VIGIL_SEL_RATE_PROCESS (1u << 0) /* rateLimitScope process (default thread) */
@@ -584,6 +589,7 @@ struct vigil_syscall_msg {
 #define VIGIL_SYSMSG_PATH_TRUNC (1u << 2) /* ... cut: deeper than the buffer */
 #define VIGIL_SYSMSG_FAIL_CLOSED (1u << 3) /* matched because an argument was unreadable */
 #define VIGIL_SYSMSG_TASK_STATE (1u << 4) /* task_caps and task_ns are set */
+#define VIGIL_SYSMSG_SOCK_OWNER (1u << 5) /* `process` is the tracked owner of the socket */
 
 /* Policy mode, one per policy object (`vigil_policy_conf`, key 0): one map write switches. */
 enum vigil_policy_mode {

@@ -485,11 +485,19 @@ static __always_inline int act(void *ctx, struct sys_scratch *s, __u32 hook, __u
 				__u64 pid_tgid, struct vigil_proc_entry *proc)
 {
 	struct vigil_syscall_msg *m = &s->st.msg;
+#ifdef VIGIL_ENGINE_SOCK_OPS
+	struct vigil_hook_cfg *h = bpf_map_lookup_elem(&vigil_sys_hooks, &hook);
+#endif
 	__u32 tgid = pid_tgid >> 32;
 	int monitor = monitor_mode();
 	int verdict = 0;
 
 	sel_count(hook, matched, VIGIL_HOOK_MATCHED);
+#ifdef VIGIL_ENGINE_SOCK_OPS
+	/* Bookkeeping, not enforcement: in monitor mode too. */
+	if (h)
+		sock_track(s, h, sel, actions, proc);
+#endif
 	if (sel->flags & VIGIL_SEL_TASK_STATE)
 		vigil_task_state(hook * VIGIL_MAX_SELECTORS + (matched & 7));
 	m->monitor = monitor;
@@ -545,6 +553,11 @@ static __always_inline int act(void *ctx, struct sys_scratch *s, __u32 hook, __u
 #endif
 	m->hdr.kind = VIGIL_MSG_SYSCALL;
 	m->hdr.pad[0] = m->hdr.pad[1] = m->hdr.pad[2] = 0;
+#ifdef VIGIL_ENGINE_SOCK_OPS
+	if (h && sock_owner(s, h, &m->process)) {
+		m->flags |= VIGIL_SYSMSG_SOCK_OWNER;
+	} else
+#endif
 	if (proc) {
 		m->process = proc->key;
 	} else {

@@ -117,5 +117,65 @@ __noinline int vigil_sock_match(__u32 sel_idx, __u32 fidx)
 	return sock_match(s, sel->filters[fidx].slot & 7, &sel->filters[fidx]);
 }
 
+/* TrackSock: socket (struct sock address) -> the process that owns it, so that events on
+ * it in another task's context (softirq receive, timers) name the owner. Shared by every
+ * policy object (created by the agent, crate vigil-bpf SharedMaps). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, VIGIL_SOCKTRACK_MAX);
+	__type(key, __u64);
+	__type(value, struct vigil_proc_key);
+} vigil_socktrack SEC(".maps");
+
+/* The struct sock address of network row `slot` (0: not a socket row). */
+static __always_inline __u64 sock_of_slot(struct sys_scratch *s, __u32 slot)
+{
+	struct vigil_sock_info *o = (struct vigil_sock_info *)s->st.strs[slot & 7];
+
+	if ((slot & 7) >= VIGIL_MAX_ARGS || s->st.msg.str_len[slot & 7] < sizeof(*o))
+		return 0;
+	return o->cookie;
+}
+
+/* TrackSock / UntrackSock of a matched selector, and returnArgAction. */
+static __always_inline void sock_track(struct sys_scratch *s, const struct vigil_hook_cfg *h,
+				       const struct vigil_selector_cfg *sel, __u32 actions,
+				       struct vigil_proc_entry *proc)
+{
+	__u64 sk;
+
+	if (actions & (VIGIL_ACT_TRACK_SOCK | VIGIL_ACT_UNTRACK_SOCK)) {
+		sk = sock_of_slot(s, sel->sock_slot);
+		if (sk && (actions & VIGIL_ACT_TRACK_SOCK) && proc)
+			bpf_map_update_elem(&vigil_socktrack, &sk, &proc->key, BPF_ANY);
+		else if (sk && (actions & VIGIL_ACT_UNTRACK_SOCK))
+			bpf_map_delete_elem(&vigil_socktrack, &sk);
+	}
+	if (h->flags & (VIGIL_HOOK_RET_TRACK_SOCK | VIGIL_HOOK_RET_UNTRACK_SOCK)) {
+		sk = sock_of_slot(s, h->ret_sock_slot);
+		if (sk && (h->flags & VIGIL_HOOK_RET_TRACK_SOCK) && proc)
+			bpf_map_update_elem(&vigil_socktrack, &sk, &proc->key, BPF_ANY);
+		else if (sk && (h->flags & VIGIL_HOOK_RET_UNTRACK_SOCK))
+			bpf_map_delete_elem(&vigil_socktrack, &sk);
+	}
+}
+
+/* The owner of the hook's socket if it is tracked (into *key), else 0. */
+static __always_inline int sock_owner(struct sys_scratch *s, const struct vigil_hook_cfg *h,
+				      struct vigil_proc_key *key)
+{
+	struct vigil_proc_key *owner;
+	__u64 sk;
+
+	if (h->sock_slot >= VIGIL_MAX_ARGS)
+		return 0;
+	sk = sock_of_slot(s, h->sock_slot);
+	owner = sk ? bpf_map_lookup_elem(&vigil_socktrack, &sk) : 0;
+	if (!owner)
+		return 0;
+	*key = *owner;
+	return 1;
+}
+
 #endif /* VIGIL_KOBJ_H && VIGIL_KOBJ_NET */
 #endif

@@ -110,10 +110,14 @@ pub struct SharedMaps {
     events: MapHandle,
     procs: MapHandle,
     counters: MapHandle,
+    /// TrackSock's socket -> process map, one for every policy object (made here, not by
+    /// the lifecycle object, which has no use for it).
+    socktrack: MapHandle,
 }
 
 /// Names, in the policy objects, of the maps shared with the lifecycle sensor.
 pub(crate) const SHARED_MAP_NAMES: [&str; 3] = ["vigil_events", "vigil_procs", "vigil_counters"];
+const SOCKTRACK: &str = "vigil_socktrack";
 
 impl SharedMaps {
     /// The shared map a policy object's map `name` must reuse, if it is one.
@@ -125,6 +129,7 @@ impl SharedMaps {
             (counters, &self.counters),
         ]
         .into_iter()
+        .chain([(SOCKTRACK, &self.socktrack)])
         .find(|(n, _)| *n == name)
     }
 
@@ -133,6 +138,21 @@ impl SharedMaps {
             events: lifecycle.events()?,
             procs: lifecycle.process_table_handle()?,
             counters: lifecycle.counters_handle()?,
+            socktrack: MapHandle::create(
+                libbpf_rs::MapType::LruHash,
+                Some(SOCKTRACK),
+                8,
+                std::mem::size_of::<crate::abi::vigil_proc_key>() as u32,
+                crate::abi::VIGIL_SOCKTRACK_MAX,
+                &libbpf_sys::bpf_map_create_opts {
+                    sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+                    ..Default::default()
+                },
+            )
+            .map_err(|source| LoadError::Map {
+                map: SOCKTRACK,
+                source,
+            })?,
         })
     }
 }

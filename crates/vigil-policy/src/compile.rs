@@ -211,6 +211,8 @@ pub struct HookPlan {
     pub optional: bool,
     /// Uprobe-only attach details (empty for other hooks).
     pub uprobe: UprobeExtras,
+    /// `returnArgAction` (TrackSock / UntrackSock on the returned socket).
+    pub return_arg_action: Option<Action>,
 }
 
 /// What a uprobe hook needs besides its targets.
@@ -378,6 +380,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
                 tags: k.tags.clone(),
                 optional: k.ignore.call_not_found,
                 uprobe: UprobeExtras::default(),
+                return_arg_action: k.return_arg_action,
             });
             if mechanism == Mechanism::CgroupSockAddr
                 && let Some(hook) = plan.hooks.pop()
@@ -411,6 +414,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
             tags: t.tags.clone(),
             optional: false,
             uprobe: UprobeExtras::default(),
+            return_arg_action: None,
         });
     }
     for (i, u) in spec.uprobes.iter().enumerate() {
@@ -446,6 +450,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
                 binary_digests: u.binary_digests.clone(),
                 ref_ctr_offsets: u.ref_ctr_offsets.clone(),
             },
+            return_arg_action: None,
         });
     }
     for (i, u) in spec.usdts.iter().enumerate() {
@@ -469,6 +474,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
             tags: u.tags.clone(),
             optional: false,
             uprobe: UprobeExtras::default(),
+            return_arg_action: None,
         });
     }
     for (i, l) in spec.lsmhooks.iter().enumerate() {
@@ -488,6 +494,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
             tags: l.tags.clone(),
             optional: false,
             uprobe: UprobeExtras::default(),
+            return_arg_action: None,
         });
     }
     for (i, e) in spec.enforcers.iter().enumerate() {

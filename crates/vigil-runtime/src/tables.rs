@@ -190,12 +190,18 @@ fn kernel_resolve(
         Some(t) => t.trim_start_matches("struct ").to_string(),
         None => {
             let btf = readers::vmlinux().map_err(|e| unsupported(path, e))?;
-            let params = btf.function_params(function).ok_or_else(|| {
-                unsupported(
-                    path,
-                    format!("{function} is not in the kernel's BTF: name its type with btfType"),
-                )
-            })?;
+            // LSM hooks are typed by their bpf_lsm_<hook> stubs.
+            let params = btf
+                .function_params(function)
+                .or_else(|| btf.function_params(&format!("bpf_lsm_{function}")))
+                .ok_or_else(|| {
+                    unsupported(
+                        path,
+                        format!(
+                            "{function} is not in the kernel's BTF: name its type with btfType"
+                        ),
+                    )
+                })?;
             match params.get(a.index as usize).map(|p| &p.shape) {
                 Some(vigil_policy::btf::ParamShape::Pointer(name)) if !name.is_empty() => {
                     name.clone()
@@ -213,6 +219,11 @@ fn kernel_resolve(
         }
     };
     readers::btf_chain(path, a, &root, 0)
+}
+
+/// Rows holding a socket TrackSock can name (struct sock / struct socket arguments).
+fn is_sock_kind(kind: u8) -> bool {
+    matches!(u32::from(kind), VIGIL_ARG_SOCK | VIGIL_ARG_SOCKET)
 }
 
 /// Kernel structures read into a summary row (kernel-function hooks only).
@@ -555,6 +566,25 @@ pub(crate) fn build_hook(
         return_slot = Some(slot);
     }
     config.path_slot = 0xff;
+    // Events on a socket TrackSock recorded name its owner (the first socket argument).
+    config.sock_slot = (0..readers.len())
+        .find(|&i| is_sock_kind(config.arg_kind[i]))
+        .map_or(0xff, |i| i as u8);
+    if let Some(action) = hook.return_arg_action {
+        let slot = return_slot
+            .filter(|&s| is_sock_kind(config.arg_kind[s]))
+            .ok_or_else(|| {
+                unsupported(
+                    &format!("{path}.returnArgAction"),
+                    "returnArgAction needs a returned sock on a return probe (returnArg type sock)",
+                )
+            })?;
+        config.ret_sock_slot = slot as u8;
+        config.flags |= match action {
+            Action::TrackSock => VIGIL_HOOK_RET_TRACK_SOCK,
+            _ => VIGIL_HOOK_RET_UNTRACK_SOCK,
+        };
+    }
     let mut return_arg = None;
     if hook.on_return && !kernel {
         config.flags |= VIGIL_HOOK_EXIT;
@@ -639,6 +669,17 @@ pub(crate) fn build_hook(
             can_override,
         )?;
         (sel.rate_ns, sel.flags) = rate_limit(&format!("{spath}.matchActions"), &table.actions)?;
+        if sel.actions & (VIGIL_ACT_TRACK_SOCK | VIGIL_ACT_UNTRACK_SOCK) != 0 {
+            let arg = table.actions.iter().find_map(|a| a.arg_sock).unwrap_or(0);
+            sel.sock_slot = slot_of(arg)
+                .filter(|&s| is_sock_kind(config.arg_kind[s]))
+                .ok_or_else(|| {
+                    unsupported(
+                        &format!("{spath}.matchActions"),
+                        format!("TrackSock/UntrackSock: argSock {arg} is not a sock or socket argument of the hook"),
+                    )
+                })? as u32;
+        }
         if user_actions::wants_user_stack(&table.actions) {
             sel.flags |= VIGIL_SEL_USER_STACK;
         }

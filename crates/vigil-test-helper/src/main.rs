@@ -13,6 +13,7 @@
 //!   64-bit process can; prints the returned fd or -errno.
 //! - `uring-open PATH [async]`: opens PATH read-only through io_uring (with `async`, forced to
 //!   the kernel's io-wq workers by IOSQE_ASYNC); prints the result (fd or -errno).
+//! - `tcp-recv PORT`: connects to 127.0.0.1:PORT, reads until EOF, prints the byte count.
 //! - `drop-euid UID [raise]`: setresuid(UID, UID, 0); with `raise`, then seteuid(0).
 //! - `uprobe-call N TEXT`: calls `vigil_uprobe_target(N, TEXT, N * 1000)`, a function kept out
 //!   of line under its own symbol name for uprobe tests; prints its result.
@@ -297,6 +298,15 @@ fn main() {
             let rc = unsafe { libc::mkdirat(libc::AT_FDCWD, 8 as *const libc::c_char, 0o700) };
             println!("{rc}");
         }
+        Some("tcp-recv") => {
+            // Connects to 127.0.0.1:PORT and reads until the peer closes; prints the count.
+            use std::io::Read;
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", num(1) as u16))
+                .unwrap_or_else(|_| die("connect"));
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).unwrap_or_else(|_| die("read"));
+            println!("{}", buf.len());
+        }
         Some("uring-open") => {
             let res = uring::open(&args[1], args.get(2).is_some_and(|a| a == "async"));
             println!("{res}");
@@ -320,7 +330,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep|ia32-open|uprobe-call|drop-cap-open|stack-open|drop-euid|uring-open> ..."
+                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep|ia32-open|uprobe-call|drop-cap-open|stack-open|drop-euid|uring-open|tcp-recv> ..."
             );
             std::process::exit(2);
         }

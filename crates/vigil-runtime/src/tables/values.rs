@@ -134,6 +134,9 @@ pub(super) fn actions(
             // User space acts on the posted event (tables/user_actions.rs).
             Action::GetUrl | Action::DnsLookup => {}
             Action::Sigkill => bits |= VIGIL_ACT_SIGKILL,
+            // The socket's slot is checked by the caller (it knows the arguments).
+            Action::TrackSock => bits |= VIGIL_ACT_TRACK_SOCK,
+            Action::UntrackSock => bits |= VIGIL_ACT_UNTRACK_SOCK,
             Action::Signal => {
                 bits |= VIGIL_ACT_SIGNAL;
                 signal = a.arg_sig.unwrap_or(9);
@@ -141,9 +144,7 @@ pub(super) fn actions(
             other => {
                 return Err(unsupported(
                     path,
-                    format!(
-                        "action {other} is not supported by the syscall-tracepoint runtime yet"
-                    ),
+                    format!("action {other} is not supported by this runtime yet"),
                 ));
             }
         }
