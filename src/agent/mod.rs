@@ -5,6 +5,7 @@
 //! program; nothing is pinned, so nothing stays behind.
 
 mod api;
+mod build_ids;
 mod containers;
 mod convert;
 mod encode;

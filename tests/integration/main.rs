@@ -20,6 +20,7 @@ mod keep_sensors;
 mod kernel_caps;
 mod kfuncs;
 mod kfuncs_creds;
+mod kfuncs_loader;
 mod kfuncs_net;
 mod kfuncs_socktrack;
 mod kfuncs_uring;

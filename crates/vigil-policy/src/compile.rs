@@ -213,6 +213,8 @@ pub struct HookPlan {
     pub uprobe: UprobeExtras,
     /// `returnArgAction` (TrackSock / UntrackSock on the returned socket).
     pub return_arg_action: Option<Action>,
+    /// The hook `spec.loader` adds: its events are `process_loader`.
+    pub loader: bool,
 }
 
 /// What a uprobe hook needs besides its targets.
@@ -381,6 +383,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
                 optional: k.ignore.call_not_found,
                 uprobe: UprobeExtras::default(),
                 return_arg_action: k.return_arg_action,
+                loader: false,
             });
             if mechanism == Mechanism::CgroupSockAddr
                 && let Some(hook) = plan.hooks.pop()
@@ -415,6 +418,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
             optional: false,
             uprobe: UprobeExtras::default(),
             return_arg_action: None,
+            loader: false,
         });
     }
     for (i, u) in spec.uprobes.iter().enumerate() {
@@ -451,6 +455,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
                 ref_ctr_offsets: u.ref_ctr_offsets.clone(),
             },
             return_arg_action: None,
+            loader: false,
         });
     }
     for (i, u) in spec.usdts.iter().enumerate() {
@@ -475,6 +480,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
             optional: false,
             uprobe: UprobeExtras::default(),
             return_arg_action: None,
+            loader: false,
         });
     }
     for (i, l) in spec.lsmhooks.iter().enumerate() {
@@ -495,6 +501,7 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
             optional: false,
             uprobe: UprobeExtras::default(),
             return_arg_action: None,
+            loader: false,
         });
     }
     for (i, e) in spec.enforcers.iter().enumerate() {
@@ -524,6 +531,8 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
     }
     if spec.loader && !caps.kprobes() && !caps.fentry() {
         refuse(&mut plan, "spec.loader".into(), NO_FUNCTION_PROBES);
+    } else if spec.loader {
+        plan.hooks.push(loader_hook(caps));
     }
     // `hostSelector: {}` next to a pod scope means "these pods and the host": the kernel
     // scope holds pod cgroups only, so refuse rather than silently drop the host.
@@ -544,6 +553,52 @@ const FTRACE_PATTERN_OPEN: &str = "<functions matching ";
 /// kernel's traceable functions (`available_filter_functions`).
 pub fn ftrace_pattern(target: &str) -> Option<&str> {
     target.strip_prefix(FTRACE_PATTERN_OPEN)?.strip_suffix('>')
+}
+
+/// `spec.loader`: executable file mappings (`process_loader`, Tetragon's loader sensor),
+/// from `security_mmap_file(file, prot, flags)` with PROT_EXEC in `prot`.
+fn loader_hook(caps: &dyn KernelCapabilities) -> HookPlan {
+    let reader = |index, arg_type| ArgReader {
+        origin: ArgOrigin::Argument,
+        index,
+        arg_type,
+        label: None,
+        size_arg: None,
+        read_at_return: false,
+        max_bytes: 0,
+        resolve: Vec::new(),
+        btf_type: None,
+        source: None,
+    };
+    const PROT_EXEC: &str = "4";
+    HookPlan {
+        path: "spec.loader".into(),
+        targets: vec!["security_mmap_file".into()],
+        mechanism: if caps.fentry() {
+            Mechanism::Fentry
+        } else {
+            Mechanism::Kprobe
+        },
+        on_return: false,
+        arguments: vec![reader(0, ArgType::File), reader(1, ArgType::Uint64)],
+        selectors: vec![SelectorTable {
+            label: None,
+            filters: vec![Filter::Arg {
+                origin: ArgOrigin::Argument,
+                positions: vec![1],
+                operator: Operator::Mask,
+                values: vec![PROT_EXEC.into()],
+            }],
+            actions: Vec::new(),
+            return_actions: Vec::new(),
+        }],
+        message: None,
+        tags: Vec::new(),
+        optional: false,
+        uprobe: UprobeExtras::default(),
+        return_arg_action: None,
+        loader: true,
+    }
 }
 
 /// Targets of a kprobe hook, whether they are syscalls, and a refusal for lists that cannot

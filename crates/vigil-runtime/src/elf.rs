@@ -240,6 +240,17 @@ impl<'a> Elf<'a> {
     }
 }
 
+/// The GNU build ID of an ELF image (`.note.gnu.build-id`, NT_GNU_BUILD_ID), if it has one.
+pub fn build_id(data: &[u8]) -> Option<Vec<u8>> {
+    const NT_GNU_BUILD_ID: u32 = 3;
+    let elf = Elf::parse(data).ok()?;
+    elf.notes(".note.gnu.build-id")
+        .ok()?
+        .into_iter()
+        .find(|(owner, kind, _)| owner == "GNU" && *kind == NT_GNU_BUILD_ID)
+        .map(|(_, _, desc)| desc.to_vec())
+}
+
 /// `sha256` of the bytes as lowercase hex (binaryDigests).
 pub fn sha256_hex(data: &[u8]) -> String {
     digest_hex("sha256", data)

@@ -327,3 +327,23 @@ spec:
         "{err:?}"
     );
 }
+
+#[test]
+fn spec_loader_is_a_security_mmap_file_hook_on_executable_mappings() {
+    let yaml = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: loader
+spec:
+  loader: true
+"#;
+    let t = build_ok(&plan(yaml));
+    assert_eq!(t.kfuncs.len(), 1);
+    let k = &t.kfuncs[0];
+    assert_eq!(k.function, "security_mmap_file");
+    assert_eq!(u32::from(k.config.arg_kind[0]), VIGIL_ARG_FILE);
+    let f = &k.selectors[0].filters[0];
+    assert_eq!((f.op, f.slot, f.values[0]), (VIGIL_OP_MASK as u8, 1, 4));
+    assert_eq!(t.hooks[0].event, HookEvent::Loader);
+}

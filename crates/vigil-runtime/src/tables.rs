@@ -920,7 +920,11 @@ pub(crate) fn build_hook(
         args,
         message: hook.message.clone(),
         tags: hook.tags.clone(),
-        event: HookEvent::Kprobe,
+        event: if hook.loader {
+            HookEvent::Loader
+        } else {
+            HookEvent::Kprobe
+        },
         return_arg,
         selectors: config.nselectors as usize,
         return_slot,

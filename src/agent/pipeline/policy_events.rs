@@ -299,6 +299,19 @@ impl Pipeline {
                 action: action as i32,
                 ..Default::default()
             }),
+            HookEvent::Loader => {
+                let path = match args.first().and_then(|a| a.arg.as_ref()) {
+                    Some(tetragon::kprobe_argument::Arg::FileArg(f)) => f.path.clone(),
+                    _ => String::new(),
+                };
+                Event::ProcessLoader(tetragon::ProcessLoader {
+                    process,
+                    parent: parent_proto,
+                    buildid: crate::agent::build_ids::build_id(&path),
+                    path,
+                    ancestors: self.ancestors_of(parent),
+                })
+            }
             HookEvent::Kprobe | HookEvent::EverySyscall { .. } => {
                 unreachable!("kprobe events are built by on_syscall")
             }

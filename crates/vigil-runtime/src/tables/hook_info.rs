@@ -85,6 +85,8 @@ pub enum HookEvent {
         provider: String,
         name: String,
     },
+    /// `process_loader` (`spec.loader`): argument 0 is the mapped file.
+    Loader,
     /// `process_kprobe` of a hook on every system call (raw_syscalls): `function_name`
     /// comes from the syscall id the kernel put in argument slot `id_slot`.
     EverySyscall {
@@ -128,7 +130,7 @@ impl HookInfo {
     /// `/bin/bash:readline`, `python:audit`.
     pub fn hook_name(&self) -> String {
         match &self.event {
-            HookEvent::Kprobe => self.function_name.clone(),
+            HookEvent::Kprobe | HookEvent::Loader => self.function_name.clone(),
             HookEvent::Tracepoint { subsys, event } => format!("{subsys}/{event}"),
             HookEvent::Uprobe {
                 path,
@@ -152,6 +154,7 @@ impl HookInfo {
             HookEvent::Tracepoint { .. } => "generic_tracepoint",
             HookEvent::Uprobe { .. } => "generic_uprobe",
             HookEvent::Usdt { .. } => "generic_usdt",
+            HookEvent::Loader => "loader",
         };
         format!("{kind}:{}", self.hook_name())
     }
