@@ -12,7 +12,8 @@ pub enum Disposition {
 
 use Disposition::{Refuse, Warn};
 
-const NO_BPF_FS: &str = "vigil pins nothing and ships its eBPF objects in the binary";
+const NO_BPF_FS: &str =
+    "vigil ships its eBPF objects in the binary and pins only what --keep-sensors-on-exit keeps";
 const PROFILING: &str = "Go runtime profiling has no equivalent in vigil";
 const TUNING: &str = "tuning of a Tetragon component vigil does not have";
 const K8S: &str = "not implemented: containers come from cgroup paths, pods from --enable-k8s-api";
