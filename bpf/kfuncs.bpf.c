@@ -50,6 +50,22 @@ int vigil_kprobe(struct pt_regs *ctx)
 	return 0;
 }
 
+/* Every kprobe.multi function of a policy: the attach cookie is the hook id. */
+SEC("kprobe.multi")
+int vigil_kprobe_multi(struct pt_regs *ctx)
+{
+	__u64 args[VIGIL_ENGINE_NARGS];
+
+	args[0] = PT_REGS_PARM1_CORE(ctx);
+	args[1] = PT_REGS_PARM2_CORE(ctx);
+	args[2] = PT_REGS_PARM3_CORE(ctx);
+	args[3] = PT_REGS_PARM4_CORE(ctx);
+	args[4] = PT_REGS_PARM5_CORE(ctx);
+	args[5] = PT_REGS_PARM6_CORE(ctx);
+	engine_handle(ctx, (__u32)bpf_get_attach_cookie(ctx), args, 0);
+	return 0;
+}
+
 /* Attach targets are set by the loader; the section names only give the program type. */
 SEC("fentry/security_file_open")
 int vigil_fentry(void *ctx)

@@ -20,6 +20,9 @@ use crate::syscalls::{PolicyMode, SharedMaps, SyscallTables};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KfuncAttach {
     Kprobe,
+    /// kprobe.multi: one program attached to every such function of the policy, the hook id
+    /// from the attach cookie (one object verified instead of one per function).
+    KprobeMulti,
     /// fentry, falling back to kprobe if the function cannot take a trampoline.
     Fentry,
     /// fexit (`return: true`): arguments and return value, evaluated at return.
@@ -37,6 +40,7 @@ impl KfuncAttach {
     pub fn name(self) -> &'static str {
         match self {
             Self::Kprobe => "kprobe",
+            Self::KprobeMulti => "kprobe.multi",
             Self::Fentry => "fentry",
             Self::Fexit => "fexit",
             Self::FmodRet => "fmod_ret",
@@ -48,6 +52,7 @@ impl KfuncAttach {
     fn program(self) -> &'static str {
         match self {
             Self::Kprobe => "vigil_kprobe",
+            Self::KprobeMulti => "vigil_kprobe_multi",
             Self::Fentry => "vigil_fentry",
             Self::Fexit => "vigil_fexit",
             Self::FmodRet => "vigil_fmod_ret",
@@ -71,7 +76,8 @@ pub struct KfuncHook {
 struct Attached {
     links: Vec<Link>,
     object: Object,
-    hook: u32,
+    /// The hooks this object serves (several for kprobe.multi).
+    hooks: Vec<u32>,
     mechanism: KfuncAttach,
 }
 
@@ -99,7 +105,17 @@ impl KfuncSensor {
         btf: Option<&Path>,
     ) -> Result<Self, LoadError> {
         let mut attached = Vec::new();
-        for hook in hooks {
+        let multi: Vec<&KfuncHook> = hooks
+            .iter()
+            .filter(|h| h.attach == KfuncAttach::KprobeMulti)
+            .collect();
+        if !multi.is_empty() {
+            attached.push(load_multi(maps, &multi, hooks, sets, btf)?);
+        }
+        for hook in hooks
+            .iter()
+            .filter(|h| h.attach != KfuncAttach::KprobeMulti)
+        {
             let one = match hook.attach {
                 KfuncAttach::Fentry => load_one(maps, hook, hooks, sets, btf, KfuncAttach::Fentry)
                     .or_else(|_| load_one(maps, hook, hooks, sets, btf, KfuncAttach::Kprobe)),
@@ -109,7 +125,7 @@ impl KfuncSensor {
                     Ok(Attached {
                         links,
                         object,
-                        hook: hook.id,
+                        hooks: vec![hook.id],
                         mechanism: KfuncAttach::CgroupSockAddr,
                     })
                 }
@@ -132,7 +148,7 @@ impl KfuncSensor {
     pub fn pin(&mut self, dir: &std::path::Path) -> Result<usize, crate::pin::PinError> {
         let mut n = 0;
         for a in &mut self.attached {
-            let prefix = format!("kfunc-{}-{}", a.hook, a.mechanism.name());
+            let prefix = format!("kfunc-{}-{}", a.hooks[0], a.mechanism.name());
             n += crate::pin::pin_links(&mut a.links, dir, &prefix)?;
         }
         Ok(n)
@@ -172,7 +188,7 @@ impl KfuncSensor {
     pub fn mechanisms(&self) -> Vec<(u32, &'static str)> {
         self.attached
             .iter()
-            .map(|a| (a.hook, a.mechanism.name()))
+            .flat_map(|a| a.hooks.iter().map(|&h| (h, a.mechanism.name())))
             .collect()
     }
 
@@ -198,7 +214,7 @@ impl KfuncSensor {
         of: impl Fn(&Object) -> [u64; VIGIL_HOOK_COUNTERS as usize],
     ) -> [u64; VIGIL_HOOK_COUNTERS as usize] {
         let mut out = [0u64; VIGIL_HOOK_COUNTERS as usize];
-        for a in self.attached.iter().filter(|a| a.hook == hook) {
+        for a in self.attached.iter().filter(|a| a.hooks.contains(&hook)) {
             for (o, v) in out.iter_mut().zip(of(&a.object)) {
                 *o += v;
             }
@@ -244,10 +260,7 @@ fn load_one(
     }
     // Network arguments need the larger object (kfuncs_net.bpf.c); the others keep the
     // smaller one.
-    let net = hook.config.arg_kind[..(hook.config.nargs as usize).min(VIGIL_MAX_ARGS as usize)]
-        .iter()
-        .any(|&k| (VIGIL_ARG_SOCK..=VIGIL_ARG_SOCKINFO).contains(&u32::from(k)));
-    let object = if net {
+    let object = if needs_net(hook) {
         crate::KFUNCS_NET_OBJECT
     } else {
         crate::KFUNCS_OBJECT
@@ -277,7 +290,7 @@ fn load_one(
             continue;
         }
         match how {
-            KfuncAttach::Kprobe | KfuncAttach::CgroupSockAddr => {}
+            KfuncAttach::Kprobe | KfuncAttach::KprobeMulti | KfuncAttach::CgroupSockAddr => {}
             // libbpf adds the `bpf_lsm_` prefix of LSM hooks itself.
             KfuncAttach::Fentry | KfuncAttach::Fexit | KfuncAttach::FmodRet | KfuncAttach::Lsm => {
                 prog.set_attach_target(0, Some(hook.function.clone()))
@@ -294,6 +307,7 @@ fn load_one(
         .ok_or(LoadError::Missing("kfuncs program"))?;
     let link = match how {
         KfuncAttach::Kprobe => prog.attach_kprobe(false, &hook.function),
+        KfuncAttach::KprobeMulti => return Err(LoadError::Missing("load_multi")),
         KfuncAttach::Fentry | KfuncAttach::Fexit | KfuncAttach::FmodRet => prog.attach_trace(),
         KfuncAttach::Lsm => prog.attach_lsm(),
         KfuncAttach::CgroupSockAddr => return Err(LoadError::Missing("cgroup_sock::load_one")),
@@ -305,9 +319,80 @@ fn load_one(
     Ok(Attached {
         links: vec![link],
         object,
-        hook: hook.id,
+        hooks: vec![hook.id],
         mechanism: how,
     })
+}
+
+/// One kprobe.multi object for `multi` (every kprobe.multi hook of the policy): the hook id of
+/// each function is its attach cookie.
+fn load_multi(
+    maps: &SharedMaps,
+    multi: &[&KfuncHook],
+    all: &[KfuncHook],
+    sets: &SyscallTables,
+    btf: Option<&Path>,
+) -> Result<Attached, LoadError> {
+    let mut builder = ObjectBuilder::default();
+    if let Some(btf) = btf {
+        builder.btf_custom_path(btf).map_err(LoadError::Open)?;
+    }
+    let object = if multi.iter().any(|h| needs_net(h)) {
+        crate::KFUNCS_NET_OBJECT
+    } else {
+        crate::KFUNCS_OBJECT
+    };
+    let mut open = builder.open_memory(object).map_err(LoadError::Open)?;
+    for mut map in open.maps_mut() {
+        let name = map.name().to_string_lossy().into_owned();
+        if let Some((n, handle)) = maps.by_name(&name) {
+            map.reuse_fd(handle.as_fd())
+                .map_err(|source| LoadError::Map { map: n, source })?;
+        }
+    }
+    let how = KfuncAttach::KprobeMulti;
+    for mut prog in open.progs_mut() {
+        prog.set_autoattach(false);
+        prog.set_autoload(prog.name() == how.program());
+    }
+    let object = open.load().map_err(LoadError::Load)?;
+    fill(&object, all, sets)?;
+    crate::policy_object::set_scoped(&object, sets.scoped)?;
+    let prog = object
+        .progs_mut()
+        .find(|p| p.name() == how.program())
+        .ok_or(LoadError::Missing("kfuncs kprobe.multi program"))?;
+    let link = prog
+        .attach_kprobe_multi_with_opts(libbpf_rs::KprobeMultiOpts {
+            symbols: multi.iter().map(|h| h.function.clone()).collect(),
+            cookies: multi.iter().map(|h| u64::from(h.id)).collect(),
+            retprobe: false,
+            ..Default::default()
+        })
+        .map_err(|source| LoadError::Attach {
+            program: format!(
+                "kprobe.multi on {}",
+                multi
+                    .iter()
+                    .map(|h| h.function.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            source,
+        })?;
+    Ok(Attached {
+        links: vec![link],
+        object,
+        hooks: multi.iter().map(|h| h.id).collect(),
+        mechanism: how,
+    })
+}
+
+/// Whether `hook` reads network arguments (the larger object, kfuncs_net.bpf.c).
+fn needs_net(hook: &KfuncHook) -> bool {
+    hook.config.arg_kind[..(hook.config.nargs as usize).min(VIGIL_MAX_ARGS as usize)]
+        .iter()
+        .any(|&k| (VIGIL_ARG_SOCK..=VIGIL_ARG_SOCKINFO).contains(&u32::from(k)))
 }
 
 fn fill(object: &Object, hooks: &[KfuncHook], t: &SyscallTables) -> Result<(), LoadError> {

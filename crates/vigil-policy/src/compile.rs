@@ -321,6 +321,8 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
                 .iter()
                 .flat_map(|s| &s.match_actions)
                 .any(|a| a.action == Action::Override);
+            // A generated_ftrace pattern stands for many functions.
+            let several = targets.len() > 1 || targets.iter().any(|t| ftrace_pattern(t).is_some());
             let mechanism = if field == "fentries" {
                 caps.fentry().then_some(Mechanism::Fentry)
             } else if syscall {
@@ -328,19 +330,17 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
                 // (a kprobe on __x64_sys_X sees a pt_regs pointer) and the runtime runs
                 // them; used even where kprobes exist.
                 Some(Mechanism::SyscallTracepoint)
-            } else if !syscall && targets.len() == 1 && caps.fentry() {
+            } else if !syscall && !several && caps.fentry() {
                 // One kernel function: fentry is cheaper than a kprobe (a trampoline call
                 // instead of an int3/ftrace detour); the loader falls back to a kprobe
                 // when the function takes no trampoline.
                 Some(Mechanism::Fentry)
             } else if caps.kprobes() {
-                Some(
-                    if targets.len() > 1 && caps.kprobe_multi() && !disable_multi {
-                        Mechanism::KprobeMulti
-                    } else {
-                        Mechanism::Kprobe
-                    },
-                )
+                Some(if several && caps.kprobe_multi() && !disable_multi {
+                    Mechanism::KprobeMulti
+                } else {
+                    Mechanism::Kprobe
+                })
             } else if caps.fentry() {
                 Some(Mechanism::Fentry)
             } else if !caps.bpf_lsm() && crate::netfallback::covers(&targets) {

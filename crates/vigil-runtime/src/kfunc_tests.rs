@@ -275,6 +275,19 @@ spec:
     let mut functions: Vec<_> = t.kfuncs.iter().map(|k| k.function.as_str()).collect();
     functions.sort();
     assert_eq!(functions, vec!["ksys_read", "ksys_write"]);
+    // Several functions share one kprobe.multi program (the hook id is the attach cookie),
+    // unless the policy says disable-kprobe-multi.
+    assert!(
+        t.kfuncs
+            .iter()
+            .all(|k| k.attach == KfuncAttach::KprobeMulti)
+    );
+    let single = yaml.replace(
+        "spec:\n",
+        "spec:\n  options:\n  - name: disable-kprobe-multi\n    value: \"true\"\n",
+    );
+    let t = build_in(&plan(&single), &mut Ids::default(), &|_| None, &Kernel).expect("builds");
+    assert!(t.kfuncs.iter().all(|k| k.attach == KfuncAttach::Kprobe));
 
     let absent = FILE_OPEN.replace("security_file_open", "dev_queue_xmit");
     let err = build_in(&plan(&absent), &mut Ids::default(), &|_| None, &Kernel)

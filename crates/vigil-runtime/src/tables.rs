@@ -300,7 +300,7 @@ pub fn build_in(
             }
             Mechanism::Fentry if hook.on_return => Some(KfuncAttach::Fexit),
             Mechanism::Fentry => Some(KfuncAttach::Fentry),
-            // kprobe.multi is not used yet: one kprobe per function.
+            Mechanism::KprobeMulti if !hook.on_return => Some(KfuncAttach::KprobeMulti),
             Mechanism::Kprobe | Mechanism::KprobeMulti => Some(KfuncAttach::Kprobe),
             other => {
                 return Err(unsupported(
