@@ -40,7 +40,7 @@ pub(crate) fn wait_or_log(
 }
 
 /// The mechanism the agent reports for a hook on `function` ("kernel hook attached").
-fn mechanism(log: &str, function: &str) -> Option<String> {
+pub(crate) fn mechanism(log: &str, function: &str) -> Option<String> {
     log.lines()
         .filter(|l| l.contains("kernel hook attached") && l.contains(function))
         .find_map(|l| {

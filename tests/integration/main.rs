@@ -21,6 +21,7 @@ mod kernel_caps;
 mod kfuncs;
 mod kfuncs_creds;
 mod kfuncs_loader;
+mod kfuncs_multi;
 mod kfuncs_net;
 mod kfuncs_socktrack;
 mod kfuncs_uring;

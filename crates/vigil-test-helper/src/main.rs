@@ -13,6 +13,7 @@
 //!   64-bit process can; prints the returned fd or -errno.
 //! - `uring-open PATH [async]`: opens PATH read-only through io_uring (with `async`, forced to
 //!   the kernel's io-wq workers by IOSQE_ASYNC); prints the result (fd or -errno).
+//! - `truncate PATH`: opens PATH for writing and ftruncate(2)s it to 0 bytes.
 //! - `tcp-recv PORT`: connects to 127.0.0.1:PORT, reads until EOF, prints the byte count.
 //! - `drop-euid UID [raise]`: setresuid(UID, UID, 0); with `raise`, then seteuid(0).
 //! - `uprobe-call N TEXT`: calls `vigil_uprobe_target(N, TEXT, N * 1000)`, a function kept out
@@ -298,6 +299,14 @@ fn main() {
             let rc = unsafe { libc::mkdirat(libc::AT_FDCWD, 8 as *const libc::c_char, 0o700) };
             println!("{rc}");
         }
+        Some("truncate") => {
+            // Opens PATH for writing and truncates it with ftruncate(2).
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&args[1])
+                .unwrap_or_else(|_| die("open"));
+            f.set_len(0).unwrap_or_else(|_| die("ftruncate"));
+        }
         Some("tcp-recv") => {
             // Connects to 127.0.0.1:PORT and reads until the peer closes; prints the count.
             use std::io::Read;
@@ -330,7 +339,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep|ia32-open|uprobe-call|drop-cap-open|stack-open|drop-euid|uring-open|tcp-recv> ..."
+                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep|ia32-open|uprobe-call|drop-cap-open|stack-open|drop-euid|uring-open|tcp-recv|truncate> ..."
             );
             std::process::exit(2);
         }

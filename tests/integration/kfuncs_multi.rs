@@ -1,0 +1,69 @@
+//! Several kernel functions in one hook (`call: list:NAME`): on a kernel with kprobe.multi
+//! one program serves them all (the hook id is the attach cookie); elsewhere one kprobe each.
+//! Events name the function that ran. Guest-only (`kfunc_`); expected values by hand.
+
+use std::process::Command;
+
+use crate::harness::*;
+use crate::kernel_caps;
+use crate::kfuncs::wait_or_log;
+
+#[test]
+fn kfunc_a_list_of_functions_runs_on_kprobe_multi_where_the_kernel_has_it() {
+    if !kernel_caps::require("kprobe") {
+        return;
+    }
+    let multi = kernel_caps::require("kprobe_multi");
+    let _g = serial();
+    let dir = scratch_dir("kfunc-multi-files");
+    let file = dir.join("watched");
+    std::fs::write(&file, "x\n").unwrap();
+    let path = file.display().to_string();
+    let yaml = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: file-multi
+spec:
+  lists:
+  - name: "file-ops"
+    values: ["security_file_open", "security_file_truncate"]
+  kprobes:
+  - call: "list:file-ops"
+    syscall: false
+    args:
+    - index: 0
+      type: "file"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Equal"
+        values: ["{path}"]
+"#
+    );
+    let policy = write_policy(&dir, "file-multi", &yaml);
+    let agent = Agent::start("kfunc-multi", &["--tracing-policy", &policy]);
+    // `truncate -s 0 FILE`: open (security_file_open) then ftruncate (security_file_truncate).
+    let pid = u64::from(run(Command::new(helper_bin()).args(["truncate", &path])));
+    let events = wait_or_log(&agent, "open and truncate of the file", |ev| {
+        let of_pid: Vec<_> = of_policy(ev, "process_kprobe", "file-multi")
+            .into_iter()
+            .filter(|e| pid_of(e) == pid)
+            .collect();
+        ["security_file_open", "security_file_truncate"]
+            .iter()
+            .all(|f| of_pid.iter().any(|e| e["function_name"] == *f))
+    });
+    let (_, log) = agent.stop();
+    for e in of_policy(&events, "process_kprobe", "file-multi") {
+        assert_eq!(e["args"][0]["file_arg"]["path"], path.as_str(), "{e}");
+    }
+    let want = if multi { "kprobe.multi" } else { "kprobe" };
+    for f in ["security_file_open", "security_file_truncate"] {
+        assert_eq!(
+            crate::kfuncs::mechanism(&log, f).as_deref(),
+            Some(want),
+            "{f}:\n{log}"
+        );
+    }
+}
