@@ -114,7 +114,7 @@ fn kfunc_track_sock_names_the_owner_of_a_loopback_receive() {
         });
         agent.stop();
         let got = receives(&events, name);
-        let pids: Vec<u64> = got.iter().map(|e| pid_of(e)).collect();
+        let pids: Vec<u64> = got.iter().map(pid_of).collect();
         eprintln!("{name}: receive events name pids {pids:?} (client {client}, server {me})");
         if track {
             assert!(
