@@ -157,3 +157,67 @@ fn kfunc_sigkill_on_commit_creds_raising_to_root() {
         "{drop}"
     );
 }
+
+/// `bpf_attr` on `bpf_check`: the agent's own program loads (a second policy added over
+/// gRPC) are reported with Tetragon's bpf_attr_arg: program type, instruction count, name.
+#[test]
+fn kfunc_bpf_attr_reports_the_programs_the_agent_loads() {
+    if !kernel_caps::require("fentry") {
+        return;
+    }
+    let _g = serial();
+    let dir = scratch_dir("kfunc-bpf-attr-files");
+    let watch = write_policy(
+        &dir,
+        "bpf-loads",
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: bpf-loads
+spec:
+  kprobes:
+  - call: "bpf_check"
+    syscall: false
+    args:
+    - index: 1
+      type: "bpf_attr"
+"#,
+    );
+    let other = write_policy(
+        &dir,
+        "hostname-open",
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: hostname-open
+spec:
+  kprobes:
+  - call: "security_file_open"
+    syscall: false
+    args:
+    - index: 0
+      type: "file"
+"#,
+    );
+    let agent = Agent::start("kfunc-bpf-attr", &["--tracing-policy", &watch]);
+    let (code, _, err) = agent.cli(&["tracingpolicy", "add", &other]);
+    assert_eq!(code, Some(0), "{err}");
+    let events = wait_or_log(&agent, "the fentry program's load", |ev| {
+        of_policy(ev, "process_kprobe", "bpf-loads")
+            .iter()
+            .any(|e| e["args"][0]["bpf_attr_arg"]["ProgName"] == "vigil_fentry")
+    });
+    agent.stop();
+    let load = of_policy(&events, "process_kprobe", "bpf-loads")
+        .into_iter()
+        .find(|e| e["args"][0]["bpf_attr_arg"]["ProgName"] == "vigil_fentry")
+        .unwrap();
+    let attr = &load["args"][0]["bpf_attr_arg"];
+    assert_eq!(attr["ProgType"], "BPF_PROG_TYPE_TRACING", "{load}");
+    assert!(attr["InsnCnt"].as_u64().unwrap_or(0) > 100, "{load}");
+    assert_eq!(
+        load["process"]["binary"],
+        vigil_bin().display().to_string(),
+        "the agent loaded it: {load}"
+    );
+}
