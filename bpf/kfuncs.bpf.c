@@ -50,6 +50,17 @@ int vigil_kprobe(struct pt_regs *ctx)
 	return 0;
 }
 
+/*
+ * `return: true` where fexit is not used (several functions, or no fentry): the kprobe above
+ * keeps what the entry read (engine exit pairing, like syscall exits), this finishes the hook
+ * with the return value.
+ */
+SEC("kretprobe/vigil_kretprobe")
+int vigil_kretprobe(struct pt_regs *ctx)
+{
+	return engine_handle_exit(ctx, vigil_hook_id, (__s64)PT_REGS_RC(ctx));
+}
+
 /* Every kprobe.multi function of a policy: the attach cookie is the hook id. */
 SEC("kprobe.multi")
 int vigil_kprobe_multi(struct pt_regs *ctx)

@@ -67,3 +67,78 @@ spec:
         );
     }
 }
+
+/// `return: true` on a list of functions (no fexit for several functions): a kprobe at entry
+/// keeps what it read, a kretprobe finishes the hook with the return value, which
+/// matchReturnArgs filters in the kernel.
+#[test]
+fn kfunc_return_probes_on_a_list_run_as_kprobe_and_kretprobe() {
+    if !kernel_caps::require("kprobe") {
+        return;
+    }
+    let _g = serial();
+    let dir = scratch_dir("kfunc-kretprobe-files");
+    let file = dir.join("watched");
+    std::fs::write(&file, "x\n").unwrap();
+    let path = file.display().to_string();
+    let yaml = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: file-returns
+spec:
+  options:
+  - name: disable-kprobe-multi
+    value: "true"
+  lists:
+  - name: "file-ops"
+    values: ["security_file_open", "security_file_truncate"]
+  kprobes:
+  - call: "list:file-ops"
+    syscall: false
+    return: true
+    args:
+    - index: 0
+      type: "file"
+    returnArg:
+      index: 0
+      type: "int"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Equal"
+        values: ["{path}"]
+      matchReturnArgs:
+      - index: 0
+        operator: "Equal"
+        values: ["0"]
+"#
+    );
+    let policy = write_policy(&dir, "file-returns", &yaml);
+    let agent = Agent::start("kfunc-kretprobe", &["--tracing-policy", &policy]);
+    let pid = u64::from(run(Command::new(helper_bin()).args(["truncate", &path])));
+    let events = wait_or_log(&agent, "both returns", |ev| {
+        let of_pid: Vec<_> = of_policy(ev, "process_kprobe", "file-returns")
+            .into_iter()
+            .filter(|e| pid_of(e) == pid)
+            .collect();
+        ["security_file_open", "security_file_truncate"]
+            .iter()
+            .all(|f| of_pid.iter().any(|e| e["function_name"] == *f))
+    });
+    let (_, log) = agent.stop();
+    for e in of_policy(&events, "process_kprobe", "file-returns")
+        .into_iter()
+        .filter(|e| pid_of(e) == pid)
+    {
+        assert_eq!(e["args"][0]["file_arg"]["path"], path.as_str(), "{e}");
+        assert_eq!(e["return"]["int_arg"], 0, "the return value: {e}");
+    }
+    for f in ["security_file_open", "security_file_truncate"] {
+        assert_eq!(
+            crate::kfuncs::mechanism(&log, f).as_deref(),
+            Some("kretprobe"),
+            "{f}:\n{log}"
+        );
+    }
+}

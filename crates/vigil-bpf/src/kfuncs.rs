@@ -20,6 +20,9 @@ use crate::syscalls::{PolicyMode, SharedMaps, SyscallTables};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KfuncAttach {
     Kprobe,
+    /// kprobe + kretprobe (`return: true` without fexit): the entry keeps what it read, the
+    /// return finishes the selectors with the return value.
+    KprobeRet,
     /// kprobe.multi: one program attached to every such function of the policy, the hook id
     /// from the attach cookie (one object verified instead of one per function).
     KprobeMulti,
@@ -41,6 +44,7 @@ impl KfuncAttach {
         match self {
             Self::Kprobe => "kprobe",
             Self::KprobeMulti => "kprobe.multi",
+            Self::KprobeRet => "kretprobe",
             Self::Fentry => "fentry",
             Self::Fexit => "fexit",
             Self::FmodRet => "fmod_ret",
@@ -53,6 +57,7 @@ impl KfuncAttach {
         match self {
             Self::Kprobe => "vigil_kprobe",
             Self::KprobeMulti => "vigil_kprobe_multi",
+            Self::KprobeRet => "vigil_kretprobe",
             Self::Fentry => "vigil_fentry",
             Self::Fexit => "vigil_fexit",
             Self::FmodRet => "vigil_fmod_ret",
@@ -284,13 +289,17 @@ fn load_one(
     }
     for mut prog in open.progs_mut() {
         prog.set_autoattach(false);
-        let keep = prog.name() == how.program();
+        let keep = prog.name() == how.program()
+            || (how == KfuncAttach::KprobeRet && prog.name() == KfuncAttach::Kprobe.program());
         prog.set_autoload(keep);
         if !keep {
             continue;
         }
         match how {
-            KfuncAttach::Kprobe | KfuncAttach::KprobeMulti | KfuncAttach::CgroupSockAddr => {}
+            KfuncAttach::Kprobe
+            | KfuncAttach::KprobeRet
+            | KfuncAttach::KprobeMulti
+            | KfuncAttach::CgroupSockAddr => {}
             // libbpf adds the `bpf_lsm_` prefix of LSM hooks itself.
             KfuncAttach::Fentry | KfuncAttach::Fexit | KfuncAttach::FmodRet | KfuncAttach::Lsm => {
                 prog.set_attach_target(0, Some(hook.function.clone()))
@@ -301,23 +310,42 @@ fn load_one(
     let object = open.load().map_err(LoadError::Load)?;
     fill(&object, all, sets)?;
     crate::policy_object::set_scoped(&object, sets.scoped)?;
+    let attach_err = |how: KfuncAttach| {
+        let function = hook.function.clone();
+        move |source| LoadError::Attach {
+            program: format!("{} on {function}", how.name()),
+            source,
+        }
+    };
+    let mut links = Vec::new();
+    if how == KfuncAttach::KprobeRet {
+        // The entry first: a return without its entry finds nothing pending.
+        let entry = object
+            .progs_mut()
+            .find(|p| p.name() == KfuncAttach::Kprobe.program())
+            .ok_or(LoadError::Missing("kfuncs kprobe program"))?;
+        links.push(
+            entry
+                .attach_kprobe(false, &hook.function)
+                .map_err(attach_err(how))?,
+        );
+    }
     let prog = object
         .progs_mut()
         .find(|p| p.name() == how.program())
         .ok_or(LoadError::Missing("kfuncs program"))?;
     let link = match how {
         KfuncAttach::Kprobe => prog.attach_kprobe(false, &hook.function),
+        KfuncAttach::KprobeRet => prog.attach_kprobe(true, &hook.function),
         KfuncAttach::KprobeMulti => return Err(LoadError::Missing("load_multi")),
         KfuncAttach::Fentry | KfuncAttach::Fexit | KfuncAttach::FmodRet => prog.attach_trace(),
         KfuncAttach::Lsm => prog.attach_lsm(),
         KfuncAttach::CgroupSockAddr => return Err(LoadError::Missing("cgroup_sock::load_one")),
     }
-    .map_err(|source| LoadError::Attach {
-        program: format!("{} on {}", how.name(), hook.function),
-        source,
-    })?;
+    .map_err(attach_err(how))?;
+    links.push(link);
     Ok(Attached {
-        links: vec![link],
+        links,
         object,
         hooks: vec![hook.id],
         mechanism: how,

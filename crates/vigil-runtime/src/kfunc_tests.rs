@@ -360,3 +360,39 @@ spec:
     assert_eq!((f.op, f.slot, f.values[0]), (VIGIL_OP_MASK as u8, 1, 4));
     assert_eq!(t.hooks[0].event, HookEvent::Loader);
 }
+
+#[test]
+fn return_probes_on_several_functions_pair_a_kprobe_with_a_kretprobe() {
+    let yaml = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: returns
+spec:
+  lists:
+  - name: "ops"
+    values: ["security_file_open", "security_file_truncate"]
+  kprobes:
+  - call: "list:ops"
+    syscall: false
+    return: true
+    args:
+    - index: 0
+      type: "file"
+    returnArg:
+      index: 0
+      type: "int"
+"#;
+    let t = build_ok(&plan(yaml));
+    assert_eq!(t.kfuncs.len(), 2);
+    for k in &t.kfuncs {
+        assert_eq!(k.attach, KfuncAttach::KprobeRet);
+        assert_ne!(
+            k.config.flags & VIGIL_HOOK_EXIT,
+            0,
+            "selection completes at return"
+        );
+        assert_eq!(u32::from(k.config.ret_kind), VIGIL_ARG_INT);
+    }
+    assert_eq!(t.hooks[0].return_arg, Some(HookArg::Int));
+}

@@ -300,8 +300,11 @@ pub fn build_in(
             }
             Mechanism::Fentry if hook.on_return => Some(KfuncAttach::Fexit),
             Mechanism::Fentry => Some(KfuncAttach::Fentry),
-            Mechanism::KprobeMulti if !hook.on_return => Some(KfuncAttach::KprobeMulti),
-            Mechanism::Kprobe | Mechanism::KprobeMulti => Some(KfuncAttach::Kprobe),
+            Mechanism::Kprobe | Mechanism::KprobeMulti if hook.on_return => {
+                Some(KfuncAttach::KprobeRet)
+            }
+            Mechanism::KprobeMulti => Some(KfuncAttach::KprobeMulti),
+            Mechanism::Kprobe => Some(KfuncAttach::Kprobe),
             other => {
                 return Err(unsupported(
                     &hook.path,
@@ -419,7 +422,14 @@ pub(crate) fn build_hook(
             ));
         }
     }
-    if hook.on_return && kernel && !fexit && !override_return {
+    let kretprobe = matches!(
+        target,
+        Target::Kfunc {
+            attach: KfuncAttach::KprobeRet,
+            ..
+        }
+    );
+    if hook.on_return && kernel && !fexit && !override_return && !kretprobe {
         return Err(unsupported(
             path,
             if kernel {
@@ -586,7 +596,8 @@ pub(crate) fn build_hook(
         };
     }
     let mut return_arg = None;
-    if hook.on_return && !kernel {
+    // Paired exits: syscall exits, uretprobes (hooks.rs), kretprobes.
+    if hook.on_return && (!kernel || kretprobe) {
         config.flags |= VIGIL_HOOK_EXIT;
         let ret_type = hook
             .arguments
