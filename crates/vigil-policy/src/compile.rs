@@ -352,6 +352,20 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
                 refuse(&mut plan, path, NO_FUNCTION_PROBES);
                 continue;
             };
+            // `override-method: override-return` asks for bpf_override_return by name.
+            let override_return = spec
+                .options
+                .iter()
+                .any(|o| o.name == "override-method" && o.value == "override-return");
+            if overrides && override_return && !caps.error_injection() {
+                refuse(
+                    &mut plan,
+                    path,
+                    "override-method override-return needs bpf_override_return (error injection), \
+                     absent on this kernel; fmod-ret (the default here) works on security_* functions",
+                );
+                continue;
+            }
             if overrides && !caps.error_injection() && mechanism != Mechanism::CgroupSockAddr {
                 let security = targets.iter().all(|t| t.starts_with("security_"));
                 if syscall || !(security && (caps.fentry() || caps.bpf_lsm())) {

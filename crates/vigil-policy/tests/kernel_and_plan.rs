@@ -203,6 +203,30 @@ fn full_kernels_load_function_probes_but_not_syscall_overrides() {
         &caps,
     );
     assert!(!plan.is_loadable());
+    // override-method: fmod-ret is what these kernels do; override-return is refused by name.
+    let path = format!("{COMPAT}/tracingpolicy/override-security.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    for (method, loadable) in [("fmod-ret", true), ("override-return", false)] {
+        let yaml = text.replacen(
+            "spec:\n",
+            &format!("spec:\n  options:\n  - name: override-method\n    value: {method}\n"),
+            1,
+        );
+        let plan = compile(&parse_policy(&yaml, &path).unwrap(), &caps);
+        assert_eq!(
+            plan.is_loadable(),
+            loadable,
+            "{method}: {:?}",
+            plan.refusals
+        );
+        if !loadable {
+            assert!(
+                plan.refusals[0].reason.contains("bpf_override_return"),
+                "{:?}",
+                plan.refusals
+            );
+        }
+    }
 }
 
 #[test]
