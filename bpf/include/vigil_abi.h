@@ -254,12 +254,11 @@ struct vigil_userns_info {
 	__u32 inum;
 };
 
+/* A `cred` argument: the credentials as exec records them, and the user namespace's inode. */
 struct vigil_cred_info {
-	__u32 uid, gid, suid, sgid, euid, egid, fsuid, fsgid;
-	__u32 securebits;
+	struct vigil_creds creds;
+	__u32 user_ns_inum;
 	__u32 pad;
-	__u64 cap_permitted, cap_effective, cap_inheritable;
-	struct vigil_userns_info user_ns;
 };
 
 /* bpf_attr and bpf_prog: type = program type, insn_cnt; bpf_map: type = map type and sizes. */

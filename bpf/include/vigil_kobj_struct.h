@@ -103,8 +103,10 @@ __noinline int vigil_arg_kstruct(__u32 hook, __u32 slot, __u64 raw)
 	__builtin_memset(row, 0, 128);
 	switch (h->arg_kind[slot]) {
 	case VIGIL_ARG_CRED: {
-		struct vigil_cred_info *c = (void *)row;
+		struct vigil_cred_info *info = (void *)row;
+		struct vigil_creds *c = &info->creds;
 		struct cred *cred = (struct cred *)raw;
+		struct vigil_userns_info ns = {};
 
 		c->uid = BPF_CORE_READ(cred, uid.val);
 		c->gid = BPF_CORE_READ(cred, gid.val);
@@ -119,9 +121,13 @@ __noinline int vigil_arg_kstruct(__u32 hook, __u32 slot, __u64 raw)
 		bpf_core_read(&c->cap_permitted, 8, &cred->cap_permitted);
 		bpf_core_read(&c->cap_effective, 8, &cred->cap_effective);
 		bpf_core_read(&c->cap_inheritable, 8, &cred->cap_inheritable);
-		kstruct_userns(&c->user_ns, BPF_CORE_READ(cred, user_ns));
+		kstruct_userns(&ns, BPF_CORE_READ(cred, user_ns));
+		c->user_ns_level = ns.level;
+		c->user_ns_owner = ns.uid;
+		c->user_ns_group = ns.gid;
+		info->user_ns_inum = ns.inum;
 		s->st.msg.ints[slot] = c->euid;
-		len = sizeof(*c);
+		len = sizeof(*info);
 		break;
 	}
 	case VIGIL_ARG_USER_NS:

@@ -14,7 +14,7 @@ pub fn key(k: &vigil_proc_key) -> ProcessKey {
     ProcessKey::new(k.pid, k.ktime)
 }
 
-fn creds(c: &vigil_creds) -> Credentials {
+pub(crate) fn creds(c: &vigil_creds) -> Credentials {
     Credentials {
         uid: c.uid,
         gid: c.gid,

@@ -17,26 +17,9 @@ pub fn kstruct_arg(kind: HookArg, row: &[u8], int: i64, host: HostUserNs) -> Opt
     Some(match kind {
         HookArg::Cred => {
             let c: vigil_cred_info = read_row(row)?;
-            let creds = vigil_process::model::Credentials {
-                uid: c.uid,
-                gid: c.gid,
-                euid: c.euid,
-                egid: c.egid,
-                suid: c.suid,
-                sgid: c.sgid,
-                fsuid: c.fsuid,
-                fsgid: c.fsgid,
-                securebits: c.securebits,
-                cap_permitted: c.cap_permitted,
-                cap_effective: c.cap_effective,
-                cap_inheritable: c.cap_inheritable,
-                user_ns_level: c.user_ns.level,
-                user_ns_owner: c.user_ns.uid,
-                user_ns_group: c.user_ns.gid,
-            };
             Arg::ProcessCredentialsArg(crate::agent::encode::credentials(
-                &creds,
-                c.user_ns.inum,
+                &crate::agent::convert::creds(&c.creds),
+                c.user_ns_inum,
                 host.0,
             ))
         }
@@ -283,14 +266,9 @@ mod tests {
 
     #[test]
     fn credentials_row_becomes_process_credentials_arg() {
-        let mut c = vigil_cred_info {
-            uid: 1000,
-            euid: 0,
-            suid: 0,
-            cap_effective: 1 << 21,
-            ..Default::default()
-        };
-        c.user_ns.inum = 4026531837;
+        let mut c = vigil_cred_info::default();
+        (c.creds.uid, c.creds.euid, c.creds.cap_effective) = (1000, 0, 1 << 21);
+        c.user_ns_inum = 4026531837;
         let Some(Arg::ProcessCredentialsArg(p)) =
             kstruct_arg(HookArg::Cred, &row_of(&c), 0, HostUserNs(4026531837))
         else {
