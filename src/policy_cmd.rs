@@ -91,9 +91,21 @@ pub fn detect_capabilities() -> Capabilities {
     let locked = lockdown.contains("[integrity]") || lockdown.contains("[confidentiality]");
     let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
     let trampolines = kprobes && !locked;
+    // Facts the kernel's BTF states (parsed here and dropped: the agent keeps no copy).
+    let btf = vigil_policy::btf::Btf::from_file("/sys/kernel/btf/vmlinux").ok();
+    // kprobe.multi links exist with CONFIG_FPROBE only (Debian's 6.1 lacks it).
+    let fprobe = btf
+        .as_ref()
+        .is_some_and(|b| b.struct_id("bpf_kprobe_multi_link").is_some());
+    // raw_tp attach cookies came with Linux 6.10 (a `cookie` in the raw tracepoint link).
+    let raw_tp_cookie = btf.as_ref().is_none_or(|b| {
+        b.resolve_members("bpf_raw_tp_link", &["cookie".to_string()])
+            .is_ok()
+    });
     Capabilities {
         kprobes,
-        kprobe_multi: trampolines,
+        kprobe_multi: trampolines && fprobe,
+        raw_tp_cookie,
         fentry: trampolines,
         bpf_lsm: trampolines && lsm.split(',').any(|m| m.trim() == "bpf"),
         error_injection: false,

@@ -18,6 +18,9 @@ pub trait KernelCapabilities {
     fn error_injection(&self) -> bool;
     /// `available_filter_functions` is readable (for generated_ftrace lists).
     fn ftrace_function_list(&self) -> bool;
+    /// raw_tp programs can read an attach cookie (Linux 6.10): vigil's raw tracepoint hooks
+    /// learn their hook id from it.
+    fn raw_tp_cookie(&self) -> bool;
     fn file_exists(&self, path: &str) -> bool;
     fn describe(&self) -> String;
 }
@@ -31,6 +34,7 @@ pub struct Capabilities {
     pub bpf_lsm: bool,
     pub error_injection: bool,
     pub ftrace_function_list: bool,
+    pub raw_tp_cookie: bool,
     /// Whether `file_exists` looks at this machine's file system (else every file exists).
     pub check_files: bool,
 }
@@ -45,6 +49,7 @@ impl Capabilities {
         bpf_lsm: false,
         error_injection: false,
         ftrace_function_list: false,
+        raw_tp_cookie: true,
         check_files: true,
     };
 
@@ -56,6 +61,7 @@ impl Capabilities {
         bpf_lsm: true,
         error_injection: false,
         ftrace_function_list: true,
+        raw_tp_cookie: true,
         check_files: false,
     };
 }
@@ -78,6 +84,9 @@ impl KernelCapabilities for Capabilities {
     }
     fn ftrace_function_list(&self) -> bool {
         self.ftrace_function_list
+    }
+    fn raw_tp_cookie(&self) -> bool {
+        self.raw_tp_cookie
     }
     fn file_exists(&self, path: &str) -> bool {
         !self.check_files || std::path::Path::new(path).exists()
@@ -416,6 +425,15 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
         }
     }
     for (i, t) in spec.tracepoints.iter().enumerate() {
+        if t.raw && !caps.raw_tp_cookie() {
+            refuse(
+                &mut plan,
+                policy.source.hook_path("tracepoints", i),
+                "raw tracepoint hooks need attach cookies on raw_tp programs (Linux 6.10), \
+                 this kernel lacks them",
+            );
+            continue;
+        }
         plan.hooks.push(HookPlan {
             path: policy.source.hook_path("tracepoints", i),
             targets: vec![format!("{}/{}", t.subsystem, t.event)],

@@ -33,6 +33,14 @@ pub trait HookEnv {
         let _ = name;
         true
     }
+    /// The functions of `names` this kernel cannot hook (see SystemEnv).
+    fn missing_functions(&self, names: &[String]) -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| !self.kernel_function(n))
+            .cloned()
+            .collect()
+    }
     /// The functions ftrace can trace (`available_filter_functions`), for generated_ftrace
     /// lists.
     fn ftrace_functions(&self) -> Result<Vec<String>, String> {
@@ -83,6 +91,39 @@ impl HookEnv for SystemEnv {
                     matches!(kind, "t" | "T") && cols.next() == Some(name)
                 })
         })
+    }
+
+    /// Where ftrace lists its traceable functions, that list decides (one pass for all
+    /// names): a function can be in BTF and kallsyms yet untraceable (Debian 6.1's
+    /// dev_queue_xmit, a static copy of an inline function). Elsewhere, BTF or kallsyms.
+    fn missing_functions(&self, names: &[String]) -> Vec<String> {
+        use std::io::BufRead;
+        let roots = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+        let Some(file) = roots
+            .iter()
+            .find_map(|r| std::fs::File::open(format!("{r}/available_filter_functions")).ok())
+        else {
+            return names
+                .iter()
+                .filter(|n| !self.kernel_function(n))
+                .cloned()
+                .collect();
+        };
+        let mut missing: std::collections::HashSet<&str> =
+            names.iter().map(String::as_str).collect();
+        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+            if let Some(f) = line.split_whitespace().next() {
+                missing.remove(f);
+            }
+            if missing.is_empty() {
+                break;
+            }
+        }
+        names
+            .iter()
+            .filter(|n| missing.contains(n.as_str()))
+            .cloned()
+            .collect()
     }
 
     fn ftrace_functions(&self) -> Result<Vec<String>, String> {

@@ -139,6 +139,28 @@ fn kernel_targets(
     env: &dyn crate::hooks::HookEnv,
 ) -> Result<Vec<String>, Unsupported> {
     let mut out = Vec::new();
+    // LSM programs attach to the kernel's bpf_lsm_<hook> stubs.
+    let function_of = |t: &String| {
+        if attach == KfuncAttach::Lsm {
+            format!("bpf_lsm_{t}")
+        } else {
+            t.clone()
+        }
+    };
+    let named: Vec<String> = hook
+        .targets
+        .iter()
+        .filter(|t| vigil_policy::compile::ftrace_pattern(t).is_none())
+        .map(function_of)
+        .collect();
+    if let Some(function) = env.missing_functions(&named).first() {
+        return Err(unsupported(
+            &hook.path,
+            format!(
+                "kernel function {function} not found in this kernel (not among its traceable functions)"
+            ),
+        ));
+    }
     for target in &hook.targets {
         if let Some(pattern) = vigil_policy::compile::ftrace_pattern(target) {
             let re = regex::Regex::new(pattern).map_err(|e| {
@@ -161,18 +183,6 @@ fn kernel_targets(
             }
             out.extend(found);
             continue;
-        }
-        // LSM programs attach to the kernel's bpf_lsm_<hook> stubs.
-        let function = if attach == KfuncAttach::Lsm {
-            format!("bpf_lsm_{target}")
-        } else {
-            target.clone()
-        };
-        if !env.kernel_function(&function) {
-            return Err(unsupported(
-                &hook.path,
-                format!("kernel function {function} not found in this kernel"),
-            ));
         }
         out.push(target.clone());
     }
