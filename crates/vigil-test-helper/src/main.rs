@@ -13,7 +13,7 @@
 //!   64-bit process can; prints the returned fd or -errno.
 //! - `uring-open PATH [async]`: opens PATH read-only through io_uring (with `async`, forced to
 //!   the kernel's io-wq workers by IOSQE_ASYNC); prints the result (fd or -errno).
-//! - `truncate PATH`: opens PATH for writing and ftruncate(2)s it to 0 bytes.
+//! - `write PATH`: opens PATH for appending and writes one line.
 //! - `tcp-recv PORT`: connects to 127.0.0.1:PORT, reads until EOF, prints the byte count.
 //! - `drop-euid UID [raise]`: setresuid(UID, UID, 0); with `raise`, then seteuid(0).
 //! - `uprobe-call N TEXT`: calls `vigil_uprobe_target(N, TEXT, N * 1000)`, a function kept out
@@ -299,13 +299,13 @@ fn main() {
             let rc = unsafe { libc::mkdirat(libc::AT_FDCWD, 8 as *const libc::c_char, 0o700) };
             println!("{rc}");
         }
-        Some("truncate") => {
-            // Opens PATH for writing and truncates it with ftruncate(2).
-            let f = std::fs::OpenOptions::new()
-                .write(true)
+        Some("write") => {
+            // Opens PATH for appending and writes one line with write(2).
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
                 .open(&args[1])
                 .unwrap_or_else(|_| die("open"));
-            f.set_len(0).unwrap_or_else(|_| die("ftruncate"));
+            f.write_all(b"y\n").unwrap_or_else(|_| die("write"));
         }
         Some("tcp-recv") => {
             // Connects to 127.0.0.1:PORT and reads until the peer closes; prints the count.
@@ -339,7 +339,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep|ia32-open|uprobe-call|drop-cap-open|stack-open|drop-euid|uring-open|tcp-recv|truncate> ..."
+                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep|ia32-open|uprobe-call|drop-cap-open|stack-open|drop-euid|uring-open|tcp-recv|write> ..."
             );
             std::process::exit(2);
         }
