@@ -8,6 +8,30 @@ use crate::harness::*;
 use crate::kernel_caps;
 use crate::kfuncs::wait_or_log;
 
+/// Runs an agent with `policy` while the helper opens `path` for appending
+/// (security_file_open) and writes to it (security_file_permission); returns the helper's
+/// pid, the events once both functions were reported for it, and the agent's log.
+fn open_and_write(
+    agent_name: &str,
+    policy: &str,
+    policy_name: &str,
+    path: &str,
+) -> (u64, Vec<serde_json::Value>, String) {
+    let agent = Agent::start(agent_name, &["--tracing-policy", policy]);
+    let pid = u64::from(run(Command::new(helper_bin()).args(["write", path])));
+    let events = wait_or_log(&agent, "open and write of the file", |ev| {
+        let of_pid: Vec<_> = of_policy(ev, "process_kprobe", policy_name)
+            .into_iter()
+            .filter(|e| pid_of(e) == pid)
+            .collect();
+        ["security_file_open", "security_file_permission"]
+            .iter()
+            .all(|f| of_pid.iter().any(|e| e["function_name"] == *f))
+    });
+    let (_, log) = agent.stop();
+    (pid, events, log)
+}
+
 #[test]
 fn kfunc_a_list_of_functions_runs_on_kprobe_multi_where_the_kernel_has_it() {
     if !kernel_caps::require("kprobe") {
@@ -43,19 +67,7 @@ spec:
 "#
     );
     let policy = write_policy(&dir, "file-multi", &yaml);
-    let agent = Agent::start("kfunc-multi", &["--tracing-policy", &policy]);
-    // Open for appending (security_file_open), then write(2) (security_file_permission).
-    let pid = u64::from(run(Command::new(helper_bin()).args(["write", &path])));
-    let events = wait_or_log(&agent, "open and write of the file", |ev| {
-        let of_pid: Vec<_> = of_policy(ev, "process_kprobe", "file-multi")
-            .into_iter()
-            .filter(|e| pid_of(e) == pid)
-            .collect();
-        ["security_file_open", "security_file_permission"]
-            .iter()
-            .all(|f| of_pid.iter().any(|e| e["function_name"] == *f))
-    });
-    let (_, log) = agent.stop();
+    let (_, events, log) = open_and_write("kfunc-multi", &policy, "file-multi", &path);
     for e in of_policy(&events, "process_kprobe", "file-multi") {
         assert_eq!(e["args"][0]["file_arg"]["path"], path.as_str(), "{e}");
     }
@@ -116,18 +128,7 @@ spec:
 "#
     );
     let policy = write_policy(&dir, "file-returns", &yaml);
-    let agent = Agent::start("kfunc-kretprobe", &["--tracing-policy", &policy]);
-    let pid = u64::from(run(Command::new(helper_bin()).args(["write", &path])));
-    let events = wait_or_log(&agent, "both returns", |ev| {
-        let of_pid: Vec<_> = of_policy(ev, "process_kprobe", "file-returns")
-            .into_iter()
-            .filter(|e| pid_of(e) == pid)
-            .collect();
-        ["security_file_open", "security_file_permission"]
-            .iter()
-            .all(|f| of_pid.iter().any(|e| e["function_name"] == *f))
-    });
-    let (_, log) = agent.stop();
+    let (pid, events, log) = open_and_write("kfunc-kretprobe", &policy, "file-returns", &path);
     for e in of_policy(&events, "process_kprobe", "file-returns")
         .into_iter()
         .filter(|e| pid_of(e) == pid)
