@@ -35,17 +35,23 @@ static __always_inline void tramp_args(void *ctx, __u64 *args)
 	}
 }
 
-SEC("kprobe/vigil_kprobe")
-int vigil_kprobe(struct pt_regs *ctx)
+/* kprobe programs: the arguments from the registers of the calling convention. */
+static __always_inline void kprobe_args(struct pt_regs *ctx, __u64 *args)
 {
-	__u64 args[VIGIL_ENGINE_NARGS];
-
 	args[0] = PT_REGS_PARM1_CORE(ctx);
 	args[1] = PT_REGS_PARM2_CORE(ctx);
 	args[2] = PT_REGS_PARM3_CORE(ctx);
 	args[3] = PT_REGS_PARM4_CORE(ctx);
 	args[4] = PT_REGS_PARM5_CORE(ctx);
 	args[5] = PT_REGS_PARM6_CORE(ctx);
+}
+
+SEC("kprobe/vigil_kprobe")
+int vigil_kprobe(struct pt_regs *ctx)
+{
+	__u64 args[VIGIL_ENGINE_NARGS];
+
+	kprobe_args(ctx, args);
 	engine_handle(ctx, vigil_hook_id, args, 0);
 	return 0;
 }
@@ -67,12 +73,7 @@ int vigil_kprobe_multi(struct pt_regs *ctx)
 {
 	__u64 args[VIGIL_ENGINE_NARGS];
 
-	args[0] = PT_REGS_PARM1_CORE(ctx);
-	args[1] = PT_REGS_PARM2_CORE(ctx);
-	args[2] = PT_REGS_PARM3_CORE(ctx);
-	args[3] = PT_REGS_PARM4_CORE(ctx);
-	args[4] = PT_REGS_PARM5_CORE(ctx);
-	args[5] = PT_REGS_PARM6_CORE(ctx);
+	kprobe_args(ctx, args);
 	engine_handle(ctx, (__u32)bpf_get_attach_cookie(ctx), args, 0);
 	return 0;
 }

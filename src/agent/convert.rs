@@ -202,22 +202,32 @@ pub fn scanned_info(ids: &ExecIds, p: &ScannedProcess, parent: Option<ProcessKey
     }
 }
 
-/// The process of a policy event whose selector looked at capabilities or namespaces: what
-/// the kernel saw when it matched, in place of what the process had at exec (so that
-/// `process.cap` / `process.ns` show the change a matchCapabilityChanges or
-/// matchNamespaceChanges selector caught).
+/// The process of a policy event as the kernel saw it: the thread that acted, and, when the
+/// selector looked at capabilities or namespaces, what the task had when it matched in place
+/// of what the process had at exec (so that `process.cap` / `process.ns` show the change a
+/// matchCapabilityChanges or matchNamespaceChanges selector caught). One copy at most.
 pub fn with_task_state(
     info: std::sync::Arc<ProcessInfo>,
     m: &vigil_syscall_msg,
 ) -> std::sync::Arc<ProcessInfo> {
-    if u32::from(m.flags) & VIGIL_SYSMSG_TASK_STATE == 0 {
+    let flags = u32::from(m.flags);
+    let task_state = flags & VIGIL_SYSMSG_TASK_STATE != 0;
+    // The thread that acted (a worker thread, an io_uring io-wq worker), not the one the
+    // image was recorded from; a tracked socket's owner keeps its own.
+    let other_thread = m.tid != 0 && info.tid != m.tid && flags & VIGIL_SYSMSG_SOCK_OWNER == 0;
+    if !task_state && !other_thread {
         return info;
     }
     let mut p = (*info).clone();
-    p.creds.cap_permitted = m.task_caps[VIGIL_CAPSET_PERMITTED as usize];
-    p.creds.cap_effective = m.task_caps[VIGIL_CAPSET_EFFECTIVE as usize];
-    p.creds.cap_inheritable = m.task_caps[VIGIL_CAPSET_INHERITABLE as usize];
-    p.namespaces = namespaces(&m.task_ns);
+    if task_state {
+        p.creds.cap_permitted = m.task_caps[VIGIL_CAPSET_PERMITTED as usize];
+        p.creds.cap_effective = m.task_caps[VIGIL_CAPSET_EFFECTIVE as usize];
+        p.creds.cap_inheritable = m.task_caps[VIGIL_CAPSET_INHERITABLE as usize];
+        p.namespaces = namespaces(&m.task_ns);
+    }
+    if other_thread {
+        p.tid = m.tid;
+    }
     std::sync::Arc::new(p)
 }
 

@@ -15,16 +15,6 @@ impl Pipeline {
             return;
         };
         let info = crate::agent::convert::with_task_state(self.image_of(&m.process, m.tid), m);
-        // The thread that acted (a worker thread, an io_uring io-wq worker), not the one the
-        // process image was recorded from.
-        let sock_owner = u32::from(m.flags) & VIGIL_SYSMSG_SOCK_OWNER != 0;
-        let info = if m.tid != 0 && info.tid != m.tid && !sock_owner {
-            let mut p = (*info).clone();
-            p.tid = m.tid;
-            Arc::new(p)
-        } else {
-            info
-        };
         let parent = info.parent_key.and_then(|p| self.cache.get(&p));
         let text_of = |i: usize| {
             vigil_process::text::valid_utf8(
