@@ -126,9 +126,11 @@ fn kfunc_track_sock_names_the_owner_of_a_loopback_receive() {
                 helper_bin().display().to_string()
             );
         } else {
+            // The data arrives in the sender's context; a segment the client's own syscall
+            // processes (its socket backlog) may name the client: some, not all, do.
             assert!(
-                pids.iter().all(|&p| p != client),
-                "without TrackSock the receive runs in another task's context: {got:?}"
+                pids.iter().any(|&p| p != client),
+                "without TrackSock a receive runs in another task's context: {got:?}"
             );
         }
     }
