@@ -15,6 +15,8 @@ use vigil_policy::compile::{Capabilities, KernelCapabilities, Plan};
 use vigil_policy::state::{Domain, PolicyId, PolicyMode, PolicyState, ReportedMode, reported_mode};
 use vigil_policy::{TracingPolicy, compile, parse_policy};
 
+use persist::PersistDir;
+
 /// Why an operation failed; each kind maps to one gRPC code.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PolicyOpError {
@@ -256,7 +258,7 @@ impl Entry {
 pub struct MemoryPolicyManager {
     caps: Capabilities,
     loader: Loader,
-    persist_dir: Option<PathBuf>,
+    persist: Option<PersistDir>,
     inner: Mutex<(u64, BTreeMap<PolicyId, Entry>)>,
 }
 
@@ -272,65 +274,32 @@ impl MemoryPolicyManager {
         Self {
             caps,
             loader,
-            persist_dir,
+            persist: persist_dir.map(PersistDir::new),
             inner: Mutex::new((0, BTreeMap::new())),
         }
     }
 
-    fn persist_path(&self, id: &PolicyId) -> Option<PathBuf> {
-        let dir = self.persist_dir.as_ref()?;
-        let ns = if id.namespace.is_empty() {
-            "_".to_string()
-        } else {
-            id.namespace.clone()
-        };
-        Some(dir.join(format!("{ns}.{}.yaml", id.name)))
-    }
-
     /// Marks a persisted gRPC policy disabled (or not): it comes back in that state.
     fn persist_enabled(&self, id: &PolicyId, enabled: bool) {
-        if id.domain != Domain::Grpc {
-            return;
-        }
-        let Some(marker) = self.persist_path(id).map(|p| p.with_extension("disabled")) else {
-            return;
-        };
-        let r = if enabled {
-            std::fs::remove_file(&marker).or_else(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-        } else {
-            std::fs::write(&marker, b"")
-        };
-        if let Err(e) = r {
-            tracing::error!(path = %marker.display(), error = %e, "cannot persist the policy state");
+        if id.domain == Domain::Grpc
+            && let Some(p) = &self.persist
+        {
+            p.set_enabled(id, enabled);
         }
     }
 
     /// Re-adds the policies persisted by an earlier run; returns one line per failure.
     pub fn restore(&self) -> Vec<String> {
-        let Some(dir) = &self.persist_dir else {
+        let Some(p) = &self.persist else {
             return Vec::new();
         };
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        let mut files: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-            .collect();
-        files.sort();
         let mut errors = Vec::new();
-        for f in files {
-            let r = std::fs::read_to_string(&f)
+        for (f, disabled) in p.entries() {
+            let r = PersistDir::read(&f)
                 .map_err(|e| e.to_string())
                 .and_then(|y| self.add(&y, Domain::Grpc, None).map_err(|e| e.to_string()))
                 .and_then(|s| {
-                    if f.with_extension("disabled").exists() {
+                    if disabled {
                         self.configure(&s.id, Some(false), None)
                             .map_err(|e| e.to_string())?;
                     }
@@ -451,6 +420,10 @@ impl MemoryPolicyManager {
     ) -> Result<PolicyStatus, PolicyOpError> {
         let policy = parse(yaml, source)?;
         let id = policy.id(domain);
+        if domain == Domain::Grpc {
+            // gRPC names become file names (persistence) and come from any client.
+            check_id(&id, "metadata.name", "metadata.namespace")?;
+        }
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if guard.1.contains_key(&id) {
             return Err(PolicyOpError::AlreadyExists(format!(
@@ -468,15 +441,9 @@ impl MemoryPolicyManager {
         guard.0 += 1;
         let entry = Entry::running(guard.0, policy, yaml, &plan, loaded);
         if domain == Domain::Grpc
-            && let Some(path) = self.persist_path(&id)
+            && let Some(p) = &self.persist
         {
-            let written = path
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| std::fs::write(&path, &entry.yaml));
-            if let Err(e) = written {
-                tracing::error!(path = %path.display(), error = %e, "cannot persist the policy");
-            }
+            p.save(&id, &entry.yaml);
         }
         let status = Self::status(&id, &entry);
         guard.1.insert(id, entry);
@@ -578,6 +545,14 @@ fn parse(yaml: &str, source: &str) -> Result<TracingPolicy, PolicyOpError> {
     })
 }
 
+/// Checks a policy id's name and namespace as Kubernetes would; the fields are named as
+/// the caller knows them (`metadata.name` in a YAML, `name` in a request).
+pub fn check_id(id: &PolicyId, name_field: &str, ns_field: &str) -> Result<(), PolicyOpError> {
+    persist::check_name(name_field, &id.name)
+        .and_then(|()| persist::check_namespace(ns_field, &id.namespace))
+        .map_err(PolicyOpError::InvalidArgument)
+}
+
 fn describe(id: &PolicyId) -> String {
     if id.namespace.is_empty() {
         format!("policy {:?} (domain {})", id.name, domain_name(id.domain))
@@ -611,10 +586,9 @@ impl PolicyManager for MemoryPolicyManager {
         }
         // Only gRPC policies are persisted: a static policy of the same name has no file.
         if id.domain == Domain::Grpc
-            && let Some(path) = self.persist_path(id)
+            && let Some(p) = &self.persist
         {
-            let _ = std::fs::remove_file(path.with_extension("disabled"));
-            let _ = std::fs::remove_file(path);
+            p.remove(id);
         }
         Ok(())
     }
@@ -687,5 +661,6 @@ impl PolicyManager for MemoryPolicyManager {
     }
 }
 
+pub mod persist;
 #[cfg(test)]
 mod tests;

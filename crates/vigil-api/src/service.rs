@@ -60,15 +60,52 @@ fn domain(s: &str) -> Result<Domain, Status> {
     })
 }
 
+/// How a policy of a domain other than `grpc` is changed: only through its owner, never
+/// over gRPC (the owner would never restore what a client deleted or disabled).
+fn how_to_change(d: Domain) -> &'static str {
+    match d {
+        Domain::Static => {
+            "it was given at start (--tracing-policy / --tracing-policy-dir): edit its file \
+             and restart the agent"
+        }
+        Domain::K8s => {
+            "it comes from a Kubernetes TracingPolicy object: edit or delete that object \
+             (kubectl)"
+        }
+        Domain::Grpc => "change it over gRPC",
+    }
+}
+
+fn not_yours(d: Domain, namespace: &str, name: &str) -> Status {
+    let what = if namespace.is_empty() {
+        format!("policy {name:?}")
+    } else {
+        format!("policy {namespace}/{name}")
+    };
+    Status::failed_precondition(format!(
+        "{what} belongs to domain {}; the API changes only grpc-domain policies: {}",
+        domain_name(d),
+        how_to_change(d)
+    ))
+}
+
+/// The target of a delete/enable/disable/configure request: a valid name in the `grpc`
+/// domain (the only one the API may change).
 fn policy_id(dom: &str, namespace: &str, name: &str) -> Result<PolicyId, Status> {
     if name.is_empty() {
         return Err(Status::invalid_argument("policy name is empty"));
     }
-    Ok(PolicyId {
-        domain: domain(dom)?,
+    let d = domain(dom)?;
+    if d != Domain::Grpc {
+        return Err(not_yours(d, namespace, name));
+    }
+    let id = PolicyId {
+        domain: d,
         namespace: namespace.to_string(),
         name: name.to_string(),
-    })
+    };
+    crate::policy::check_id(&id, "name", "namespace").map_err(op_status)?;
+    Ok(id)
 }
 
 fn mode(m: i32) -> Result<PolicyMode, Status> {
@@ -148,6 +185,23 @@ fn deprecated(what: &str) -> Status {
     ))
 }
 
+impl Service {
+    /// A grpc-domain policy that does not exist but has a namesake in another domain: the
+    /// client meant that one, which the API may not change; say so instead of NotFound.
+    fn owner_refusal(&self, id: &PolicyId, e: PolicyOpError) -> Status {
+        if matches!(e, PolicyOpError::NotFound(_))
+            && let Some(other) = self.policies.list(None).into_iter().find(|s| {
+                s.id.domain != Domain::Grpc
+                    && s.id.name == id.name
+                    && s.id.namespace == id.namespace
+            })
+        {
+            return not_yours(other.id.domain, &id.namespace, &id.name);
+        }
+        op_status(e)
+    }
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
         .await
@@ -190,6 +244,14 @@ impl FineGuidanceSensors for Service {
     ) -> Result<Response<AddTracingPolicyResponse>, Status> {
         let req = request.into_inner();
         let dom = domain(&req.domain)?;
+        if dom != Domain::Grpc {
+            return Err(Status::failed_precondition(format!(
+                "domain {}: the API adds policies to domain grpc only (static ones are given \
+                 with --tracing-policy / --tracing-policy-dir, k8s ones are Kubernetes \
+                 TracingPolicy objects)",
+                domain_name(dom)
+            )));
+        }
         let mgr = Arc::clone(&self.policies);
         let status = blocking(move || mgr.add(&req.yaml, dom, None))
             .await?
@@ -209,9 +271,10 @@ impl FineGuidanceSensors for Service {
         let r = request.into_inner();
         let id = policy_id(&r.domain, &r.namespace, &r.name)?;
         let mgr = Arc::clone(&self.policies);
-        blocking(move || mgr.delete(&id))
+        let target = id.clone();
+        blocking(move || mgr.delete(&target))
             .await?
-            .map_err(op_status)?;
+            .map_err(|e| self.owner_refusal(&id, e))?;
         Ok(Response::new(DeleteTracingPolicyResponse {}))
     }
 
@@ -237,9 +300,10 @@ impl FineGuidanceSensors for Service {
         let id = policy_id(&r.domain, &r.namespace, &r.name)?;
         let m = r.mode.map(mode).transpose()?;
         let mgr = Arc::clone(&self.policies);
-        blocking(move || mgr.configure(&id, r.enable, m))
+        let target = id.clone();
+        blocking(move || mgr.configure(&target, r.enable, m))
             .await?
-            .map_err(op_status)?;
+            .map_err(|e| self.owner_refusal(&id, e))?;
         Ok(Response::new(ConfigureTracingPolicyResponse {}))
     }
 
@@ -263,9 +327,10 @@ impl FineGuidanceSensors for Service {
         let r = request.into_inner();
         let id = policy_id(&r.domain, &r.namespace, &r.name)?;
         let mgr = Arc::clone(&self.policies);
-        blocking(move || mgr.configure(&id, Some(true), None))
+        let target = id.clone();
+        blocking(move || mgr.configure(&target, Some(true), None))
             .await?
-            .map_err(op_status)?;
+            .map_err(|e| self.owner_refusal(&id, e))?;
         Ok(Response::new(EnableTracingPolicyResponse {}))
     }
 
@@ -276,9 +341,10 @@ impl FineGuidanceSensors for Service {
         let r = request.into_inner();
         let id = policy_id(&r.domain, &r.namespace, &r.name)?;
         let mgr = Arc::clone(&self.policies);
-        blocking(move || mgr.configure(&id, Some(false), None))
+        let target = id.clone();
+        blocking(move || mgr.configure(&target, Some(false), None))
             .await?
-            .map_err(op_status)?;
+            .map_err(|e| self.owner_refusal(&id, e))?;
         Ok(Response::new(DisableTracingPolicyResponse {}))
     }
 
@@ -439,3 +505,7 @@ impl FineGuidanceSensors for Service {
         }))
     }
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

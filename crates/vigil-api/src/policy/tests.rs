@@ -1,4 +1,5 @@
 use super::*;
+use std::path::Path;
 
 const EMPTY: &str =
     "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: empty\nspec: {}\n";
@@ -291,4 +292,109 @@ fn a_skipped_policy_is_listed_and_replaced_both_ways() {
     assert_eq!(m.list(None)[0].state, PolicyState::Skipped);
     m.delete(&k8s).unwrap();
     assert!(m.list(None).is_empty());
+}
+
+fn namespaced(ns: &str, name: &str) -> String {
+    format!(
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicyNamespaced\nmetadata:\n  name: {name:?}\n  namespace: {ns:?}\nspec: {{}}\n"
+    )
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vigil-api-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn grpc_names_and_namespaces_must_be_kubernetes_names() {
+    let root = scratch("names");
+    let dir = root.join("persist");
+    let m = mgr(Some(dir.clone()));
+    for (yaml, field) in [
+        (namespaced("../../tmp/x", "tp"), "metadata.namespace"),
+        (namespaced("/abs", "tp"), "metadata.namespace"),
+        (namespaced("ns", "../../escape"), "metadata.name"),
+        (
+            EMPTY.replace("name: empty", "name: \"../../escape\""),
+            "metadata.name",
+        ),
+        (EMPTY.replace("name: empty", "name: Upper"), "metadata.name"),
+    ] {
+        let e = m.add(&yaml, Domain::Grpc, None).unwrap_err();
+        assert!(
+            matches!(&e, PolicyOpError::InvalidArgument(msg) if msg.starts_with(field)),
+            "{yaml}: {e:?}"
+        );
+    }
+    assert!(m.list(None).is_empty());
+    // Nothing was written anywhere under the scratch root (the `..` targets).
+    let mut found = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                found.push(e.path());
+            }
+        }
+    }
+    assert!(found.is_empty(), "{found:?}");
+    assert!(!Path::new("/tmp/x.tp.yaml").exists());
+    // Valid ones are persisted as `{namespace}.{name}.yaml`.
+    m.add(&namespaced("team-a", "tp.v1"), Domain::Grpc, None)
+        .unwrap();
+    assert!(dir.join("team-a.tp.v1.yaml").is_file());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn persisted_files_are_0600_and_symlinks_are_never_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = scratch("perm");
+    let dir = root.join("persist");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A symlink planted at the policy's file name, pointing at a file outside.
+    let victim = root.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("_.empty.yaml")).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("_.empty.disabled")).unwrap();
+    let m = mgr(Some(dir.clone()));
+    m.add(EMPTY, Domain::Grpc, None).unwrap();
+    let f = dir.join("_.empty.yaml");
+    let meta = std::fs::symlink_metadata(&f).unwrap();
+    assert!(meta.file_type().is_file(), "the symlink was replaced");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    // Enabling removes the marker only if it is a regular file: the symlink stays, the
+    // victim too.
+    m.configure(&grpc("empty"), Some(false), None).unwrap();
+    let marker = std::fs::symlink_metadata(dir.join("_.empty.disabled")).unwrap();
+    assert!(marker.file_type().is_file());
+    assert_eq!(marker.permissions().mode() & 0o777, 0o600);
+    std::fs::remove_file(dir.join("_.empty.disabled")).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("_.empty.disabled")).unwrap();
+    m.configure(&grpc("empty"), Some(true), None).unwrap();
+    assert!(
+        std::fs::symlink_metadata(dir.join("_.empty.disabled"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // Delete: a symlink swapped in for the YAML is left, its target untouched.
+    std::fs::remove_file(&f).unwrap();
+    std::os::unix::fs::symlink(&victim, &f).unwrap();
+    m.delete(&grpc("empty")).unwrap();
+    assert!(
+        std::fs::symlink_metadata(&f)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    // Restore skips symlinks.
+    assert!(mgr(Some(dir)).restore().is_empty());
+    let _ = std::fs::remove_dir_all(&root);
 }
