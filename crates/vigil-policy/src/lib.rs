@@ -88,7 +88,11 @@ pub fn parse_policy(source: &str, file_name: &str) -> Result<TracingPolicy, Poli
             return Err(errors.finish().expect_err("an error was pushed"));
         }
         Err(e) => {
-            errors.push("", e.pos, ErrorCode::YamlSyntax, e.message);
+            let code = match e.limit {
+                Some(_) => ErrorCode::Limit,
+                None => ErrorCode::YamlSyntax,
+            };
+            errors.push(&e.path, e.pos, code, e.message);
             return Err(errors.finish().expect_err("an error was pushed"));
         }
     };

@@ -65,4 +65,11 @@ limits! {
     CHAR_BUF_MAX_DATA_BYTES = 327_360;
     /// Bytes read for a `string` argument (5.11+ objects).
     MAX_STRING_BYTES = 4096;
+    /// Nodes of a policy document after alias expansion (each use of an alias counts its
+    /// whole subtree), so "billion laughs" documents are refused before they are built. The
+    /// largest Tetragon example policy has a few hundred.
+    MAX_YAML_NODES = 100_000;
+    /// Collections nested in a policy document (including through aliases). Tetragon's
+    /// deepest policy path is about a dozen levels; the tree is walked recursively.
+    MAX_YAML_DEPTH = 64;
 }

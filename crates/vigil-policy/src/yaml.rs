@@ -3,10 +3,16 @@
 //! The policy decoder needs line:column for every value it complains about, and it must keep
 //! going after the first fault, so it walks this tree by hand instead of deserialising
 //! through serde (which stops at the first error and forgets positions).
+//!
+//! Documents come from users and from the gRPC API, so building the tree has a budget: the
+//! nodes after alias expansion ([`MAX_YAML_NODES`]) and the nesting depth ([`MAX_YAML_DEPTH`]),
+//! both checked before the node that would exceed them is built.
 
 use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+
+use crate::limits::{Limit, MAX_YAML_DEPTH, MAX_YAML_NODES};
 
 /// A 1-based line and column in the source text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -57,12 +63,28 @@ impl Node {
     }
 }
 
-/// A YAML syntax error with its position.
+/// A YAML syntax error, or a document over budget, with its position.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{pos}: {message}")]
 pub struct SyntaxError {
     pub pos: Pos,
     pub message: String,
+    /// Dotted YAML path of the collection being read when a limit was exceeded; empty for
+    /// syntax errors.
+    pub path: String,
+    /// The limit exceeded, if that is the fault.
+    pub limit: Option<Limit>,
+}
+
+impl SyntaxError {
+    fn syntax(pos: Pos, message: impl Into<String>) -> Self {
+        Self {
+            pos,
+            message: message.into(),
+            path: String::new(),
+            limit: None,
+        }
+    }
 }
 
 fn pos_of(span: &Span) -> Pos {
@@ -78,42 +100,121 @@ enum Open {
         pos: Pos,
         anchor: usize,
         items: Vec<Node>,
+        /// Collections nested in the items, at most (0 for scalars only).
+        height: usize,
     },
     Mapping {
         pos: Pos,
         anchor: usize,
         entries: Vec<(Node, Node)>,
         pending_key: Option<Node>,
+        height: usize,
     },
+}
+
+/// The dotted path (`spec.kprobes[0].args`) of where the parser is, from the open collections.
+fn path_of(stack: &[Open]) -> String {
+    let mut path = String::new();
+    for open in stack {
+        match open {
+            Open::Sequence { items, .. } => path.push_str(&format!("[{}]", items.len())),
+            Open::Mapping {
+                pending_key:
+                    Some(Node {
+                        value: NodeValue::Scalar { text, .. },
+                        ..
+                    }),
+                ..
+            } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(text);
+            }
+            // A key being read, or a key that is itself a collection: the path ends here.
+            Open::Mapping { .. } => break,
+        }
+    }
+    path
+}
+
+/// What a finished node costs the budget: its nodes and its collection height.
+#[derive(Clone, Copy)]
+struct Cost {
+    nodes: usize,
+    height: usize,
+}
+
+fn over_budget(stack: &[Open], pos: Pos, limit: Limit, what: &str) -> SyntaxError {
+    SyntaxError {
+        pos,
+        message: format!("{what} ({} is {})", limit.name, limit.max),
+        path: path_of(stack),
+        limit: Some(limit),
+    }
 }
 
 /// Parses a single-document YAML text into a [`Node`] tree. An empty document is `None`.
 pub fn parse_document(source: &str) -> Result<Option<Node>, SyntaxError> {
     let mut stack: Vec<Open> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    // Node counts of the collections being built, beside `stack`.
+    let mut counts: Vec<usize> = Vec::new();
+    let mut anchors: HashMap<usize, (Node, Cost)> = HashMap::new();
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
+    let mut nodes = 0usize;
     for item in Parser::new_from_str(source) {
-        let (event, span) = item.map_err(|e| SyntaxError {
-            pos: Pos {
+        let (event, span) = item.map_err(|e| {
+            let pos = Pos {
                 line: u32::try_from(e.marker().line()).unwrap_or(u32::MAX),
-                column: u32::try_from(e.marker().col() + 1).unwrap_or(u32::MAX),
-            },
-            message: e.info().to_string(),
+                column: u32::try_from(e.marker().col().saturating_add(1)).unwrap_or(u32::MAX),
+            };
+            // saphyr refuses flow collections nested past 255 levels itself, and its scanner
+            // reads that far ahead before our depth check sees the 65th: the same limit.
+            if e.info() == "recursion limit exceeded" {
+                return over_budget(&stack, pos, MAX_YAML_DEPTH, "the document nests too deeply");
+            }
+            SyntaxError::syntax(pos, e.info())
         })?;
         let pos = pos_of(&span);
+        // A node about to be added: within the budget, else the error that names it.
+        let mut admit = |stack: &[Open], cost: Cost| {
+            nodes = nodes.saturating_add(cost.nodes);
+            if nodes > MAX_YAML_NODES.max {
+                return Err(over_budget(
+                    stack,
+                    pos,
+                    MAX_YAML_NODES,
+                    "the document has too many nodes once aliases are expanded",
+                ));
+            }
+            if stack.len().saturating_add(cost.height) > MAX_YAML_DEPTH.max {
+                return Err(over_budget(
+                    stack,
+                    pos,
+                    MAX_YAML_DEPTH,
+                    "the document nests too deeply",
+                ));
+            }
+            Ok(())
+        };
         let finished = match event {
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
-                    return Err(SyntaxError {
+                    return Err(SyntaxError::syntax(
                         pos,
-                        message: "a policy file holds one YAML document; found a second".into(),
-                    });
+                        "a policy file holds one YAML document; found a second",
+                    ));
                 }
                 None
             }
             Event::Scalar(text, style, anchor, _tag) => {
+                let cost = Cost {
+                    nodes: 1,
+                    height: 0,
+                };
+                admit(&stack, cost)?;
                 let node = Node {
                     pos,
                     value: NodeValue::Scalar {
@@ -122,49 +223,75 @@ pub fn parse_document(source: &str) -> Result<Option<Node>, SyntaxError> {
                     },
                 };
                 if anchor > 0 {
-                    anchors.insert(anchor, node.clone());
+                    anchors.insert(anchor, (node.clone(), cost));
                 }
-                Some(node)
+                Some((node, cost))
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(node) => Some(node.clone()),
+                Some((node, cost)) => {
+                    admit(&stack, *cost)?;
+                    Some((node.clone(), *cost))
+                }
                 None => {
-                    return Err(SyntaxError {
-                        pos,
-                        message: "alias to an unknown anchor".into(),
-                    });
+                    return Err(SyntaxError::syntax(pos, "alias to an unknown anchor"));
                 }
             },
             Event::SequenceStart(anchor, _) => {
+                admit(
+                    &stack,
+                    Cost {
+                        nodes: 1,
+                        height: 1,
+                    },
+                )?;
                 stack.push(Open::Sequence {
                     pos,
                     anchor,
                     items: Vec::new(),
+                    height: 0,
                 });
+                counts.push(1);
                 None
             }
             Event::MappingStart(anchor, _) => {
+                admit(
+                    &stack,
+                    Cost {
+                        nodes: 1,
+                        height: 1,
+                    },
+                )?;
                 stack.push(Open::Mapping {
                     pos,
                     anchor,
                     entries: Vec::new(),
                     pending_key: None,
+                    height: 0,
                 });
+                counts.push(1);
                 None
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match stack.pop() {
-                    Some(Open::Sequence { pos, anchor, items }) => (
+                let subtree = counts.pop().unwrap_or(1);
+                let (node, anchor, height) = match stack.pop() {
+                    Some(Open::Sequence {
+                        pos,
+                        anchor,
+                        items,
+                        height,
+                    }) => (
                         Node {
                             pos,
                             value: NodeValue::Sequence(items),
                         },
                         anchor,
+                        height,
                     ),
                     Some(Open::Mapping {
                         pos,
                         anchor,
                         entries,
+                        height,
                         ..
                     }) => {
                         let pos = entries.first().map_or(pos, |(key, _)| key.pos);
@@ -174,33 +301,45 @@ pub fn parse_document(source: &str) -> Result<Option<Node>, SyntaxError> {
                                 value: NodeValue::Mapping(entries),
                             },
                             anchor,
+                            height,
                         )
                     }
                     None => {
-                        return Err(SyntaxError {
-                            pos,
-                            message: "unbalanced collection".into(),
-                        });
+                        return Err(SyntaxError::syntax(pos, "unbalanced collection"));
                     }
                 };
+                let cost = Cost {
+                    nodes: subtree,
+                    height: height + 1,
+                };
                 if anchor > 0 {
-                    anchors.insert(anchor, node.clone());
+                    anchors.insert(anchor, (node.clone(), cost));
                 }
-                Some(node)
+                Some((node, cost))
             }
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => None,
         };
-        if let Some(node) = finished {
+        if let Some((node, cost)) = finished {
+            if let Some(count) = counts.last_mut() {
+                *count = count.saturating_add(cost.nodes);
+            }
             match stack.last_mut() {
-                Some(Open::Sequence { items, .. }) => items.push(node),
+                Some(Open::Sequence { items, height, .. }) => {
+                    *height = (*height).max(cost.height);
+                    items.push(node);
+                }
                 Some(Open::Mapping {
                     entries,
                     pending_key,
+                    height,
                     ..
-                }) => match pending_key.take() {
-                    Some(key) => entries.push((key, node)),
-                    None => *pending_key = Some(node),
-                },
+                }) => {
+                    *height = (*height).max(cost.height);
+                    match pending_key.take() {
+                        Some(key) => entries.push((key, node)),
+                        None => *pending_key = Some(node),
+                    }
+                }
                 None => root = Some(node),
             }
         }
@@ -343,6 +482,117 @@ mod tests {
         let tree = parse_document(source).unwrap().unwrap();
         let again = parse_document(&emit(&tree)).unwrap().unwrap();
         assert_eq!(strip(tree), strip(again));
+    }
+
+    /// 9 levels of 9 aliases: 9^9 (387 million) nodes if expanded.
+    fn billion_laughs() -> String {
+        let mut doc = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            let uses = vec![format!("*a{}", i - 1); 9].join(", ");
+            doc.push_str(&format!("a{i}: &a{i} [{uses}]\n"));
+        }
+        doc
+    }
+
+    /// Runs `f` on a thread with a small stack: a recursion the input controls overflows it.
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn billion_laughs_is_refused_fast_by_the_node_budget() {
+        let start = std::time::Instant::now();
+        let err = on_small_stack(|| parse_document(&billion_laughs())).unwrap_err();
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(err.limit, Some(MAX_YAML_NODES));
+        assert!(err.message.contains("MAX_YAML_NODES"), "{}", err.message);
+        // Where the budget ran out: inside a5's list, on its line.
+        assert!(err.path.starts_with("a5["), "{}", err.path);
+        assert_eq!(err.pos.line, 6);
+    }
+
+    #[test]
+    fn aliases_within_the_budget_are_expanded() {
+        let doc = "a: &x [1, 2]\nb: *x\nc: *x\n";
+        let node = parse_document(doc).unwrap().unwrap();
+        let NodeValue::Mapping(entries) = &node.value else {
+            panic!()
+        };
+        assert_eq!(strip(entries[1].1.clone()), strip(entries[2].1.clone()));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_a_small_stack() {
+        let deep = [
+            "[".repeat(10_000),
+            format!("{}x{}", "[".repeat(10_000), "]".repeat(10_000)),
+            "{a: ".repeat(10_000),
+            format!("{}x\n", "- ".repeat(10_000)),
+            format!("k:\n{}x\n", "- ".repeat(10_000)),
+        ];
+        for doc in deep {
+            let head: String = doc.chars().take(8).collect();
+            let err = on_small_stack(move || parse_document(&doc)).unwrap_err();
+            // saphyr refuses flow nesting past 255 itself; ours comes first at 64.
+            assert_eq!(err.limit, Some(MAX_YAML_DEPTH), "{head}: {err}");
+            assert!(err.message.contains("MAX_YAML_DEPTH"), "{}", err.message);
+        }
+    }
+
+    /// Our depth check sees saphyr's events: saphyr itself must not recurse on what comes
+    /// before them. Block nesting is an indentation stack and flow nesting stops at 255 in
+    /// its scanner; this keeps that true across upgrades (a 10,000-deep document read to the
+    /// end, on a small stack).
+    #[test]
+    fn saphyr_reads_deep_documents_without_recursing() {
+        let count = |doc: String| {
+            on_small_stack(move || Parser::new_from_str(&doc).take_while(Result::is_ok).count())
+        };
+        let block_sequences = format!("{}x\n", "- ".repeat(10_000));
+        let block_mappings: String = (0..2_000)
+            .map(|i| format!("{}k:\n", " ".repeat(i)))
+            .collect();
+        for doc in [block_sequences, block_mappings] {
+            let events = count(doc);
+            assert!(events > 2_000, "{events}");
+        }
+        // Flow: an error at level 256, before any deeper event.
+        let events = count("[".repeat(10_000));
+        assert!(events < 256, "{events}");
+    }
+
+    #[test]
+    fn depth_through_an_alias_counts() {
+        let inner = format!("{}1{}", "[".repeat(40), "]".repeat(40));
+        let ok = format!("a: &x {inner}\nb: {}*x{}\n", "[".repeat(20), "]".repeat(20));
+        assert!(parse_document(&ok).is_ok());
+        let deep = format!("a: &x {inner}\nb: {}*x{}\n", "[".repeat(30), "]".repeat(30));
+        let err = parse_document(&deep).unwrap_err();
+        assert_eq!(err.limit, Some(MAX_YAML_DEPTH));
+        assert!(err.path.starts_with("b[0]"), "{}", err.path);
+    }
+
+    #[test]
+    fn the_limit_reaches_the_policy_error_located() {
+        let errors = crate::parse_policy(&billion_laughs(), "bomb.yaml").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        let e = &errors.0[0];
+        assert_eq!(e.code, crate::ErrorCode::Limit);
+        let text = e.to_string();
+        assert!(text.starts_with("bomb.yaml:6:"), "{text}");
+        assert!(
+            text.contains(": a5[") && text.contains("MAX_YAML_NODES"),
+            "{text}"
+        );
     }
 
     fn strip(mut node: Node) -> Node {
