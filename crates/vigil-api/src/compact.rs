@@ -20,13 +20,50 @@ impl Colors {
         Self(enabled)
     }
 
+    /// Every field goes through here (or [`escape`]): its control characters are escaped
+    /// before our own color codes are added.
     fn paint(self, code: &str, s: &str) -> String {
+        let s = escape(s);
         if self.0 {
             format!("\x1b[{code}m{s}\x1b[0m")
         } else {
-            s.to_string()
+            s.into_owned()
         }
     }
+}
+
+/// Characters that would act on the operator's terminal instead of being shown: C0
+/// controls, DEL, C1 controls (U+0080..U+009F, e.g. CSI U+009B) and the Unicode bidi
+/// embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069) that reorder what
+/// is displayed.
+fn hostile(c: char) -> bool {
+    matches!(c, '\0'..='\x1f' | '\x7f'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A field as compact output prints it: binary names, arguments, paths and pod names come
+/// from the monitored processes (anyone), so a control sequence in them must not reach the
+/// terminal: `\x1b`, `\r`, `\u{202e}`...
+pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write;
+    if !s.chars().any(hostile) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c <= '\x7f' && hostile(c) => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if hostile(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Column at which capabilities are right-aligned.
@@ -113,7 +150,11 @@ fn event_line(ev: &GetEventsResponse, c: Colors) -> Option<String> {
                 Ok(ThrottleType::ThrottleStop) => c.paint(GREEN, "STOP "),
                 _ => String::new(),
             };
-            format!("{} {typ} {}", kind(c, RED, "🧬", "throttle"), t.cgroup)
+            format!(
+                "{} {typ} {}",
+                kind(c, RED, "🧬", "throttle"),
+                escape(&t.cgroup)
+            )
         }
         Event::ProcessLoader(l) => {
             let p = l.process.as_ref()?;
@@ -143,7 +184,7 @@ fn event_line(ev: &GetEventsResponse, c: Colors) -> Option<String> {
                 format!(
                     "{} {info} {}",
                     kind(c, BLUE, "❓", "syscall"),
-                    k.function_name
+                    escape(&k.function_name)
                 ),
                 &caps,
             )
@@ -152,7 +193,11 @@ fn event_line(ev: &GetEventsResponse, c: Colors) -> Option<String> {
             let p = l.process.as_ref()?;
             let (info, caps) = process_info(c, node, p);
             cap_trailer(
-                format!("{} {info} {}", kind(c, BLUE, "🔒", "LSM"), l.function_name),
+                format!(
+                    "{} {info} {}",
+                    kind(c, BLUE, "🔒", "LSM"),
+                    escape(&l.function_name)
+                ),
                 &caps,
             )
         }
@@ -164,7 +209,7 @@ fn event_line(ev: &GetEventsResponse, c: Colors) -> Option<String> {
             vigil_proto::tetragon::LossStage::try_from(l.stage)
                 .map(|s| s.as_str_name())
                 .unwrap_or("LOSS_STAGE_UNKNOWN"),
-            l.event_type,
+            escape(&l.event_type),
             l.count,
             l.total
         ),
@@ -270,6 +315,54 @@ mod tests {
             render(&e, OFF, true).unwrap(),
             "2023-11-14T22:13:20.000000005Z 🚀 process node1 /a b"
         );
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        // A binary named to clear the screen and an argument that returns the cursor,
+        // rewrites the line and reverses what follows.
+        let mut p = proc_(
+            "/tmp/\x1b[2J\x1b[Hevil\u{9b}31m",
+            "--ok\r\x1b[1Ainnocent\x07\x7f\n\t\u{202e}gpj.exe\u{2066}x\u{2069}",
+        );
+        p.pod = Some(Pod {
+            namespace: "ns\x1b]0;title\x07".into(),
+            name: "pod\u{202d}".into(),
+            ..Default::default()
+        });
+        let mut exit_ev = exit(p.clone(), 0, "SIG\x1bKILL");
+        for colors in [OFF, Colors(true)] {
+            for line in [
+                render(&exec(p.clone()), colors, false).unwrap(),
+                render(&exit_ev, colors, true).unwrap(),
+            ] {
+                let stripped = line
+                    .replace("\x1b[0m", "")
+                    .replace("\x1b[31m", "")
+                    .replace("\x1b[32m", "")
+                    .replace("\x1b[34m", "")
+                    .replace("\x1b[35m", "")
+                    .replace("\x1b[36m", "");
+                assert!(!stripped.chars().any(hostile), "{line:?}");
+            }
+        }
+        assert_eq!(
+            render(&exec(p.clone()), OFF, false).unwrap(),
+            "🚀 process ns\\x1b]0;title\\x07/pod\\u{202d} /tmp/\\x1b[2J\\x1b[Hevil\\u{9b}31m \
+             --ok\\r\\x1b[1Ainnocent\\x07\\x7f\\n\\t\\u{202e}gpj.exe\\u{2066}x\\u{2069}"
+        );
+        if let Some(Event::ProcessExit(e)) = &mut exit_ev.event {
+            e.process.as_mut().unwrap().pod = None;
+        }
+        exit_ev.node_name = "node\r".into();
+        let line = render(&exit_ev, OFF, false).unwrap();
+        assert!(line.starts_with("💥 exit    node\\r /tmp/"), "{line}");
+        assert!(line.ends_with(" SIG\\x1bKILL"), "{line}");
+        // Plain text is untouched (no allocation either).
+        assert!(matches!(
+            escape("/usr/bin/curl -sS é ü 🚀"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]
