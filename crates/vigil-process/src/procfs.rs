@@ -62,24 +62,44 @@ pub fn scan(procfs: &Path) -> Result<Vec<ScannedProcess>, ScanError> {
     Ok(out)
 }
 
-fn read_process(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProcess> {
-    let stat = fs::read_to_string(dir.join("stat")).ok()?;
-    // comm may contain spaces and parentheses: fields start after the last ')'.
-    let close = stat.rfind(')')?;
-    let comm = stat
-        .get(stat.find('(')? + 1..close)
-        .unwrap_or("")
-        .to_string();
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    // A zombie already exited (before the agent attached, maybe): no exit will come.
+/// What the scan takes from /proc/<pid>/stat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    pub comm: String,
+    pub ppid: u32,
+    pub kernel_thread: bool,
+    /// Since boot, in clock ticks.
+    pub start_ticks: u64,
+}
+
+/// Parses /proc/<pid>/stat; `None` for a zombie (it already exited, maybe before the agent
+/// attached: no exit will come) or a line that does not parse. `comm` is the process's own
+/// choice (any bytes but NUL, parentheses and spaces included), so fields are taken after the
+/// last `)`.
+pub fn parse_stat(stat: &str) -> Option<Stat> {
+    let (head, tail) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(').map_or("", |(_, c)| c).to_string();
+    let fields: Vec<&str> = tail.split_whitespace().take(20).collect();
     if matches!(fields.first(), Some(&"Z" | &"X")) {
         return None;
     }
-    let ppid = fields.get(1)?.parse().ok()?;
     let flags: u64 = fields.get(6)?.parse().ok()?;
-    let start_ticks: u64 = fields.get(19)?.parse().ok()?;
     const PF_KTHREAD: u64 = 0x0020_0000;
-    let kernel_thread = flags & PF_KTHREAD != 0;
+    Some(Stat {
+        comm,
+        ppid: fields.get(1)?.parse().ok()?,
+        kernel_thread: flags & PF_KTHREAD != 0,
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
+}
+
+fn read_process(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProcess> {
+    let Stat {
+        comm,
+        ppid,
+        kernel_thread,
+        start_ticks,
+    } = parse_stat(&fs::read_to_string(dir.join("stat")).ok()?)?;
 
     let cmdline = fs::read(dir.join("cmdline")).unwrap_or_default();
     let argv = split_nul(&cmdline);
@@ -116,7 +136,7 @@ fn read_process(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProcess> {
         exe_dev,
         pid,
         ppid,
-        start_ktime: start_ticks * (1_000_000_000 / ticks),
+        start_ktime: start_ticks.saturating_mul(1_000_000_000 / ticks),
         binary,
         argv,
         cwd,
@@ -230,6 +250,46 @@ mod tests {
         assert_eq!(c.gid, 1000);
         assert_eq!(c.cap_permitted, 0x1ff_ffff_ffff);
         assert_eq!(nspid, 7);
+    }
+
+    #[test]
+    fn stat_lines_with_hostile_names() {
+        let tail = "S 1 2 3 4 5 4194560 7 8 9 10 11 12 13 14 15 16 1 0 777 99";
+        let s = parse_stat(&format!("42 (a) b) (c) {tail}")).unwrap();
+        assert_eq!(
+            (s.comm.as_str(), s.ppid, s.start_ticks),
+            ("a) b) (c", 1, 777)
+        );
+        assert!(!s.kernel_thread);
+        // No '(' at all, a name of nothing but ')', a cut line, a zombie.
+        assert_eq!(parse_stat(&format!("42 x) {tail}")).unwrap().comm, "");
+        assert_eq!(parse_stat(&format!("42 ()))) {tail}")).unwrap().comm, ")))");
+        for bad in [
+            "",
+            ")",
+            "(",
+            "42 (x) S 1",
+            "42 (x) Z 1 2 3 4 5 0",
+            "\u{0})\u{0}",
+        ] {
+            assert_eq!(parse_stat(bad), None, "{bad:?}");
+        }
+        let huge = tail.replace("777", "18446744073709551615");
+        assert_eq!(
+            parse_stat(&format!("1 (x) {huge}")).unwrap().start_ticks,
+            u64::MAX
+        );
+    }
+
+    #[test]
+    fn status_and_cgroup_lines_that_do_not_parse_are_ignored() {
+        let (c, nspid) = parse_status("Uid:\nGid:\t1\t2\nCapEff:\tzz\nNSpid:\t-1\n:::\n\u{0}");
+        assert_eq!((c.uid, c.gid, c.cap_effective, nspid), (0, 0, 0, 0));
+        for text in ["", ":", "::", "0::", "0:::", "\n\n", "1:x:/a/\n0::/b/"] {
+            let _ = cgroup_leaf(text);
+            let _ = crate::container::container_id_in_proc_cgroup(text);
+        }
+        assert_eq!(cgroup_leaf("0::/a/b/\n"), "");
     }
 
     #[test]
