@@ -347,7 +347,7 @@ mod tests {
             }
         }
         assert_eq!(
-            render(&exec(p.clone()), OFF, false).unwrap(),
+            render(&exec(p), OFF, false).unwrap(),
             "🚀 process ns\\x1b]0;title\\x07/pod\\u{202d} /tmp/\\x1b[2J\\x1b[Hevil\\u{9b}31m \
              --ok\\r\\x1b[1Ainnocent\\x07\\x7f\\n\\t\\u{202e}gpj.exe\\u{2066}x\\u{2069}"
         );
