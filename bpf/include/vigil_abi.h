@@ -553,6 +553,7 @@ struct vigil_syscall_msg {
 	/* Post userStackTrace: bytes of user stack (u64 return addresses, innermost first)
 	 * after the kernel-resolved path. */
 	__u32 ustack_len;
+	__u32 generation; /* vigil_policy_conf.generation of the posting object */
 };
 
 /* ---- policy engine: exit pairing, policy mode, selector counters -------------------- */
@@ -598,7 +599,10 @@ enum vigil_policy_mode {
 
 struct vigil_policy_conf {
 	__u32 mode; /* enum vigil_policy_mode */
-	__u32 pad;
+	/* The load this object belongs to (user space counts loads from 1): posted in every
+	 * record so that an event still in the ring when its hook id was given back and reused
+	 * is told apart from the new user's. */
+	__u32 generation;
 	/* Pod/namespace scope (vigil_engine_scope.h): when set, only tasks whose cgroup id is in
 	 * the object's vigil_scope_cgroups set reach the selectors. */
 	__u32 scoped;

@@ -29,6 +29,12 @@ static __always_inline void post(struct sys_scratch *s, __u32 hook, __u32 select
 	m->kstack_len = klen;
 	total += klen;
 	m->hdr.size = total;
+	{
+		__u32 zero = 0;
+		struct vigil_policy_conf *c = bpf_map_lookup_elem(&vigil_policy_conf, &zero);
+
+		m->generation = c ? c->generation : 0;
+	}
 	if (bpf_ringbuf_reserve_dynptr(&vigil_events, total, 0, &rec)) {
 		bpf_ringbuf_discard_dynptr(&rec, 0);
 		count(VIGIL_CNT_RB_LOST_POLICY);

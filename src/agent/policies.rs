@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use vigil_api::policy::{HookCounters, Kept, Loaded, Loader, no_runtime};
@@ -22,12 +22,92 @@ use super::same_file::SameFiles;
 
 /// Hooks of every loaded policy by hook id, shared by the loaders (start-up and gRPC) and
 /// the pipeline, which prints their events. A hook is registered before it is attached.
-pub type HookRegistry = Arc<RwLock<HashMap<u32, HookInfo>>>;
+pub type HookRegistry = Arc<RwLock<Hooks>>;
+
+/// Hooks that unloaded policies held, kept so that their events still in the ring are
+/// reported as theirs: a few policies' worth, oldest forgotten first.
+const RETIRED_HOOKS_KEPT: usize = 2 * vigil_bpf::abi::VIGIL_MAX_HOOKS as usize;
+
+/// The hooks of loaded policies, and of recently unloaded ones, by (hook id, generation).
+#[derive(Debug, Default)]
+pub struct Hooks {
+    live: HashMap<u32, HookInfo>,
+    retired: VecDeque<HookInfo>,
+}
+
+impl Hooks {
+    /// The hook that posted a record with this id and load generation.
+    pub fn get(&self, id: u32, generation: u32) -> Option<&HookInfo> {
+        match self.live.get(&id) {
+            Some(h) if h.generation == generation => Some(h),
+            _ => self
+                .retired
+                .iter()
+                .rev()
+                .find(|h| h.id == id && h.generation == generation),
+        }
+    }
+
+    fn insert(&mut self, hook: HookInfo) {
+        if let Some(old) = self.live.insert(hook.id, hook) {
+            self.retire_one(old);
+        }
+    }
+
+    /// The hooks of an unloaded policy leave the live set (their ids are free again).
+    fn retire(&mut self, ids: &[u32], generation: u32) {
+        for id in ids {
+            if self
+                .live
+                .get(id)
+                .is_some_and(|h| h.generation == generation)
+                && let Some(h) = self.live.remove(id)
+            {
+                self.retire_one(h);
+            }
+        }
+    }
+
+    fn retire_one(&mut self, hook: HookInfo) {
+        if self.retired.len() >= RETIRED_HOOKS_KEPT {
+            self.retired.pop_front();
+        }
+        self.retired.push_back(hook);
+    }
+
+    /// Hooks of loaded policies.
+    #[cfg(test)]
+    fn live(&self) -> usize {
+        self.live.len()
+    }
+}
+
+/// The hook ids of one load, given back (and its hooks retired) when it is dropped: after
+/// the policy's objects are detached, or at once when the load fails.
+struct HookLease {
+    ids: Arc<Mutex<Ids>>,
+    registry: HookRegistry,
+    hooks: Vec<u32>,
+    generation: u32,
+}
+
+impl Drop for HookLease {
+    fn drop(&mut self) {
+        self.registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retire(&self.hooks, self.generation);
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .release(self.hooks.iter().copied());
+    }
+}
 
 /// Loads compiled policies into the kernel; shared by start-up loading and the gRPC API.
 pub struct Runtime {
     maps: SharedMaps,
-    ids: Mutex<Ids>,
+    ids: Arc<Mutex<Ids>>,
     registry: HookRegistry,
     btf: Option<PathBuf>,
     /// Pod-scoped policies' cgroup sets (`--enable-k8s-api`); without it they are refused.
@@ -67,7 +147,7 @@ impl Runtime {
     pub fn new(maps: SharedMaps, registry: HookRegistry, btf: Option<PathBuf>) -> Self {
         Self {
             maps,
-            ids: Mutex::new(Ids::default()),
+            ids: Arc::new(Mutex::new(Ids::default())),
             registry,
             btf,
             scopes: None,
@@ -80,6 +160,14 @@ impl Runtime {
         self
     }
 
+    /// Hook ids held by loaded policies (given back on unload).
+    pub fn hook_ids_in_use(&self) -> u32 {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .hooks_in_use()
+    }
+
     /// Builds the tables of `plan` and loads them: all or nothing.
     pub fn load(&self, plan: &Plan) -> Result<(Vec<HookInfo>, PolicySensors), String> {
         if plan.scope.is_some() && self.scopes.is_none() {
@@ -89,13 +177,20 @@ impl Runtime {
             let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
             build(plan, &mut ids, &binary_identity).map_err(|e| e.to_string())?
         };
+        // From here on, any early return gives the ids back.
+        let lease = HookLease {
+            ids: Arc::clone(&self.ids),
+            registry: Arc::clone(&self.registry),
+            hooks: tables.hooks.iter().map(|h| h.id).collect(),
+            generation: tables.generation,
+        };
         // Set in the objects before they attach: a scoped policy never runs unscoped.
         tables.tables.scoped = plan.scope.is_some();
         tables.others.scoped = plan.scope.is_some();
         {
             let mut reg = self.registry.write().unwrap_or_else(|e| e.into_inner());
             for h in &tables.hooks {
-                reg.insert(h.id, h.clone());
+                reg.insert(h.clone());
             }
         }
         // Syscall hooks and the other kinds live in two objects; each is loaded only when
@@ -140,6 +235,7 @@ impl Runtime {
             kfuncs,
             same_files: None,
             scope: None,
+            _lease: lease,
         };
         if !tables.same_files.is_empty() {
             let sets = sensors.file_sets().map_err(|e| e.to_string())?;
@@ -172,8 +268,10 @@ pub struct PolicySensors {
     kfuncs: Option<KfuncSensor>,
     /// SameFile paths kept current (dropping it stops the refresher).
     same_files: Option<Arc<SameFiles>>,
-    /// Declared last: the objects detach before the scope bookkeeping forgets their sets.
+    /// After the objects: they detach before the scope bookkeeping forgets their sets.
     scope: Option<ScopeGuard>,
+    /// Declared last: hook ids are given back only once nothing can post with them.
+    _lease: HookLease,
 }
 
 impl std::fmt::Debug for PolicySensors {
@@ -420,7 +518,8 @@ pub fn loader(runtime: Arc<Runtime>) -> Loader {
             return no_runtime(plan);
         }
         let (hooks, sensor) = runtime.load(plan)?;
-        tracing::debug!(policy = %plan.name, attached = sensor.attached(), "policy attached");
+        tracing::debug!(policy = %plan.name, attached = sensor.attached(),
+            hook_ids_in_use = runtime.hook_ids_in_use(), "policy attached");
         Ok(Loaded {
             sensors: hooks.iter().map(|h| h.sensor_name()).collect(),
             keep: Some(Box::new(RuntimePolicy { hooks, sensor })),
@@ -453,4 +552,41 @@ pub fn binary_identity(path: &str) -> Option<(u64, u64)> {
     let dev = meta.dev();
     let (major, minor) = (libc::major(dev) as u64, libc::minor(dev) as u64);
     Some((meta.ino(), (major << 20) | minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(id: u32, generation: u32, policy: &str) -> HookInfo {
+        HookInfo {
+            id,
+            generation,
+            policy_name: policy.into(),
+            ..Default::default()
+        }
+    }
+
+    /// A hook id reused by a new load: records of the old load (still in the ring) find the
+    /// old hook, records of the new one the new hook; unknown generations find nothing.
+    #[test]
+    fn records_find_the_load_that_posted_them() {
+        let mut h = Hooks::default();
+        h.insert(hook(0, 1, "old"));
+        h.retire(&[0], 1);
+        assert_eq!(h.live(), 0);
+        h.insert(hook(0, 2, "new"));
+        assert_eq!(h.get(0, 1).unwrap().policy_name, "old");
+        assert_eq!(h.get(0, 2).unwrap().policy_name, "new");
+        assert!(h.get(0, 3).is_none());
+        // Retiring with a stale generation leaves the live hook alone.
+        h.retire(&[0], 1);
+        assert_eq!(h.get(0, 2).unwrap().policy_name, "new");
+        // The retired set is bounded.
+        for g in 3..(3 + 2 * RETIRED_HOOKS_KEPT as u32) {
+            h.insert(hook(1, g, "churn"));
+            h.retire(&[1], g);
+        }
+        assert!(h.retired.len() <= RETIRED_HOOKS_KEPT);
+    }
 }

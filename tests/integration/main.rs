@@ -1,6 +1,7 @@
 //! vigil's integration tests: one binary (ripgrep style). They run as root against the real
 //! kernel and the real agent binary.
 
+mod adversarial;
 mod api;
 mod api_debug;
 mod api_policies;

@@ -65,6 +65,8 @@ pub struct HookTables {
     pub monitor: bool,
     /// Pod-scoped: only tasks in the cgroups of the object's scope set run the selectors.
     pub scoped: bool,
+    /// The load generation, posted in every record (`vigil_policy_conf.generation`).
+    pub generation: u32,
 }
 
 impl HookTables {
@@ -175,7 +177,7 @@ impl HookSensor {
         } else {
             PolicyMode::Enforce
         })?;
-        crate::policy_object::set_scoped(&self.object, t.scoped)
+        crate::policy_object::set_identity(&self.object, t.scoped, t.generation)
     }
 
     /// The object's cgroup scope set (see `vigil_engine_scope.h`).

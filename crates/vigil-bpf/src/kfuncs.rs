@@ -309,7 +309,6 @@ fn load_one(
     }
     let object = open.load().map_err(LoadError::Load)?;
     fill(&object, all, sets)?;
-    crate::policy_object::set_scoped(&object, sets.scoped)?;
     let attach_err = |how: KfuncAttach| {
         let function = hook.function.clone();
         move |source| LoadError::Attach {
@@ -385,7 +384,6 @@ fn load_multi(
     }
     let object = open.load().map_err(LoadError::Load)?;
     fill(&object, all, sets)?;
-    crate::policy_object::set_scoped(&object, sets.scoped)?;
     let prog = object
         .progs_mut()
         .find(|p| p.name() == how.program())
@@ -427,5 +425,6 @@ fn fill(object: &Object, hooks: &[KfuncHook], t: &SyscallTables) -> Result<(), L
     for hook in hooks {
         crate::policy_object::put_hook(object, hook.id, &hook.config, &hook.selectors)?;
     }
-    crate::policy_object::put_value_sets(object, &t.value_sets())
+    crate::policy_object::put_value_sets(object, &t.value_sets())?;
+    crate::policy_object::set_identity(object, t.scoped, t.generation)
 }

@@ -112,9 +112,16 @@ pub(crate) fn set_mode(object: &Object, mode: PolicyMode) -> Result<(), LoadErro
 }
 
 /// Restricts the object to the cgroups of its scope set (set before attaching: a scoped
-/// policy never runs unscoped).
-pub(crate) fn set_scoped(object: &Object, scoped: bool) -> Result<(), LoadError> {
-    update_conf(object, |c| c.scoped = u32::from(scoped))
+/// policy never runs unscoped) and gives it its load generation (posted in its records).
+pub(crate) fn set_identity(
+    object: &Object,
+    scoped: bool,
+    generation: u32,
+) -> Result<(), LoadError> {
+    update_conf(object, |c| {
+        c.scoped = u32::from(scoped);
+        c.generation = generation;
+    })
 }
 
 /// An owned handle of the object's map `name` (it outlives the borrow of the object).

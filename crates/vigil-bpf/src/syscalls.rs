@@ -36,6 +36,8 @@ pub struct SyscallTables {
     pub monitor: bool,
     /// Pod-scoped: only tasks in the cgroups of the object's scope set run the selectors.
     pub scoped: bool,
+    /// The load generation, posted in every record (`vigil_policy_conf.generation`).
+    pub generation: u32,
 }
 
 /// A policy's mode in the kernel: enforce, or monitor (report what would be enforced).
@@ -228,7 +230,7 @@ impl SyscallSensor {
             } else {
                 VIGIL_MODE_ENFORCE
             },
-            pad: 0,
+            generation: t.generation,
             scoped: u32::from(t.scoped),
             pad2: 0,
         };

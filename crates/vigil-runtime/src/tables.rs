@@ -37,6 +37,8 @@ pub struct PolicyTables {
     pub others: vigil_bpf::hooks::HookTables,
     /// Kernel-function and LSM hooks (their value sets are in `tables`).
     pub kfuncs: Vec<KfuncHook>,
+    /// The load generation (see [`Ids`]).
+    pub generation: u32,
 }
 
 /// What a hook attaches to.
@@ -56,11 +58,45 @@ pub struct Unsupported {
     pub reason: String,
 }
 
-/// Allocates hook and value-set ids across policies.
+/// Hook ids, value-set ids and load generations. A hook id indexes the per-hook maps of
+/// its policy's objects (so it is below `VIGIL_MAX_HOOKS`) and names the hook in ring
+/// records, so it is unique among loaded policies; an unloaded policy gives its ids back
+/// ([`Ids::release`]), so that replacing policies for ever never runs out. Records still in
+/// the ring for the previous user of an id carry the previous load's generation.
+/// Value-set ids only need to be unique within one policy's objects: each build starts
+/// them from 0.
 #[derive(Debug, Default)]
 pub struct Ids {
-    pub next_hook: u32,
+    used: [u64; VIGIL_MAX_HOOKS as usize / 64],
+    /// Hook ids taken by the build in progress, given back if it fails.
+    taken: Vec<u32>,
     pub next_set: u32,
+    generation: u32,
+}
+
+impl Ids {
+    /// The lowest free hook id.
+    fn take_hook(&mut self) -> Option<u32> {
+        let id =
+            (0..VIGIL_MAX_HOOKS).find(|&i| self.used[i as usize / 64] & (1 << (i % 64)) == 0)?;
+        self.used[id as usize / 64] |= 1 << (id % 64);
+        self.taken.push(id);
+        Some(id)
+    }
+
+    /// Gives hook ids back (their policy is unloaded: its objects are detached).
+    pub fn release(&mut self, hooks: impl IntoIterator<Item = u32>) {
+        for id in hooks {
+            if id < VIGIL_MAX_HOOKS {
+                self.used[id as usize / 64] &= !(1 << (id % 64));
+            }
+        }
+    }
+
+    /// Hook ids held by loaded policies.
+    pub fn hooks_in_use(&self) -> u32 {
+        self.used.iter().map(|w| w.count_ones()).sum()
+    }
 }
 
 fn unsupported(path: &str, reason: impl Into<String>) -> Unsupported {
@@ -96,8 +132,37 @@ pub fn build(
     build_in(plan, ids, resolve_binary, &crate::hooks::SystemEnv)
 }
 
-/// [`build`], asking `env` about tracepoint formats and target files.
+/// [`build`], asking `env` about tracepoint formats and target files. Every table of the
+/// result carries a new load generation; on failure the hook ids taken are given back.
 pub fn build_in(
+    plan: &Plan,
+    ids: &mut Ids,
+    resolve_binary: &dyn Fn(&str) -> Option<(u64, u64)>,
+    env: &dyn crate::hooks::HookEnv,
+) -> Result<PolicyTables, Unsupported> {
+    ids.taken.clear();
+    ids.next_set = 0;
+    ids.generation = ids.generation.wrapping_add(1).max(1);
+    match build_tables(plan, ids, resolve_binary, env) {
+        Ok(mut out) => {
+            let generation = ids.generation;
+            out.generation = generation;
+            out.tables.generation = generation;
+            out.others.generation = generation;
+            for h in &mut out.hooks {
+                h.generation = generation;
+            }
+            Ok(out)
+        }
+        Err(e) => {
+            let taken = std::mem::take(&mut ids.taken);
+            ids.release(taken);
+            Err(e)
+        }
+    }
+}
+
+fn build_tables(
     plan: &Plan,
     ids: &mut Ids,
     resolve_binary: &dyn Fn(&str) -> Option<(u64, u64)>,
@@ -272,13 +337,14 @@ pub(crate) fn build_hook(
         Target::Syscall(name) => *name,
         Target::Kfunc { .. } => "",
     };
-    let id = ids.next_hook;
-    if id >= VIGIL_MAX_HOOKS {
+    let Some(id) = ids.take_hook() else {
         return Err(unsupported(
             path,
-            format!("more than {VIGIL_MAX_HOOKS} hooks (VIGIL_MAX_HOOKS)"),
+            format!(
+                "more than {VIGIL_MAX_HOOKS} hooks loaded at once (VIGIL_MAX_HOOKS): unload a policy first"
+            ),
         ));
-    }
+    };
     let mut config = vigil_hook_cfg::default();
     let mut args = Vec::new();
     let readers: Vec<_> = hook
@@ -779,8 +845,8 @@ pub(crate) fn build_hook(
         user_actions,
         data_from: (!data.is_empty()).then_some(data_from),
         cgroup_sock: cgroup,
+        generation: 0,
     });
-    ids.next_hook += 1;
     Ok(())
 }
 

@@ -10,8 +10,12 @@ impl Pipeline {
         let m = &rec.msg;
         let registry = Arc::clone(&self.hooks);
         let hooks = registry.read().unwrap_or_else(|e| e.into_inner());
-        let Some(hook) = hooks.get(&m.hook_id) else {
-            tracing::error!(hook = m.hook_id, "event from an unknown hook dropped");
+        let Some(hook) = hooks.get(m.hook_id, m.generation) else {
+            tracing::error!(
+                hook = m.hook_id,
+                generation = m.generation,
+                "event from an unknown hook dropped"
+            );
             return;
         };
         let info = crate::agent::convert::with_task_state(self.image_of(&m.process, m.tid), m);
@@ -297,7 +301,7 @@ impl Pipeline {
                 Event::ProcessLoader(tetragon::ProcessLoader {
                     process,
                     parent: parent_proto,
-                    buildid: crate::agent::build_ids::build_id(&path),
+                    buildid: crate::agent::build_ids::build_id(info.key.pid, &path),
                     path,
                     ancestors: self.ancestors_of(parent),
                 })

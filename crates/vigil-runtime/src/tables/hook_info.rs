@@ -95,7 +95,7 @@ pub enum HookEvent {
 }
 
 /// What the pipeline needs to know about a hook id.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct HookInfo {
     pub id: u32,
     pub policy_name: String,
@@ -123,6 +123,8 @@ pub struct HookInfo {
     /// function: it denies in the kernel, but Sigkill/Signal are sent by the agent on the
     /// event (the program type has no bpf_send_signal).
     pub cgroup_sock: bool,
+    /// The load generation of its policy: records carry it (`vigil_syscall_msg.generation`).
+    pub generation: u32,
 }
 
 impl HookInfo {

@@ -474,3 +474,33 @@ fn same_file_on_a_string_is_refused_by_name() {
     );
     assert!(err.path.contains("selectors[0]"), "{err}");
 }
+
+/// Policy churn: ids released on unload are taken again, so loads never run out; a failed
+/// build gives back what it took; every load has its own generation.
+#[test]
+fn hook_ids_are_given_back_and_generations_differ() {
+    let mut ids = Ids::default();
+    let p = plan(OPENAT);
+    let mut generations = std::collections::HashSet::new();
+    for _ in 0..(3 * VIGIL_MAX_HOOKS) {
+        let t = build(&p, &mut ids, &|_| None).unwrap();
+        assert_eq!(t.hooks[0].id, 0, "the lowest free id");
+        assert_eq!(t.tables.generation, t.generation);
+        assert_eq!(t.hooks[0].generation, t.generation);
+        assert!(generations.insert(t.generation), "generation reused");
+        ids.release(t.hooks.iter().map(|h| h.id));
+    }
+    assert_eq!(ids.hooks_in_use(), 0);
+    // Held ids are not handed out twice; the limit is reached only by live hooks.
+    let held: Vec<_> = (0..VIGIL_MAX_HOOKS)
+        .map(|_| build(&p, &mut ids, &|_| None).unwrap().hooks[0].id)
+        .collect();
+    assert_eq!(
+        held.iter().collect::<std::collections::HashSet<_>>().len(),
+        VIGIL_MAX_HOOKS as usize
+    );
+    let err = build(&p, &mut ids, &|_| None).unwrap_err();
+    assert!(err.reason.contains("VIGIL_MAX_HOOKS"), "{err}");
+    ids.release([7]);
+    assert_eq!(build(&p, &mut ids, &|_| None).unwrap().hooks[0].id, 7);
+}

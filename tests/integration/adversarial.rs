@@ -1,0 +1,143 @@
+//! The adversarial tier (issue 17): what a workload, a policy author or a client could do to
+//! the agent, reproduced for real. After each: the agent is up, the loss or refusal is
+//! visible, enforcement holds.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A one-hook syscall policy named `name` (getpgid is called by nothing else here).
+fn getpgid_policy(name: &str) -> String {
+    format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: {name}
+spec:
+  kprobes:
+  - call: "sys_getpgid"
+    syscall: true
+    args:
+    - index: 0
+      type: "int"
+"#
+    )
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Ids of every BPF program and link on the host.
+fn bpf_object_count() -> usize {
+    let count = |what: &str| {
+        let out = std::process::Command::new("bpftool")
+            .args(["-j", what, "show"])
+            .output()
+            .expect("bpftool");
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            .map(|v| v.len())
+            .unwrap_or(0)
+    };
+    count("prog") + count("link") + count("map")
+}
+
+/// Policy churn: add + delete of one small policy, many times against one agent (every
+/// Kubernetes update of a TracingPolicy is a replace). Hook ids were never given back: add
+/// #257 failed for good. Now every add succeeds, events name the policy that really posted
+/// them while its id is reused by others, and kernel objects and RSS stay flat.
+/// `VIGIL_SOAK_CYCLES=3000` runs the soak.
+#[test]
+fn adversarial_policy_churn_gives_ids_and_kernel_objects_back() {
+    let _g = serial();
+    let cycles: usize = std::env::var("VIGIL_SOAK_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let dir = scratch_dir("adversarial-churn-files");
+    let files = [
+        write_policy(&dir, "churn-a", &getpgid_policy("churn-a")),
+        write_policy(&dir, "churn-b", &getpgid_policy("churn-b")),
+    ];
+    let agent = Agent::start("adversarial-churn", &[]);
+    let me = u64::from(std::process::id());
+    let (mut objects_after_first, mut rss_after_first) = (0, 0);
+    let t0 = Instant::now();
+    for i in 0..cycles {
+        let name = if i % 2 == 0 { "churn-a" } else { "churn-b" };
+        let (code, out, err) = agent.cli(&["tracingpolicy", "add", &files[i % 2]]);
+        assert_eq!(code, Some(0), "add #{} refused: {out}{err}", i + 1);
+        if i % 50 == 0 || i == cycles - 1 {
+            // The hook (whose id the previous policy held) reports as this policy.
+            // SAFETY: getpgid(2) of the caller.
+            let marker = 10_000 + i as i32;
+            unsafe { libc::getpgid(marker) };
+            agent.wait_for(&format!("{name}'s event #{i}"), WAIT, |ev| {
+                kprobes(ev, name).iter().any(|e| {
+                    pid_of(e) == me && e["args"][0]["int_arg"] == serde_json::json!(marker)
+                })
+            });
+        }
+        let (code, out, err) = agent.cli(&["tracingpolicy", "delete", name]);
+        assert_eq!(code, Some(0), "delete #{}: {out}{err}", i + 1);
+        if i == 0 {
+            objects_after_first = bpf_object_count();
+            rss_after_first = rss_kb(agent.pid());
+        }
+    }
+    let elapsed = t0.elapsed();
+    // Programs, links and maps are freed after an RCU grace period: poll.
+    let deadline = Instant::now() + WAIT;
+    let objects = loop {
+        let n = bpf_object_count();
+        if n <= objects_after_first || Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let rss = rss_kb(agent.pid());
+    eprintln!(
+        "churn: {cycles} add/delete cycles in {:.1} s; BPF progs+links+maps {objects_after_first} -> {objects}; \
+         agent RSS {rss_after_first} kB -> {rss} kB",
+        elapsed.as_secs_f64()
+    );
+    assert!(
+        objects <= objects_after_first,
+        "kernel objects grew: {objects_after_first} after the first cycle, {objects} after {cycles}"
+    );
+    assert!(
+        rss < rss_after_first + 16 * 1024,
+        "RSS grew from {rss_after_first} kB to {rss} kB over {cycles} cycles"
+    );
+    let (events, log) = agent.stop();
+    assert!(
+        !log.contains("event from an unknown hook"),
+        "an event lost its hook:\n{log}"
+    );
+    // Every event of a policy came while that policy was loaded: none is attributed to the
+    // other one (they alternate on the same hook id).
+    for name in ["churn-a", "churn-b"] {
+        for e in kprobes(&events, name) {
+            if pid_of(e) != me {
+                continue;
+            }
+            let marker = e["args"][0]["int_arg"].as_i64().unwrap_or(0) - 10_000;
+            let expected = if marker % 2 == 0 {
+                "churn-a"
+            } else {
+                "churn-b"
+            };
+            assert_eq!(
+                name, expected,
+                "event of cycle {marker} attributed to {name}"
+            );
+        }
+    }
+}
