@@ -1,5 +1,6 @@
 //! Decoding of the raw ring-buffer messages into typed records. Pure: unit-tested without a
-//! kernel.
+//! kernel. Total: the lengths in a record describe a workload's strings (and a record may be
+//! cut), so none of them is trusted to index; a bad record is a [`DecodeError`].
 
 use std::mem::size_of;
 
@@ -86,7 +87,7 @@ pub fn decode(data: &[u8]) -> Result<Record, DecodeError> {
     if data.len() < size_of::<vigil_msg_header>() {
         return Err(DecodeError::Short(data.len()));
     }
-    let kind = data[0];
+    let kind = data.first().copied().unwrap_or_default();
     match u32::from(kind) {
         VIGIL_MSG_EXEC => decode_exec(data).map(|r| Record::Exec(Box::new(r))),
         VIGIL_MSG_CLONE => read::<vigil_clone_msg>(data, kind).map(Record::Clone),
@@ -97,23 +98,46 @@ pub fn decode(data: &[u8]) -> Result<Record, DecodeError> {
     }
 }
 
+/// The sections that follow a fixed header, each `lens[i]` bytes, in order. The lengths come
+/// from the record, so they are summed with checked arithmetic and never trusted to index.
+fn sections<const N: usize>(
+    data: &[u8],
+    kind: u8,
+    header: usize,
+    lens: [usize; N],
+) -> Result<[&[u8]; N], DecodeError> {
+    let need = lens
+        .iter()
+        .try_fold(header, |sum, &len| sum.checked_add(len))
+        .unwrap_or(usize::MAX);
+    let truncated = || DecodeError::Truncated {
+        kind,
+        need,
+        got: data.len(),
+    };
+    let mut rest = data.get(header..).ok_or_else(truncated)?;
+    let mut out: [&[u8]; N] = [&[]; N];
+    for (section, len) in out.iter_mut().zip(lens) {
+        let (head, tail) = rest.split_at_checked(len).ok_or_else(truncated)?;
+        *section = head;
+        rest = tail;
+    }
+    Ok(out)
+}
+
+fn len_of(len: u32) -> usize {
+    usize::try_from(len).unwrap_or(usize::MAX)
+}
+
 fn decode_data(data: &[u8]) -> Result<DataRecord, DecodeError> {
     let kind = VIGIL_MSG_DATA as u8;
     let msg: vigil_data_msg = read(data, kind)?;
-    let start = size_of::<vigil_data_msg>();
-    let end = start + msg.len as usize;
-    if data.len() < end {
-        return Err(DecodeError::Truncated {
-            kind,
-            need: end,
-            got: data.len(),
-        });
-    }
+    let [bytes] = sections(data, kind, size_of::<vigil_data_msg>(), [len_of(msg.len)])?;
     Ok(DataRecord {
         tid: msg.tid,
         id: msg.id,
         off: msg.off,
-        bytes: data[start..end].to_vec(),
+        bytes: bytes.to_vec(),
     })
 }
 
@@ -124,82 +148,54 @@ fn decode_exec(data: &[u8]) -> Result<ExecRecord, DecodeError> {
         usize::from(msg.path_len),
         usize::from(msg.cwd_len),
         usize::from(msg.cgroup_len),
-        msg.args_len as usize,
-        msg.env_len as usize,
+        len_of(msg.args_len),
+        len_of(msg.env_len),
     ];
-    let need = size_of::<vigil_exec_msg>() + lens.iter().sum::<usize>();
-    if data.len() < need {
-        return Err(DecodeError::Truncated {
-            kind,
-            need,
-            got: data.len(),
-        });
-    }
-    let mut off = size_of::<vigil_exec_msg>();
-    let mut take = |len: usize| {
-        let s = data[off..off + len].to_vec();
-        off += len;
-        s
-    };
+    let [path, cwd, cgroup, args, env] = sections(data, kind, size_of::<vigil_exec_msg>(), lens)?;
     Ok(ExecRecord {
         msg,
-        path: take(lens[0]),
-        cwd: take(lens[1]),
-        cgroup: take(lens[2]),
-        args: take(lens[3]),
-        env: take(lens[4]),
+        path: path.to_vec(),
+        cwd: cwd.to_vec(),
+        cgroup: cgroup.to_vec(),
+        args: args.to_vec(),
+        env: env.to_vec(),
     })
 }
 
 fn decode_syscall(data: &[u8]) -> Result<SyscallRecord, DecodeError> {
     let kind = VIGIL_MSG_SYSCALL as u8;
     let msg: vigil_syscall_msg = read(data, kind)?;
-    let lens: Vec<usize> = msg.str_len.iter().map(|l| usize::from(*l)).collect();
     let has_path = u32::from(msg.flags) & VIGIL_SYSMSG_PATH != 0;
     let path_len = if has_path {
         usize::from(msg.path_len)
     } else {
         0
     };
-    let stack_len = msg.ustack_len as usize / 8 * 8;
-    let kstack_len = msg.kstack_len as usize / 8 * 8;
-    let need = size_of::<vigil_syscall_msg>()
-        + lens.iter().sum::<usize>()
-        + path_len
-        + stack_len
-        + kstack_len;
-    if data.len() < need {
-        return Err(DecodeError::Truncated {
-            kind,
-            need,
-            got: data.len(),
-        });
-    }
-    let mut off = size_of::<vigil_syscall_msg>();
-    let strings = lens
-        .iter()
-        .map(|&len| {
-            let s = data[off..off + len].to_vec();
-            off += len;
-            s
-        })
-        .collect();
-    let path = has_path.then(|| data[off..off + path_len].to_vec());
-    off += path_len;
+    let [s0, s1, s2, s3, s4] = msg.str_len.map(usize::from);
+    let whole_words = |len: u32| len_of(len) / 8 * 8;
+    let lens = [
+        s0,
+        s1,
+        s2,
+        s3,
+        s4,
+        path_len,
+        whole_words(msg.ustack_len),
+        whole_words(msg.kstack_len),
+    ];
+    let [a0, a1, a2, a3, a4, path, ustack, kstack] =
+        sections(data, kind, size_of::<vigil_syscall_msg>(), lens)?;
     let words = |b: &[u8]| -> Vec<u64> {
         b.chunks_exact(8)
-            .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
+            .filter_map(|w| w.try_into().ok().map(u64::from_le_bytes))
             .collect()
     };
-    let user_stack = words(&data[off..off + stack_len]);
-    off += stack_len;
-    let kernel_stack = words(&data[off..off + kstack_len]);
     Ok(SyscallRecord {
         msg,
-        strings,
-        path,
-        user_stack,
-        kernel_stack,
+        strings: [a0, a1, a2, a3, a4].map(<[u8]>::to_vec).to_vec(),
+        path: has_path.then(|| path.to_vec()),
+        user_stack: words(ustack),
+        kernel_stack: words(kstack),
     })
 }
 
@@ -260,6 +256,46 @@ mod tests {
         let mut exit = vec![0u8; 16];
         exit[0] = VIGIL_MSG_EXIT as u8;
         assert!(matches!(decode(&exit), Err(DecodeError::Truncated { .. })));
+    }
+
+    /// Every message kind, with every length field at its most hostile, and every cut of
+    /// it: errors, never a panic.
+    #[test]
+    fn hostile_lengths_and_cuts_are_errors() {
+        fn bytes_of<T>(v: &T) -> Vec<u8> {
+            // SAFETY: plain-old-data ABI structs viewed as bytes.
+            unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+                .to_vec()
+        }
+        let mut exec = vigil_exec_msg::default();
+        exec.hdr.kind = VIGIL_MSG_EXEC as u8;
+        (exec.path_len, exec.cwd_len, exec.cgroup_len) = (u16::MAX, u16::MAX, u16::MAX);
+        (exec.args_len, exec.env_len) = (u32::MAX, u32::MAX);
+        let mut sys = vigil_syscall_msg::default();
+        sys.hdr.kind = VIGIL_MSG_SYSCALL as u8;
+        sys.str_len = [u16::MAX; 5];
+        sys.flags = VIGIL_SYSMSG_PATH as u16;
+        sys.path_len = u16::MAX;
+        (sys.ustack_len, sys.kstack_len) = (u32::MAX, u32::MAX);
+        let mut data = vigil_data_msg::default();
+        data.hdr.kind = VIGIL_MSG_DATA as u8;
+        data.len = u32::MAX;
+        for mut msg in [bytes_of(&exec), bytes_of(&sys), bytes_of(&data)] {
+            msg.extend_from_slice(&[0xaa; 64]);
+            for cut in 0..=msg.len() {
+                assert!(decode(&msg[..cut]).is_err(), "cut at {cut}");
+            }
+        }
+        // A stack length that is not a whole number of words keeps only whole words.
+        let mut sys = vigil_syscall_msg::default();
+        sys.hdr.kind = VIGIL_MSG_SYSCALL as u8;
+        sys.ustack_len = 13;
+        let mut msg = bytes_of(&sys);
+        msg.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 9, 9, 9, 9, 9]);
+        let Record::Syscall(rec) = decode(&msg).unwrap() else {
+            panic!("not a syscall record")
+        };
+        assert_eq!(rec.user_stack, vec![1]);
     }
 
     #[test]
