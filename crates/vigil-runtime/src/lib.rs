@@ -6,6 +6,7 @@ pub mod all_syscalls;
 pub mod elf;
 pub mod hooks;
 pub mod ksyms;
+pub mod mapped_file;
 pub mod sock;
 pub mod symbolize;
 pub mod tables;
