@@ -8,6 +8,16 @@
 #ifndef VIGIL_ENGINE_SOCK_H
 #define VIGIL_ENGINE_SOCK_H
 
+/* An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4 address it carries: an AF_INET6
+ * socket reaches a.b.c.d with it, so every address operator compares it as IPv4. */
+static __always_inline int addr_v4_mapped(const __u8 *a)
+{
+	__u64 lo;
+
+	__builtin_memcpy(&lo, a, 8);
+	return lo == 0 && a[8] == 0 && a[9] == 0 && a[10] == 0xff && a[11] == 0xff;
+}
+
 #if defined(VIGIL_KOBJ_H) && defined(VIGIL_KOBJ_NET)
 #define VIGIL_ENGINE_SOCK_OPS
 
@@ -17,7 +27,11 @@ static __always_inline int sock_addr_in(struct sys_scratch *s, const __u8 *addr,
 					__u32 set_id)
 {
 	/* The lookup compares at most prefixlen bits: the key's later bytes need no clearing. */
-	if (family == KOBJ_AF_INET) {
+	if (family == KOBJ_AF_INET6 && addr_v4_mapped(addr)) {
+		s->key.data[0] = 4;
+		__builtin_memcpy(&s->key.data[1], addr + 12, 4);
+		s->key.prefixlen = 32 + 8 + 32;
+	} else if (family == KOBJ_AF_INET) {
 		s->key.data[0] = 4;
 		__builtin_memcpy(&s->key.data[1], addr, 4);
 		s->key.prefixlen = 32 + 8 + 32;

@@ -30,7 +30,11 @@ static __always_inline int port_in(__u32 port, __u32 nvalues, __u64 packed)
 static __always_inline int addr_in(struct sys_scratch *s, const struct vigil_sockaddr *sa,
 				   __u32 set_id)
 {
-	if (sa->family == SA_AF_INET) {
+	if (sa->family == SA_AF_INET6 && addr_v4_mapped(sa->addr)) {
+		s->key.data[0] = VIGIL_SA_TAG_V4;
+		__builtin_memcpy(&s->key.data[1], sa->addr + 12, 4);
+		s->key.prefixlen = 32 + 8 + 32;
+	} else if (sa->family == SA_AF_INET) {
 		s->key.data[0] = VIGIL_SA_TAG_V4;
 		__builtin_memcpy(&s->key.data[1], sa->addr, 4);
 		s->key.prefixlen = 32 + 8 + 32;

@@ -98,21 +98,35 @@ spec:
     let err = connect("127.0.0.2", port).expect_err("the connect to 127.0.0.2 is denied");
     assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
     connect("127.0.0.1", port).expect("127.0.0.1 still connects");
+    // An IPv4-mapped IPv6 address is the IPv4 address it carries: an AF_INET6 socket gets
+    // the same deny (it was a bypass).
+    let err = connect("[::ffff:127.0.0.2]", port)
+        .expect_err("the connect to ::ffff:127.0.0.2 from an AF_INET6 socket is denied");
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+    connect("[::ffff:127.0.0.1]", port).expect("::ffff:127.0.0.1 still connects");
     // A UDP connect to the same address is not TCP: the Protocol filter lets it through.
     let udp = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
     udp.connect(("127.0.0.2", port)).expect("UDP is not denied");
 
     let me = u64::from(std::process::id());
-    let events = agent.wait_for("the Override event", WAIT, |ev| {
+    let events = agent.wait_for("both Override events", WAIT, |ev| {
         of_kind(ev, "process_kprobe")
             .iter()
-            .any(|e| e["policy_name"] == "deny-127-0-0-2" && pid_of(e) == me)
+            .filter(|e| e["policy_name"] == "deny-127-0-0-2" && pid_of(e) == me)
+            .count()
+            >= 2
     });
     let mine: Vec<_> = of_kind(&events, "process_kprobe")
         .into_iter()
         .filter(|e| e["policy_name"] == "deny-127-0-0-2")
         .collect();
-    assert_eq!(mine.len(), 1, "only the denied connect matches: {mine:?}");
+    assert_eq!(mine.len(), 2, "only the denied connects match: {mine:?}");
+    assert_eq!(mine[1]["action"], "KPROBE_ACTION_OVERRIDE");
+    assert_eq!(mine[1]["args"][1]["sockaddr_arg"]["family"], "AF_INET6");
+    assert_eq!(
+        mine[1]["args"][1]["sockaddr_arg"]["addr"],
+        "::ffff:127.0.0.2"
+    );
     let hit = mine[0];
     assert_eq!(hit["action"], "KPROBE_ACTION_OVERRIDE");
     assert_eq!(hit["function_name"], "security_socket_connect");

@@ -97,10 +97,19 @@ pub fn cidr_key(set_id: u32, text: &str) -> Option<vigil_str_key> {
         IpAddr::V4(a) => (4, a.octets().to_vec(), 32),
         IpAddr::V6(a) => (6, a.octets().to_vec(), 128),
     };
-    let bits = bits.unwrap_or(max);
+    let mut bits = bits.unwrap_or(max);
     if bits > max {
         return None;
     }
+    // The kernel compares an IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address
+    // it carries (vigil_engine_sock.h), so a mapped CIDR is that IPv4 CIDR.
+    let (tag, bytes) = match ip {
+        IpAddr::V6(a) if bits >= 96 && a.to_ipv4_mapped().is_some() => {
+            bits -= 96;
+            (4, a.octets()[12..].to_vec())
+        }
+        _ => (tag, bytes),
+    };
     key.data[0] = tag;
     key.data[1..=bytes.len()].copy_from_slice(&bytes);
     key.prefixlen = 32 + 8 + bits;

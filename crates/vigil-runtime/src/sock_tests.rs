@@ -21,6 +21,27 @@ fn cidr_keys_carry_family_and_bits() {
 }
 
 #[test]
+fn v4_mapped_cidrs_are_their_ipv4_cidrs() {
+    // The kernel looks ::ffff:a.b.c.d up as a.b.c.d: a policy naming the mapped form must
+    // land on the same key.
+    let mapped = cidr_key(2, "::ffff:127.0.0.2").unwrap();
+    let plain = cidr_key(2, "127.0.0.2").unwrap();
+    assert_eq!(
+        (mapped.prefixlen, &mapped.data[..5]),
+        (plain.prefixlen, &plain.data[..5])
+    );
+    let all_v4 = cidr_key(2, "::ffff:0:0/96").unwrap();
+    assert_eq!((all_v4.prefixlen, all_v4.data[0]), (32 + 8, 4));
+    let net = cidr_key(2, "::ffff:10.0.0.0/104").unwrap();
+    assert_eq!(
+        (net.prefixlen, &net.data[..2]),
+        (32 + 8 + 8, &[4u8, 10][..])
+    );
+    // Shorter than /96 it is an IPv6 CIDR.
+    assert_eq!(cidr_key(2, "::ffff:0:0/80").unwrap().data[0], 6);
+}
+
+#[test]
 fn daddr_filter_collects_its_cidrs() {
     let mut cidrs = Vec::new();
     let f = sock_filter(

@@ -5,7 +5,7 @@
 use vigil_bpf::abi::*;
 use vigil_policy::compile::ArgReader;
 
-use std::net::IpAddr;
+use crate::sock::cidr_key;
 use std::sync::OnceLock;
 
 use vigil_policy::btf::{Btf, Leaf};
@@ -182,30 +182,6 @@ fn port_range(v: &str) -> Option<(u16, u16)> {
         Some((lo, hi)) => Some((one(lo)?, one(hi)?)).filter(|(lo, hi)| lo <= hi),
         None => one(v).map(|p| (p, p)),
     }
-}
-
-/// The LPM key of an address or CIDR: [4 or 6][address], 32 + 8 + bits of prefix.
-fn cidr_key(set_id: u32, v: &str) -> Option<vigil_str_key> {
-    let (ip, bits) = match v.split_once('/') {
-        Some((ip, bits)) => (ip.parse::<IpAddr>().ok()?, Some(bits.parse::<u32>().ok()?)),
-        None => (v.parse::<IpAddr>().ok()?, None),
-    };
-    let mut key = vigil_str_key {
-        set_id,
-        ..Default::default()
-    };
-    let (tag, bytes, max) = match ip {
-        IpAddr::V4(a) => (VIGIL_SA_TAG_V4, a.octets().to_vec(), 32),
-        IpAddr::V6(a) => (VIGIL_SA_TAG_V6, a.octets().to_vec(), 128),
-    };
-    let bits = bits.unwrap_or(max);
-    if bits > max {
-        return None;
-    }
-    key.data[0] = tag as u8;
-    key.data[1..=bytes.len()].copy_from_slice(&bytes);
-    key.prefixlen = 32 + 8 + bits;
-    Some(key)
 }
 
 /// The running kernel's BTF, read once (`resolve` paths are turned into offsets with it).
