@@ -235,20 +235,16 @@ fn check(i: &Install, namespace: &str, scratch: &str) {
     let data = i.config.data.clone().unwrap();
     assert_eq!(data["procfs"], "/procRoot");
     assert_eq!(data["enable-k8s-api"], "true");
-    let probe_port = c
-        .liveness_probe
-        .as_ref()
-        .unwrap()
-        .http_get
-        .as_ref()
-        .unwrap()
-        .port
-        .clone();
-    let port = match probe_port {
-        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p) => p,
-        other => panic!("liveness port {other:?}"),
-    };
-    assert_eq!(data["health-server-address"], format!(":{port}"));
+    // The liveness probe as kubelet runs it: a grpc probe is a grpc.health.v1 Check of its
+    // service on the port (an httpGet probe against the gRPC health server never passes).
+    let probe = c.liveness_probe.clone().expect("a liveness probe");
+    assert!(
+        probe.http_get.is_none() && probe.tcp_socket.is_none() && probe.exec.is_none(),
+        "the health server speaks gRPC only: {probe:?}"
+    );
+    let grpc = probe.grpc.clone().expect("a grpc liveness probe");
+    assert_eq!(data["health-server-address"], format!(":{}", grpc.port));
+    kubelet_grpc_probe(&grpc, probe.timeout_seconds.unwrap_or(1), scratch);
 
     // `vigil agent --check-config` with these args, the config dir as kubelet writes it.
     let dir = scratch_dir(scratch);
@@ -275,6 +271,51 @@ fn check(i: &Install, namespace: &str, scratch: &str) {
     let out = check_config(&local);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-flag"));
+}
+
+/// Runs `probe` the way kubelet does against a running agent whose health server listens
+/// where the probe's port would be (a free local port stands in for it: the manifest's own
+/// port may be taken on this machine). kubelet counts SERVING within the timeout as success.
+fn kubelet_grpc_probe(
+    probe: &k8s_openapi::api::core::v1::GRPCAction,
+    timeout_seconds: i32,
+    scratch: &str,
+) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let agent = Agent::start(
+        &format!("{scratch}-probe"),
+        &[&format!("--health-server-address=127.0.0.1:{port}")],
+    );
+    let service = probe.service.clone().unwrap_or_default();
+    let status = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let timeout = std::time::Duration::from_secs(timeout_seconds.max(1) as u64);
+            let ch = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+                .unwrap()
+                .timeout(timeout)
+                .connect()
+                .await
+                .expect("kubelet connects to the health port");
+            tonic_health::pb::health_client::HealthClient::new(ch)
+                .check(tonic_health::pb::HealthCheckRequest { service })
+                .await
+                .expect("the health service answers the probe's service")
+                .into_inner()
+                .status
+        });
+    agent.stop();
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+        "kubelet would restart the pod"
+    );
 }
 
 #[test]
