@@ -65,14 +65,48 @@ impl std::fmt::Debug for LogFile {
     }
 }
 
+/// Opens (creates) the export file. The agent runs as root and the file usually sits in a
+/// directory others can reach: a symlink planted at the path is refused (`O_NOFOLLOW`), never
+/// followed to overwrite another file, and an existing file gets the configured mode too,
+/// not only a new one (a file created earlier with looser permissions would keep leaking
+/// every event otherwise).
 fn open(path: &Path, perm: u32) -> io::Result<(File, u64)> {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(perm)
-        .open(path)?;
-    let size = file.metadata()?.len();
-    Ok((file, size))
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| no_symlink(path, e))?;
+    let meta = file.metadata()?;
+    set_mode(&file, &meta, perm)?;
+    Ok((file, meta.len()))
+}
+
+/// ELOOP from `O_NOFOLLOW` in words that name the path.
+fn no_symlink(path: &Path, e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{} is a symbolic link: the export file is never written through one \
+                 (remove the link or give the real path)",
+                path.display()
+            ),
+        )
+    } else {
+        e
+    }
+}
+
+/// fchmod to `perm` when a regular file has another mode (devices such as /dev/stdout or
+/// /dev/full keep theirs: they are not ours to change).
+fn set_mode(file: &File, meta: &std::fs::Metadata, perm: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if meta.file_type().is_file() && meta.permissions().mode() & 0o7777 != perm {
+        file.set_permissions(std::fs::Permissions::from_mode(perm))?;
+    }
+    Ok(())
 }
 
 /// `2006-01-02T15-04-05.000` in UTC, lumberjack's backup time format.
@@ -137,15 +171,25 @@ fn gzip(src: &Path) -> io::Result<()> {
     let mut dst_name = src.as_os_str().to_owned();
     dst_name.push(".gz");
     let dst = PathBuf::from(dst_name);
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(src)?.permissions());
+    // The backup is read without following a symlink: whatever was swapped in for the
+    // export file is never copied into a backup.
+    let mut input = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(src)
+        .map_err(|e| no_symlink(src, e))?;
+    let mode = std::os::unix::fs::PermissionsExt::mode(&input.metadata()?.permissions());
+    // A new file only (the rotation picked a free name): nothing planted there is followed.
     let out = OpenOptions::new()
-        .create(true)
         .write(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
-        .open(&dst)?;
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&dst)
+        .map_err(|e| no_symlink(&dst, e))?;
+    set_mode(&out, &out.metadata()?, mode & 0o7777)?;
     let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
-    let result = io::copy(&mut File::open(src)?, &mut enc).and_then(|_| enc.finish().map(drop));
+    let result = io::copy(&mut input, &mut enc).and_then(|_| enc.finish().map(drop));
     match result {
         Ok(()) => std::fs::remove_file(src),
         Err(e) => {
