@@ -1,5 +1,6 @@
 //! USDT probes: SystemTap SDT notes (`.note.stapsdt`, owner `stapsdt`, type 3) and their
-//! argument specifications (`-4@%eax`, `8@-16(%rbp)`, `4@$5`). Pure.
+//! argument specifications (`-4@%eax`, `8@-16(%rbp)`, `4@$5`). Pure, and total: the notes
+//! are a workload's bytes, so a malformed one is an error, never a panic.
 
 use crate::elf::{Elf, ElfError};
 
@@ -78,7 +79,8 @@ fn int(text: &str) -> Option<i64> {
         Some(hex) => i64::from_str_radix(hex, 16).ok()?,
         None => digits.parse::<i64>().ok()?,
     };
-    Some(if neg { -v } else { v })
+    // `-0x-8000000000000000` would negate i64::MIN.
+    if neg { v.checked_neg() } else { Some(v) }
 }
 
 /// Parses one argument specification (`[-]SIZE@OPERAND`).
@@ -132,7 +134,11 @@ pub fn probes(elf: &Elf<'_>) -> Result<Vec<(Probe, Option<String>)>, ElfError> {
         if owner != "stapsdt" || kind != 3 || desc.len() < 24 {
             continue;
         }
-        let word = |i: usize| u64::from_le_bytes(desc[i * 8..i * 8 + 8].try_into().unwrap());
+        let word = |i: usize| {
+            desc.get(i * 8..i * 8 + 8)
+                .and_then(|w| w.try_into().ok())
+                .map_or(0, u64::from_le_bytes)
+        };
         let (mut pc, note_base, mut sem) = (word(0), word(1), word(2));
         // Prelinked or moved images: the note records the base it was written for.
         if let Some(actual) = base_addr
@@ -143,7 +149,7 @@ pub fn probes(elf: &Elf<'_>) -> Result<Vec<(Probe, Option<String>)>, ElfError> {
                 sem = sem.wrapping_add(actual).wrapping_sub(note_base);
             }
         }
-        let mut strings = desc[24..].split(|&b| b == 0);
+        let mut strings = desc.get(24..).unwrap_or_default().split(|&b| b == 0);
         let text = |s: Option<&[u8]>| String::from_utf8_lossy(s.unwrap_or_default()).into_owned();
         let provider = text(strings.next());
         let name = text(strings.next());
@@ -160,8 +166,11 @@ pub fn probes(elf: &Elf<'_>) -> Result<Vec<(Probe, Option<String>)>, ElfError> {
             // The semaphore is data (`.probes`): its offset comes from its section.
             elf.sections
                 .iter()
-                .find(|s| s.addr != 0 && sem >= s.addr && sem < s.addr + s.size.max(1))
-                .map(|s| sem - s.addr + s.offset)
+                .filter(|s| s.addr != 0)
+                .find_map(|s| {
+                    let delta = sem.checked_sub(s.addr)?;
+                    (delta < s.size.max(1)).then(|| delta.checked_add(s.offset))?
+                })
                 .ok_or_else(|| {
                     ElfError(format!(
                         "USDT {provider}:{name}: semaphore {sem:#x} is in no section"
@@ -265,6 +274,124 @@ mod tests {
             // The probe address lies in executable code: a NOP (0x90) is what SDT emits.
             assert_eq!(data[probe.offset as usize], 0x90, "{provider}:{name}");
         }
+    }
+
+    #[test]
+    fn hostile_argument_specs_are_errors() {
+        for bad in [
+            "-0x-8000000000000000@%eax",
+            "8@$-0x-8000000000000000",
+            "8@-0x-8000000000000000(%rax)",
+            "-9223372036854775808@%eax",
+            "99999999999999999999@%eax",
+            "8@$99999999999999999999",
+            "@",
+            "8@",
+            "8@(%",
+            "8@(%)",
+            "8@%",
+            "\u{0}@\u{0}",
+        ] {
+            assert!(parse_arg(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// An SDT note as the assembler writes it (pc, base, semaphore, then three strings).
+    fn sdt_note(pc: u64, base: u64, sem: u64, strings: &[u8]) -> Vec<u8> {
+        let mut desc = Vec::new();
+        for w in [pc, base, sem] {
+            desc.extend_from_slice(&w.to_le_bytes());
+        }
+        desc.extend_from_slice(strings);
+        let mut n = Vec::new();
+        n.extend_from_slice(&8u32.to_le_bytes());
+        n.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+        n.extend_from_slice(&3u32.to_le_bytes());
+        n.extend_from_slice(b"stapsdt\0");
+        n.extend_from_slice(&desc);
+        n.resize(n.len().next_multiple_of(4), 0);
+        n
+    }
+
+    /// A relocatable-looking file: `.note.stapsdt` (notes), `.text` at 0x1000 and
+    /// `.probes` at `probes_addr`, the latter two covering the notes' bytes.
+    fn file_with(notes: &[u8], probes_addr: u64) -> Vec<u8> {
+        let names = b"\0.note.stapsdt\0.text\0.probes\0.shstrtab\0";
+        let notes_at = 64u64;
+        let names_at = notes_at + notes.len() as u64;
+        let shoff = (names_at + names.len() as u64).next_multiple_of(8);
+        let mut d = vec![0u8; 64];
+        d[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        d[40..48].copy_from_slice(&shoff.to_le_bytes());
+        d[58..60].copy_from_slice(&64u16.to_le_bytes());
+        d[60..62].copy_from_slice(&5u16.to_le_bytes());
+        d[62..64].copy_from_slice(&4u16.to_le_bytes());
+        d.extend_from_slice(notes);
+        d.extend_from_slice(names);
+        d.resize(shoff as usize, 0);
+        let len = notes.len() as u64;
+        let headers: [(u32, u32, u64, u64, u64); 5] = [
+            (0, 0, 0, 0, 0),
+            (1, 7, 0, notes_at, len),
+            (15, 1, 0x1000, notes_at, len),
+            (21, 1, probes_addr, notes_at, len),
+            (29, 3, 0, names_at, names.len() as u64),
+        ];
+        for (name, kind, addr, off, size) in headers {
+            let mut h = [0u8; 64];
+            h[0..4].copy_from_slice(&name.to_le_bytes());
+            h[4..8].copy_from_slice(&kind.to_le_bytes());
+            h[16..24].copy_from_slice(&addr.to_le_bytes());
+            h[24..32].copy_from_slice(&off.to_le_bytes());
+            h[32..40].copy_from_slice(&size.to_le_bytes());
+            d.extend_from_slice(&h);
+        }
+        d
+    }
+
+    #[test]
+    fn a_synthetic_probe_is_placed() {
+        let notes = sdt_note(0x1004, 0, 0x2000, b"prov\0name\0-4@%eax 8@-8(%rbp)\0");
+        let data = file_with(&notes, 0x2000);
+        let elf = Elf::parse(&data).unwrap();
+        let found = probes(&elf).unwrap();
+        assert_eq!(found.len(), 1);
+        let (probe, err) = &found[0];
+        assert_eq!(err, &None);
+        assert_eq!(
+            (probe.provider.as_str(), probe.name.as_str()),
+            ("prov", "name")
+        );
+        assert_eq!((probe.offset, probe.semaphore), (64 + 4, 64));
+        assert_eq!(probe.args.len(), 2);
+    }
+
+    #[test]
+    fn hostile_notes_are_errors_not_panics() {
+        let cases = [
+            // Semaphore near the top of the address space, in a section ending there.
+            (sdt_note(0x1000, 0, u64::MAX, b"p\0n\0\0"), u64::MAX - 200),
+            // A base that moves the pc to wrap around.
+            (sdt_note(0x1000, u64::MAX, 0, b"p\0n\0\0"), 0x2000),
+            // Pc in no section; no strings at all; unterminated strings.
+            (sdt_note(u64::MAX, 0, 0, b""), 0x2000),
+            (sdt_note(0x1000, 0, 0, b"p"), 0x2000),
+            (
+                sdt_note(0x1000, 0, 0, b"p\0n\0-0x-8000000000000000@%eax"),
+                0x2000,
+            ),
+        ];
+        for (notes, probes_addr) in cases {
+            let data = file_with(&notes, probes_addr);
+            if let Ok(elf) = Elf::parse(&data) {
+                let _ = probes(&elf);
+            }
+        }
+        // A note whose descriptor is shorter than the three addresses is skipped.
+        let mut short = sdt_note(0, 0, 0, b"");
+        short[4..8].copy_from_slice(&8u32.to_le_bytes());
+        let data = file_with(&short, 0x2000);
+        assert_eq!(probes(&Elf::parse(&data).unwrap()).unwrap(), vec![]);
     }
 
     #[test]
