@@ -20,7 +20,9 @@ pub struct Frame {
     pub module: String,
 }
 
-/// One line of /proc/PID/maps: (start, end, file offset, path).
+/// One line of /proc/PID/maps: (start, end, file offset, path). Lines that do not parse, or
+/// whose range is reversed or would overflow `offset + (end - start)`, are left out, so a
+/// caller may compute `address - start + offset` for any address in the range.
 pub fn parse_maps(text: &str) -> Vec<(u64, u64, u64, String)> {
     text.lines()
         .filter_map(|l| {
@@ -29,14 +31,21 @@ pub fn parse_maps(text: &str) -> Vec<(u64, u64, u64, String)> {
             let (_dev, _ino) = (f.next()?, f.next()?);
             let path = f.collect::<Vec<_>>().join(" ");
             let (a, b) = range.split_once('-')?;
-            Some((
-                u64::from_str_radix(a, 16).ok()?,
-                u64::from_str_radix(b, 16).ok()?,
-                u64::from_str_radix(off, 16).ok()?,
-                path,
-            ))
+            let (start, end) = (hex(a)?, hex(b)?);
+            let off = hex(off)?;
+            off.checked_add(end.checked_sub(start)?)?;
+            Some((start, end, off, path))
         })
         .collect()
+}
+
+/// A hex field of a maps line; `from_str_radix` alone would also take a sign.
+fn hex(field: &str) -> Option<u64> {
+    if field.bytes().all(|b| b.is_ascii_hexdigit()) {
+        u64::from_str_radix(field, 16).ok()
+    } else {
+        None
+    }
 }
 
 /// Function symbols of a module, with what turns file offsets into their addresses.
@@ -156,6 +165,20 @@ mod tests {
         );
         assert_eq!(maps[1].3, "[stack]");
         assert_eq!(maps[2].3, "");
+    }
+
+    #[test]
+    fn maps_lines_that_would_overflow_are_left_out() {
+        let text = "2000-1000 r-xp 0 08:01 1 /reversed\n\
+                    0-ffffffffffffffff r-xp 2 08:01 1 /offset-overflows\n\
+                    +10-20 r-xp 0 08:01 1 /signed\n\
+                    10-20 r-xp -0 08:01 1 /signed-offset\n\
+                    -\n\
+                    10-20 r-xp 0 08:01\n\
+                    10-1f r-xp fffffffffffffff0 08:01 1 /fits\n";
+        let maps = parse_maps(text);
+        assert_eq!(maps.len(), 1, "{maps:?}");
+        assert_eq!(maps[0].3, "/fits");
     }
 
     /// This test's own function, found through its own maps and symbols.
