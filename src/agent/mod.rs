@@ -82,6 +82,20 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         return Ok(());
     }
     vigil_bpf::preflight::check(opts.btf.as_deref())?;
+    // bpffs is where kept links live and where operators' tools look; a fresh machine may
+    // not have it. A promise to keep enforcement across exits is checked now, not at exit.
+    let bpffs = if opts.keep_sensors_on_exit {
+        vigil_bpf::pin::check_pinnable(std::path::Path::new(vigil_bpf::pin::KEEP_DIR))
+            .map_err(|e| anyhow::anyhow!("--keep-sensors-on-exit cannot be kept: {e}"))?
+    } else {
+        vigil_bpf::pin::ensure_bpffs().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "bpffs unavailable (only --keep-sensors-on-exit needs it)");
+            false
+        })
+    };
+    if bpffs {
+        tracing::info!(path = vigil_bpf::pin::BPFFS, "bpffs mounted");
+    }
     // Before loading anything: a bad kubeconfig is a start-up error. The watch starts now
     // so that pods are known by the time the first events leave.
     // Pod-scoped policies (namespaced, podSelector) exist only with the API.
@@ -338,11 +352,20 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         for f in &failed {
             tracing::error!(error = f.as_str(), "policy not kept attached");
         }
-        tracing::info!(
-            links = pinned,
-            dir = vigil_bpf::pin::KEEP_DIR,
-            "--keep-sensors-on-exit: policies stay attached (pinned) after exit"
-        );
+        if failed.is_empty() {
+            tracing::info!(
+                links = pinned,
+                dir = vigil_bpf::pin::KEEP_DIR,
+                "--keep-sensors-on-exit: policies stay attached (pinned) after exit"
+            );
+        } else {
+            tracing::error!(
+                links = pinned,
+                not_kept = failed.len(),
+                dir = vigil_bpf::pin::KEEP_DIR,
+                "--keep-sensors-on-exit: NOT every policy stays attached after exit"
+            );
+        }
     }
     // Policies first: their objects share the lifecycle maps.
     manager.unload_all();

@@ -141,3 +141,90 @@ fn adversarial_policy_churn_gives_ids_and_kernel_objects_back() {
         }
     }
 }
+
+/// Runs `vigil agent ARGS` in a private mount namespace prepared by `prepare` (shell), with
+/// its own socket and export file; returns the child and its log path.
+fn agent_in_mount_ns(
+    name: &str,
+    prepare: &str,
+    args: &str,
+) -> (std::process::Child, std::path::PathBuf) {
+    let dir = scratch_dir(name);
+    let log = dir.join("agent.log");
+    let script = format!(
+        "{prepare} && exec {bin} agent --export-filename {dir}/events.json --state-dir {dir} \
+         --server-address unix://{dir}/vigil.sock --health-server-address= {args}",
+        bin = vigil_bin().display(),
+        dir = dir.display(),
+    );
+    let child = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("unshare (util-linux)");
+    (child, log)
+}
+
+/// A fresh machine has no bpffs at /sys/fs/bpf (CI hid this once). The agent mounts it;
+/// `--keep-sensors-on-exit` is checked at start: where bpffs cannot be had, the agent refuses
+/// to start, naming why, instead of promising at exit what it did not keep.
+#[test]
+fn adversarial_keep_sensors_promise_is_checked_at_start() {
+    // /sys/fs/bpf is an empty tmpfs directory: what a machine without bpffs has.
+    let (mut child, log) = agent_in_mount_ns(
+        "adversarial-bpffs-absent",
+        "mount -t tmpfs none /sys/fs/bpf",
+        "--keep-sensors-on-exit",
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("vigil agent ready") {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("agent exited ({status}) where it could mount bpffs:\n{text}");
+        }
+        assert!(Instant::now() < deadline, "not ready:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{status}\n{text}");
+    assert!(text.contains("bpffs mounted"), "{text}");
+    assert!(
+        !text.contains("not kept") && !text.contains("NOT every"),
+        "a promise was not kept:\n{text}"
+    );
+
+    // No bpffs can be mounted (no /sys/fs/bpf on a read-only /sys/fs): refused at start.
+    let (mut child, log) = agent_in_mount_ns(
+        "adversarial-bpffs-impossible",
+        "mount -t tmpfs -o ro none /sys/fs",
+        "--keep-sensors-on-exit",
+    );
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "agent still running:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("--keep-sensors-on-exit cannot be kept") && text.contains("bpffs"),
+        "{text}"
+    );
+    assert!(!text.contains("vigil agent ready"), "{text}");
+}

@@ -7,8 +7,75 @@ use std::path::{Path, PathBuf};
 
 use libbpf_rs::Link;
 
-/// Where links are pinned (bpffs must be mounted at /sys/fs/bpf).
+/// Where links are pinned (in the bpffs at [`BPFFS`], mounted by [`ensure_bpffs`]).
 pub const KEEP_DIR: &str = "/sys/fs/bpf/vigil/kept";
+
+/// Where bpffs is expected, as every BPF tool expects it.
+pub const BPFFS: &str = "/sys/fs/bpf";
+
+/// `statfs` magic of bpffs.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// bpffs could not be found or mounted: nothing can be pinned.
+#[derive(Debug, thiserror::Error)]
+#[error("bpffs is not mounted at {path} and mounting it failed: {source}")]
+pub struct BpffsError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// Whether a bpffs is mounted at `path`.
+pub fn is_bpffs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a writable statfs.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
+}
+
+/// Mounts bpffs at [`BPFFS`] when none is there (a fresh machine often has none; Tetragon
+/// mounts it the same way). Returns whether this call mounted it.
+pub fn ensure_bpffs() -> Result<bool, BpffsError> {
+    let path = Path::new(BPFFS);
+    if is_bpffs(path) {
+        return Ok(false);
+    }
+    let err = |source| BpffsError {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(err)?;
+    let (src, dst, fstype, data) = (c"bpf", c"/sys/fs/bpf", c"bpf", c"mode=0700");
+    // SAFETY: every argument is a NUL-terminated string literal.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    Ok(true)
+}
+
+/// Checks, before anything is promised, that links can be pinned under `dir`: bpffs is
+/// there (mounted if needed: returns whether this call mounted it) and the directory can be
+/// created in it.
+pub fn check_pinnable(dir: &Path) -> Result<bool, String> {
+    let mounted = ensure_bpffs().map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if !is_bpffs(dir) {
+        return Err(format!("{} is not on a bpffs", dir.display()));
+    }
+    Ok(mounted)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
