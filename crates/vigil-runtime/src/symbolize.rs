@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::elf::Elf;
+use crate::mapped_file::{self, FileKey, Limits};
 
 /// One symbolised frame.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -56,16 +57,15 @@ struct Symbols {
 }
 
 impl Symbols {
-    fn load(path: &str) -> Option<Symbols> {
-        let data = std::fs::read(path).ok()?;
-        let elf = Elf::parse(&data).ok()?;
+    fn parse(data: &[u8]) -> Option<Symbols> {
+        let elf = Elf::parse(data).ok()?;
         let functions = elf.functions().ok()?;
         // Allocated sections place file bytes at their addresses.
         let segments = elf
             .sections
             .iter()
             .filter(|s| s.addr != 0 && s.size != 0)
-            .map(|s| (s.offset, s.offset + s.size, s.addr))
+            .filter_map(|s| Some((s.offset, s.offset.checked_add(s.size)?, s.addr)))
             .collect();
         Some(Symbols {
             segments,
@@ -85,30 +85,41 @@ impl Symbols {
     }
 }
 
-/// Parsed modules, by path: most stacks go through the same few files.
-fn cache() -> &'static Mutex<HashMap<String, Option<Arc<Symbols>>>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Option<Arc<Symbols>>>>> = OnceLock::new();
+/// Parsed modules, by file identity: most stacks go through the same few files.
+type SymbolCache = Mutex<HashMap<FileKey, Option<Arc<Symbols>>>>;
+
+fn cache() -> &'static SymbolCache {
+    static CACHE: OnceLock<SymbolCache> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
-fn symbols_of(path: &str) -> Option<Arc<Symbols>> {
-    let mut c = cache().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(s) = c.get(path) {
-        return s.clone();
-    }
-    if c.len() >= 64 {
-        // A bound, not a policy: start over rather than grow without end.
-        c.clear();
-    }
-    let s = Symbols::load(path).map(Arc::new);
-    c.insert(path.to_string(), s.clone());
-    s
+/// The symbols of the file process `pid` maps at `[start, end)` (see [`crate::mapped_file`]:
+/// the mapped file itself, regular, size-capped, read off this thread with a deadline).
+fn symbols_of(proc_root: &str, pid: u32, start: u64, end: u64, path: &str) -> Option<Arc<Symbols>> {
+    let limits = Limits::default();
+    let root = proc_root.to_string();
+    mapped_file::with_deadline(path, limits.timeout, move || {
+        let (mut f, key) = mapped_file::open_mapping(&root, pid, start, end, limits.max_bytes)?;
+        if let Some(s) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(s.clone());
+        }
+        let s = Symbols::parse(&mapped_file::read_file(&mut f, limits.max_bytes)?).map(Arc::new);
+        let mut c = cache().lock().unwrap_or_else(|e| e.into_inner());
+        if c.len() >= 64 {
+            // A bound, not a policy: start over rather than grow without end.
+            c.clear();
+        }
+        c.insert(key, s.clone());
+        Ok(s)
+    })
+    .ok()
+    .flatten()
 }
 
 /// Symbolises `addrs` of process `pid` (procfs root `proc_root`, `/proc` on the host);
 /// nothing when the process has exited.
 pub fn symbolize(proc_root: &str, pid: u32, addrs: &[u64]) -> Vec<Frame> {
-    let Ok(maps) = std::fs::read_to_string(format!("{proc_root}/{pid}/maps")) else {
+    let Ok(maps) = mapped_file::read_maps(proc_root, pid) else {
         // The process has gone: nothing to say about its addresses.
         return Vec::new();
     };
@@ -116,7 +127,7 @@ pub fn symbolize(proc_root: &str, pid: u32, addrs: &[u64]) -> Vec<Frame> {
     addrs
         .iter()
         .map(|&address| {
-            let Some((start, _, off, path)) = maps
+            let Some((start, end, off, path)) = maps
                 .iter()
                 .find(|(s, e, _, _)| address >= *s && address < *e)
             else {
@@ -127,8 +138,7 @@ pub fn symbolize(proc_root: &str, pid: u32, addrs: &[u64]) -> Vec<Frame> {
             };
             let offset = address - start + off;
             let symbol = if path.starts_with('/') {
-                // Through the process's root: the same file for a process in a container.
-                symbols_of(&format!("{proc_root}/{pid}/root{path}"))
+                symbols_of(proc_root, pid, *start, *end, path)
                     .and_then(|s| s.symbol_at_offset(offset).map(str::to_string))
                     .unwrap_or_default()
             } else {
