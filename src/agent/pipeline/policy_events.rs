@@ -156,7 +156,12 @@ impl Pipeline {
             crate::agent::user_actions::action_of(hook, m.selector)
         };
         if hook.cgroup_sock && m.monitor == 0 {
-            crate::agent::net_arg::signal_from_user(m.process.pid, m.actions, m.signal);
+            crate::agent::net_arg::signal_from_user(
+                m.process.pid,
+                m.hdr.ktime,
+                m.actions,
+                m.signal,
+            );
         }
         if !matches!(
             hook.event,
