@@ -8,6 +8,8 @@ pub mod compact;
 pub mod fanout;
 pub mod fields;
 pub mod filters;
+pub mod limit;
+pub mod liveness;
 pub mod policy;
 pub mod runtime_hook;
 pub mod server;

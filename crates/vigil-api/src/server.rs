@@ -19,6 +19,16 @@ use crate::service::Service;
 /// Largest message a client may send (policies are YAML text).
 const MAX_DECODING: usize = 16 << 20;
 
+/// The health port is open to the network (kubelet probes it): connections open at once
+/// (a new one closes the oldest), requests per connection, and how long anything lasts.
+const HEALTH_MAX_CONNECTIONS: usize = 32;
+const HEALTH_STREAMS_PER_CONNECTION: u32 = 4;
+const HEALTH_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// A probe needs one short request: every connection ends after this (gracefully, then
+/// forcibly after the grace), silent ones included.
+const HEALTH_CONNECTION_AGE: Duration = Duration::from_secs(30);
+const HEALTH_CONNECTION_GRACE: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("--server-address {0:?}: expected unix:///path/to.sock or host:port")]
@@ -300,13 +310,27 @@ impl ApiServer {
                     source,
                 })?;
             let (tx, rx) = oneshot::channel::<()>();
+            let _guard = runtime.enter();
+            let incoming = crate::limit::incoming(
+                listener,
+                crate::limit::ConnLimit::new(HEALTH_MAX_CONNECTIONS),
+            );
             runtime.spawn(async move {
                 let stop = async {
                     let _ = rx.await;
                 };
                 if let Err(e) = Server::builder()
+                    .concurrency_limit_per_connection(HEALTH_STREAMS_PER_CONNECTION as usize)
+                    .max_concurrent_streams(HEALTH_STREAMS_PER_CONNECTION)
+                    .timeout(HEALTH_REQUEST_TIMEOUT)
+                    .http2_keepalive_interval(Some(Duration::from_secs(10)))
+                    .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+                    .http2_max_header_list_size(16 << 10)
+                    .tcp_keepalive(Some(Duration::from_secs(30)))
+                    .max_connection_age(HEALTH_CONNECTION_AGE)
+                    .max_connection_age_grace(HEALTH_CONNECTION_GRACE)
                     .add_service(health_svc)
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                    .serve_with_incoming_shutdown(incoming, stop)
                     .await
                 {
                     tracing::error!(error = %e, "gRPC health server failed");
@@ -324,6 +348,42 @@ impl ApiServer {
         if let (Some(rt), Some(h)) = (&self.runtime, &self.health) {
             rt.block_on(h.set_service_status("liveness", ServingStatus::Serving));
         }
+    }
+
+    /// Keeps health `liveness` true to the pipeline: NOT_SERVING while `probe` shows records
+    /// waiting without progress for `threshold`, SERVING again when it moves. Call after
+    /// [`ApiServer::set_serving`].
+    pub fn watch_liveness(&self, probe: crate::liveness::Probe, threshold: Duration) {
+        let (Some(rt), Some(h)) = (&self.runtime, &self.health) else {
+            return;
+        };
+        let reporter = h.clone();
+        rt.spawn(async move {
+            let mut detector =
+                crate::liveness::StallDetector::new(threshold, std::time::Instant::now());
+            let mut alive = true;
+            let mut tick = tokio::time::interval(crate::liveness::SAMPLE_EVERY);
+            loop {
+                tick.tick().await;
+                let now_alive = detector.observe(probe(), std::time::Instant::now());
+                if now_alive == alive {
+                    continue;
+                }
+                alive = now_alive;
+                if alive {
+                    tracing::info!("event pipeline progressing again: health liveness SERVING");
+                    reporter
+                        .set_service_status("liveness", ServingStatus::Serving)
+                        .await;
+                } else {
+                    tracing::error!(stalled_for = ?threshold,
+                        "event pipeline stalled with records waiting: health liveness NOT_SERVING");
+                    reporter
+                        .set_service_status("liveness", ServingStatus::NotServing)
+                        .await;
+                }
+            }
+        });
     }
 
     /// Stops serving (open streams end) and removes the socket.
