@@ -6,11 +6,14 @@ use libfuzzer_sys::fuzz_target;
 use vigil_policy::compile::{Capabilities, compile};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(policy) = vigil_policy::parse_policy(text, "fuzz.yaml") {
         let _ = compile(&policy, &Capabilities::TRACEPOINTS_ONLY);
-        let again = vigil_policy::parse_policy(&vigil_policy::serialize::to_yaml(&policy), "again.yaml")
-            .expect("a serialised policy parses");
+        let again =
+            vigil_policy::parse_policy(&vigil_policy::serialize::to_yaml(&policy), "again.yaml")
+                .expect("a serialised policy parses");
         assert!(policy.same_meaning(&again));
     }
 });
