@@ -1,7 +1,7 @@
 //! The agent side of the gRPC API: the bus sink, the server, and the narrow hooks into the
 //! main loop (log level, process-cache dumps answered between batches).
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -81,6 +81,32 @@ impl AgentControl for Control {
         answer
             .recv_timeout(Duration::from_secs(10))
             .map_err(|_| "the event pipeline did not answer within 10 s".to_string())
+    }
+}
+
+/// The pipeline's progress for health `liveness`: batches the ring reader handed over and
+/// batches the main loop handled. Records wait while the first is ahead.
+#[derive(Debug, Default, Clone)]
+pub struct Progress {
+    pub offered: Arc<AtomicU64>,
+    handled: Arc<AtomicU64>,
+}
+
+impl Progress {
+    /// The main loop handled one batch.
+    pub fn handled_one(&self) {
+        self.handled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn probe(&self) -> vigil_api::liveness::Probe {
+        let me = self.clone();
+        Box::new(move || {
+            let handled = me.handled.load(Ordering::Relaxed);
+            vigil_api::liveness::Sample {
+                handled,
+                waiting: me.offered.load(Ordering::Relaxed) > handled,
+            }
+        })
     }
 }
 
@@ -168,6 +194,12 @@ pub fn start(
 impl Api {
     pub fn set_serving(&self) {
         self.server.set_serving();
+    }
+
+    /// From now on health `liveness` follows the pipeline's progress.
+    pub fn watch_liveness(&self, progress: &Progress) {
+        self.server
+            .watch_liveness(progress.probe(), vigil_api::liveness::STALL_THRESHOLD);
     }
 
     /// Answers pending requests of the API (called by the main loop between batches).

@@ -224,7 +224,14 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     let (tx, rx) =
         sync_channel::<Vec<Vec<u8>>>(opts.queue_size.div_ceil(vigil_bpf::ringbuf::BATCH));
     let stop_reader = Arc::new(AtomicBool::new(false));
-    let reader = vigil_bpf::ringbuf::spawn_reader(sensor.events()?, tx, stop_reader.clone())?;
+    // Health liveness compares what the reader handed over with what the loop handled.
+    let progress = api::Progress::default();
+    let reader = vigil_bpf::ringbuf::spawn_reader_counted(
+        sensor.events()?,
+        tx,
+        stop_reader.clone(),
+        Arc::clone(&progress.offered),
+    )?;
     let program_ids: Vec<String> = sensor
         .program_ids()
         .iter()
@@ -265,7 +272,10 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     );
     if let Some(api) = &api {
         api.set_serving();
+        api.watch_liveness(&progress);
     }
+    // Set when the reader thread ends on its own: the agent then exits with an error.
+    let mut reader_died = false;
 
     let mut last_housekeeping = Instant::now();
     let mut pending_flush = false;
@@ -278,6 +288,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
                 for data in &batch {
                     pipeline.handle_raw(data, now);
                 }
+                progress.handled_one();
                 pending_flush = true;
                 // Drain what is queued before flushing.
                 while let Ok(more) = rx.try_recv() {
@@ -285,6 +296,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
                     for data in &more {
                         pipeline.handle_raw(data, now);
                     }
+                    progress.handled_one();
                     if last_housekeeping.elapsed() >= HOUSEKEEPING {
                         break;
                     }
@@ -293,6 +305,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 tracing::error!("ring buffer reader stopped");
+                reader_died = true;
                 break;
             }
         }
@@ -344,7 +357,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
             Err(RecvTimeoutError::Timeout) => {}
         }
     }
-    let _ = reader.join();
+    let reader_panic = reader.join().is_err();
     pipeline.report_losses(counters.read());
     pipeline.close();
     if opts.keep_sensors_on_exit {
@@ -374,6 +387,14 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         events = pipeline.stats.events,
         "vigil agent stopped; its eBPF programs detached (except those kept pinned)"
     );
+    // A dead reader means no event is read any more: never a clean exit (a supervisor
+    // must restart the agent).
+    if reader_died || reader_panic {
+        anyhow::bail!(
+            "the ring buffer reader thread {}: events were no longer read",
+            if reader_panic { "panicked" } else { "stopped" }
+        );
+    }
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -35,6 +35,18 @@ pub fn spawn_reader(
     events: MapHandle,
     out: SyncSender<Vec<Vec<u8>>>,
     stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, ReaderError> {
+    spawn_reader_counted(events, out, stop, Arc::default())
+}
+
+/// [`spawn_reader`] that also counts in `offered` the batches it hands over (counted before
+/// the send, so a batch the reader is blocked on counts): the agent's liveness check
+/// compares it with the batches the pipeline handled to know whether records are waiting.
+pub fn spawn_reader_counted(
+    events: MapHandle,
+    out: SyncSender<Vec<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+    offered: Arc<AtomicU64>,
 ) -> Result<JoinHandle<()>, ReaderError> {
     // Build inside the thread: the ring buffer is tied to this thread's lifetime.
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), ReaderError>>(1);
@@ -66,7 +78,11 @@ pub fn spawn_reader(
             let _ = ready_tx.send(Ok(()));
             let hand_over = || -> bool {
                 let records = std::mem::take(&mut *batch.borrow_mut());
-                records.is_empty() || out.send(records).is_ok()
+                if records.is_empty() {
+                    return true;
+                }
+                offered.fetch_add(1, Ordering::Relaxed);
+                out.send(records).is_ok()
             };
             loop {
                 let stopping = stop.load(Ordering::Relaxed);
