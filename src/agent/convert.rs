@@ -2,7 +2,7 @@
 
 use vigil_bpf::abi::*;
 use vigil_bpf::records::{ExecRecord, decode_path};
-use vigil_process::container::{container_id, docker_of_id};
+use vigil_process::container::docker_of_id;
 use vigil_process::exec_id::{ExecIds, ProcessKey};
 use vigil_process::model::{
     BinaryLocation, Credentials, ExecFile, NamespaceIds, PrivilegeChanges, ProcessInfo,
@@ -133,10 +133,10 @@ pub fn exec_info(ids: &ExecIds, rec: &ExecRecord, parent_exec_id: String) -> Pro
             },
             location,
         }),
-        // The leaf names the container in every common layout; the pipeline searches the
-        // full path when it does not.
-        container_id: container_id(&cgroup_name).unwrap_or_default().to_string(),
-        docker: docker_of_id(container_id(&cgroup_name).unwrap_or_default()),
+        // A leaf name is anyone's choice: the pipeline takes the id from the full path, where
+        // a runtime's layout puts it (vigil_process::container).
+        container_id: String::new(),
+        docker: String::new(),
         in_init_tree: false,
         cgroup_name,
         cgroup_id: m.cgroup_id,

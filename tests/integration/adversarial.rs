@@ -228,3 +228,61 @@ fn adversarial_keep_sensors_promise_is_checked_at_start() {
     );
     assert!(!text.contains("vigil agent ready"), "{text}");
 }
+
+/// The cgroup v2 mount (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts).
+fn cgroup2_mount() -> std::path::PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| std::path::PathBuf::from(f[1]))
+        })
+        .expect("a cgroup v2 mount")
+}
+
+/// A cgroup named like a container's (`docker-<id>.scope`) that no runtime made gives a
+/// process no container identity (it took the victim's, with its export filters and
+/// pod-scoped policies); a process in a runtime layout keeps its identity.
+#[test]
+fn adversarial_user_made_cgroup_names_give_no_container_identity() {
+    let _g = serial();
+    const VICTIM: &str = "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
+    let root = cgroup2_mount();
+    let forged = root
+        .join(format!("vigil-forge-{}", std::process::id()))
+        .join(format!("docker-{VICTIM}.scope"));
+    std::fs::create_dir_all(&forged).unwrap();
+    let agent = Agent::start("adversarial-cgroup-forge", &[]);
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec /bin/sleep 0.0417",
+        forged.display()
+    );
+    let status = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let events = agent.wait_for("the sleep in the forged cgroup", WAIT, |ev| {
+        of_kind(ev, "process_exec")
+            .iter()
+            .any(|e| e["process"]["arguments"] == "0.0417")
+    });
+    agent.stop();
+    let _ = std::fs::remove_dir(&forged);
+    let _ = std::fs::remove_dir(forged.parent().unwrap());
+    let exec = of_kind(&events, "process_exec")
+        .into_iter()
+        .find(|e| e["process"]["arguments"] == "0.0417")
+        .unwrap();
+    assert_eq!(
+        exec["process"]["docker"].as_str().unwrap_or_default(),
+        "",
+        "a user-made cgroup gave an identity: {exec}"
+    );
+    // No host process has an identity either (this machine's v1 memory cgroup is a bare id).
+    for e in of_kind(&events, "process_exec") {
+        let docker = e["process"]["docker"].as_str().unwrap_or_default();
+        assert!(docker.is_empty(), "host process with an identity: {e}");
+    }
+}

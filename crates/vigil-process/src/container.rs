@@ -11,9 +11,15 @@
 //! | podman     | `machine.slice/libpod-<id>.scope` (`/container` below it)  | `/libpod_parent/libpod-<id>`        |
 //!
 //! Monitors live next to their container with the same id (`crio-conmon-<id>.scope`,
-//! `libpod-conmon-<id>.scope`); they are not the container and carry no id here. A container
-//! that creates cgroups of its own (systemd inside, nested runtimes) puts processes below the
-//! id's cgroup, so a full path is searched from the leaf upwards and the deepest id wins.
+//! `libpod-conmon-<id>.scope`); they are not the container and carry no id here.
+//!
+//! A name alone proves nothing: any user can create a systemd user scope, and a container
+//! that can write its own cgroup tree can create a child, called `docker-<victim id>.scope`.
+//! So an id counts only at the place the runtime's own layout puts it, below the ancestor
+//! that runtime owns (`system.slice`, `machine.slice`, `kubepods[.slice]`, `docker`,
+//! `libpod_parent`), and the shallowest such place wins: cgroups a container creates below
+//! its own (systemd inside, nested runtimes) never change its identity. Rootless runtimes
+//! (below `user.slice`) are user-made by definition and yield none.
 
 /// Tetragon's `docker` field length.
 pub const DOCKER_ID_LEN: usize = 31;
@@ -41,9 +47,55 @@ pub fn container_id(cgroup_leaf: &str) -> Option<&str> {
     looks_like_id.then_some(id)
 }
 
-/// The container id in a full cgroup path: the deepest component that names one.
+/// The container id in a full cgroup path, only where a runtime's layout puts it (see the
+/// module's documentation).
 pub fn container_id_in_path(path: &str) -> Option<&str> {
-    path.rsplit('/').find_map(container_id)
+    let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    let (&root, rest) = parts.split_first()?;
+    match root {
+        // systemd driver: docker and podman scopes are direct children of their slice.
+        "system.slice" => with(rest.first()?, "docker-", true),
+        "machine.slice" => with(rest.first()?, "libpod-", true),
+        // cgroupfs driver: docker/<id>, libpod_parent/libpod-<id>.
+        "docker" => with(rest.first()?, "", false),
+        "libpod_parent" => with(rest.first()?, "libpod-", false),
+        // kubelet: the container is the first child of a pod cgroup, which sits at most one
+        // QoS level below the root.
+        "kubepods.slice" | "kubepods" => {
+            let systemd = root == "kubepods.slice";
+            let pod_at = rest.iter().take(2).position(|c| {
+                if systemd {
+                    c.starts_with("kubepods-") && c.contains("-pod") && c.ends_with(".slice")
+                } else {
+                    c.starts_with("pod")
+                }
+            })?;
+            let leaf = rest.get(pod_at + 1)?;
+            if systemd {
+                ["cri-containerd-", "crio-", "docker-"]
+                    .iter()
+                    .find_map(|p| with(leaf, p, true))
+            } else {
+                with(leaf, "crio-", false).or_else(|| with(leaf, "", false))
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The id in a cgroup name `<prefix><id>[.scope]`.
+fn with<'a>(name: &'a str, prefix: &str, scope: bool) -> Option<&'a str> {
+    let name = if scope {
+        name.strip_suffix(".scope")?
+    } else {
+        name
+    };
+    let id = name.strip_prefix(prefix)?;
+    is_id(id).then_some(id)
+}
+
+fn is_id(id: &str) -> bool {
+    id.len() >= 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The container id in the text of /proc/<pid>/cgroup: the unified hierarchy (`0::`) first,
@@ -146,13 +198,13 @@ mod tests {
             format!("/docker/{ID}"),
             // podman: systemd (with its payload sub-cgroup) and cgroupfs.
             format!("/machine.slice/libpod-{ID}.scope/container"),
-            format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope"),
             format!("/libpod_parent/libpod-{ID}"),
             // systemd running inside the container makes its own tree below the scope.
             format!("/kubepods.slice/{pod_sd}/cri-containerd-{ID}.scope/init.scope"),
             format!("/system.slice/docker-{ID}.scope/system.slice/nginx.service"),
-            // kind / docker-in-docker: the node's own container id is the outer one.
-            format!("/docker/{}/kubepods/besteffort/{pod}/{ID}", "f".repeat(64)),
+            // kind / docker-in-docker: the runtime-owned container is the outer one (the
+            // node); what it creates inside is its own business.
+            format!("/docker/{ID}/kubepods/besteffort/{pod}/{}", "f".repeat(64)),
         ];
         for path in &cases {
             assert_eq!(container_id_in_path(path), Some(ID), "{path}");
@@ -167,6 +219,41 @@ mod tests {
         ] {
             assert_eq!(container_id_in_path(host), None, "{host}");
         }
+    }
+
+    /// Names a user or a container can choose never give an identity (issue 17, item 12):
+    /// this machine's shell sits in a v1 memory cgroup named by a 32-hex id; a user makes a
+    /// scope `docker-<victim>.scope` in their own systemd tree; a container that can write
+    /// its cgroup tree makes a child named after another container.
+    #[test]
+    fn user_made_cgroups_have_no_identity() {
+        let other = "e".repeat(64);
+        for forged in [
+            "/99774fec0d4c4b3b8e1f6d2a7c9b5e31".to_string(),
+            format!("/user.slice/user-1000.slice/user@1000.service/app.slice/docker-{ID}.scope"),
+            format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope"),
+            format!("/user.slice/user-1000.slice/session-2.scope/{ID}"),
+            format!("/system.slice/sshd.service/docker-{ID}.scope"),
+            format!("/vigil-test/docker-{ID}.scope"),
+            format!("/{ID}"),
+        ] {
+            assert_eq!(container_id_in_path(&forged), None, "{forged}");
+        }
+        // Inside a container's own cgroup, a child named after another container.
+        for (path, owner) in [
+            (
+                format!("/system.slice/docker-{other}.scope/docker-{ID}.scope"),
+                other.as_str(),
+            ),
+            (
+                format!("/kubepods/besteffort/pod1/{other}/kubepods/besteffort/pod2/{ID}"),
+                other.as_str(),
+            ),
+        ] {
+            assert_eq!(container_id_in_path(&path), Some(owner), "{path}");
+        }
+        let v1_host = "4:memory:/99774fec0d4c4b3b8e1f6d2a7c9b5e31\n0::/user.slice\n";
+        assert_eq!(container_id_in_proc_cgroup(v1_host), None);
     }
 
     #[test]
