@@ -2,6 +2,7 @@
 //! kernel and the real agent binary.
 
 mod adversarial;
+mod adversarial_api;
 mod api;
 mod api_debug;
 mod api_policies;
