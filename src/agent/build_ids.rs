@@ -13,18 +13,35 @@ const CACHE_MAX: usize = 1024;
 
 static CACHE: Mutex<Option<HashMap<FileKey, Vec<u8>>>> = Mutex::new(None);
 
-/// The build ID of the file process `pid` maps from `path`; empty when it has none, is not
-/// mapped any more, or cannot be read within the limits.
-pub fn build_id(pid: u32, path: &str) -> Vec<u8> {
-    build_id_in("/proc", pid, path, Limits::default())
+/// The build ID of the file process `pid` maps from `path`; empty when it has none, or
+/// cannot be read within the limits. A process that is gone (short-lived ones usually are
+/// by now) has no map_files: when it ran in the host's mount namespace (`host_mounts`) its
+/// path names the same file here, opened without following links.
+pub fn build_id(pid: u32, path: &str, host_mounts: bool) -> Vec<u8> {
+    build_id_in("/proc", pid, path, host_mounts, Limits::default())
 }
 
-fn build_id_in(proc_root: &str, pid: u32, path: &str, limits: Limits) -> Vec<u8> {
+fn build_id_in(
+    proc_root: &str,
+    pid: u32,
+    path: &str,
+    host_mounts: bool,
+    limits: Limits,
+) -> Vec<u8> {
     let root = proc_root.to_string();
     let what = path.to_string();
     let found = mapped_file::with_deadline(path, limits.timeout, move || {
-        let (start, end) = mapped_file::mapping_of(&root, pid, &what)?;
-        let (mut f, key) = mapped_file::open_mapping(&root, pid, start, end, limits.max_bytes)?;
+        let opened = mapped_file::mapping_of(&root, pid, &what).and_then(|(start, end)| {
+            mapped_file::open_mapping(&root, pid, start, end, limits.max_bytes)
+        });
+        let (mut f, key) = match opened {
+            Err(mapped_file::ReadError::NotMapped(_) | mapped_file::ReadError::Io(_))
+                if host_mounts && what.starts_with('/') =>
+            {
+                mapped_file::open_path_no_links(&what, limits.max_bytes)?
+            }
+            other => other?,
+        };
         if let Some(id) = CACHE
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -89,12 +106,16 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         };
-        let got = build_id(pid, &exe);
+        let got = build_id(pid, &exe, false);
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(hex(&got), readelf_build_id(&exe));
         // A path the process does not map gives nothing, even if the file exists.
-        assert!(build_id(std::process::id(), "/bin/true").is_empty());
+        assert!(build_id(std::process::id(), "/bin/true", false).is_empty());
+        // Unless the process is gone and was in the host's mount namespace: then the path
+        // is opened here (without following links: /bin is a link on merged-/usr systems).
+        let direct = build_id(u32::MAX, "/usr/bin/true", true);
+        assert_eq!(hex(&direct), readelf_build_id("/usr/bin/true"));
         // A file past the size cap is not read (this test binary is over 1 MiB).
         let me = std::fs::read_link("/proc/self/exe")
             .unwrap()
@@ -104,7 +125,7 @@ mod tests {
             max_bytes: 1 << 20,
             ..Limits::default()
         };
-        assert!(build_id_in("/proc", std::process::id(), &me, small).is_empty());
+        assert!(build_id_in("/proc", std::process::id(), &me, false, small).is_empty());
     }
 
     /// A process maps /dev/zero executable and names it: the agent reads a bounded amount
@@ -127,7 +148,7 @@ mod tests {
         };
         assert_ne!(p, libc::MAP_FAILED);
         let t0 = std::time::Instant::now();
-        let id = build_id(std::process::id(), "/dev/zero");
+        let id = build_id(std::process::id(), "/dev/zero", true);
         // SAFETY: the mapping made above.
         unsafe { libc::munmap(p, 1 << 20) };
         assert!(id.is_empty());
@@ -140,7 +161,7 @@ mod tests {
         // SAFETY: a NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let t0 = std::time::Instant::now();
-        assert!(build_id(std::process::id(), &fifo.display().to_string()).is_empty());
+        assert!(build_id(std::process::id(), &fifo.display().to_string(), true).is_empty());
         assert!(t0.elapsed() < std::time::Duration::from_secs(1));
         let _ = std::fs::remove_dir_all(&dir);
     }

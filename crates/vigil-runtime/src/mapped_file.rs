@@ -124,6 +124,40 @@ pub fn open_mapping(
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(format!("{proc_root}/{pid}/map_files/{start:x}-{end:x}"))?;
+    checked(f, max)
+}
+
+/// Opens `path` (absolute, in the agent's own mount namespace) without following a link at
+/// any component (`openat2` with `RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`): a regular
+/// file of at most `max` bytes, with its identity. For processes of the host's mount
+/// namespace that are gone (their map_files with them).
+pub fn open_path_no_links(path: &str, max: u64) -> Result<(std::fs::File, FileKey), ReadError> {
+    use std::os::fd::FromRawFd;
+    let c = std::ffi::CString::new(path).map_err(|_| ReadError::NotRegular)?;
+    // SAFETY: open_how is plain old data; all-zero is its empty value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2(2) with a NUL-terminated path and an open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(ReadError::Io(std::io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh fd from openat2, owned from here on.
+    let f = unsafe { std::fs::File::from_raw_fd(fd as i32) };
+    checked(f, max)
+}
+
+/// `f` if it is a regular file of at most `max` bytes, with its identity.
+fn checked(f: std::fs::File, max: u64) -> Result<(std::fs::File, FileKey), ReadError> {
     let meta = f.metadata()?;
     if !meta.file_type().is_file() {
         return Err(ReadError::NotRegular);
@@ -272,6 +306,33 @@ mod tests {
         if let Ok((_, key)) = &r {
             assert!(key.size <= 4096, "{key:?}");
         }
+    }
+
+    #[test]
+    fn paths_are_opened_without_links_and_only_regular() {
+        let dir = std::env::temp_dir().join(format!("vigil-nolinks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f");
+        std::fs::write(&file, b"0123456789").unwrap();
+        let link = dir.join("l");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let (_, key) = open_path_no_links(&file.display().to_string(), 100).unwrap();
+        assert_eq!(key.size, 10);
+        let e = open_path_no_links(&link.display().to_string(), 100).unwrap_err();
+        assert!(
+            matches!(&e, ReadError::Io(io) if io.raw_os_error() == Some(libc::ELOOP)),
+            "{e}"
+        );
+        assert!(matches!(
+            open_path_no_links("/dev/zero", u64::MAX),
+            Err(ReadError::NotRegular)
+        ));
+        assert!(matches!(
+            open_path_no_links(&file.display().to_string(), 5),
+            Err(ReadError::TooLarge(10, 5))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -306,7 +306,11 @@ impl Pipeline {
                 Event::ProcessLoader(tetragon::ProcessLoader {
                     process,
                     parent: parent_proto,
-                    buildid: crate::agent::build_ids::build_id(info.key.pid, &path),
+                    buildid: crate::agent::build_ids::build_id(
+                        info.key.pid,
+                        &path,
+                        info.namespaces.mnt == self.enc.host_ns.mnt,
+                    ),
                     path,
                     ancestors: self.ancestors_of(parent),
                 })
