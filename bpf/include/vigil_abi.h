@@ -33,6 +33,8 @@ enum vigil_counter {
 	VIGIL_CNT_PROC_MAP_FULL = 3, /* kernel process table full: entry not stored */
 	VIGIL_CNT_EXIT_NO_ENTRY = 4, /* exit of a thread group the table did not know */
 	VIGIL_CNT_RB_LOST_POLICY = 5, /* policy event dropped (ring full); actions still ran */
+	VIGIL_CNT_PENDING_LOST = 6,   /* a hook's entry state not kept for its exit (table full):
+				       * the exit-time checks of that call did not run */
 	VIGIL_CNT_MAX = 8,
 };
 

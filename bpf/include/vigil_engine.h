@@ -633,8 +633,10 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 			po->pad = 0;
 			for (int i = 0; i < VIGIL_ENGINE_NARGS; i++)
 				po->args[i] = args[i];
-			if (bpf_map_update_elem(&vigil_pending_open, &pid_tgid, po, BPF_ANY))
+			if (bpf_map_update_elem(&vigil_pending_open, &pid_tgid, po, BPF_ANY)) {
 				hook_count(hook, VIGIL_HOOK_PENDING_LOST);
+				count(VIGIL_CNT_PENDING_LOST);
+			}
 			return 0;
 		}
 		/* The exit of other calls may find their memory gone (execve): read it all now. */
@@ -642,8 +644,10 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 		s->st.candidates = candidates;
 		s->st.deferred = deferred_mask;
 		s->st.msg.hook_id = hook;
-		if (bpf_map_update_elem(&vigil_pending, &pid_tgid, &s->st, BPF_ANY))
+		if (bpf_map_update_elem(&vigil_pending, &pid_tgid, &s->st, BPF_ANY)) {
 			hook_count(hook, VIGIL_HOOK_PENDING_LOST);
+			count(VIGIL_CNT_PENDING_LOST);
+		}
 		return 0;
 	}
 	if (matched < 0)

@@ -14,15 +14,19 @@ const MAX_WAITING: usize = 4096;
 #[derive(Debug, Default)]
 pub struct Chunks {
     by_tid: HashMap<u32, (u64, Vec<u8>)>,
+    /// Buffers dropped without their event (replaced, or cleared over the budget).
+    dropped: u64,
 }
 
 impl Chunks {
     pub fn add(&mut self, d: &DataRecord) {
         if self.by_tid.len() >= MAX_WAITING && !self.by_tid.contains_key(&d.tid) {
+            self.dropped += self.by_tid.len() as u64;
             self.by_tid.clear();
         }
         let entry = self.by_tid.entry(d.tid).or_insert((d.id, Vec::new()));
         if entry.0 != d.id {
+            self.dropped += 1;
             *entry = (d.id, Vec::new());
         }
         // Chunks of one buffer arrive in order (one thread, ring order); a gap means a lost
@@ -30,6 +34,11 @@ impl Chunks {
         if entry.1.len() == d.off as usize {
             entry.1.extend_from_slice(&d.bytes);
         }
+    }
+
+    /// Buffers dropped since start without their event.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// The bytes of buffer `id` of thread `tid` (the argument's row: the id, native order).

@@ -46,6 +46,8 @@ pub struct Pipeline {
     bus: Bus,
     reported_kernel: [u64; VIGIL_CNT_MAX as usize],
     reported_sink_lost: u64,
+    /// Totals of the user-space losses already reported (see `report_losses`).
+    reported_user: [u64; 3],
     hooks: super::policies::HookRegistry,
     cgroups: Option<super::containers::CgroupResolver>,
     pods: Option<super::containers::PodIdentity>,
@@ -75,6 +77,7 @@ impl Pipeline {
             bus,
             reported_kernel: [0; VIGIL_CNT_MAX as usize],
             reported_sink_lost: 0,
+            reported_user: [0; 3],
             hooks: super::policies::HookRegistry::default(),
             cgroups: None,
             pods: None,
@@ -357,11 +360,42 @@ impl Pipeline {
                 LossStage::KernelProcessTable,
                 "PROCESS_EXEC",
             ),
+            (
+                VIGIL_CNT_RB_LOST_POLICY,
+                LossStage::RingBuffer,
+                "PROCESS_KPROBE",
+            ),
+            (
+                VIGIL_CNT_PENDING_LOST,
+                LossStage::PolicyState,
+                "PROCESS_KPROBE",
+            ),
         ];
         for (idx, stage, event_type) in sources {
             let (total, before) = (kernel[idx as usize], self.reported_kernel[idx as usize]);
             if total > before {
                 self.reported_kernel[idx as usize] = total;
+                self.loss_event(stage, event_type, total - before, total);
+            }
+        }
+        // User-space budgets: each count is a total since start.
+        let user = [
+            (
+                self.cache.stats().refused_full,
+                LossStage::ProcessCache,
+                "PROCESS_EXEC",
+            ),
+            (
+                super::user_actions::dropped(),
+                LossStage::UserAction,
+                "PROCESS_KPROBE",
+            ),
+            (self.data.dropped(), LossStage::Data, "PROCESS_KPROBE"),
+        ];
+        for (i, (total, stage, event_type)) in user.into_iter().enumerate() {
+            let before = self.reported_user[i];
+            if total > before {
+                self.reported_user[i] = total;
                 self.loss_event(stage, event_type, total - before, total);
             }
         }

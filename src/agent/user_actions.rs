@@ -40,6 +40,14 @@ pub fn start(dns_server: Option<SocketAddr>) {
     });
 }
 
+/// Actions dropped because the queue was full (reported as events_lost).
+static DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Actions dropped since start.
+pub fn dropped() -> u64 {
+    DROPPED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Queues the actions of a matched selector.
 pub fn submit(actions: &[UserAction]) {
     let Some(r) = RUNNER.get() else {
@@ -49,6 +57,7 @@ pub fn submit(actions: &[UserAction]) {
         match r.queue.try_send(a.clone()) {
             Ok(()) => {}
             Err(TrySendError::Full(a)) => {
+                DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(action = ?a, "GetUrl/DnsLookup queue full: action dropped");
             }
             Err(TrySendError::Disconnected(_)) => return,

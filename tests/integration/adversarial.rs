@@ -286,3 +286,78 @@ fn adversarial_user_made_cgroup_names_give_no_container_identity() {
         assert!(docker.is_empty(), "host process with an identity: {e}");
     }
 }
+
+/// Opens of /etc/... by anyone, matched on the kernel-resolved path (at the call's exit).
+const ETC_OPENS: &str = r#"
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: etc-opens
+spec:
+  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    args:
+    - index: 0
+      type: "int"
+    - index: 1
+      type: "string"
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: "Prefix"
+        values: ["/etc/"]
+"#;
+
+/// An unprivileged user parks 4,200 threads in open() of a FIFO: the kernel table that
+/// carries an open-like call's entry to its exit fills, and the exit-time checks of other
+/// calls cannot run. That was silent (a SIGUSR1 counter); now each is an events_lost event
+/// (LOSS_STAGE_POLICY_STATE) and a log line; the agent stays up, its RSS bounded.
+#[test]
+fn adversarial_parked_opens_make_lost_exit_checks_visible() {
+    let _g = serial();
+    let dir = scratch_dir("adversarial-fifo-files");
+    let policy = write_policy(&dir, "etc-opens", ETC_OPENS);
+    let fifo = dir.join("fifo");
+    let c = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+    // SAFETY: mkfifo(3) / chmod(2) on a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    assert_eq!(unsafe { libc::chmod(c.as_ptr(), 0o666) }, 0);
+    let agent = Agent::start("adversarial-fifo", &["--tracing-policy", &policy]);
+    let mut parked = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(helper_bin())
+        .args(["fifo-park", "4200"])
+        .arg(&fifo)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux)");
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(parked.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "parked");
+    // Every thread is started; give the last ones time to enter open().
+    std::thread::sleep(Duration::from_millis(500));
+    // A bystander's open whose match needs the exit (a relative path under /etc).
+    run(std::process::Command::new("/usr/bin/cat")
+        .arg("hostname")
+        .current_dir("/etc"));
+    let events = agent.wait_for("the lost exit checks reported", WAIT, |ev| {
+        lost(ev, "LOSS_STAGE_POLICY_STATE", "PROCESS_KPROBE") > 0
+    });
+    let n = lost(&events, "LOSS_STAGE_POLICY_STATE", "PROCESS_KPROBE");
+    // Release the parked threads: a writer opens the FIFO.
+    drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    let status = parked.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let rss = rss_kb(agent.pid());
+    eprintln!("parked opens: {n} exit-time checks reported lost; agent RSS {rss} kB");
+    assert!(rss < 150 * 1024, "agent RSS {rss} kB");
+    let (_, log) = agent.stop();
+    assert!(
+        log.contains("events lost") && log.contains("LOSS_STAGE_POLICY_STATE"),
+        "{log}"
+    );
+}

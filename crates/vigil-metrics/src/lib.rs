@@ -258,6 +258,7 @@ impl Metrics {
                     "PROCESS_EXEC" => "5",
                     "PROCESS_EXIT" => "7",
                     "PROCESS_CLONE" => "23",
+                    "PROCESS_KPROBE" => "13",
                     _ => "unknown",
                 };
                 self.bpf_missed

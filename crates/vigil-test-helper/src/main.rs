@@ -307,6 +307,35 @@ fn main() {
                 .unwrap_or_else(|_| die("open"));
             f.write_all(b"y\n").unwrap_or_else(|_| die("write"));
         }
+        Some("fifo-park") => {
+            // N threads (small stacks) each blocked in open(2) of FIFO PATH for reading, as
+            // an unprivileged user can: a kernel table keyed by thread fills. Prints "parked"
+            // when all are started; they return when a writer opens the FIFO.
+            let n = num(1) as usize;
+            let path = std::ffi::CString::new(args[2].as_str()).unwrap_or_else(|_| die("path"));
+            let path = std::sync::Arc::new(path);
+            let mut handles = Vec::with_capacity(n);
+            for _ in 0..n {
+                let p = std::sync::Arc::clone(&path);
+                let h = std::thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        // SAFETY: open(2) of a NUL-terminated path; the fd is closed below.
+                        let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY) };
+                        if fd >= 0 {
+                            // SAFETY: our own fd.
+                            unsafe { libc::close(fd) };
+                        }
+                    })
+                    .unwrap_or_else(|_| die("spawn"));
+                handles.push(h);
+            }
+            println!("parked");
+            std::io::stdout().flush().unwrap_or_else(|_| die("flush"));
+            for h in handles {
+                let _ = h.join();
+            }
+        }
         Some("tcp-recv") => {
             // Connects to 127.0.0.1:PORT and reads until the peer closes; prints the count.
             use std::io::Read;
@@ -339,7 +368,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep|ia32-open|uprobe-call|drop-cap-open|stack-open|drop-euid|uring-open|tcp-recv|write> ..."
+                "usage: vigil-test-helper <threads|exec-from-thread|fork-no-exec|memfd-exec|unlinked-exec|spawn-loop|sleep|ia32-open|uprobe-call|drop-cap-open|stack-open|drop-euid|uring-open|tcp-recv|write|fifo-park> ..."
             );
             std::process::exit(2);
         }
