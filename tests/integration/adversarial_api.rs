@@ -362,3 +362,130 @@ fn adversarial_api_existing_export_file_gets_the_configured_mode() {
         "an existing 0666 export file keeps leaking events"
     );
 }
+
+/// grpc.health.v1 `liveness` of the health server at `addr`.
+fn liveness(rt: &tokio::runtime::Runtime, addr: &str) -> i32 {
+    rt.block_on(async {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .unwrap();
+        tonic_health::pb::health_client::HealthClient::new(ch)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "liveness".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+    })
+}
+
+/// A pipeline blocked on its sink (the export file is a FIFO nobody reads any more) while
+/// events keep coming: health liveness turns NOT_SERVING after the stall threshold, and
+/// SERVING again once the sink drains.
+#[test]
+fn adversarial_api_liveness_follows_a_stalled_pipeline() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tonic_health::pb::health_check_response::ServingStatus;
+
+    let _g = serial();
+    let dir = scratch_dir("adv-api-stall");
+    let fifo = dir.join("events.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // The read end first, so the agent's open does not block.
+    let mut rd = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap()
+    };
+    let paused = Arc::new(AtomicBool::new(false));
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let log = dir.join("agent.log");
+    let mut child = Command::new(vigil_bin())
+        .args(["agent", "--export-filename"])
+        .arg(&fifo)
+        .arg("--state-dir")
+        .arg(&dir)
+        .args(["--server-address=", "--health-server-address", &addr])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let p = Arc::clone(&paused);
+    let drain = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut writer_seen = false;
+        loop {
+            if p.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            match rd.read(&mut buf) {
+                Ok(0) if writer_seen => return,
+                Ok(0) => std::thread::sleep(Duration::from_millis(20)),
+                Ok(_) => writer_seen = true,
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("vigil agent ready")
+    {
+        assert!(child.try_wait().unwrap().is_none(), "agent exited");
+        assert!(Instant::now() < deadline, "agent not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(liveness(&rt, &addr), ServingStatus::Serving as i32);
+
+    // Stop reading and keep the events coming until liveness says NOT_SERVING.
+    paused.store(true, Ordering::Relaxed);
+    let stalled_at = Instant::now();
+    let mut not_serving = None;
+    while stalled_at.elapsed() < Duration::from_secs(30) {
+        for _ in 0..20 {
+            Command::new("/usr/bin/true").status().unwrap();
+        }
+        if liveness(&rt, &addr) == ServingStatus::NotServing as i32 {
+            not_serving = Some(stalled_at.elapsed());
+            break;
+        }
+    }
+    let took = not_serving.expect("liveness still SERVING 30 s into a stall");
+    eprintln!("stalled pipeline: NOT_SERVING after {took:?}");
+    assert!(took >= Duration::from_secs(9), "{took:?}: too early");
+
+    // The sink drains: SERVING again.
+    paused.store(false, Ordering::Relaxed);
+    let resumed = Instant::now();
+    while liveness(&rt, &addr) != ServingStatus::Serving as i32 {
+        assert!(
+            resumed.elapsed() < Duration::from_secs(10),
+            "liveness not SERVING 10 s after the pipeline resumed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("recovered: SERVING after {:?}", resumed.elapsed());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("event pipeline stalled"), "{text}");
+    // SAFETY: plain kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    drain.join().unwrap();
+}
