@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::aliases;
 use crate::compile::{KernelCapabilities, compile};
 use crate::kernel::{KernelInfo, check_policy};
 use crate::parse_policy;
@@ -19,7 +20,8 @@ fn read(path: &str) -> Result<String, String> {
 }
 
 /// `validate FILE...`: `FILE: OK` or every error of each file; status 1 if any file fails.
-/// With `kernel`, kernel checks run too and the skipped ones are listed.
+/// With `kernel`, kernel checks run too and the skipped ones are listed. Syscall aliases a
+/// policy leaves open are warnings ([`aliases`]): printed, status unchanged.
 pub fn validate(files: &[String], kernel: Option<&dyn KernelInfo>) -> CommandOutput {
     let mut text = String::new();
     let mut failed = false;
@@ -55,6 +57,9 @@ pub fn validate(files: &[String], kernel: Option<&dyn KernelInfo>) -> CommandOut
                 for skipped in &report.skipped {
                     let _ = writeln!(text, "{file}: skipped check: {skipped}");
                 }
+                for w in aliases::warnings(&policy, kernel) {
+                    let _ = writeln!(text, "{w}");
+                }
             }
         }
     }
@@ -65,7 +70,8 @@ pub fn validate(files: &[String], kernel: Option<&dyn KernelInfo>) -> CommandOut
 }
 
 /// `explain FILE`: per hook, what will be attached and how on this kernel, and what cannot
-/// be and why. Status 1 if the policy would be refused.
+/// be and why, and the syscall aliases it leaves open (warnings). Status 1 if the policy
+/// would be refused.
 pub fn explain(
     file: &str,
     kernel: Option<&dyn KernelInfo>,
@@ -138,6 +144,9 @@ pub fn explain(
     for r in &plan.refusals {
         let _ = writeln!(text, "{}: cannot attach: {}", r.path, r.reason);
     }
+    for w in aliases::warnings(&policy, kernel) {
+        let _ = writeln!(text, "{w}");
+    }
     let mut failed = !plan.is_loadable();
     if let Some(k) = kernel {
         let report = check_policy(&policy, k);
@@ -161,5 +170,37 @@ pub fn explain(
     CommandOutput {
         text,
         status: i32::from(failed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::Capabilities;
+
+    /// An alias warning is printed by both commands and leaves the status at 0.
+    #[test]
+    fn alias_warnings_do_not_fail_validate_or_explain() {
+        let dir = std::env::temp_dir().join(format!("vigil-cli-aliases-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("exec.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: ex\n\
+             spec:\n  kprobes:\n  - call: \"sys_execve\"\n",
+        )
+        .unwrap();
+        let file = file.display().to_string();
+        let warning =
+            format!("{file}:7:11: spec.kprobes[0].call: warning: hooks execve but not execveat,");
+        let out = validate(std::slice::from_ref(&file), None);
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(out.text.contains(&format!("{file}: OK\n")), "{}", out.text);
+        assert!(out.text.contains(&warning), "{}", out.text);
+        let out = explain(&file, None, &Capabilities::TRACEPOINTS_ONLY);
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(out.text.contains(&warning), "{}", out.text);
+        assert!(out.text.ends_with("result: loads\n"), "{}", out.text);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

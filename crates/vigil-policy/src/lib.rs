@@ -15,10 +15,13 @@
 //!   hook, a refusal naming the reason.
 //! - [`cli::validate`] and [`cli::explain`]: the `vigil tracingpolicy validate|explain`
 //!   commands, returning text and an exit status.
+//! - [`aliases`]: syscall families a policy hooks only in part (`openat` but not `openat2`),
+//!   the warnings `validate` and `explain` print.
 //! - [`serialize::to_yaml`]: a policy back to YAML (same meaning when parsed again).
 //! - [`state`]: policy identity (domain, namespace, name), mode and states.
 //! - [`limits`]: every limit of the language in one place.
 
+pub mod aliases;
 pub mod btf;
 pub mod cli;
 pub mod compile;
