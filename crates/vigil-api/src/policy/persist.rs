@@ -92,10 +92,15 @@ impl PersistDir {
 
     /// Writes `data` to `path` (inside the directory) atomically, mode 0600.
     fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)?;
+        // Only the directory itself is root-only: parents created here keep the usual mode
+        // (the API socket's directory, /var/run/vigil, may be shared with a socket group).
+        if let Some(parent) = self.dir.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
         let name = path
             .file_name()
             .ok_or_else(|| io::Error::other("no file name"))?
