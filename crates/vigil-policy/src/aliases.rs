@@ -279,8 +279,8 @@ impl fmt::Display for AliasWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}:{}: {}: warning: hooks {} but not {}, which reach the same {} operation \
-             (a process can call them instead)",
+            "{}:{}: {}: warning: hooks {} but not {}: each is another way to the same {} \
+             operation",
             self.file,
             self.pos,
             self.path,
@@ -296,7 +296,7 @@ impl fmt::Display for AliasWarning {
                 self.io_uring.join(", ")
             )?;
         }
-        write!(f, "; {} sees every way", self.covered_by)
+        write!(f, "; a hook on {} sees them all", self.covered_by)
     }
 }
 
@@ -428,7 +428,7 @@ mod tests {
         let w = texts(&policy(OPENAT_ONLY));
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].starts_with("t.yaml:7:11: spec.kprobes[0].call: warning: hooks openat but not open, openat2, creat, open_by_handle_at,"),
+            w[0].starts_with("t.yaml:7:11: spec.kprobes[0].call: warning: hooks openat but not open, openat2, creat, open_by_handle_at:"),
             "{w:?}"
         );
         assert!(
@@ -459,7 +459,7 @@ mod tests {
         let w = texts(&policy("  kprobes:\n  - call: \"sys_execve\"\n"));
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].contains("spec.kprobes[0].call: warning: hooks execve but not execveat,"),
+            w[0].contains("spec.kprobes[0].call: warning: hooks execve but not execveat:"),
             "{w:?}"
         );
         assert!(

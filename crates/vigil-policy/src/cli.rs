@@ -192,7 +192,7 @@ mod tests {
         .unwrap();
         let file = file.display().to_string();
         let warning =
-            format!("{file}:7:11: spec.kprobes[0].call: warning: hooks execve but not execveat,");
+            format!("{file}:7:11: spec.kprobes[0].call: warning: hooks execve but not execveat:");
         let out = validate(std::slice::from_ref(&file), None);
         assert_eq!(out.status, 0, "{}", out.text);
         assert!(out.text.contains(&format!("{file}: OK\n")), "{}", out.text);
