@@ -121,15 +121,23 @@ pub struct Api {
 pub fn policy_manager(
     flags: &ServerFlags,
     runtime: Arc<super::policies::Runtime>,
+    btf: Option<&std::path::Path>,
 ) -> Arc<MemoryPolicyManager> {
     let persist = flags
         .persist_grpc_policies
         .then(|| flags.persist_grpc_policies_dir.clone());
-    Arc::new(MemoryPolicyManager::new(
-        crate::policy_cmd::detect_capabilities(),
-        super::policies::loader(runtime),
-        persist,
-    ))
+    let btf = btf.map(|p| p.display().to_string());
+    Arc::new(
+        MemoryPolicyManager::new(
+            crate::policy_cmd::detect_capabilities(),
+            super::policies::loader(runtime),
+            persist,
+        )
+        .with_kernel_checks(Box::new(move || match &btf {
+            Some(path) => Box::new(vigil_policy::SystemKernel::with_btf_path(path)),
+            None => Box::new(vigil_policy::SystemKernel::running()),
+        })),
+    )
 }
 
 /// Creates the fan-out hub; its sink goes on the bus before the pipeline starts.

@@ -150,7 +150,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         runtime = runtime.with_scopes(Arc::clone(s));
     }
     let runtime = Arc::new(runtime);
-    let manager = api::policy_manager(&flags.api, Arc::clone(&runtime));
+    let manager = api::policy_manager(&flags.api, Arc::clone(&runtime), opts.btf.as_deref());
     let kept = std::path::Path::new(vigil_bpf::pin::KEEP_DIR);
     let kept_before = vigil_bpf::pin::kept_pins(kept).len();
     if kept_before > 0 && opts.release_pinned_bpf {
@@ -317,6 +317,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         if last_housekeeping.elapsed() >= HOUSEKEEPING {
             last_housekeeping = Instant::now();
             pipeline.report_losses(counters.read());
+            manager.release_idle();
             if let Some(m) = &metrics {
                 m.set_process_cache(pipeline.cache().stats().entries, opts.process_cache_size);
                 m.set_ringbuf_received(pipeline.stats.records);

@@ -361,3 +361,71 @@ fn adversarial_parked_opens_make_lost_exit_checks_visible() {
         "{log}"
     );
 }
+
+/// One validation path (item 20): Tetragon's six negative specs are refused by `validate`,
+/// by `tracingpolicy add` and by `--tracing-policy`, each naming the same fault (`add`
+/// loaded `syswrongargtype.yaml`, which `validate` refused).
+#[test]
+fn adversarial_negative_specs_are_refused_by_every_path() {
+    let _g = serial();
+    let dir = std::path::Path::new("/work/shared/compat/tetragon-negative-specs");
+    let dir = if dir.is_dir() {
+        dir.to_path_buf()
+    } else {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/compat/tetragon-negative-specs")
+    };
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 6, "{files:?}");
+    let args: Vec<String> = files
+        .iter()
+        .flat_map(|f| ["--tracing-policy".to_string(), f.display().to_string()])
+        .collect();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let agent = Agent::start("adversarial-negative-specs", &refs);
+    for f in &files {
+        let file = f.display().to_string();
+        let out = std::process::Command::new(vigil_bin())
+            .args(["tracingpolicy", "validate", &file])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "validate accepted {file}:\n{text}"
+        );
+        // validate's fault: the line naming the file (`file:line:col: path: reason [kernel]`).
+        let fault = text
+            .lines()
+            .find(|l| l.starts_with(&file))
+            .unwrap_or_else(|| panic!("{text}"))
+            .trim_end_matches(" [kernel]")
+            .to_string();
+        // The API does not know the file's name (the CLI sends its text): the same
+        // position, path and reason.
+        let fault = fault.strip_prefix(&file).unwrap_or(&fault).to_string();
+        let (code, out, err) = agent.cli(&["tracingpolicy", "add", &file]);
+        assert_ne!(code, Some(0), "add loaded {file}: {out}");
+        assert!(
+            err.contains(&fault),
+            "add's refusal does not name validate's fault\n  validate: {fault}\n  add: {err}"
+        );
+    }
+    let (code, out, _) = agent.cli(&["tracingpolicy", "list"]);
+    assert_eq!(code, Some(0));
+    for name in ["lseek", "sys-lseek"] {
+        assert!(!out.contains(name), "{name} listed as loaded:\n{out}");
+    }
+    let (_, log) = agent.stop();
+    let not_loaded = log
+        .lines()
+        .filter(|l| l.contains("tracing policy not loaded"))
+        .count();
+    assert_eq!(not_loaded, 6, "{log}");
+}

@@ -251,51 +251,90 @@ fn static_policies_are_listed_counted_and_managed_like_grpc_ones() {
     assert!(mem > 0, "{wj}");
     assert_eq!(w[7], tetra_bytes(mem));
 
-    // set-mode switches the loaded programs: in monitor mode the open is reported, counted
-    // as NMONITOR, and cat lives.
-    cli.ok(&[
-        "tp",
-        "set-mode",
-        "kill-list",
-        "monitor",
-        "--domain",
-        "static",
-    ]);
+    // A static policy changes only through its file (issue 17): the API refuses set-mode,
+    // disable, enable and delete, naming the owner, and the policy keeps enforcing.
+    for args in [
+        &[
+            "tp",
+            "set-mode",
+            "kill-list",
+            "monitor",
+            "--domain",
+            "static",
+        ][..],
+        &["tp", "disable", "watch-list", "--domain", "static"],
+        &["tp", "enable", "watch-list", "--domain", "static"],
+        &["tp", "delete", "kill-list", "--domain", "static"],
+        // The default domain is grpc: a name only a static policy has is refused the same.
+        &["tp", "delete", "kill-list"],
+    ] {
+        let (code, _, err) = cli.run(args);
+        assert!(
+            code == 1
+                && err.contains("FailedPrecondition")
+                && err.contains("belongs to domain static"),
+            "{args:?}: {err}"
+        );
+    }
     let out = Command::new("/usr/bin/cat")
         .arg(&forbidden)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "cat survives in monitor mode: {out:?}"
-    );
+    assert!(!out.status.success(), "still enforcing: {out:?}");
     let (_, rows) = cli.table();
+    assert_eq!(rows["watch-list"][3], "enabled");
     assert_eq!(
         rows["kill-list"][8..].to_vec(),
-        ["monitor", "3", "2", "1"],
+        ["enforce", "3", "3", "0"],
         "MODE NPOST NENFORCE NMONITOR"
     );
 
-    // Disable detaches: no counting, no events; enable loads again.
-    cli.ok(&["tp", "disable", "watch-list", "--domain", "static"]);
+    // The same operations on a policy the API owns (domain grpc): set-mode switches the
+    // loaded programs (in monitor mode the open is reported, counted as NMONITOR, and cat
+    // lives); disable detaches (no counting, no events); enable loads again; delete unloads.
+    let owned = dir.join("owned.txt");
+    std::fs::write(&owned, "o\n").unwrap();
+    let owned_policy = dir.join("owned.yaml");
+    std::fs::write(
+        &owned_policy,
+        open_policy("grpc-kill", owned.to_str().unwrap(), "Sigkill"),
+    )
+    .unwrap();
+    cli.ok(&["tp", "add", owned_policy.to_str().unwrap()]);
+    let cat_lives = |p: &std::path::Path| {
+        Command::new("/usr/bin/cat")
+            .arg(p)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!cat_lives(&owned), "enforced");
+    cli.ok(&["tp", "set-mode", "grpc-kill", "monitor"]);
+    assert!(cat_lives(&owned), "cat survives in monitor mode");
+    assert_eq!(
+        cli.table().1["grpc-kill"][8..].to_vec(),
+        ["monitor", "2", "1", "1"],
+        "MODE NPOST NENFORCE NMONITOR"
+    );
+    cli.ok(&["tp", "disable", "grpc-kill"]);
     let (_, rows) = cli.table();
-    assert_eq!(rows["watch-list"][3], "disabled");
-    assert_eq!(rows["watch-list"][7], "0 B");
-    cat(&watched);
-    cli.ok(&["tp", "enable", "watch-list", "--domain", "static"]);
-    cat(&watched);
-    agent.wait_for("the event after enable", WAIT, |_| {
-        kprobe_events(&agent, "watch-list") == 4
+    assert_eq!(rows["grpc-kill"][3], "disabled");
+    assert_eq!(rows["grpc-kill"][7], "0 B");
+    assert!(cat_lives(&owned), "disabled: nothing enforced");
+    cli.ok(&["tp", "enable", "grpc-kill"]);
+    assert!(
+        cat_lives(&owned),
+        "enabled again, in the mode it had (monitor)"
+    );
+    agent.wait_for("the owned policy's 3 events", WAIT, |_| {
+        kprobe_events(&agent, "grpc-kill") == 3
     });
     // Counters start again with the new programs.
-    assert_eq!(cli.table().1["watch-list"][9], "1");
-
-    // The default domain is grpc: a static policy needs --domain static.
-    let (code, _, err) = cli.run(&["tp", "delete", "kill-list"]);
-    assert!(code == 1 && err.contains("NotFound"), "{err}");
-    cli.ok(&["tp", "delete", "kill-list", "--domain", "static"]);
-    let (_, rows) = cli.table();
-    assert!(!rows.contains_key("kill-list"), "{rows:?}");
+    assert_eq!(cli.table().1["grpc-kill"][9], "1");
+    cli.ok(&["tp", "delete", "grpc-kill"]);
+    assert!(!cli.table().1.contains_key("grpc-kill"));
+    assert!(cat_lives(&owned), "deleted: nothing enforced");
 
     // Kernel memory of a policy = the memlock of the maps its load created.
     let before = host_maps();

@@ -15,6 +15,7 @@ use vigil_policy::compile::{Capabilities, KernelCapabilities, Plan};
 use vigil_policy::state::{Domain, PolicyId, PolicyMode, PolicyState, ReportedMode, reported_mode};
 use vigil_policy::{TracingPolicy, compile, parse_policy};
 
+use kernel_checks::{KernelChecks, KernelSource};
 use persist::PersistDir;
 
 /// Why an operation failed; each kind maps to one gRPC code.
@@ -259,6 +260,8 @@ pub struct MemoryPolicyManager {
     caps: Capabilities,
     loader: Loader,
     persist: Option<PersistDir>,
+    /// `validate`'s kernel checks; without them only the schema and the plan are checked.
+    kernel: Option<KernelChecks>,
     inner: Mutex<(u64, BTreeMap<PolicyId, Entry>)>,
 }
 
@@ -275,8 +278,48 @@ impl MemoryPolicyManager {
             caps,
             loader,
             persist: persist_dir.map(PersistDir::new),
+            kernel: None,
             inner: Mutex::new((0, BTreeMap::new())),
         }
+    }
+
+    /// Every policy passes `vigil tracingpolicy validate`'s kernel checks before it loads.
+    pub fn with_kernel_checks(mut self, source: KernelSource) -> Self {
+        self.kernel = Some(KernelChecks::new(source));
+        self
+    }
+
+    /// Frees what the kernel checks keep once policies stop arriving (housekeeping).
+    pub fn release_idle(&self) {
+        if let Some(k) = &self.kernel {
+            k.release_idle();
+        }
+    }
+
+    /// Whether this kernel can run `policy` as `plan`: the policy's own faults against this
+    /// kernel first (as `validate` names them), then any mechanism the kernel lacks, all on
+    /// one line.
+    fn check_runnable(
+        &self,
+        id: &PolicyId,
+        policy: &TracingPolicy,
+        plan: &Plan,
+    ) -> Result<(), PolicyOpError> {
+        let faults = self
+            .kernel
+            .as_ref()
+            .map(|k| k.faults(policy))
+            .unwrap_or_default();
+        let loadable = self.check_loadable(id, plan);
+        if faults.is_empty() {
+            return loadable;
+        }
+        let mut message = faults.join("; ");
+        if let Err(mechanism) = loadable {
+            message.push_str("; ");
+            message.push_str(&mechanism.to_string());
+        }
+        Err(PolicyOpError::InvalidArgument(message))
     }
 
     /// Marks a persisted gRPC policy disabled (or not): it comes back in that state.
@@ -434,7 +477,7 @@ impl MemoryPolicyManager {
         let mut plan = compile(&policy, &self.caps);
         // A mode given with the request wins over the YAML's; the programs load in it.
         plan.mode = mode.unwrap_or(plan.mode);
-        self.check_loadable(&id, &plan)?;
+        self.check_runnable(&id, &policy, &plan)?;
         let loaded = (self.loader)(&plan).map_err(|why| {
             PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(&id)))
         })?;
@@ -472,7 +515,7 @@ impl MemoryPolicyManager {
             return self.add_from(yaml, source, domain, None);
         }
         let plan = compile(&policy, &self.caps);
-        self.check_loadable(&id, &plan)?;
+        self.check_runnable(&id, &policy, &plan)?;
         let loaded = (self.loader)(&plan).map_err(|why| {
             PolicyOpError::FailedPrecondition(format!("{}: {why}", describe(&id)))
         })?;
@@ -661,6 +704,7 @@ impl PolicyManager for MemoryPolicyManager {
     }
 }
 
+pub mod kernel_checks;
 pub mod persist;
 #[cfg(test)]
 mod tests;

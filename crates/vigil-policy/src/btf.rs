@@ -201,6 +201,21 @@ impl Btf {
         Some(params)
     }
 
+    /// The name of what a pointer points to, through const/volatile/typedef-free modifiers
+    /// (`const char *` -> `char`, `struct file *` -> `file`); `void` for `void *`.
+    fn pointee_name(&self, mut id: u32) -> String {
+        for _ in 0..32 {
+            let Some(p) = self.types.get(id as usize) else {
+                return "void".into();
+            };
+            match p.kind {
+                KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => id = p.size_or_type,
+                _ => return self.name(p.name_off).to_string(),
+            }
+        }
+        "void".into()
+    }
+
     fn shape(&self, mut id: u32) -> ParamShape {
         for _ in 0..32 {
             let Some(t) = self.types.get(id as usize) else {
@@ -210,13 +225,7 @@ impl Btf {
                 KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
                     id = t.size_or_type
                 }
-                KIND_PTR => {
-                    let target = self
-                        .types
-                        .get(t.size_or_type as usize)
-                        .map_or("void", |p| self.name(p.name_off));
-                    return ParamShape::Pointer(target.to_string());
-                }
+                KIND_PTR => return ParamShape::Pointer(self.pointee_name(t.size_or_type)),
                 KIND_INT => {
                     return ParamShape::Integer {
                         bytes: t.size_or_type,

@@ -10,7 +10,7 @@ use crate::TracingPolicy;
 pub use crate::btf::{Btf, BtfError, Param, ParamShape};
 use crate::error::{ErrorCode, PolicyError};
 use crate::model::ArgSpec;
-use crate::types::ListType;
+use crate::types::{ArgType, ListType};
 
 /// An answer that may be unavailable on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,7 +257,17 @@ impl Ctx<'_> {
         }
     }
 
-    fn args_against_params(&mut self, path: &str, call: &str, args: &[ArgSpec], params: &[Param]) {
+    /// `btf_pointees`: the parameters come from BTF, whose pointer shapes name what they
+    /// point to, so a `string` on a pointer to anything but characters is refused (Tetragon's
+    /// BTF validation: `string` for `vfs_llseek`'s `struct file *`).
+    fn args_against_params(
+        &mut self,
+        path: &str,
+        call: &str,
+        args: &[ArgSpec],
+        params: &[Param],
+        btf_pointees: bool,
+    ) {
         for (i, arg) in args.iter().enumerate() {
             let arg_path = format!("{path}.args[{i}]");
             match params.get(arg.index as usize) {
@@ -266,6 +276,22 @@ impl Ctx<'_> {
                     &format!("{arg_path}.type"),
                     format!("type {} reads through a pointer, but parameter {} (`{}`) of `{call}` is {:?}", arg.arg_type, arg.index, param.name, param.shape),
                 ),
+                Some(Param {
+                    name,
+                    shape: ParamShape::Pointer(to) | ParamShape::Struct(to),
+                }) if btf_pointees
+                        && arg.arg_type == ArgType::String
+                        && arg.btf_type.is_none()
+                        && !is_char_like(to) =>
+                {
+                    self.error(
+                        &format!("{arg_path}.type"),
+                        format!(
+                            "`{call}` on this kernel takes no string at index {i}: parameter {i} (`{name}`) points to `{to}` (type string reads a NUL-terminated string)",
+                            i = arg.index
+                        ),
+                    )
+                }
                 Some(_) => {}
             }
         }
@@ -293,7 +319,7 @@ impl Ctx<'_> {
                         },
                     })
                     .collect();
-                self.args_against_params(path, &format!("sys_{name}"), args, &params);
+                self.args_against_params(path, &format!("sys_{name}"), args, &params, false);
             }
             Answer::No => {}
             Answer::Unknown(why) => self.skip(format!("syscall argument types ({why})")),
@@ -333,7 +359,7 @@ impl Ctx<'_> {
             }
         } else {
             match self.kernel.function(call) {
-                Answer::Yes(params) => self.args_against_params(path, call, args, &params),
+                Answer::Yes(params) => self.args_against_params(path, call, args, &params, true),
                 Answer::No if ignore_missing => self.skip(format!(
                     "{call_path}: `{call}` is absent; hook skipped (ignore.callNotFound)"
                 )),
@@ -460,4 +486,13 @@ pub fn check_policy(policy: &TracingPolicy, kernel: &dyn KernelInfo) -> KernelRe
         }
     }
     c.report
+}
+
+/// Whether a pointee type name is a character type a string can be read from (`void`
+/// pointers too: their meaning is the caller's).
+fn is_char_like(name: &str) -> bool {
+    matches!(
+        name,
+        "" | "void" | "char" | "unsigned char" | "signed char" | "u8" | "__u8" | "s8" | "__s8"
+    )
 }
