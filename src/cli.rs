@@ -205,6 +205,11 @@ pub struct AgentFlags {
     /// waits for it before going out without `pod` (vigil; e.g. 2s, 500ms, 0).
     #[arg(long, default_value = "2s")]
     pub k8s_pod_wait: String,
+    /// io_uring requests bypass syscall hooks: auto (report where the kernel lacks
+    /// kernel-function hooks, else allow), allow, report (an event per ring created) or
+    /// kill (SIGKILL at ring creation) (vigil; README "io_uring").
+    #[arg(long, default_value = "auto")]
+    pub io_uring: String,
     /// TracingPolicy file to load at start (repeatable).
     #[arg(long)]
     pub tracing_policy: Vec<PathBuf>,

@@ -9,6 +9,7 @@ mod build_ids;
 mod containers;
 mod convert;
 mod encode;
+mod io_uring;
 mod kstruct_arg;
 mod logging;
 mod maxdata;
@@ -157,6 +158,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         release_kept(kept, "--release-pinned-bpf");
     }
     let loaded_policies = manager.load_static(&policy_files);
+    io_uring::load(&manager, opts.io_uring);
     for e in manager.restore() {
         tracing::error!(error = e, "persisted policy not restored");
     }

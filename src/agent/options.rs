@@ -39,6 +39,8 @@ pub struct AgentOptions {
     pub state_dir: PathBuf,
     /// `--enable-k8s-api`: the pod watch's options.
     pub k8s: Option<K8sOptions>,
+    /// `--io-uring`: the built-in io_uring policy (resolved against the kernel at load).
+    pub io_uring: super::io_uring::IoUringMode,
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +183,7 @@ impl AgentOptions {
                 annotations: f.enable_pod_annotations,
                 pod_wait,
             }),
+            io_uring: super::io_uring::IoUringMode::parse(&f.io_uring)?,
         })
     }
 }
