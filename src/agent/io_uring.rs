@@ -6,7 +6,8 @@
 //! tests/integration/kfuncs_uring.rs); on kernels without them (this project's host) the
 //! requests cannot be filtered by a policy's selectors. What such a kernel does offer is the
 //! `io_uring` tracepoints, so the agent loads one built-in TracingPolicy, `vigil-io-uring`,
-//! compiled and loaded like any `--tracing-policy` file (domain `static`), that
+//! compiled and loaded into the kernel by the same runtime as any `--tracing-policy` file,
+//! that
 //!
 //! - `report`: posts a `process_tracepoint` event for every ring created
 //!   (`io_uring:io_uring_create`, in the creating process);
@@ -18,10 +19,14 @@
 //! `auto` (the default) is `report` on a kernel without kernel-function hooks (kprobes and
 //! fentry both missing) and `allow` elsewhere: the choice follows the kernel, not the
 //! policies loaded at start, because policies come and go over gRPC while the agent runs.
+//!
+//! The built-in policy stays out of the policy manager: it is the agent's own, set by a flag,
+//! not one of the operator's policies, so `tracingpolicy list` and the API (disable, delete,
+//! set-mode) show and change only theirs. Its events carry `policy_name: vigil-io-uring`.
 
 use anyhow::{Result, bail};
-use vigil_api::MemoryPolicyManager;
-use vigil_policy::state::Domain;
+
+use super::policies::{PolicySensors, Runtime};
 
 /// The built-in policy's name (`tracingpolicy list`, `policy_name` on its events).
 pub const POLICY_NAME: &str = "vigil-io-uring";
@@ -122,29 +127,50 @@ pub fn policy_yaml(mode: IoUringMode) -> Option<&'static str> {
     }
 }
 
+/// The loaded built-in policy: dropping it detaches its programs.
+pub struct BuiltIn {
+    _sensors: PolicySensors,
+}
+
 /// Loads the built-in policy the mode asks for on this kernel. A failure is logged (the
 /// agent runs on without it, as with a policy file that does not load), never fatal.
-pub fn load(manager: &MemoryPolicyManager, mode: IoUringMode) {
+pub fn load(runtime: &Runtime, mode: IoUringMode) -> Option<BuiltIn> {
     let caps = crate::policy_cmd::detect_capabilities();
     let resolved = mode.resolve(caps.kprobes || caps.fentry);
     let Some(yaml) = policy_yaml(resolved) else {
-        tracing::info!(
-            ?mode,
-            "io_uring: no built-in policy (kernel-function hooks see io_uring requests)"
-        );
-        return;
+        tracing::info!(?mode, "io_uring: no built-in policy loaded");
+        return None;
     };
-    let source = format!("{POLICY_NAME} (built-in, --io-uring)");
-    match manager.add_from(yaml, &source, Domain::Static, None) {
-        Ok(_) => tracing::info!(policy = POLICY_NAME, ?mode, effective = ?resolved,
-            "io_uring: rings are reported{}",
-            if resolved == IoUringMode::Kill { " and their creators killed" } else { "" }),
-        Err(e) => tracing::error!(
-            policy = POLICY_NAME,
-            ?mode,
-            "io_uring: built-in policy not loaded: {}",
-            e.to_string().replace('\n', "; ")
-        ),
+    let loaded = vigil_policy::parse_policy(yaml, POLICY_NAME)
+        .map_err(|e| e.to_string())
+        .and_then(|policy| {
+            let plan = vigil_policy::compile(&policy, &caps);
+            if !plan.is_loadable() {
+                let reasons: Vec<String> = plan
+                    .refusals
+                    .iter()
+                    .map(|r| format!("{}: {}", r.path, r.reason))
+                    .collect();
+                return Err(reasons.join("; "));
+            }
+            runtime.load(&plan)
+        });
+    match loaded {
+        Ok((_, sensors)) => {
+            tracing::info!(policy = POLICY_NAME, ?mode, effective = ?resolved,
+                "io_uring: rings are reported{}",
+                if resolved == IoUringMode::Kill { " and their creators killed" } else { "" });
+            Some(BuiltIn { _sensors: sensors })
+        }
+        Err(e) => {
+            tracing::error!(
+                policy = POLICY_NAME,
+                ?mode,
+                "io_uring: built-in policy not loaded: {}",
+                e.replace('\n', "; ")
+            );
+            None
+        }
     }
 }
 

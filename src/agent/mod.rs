@@ -158,7 +158,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         release_kept(kept, "--release-pinned-bpf");
     }
     let loaded_policies = manager.load_static(&policy_files);
-    io_uring::load(&manager, opts.io_uring);
+    let io_uring_policy = io_uring::load(&runtime, opts.io_uring);
     for e in manager.restore() {
         tracing::error!(error = e, "persisted policy not restored");
     }
@@ -385,6 +385,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     }
     // Policies first: their objects share the lifecycle maps.
     manager.unload_all();
+    drop(io_uring_policy);
     drop(sensor);
     tracing::info!(
         events = pipeline.stats.events,
