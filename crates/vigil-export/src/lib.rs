@@ -6,17 +6,25 @@
 //! A sink never stops the agent: a failed write (full disk, unwritable file, closed pipe) is
 //! counted as lost, logged once per burst of failures, and writing resumes on the next event
 //! once the destination accepts data again.
+//!
+//! Every line carries `vigil_seq` (1, 2, 3... on this sink, after its filters and rate
+//! limit) and `vigil_instance` (`seq`); lines lost to a failed write are explained by an
+//! `events_lost` line (stage `LOSS_STAGE_STREAM`) before the next line, and rate-limit
+//! drops by one of stage `LOSS_STAGE_RATE_LIMIT`.
 
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
-use vigil_proto::tetragon::{GetEventsResponse, RateLimitInfo, get_events_response};
+use vigil_proto::tetragon::{GetEventsResponse, LossStage, RateLimitInfo, get_events_response};
+
+use dest::{Destination, StdoutLines};
 
 pub mod bus;
+mod dest;
 pub mod event;
 pub mod fields;
 pub mod filter;
@@ -24,6 +32,7 @@ mod labels;
 pub mod ratelimit;
 pub mod redact;
 pub mod rotate;
+pub mod seq;
 
 pub use bus::{Bus, Event, Sink};
 pub use fields::FieldFilters;
@@ -60,12 +69,8 @@ pub struct ExportCounters {
     pub write_lost: AtomicU64,
 }
 
-/// Where lines go.
-enum Destination {
-    Stdout(BufWriter<io::Stdout>),
-    File(LogFile),
-}
-
+/// Room kept before a line for the loss reports that may precede it (each is ~200 bytes).
+const REPORTS_ROOM: usize = 1024;
 /// The JSON-lines sink with loss accounting.
 pub struct JsonLinesSink {
     dest: Destination,
@@ -78,6 +83,18 @@ pub struct JsonLinesSink {
     failing: bool,
     /// Reused for every line: one allocation per sink, not per event.
     line: Vec<u8>,
+    /// The last `vigil_seq` given.
+    seq: u64,
+    /// Numbered lines lost since the last line known written: the sequence numbers a
+    /// consumer misses before the next line it gets. Reset only once a line got out, so a
+    /// report that is itself lost is covered by the next one.
+    skipped: u64,
+    /// A loss report is due before the next line.
+    report_due: bool,
+    skipped_total: u64,
+    /// Rate-limit drops since the last report.
+    rate_dropped: u64,
+    rate_dropped_total: u64,
 }
 
 impl std::fmt::Debug for JsonLinesSink {
@@ -90,10 +107,7 @@ impl std::fmt::Debug for JsonLinesSink {
 
 impl JsonLinesSink {
     pub fn stdout() -> Self {
-        Self::new(
-            Destination::Stdout(BufWriter::with_capacity(1 << 16, io::stdout())),
-            "stdout",
-        )
+        Self::new(Destination::Stdout(StdoutLines::new()), "stdout")
     }
 
     /// Appends to `path` (created with `rotation.perm`), rotating as configured.
@@ -130,6 +144,12 @@ impl JsonLinesSink {
             lost: 0,
             failing: false,
             line: Vec::with_capacity(4096),
+            seq: 0,
+            skipped: 0,
+            report_due: false,
+            skipped_total: 0,
+            rate_dropped: 0,
+            rate_dropped_total: 0,
         }
     }
 
@@ -158,15 +178,47 @@ impl JsonLinesSink {
         self.line = line;
     }
 
+    /// Numbers and queues one line, after the loss reports it owes. Room for all of them is
+    /// made first, so no flush (and no failure) falls between a report and its line.
     fn write_line(&mut self, line: &mut Vec<u8>) {
+        let room = line.len() + REPORTS_ROOM;
+        let prepared = self.dest.prepare(room);
+        self.settle(prepared);
+        if std::mem::take(&mut self.report_due) {
+            let ev = seq::loss_report(
+                LossStage::Stream,
+                self.skipped,
+                self.skipped_total,
+                &self.cfg.node_name,
+            );
+            self.push_event(&ev);
+        }
+        if self.rate_dropped > 0 {
+            let n = std::mem::take(&mut self.rate_dropped);
+            let ev = seq::loss_report(
+                LossStage::RateLimit,
+                n,
+                self.rate_dropped_total,
+                &self.cfg.node_name,
+            );
+            self.push_event(&ev);
+        }
+        self.push(line);
+    }
+
+    fn push_event(&mut self, ev: &GetEventsResponse) {
+        match serde_json::to_vec(ev) {
+            Ok(mut line) => self.push(&mut line),
+            Err(e) => tracing::error!(sink = %self.name, error = %e, "cannot encode loss report"),
+        }
+    }
+
+    fn push(&mut self, line: &mut Vec<u8>) {
+        self.seq += 1;
+        seq::stamp(line, self.seq, seq::instance());
         line.push(b'\n');
         let len = line.len() as u64;
-        let result = match &mut self.dest {
-            Destination::Stdout(w) => w
-                .write_all(line)
-                .map_err(|error| rotate::FlushError { error, lines: 1 }),
-            Destination::File(f) => f.write_line(line),
-        };
+        self.dest.push(line);
         self.written += 1;
         self.counters.exported.fetch_add(1, Ordering::Relaxed);
         self.counters
@@ -178,7 +230,6 @@ impl JsonLinesSink {
         self.counters
             .last_exported
             .store(now.as_secs(), Ordering::Relaxed);
-        self.account(result);
     }
 
     /// Exports one event: filters, rate limit, field filters, then the line.
@@ -192,6 +243,8 @@ impl JsonLinesSink {
             self.counters
                 .ratelimit_dropped
                 .fetch_add(1, Ordering::Relaxed);
+            self.rate_dropped += 1;
+            self.rate_dropped_total += 1;
             return;
         }
         if self.cfg.fields.is_empty() {
@@ -217,6 +270,8 @@ impl JsonLinesSink {
             .and_then(|l| l.report(Instant::now(), force));
         if let Some(n) = dropped {
             tracing::warn!(sink = %self.name, dropped = n, "export rate limit dropped events");
+            // Tetragon's report covers the drops since the last line: no events_lost for them.
+            self.rate_dropped = 0;
             let ev = GetEventsResponse {
                 event: Some(get_events_response::Event::RateLimitInfo(RateLimitInfo {
                     number_of_dropped_process_events: n,
@@ -232,28 +287,27 @@ impl JsonLinesSink {
     /// Flushes buffered lines; reports rate-limit drops and rotates by interval.
     pub fn flush(&mut self) {
         self.report_rate_limit(false);
-        let result = match &mut self.dest {
-            Destination::Stdout(w) => w.flush().map(|()| 1).map_err(|error| rotate::FlushError {
-                error,
-                // A failed BufWriter keeps its buffer; what it held is lost.
-                lines: 0,
-            }),
-            Destination::File(f) => f.flush().and_then(|n| f.tick(Instant::now()).map(|()| n)),
-        };
+        let result = self.dest.flush().and_then(|n| match &mut self.dest {
+            Destination::File(f) => f.tick(Instant::now()).map(|()| n),
+            Destination::Stdout(_) => Ok(n),
+        });
+        self.settle(result);
+    }
+
+    /// Accounts a write of the buffered lines.
+    fn settle(&mut self, result: Result<u64, rotate::FlushError>) {
         match result {
             // Resumed only when lines really reached the destination.
-            Ok(n) if n > 0 && self.failing => {
-                self.failing = false;
-                tracing::warn!(sink = %self.name, lost = self.lost, "export writes resumed");
+            Ok(n) if n > 0 => {
+                // The report (if any) is out: the gap is explained.
+                self.skipped = 0;
+                if self.failing {
+                    self.failing = false;
+                    tracing::warn!(sink = %self.name, lost = self.lost, "export writes resumed");
+                }
             }
             Ok(_) => {}
             Err(e) => self.fail(&e),
-        }
-    }
-
-    fn account(&mut self, result: Result<(), rotate::FlushError>) {
-        if let Err(e) = result {
-            self.fail(&e);
         }
     }
 
@@ -264,6 +318,13 @@ impl JsonLinesSink {
 
     fn fail(&mut self, e: &rotate::FlushError) {
         self.add_lost(e.lines.max(1));
+        // Those lines had their numbers: the next line explains the hole.
+        if e.delivered > 0 {
+            self.skipped = 0;
+        }
+        self.skipped += e.lines;
+        self.skipped_total += e.lines;
+        self.report_due = true;
         self.written = self.written.saturating_sub(e.lines);
         self.counters.exported.fetch_sub(
             e.lines.min(self.counters.exported.load(Ordering::Relaxed)),
@@ -274,11 +335,11 @@ impl JsonLinesSink {
             tracing::error!(sink = %self.name, error = %e.error, lost_so_far = self.lost,
                 "export write failed; events are counted as lost until writes succeed again");
         }
-        // A failed BufWriter keeps its buffer: drop it so that the next write starts clean.
-        if let Destination::Stdout(w) = &mut self.dest {
-            let _ =
-                std::mem::replace(w, BufWriter::with_capacity(1 << 16, io::stdout())).into_parts();
-        }
+    }
+
+    /// The last `vigil_seq` given on this sink.
+    pub fn seq(&self) -> u64 {
+        self.seq
     }
 
     /// Lines written (or queued) successfully.
@@ -308,6 +369,18 @@ impl Sink for JsonLinesSink {
     fn close(&mut self) {
         self.report_rate_limit(true);
         JsonLinesSink::flush(self);
+        // Lines lost by the last flush: say so, if the destination takes it now.
+        if self.report_due {
+            let ev = seq::loss_report(
+                LossStage::Stream,
+                self.skipped,
+                self.skipped_total,
+                &self.cfg.node_name,
+            );
+            self.report_due = false;
+            self.write(&ev);
+            JsonLinesSink::flush(self);
+        }
         if let Destination::File(f) = &mut self.dest {
             f.wait_housekeeping();
         }

@@ -46,6 +46,8 @@ impl Default for Rotation {
 pub struct FlushError {
     pub error: io::Error,
     pub lines: u64,
+    /// Lines of the same flush that did get out before the error.
+    pub delivered: u64,
 }
 
 pub struct LogFile {
@@ -216,22 +218,36 @@ impl LogFile {
 
     /// Queues one line (with its newline); may flush and rotate first.
     pub fn write_line(&mut self, line: &[u8]) -> Result<(), FlushError> {
-        let mut result = Ok(());
-        let projected = self.size + (self.buf.len() + line.len()) as u64;
+        let result = self.prepare(line.len());
+        self.push(line);
+        result.map(drop)
+    }
+
+    /// Makes room for `len` more bytes: flushes (and rotates by size) now if they would not
+    /// fit, so that the next [`push`](Self::push)es up to `len` bytes write nothing. The
+    /// numbering sink needs this: a loss report and the line after it must land together,
+    /// never with a flush failure between them. Returns the lines written meanwhile.
+    pub fn prepare(&mut self, len: usize) -> Result<u64, FlushError> {
+        let mut result = Ok(0);
+        let projected = self.size + (self.buf.len() + len) as u64;
         if self.cfg.max_size > 0
             && projected > self.cfg.max_size
             && self.size + self.buf.len() as u64 > 0
         {
-            result = self.flush().map(drop);
+            result = self.flush();
             if result.is_ok() {
                 self.rotate();
             }
-        } else if self.buf.len() + line.len() > BUFFER {
-            result = self.flush().map(drop);
+        } else if self.buf.len() + len > BUFFER {
+            result = self.flush();
         }
+        result
+    }
+
+    /// Queues one line (with its newline) without flushing.
+    pub fn push(&mut self, line: &[u8]) {
         self.buf.extend_from_slice(line);
         self.buf_lines += 1;
-        result
     }
 
     /// Rotates when the interval has passed (called from the sink's flush).
@@ -257,9 +273,11 @@ impl LogFile {
         let lines = std::mem::take(&mut self.buf_lines);
         let result = self.write_buffer();
         self.buf.clear();
-        result
-            .map(|()| lines)
-            .map_err(|error| FlushError { error, lines })
+        result.map(|()| lines).map_err(|error| FlushError {
+            error,
+            lines,
+            delivered: 0,
+        })
     }
 
     fn write_buffer(&mut self) -> io::Result<()> {

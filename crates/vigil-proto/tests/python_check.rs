@@ -378,13 +378,16 @@ fn events() -> Vec<GetEventsResponse> {
         }),
     ];
     evs.into_iter()
-        .map(|ev| GetEventsResponse {
+        .zip(1..)
+        .map(|(ev, seq)| GetEventsResponse {
             event: Some(ev),
             node_name: "node-1".into(),
             time: Some(Timestamp::new(1_700_000_002, 123_000_000)),
             aggregation_info: None,
             cluster_name: "c1".into(),
             node_labels: [("kubernetes.io/os".to_string(), "linux".to_string())].into(),
+            vigil_seq: seq,
+            vigil_instance: "0123456789abcdef0123456789abcdef".into(),
         })
         .collect()
 }
