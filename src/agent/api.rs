@@ -142,7 +142,12 @@ pub fn policy_manager(
 
 /// Creates the fan-out hub; its sink goes on the bus before the pipeline starts.
 pub fn hub(flags: &ServerFlags) -> (Arc<Hub>, GrpcSink) {
-    let hub = Hub::new(flags.grpc_client_buffer);
+    let hub = Hub::with_limits(vigil_api::Limits {
+        client_events: flags.grpc_client_buffer,
+        client_bytes: flags.grpc_client_buffer_bytes,
+        total_bytes: flags.grpc_buffer_bytes,
+        max_clients: flags.grpc_max_clients,
+    });
     let sink = GrpcSink::new(Arc::clone(&hub));
     (hub, sink)
 }
@@ -194,6 +199,9 @@ pub fn start(
         address = server.listening,
         health = flags.health_server_address,
         client_buffer = flags.grpc_client_buffer,
+        client_buffer_bytes = flags.grpc_client_buffer_bytes,
+        buffer_bytes = flags.grpc_buffer_bytes,
+        max_clients = flags.grpc_max_clients,
         "gRPC API listening"
     );
     Ok(Some(Api { server, dumps }))

@@ -38,6 +38,16 @@ pub struct ServerFlags {
     /// Events queued per GetEvents client before a slow client is disconnected (vigil).
     #[arg(long, default_value_t = vigil_api::DEFAULT_CLIENT_BUFFER)]
     pub grpc_client_buffer: usize,
+    /// Bytes (encoded events) queued per GetEvents client before it is disconnected (vigil).
+    #[arg(long, default_value_t = vigil_api::DEFAULT_CLIENT_BUFFER_BYTES)]
+    pub grpc_client_buffer_bytes: usize,
+    /// Bytes queued for all GetEvents clients together; over it, the clients holding the
+    /// most are disconnected (vigil).
+    #[arg(long, default_value_t = vigil_api::DEFAULT_BUFFER_BYTES)]
+    pub grpc_buffer_bytes: usize,
+    /// Concurrent GetEvents streams; more are refused with RESOURCE_EXHAUSTED (vigil).
+    #[arg(long, default_value_t = vigil_api::DEFAULT_MAX_CLIENTS)]
+    pub grpc_max_clients: usize,
 }
 
 /// Connection flags shared by every client command (tetra's global flags).

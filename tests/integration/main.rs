@@ -3,6 +3,7 @@
 
 mod adversarial;
 mod adversarial_api;
+mod adversarial_grpc;
 mod adversarial_uring;
 mod api;
 mod api_debug;

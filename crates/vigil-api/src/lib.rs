@@ -16,7 +16,10 @@ pub mod server;
 pub mod service;
 pub mod table;
 
-pub use fanout::{DEFAULT_CLIENT_BUFFER, GrpcSink, Hub};
+pub use fanout::{
+    DEFAULT_BUFFER_BYTES, DEFAULT_CLIENT_BUFFER, DEFAULT_CLIENT_BUFFER_BYTES, DEFAULT_MAX_CLIENTS,
+    GrpcSink, Hub, Limits,
+};
 pub use policy::{MemoryPolicyManager, PolicyManager, PolicyOpError, PolicyStatus};
 pub use server::{ApiServer, ServerConfig, ServerError, TlsFiles};
 pub use service::{AgentControl, AgentInfo, Service};

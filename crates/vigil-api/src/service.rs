@@ -222,7 +222,7 @@ impl FineGuidanceSensors for Service {
         let fields = FieldFilters::new(&req.field_filters)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         // Aggregation is accepted and, as in Tetragon's open-source events, a no-op.
-        Ok(Response::new(self.hub.subscribe(filters, fields)))
+        Ok(Response::new(self.hub.subscribe(filters, fields)?))
     }
 
     async fn get_health(
