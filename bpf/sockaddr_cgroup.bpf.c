@@ -22,6 +22,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #define VIGIL_ENGINE_NO_SIGNAL
+#define VIGIL_ENGINE_NO_TASK_STORAGE
 #define VIGIL_ENGINE_NO_STACK
 #define VIGIL_KOBJ_NET
 #include "vigil_kobj.h"

@@ -633,7 +633,7 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 			po->pad = 0;
 			for (int i = 0; i < VIGIL_ENGINE_NARGS; i++)
 				po->args[i] = args[i];
-			if (bpf_map_update_elem(&vigil_pending_open, &pid_tgid, po, BPF_ANY)) {
+			if (pending_keep(&vigil_pending_open, pid_tgid, po, sizeof(*po))) {
 				hook_count(hook, VIGIL_HOOK_PENDING_LOST);
 				count(VIGIL_CNT_PENDING_LOST);
 			}
@@ -644,7 +644,7 @@ static __always_inline int engine_handle(void *ctx, __u32 hook, const __u64 *arg
 		s->st.candidates = candidates;
 		s->st.deferred = deferred_mask;
 		s->st.msg.hook_id = hook;
-		if (bpf_map_update_elem(&vigil_pending, &pid_tgid, &s->st, BPF_ANY)) {
+		if (pending_keep(&vigil_pending, pid_tgid, &s->st, sizeof(s->st))) {
 			hook_count(hook, VIGIL_HOOK_PENDING_LOST);
 			count(VIGIL_CNT_PENDING_LOST);
 		}
@@ -685,22 +685,22 @@ static __always_inline int engine_handle_exit(void *ctx, __u32 hook, __s64 ret)
 	if (!h)
 		return 0;
 	if (h->flags & VIGIL_HOOK_FD_PATH) {
-		po = bpf_map_lookup_elem(&vigil_pending_open, &pid_tgid);
+		po = pending_find(&vigil_pending_open, pid_tgid);
 		if (!po)
 			return 0;
 		if (po->hook != hook) {
-			bpf_map_delete_elem(&vigil_pending_open, &pid_tgid);
+			pending_drop(&vigil_pending_open, pid_tgid);
 			return 0;
 		}
 		candidates = po->candidates;
 		deferred_mask = po->deferred;
 		str_error = po->str_error;
 	} else {
-		p = bpf_map_lookup_elem(&vigil_pending, &pid_tgid);
+		p = pending_find(&vigil_pending, pid_tgid);
 		if (!p)
 			return 0;
 		if (p->msg.hook_id != hook) {
-			bpf_map_delete_elem(&vigil_pending, &pid_tgid);
+			pending_drop(&vigil_pending, pid_tgid);
 			return 0;
 		}
 		candidates = p->candidates;
@@ -767,9 +767,9 @@ static __always_inline int engine_handle_exit(void *ctx, __u32 hook, __s64 ret)
 	}
 done:
 	if (po)
-		bpf_map_delete_elem(&vigil_pending_open, &pid_tgid);
+		pending_drop(&vigil_pending_open, pid_tgid);
 	else
-		bpf_map_delete_elem(&vigil_pending, &pid_tgid);
+		pending_drop(&vigil_pending, pid_tgid);
 	return 0;
 }
 

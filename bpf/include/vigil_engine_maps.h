@@ -139,26 +139,84 @@ struct {
 	__type(value, struct sys_scratch);
 } vigil_sys_scratch SEC(".maps");
 
-/* Entries waiting for their exit, by thread (pid_tgid). Allocated on demand: only calls that
- * passed every entry-time filter of a paired hook are kept. */
+/* Entries waiting for their exit, one per thread: only calls that passed every entry-time
+ * filter of a paired hook are kept. Open-like hooks wait with `struct pending_open` only:
+ * the arguments are read again at exit when the call matches (the selection itself used
+ * what entry read, or the path the kernel opened), not a copy of the state.
+ *
+ * They are task storage, one slot per thread, allocated with the thread's own kernel
+ * memory: no table with a count of entries that a workload could fill (4,096 threads
+ * parked in open() of a FIFO filled the old hash map, and every other thread's exit-time
+ * checks stopped). Programs without a current task (cgroup sock_addr, which never pair an
+ * exit) keep small hash maps. */
+#ifdef VIGIL_ENGINE_NO_TASK_STORAGE
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 8192);
+	__uint(max_entries, 64);
 	__type(key, __u64);
 	__type(value, struct engine_state);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } vigil_pending SEC(".maps");
 
-/* Open-like hooks wait for their exit with this much only: the arguments are read again at
- * exit when the call matches (the selection itself used what entry read, or the path the
- * kernel opened), so most calls cost a small preallocated entry, not a copy of the state. */
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 64);
 	__type(key, __u64);
 	__type(value, struct pending_open);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 } vigil_pending_open SEC(".maps");
+
+/* `src` kept for the calling thread's exit; 0, or -1 when it cannot be. */
+static __always_inline int pending_keep(void *map, __u64 pid_tgid, const void *src, __u32 size)
+{
+	return bpf_map_update_elem(map, &pid_tgid, src, BPF_ANY) ? -1 : 0;
+}
+
+static __always_inline void *pending_find(void *map, __u64 pid_tgid)
+{
+	return bpf_map_lookup_elem(map, &pid_tgid);
+}
+
+static __always_inline void pending_drop(void *map, __u64 pid_tgid)
+{
+	bpf_map_delete_elem(map, &pid_tgid);
+}
+#else
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct engine_state);
+} vigil_pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pending_open);
+} vigil_pending_open SEC(".maps");
+
+static __always_inline int pending_keep(void *map, __u64 pid_tgid, const void *src, __u32 size)
+{
+	void *slot = bpf_task_storage_get(map, bpf_get_current_task_btf(), 0,
+					  BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	/* NULL: out of memory, or the storage busy on this CPU (a nested hook). */
+	if (!slot)
+		return -1;
+	return bpf_probe_read_kernel(slot, size, src) ? -1 : 0;
+}
+
+static __always_inline void *pending_find(void *map, __u64 pid_tgid)
+{
+	return bpf_task_storage_get(map, bpf_get_current_task_btf(), 0, 0);
+}
+
+static __always_inline void pending_drop(void *map, __u64 pid_tgid)
+{
+	bpf_task_storage_delete(map, bpf_get_current_task_btf());
+}
+#endif
 
 /* Post rateLimit: last post time (boot ns) by (hook, selector, scope id). */
 struct rate_key {

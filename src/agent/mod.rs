@@ -319,7 +319,9 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         if last_housekeeping.elapsed() >= HOUSEKEEPING {
             last_housekeeping = Instant::now();
             pipeline.report_losses(counters.read());
-            manager.release_idle();
+            if manager.release_idle() {
+                pipeline.release_memory();
+            }
             if let Some(m) = &metrics {
                 m.set_process_cache(pipeline.cache().stats().entries, opts.process_cache_size);
                 m.set_ringbuf_received(pipeline.stats.records);

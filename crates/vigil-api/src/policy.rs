@@ -289,11 +289,10 @@ impl MemoryPolicyManager {
         self
     }
 
-    /// Frees what the kernel checks keep once policies stop arriving (housekeeping).
-    pub fn release_idle(&self) {
-        if let Some(k) = &self.kernel {
-            k.release_idle();
-        }
+    /// Frees what the kernel checks keep once policies stop arriving (housekeeping);
+    /// returns whether anything was freed.
+    pub fn release_idle(&self) -> bool {
+        self.kernel.as_ref().is_some_and(KernelChecks::release_idle)
     }
 
     /// Whether this kernel can run `policy` as `plan`: the policy's own faults against this

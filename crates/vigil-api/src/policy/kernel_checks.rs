@@ -12,8 +12,9 @@ use vigil_policy::{KernelInfo, TracingPolicy};
 /// Builds the description of the kernel policies are checked against.
 pub type KernelSource = Box<dyn Fn() -> Box<dyn KernelInfo + Send + Sync> + Send + Sync>;
 
-/// A description unused this long is dropped.
-const KEPT_IDLE: Duration = Duration::from_secs(30);
+/// A description unused this long is dropped (it is tens of MB: BTF and kallsyms); policies
+/// arriving together (start-up, a Kubernetes resync, churn) share one.
+const KEPT_IDLE: Duration = Duration::from_secs(2);
 
 pub struct KernelChecks {
     source: KernelSource,
@@ -46,11 +47,14 @@ impl KernelChecks {
             .collect()
     }
 
-    /// Drops the kernel description when no policy needed it for a while.
-    pub fn release_idle(&self) {
+    /// Drops the kernel description when no policy needed it for a while; returns whether
+    /// it did (the caller may then return the freed memory to the system).
+    pub fn release_idle(&self) -> bool {
         let mut c = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         if c.as_ref().is_some_and(|(at, _)| at.elapsed() >= KEPT_IDLE) {
             *c = None;
+            return true;
         }
+        false
     }
 }
