@@ -232,7 +232,18 @@ impl Api {
 
 /// The cluster's TracingPolicy and TracingPolicyNamespaced objects go into the policy
 /// manager, domain `k8s` (a namespaced one keeps its namespace in the policy's id).
-pub struct K8sPolicies(pub Arc<MemoryPolicyManager>);
+pub struct K8sPolicies(pub Arc<MemoryPolicyManager>, pub K8sListed);
+
+/// The policy kinds whose objects the cluster listed have all been acted on (both kinds:
+/// the `k8s` domain has reloaded).
+#[derive(Debug, Clone, Default)]
+pub struct K8sListed(Arc<std::sync::Mutex<std::collections::BTreeSet<&'static str>>>);
+
+impl K8sListed {
+    pub fn complete(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len() >= 2
+    }
+}
 
 fn k8s_source(d: &vigil_k8s::Desired) -> String {
     if d.namespace.is_empty() {
@@ -260,6 +271,14 @@ impl vigil_k8s::PolicySink for K8sPolicies {
             .replace(&d.yaml, &k8s_source(d), vigil_policy::state::Domain::K8s)
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    fn listed(&self, kind: &'static str) {
+        self.1
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kind);
     }
 
     fn skip(&self, d: &vigil_k8s::Desired) -> Result<(), String> {

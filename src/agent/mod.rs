@@ -131,7 +131,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     let (mut bus, metrics) = outputs::build(outputs, &node)?;
     let (hub, grpc_sink) = api::hub(&flags.api);
     bus.add(Box::new(grpc_sink));
-    let sensor = LifecycleSensor::load(&LifecycleOptions {
+    let mut sensor = LifecycleSensor::load(&LifecycleOptions {
         ring_buffer_bytes: opts.ring_buffer_bytes,
         process_table_entries: opts.process_table_entries,
         args_limit: opts.args_limit,
@@ -139,6 +139,22 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         btf: opts.btf.clone(),
     })?;
     let counters = sensor.counters()?;
+    // This agent's pins under KEEP_DIR start with its own instance name; others' are what a
+    // previous agent kept (after a clean exit or a crash).
+    let instance = format!(
+        "agent-{}-{}",
+        std::process::id(),
+        vigil_process::clock::boot_ns()
+    );
+    let kept = std::path::Path::new(vigil_bpf::pin::KEEP_DIR);
+    if opts.keep_sensors_on_exit {
+        // Pinned now, not at exit: a crash keeps the process table current and the ring
+        // for the next agent.
+        let dir = kept.join(format!("{instance}-lifecycle"));
+        sensor.pin_live(&dir).map_err(|e| {
+            anyhow::anyhow!("--keep-sensors-on-exit cannot be kept: lifecycle sensor: {e}")
+        })?;
+    }
     let policy_files =
         policies::policy_files(&flags.tracing_policy, Some(&flags.tracing_policy_dir));
     let hook_registry = policies::HookRegistry::default();
@@ -150,23 +166,24 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     if let Some(s) = &scopes {
         runtime = runtime.with_scopes(Arc::clone(s));
     }
+    if opts.keep_sensors_on_exit {
+        runtime = runtime.with_keep(instance.clone());
+    }
     let runtime = Arc::new(runtime);
     let manager = api::policy_manager(&flags.api, Arc::clone(&runtime), opts.btf.as_deref());
-    let kept = std::path::Path::new(vigil_bpf::pin::KEEP_DIR);
-    let kept_before = vigil_bpf::pin::kept_pins(kept).len();
+    let kept_before = vigil_bpf::pin::kept_by_others(kept, &instance).len();
     if kept_before > 0 && opts.release_pinned_bpf {
-        release_kept(kept, "--release-pinned-bpf");
+        release_kept(kept, &instance, "--release-pinned-bpf");
     }
     let loaded_policies = manager.load_static(&policy_files);
     let io_uring_policy = io_uring::load(&runtime, opts.io_uring);
     for e in manager.restore() {
         tracing::error!(error = e, "persisted policy not restored");
     }
-    if kept_before > 0 && !opts.release_pinned_bpf {
-        // Adopted: the previous agent's programs enforced until this agent's own policies
-        // were attached (just now); two sets would report everything twice.
-        release_kept(kept, "adopted: replaced by this agent's policies");
-    }
+    // What a previous agent kept is adopted once every policy domain has reloaded: the
+    // static and persisted ones now, the cluster's when its first listing has been acted on.
+    let mut adopt = kept_before > 0 && !opts.release_pinned_bpf;
+    let k8s_listed = api::K8sListed::default();
     // The cluster's TracingPolicy objects (domain `k8s`), once the runtime can load them.
     if let Some(k8s) = &opts.k8s {
         let watch = vigil_k8s::WatchOptions {
@@ -175,7 +192,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         };
         vigil_k8s::spawn_policies(
             &watch,
-            api::K8sPolicies(Arc::clone(&manager)),
+            api::K8sPolicies(Arc::clone(&manager), k8s_listed.clone()),
             node_labels.clone().unwrap_or_default(),
         )?;
     }
@@ -218,6 +235,19 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     }
     if let (Some(k8s), Some(pods)) = (&opts.k8s, pods) {
         pipeline.set_pod_identity(containers::PodIdentity::new(pods, k8s.pod_wait));
+    }
+    if adopt {
+        // Events the previous agent's programs wrote while no agent read them.
+        drain_kept_rings(kept, &instance, &mut pipeline);
+        if opts.k8s.is_none() {
+            // Every domain has reloaded (static, persisted): adopted before ready.
+            adopt = false;
+            release_kept(
+                kept,
+                &instance,
+                "adopted: replaced by this agent's policies",
+            );
+        }
     }
     pipeline.on_scanned(&scanned, &table, Instant::now());
     pipeline.flush();
@@ -279,6 +309,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     // Set when the reader thread ends on its own: the agent then exits with an error.
     let mut reader_died = false;
 
+    let adopt_deadline = Instant::now() + ADOPT_WAIT;
     let mut last_housekeeping = Instant::now();
     let mut pending_flush = false;
     let mut removed_since_trim = 0;
@@ -318,6 +349,18 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         }
         if last_housekeeping.elapsed() >= HOUSEKEEPING {
             last_housekeeping = Instant::now();
+            if adopt
+                && (opts.k8s.is_none() || k8s_listed.complete() || Instant::now() > adopt_deadline)
+            {
+                // The previous agent's programs enforced until this agent's own policies
+                // were attached; two sets would report everything twice.
+                adopt = false;
+                release_kept(
+                    kept,
+                    &instance,
+                    "adopted: replaced by this agent's policies",
+                );
+            }
             pipeline.report_losses(counters.read());
             if manager.release_idle() {
                 pipeline.release_memory();
@@ -388,6 +431,10 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     // Policies first: their objects share the lifecycle maps.
     manager.unload_all();
     drop(io_uring_policy);
+    if opts.keep_sensors_on_exit {
+        // Pinned at start: they go on keeping the process table and the ring.
+        sensor.disconnect();
+    }
     drop(sensor);
     tracing::info!(
         events = pipeline.stats.events,
@@ -404,9 +451,49 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Detaches the links a previous agent left pinned (`--keep-sensors-on-exit`).
-fn release_kept(dir: &std::path::Path, why: &str) {
-    match vigil_bpf::pin::release(dir) {
+/// How long adoption waits for the cluster's policies (an unreachable API server must not
+/// keep the previous agent's programs forever).
+const ADOPT_WAIT: Duration = Duration::from_secs(60);
+
+/// Bytes of a previous agent's ring read at adoption.
+const KEPT_RING_BYTES: usize = 64 << 20;
+
+/// Delivers what previous agents' kept rings hold: their exec/exit records decode like any
+/// others. Their policy records name hooks of a registry that went with that agent: they
+/// are counted and reported as lost, not guessed.
+fn drain_kept_rings(kept: &std::path::Path, instance: &str, pipeline: &mut Pipeline) {
+    for dir in vigil_bpf::pin::kept_by_others(kept, instance) {
+        let ring = dir.join("ring");
+        if !ring.exists() {
+            continue;
+        }
+        match vigil_bpf::ringbuf::drain_pinned(&ring, KEPT_RING_BYTES) {
+            Ok(records) => {
+                let (mut delivered, mut unattributed) = (0u64, 0u64);
+                for data in &records {
+                    if matches!(
+                        data.first().map(|&k| u32::from(k)),
+                        Some(vigil_bpf::abi::VIGIL_MSG_SYSCALL | vigil_bpf::abi::VIGIL_MSG_DATA)
+                    ) {
+                        unattributed += 1;
+                        continue;
+                    }
+                    pipeline.handle_raw(data, Instant::now());
+                    delivered += 1;
+                }
+                pipeline.report_adopted_loss(unattributed);
+                tracing::info!(ring = %ring.display(), delivered, unattributed,
+                    "read what a previous agent's kept ring held");
+            }
+            Err(e) => tracing::error!(ring = %ring.display(), error = %e,
+                "cannot read a previous agent's kept ring"),
+        }
+    }
+}
+
+/// Detaches the links previous agents left pinned (`--keep-sensors-on-exit`).
+fn release_kept(dir: &std::path::Path, instance: &str, why: &str) {
+    match vigil_bpf::pin::release_others(dir, instance) {
         Ok(n) => tracing::info!(
             links = n,
             dir = %dir.display(),

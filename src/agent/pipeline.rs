@@ -408,6 +408,13 @@ impl Pipeline {
         }
     }
 
+    /// Policy records found in a previous agent's kept ring: their hooks went with it.
+    pub fn report_adopted_loss(&mut self, n: u64) {
+        if n > 0 {
+            self.loss_event(tetragon::LossStage::PolicyState, "PROCESS_KPROBE", n, n);
+        }
+    }
+
     fn loss_event(&mut self, stage: tetragon::LossStage, event_type: &str, count: u64, total: u64) {
         tracing::warn!(
             stage = stage.as_str_name(),

@@ -112,6 +112,9 @@ pub struct Runtime {
     btf: Option<PathBuf>,
     /// Pod-scoped policies' cgroup sets (`--enable-k8s-api`); without it they are refused.
     scopes: Option<vigil_k8s::SharedScopes>,
+    /// `--keep-sensors-on-exit`: this agent instance's prefix of the pin directories under
+    /// `pin::KEEP_DIR`; each policy's links are pinned there when it loads.
+    keep: Option<String>,
 }
 
 /// A scoped object's kernel set as the scope bookkeeping writes it.
@@ -151,7 +154,15 @@ impl Runtime {
             registry,
             btf,
             scopes: None,
+            keep: None,
         }
+    }
+
+    /// Pins every policy's links at load under `pin::KEEP_DIR/<instance>-...`: enforcement
+    /// outlives a crash of this agent, not only a clean exit.
+    pub fn with_keep(mut self, instance: String) -> Self {
+        self.keep = Some(instance);
+        self
     }
 
     /// Pod-scoped policies load, their cgroup sets kept by `scopes`.
@@ -235,8 +246,24 @@ impl Runtime {
             kfuncs,
             same_files: None,
             scope: None,
+            kept: None,
             _lease: lease,
         };
+        if let Some(instance) = &self.keep {
+            let name: String = plan
+                .name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .take(64)
+                .collect();
+            let dir = std::path::Path::new(vigil_bpf::pin::KEEP_DIR)
+                .join(format!("{instance}-g{}-{name}", tables.generation));
+            // Recorded before pinning: a partial pin is removed with the policy.
+            sensors.kept = Some(dir.clone());
+            sensors.pin_live(&dir).map_err(|e| {
+                format!("--keep-sensors-on-exit: cannot pin the policy's links: {e}")
+            })?;
+        }
         if !tables.same_files.is_empty() {
             let sets = sensors.file_sets().map_err(|e| e.to_string())?;
             sensors.same_files = Some(SameFiles::watch(
@@ -270,6 +297,9 @@ pub struct PolicySensors {
     same_files: Option<Arc<SameFiles>>,
     /// After the objects: they detach before the scope bookkeeping forgets their sets.
     scope: Option<ScopeGuard>,
+    /// Where the links are pinned while loaded (`--keep-sensors-on-exit`); unpinned when
+    /// the policy is unloaded, kept at a clean exit.
+    kept: Option<PathBuf>,
     /// Declared last: hook ids are given back only once nothing can post with them.
     _lease: HookLease,
 }
@@ -285,7 +315,50 @@ impl std::fmt::Debug for PolicySensors {
     }
 }
 
+impl Drop for PolicySensors {
+    /// An unloaded policy leaves nothing pinned: its links detach with it.
+    fn drop(&mut self) {
+        if let Some(dir) = self.kept.take()
+            && let Err(e) = vigil_bpf::pin::unpin_dir(&dir)
+        {
+            tracing::error!(error = %e, dir = %dir.display(),
+                "cannot unpin an unloaded policy's links: they stay attached");
+        }
+    }
+}
+
 impl PolicySensors {
+    /// Pins every link, still owned (`--keep-sensors-on-exit` at load).
+    fn pin_live(&mut self, dir: &std::path::Path) -> Result<usize, vigil_bpf::pin::PinError> {
+        let mut n = 0;
+        if let Some(s) = &mut self.syscalls {
+            n += s.pin_live(dir)?;
+        }
+        if let Some(o) = &mut self.others {
+            n += o.pin_live(dir)?;
+        }
+        if let Some(k) = &mut self.kfuncs {
+            n += k.pin_live(dir)?;
+        }
+        Ok(n)
+    }
+
+    /// A clean exit that keeps the links pinned at load: they outlive this agent.
+    fn keep_pinned(&mut self) -> Option<usize> {
+        self.kept.take()?;
+        let mut n = 0;
+        if let Some(s) = &mut self.syscalls {
+            n += s.disconnect();
+        }
+        if let Some(o) = &mut self.others {
+            n += o.disconnect();
+        }
+        if let Some(k) = &mut self.kfuncs {
+            n += k.disconnect();
+        }
+        Some(n)
+    }
+
     /// `--keep-sensors-on-exit`: pins every link of the policy under `dir`.
     fn pin(&mut self, dir: &std::path::Path) -> Result<usize, vigil_bpf::pin::PinError> {
         let mut n = 0;
@@ -481,6 +554,10 @@ impl Kept for RuntimePolicy {
     }
 
     fn pin(&mut self, dir: &std::path::Path) -> Result<usize, String> {
+        // Pinned at load: only disconnected now, so that they outlive this agent.
+        if let Some(n) = self.sensor.keep_pinned() {
+            return Ok(n);
+        }
         self.sensor.pin(dir).map_err(|e| e.to_string())
     }
 

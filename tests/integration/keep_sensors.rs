@@ -99,6 +99,75 @@ fn kept_sensors_enforce_while_the_agent_is_stopped_then_are_adopted_or_released(
     assert!(log.contains("--release-pinned-bpf"), "{log}");
 }
 
+/// A crash is not a clean exit: with `--keep-sensors-on-exit` links are pinned at load, so
+/// an agent killed by SIGKILL (OOM, a panic) leaves enforcement in place; the lifecycle
+/// sensor is kept too, and the next agent delivers what its ring recorded during the outage
+/// (an exec that happened while no agent ran), then releases the previous agent's pins.
+#[test]
+fn kept_sensors_survive_a_crash_and_the_outage_is_delivered() {
+    let _g = serial();
+    let dir = scratch_dir("keep-crash-files");
+    let target = dir.join("guarded.txt");
+    std::fs::write(&target, "guarded\n").unwrap();
+    let policy = write_policy(
+        &dir,
+        "kept-crash",
+        &crate::policy_engine::kill_policy("kept-crash", target.to_str().unwrap(), ""),
+    );
+    let agent = Agent::start(
+        "keep-crash-1",
+        &[
+            "--tracing-policy",
+            policy.as_str(),
+            "--keep-sensors-on-exit",
+        ],
+    );
+    assert_eq!(cat_signal(&target), Some(libc::SIGKILL), "enforced");
+    assert!(kept_pins() > 0, "pinned at load, before any exit");
+    agent.signal(libc::SIGKILL);
+    drop(agent);
+    assert_eq!(
+        cat_signal(&target),
+        Some(libc::SIGKILL),
+        "still enforced after the agent was killed"
+    );
+    let marker = format!("outage-{}", std::process::id());
+    let outage = run(Command::new("/usr/bin/true").arg(&marker));
+
+    let agent = Agent::start("keep-crash-2", &["--tracing-policy", &policy]);
+    let events = agent.wait_for("the outage's exec, from the kept ring", WAIT, |ev| {
+        execs_of_pid(ev, outage)
+            .iter()
+            .any(|e| e["process"]["arguments"] == marker.as_str())
+    });
+    let exec = execs_of_pid(&events, outage)[0];
+    assert_eq!(exec["process"]["binary"], "/usr/bin/true");
+    assert!(
+        exits_of_pid(&events, outage).len() == 1,
+        "its exit too: {events:?}"
+    );
+    // Adopted once this agent's policies run: the crashed agent's pins go.
+    let deadline = std::time::Instant::now() + WAIT;
+    while kept_pins() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the crashed agent's pins stay"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        cat_signal(&target),
+        Some(libc::SIGKILL),
+        "the new agent enforces"
+    );
+    let (_, log) = agent.stop();
+    assert!(
+        log.contains("kept ring") && log.contains("adopted"),
+        "{log}"
+    );
+    assert_eq!(cat_signal(&target), None, "not kept: detached at exit");
+}
+
 /// The same on the Debian kernels with an LSM `file_open` deny: writes to the protected
 /// file are refused with EPERM while no agent runs; released, they succeed.
 #[test]

@@ -100,6 +100,16 @@ impl HookSensor {
         crate::pin::pin_links(&mut self.links, dir, "hook")
     }
 
+    /// Pins the links, still owned (see `pin::pin_links_live`).
+    pub fn pin_live(&mut self, dir: &std::path::Path) -> Result<usize, crate::pin::PinError> {
+        crate::pin::pin_links_live(&mut self.links, dir, "hook")
+    }
+
+    /// Pinned links stay attached when this sensor is dropped.
+    pub fn disconnect(&mut self) -> usize {
+        crate::pin::disconnect_links(&mut self.links)
+    }
+
     pub fn load_shared(
         maps: &SharedMaps,
         tables: &HookTables,

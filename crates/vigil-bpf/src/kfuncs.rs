@@ -159,6 +159,24 @@ impl KfuncSensor {
         Ok(n)
     }
 
+    /// Pins the links, still owned (see `pin::pin_links_live`).
+    pub fn pin_live(&mut self, dir: &std::path::Path) -> Result<usize, crate::pin::PinError> {
+        let mut n = 0;
+        for a in &mut self.attached {
+            let prefix = format!("kfunc-{}-{}", a.hooks[0], a.mechanism.name());
+            n += crate::pin::pin_links_live(&mut a.links, dir, &prefix)?;
+        }
+        Ok(n)
+    }
+
+    /// Pinned links stay attached when this sensor is dropped.
+    pub fn disconnect(&mut self) -> usize {
+        self.attached
+            .iter_mut()
+            .map(|a| crate::pin::disconnect_links(&mut a.links))
+            .sum()
+    }
+
     /// The scope set of every hook object (one object per hook).
     pub fn scope_sets(&self) -> Result<Vec<crate::policy_object::ScopeSet>, LoadError> {
         self.attached

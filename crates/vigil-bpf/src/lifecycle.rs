@@ -140,6 +140,30 @@ impl LifecycleSensor {
         MapHandle::try_from(&map).map_err(|source| LoadError::Map { map: name, source })
     }
 
+    /// `--keep-sensors-on-exit`: pins the lifecycle programs' links (the kernel process table
+    /// stays current while no agent runs) and the ring (`dir/ring`: the next agent reads
+    /// what it holds), still owned by this sensor.
+    pub fn pin_live(&mut self, dir: &std::path::Path) -> Result<usize, crate::pin::PinError> {
+        let n = crate::pin::pin_links_live(&mut self.links, dir, "lifecycle")?;
+        let path = dir.join("ring");
+        let mut ring = self
+            .object
+            .maps_mut()
+            .find(|m| m.name() == "vigil_events")
+            .ok_or_else(|| crate::pin::PinError::Dir {
+                path: path.clone(),
+                source: std::io::Error::other("no vigil_events map"),
+            })?;
+        ring.pin(&path)
+            .map_err(|source| crate::pin::PinError::Pin { path, source })?;
+        Ok(n)
+    }
+
+    /// Pinned links stay attached when this sensor is dropped (a clean exit that keeps them).
+    pub fn disconnect(&mut self) -> usize {
+        crate::pin::disconnect_links(&mut self.links)
+    }
+
     /// An owned handle on the event ring buffer, for the reader thread.
     pub fn events(&self) -> Result<MapHandle, LoadError> {
         self.map_handle("vigil_events")

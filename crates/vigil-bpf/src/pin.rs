@@ -107,6 +107,78 @@ pub(crate) fn pin_links(links: &mut [Link], dir: &Path, prefix: &str) -> Result<
     Ok(links.len())
 }
 
+/// Pins `links` as `dir/<prefix>-<n>` while the agent keeps them: dropping them still
+/// detaches (bpf_link_detach), so an unloaded policy goes; a crash (no drop) leaves them
+/// attached, held by the pins (`--keep-sensors-on-exit`: pinned at load, not at exit).
+pub(crate) fn pin_links_live(
+    links: &mut [Link],
+    dir: &Path,
+    prefix: &str,
+) -> Result<usize, PinError> {
+    std::fs::create_dir_all(dir).map_err(|source| PinError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for (n, link) in links.iter_mut().enumerate() {
+        let path = dir.join(format!("{prefix}-{n}"));
+        link.pin(&path)
+            .map_err(|source| PinError::Pin { path, source })?;
+    }
+    Ok(links.len())
+}
+
+/// Links pinned by [`pin_links_live`] outlive their `Link`s from now on (a clean exit that
+/// keeps them).
+pub(crate) fn disconnect_links(links: &mut [Link]) -> usize {
+    for link in links.iter_mut() {
+        link.disconnect();
+    }
+    links.len()
+}
+
+/// Removes the pins in `dir` and the directory (their links detach when the agent's own
+/// references go too).
+pub fn unpin_dir(dir: &Path) -> std::io::Result<()> {
+    if let Ok(pins) = std::fs::read_dir(dir) {
+        for p in pins.flatten() {
+            std::fs::remove_file(p.path())?;
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The directories under `dir` that another agent instance left (not named `own*`).
+pub fn kept_by_others(dir: &Path, own: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| !n.starts_with(own))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Removes what other agent instances left under `dir` (not `own*`). Returns the pins
+/// removed.
+pub fn release_others(dir: &Path, own: &str) -> std::io::Result<usize> {
+    let mut n = 0;
+    for d in kept_by_others(dir, own) {
+        n += std::fs::read_dir(&d).map_or(0, |f| f.count());
+        unpin_dir(&d)?;
+    }
+    Ok(n)
+}
+
 /// The pins a previous agent left under `dir` (files in its policy directories).
 pub fn kept_pins(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -29,6 +29,33 @@ pub enum ReaderError {
     Spawn(std::io::Error),
 }
 
+/// What a previous agent's kept ring (pinned at `path`, `--keep-sensors-on-exit`) holds:
+/// the records its programs wrote while no agent read them, in ring order, at most
+/// `max_bytes` of them (the rest stays in the ring, and goes with it). The ring is a map
+/// a privileged process could have replaced: records are decoded like any others.
+pub fn drain_pinned(path: &std::path::Path, max_bytes: usize) -> Result<Vec<Vec<u8>>, ReaderError> {
+    let map = MapHandle::from_pinned_path(path).map_err(ReaderError::Setup)?;
+    let out: Rc<RefCell<(Vec<Vec<u8>>, usize)>> = Rc::default();
+    let sink = Rc::clone(&out);
+    let mut builder = RingBufferBuilder::new();
+    builder
+        .add(&map, move |data: &[u8]| {
+            let mut o = sink.borrow_mut();
+            if o.1 + data.len() > max_bytes {
+                return -1;
+            }
+            o.1 += data.len();
+            o.0.push(data.to_vec());
+            0
+        })
+        .map_err(ReaderError::Setup)?;
+    let ring = builder.build().map_err(ReaderError::Setup)?;
+    // A callback's -1 (the budget) ends consume() with an error: what was taken stays.
+    let _ = ring.consume();
+    drop(ring);
+    Ok(std::mem::take(&mut out.borrow_mut().0))
+}
+
 /// Spawns the reader. It stops when `stop` is set (after draining what is already in the
 /// ring) or when the receiving side is gone.
 pub fn spawn_reader(

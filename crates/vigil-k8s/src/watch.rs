@@ -171,6 +171,9 @@ pub trait PolicySink: Send + Sync + 'static {
     /// Lists a policy that is not for this node (nodeSelector) without loading it; a loaded
     /// version is unloaded.
     fn skip(&self, policy: &Desired) -> Result<(), String>;
+    /// Every object of `kind` listed at start (or at a relist) has been acted on: the
+    /// domain has reloaded what the cluster holds.
+    fn listed(&self, _kind: &'static str) {}
 }
 
 const GROUP: &str = "cilium.io";
@@ -378,6 +381,7 @@ async fn watch_policies(
                 continue;
             }
         };
+        let init_done = matches!(&ev, Ok(watcher::Event::InitDone));
         let actions = match ev {
             Ok(watcher::Event::Init) => {
                 listing = true;
@@ -411,6 +415,9 @@ async fn watch_policies(
         };
         for a in actions {
             run(sink.as_ref(), &mut r, &a, kind);
+        }
+        if init_done {
+            sink.listed(kind.name());
         }
     }
 }
