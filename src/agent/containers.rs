@@ -165,10 +165,21 @@ impl RuntimeHooks for RuntimeRegistry {
             "runtime hook: container registered"
         );
         let mut map = self.by_cgroup.lock().unwrap_or_else(|e| e.into_inner());
-        // Ids are never reused while the kernel runs; dead cgroups only cost memory, so
-        // bound it the way the resolver does.
+        // Ids are never reused while the kernel runs; dead cgroups only cost memory. At the
+        // bound, the registrations of cgroups that are gone make room; live containers'
+        // are never forgotten (clearing them all would strip running containers of their
+        // identity): a new one is refused instead, and the hook says so.
         if map.len() >= MAX_CGROUPS {
-            map.clear();
+            let root = &self.cgroup_root;
+            map.retain(|id, r| {
+                std::fs::metadata(root.join(&r.cgroup_dir)).is_ok_and(|m| m.ino() == *id)
+            });
+            if map.len() >= MAX_CGROUPS {
+                return Err(format!(
+                    "{MAX_CGROUPS} live containers registered already: not registered (its \
+                     identity comes from its cgroup path)"
+                ));
+            }
         }
         if let Some(scopes) = self.scopes.get() {
             let mut s = scopes.lock().unwrap_or_else(|e| e.into_inner());

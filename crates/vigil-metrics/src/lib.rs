@@ -61,7 +61,17 @@ pub struct Metrics {
     export: Mutex<Vec<Arc<ExportCounters>>>,
     received_total: AtomicU64,
     cache: (AtomicI64, AtomicI64),
+    /// Label sets of `tetragon_events` so far: their values (binary, pod...) are chosen by
+    /// workloads, so the series are capped at [`MAX_EVENT_SERIES`].
+    event_series: Mutex<std::collections::HashSet<Labels>>,
 }
+
+/// `tetragon_events` series at most; later label sets have their workload-chosen values
+/// (`binary`, `pod`, `workload`, `namespace`) replaced by [`OTHER`].
+pub const MAX_EVENT_SERIES: usize = 4096;
+
+/// The value that stands for every label value past [`MAX_EVENT_SERIES`].
+pub const OTHER: &str = "__other__";
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -180,6 +190,7 @@ impl Metrics {
             export: Mutex::default(),
             received_total: AtomicU64::new(0),
             cache: (AtomicI64::new(0), AtomicI64::new(0)),
+            event_series: Mutex::default(),
         })
     }
 
@@ -239,6 +250,20 @@ impl Metrics {
         labels.push(("node_name".into(), self.opts.node_name.clone()));
         labels.push(("type".into(), ty.as_str_name().to_string()));
         labels.sort();
+        {
+            let mut seen = self.event_series.lock().unwrap_or_else(|e| e.into_inner());
+            if !seen.contains(&labels) {
+                if seen.len() < MAX_EVENT_SERIES {
+                    seen.insert(labels.clone());
+                } else {
+                    for (k, v) in &mut labels {
+                        if FILTERABLE_LABELS.contains(&k.as_str()) {
+                            *v = OTHER.to_string();
+                        }
+                    }
+                }
+            }
+        }
         self.events.get_or_create(&labels).inc();
     }
 

@@ -69,6 +69,38 @@ fn events_flags_and_losses_use_tetragon_names() {
     }
 }
 
+/// Binary names are the workload's choice: a process exec'ing 10,000 differently named
+/// binaries must not create 10,000 series (memory, and every scrape).
+#[test]
+fn event_series_are_capped_and_the_rest_counted_as_other() {
+    let m = Metrics::new(opts(&["binary"]));
+    let n = MAX_EVENT_SERIES + 500;
+    for i in 0..n {
+        m.sink().publish(&exec(&format!("/tmp/b{i}")));
+    }
+    let text = m.encode();
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("tetragon_events_total{"))
+        .count();
+    assert_eq!(
+        series,
+        MAX_EVENT_SERIES + 1,
+        "the cap plus one series for the rest"
+    );
+    assert!(
+        text.contains(&format!(
+            r#"tetragon_events_total{{binary="{OTHER}",node_name="n1",type="PROCESS_EXEC"}} 500"#
+        )),
+        "the rest counted"
+    );
+    // Known series keep counting.
+    m.sink().publish(&exec("/tmp/b0"));
+    assert!(m.encode().contains(
+        r#"tetragon_events_total{binary="/tmp/b0",node_name="n1",type="PROCESS_EXEC"} 2"#
+    ));
+}
+
 #[test]
 fn label_filter_and_event_metrics_switch() {
     let m = Metrics::new(opts(&["binary"]));
