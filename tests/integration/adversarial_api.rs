@@ -11,14 +11,6 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn open_policy(name: &str, path: &str) -> String {
     format!(
         r#"apiVersion: cilium.io/v1alpha1

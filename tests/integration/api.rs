@@ -13,15 +13,7 @@ use vigil_proto::tetragon::{
     Filter, GetEventsRequest, GetEventsResponse, get_events_response::Event,
 };
 
-use crate::harness::{Agent, scratch_dir, serial, vigil_bin};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::harness::{Agent, free_port, scratch_dir, serial, vigil_bin};
 
 /// A socket path for the test, and the flags that put the API (and health) there.
 fn api_args(name: &str) -> (PathBuf, Vec<String>) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Agent, of_kind, read_events, run, scratch_dir, serial, vigil_bin};
+use crate::harness::{Agent, free_port, of_kind, read_events, run, scratch_dir, serial, vigil_bin};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -24,14 +24,6 @@ fn execs_of<'a>(events: &'a [Value], binary: &Path) -> Vec<&'a Value> {
         .into_iter()
         .filter(|e| e["process"]["binary"] == binary.to_str().unwrap())
         .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn scrape(port: u16, path: &str) -> String {

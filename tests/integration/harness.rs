@@ -59,6 +59,15 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub struct Agent {
     child: Child,
     pub events_path: PathBuf,

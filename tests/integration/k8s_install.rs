@@ -281,11 +281,7 @@ fn kubelet_grpc_probe(
     timeout_seconds: i32,
     scratch: &str,
 ) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let agent = Agent::start(
         &format!("{scratch}-probe"),
         &[&format!("--health-server-address=127.0.0.1:{port}")],

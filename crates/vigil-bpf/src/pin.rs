@@ -94,17 +94,8 @@ pub enum PinError {
 /// Pins `links` as `dir/<prefix>-<n>` and disconnects them, so that dropping them (and the
 /// agent exiting) leaves them attached. Returns how many were pinned.
 pub(crate) fn pin_links(links: &mut [Link], dir: &Path, prefix: &str) -> Result<usize, PinError> {
-    std::fs::create_dir_all(dir).map_err(|source| PinError::Dir {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    for (n, link) in links.iter_mut().enumerate() {
-        let path = dir.join(format!("{prefix}-{n}"));
-        link.pin(&path)
-            .map_err(|source| PinError::Pin { path, source })?;
-        link.disconnect();
-    }
-    Ok(links.len())
+    pin_links_live(links, dir, prefix)?;
+    Ok(disconnect_links(links))
 }
 
 /// Pins `links` as `dir/<prefix>-<n>` while the agent keeps them: dropping them still
