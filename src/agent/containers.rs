@@ -232,6 +232,8 @@ pub struct Pending {
     /// The images the event's `ancestors` describe, in the same order.
     pub ancestors: Vec<std::sync::Arc<ProcessInfo>>,
     deadline: std::time::Instant,
+    /// Encoded size of the event: what waiting costs.
+    size: usize,
 }
 
 impl Pending {
@@ -243,6 +245,7 @@ impl Pending {
         ancestors: Vec<std::sync::Arc<ProcessInfo>>,
     ) -> Self {
         Self {
+            size: event.encoded_len(),
             event,
             ktime,
             process,
@@ -256,6 +259,10 @@ impl Pending {
 /// Pods the gave-up set remembers at most (cleared when full).
 const MAX_GAVE_UP: usize = 4096;
 
+/// Events waiting for their pod hold at most this many bytes: past it the oldest go out
+/// without waiting longer (no event is dropped; a burst only gets less pod enrichment).
+const MAX_WAITING_BYTES: usize = 16 << 20;
+
 /// `--enable-k8s-api`: puts `pod` on events of container processes. An event whose
 /// container's pod is not known yet waits up to `wait`; the events behind it wait with it,
 /// so that the output keeps the kernel's order (an exec before its exit). A container whose
@@ -264,6 +271,8 @@ pub struct PodIdentity {
     pods: vigil_k8s::SharedPods,
     wait: std::time::Duration,
     queue: std::collections::VecDeque<Pending>,
+    /// Encoded bytes of `queue`.
+    queued: usize,
     gave_up: std::collections::HashSet<String>,
 }
 
@@ -273,6 +282,7 @@ impl PodIdentity {
             pods,
             wait,
             queue: Default::default(),
+            queued: 0,
             gave_up: Default::default(),
         }
     }
@@ -326,6 +336,7 @@ impl PodIdentity {
     /// Queues an event; returns the events ready to go, in order.
     pub fn admit(&mut self, mut p: Pending, now: std::time::Instant) -> Vec<Pending> {
         p.deadline = now + self.wait;
+        self.queued += p.size;
         self.queue.push_back(p);
         self.release(now, false)
     }
@@ -339,10 +350,13 @@ impl PodIdentity {
         let store = self.pods.read().unwrap_or_else(|e| e.into_inner());
         while let Some(front) = self.queue.front_mut() {
             let complete = Self::fill(&store, &mut self.gave_up, front);
-            if !complete && !all && now < front.deadline {
+            if !complete && !all && now < front.deadline && self.queued <= MAX_WAITING_BYTES {
                 break;
             }
-            let p = self.queue.pop_front().unwrap();
+            let Some(p) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued -= p.size;
             if !complete {
                 if self.gave_up.len() >= MAX_GAVE_UP {
                     self.gave_up.clear();
@@ -427,6 +441,38 @@ mod tests {
         assert_eq!(name(&e.parent).as_deref(), Some("web"));
         assert_eq!(name(&Some(e.ancestors[0].clone())).as_deref(), Some("init"));
         assert_eq!(name(&Some(e.ancestors[1].clone())), None);
+    }
+
+    /// Events waiting for an unknown pod are bounded in bytes: a burst past the budget
+    /// goes out (without a pod) instead of growing the queue; nothing is dropped.
+    #[test]
+    fn events_waiting_for_a_pod_are_bounded_in_bytes() {
+        use vigil_proto::tetragon::{self, get_events_response::Event};
+        let store = vigil_k8s::PodStore::new(std::time::Duration::ZERO, false).shared();
+        let mut ids = PodIdentity::new(store, std::time::Duration::from_secs(3600));
+        let big = "x".repeat(64 << 10);
+        let now = std::time::Instant::now();
+        let mut out = 0;
+        let n = 2 * MAX_WAITING_BYTES / big.len();
+        for i in 0..n {
+            let event = Event::ProcessExec(tetragon::ProcessExec {
+                process: Some(tetragon::Process {
+                    arguments: big.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let info = std::sync::Arc::new(ProcessInfo {
+                container_id: "unknown-container".into(),
+                ..Default::default()
+            });
+            out += ids
+                .admit(Pending::new(event, i as u64, Some(info), None, vec![]), now)
+                .len();
+            assert!(ids.queued <= MAX_WAITING_BYTES + big.len() + 1024);
+        }
+        assert!(out > 0, "the oldest went out early");
+        assert_eq!(out + ids.queue.len(), n, "none lost");
     }
 
     /// A registration is keyed by the inode of the cgroup directory (the kernel's cgroup id).

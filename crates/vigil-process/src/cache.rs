@@ -12,9 +12,34 @@ use std::time::{Duration, Instant};
 use crate::exec_id::ProcessKey;
 use crate::model::ProcessInfo;
 
+/// Bytes of process data (argv, environment, paths) the cache holds at most: argv and the
+/// environment are a workload's choice (up to 32 KiB each per image), so a count of
+/// entries alone does not bound memory.
+pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
+
+/// The heap bytes an entry holds, roughly: its variable-length fields.
+fn data_bytes(info: &ProcessInfo) -> usize {
+    let strings = info.exec_id.len()
+        + info.parent_exec_id.len()
+        + info.binary.len()
+        + info.arguments.len()
+        + info.cwd.len()
+        + info.cgroup_name.len()
+        + info.container_id.len()
+        + info.docker.len();
+    let argv: usize = info.argv.iter().map(|a| a.len() + 24).sum();
+    let env: usize = info
+        .environment
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 48)
+        .sum();
+    std::mem::size_of::<ProcessInfo>() + strings + argv + env
+}
+
 #[derive(Debug)]
 struct Entry {
     info: Arc<ProcessInfo>,
+    bytes: usize,
     alive: bool,
     children: u32,
     releasable_since: Option<Instant>,
@@ -49,6 +74,9 @@ pub struct ProcessCache {
     by_pid: HashMap<u32, ProcessKey>,
     releasable: VecDeque<(ProcessKey, Instant)>,
     capacity: usize,
+    /// Bytes held (see [`data_bytes`]) and their bound.
+    bytes: usize,
+    max_bytes: usize,
     gc_interval: Duration,
     stats: CacheStats,
 }
@@ -60,9 +88,22 @@ impl ProcessCache {
             by_pid: HashMap::new(),
             releasable: VecDeque::new(),
             capacity: capacity.max(1),
+            bytes: 0,
+            max_bytes: DEFAULT_MAX_BYTES,
             gc_interval,
             stats: CacheStats::default(),
         }
+    }
+
+    /// Bounds the bytes of process data held (default [`DEFAULT_MAX_BYTES`]).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Bytes of process data held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn get(&self, key: &ProcessKey) -> Option<Arc<ProcessInfo>> {
@@ -92,13 +133,17 @@ impl ProcessCache {
         if self.entries.contains_key(&key) {
             return true;
         }
-        if self.entries.len() >= self.capacity {
+        let bytes = data_bytes(&info);
+        let full =
+            |c: &Self| c.entries.len() >= c.capacity || c.bytes.saturating_add(bytes) > c.max_bytes;
+        if full(self) {
             self.collect(now, true);
-            if self.entries.len() >= self.capacity {
+            if full(self) {
                 self.stats.refused_full += 1;
                 return false;
             }
         }
+        self.bytes += bytes;
         if let Some(parent) = info.parent_key.and_then(|p| self.entries.get_mut(&p)) {
             parent.children += 1;
             parent.releasable_since = None;
@@ -107,6 +152,7 @@ impl ProcessCache {
             key,
             Entry {
                 info,
+                bytes,
                 alive: true,
                 children: 0,
                 releasable_since: None,
@@ -165,6 +211,7 @@ impl ProcessCache {
                 continue;
             }
             let entry = self.entries.remove(&key).expect("checked above");
+            self.bytes -= entry.bytes;
             removed += 1;
             self.stats.removed += 1;
             if let Some(parent_key) = entry.info.parent_key {
@@ -272,6 +319,34 @@ mod tests {
         assert_eq!(c.resolve(ProcessKey::new(7, 70)).unwrap().key.ktime, 70);
         c.end(ProcessKey::new(7, 70), t0);
         assert!(c.resolve(ProcessKey::new(7, 0)).is_none());
+    }
+
+    /// Entries with 32 KiB of argv each: the byte budget refuses before the entry count,
+    /// and what exits gives its bytes back.
+    #[test]
+    fn the_cache_is_bounded_in_bytes() {
+        let t0 = Instant::now();
+        let mut c = ProcessCache::new(100_000, Duration::ZERO).with_max_bytes(1 << 20);
+        let big = |pid: u32| {
+            let mut i = (*info(pid, u64::from(pid), None)).clone();
+            i.argv = vec![vec![b'a'; 32 << 10]];
+            Arc::new(i)
+        };
+        let mut inserted: u32 = 0;
+        for pid in 1..100u32 {
+            if c.insert(big(pid), t0) {
+                inserted += 1;
+            }
+        }
+        assert!(inserted < 40 && inserted > 20, "{inserted} inserted");
+        assert!(c.bytes() <= 1 << 20);
+        assert_eq!(c.stats().refused_full, u64::from(99 - inserted));
+        for pid in 1..=inserted {
+            c.end(ProcessKey::new(pid, u64::from(pid)), t0);
+        }
+        c.collect(t0, true);
+        assert_eq!(c.bytes(), 0);
+        assert!(c.insert(big(500), t0));
     }
 
     #[test]
