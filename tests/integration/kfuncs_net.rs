@@ -82,26 +82,39 @@ spec:
     let policy = write_policy(&dir, "connect-cidr", &yaml);
     let agent = Agent::start("kfunc-tcp-connect", &["--tracing-policy", &policy]);
     connect("127.0.0.1", port).expect("127.0.0.1 connects");
+    // An IPv4-mapped address from an AF_INET6 socket is the IPv4 address it carries.
+    connect("[::ffff:127.0.0.1]", port).expect("::ffff:127.0.0.1 connects");
     connect("127.0.0.2", port).expect("127.0.0.2 connects");
+    connect("[::ffff:127.0.0.3]", port).expect("::ffff:127.0.0.3 connects");
     let daddr = |e: &Value| {
         e["args"][0]["sock_arg"]["daddr"]
             .as_str()
             .unwrap_or("")
             .to_string()
     };
-    let events = wait_or_log(&agent, "the 127.0.0.2 connection", |ev| {
-        of_policy(ev, "process_kprobe", "connect-cidr")
-            .iter()
-            .any(|e| daddr(e) == "127.0.0.2")
-    });
-    // The 127.0.0.1 connect happened first: had it matched, it would be posted already.
+    let events = wait_or_log(
+        &agent,
+        "the 127.0.0.2 and ::ffff:127.0.0.3 connections",
+        |ev| {
+            let mine = of_policy(ev, "process_kprobe", "connect-cidr");
+            mine.iter().any(|e| daddr(e) == "127.0.0.2")
+                && mine.iter().any(|e| daddr(e) == "::ffff:127.0.0.3")
+        },
+    );
+    // The 127.0.0.1 connects happened first: had they matched, they would be posted already.
     agent.stop();
     let mine = of_policy(&events, "process_kprobe", "connect-cidr");
     assert!(
-        mine.iter().all(|e| daddr(e) == "127.0.0.2"),
-        "only 127.0.0.2 is inside 127.0.0.2/31: {mine:?}"
+        mine.iter()
+            .all(|e| daddr(e) == "127.0.0.2" || daddr(e) == "::ffff:127.0.0.3"),
+        "only 127.0.0.2 and 127.0.0.3 are inside 127.0.0.2/31: {mine:?}"
     );
-    let hit = mine[0];
+    let mapped = mine
+        .iter()
+        .find(|e| daddr(e) == "::ffff:127.0.0.3")
+        .unwrap();
+    assert_eq!(mapped["args"][0]["sock_arg"]["family"], "AF_INET6");
+    let hit = *mine.iter().find(|e| daddr(e) == "127.0.0.2").unwrap();
     let sock = &hit["args"][0]["sock_arg"];
     assert_eq!(hit["function_name"], "tcp_connect");
     assert_eq!(pid_of(hit), u64::from(std::process::id()));
