@@ -689,7 +689,7 @@ static __always_inline int engine_handle_exit(void *ctx, __u32 hook, __s64 ret)
 		if (!po)
 			return 0;
 		if (po->hook != hook) {
-			pending_drop(&vigil_pending_open, pid_tgid);
+			pending_open_done(pid_tgid, po);
 			return 0;
 		}
 		candidates = po->candidates;
@@ -767,7 +767,7 @@ static __always_inline int engine_handle_exit(void *ctx, __u32 hook, __s64 ret)
 	}
 done:
 	if (po)
-		pending_drop(&vigil_pending_open, pid_tgid);
+		pending_open_done(pid_tgid, po);
 	else
 		pending_drop(&vigil_pending, pid_tgid);
 	return 0;

@@ -104,6 +104,9 @@ struct engine_state {
 	__u32 deferred;                  /* ... whose path filters wait for the resolved path */
 };
 
+/* pending_open.hook of a slot with no call waiting (no hook has this id). */
+#define VIGIL_PENDING_FREE 0xffffffffu
+
 /* Per-CPU working state of one invocation: the state, lookup keys, path walk buffer. */
 struct pending_open {
 	__u32 hook;
@@ -181,6 +184,11 @@ static __always_inline void pending_drop(void *map, __u64 pid_tgid)
 {
 	bpf_map_delete_elem(map, &pid_tgid);
 }
+
+static __always_inline void pending_open_done(__u64 pid_tgid, struct pending_open *po)
+{
+	bpf_map_delete_elem(&vigil_pending_open, &pid_tgid);
+}
 #else
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -215,6 +223,13 @@ static __always_inline void *pending_find(void *map, __u64 pid_tgid)
 static __always_inline void pending_drop(void *map, __u64 pid_tgid)
 {
 	bpf_task_storage_delete(map, bpf_get_current_task_btf());
+}
+
+/* An open-like call's slot is small: it stays with its thread, marked free, so that the
+ * next open reuses it instead of allocating (every open of the host passes here). */
+static __always_inline void pending_open_done(__u64 pid_tgid, struct pending_open *po)
+{
+	po->hook = VIGIL_PENDING_FREE;
 }
 #endif
 

@@ -41,18 +41,19 @@ pub trait KernelInfo {
     fn describe(&self) -> String;
 }
 
-/// The running kernel (or a BTF file given with `--btf`).
+/// The running kernel (or a BTF file given with `--btf`). BTF and kallsyms are read on
+/// first use: checking a policy of syscalls and tracepoints needs only tracefs, and the
+/// agent checks every policy it loads (tens of MB and a tenth of a second saved there).
 #[derive(Debug)]
 pub struct SystemKernel {
-    btf: Option<Btf>,
     btf_origin: String,
-    btf_error: Option<String>,
+    btf: std::sync::OnceLock<Result<Btf, String>>,
     tracefs: Option<std::path::PathBuf>,
-    kallsyms: Option<HashSet<String>>,
+    kallsyms: std::sync::OnceLock<Option<HashSet<String>>>,
 }
 
 impl SystemKernel {
-    /// Reads `/sys/kernel/btf/vmlinux`, finds tracefs, and reads `/proc/kallsyms` if the
+    /// The running kernel: `/sys/kernel/btf/vmlinux`, tracefs, and `/proc/kallsyms` if the
     /// addresses are visible. Nothing here needs root except what the kernel restricts.
     pub fn running() -> Self {
         Self::with_btf_path("/sys/kernel/btf/vmlinux")
@@ -61,17 +62,38 @@ impl SystemKernel {
     /// Uses the given BTF file (`--btf FILE`) instead of the running kernel's; tracefs and
     /// kallsyms are still read from this machine.
     pub fn with_btf_path(path: &str) -> Self {
-        let (btf, btf_error) = match Btf::from_file(path) {
-            Ok(btf) => (Some(btf), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
         let tracefs = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
             .iter()
             .map(std::path::PathBuf::from)
             .find(|p| p.join("events").is_dir());
-        let kallsyms = std::fs::read_to_string("/proc/kallsyms")
+        Self {
+            btf_origin: path.to_string(),
+            btf: std::sync::OnceLock::new(),
+            tracefs,
+            kallsyms: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn btf(&self) -> Option<&Btf> {
+        self.btf
+            .get_or_init(|| Btf::from_file(&self.btf_origin).map_err(|e| e.to_string()))
+            .as_ref()
             .ok()
-            .and_then(|text| {
+    }
+
+    fn btf_error(&self) -> Option<String> {
+        self.btf().is_none().then(|| {
+            self.btf
+                .get()
+                .and_then(|r| r.as_ref().err().cloned())
+                .unwrap_or_default()
+        })
+    }
+
+    fn kallsyms(&self) -> Option<&HashSet<String>> {
+        self.kallsyms
+            .get_or_init(|| {
+                let text = std::fs::read_to_string("/proc/kallsyms").ok()?;
                 let symbols: HashSet<String> = text
                     .lines()
                     .filter_map(|line| {
@@ -82,19 +104,16 @@ impl SystemKernel {
                     })
                     .collect();
                 (!symbols.is_empty()).then_some(symbols)
-            });
-        Self {
-            btf,
-            btf_origin: path.to_string(),
-            btf_error,
-            tracefs,
-            kallsyms,
-        }
+            })
+            .as_ref()
     }
 
     fn symbol_known(&self, name: &str) -> Option<bool> {
-        let btf = self.btf.as_ref().map(|b| b.has_function(name));
-        let kallsyms = self.kallsyms.as_ref().map(|k| k.contains(name));
+        let btf = self.btf().map(|b| b.has_function(name));
+        if btf == Some(true) {
+            return Some(true);
+        }
+        let kallsyms = self.kallsyms().map(|k| k.contains(name));
         match (btf, kallsyms) {
             (Some(true), _) | (_, Some(true)) => Some(true),
             (None, None) => None,
@@ -105,7 +124,7 @@ impl SystemKernel {
 
 impl KernelInfo for SystemKernel {
     fn function(&self, name: &str) -> Answer<Vec<Param>> {
-        if let Some(params) = self.btf.as_ref().and_then(|b| b.function_params(name)) {
+        if let Some(params) = self.btf().and_then(|b| b.function_params(name)) {
             return Answer::Yes(params);
         }
         match self.symbol_known(name) {
@@ -115,8 +134,8 @@ impl KernelInfo for SystemKernel {
             )),
             Some(false) => Answer::No,
             None => Answer::Unknown(
-                self.btf_error
-                    .clone()
+                self.btf_error()
+                    .filter(|e| !e.is_empty())
                     .unwrap_or_else(|| "no BTF and no kallsyms".into()),
             ),
         }
@@ -159,7 +178,7 @@ impl KernelInfo for SystemKernel {
     }
 
     fn describe(&self) -> String {
-        let btf = match (&self.btf, &self.btf_error) {
+        let btf = match (self.btf(), self.btf_error()) {
             (Some(b), _) => format!("BTF {} ({} functions)", self.btf_origin, b.function_count()),
             (None, Some(e)) => format!("no BTF ({e})"),
             (None, None) => "no BTF".into(),
@@ -170,7 +189,7 @@ impl KernelInfo for SystemKernel {
             .map_or("tracefs not mounted".to_string(), |p| {
                 format!("tracefs {}", p.display())
             });
-        let kallsyms = if self.kallsyms.is_some() {
+        let kallsyms = if self.kallsyms().is_some() {
             "kallsyms readable"
         } else {
             "kallsyms unreadable"
@@ -271,7 +290,7 @@ impl Ctx<'_> {
         for (i, arg) in args.iter().enumerate() {
             let arg_path = format!("{path}.args[{i}]");
             match params.get(arg.index as usize) {
-                None => self.error(&format!("{arg_path}.index"), format!("`{call}` has {} parameters; index {} is past them", params.len(), arg.index)),
+                None => self.error(&format!("{arg_path}.index"), format!("`{call}`{} has {} parameters; index {} is past them", if btf_pointees { " on this kernel" } else { "" }, params.len(), arg.index)),
                 Some(param) if arg.arg_type.needs_pointer() && arg.btf_type.is_none() && !param.shape.is_pointer() => self.error(
                     &format!("{arg_path}.type"),
                     format!("type {} reads through a pointer, but parameter {} (`{}`) of `{call}` is {:?}", arg.arg_type, arg.index, param.name, param.shape),
