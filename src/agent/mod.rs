@@ -183,6 +183,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     // What a previous agent kept is adopted once every policy domain has reloaded: the
     // static and persisted ones now, the cluster's when its first listing has been acted on.
     let mut adopt = kept_before > 0 && !opts.release_pinned_bpf;
+    let mut kept_hook_files = Vec::new();
     let k8s_listed = api::K8sListed::default();
     // The cluster's TracingPolicy objects (domain `k8s`), once the runtime can load them.
     if let Some(k8s) = &opts.k8s {
@@ -218,7 +219,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         opts.cluster_name.clone(),
         bus,
     );
-    pipeline.set_hook_registry(hook_registry);
+    pipeline.set_hook_registry(Arc::clone(&hook_registry));
     user_actions::start(opts.dns_lookup_server);
     pipeline.set_kprobe_ancestors(opts.ancestors_kprobe);
     let runtime_hooks =
@@ -238,7 +239,13 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     }
     if adopt {
         // Events the previous agent's programs wrote while no agent read them.
+        let (hooks, files) = policies::kept_hooks_of_others(&instance);
+        hook_registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .adopt(hooks);
         drain_kept_rings(kept, &instance, &mut pipeline);
+        kept_hook_files = files;
         if opts.k8s.is_none() {
             // Every domain has reloaded (static, persisted): adopted before ready.
             adopt = false;
@@ -247,6 +254,9 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
                 &instance,
                 "adopted: replaced by this agent's policies",
             );
+            for f in kept_hook_files.drain(..) {
+                let _ = std::fs::remove_file(f);
+            }
         }
     }
     pipeline.on_scanned(&scanned, &table, Instant::now());
@@ -360,6 +370,9 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
                     &instance,
                     "adopted: replaced by this agent's policies",
                 );
+                for f in kept_hook_files.drain(..) {
+                    let _ = std::fs::remove_file(f);
+                }
             }
             pipeline.report_losses(counters.read());
             if manager.release_idle() {
@@ -458,9 +471,9 @@ const ADOPT_WAIT: Duration = Duration::from_secs(60);
 /// Bytes of a previous agent's ring read at adoption.
 const KEPT_RING_BYTES: usize = 64 << 20;
 
-/// Delivers what previous agents' kept rings hold: their exec/exit records decode like any
-/// others. Their policy records name hooks of a registry that went with that agent: they
-/// are counted and reported as lost, not guessed.
+/// Delivers what previous agents' kept rings hold, in ring order: exec/exit records decode
+/// like any others; policy records find their hooks in what those agents wrote down (the
+/// registry has adopted them); one that names no known hook is reported lost.
 fn drain_kept_rings(kept: &std::path::Path, instance: &str, pipeline: &mut Pipeline) {
     for dir in vigil_bpf::pin::kept_by_others(kept, instance) {
         let ring = dir.join("ring");
@@ -469,20 +482,10 @@ fn drain_kept_rings(kept: &std::path::Path, instance: &str, pipeline: &mut Pipel
         }
         match vigil_bpf::ringbuf::drain_pinned(&ring, KEPT_RING_BYTES) {
             Ok(records) => {
-                let (mut delivered, mut unattributed) = (0u64, 0u64);
                 for data in &records {
-                    if matches!(
-                        data.first().map(|&k| u32::from(k)),
-                        Some(vigil_bpf::abi::VIGIL_MSG_SYSCALL | vigil_bpf::abi::VIGIL_MSG_DATA)
-                    ) {
-                        unattributed += 1;
-                        continue;
-                    }
                     pipeline.handle_raw(data, Instant::now());
-                    delivered += 1;
                 }
-                pipeline.report_adopted_loss(unattributed);
-                tracing::info!(ring = %ring.display(), delivered, unattributed,
+                tracing::info!(ring = %ring.display(), records = records.len(),
                     "read what a previous agent's kept ring held");
             }
             Err(e) => tracing::error!(ring = %ring.display(), error = %e,

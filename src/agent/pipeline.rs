@@ -31,6 +31,8 @@ pub struct PipelineStats {
     pub records: u64,
     pub decode_errors: u64,
     pub events: u64,
+    /// Policy records whose (hook id, generation) no registry knows.
+    pub unknown_hook_events: u64,
 }
 
 pub struct Pipeline {
@@ -47,7 +49,7 @@ pub struct Pipeline {
     reported_kernel: [u64; VIGIL_CNT_MAX as usize],
     reported_sink_lost: u64,
     /// Totals of the user-space losses already reported (see `report_losses`).
-    reported_user: [u64; 3],
+    reported_user: [u64; 4],
     hooks: super::policies::HookRegistry,
     cgroups: Option<super::containers::CgroupResolver>,
     pods: Option<super::containers::PodIdentity>,
@@ -77,7 +79,7 @@ impl Pipeline {
             bus,
             reported_kernel: [0; VIGIL_CNT_MAX as usize],
             reported_sink_lost: 0,
-            reported_user: [0; 3],
+            reported_user: [0; 4],
             hooks: super::policies::HookRegistry::default(),
             cgroups: None,
             pods: None,
@@ -391,6 +393,12 @@ impl Pipeline {
                 "PROCESS_KPROBE",
             ),
             (self.data.dropped(), LossStage::Data, "PROCESS_KPROBE"),
+            // Records naming a hook no registry knows (a kept ring's, without its hooks).
+            (
+                self.stats.unknown_hook_events,
+                LossStage::PolicyState,
+                "PROCESS_KPROBE",
+            ),
         ];
         for (i, (total, stage, event_type)) in user.into_iter().enumerate() {
             let before = self.reported_user[i];
@@ -405,13 +413,6 @@ impl Pipeline {
             self.reported_sink_lost = sink_lost;
             // The loss event itself may not reach a failing sink; the log line does.
             self.loss_event(LossStage::Sink, "ANY", delta, sink_lost);
-        }
-    }
-
-    /// Policy records found in a previous agent's kept ring: their hooks went with it.
-    pub fn report_adopted_loss(&mut self, n: u64) {
-        if n > 0 {
-            self.loss_event(tetragon::LossStage::PolicyState, "PROCESS_KPROBE", n, n);
         }
     }
 

@@ -68,6 +68,13 @@ impl Hooks {
         }
     }
 
+    /// Hooks of a previous agent (its kept ring's records name them).
+    pub fn adopt(&mut self, hooks: Vec<HookInfo>) {
+        for h in hooks {
+            self.retire_one(h);
+        }
+    }
+
     fn retire_one(&mut self, hook: HookInfo) {
         if self.retired.len() >= RETIRED_HOOKS_KEPT {
             self.retired.pop_front();
@@ -150,7 +157,10 @@ impl Runtime {
     pub fn new(maps: SharedMaps, registry: HookRegistry, btf: Option<PathBuf>) -> Self {
         Self {
             maps,
-            ids: Arc::new(Mutex::new(Ids::default())),
+            // A base of its own per agent start (boot-clock ns and pid).
+            ids: Arc::new(Mutex::new(Ids::with_generation_base(
+                (vigil_process::clock::boot_ns() as u32) ^ std::process::id().rotate_left(16),
+            ))),
             registry,
             btf,
             scopes: None,
@@ -247,6 +257,7 @@ impl Runtime {
             same_files: None,
             scope: None,
             kept: None,
+            kept_hooks: None,
             _lease: lease,
         };
         if let Some(instance) = &self.keep {
@@ -262,6 +273,20 @@ impl Runtime {
             sensors.kept = Some(dir.clone());
             sensors.pin_live(&dir).map_err(|e| {
                 format!("--keep-sensors-on-exit: cannot pin the policy's links: {e}")
+            })?;
+            // Its hooks, for the next agent to attribute what the kept ring holds.
+            let file = std::path::Path::new(KEPT_HOOKS_DIR).join(format!(
+                "{}.json",
+                dir.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            ));
+            sensors.kept_hooks = Some(file.clone());
+            write_kept_hooks(&file, &tables.hooks).map_err(|e| {
+                format!(
+                    "--keep-sensors-on-exit: cannot write {}: {e}",
+                    file.display()
+                )
             })?;
         }
         if !tables.same_files.is_empty() {
@@ -300,6 +325,8 @@ pub struct PolicySensors {
     /// Where the links are pinned while loaded (`--keep-sensors-on-exit`); unpinned when
     /// the policy is unloaded, kept at a clean exit.
     kept: Option<PathBuf>,
+    /// The policy's hooks written down beside the pins (see [`KEPT_HOOKS_DIR`]).
+    kept_hooks: Option<PathBuf>,
     /// Declared last: hook ids are given back only once nothing can post with them.
     _lease: HookLease,
 }
@@ -318,6 +345,9 @@ impl std::fmt::Debug for PolicySensors {
 impl Drop for PolicySensors {
     /// An unloaded policy leaves nothing pinned: its links detach with it.
     fn drop(&mut self) {
+        if let Some(file) = self.kept_hooks.take() {
+            let _ = std::fs::remove_file(file);
+        }
         if let Some(dir) = self.kept.take()
             && let Err(e) = vigil_bpf::pin::unpin_dir(&dir)
         {
@@ -346,6 +376,7 @@ impl PolicySensors {
     /// A clean exit that keeps the links pinned at load: they outlive this agent.
     fn keep_pinned(&mut self) -> Option<usize> {
         self.kept.take()?;
+        self.kept_hooks = None;
         let mut n = 0;
         if let Some(s) = &mut self.syscalls {
             n += s.disconnect();
@@ -586,6 +617,54 @@ impl Kept for RuntimePolicy {
             })
             .collect()
     }
+}
+
+/// Where an agent that keeps its sensors writes each kept policy's hooks (bpffs holds only
+/// pins): a tmpfs, gone at reboot like the pins.
+pub const KEPT_HOOKS_DIR: &str = "/run/vigil/kept-hooks";
+
+fn write_kept_hooks(file: &Path, hooks: &[HookInfo]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = serde_json::to_vec(hooks).map_err(std::io::Error::other)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(file)?;
+    f.write_all(&text)
+}
+
+/// The hooks previous agent instances (not `own*`) kept, for their kept rings; each file at
+/// most 16 MiB. Unreadable files are skipped (their records are reported lost).
+pub fn kept_hooks_of_others(own: &str) -> (Vec<HookInfo>, Vec<PathBuf>) {
+    let (mut hooks, mut files) = (Vec::new(), Vec::new());
+    let Ok(dir) = std::fs::read_dir(KEPT_HOOKS_DIR) else {
+        return (hooks, files);
+    };
+    for e in dir.flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(own) || !name.ends_with(".json") {
+            continue;
+        }
+        let read = e
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file() && m.len() <= 16 << 20)
+            .and_then(|_| std::fs::read(&path).ok())
+            .and_then(|b| serde_json::from_slice::<Vec<HookInfo>>(&b).ok());
+        if let Some(h) = read {
+            hooks.extend(h);
+        }
+        files.push(path);
+    }
+    (hooks, files)
 }
 
 /// The loader of the policy manager: a plan with hooks goes through the shared runtime.

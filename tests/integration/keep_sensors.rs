@@ -126,8 +126,10 @@ fn kept_sensors_survive_a_crash_and_the_outage_is_delivered() {
     assert!(kept_pins() > 0, "pinned at load, before any exit");
     agent.signal(libc::SIGKILL);
     drop(agent);
+    let mut outage_cat = Command::new("/usr/bin/cat").arg(&target).spawn().unwrap();
+    let outage_cat_pid = outage_cat.id();
     assert_eq!(
-        cat_signal(&target),
+        outage_cat.wait().unwrap().signal(),
         Some(libc::SIGKILL),
         "still enforced after the agent was killed"
     );
@@ -135,11 +137,27 @@ fn kept_sensors_survive_a_crash_and_the_outage_is_delivered() {
     let outage = run(Command::new("/usr/bin/true").arg(&marker));
 
     let agent = Agent::start("keep-crash-2", &["--tracing-policy", &policy]);
-    let events = agent.wait_for("the outage's exec, from the kept ring", WAIT, |ev| {
+    agent.wait_for("the outage's exec, from the kept ring", WAIT, |ev| {
         execs_of_pid(ev, outage)
             .iter()
             .any(|e| e["process"]["arguments"] == marker.as_str())
     });
+    // The kept policy's enforcement during the outage, attributed to its policy through the
+    // hooks the crashed agent wrote down.
+    let events = agent.wait_for("the outage's Sigkill event", WAIT, |ev| {
+        kprobes(ev, "kept-crash")
+            .iter()
+            .any(|e| pid_of(e) == u64::from(outage_cat_pid))
+    });
+    let kill = kprobes(&events, "kept-crash")
+        .into_iter()
+        .find(|e| pid_of(e) == u64::from(outage_cat_pid))
+        .unwrap();
+    assert_eq!(kill["action"], "KPROBE_ACTION_SIGKILL");
+    assert_eq!(
+        lost(&events, "LOSS_STAGE_POLICY_STATE", "PROCESS_KPROBE"),
+        0
+    );
     let exec = execs_of_pid(&events, outage)[0];
     assert_eq!(exec["process"]["binary"], "/usr/bin/true");
     assert!(

@@ -93,6 +93,15 @@ impl Ids {
         }
     }
 
+    /// Generations counted from `base`: agents that follow each other (a kept ring read by
+    /// the next one) then do not share (hook id, generation) pairs.
+    pub fn with_generation_base(base: u32) -> Self {
+        Self {
+            generation: base,
+            ..Self::default()
+        }
+    }
+
     /// Hook ids held by loaded policies.
     pub fn hooks_in_use(&self) -> u32 {
         self.used.iter().map(|w| w.count_ones()).sum()

@@ -11,6 +11,7 @@ impl Pipeline {
         let registry = Arc::clone(&self.hooks);
         let hooks = registry.read().unwrap_or_else(|e| e.into_inner());
         let Some(hook) = hooks.get(m.hook_id, m.generation) else {
+            self.stats.unknown_hook_events += 1;
             tracing::error!(
                 hook = m.hook_id,
                 generation = m.generation,

@@ -4,7 +4,7 @@
 use super::UserAction;
 
 /// How an argument is reported in events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum HookArg {
     Int,
     Uint32,
@@ -56,7 +56,7 @@ pub enum HookArg {
 }
 
 /// Which of Tetragon's capability-set arguments a `CapSet` is reported as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CapSetKind {
     KernelCapT,
     Inheritable,
@@ -65,7 +65,7 @@ pub enum CapSetKind {
 }
 
 /// Which event a hook produces, with what identifies the hook in it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum HookEvent {
     /// `process_kprobe` (syscall hooks): `function_name` in [`HookInfo`].
     #[default]
@@ -95,7 +95,9 @@ pub enum HookEvent {
 }
 
 /// What the pipeline needs to know about a hook id.
-#[derive(Debug, Clone, Default)]
+/// Serialisable: an agent that keeps its sensors writes its hooks down, so that the next
+/// agent can attribute what the kept ring holds.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct HookInfo {
     pub id: u32,
     pub policy_name: String,

@@ -8,7 +8,7 @@ use vigil_policy::types::Action;
 use super::{Unsupported, unsupported};
 
 /// One user-space action of a selector.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum UserAction {
     /// HTTP GET of the URL (`http://`).
     GetUrl(String),
