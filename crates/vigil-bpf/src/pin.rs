@@ -169,33 +169,3 @@ pub fn release_others(dir: &Path, own: &str) -> std::io::Result<usize> {
     }
     Ok(n)
 }
-
-/// The pins a previous agent left under `dir` (files in its policy directories).
-pub fn kept_pins(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(policies) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for policy in policies.flatten() {
-        if let Ok(pins) = std::fs::read_dir(policy.path()) {
-            out.extend(pins.flatten().map(|p| p.path()));
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Removes every pin under `dir` (each link detaches when its last reference goes) and the
-/// directories. Returns how many pins were removed.
-pub fn release(dir: &Path) -> std::io::Result<usize> {
-    let pins = kept_pins(dir);
-    for p in &pins {
-        std::fs::remove_file(p)?;
-    }
-    if let Ok(policies) = std::fs::read_dir(dir) {
-        for policy in policies.flatten() {
-            std::fs::remove_dir(policy.path())?;
-        }
-    }
-    Ok(pins.len())
-}

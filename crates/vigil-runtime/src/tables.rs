@@ -8,24 +8,6 @@ use vigil_policy::compile::{ArgOrigin, EVERY_SYSCALL, Filter, HookPlan, Mechanis
 use vigil_policy::state::PolicyMode;
 use vigil_policy::types::{Action, ArgType, Operator};
 
-include!(concat!(env!("OUT_DIR"), "/ia32.rs"));
-
-/// The name of ia32 syscall `nr`.
-pub fn ia32_name(nr: u32) -> Option<&'static str> {
-    IA32_SYSCALLS
-        .iter()
-        .find(|(_, n)| *n == nr)
-        .map(|(name, _)| *name)
-}
-
-/// The ia32 number of a syscall, for 32-bit (`int 0x80`) calls.
-pub fn ia32_number(name: &str) -> Option<u32> {
-    IA32_SYSCALLS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, nr)| *nr)
-}
-
 /// The tables of one policy.
 #[derive(Debug, Clone, Default)]
 pub struct PolicyTables {
@@ -50,6 +32,16 @@ pub(crate) enum Target<'a> {
     },
 }
 
+impl Target<'_> {
+    /// How a kernel-function hook attaches; None for a syscall tracepoint.
+    fn attach(&self) -> Option<KfuncAttach> {
+        match self {
+            Target::Kfunc { attach, .. } => Some(*attach),
+            Target::Syscall(_) => None,
+        }
+    }
+}
+
 /// A construct of the plan this runtime cannot run yet, with its YAML path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {reason}")]
@@ -58,77 +50,11 @@ pub struct Unsupported {
     pub reason: String,
 }
 
-/// Hook ids, value-set ids and load generations. A hook id indexes the per-hook maps of
-/// its policy's objects (so it is below `VIGIL_MAX_HOOKS`) and names the hook in ring
-/// records, so it is unique among loaded policies; an unloaded policy gives its ids back
-/// ([`Ids::release`]), so that replacing policies for ever never runs out. Records still in
-/// the ring for the previous user of an id carry the previous load's generation.
-/// Value-set ids only need to be unique within one policy's objects: each build starts
-/// them from 0.
-#[derive(Debug, Default)]
-pub struct Ids {
-    used: [u64; VIGIL_MAX_HOOKS as usize / 64],
-    /// Hook ids taken by the build in progress, given back if it fails.
-    taken: Vec<u32>,
-    pub next_set: u32,
-    generation: u32,
-}
-
-impl Ids {
-    /// The lowest free hook id.
-    fn take_hook(&mut self) -> Option<u32> {
-        let id =
-            (0..VIGIL_MAX_HOOKS).find(|&i| self.used[i as usize / 64] & (1 << (i % 64)) == 0)?;
-        self.used[id as usize / 64] |= 1 << (id % 64);
-        self.taken.push(id);
-        Some(id)
-    }
-
-    /// Gives hook ids back (their policy is unloaded: its objects are detached).
-    pub fn release(&mut self, hooks: impl IntoIterator<Item = u32>) {
-        for id in hooks {
-            if id < VIGIL_MAX_HOOKS {
-                self.used[id as usize / 64] &= !(1 << (id % 64));
-            }
-        }
-    }
-
-    /// Generations counted from `base`: agents that follow each other (a kept ring read by
-    /// the next one) then do not share (hook id, generation) pairs.
-    pub fn with_generation_base(base: u32) -> Self {
-        Self {
-            generation: base,
-            ..Self::default()
-        }
-    }
-
-    /// Hook ids held by loaded policies.
-    pub fn hooks_in_use(&self) -> u32 {
-        self.used.iter().map(|w| w.count_ones()).sum()
-    }
-}
-
 fn unsupported(path: &str, reason: impl Into<String>) -> Unsupported {
     Unsupported {
         path: path.to_string(),
         reason: reason.into(),
     }
-}
-
-/// The syscall name of a `call:` value: `sys_openat`, `__x64_sys_openat`, `openat`.
-pub fn syscall_name(call: &str) -> &str {
-    for prefix in [
-        "__x64_sys_",
-        "__ia32_sys_",
-        "__arm64_sys_",
-        "__se_sys_",
-        "sys_",
-    ] {
-        if let Some(rest) = call.strip_prefix(prefix) {
-            return rest;
-        }
-    }
-    call
 }
 
 /// Builds the tables of one compiled policy. `resolve_binary` maps a path to the kernel's
@@ -149,12 +75,9 @@ pub fn build_in(
     resolve_binary: &dyn Fn(&str) -> Option<(u64, u64)>,
     env: &dyn crate::hooks::HookEnv,
 ) -> Result<PolicyTables, Unsupported> {
-    ids.taken.clear();
-    ids.next_set = 0;
-    ids.generation = ids.generation.wrapping_add(1).max(1);
+    let generation = ids.begin_build();
     match build_tables(plan, ids, resolve_binary, env) {
         Ok(mut out) => {
-            let generation = ids.generation;
             out.generation = generation;
             out.tables.generation = generation;
             out.others.generation = generation;
@@ -164,8 +87,7 @@ pub fn build_in(
             Ok(out)
         }
         Err(e) => {
-            let taken = std::mem::take(&mut ids.taken);
-            ids.release(taken);
+            ids.abandon_build();
             Err(e)
         }
     }
@@ -272,76 +194,16 @@ pub(crate) fn build_hook(
     out: &mut PolicyTables,
 ) -> Result<(), Unsupported> {
     let path = &hook.path;
-    let kernel = matches!(target, Target::Kfunc { .. });
+    let attach = target.attach();
+    let kernel = attach.is_some();
     let can_override = matches!(
-        target,
-        Target::Kfunc {
-            attach: KfuncAttach::FmodRet | KfuncAttach::Lsm | KfuncAttach::CgroupSockAddr,
-            ..
-        }
+        attach,
+        Some(KfuncAttach::FmodRet | KfuncAttach::Lsm | KfuncAttach::CgroupSockAddr)
     );
-    let cgroup = matches!(
-        target,
-        Target::Kfunc {
-            attach: KfuncAttach::CgroupSockAddr,
-            ..
-        }
-    );
-    let fexit = matches!(
-        target,
-        Target::Kfunc {
-            attach: KfuncAttach::Fexit,
-            ..
-        }
-    );
-    let fmod_ret = matches!(
-        target,
-        Target::Kfunc {
-            attach: KfuncAttach::FmodRet,
-            ..
-        }
-    );
-    // `return: true` with Override on fmod_ret: the function is skipped when a selector
-    // matches, so what it returns is the Override value; other selectors would need the
-    // real return value, which fmod_ret does not see.
-    let override_return = fmod_ret && hook.on_return;
-    if override_return {
-        let every_override = hook.selectors.iter().all(|t| {
-            t.actions.iter().any(|a| a.action == Action::Override)
-                && !t.filters.iter().any(|f| {
-                    matches!(
-                        f,
-                        Filter::Arg {
-                            origin: ArgOrigin::Return,
-                            ..
-                        }
-                    )
-                })
-        });
-        if !every_override {
-            return Err(unsupported(
-                path,
-                "return: true with Override reports the Override value (the function is                  skipped): every selector needs Override and no matchReturnArgs",
-            ));
-        }
-    }
-    let kretprobe = matches!(
-        target,
-        Target::Kfunc {
-            attach: KfuncAttach::KprobeRet,
-            ..
-        }
-    );
-    if hook.on_return && kernel && !fexit && !override_return && !kretprobe {
-        return Err(unsupported(
-            path,
-            if kernel {
-                "return probes on kernel functions run only through fexit: one function per hook on a kernel with fentry (kretprobes are not implemented yet)"
-            } else {
-                "return probes are not supported by this runtime yet"
-            },
-        ));
-    }
+    let cgroup = attach == Some(KfuncAttach::CgroupSockAddr);
+    let fexit = attach == Some(KfuncAttach::Fexit);
+    let kretprobe = attach == Some(KfuncAttach::KprobeRet);
+    let override_return = returns::check(path, hook, attach)?;
     let syscall = match target {
         Target::Syscall(name) => *name,
         Target::Kfunc { .. } => "",
@@ -860,7 +722,12 @@ pub(crate) fn build_hook(
 }
 
 mod hook_info;
+mod ids;
+mod returns;
+pub use ids::Ids;
+mod names;
 pub use hook_info::*;
+pub use names::{ia32_name, ia32_number, syscall_name};
 mod kinds;
 pub(crate) use kinds::is_string_kind;
 use kinds::{arg_kind, is_sock_kind};
