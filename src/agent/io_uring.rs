@@ -19,10 +19,16 @@
 //! `auto` (the default) is `report` on a kernel without kernel-function hooks (kprobes and
 //! fentry both missing) and `allow` elsewhere: the choice follows the kernel, not the
 //! policies loaded at start, because policies come and go over gRPC while the agent runs.
+//! Under `auto` the policy is loaded on a thread of its own while the agent starts, so
+//! that the default costs nothing on the way to `ready` (one more object to verify took
+//! 50-300 ms of it here); an explicit `report` or `kill` is attached before `ready`.
 //!
 //! The built-in policy stays out of the policy manager: it is the agent's own, set by a flag,
 //! not one of the operator's policies, so `tracingpolicy list` and the API (disable, delete,
 //! set-mode) show and change only theirs. Its events carry `policy_name: vigil-io-uring`.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use anyhow::{Result, bail};
 
@@ -132,9 +138,47 @@ pub struct BuiltIn {
     _sensors: PolicySensors,
 }
 
+/// The built-in policy: attached, or being attached on its own thread (`auto`).
+pub enum Loading {
+    Done(Option<BuiltIn>),
+    Background(JoinHandle<Option<BuiltIn>>),
+}
+
+impl Loading {
+    /// Waits for a background load: its programs are detached when the result is dropped.
+    pub fn finish(self) -> Option<BuiltIn> {
+        match self {
+            Self::Done(built_in) => built_in,
+            Self::Background(handle) => handle.join().ok().flatten(),
+        }
+    }
+}
+
+/// Starts what the mode asks for: in the background under `auto`, before returning under
+/// an explicit `report` or `kill` (an operator who asks for enforcement gets it by `ready`).
+pub fn start(runtime: &Arc<Runtime>, mode: IoUringMode) -> Loading {
+    if mode != IoUringMode::Auto {
+        return Loading::Done(load(runtime, mode));
+    }
+    let runtime = Arc::clone(runtime);
+    match std::thread::Builder::new()
+        .name("io-uring-load".into())
+        .spawn(move || load(&runtime, mode))
+    {
+        Ok(handle) => Loading::Background(handle),
+        Err(e) => {
+            tracing::error!(
+                policy = POLICY_NAME,
+                "io_uring: built-in policy not loaded: no thread ({e})"
+            );
+            Loading::Done(None)
+        }
+    }
+}
+
 /// Loads the built-in policy the mode asks for on this kernel. A failure is logged (the
 /// agent runs on without it, as with a policy file that does not load), never fatal.
-pub fn load(runtime: &Runtime, mode: IoUringMode) -> Option<BuiltIn> {
+fn load(runtime: &Runtime, mode: IoUringMode) -> Option<BuiltIn> {
     let caps = crate::policy_cmd::detect_capabilities();
     let resolved = mode.resolve(caps.kprobes || caps.fentry);
     let Some(yaml) = policy_yaml(resolved) else {

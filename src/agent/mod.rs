@@ -176,7 +176,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         release_kept(kept, &instance, "--release-pinned-bpf");
     }
     let loaded_policies = manager.load_static(&policy_files);
-    let io_uring_policy = io_uring::load(&runtime, opts.io_uring);
+    let io_uring_policy = io_uring::start(&runtime, opts.io_uring);
     for e in manager.restore() {
         tracing::error!(error = e, "persisted policy not restored");
     }
@@ -443,7 +443,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     }
     // Policies first: their objects share the lifecycle maps.
     manager.unload_all();
-    drop(io_uring_policy);
+    drop(io_uring_policy.finish());
     if opts.keep_sensors_on_exit {
         // Pinned at start: they go on keeping the process table and the ring.
         sensor.disconnect();

@@ -2,8 +2,7 @@
 //! missed nothing.
 //!
 //! The load test is the acceptance of the gRPC memory bounds: 50 concurrent GetEvents
-//! clients, 10 of which never read, while 5,000 processes run in about 20 s (the issue asks
-//! for 60 s; the same burst over 20 s is a harder rate and keeps the test tier short). The 40
+//! clients, 10 of which never read, for 60 s of a 5,000-exec burst (paced evenly). The 40
 //! readers get every process_exec of the burst with seq contiguous, the 10 idle ones are cut
 //! (RESOURCE_EXHAUSTED, counted in the log), the agent's RSS stays under [`RSS_BUDGET_MIB`],
 //! and a new client is served afterwards.
@@ -28,7 +27,7 @@ use crate::harness::{Agent, read_events, run, scratch_dir, serial};
 /// The agent's RSS budget during the 50-client run (README, "Slow clients").
 const RSS_BUDGET_MIB: u64 = 192;
 const BURST: usize = 5_000;
-const BURST_SECS: u64 = 20;
+const BURST_SECS: u64 = 60;
 const READERS: usize = 40;
 const IDLE: usize = 10;
 
