@@ -422,7 +422,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     pipeline.report_losses(counters.read());
     pipeline.close();
     if opts.keep_sensors_on_exit {
-        let (pinned, failed) = manager.pin_all(kept);
+        let (pinned, failed) = manager.keep_all_attached();
         for f in &failed {
             tracing::error!(error = f.as_str(), "policy not kept attached");
         }

@@ -390,21 +390,6 @@ impl PolicySensors {
         Some(n)
     }
 
-    /// `--keep-sensors-on-exit`: pins every link of the policy under `dir`.
-    fn pin(&mut self, dir: &std::path::Path) -> Result<usize, vigil_bpf::pin::PinError> {
-        let mut n = 0;
-        if let Some(s) = &mut self.syscalls {
-            n += s.pin(dir)?;
-        }
-        if let Some(o) = &mut self.others {
-            n += o.pin(dir)?;
-        }
-        if let Some(k) = &mut self.kfuncs {
-            n += k.pin(dir)?;
-        }
-        Ok(n)
-    }
-
     /// The binary and file sets of every object of the policy.
     fn file_sets(&self) -> Result<Vec<vigil_bpf::FileSet>, vigil_bpf::lifecycle::LoadError> {
         let mut out = Vec::new();
@@ -584,12 +569,11 @@ impl Kept for RuntimePolicy {
         self.sensor.set_mode(mode)
     }
 
-    fn pin(&mut self, dir: &std::path::Path) -> Result<usize, String> {
+    fn keep_attached(&mut self) -> Result<usize, String> {
         // Pinned at load: only disconnected now, so that they outlive this agent.
-        if let Some(n) = self.sensor.keep_pinned() {
-            return Ok(n);
-        }
-        self.sensor.pin(dir).map_err(|e| e.to_string())
+        self.sensor
+            .keep_pinned()
+            .ok_or_else(|| "its links were not pinned at load".to_string())
     }
 
     /// The SIGUSR1 counter dump: per hook, with per-selector counters and the kernel mode.

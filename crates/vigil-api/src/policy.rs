@@ -185,9 +185,9 @@ pub trait Kept: Send + Sync {
     fn debug_lines(&self, _policy: &str) -> Vec<serde_json::Value> {
         Vec::new()
     }
-    /// `--keep-sensors-on-exit`: pins the policy's links under `dir` so they outlive the
-    /// agent; returns how many.
-    fn pin(&mut self, _dir: &std::path::Path) -> Result<usize, String> {
+    /// `--keep-sensors-on-exit`, at a clean exit: the links pinned at load are let go of
+    /// without detaching, so they outlive the agent; returns how many.
+    fn keep_attached(&mut self) -> Result<usize, String> {
         Ok(0)
     }
 }
@@ -355,26 +355,16 @@ impl MemoryPolicyManager {
     }
 
     /// Detaches every policy (agent shutdown; the gRPC server may still hold the manager).
-    /// `--keep-sensors-on-exit`: pins the links of every loaded policy, one directory per
-    /// policy under `root`. Returns how many links were pinned, and the failures.
-    pub fn pin_all(&self, root: &std::path::Path) -> (usize, Vec<String>) {
+    /// `--keep-sensors-on-exit`, at a clean exit: every loaded policy's links (pinned at
+    /// load) outlive the agent. Returns how many links stay attached, and the failures.
+    pub fn keep_all_attached(&self) -> (usize, Vec<String>) {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (mut pinned, mut failed) = (0, Vec::new());
         for (id, e) in guard.1.iter_mut() {
             let Some(keep) = e.keep.as_mut() else {
                 continue;
             };
-            let dir_name: String = format!("{}-{}-{}", e.seq, id.namespace, id.name)
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            match keep.pin(&root.join(dir_name)) {
+            match keep.keep_attached() {
                 Ok(n) => pinned += n,
                 Err(err) => failed.push(format!("{}: {err}", id.name)),
             }

@@ -95,11 +95,6 @@ fn uses(tables: &HookTables, pred: impl Fn(&Attach) -> bool) -> bool {
 use crate::policy_object::bytes;
 
 impl HookSensor {
-    /// `--keep-sensors-on-exit`: pins the links under `dir` (crate::pin).
-    pub fn pin(&mut self, dir: &std::path::Path) -> Result<usize, crate::pin::PinError> {
-        crate::pin::pin_links(&mut self.links, dir, "hook")
-    }
-
     /// Pins the links, still owned (see `pin::pin_links_live`).
     pub fn pin_live(&mut self, dir: &std::path::Path) -> Result<usize, crate::pin::PinError> {
         crate::pin::pin_links_live(&mut self.links, dir, "hook")

@@ -149,16 +149,6 @@ impl KfuncSensor {
         self.attached.len()
     }
 
-    /// `--keep-sensors-on-exit`: pins every hook's links under `dir` (crate::pin).
-    pub fn pin(&mut self, dir: &std::path::Path) -> Result<usize, crate::pin::PinError> {
-        let mut n = 0;
-        for a in &mut self.attached {
-            let prefix = format!("kfunc-{}-{}", a.hooks[0], a.mechanism.name());
-            n += crate::pin::pin_links(&mut a.links, dir, &prefix)?;
-        }
-        Ok(n)
-    }
-
     /// Pins the links, still owned (see `pin::pin_links_live`).
     pub fn pin_live(&mut self, dir: &std::path::Path) -> Result<usize, crate::pin::PinError> {
         let mut n = 0;

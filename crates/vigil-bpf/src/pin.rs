@@ -91,13 +91,6 @@ pub enum PinError {
     },
 }
 
-/// Pins `links` as `dir/<prefix>-<n>` and disconnects them, so that dropping them (and the
-/// agent exiting) leaves them attached. Returns how many were pinned.
-pub(crate) fn pin_links(links: &mut [Link], dir: &Path, prefix: &str) -> Result<usize, PinError> {
-    pin_links_live(links, dir, prefix)?;
-    Ok(disconnect_links(links))
-}
-
 /// Pins `links` as `dir/<prefix>-<n>` while the agent keeps them: dropping them still
 /// detaches (bpf_link_detach), so an unloaded policy goes; a crash (no drop) leaves them
 /// attached, held by the pins (`--keep-sensors-on-exit`: pinned at load, not at exit).
