@@ -37,6 +37,11 @@ pub enum Command {
     /// Get or set the agent's log level (tetra loglevel).
     #[command(subcommand)]
     Loglevel(crate::remote::debug::LoglevelCommand),
+    /// What this kernel offers vigil: hook mechanisms, helpers, map kinds (tetra probe).
+    Probe(crate::kernel_probe::ProbeArgs),
+    /// Write one archive for a bug report: versions, flags, kernel, probe, programs and maps,
+    /// policies, log lines, process-cache summary; no secrets (tetra bugtool).
+    Bugtool(Box<crate::bugtool::BugtoolArgs>),
     /// OCI createRuntime/createContainer hook: registers the container with the agent.
     OciHook(crate::oci_hook::OciHookArgs),
 }
@@ -226,6 +231,10 @@ pub struct AgentFlags {
     pub out: OutputFlags,
     #[command(flatten)]
     pub api: ServerFlags,
+    /// Every flag's value as parsed (`--flag` name, value), filled after parsing: GetInfo's
+    /// `conf`, which `vigil bugtool` collects.
+    #[arg(skip)]
+    pub effective: Vec<(String, String)>,
 }
 
 /// Export, configuration, logging and metrics flags (Tetragon's names; README tables).

@@ -1,7 +1,9 @@
 //! `vigil`: eBPF runtime-security agent, Tetragon-compatible.
 
 mod agent;
+mod bugtool;
 mod cli;
+mod kernel_probe;
 mod oci_hook;
 mod policy_cmd;
 mod remote;
@@ -44,5 +46,7 @@ fn main() -> ExitCode {
         },
         cli::Command::Tracingpolicy(cmd) => policy_cmd::run(cmd),
         cli::Command::OciHook(args) => oci_hook::run(&args),
+        cli::Command::Probe(args) => kernel_probe::run(&args),
+        cli::Command::Bugtool(args) => bugtool::run(&args),
     }
 }

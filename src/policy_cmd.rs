@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use std::path::Path;
-
 use vigil_policy::cli;
 use vigil_policy::compile::Capabilities;
 use vigil_policy::kernel::SystemKernel;
@@ -82,35 +80,8 @@ fn kernel_info(btf: Option<&std::path::Path>) -> SystemKernel {
     }
 }
 
-/// What the running kernel offers (also what the agent's policy manager compiles for), from what it advertises without loading anything: the
-/// kprobe PMU exists only with CONFIG_KPROBES; a kernel locked down to `integrity` or
-/// `confidentiality` refuses fentry and LSM programs (KERNEL.md).
+/// What the running kernel offers (also what the agent's policy manager compiles for):
+/// decided in one place, `kernel_probe::KernelFacts`, which `vigil probe` reports.
 pub fn detect_capabilities() -> Capabilities {
-    let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
-    let lockdown = std::fs::read_to_string("/sys/kernel/security/lockdown").unwrap_or_default();
-    let locked = lockdown.contains("[integrity]") || lockdown.contains("[confidentiality]");
-    let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
-    let trampolines = kprobes && !locked;
-    // Facts the kernel's BTF states (parsed here and dropped: the agent keeps no copy).
-    let btf = vigil_policy::btf::Btf::from_file("/sys/kernel/btf/vmlinux").ok();
-    // kprobe.multi links exist with CONFIG_FPROBE only (Debian's 6.1 lacks it).
-    let fprobe = btf
-        .as_ref()
-        .is_some_and(|b| b.struct_id("bpf_kprobe_multi_link").is_some());
-    // raw_tp attach cookies came with Linux 6.10 (a `cookie` in the raw tracepoint link).
-    let raw_tp_cookie = btf.as_ref().is_none_or(|b| {
-        b.resolve_members("bpf_raw_tp_link", &["cookie".to_string()])
-            .is_ok()
-    });
-    Capabilities {
-        kprobes,
-        kprobe_multi: trampolines && fprobe,
-        raw_tp_cookie,
-        fentry: trampolines,
-        bpf_lsm: trampolines && lsm.split(',').any(|m| m.trim() == "bpf"),
-        error_injection: false,
-        ftrace_function_list: std::fs::File::open("/sys/kernel/tracing/available_filter_functions")
-            .is_ok(),
-        check_files: true,
-    }
+    crate::kernel_probe::KernelFacts::read().capabilities()
 }

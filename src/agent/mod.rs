@@ -279,21 +279,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         .iter()
         .map(|(_, id)| id.to_string())
         .collect();
-    let conf = vec![
-        (
-            "server-address".to_string(),
-            flags.api.server_address.clone(),
-        ),
-        (
-            "export-filename".to_string(),
-            flags
-                .export_filename
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        ),
-        ("cluster-name".to_string(), flags.cluster_name.clone()),
-    ];
+    let conf = flags.effective.clone();
     let api = api::start(
         &flags.api,
         hub,

@@ -50,6 +50,45 @@ pub fn parse() -> Result<(Cli, Vec<String>)> {
 impl Cli {
     fn parse_from_args(args: &[String]) -> Cli {
         let matches = Cli::command().get_matches_from(args);
-        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if let (crate::cli::Command::Agent(flags), Some(("agent", sub))) =
+            (&mut cli.command, matches.subcommand())
+        {
+            flags.effective = effective_flags(sub);
+        }
+        cli
     }
+}
+
+/// Flag names whose values could be credentials: reported as set, never by value.
+const SECRET_WORDS: &[&str] = &["token", "secret", "password", "passwd", "credential"];
+
+/// Every agent flag with the value it took and where from (`command line`, `default`,
+/// `config`: the configuration sources arrive as arguments before the command line's, so
+/// they read as `command line` too). For GetInfo and `vigil bugtool`. Values from the
+/// environment and of flags named like credentials are withheld.
+fn effective_flags(m: &clap::ArgMatches) -> Vec<(String, String)> {
+    let cmd = Cli::command();
+    let Some(agent) = cmd.find_subcommand("agent") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for arg in agent.get_arguments() {
+        let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else {
+            continue;
+        };
+        let Ok(Some(raw)) = m.try_get_raw(id) else {
+            continue;
+        };
+        let values: Vec<String> = raw.map(|v| v.to_string_lossy().into_owned()).collect();
+        let value = match m.value_source(id) {
+            _ if SECRET_WORDS.iter().any(|w| long.contains(w)) => "<redacted>".to_string(),
+            Some(clap::parser::ValueSource::EnvVariable) => {
+                "<from the environment, redacted>".to_string()
+            }
+            _ => values.join(","),
+        };
+        out.push((long.to_string(), value));
+    }
+    out
 }

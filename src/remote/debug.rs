@@ -20,7 +20,7 @@ use super::flags::ClientFlags;
 use crate::agent::parse_duration;
 
 /// The pid of the process serving the unix socket of `address`.
-fn agent_pid(address: &str) -> Result<u32> {
+pub(crate) fn agent_pid(address: &str) -> Result<u32> {
     let addr = if address.is_empty() {
         vigil_api::client::DEFAULT_SERVER_ADDRESS
     } else {
@@ -59,7 +59,7 @@ fn agent_pid(address: &str) -> Result<u32> {
 }
 
 /// Ids of the BPF programs and maps `pid` holds open, from its fdinfo.
-fn held_ids(pid: u32) -> Result<(BTreeSet<u32>, BTreeSet<u32>)> {
+pub(crate) fn held_ids(pid: u32) -> Result<(BTreeSet<u32>, BTreeSet<u32>)> {
     let dir = format!("/proc/{pid}/fdinfo");
     let (mut progs, mut maps) = (BTreeSet::new(), BTreeSet::new());
     for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
@@ -124,24 +124,43 @@ fn print_table(rows: &[Vec<String>]) {
     }
 }
 
+/// (id, name, type, run count, run time) of the programs among `ids`.
+pub(crate) fn prog_rows(ids: &BTreeSet<u32>) -> Vec<(u32, String, String, u64, u64)> {
+    libbpf_rs::query::ProgInfoIter::default()
+        .filter(|p| ids.contains(&p.id))
+        .map(|p| {
+            (
+                p.id,
+                p.name.to_string_lossy().into_owned(),
+                format!("{:?}", p.ty).to_lowercase(),
+                p.run_cnt,
+                p.run_time_ns,
+            )
+        })
+        .collect()
+}
+
+/// (id, name, type, max entries, memlock) of the maps among `ids`, which `pid` holds.
+pub(crate) fn map_rows(pid: u32, ids: &BTreeSet<u32>) -> Vec<(u32, String, String, u32, u64)> {
+    libbpf_rs::query::MapInfoIter::default()
+        .filter(|m| ids.contains(&m.id))
+        .map(|m| {
+            (
+                m.id,
+                m.name.to_string_lossy().into_owned(),
+                format!("{:?}", m.ty).to_lowercase(),
+                m.max_entries,
+                memlock(pid, m.id).unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
 /// `vigil debug progs`.
 pub fn progs(client: &ClientFlags, stats: Option<&str>, format: Format) -> Result<()> {
     let pid = agent_pid(&client.server_address)?;
     let (ids, _) = held_ids(pid)?;
-    let snapshot = || -> Vec<(u32, String, String, u64, u64)> {
-        libbpf_rs::query::ProgInfoIter::default()
-            .filter(|p| ids.contains(&p.id))
-            .map(|p| {
-                (
-                    p.id,
-                    p.name.to_string_lossy().into_owned(),
-                    format!("{:?}", p.ty).to_lowercase(),
-                    p.run_cnt,
-                    p.run_time_ns,
-                )
-            })
-            .collect()
-    };
+    let snapshot = || prog_rows(&ids);
     let progs = match stats {
         Some(d) => {
             let d = parse_duration("stats", d)?;
@@ -213,18 +232,7 @@ fn memlock(pid: u32, map_id: u32) -> Option<u64> {
 pub fn maps(client: &ClientFlags, format: Format) -> Result<()> {
     let pid = agent_pid(&client.server_address)?;
     let (_, ids) = held_ids(pid)?;
-    let maps: Vec<_> = libbpf_rs::query::MapInfoIter::default()
-        .filter(|m| ids.contains(&m.id))
-        .map(|m| {
-            (
-                m.id,
-                m.name.to_string_lossy().into_owned(),
-                format!("{:?}", m.ty).to_lowercase(),
-                m.max_entries,
-                memlock(pid, m.id).unwrap_or(0),
-            )
-        })
-        .collect();
+    let maps = map_rows(pid, &ids);
     match format {
         Format::Json => {
             for (id, name, ty, max, mem) in maps {

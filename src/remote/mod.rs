@@ -23,7 +23,7 @@ use flags::{ClientFlags, ColorMode, GetEventsArgs, ListOutput, Output};
 
 type Client = FineGuidanceSensorsClient<Channel>;
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -77,6 +77,11 @@ pub struct Agent {
 impl Agent {
     /// Starts `vigil agent` with `args`, exporting to a fresh file, and waits until ready.
     pub fn start(name: &str, args: &[&str]) -> Agent {
+        Self::start_with_env(name, args, &[])
+    }
+
+    /// `start` with extra environment variables for the agent.
+    pub fn start_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Agent {
         let dir = scratch_dir(name);
         let events_path = dir.join("events.json");
         let stderr_path = dir.join("agent.log");
@@ -96,6 +101,7 @@ impl Agent {
             ))
             .arg("--health-server-address=")
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(&stderr_path).unwrap()))
             .spawn()

@@ -57,8 +57,14 @@ pub fn check(custom_btf: Option<&Path>) -> Result<(), PreflightError> {
         };
         return Err(PreflightError::BtfMissing(path, origin));
     }
-    let btf = Btf::from_path(&path).map_err(|e| PreflightError::BtfUnreadable {
-        path: path.clone(),
+    check_btf(&path)
+}
+
+/// The BTF at `path` parses and describes the lifecycle tracepoints (also `vigil probe`'s
+/// `btf` and `tp_btf` rows).
+pub fn check_btf(path: &Path) -> Result<(), PreflightError> {
+    let btf = Btf::from_path(path).map_err(|e| PreflightError::BtfUnreadable {
+        path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
     for tp in LIFECYCLE_TRACEPOINTS {
@@ -67,7 +73,7 @@ pub fn check(custom_btf: Option<&Path>) -> Result<(), PreflightError> {
             .type_by_name::<libbpf_rs::btf::types::Typedef<'_>>(&name)
             .is_none()
         {
-            return Err(PreflightError::TracepointMissing(tp, path));
+            return Err(PreflightError::TracepointMissing(tp, path.to_path_buf()));
         }
     }
     Ok(())
