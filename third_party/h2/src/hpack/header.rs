@@ -67,10 +67,7 @@ impl Header {
         }
         if name[0] == b':' {
             match &name[1..] {
-                b"authority" => {
-                    let value = BytesStr::try_from(value)?;
-                    Ok(Header::Authority(value))
-                }
+                b"authority" => Ok(Header::Authority(authority_str(value))),
                 b"method" => {
                     let method = Method::from_bytes(&value)?;
                     Ok(Header::Method(method))
@@ -233,7 +230,7 @@ impl<'a> Name<'a> {
                 name: name.clone(),
                 value: HeaderValue::from_bytes(&value)?,
             }),
-            Name::Authority => Ok(Header::Authority(BytesStr::try_from(value)?)),
+            Name::Authority => Ok(Header::Authority(authority_str(value))),
             Name::Method => Ok(Header::Method(Method::from_bytes(&value)?)),
             Name::Scheme => Ok(Header::Scheme(BytesStr::try_from(value)?)),
             Name::Path => Ok(Header::Path(BytesStr::try_from(value)?)),
@@ -257,6 +254,24 @@ impl<'a> Name<'a> {
             Name::Path => b":path",
             Name::Protocol => b":protocol",
             Name::Status => b":status",
+        }
+    }
+}
+
+/// vigil patch (see third_party/README.md): grpc-go, Tetragon's server, accepts an
+/// `:authority` with bytes that are not UTF-8 (obs-text), where h2 tore down the whole
+/// connection. Such a value cannot be a URI authority, so the server leaves it out of the
+/// request; here each non-ASCII byte becomes `?`, which keeps the length, and so the HPACK
+/// dynamic table's size accounting, equal to the peer's.
+fn authority_str(value: Bytes) -> BytesStr {
+    match BytesStr::try_from(value.clone()) {
+        Ok(valid) => valid,
+        Err(_) => {
+            let ascii: Vec<u8> = value
+                .iter()
+                .map(|&byte| if byte.is_ascii() { byte } else { b'?' })
+                .collect();
+            BytesStr(Bytes::from(ascii))
         }
     }
 }
