@@ -13,6 +13,7 @@ use vigil_proto::tetragon::{
     Filter, GetEventsRequest, GetEventsResponse, get_events_response::Event,
 };
 
+use crate::grpc_authority::grpcio_stubs;
 use crate::harness::{Agent, free_port, scratch_dir, serial, vigil_bin};
 
 /// A socket path for the test, and the flags that put the API (and health) there.
@@ -521,35 +522,8 @@ fn api_tls_with_client_certificates_on_tcp() {
 #[test]
 fn api_python_grpcio_client_streams_and_gets_health() {
     let _g = serial();
-    let venv = std::env::var("VIGIL_VENV").unwrap_or_else(|_| "/var/cache/vigil/venv".into());
-    let python = format!("{venv}/bin/python");
-    assert!(
-        Path::new(&python).exists(),
-        "{python} missing: run crates/vigil-proto/tools/setup-venv.sh"
-    );
-    let has_grpc = Command::new(&python)
-        .args(["-c", "import grpc"])
-        .status()
-        .unwrap();
-    assert!(
-        has_grpc.success(),
-        "grpcio missing in {venv}: run crates/vigil-proto/tools/setup-venv.sh"
-    );
+    let (python, stubs) = grpcio_stubs("api-python");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let proto = root.join("crates/vigil-proto/proto");
-    let stubs = scratch_dir("api-python-stubs");
-    let gen_script = format!(
-        "import sys, glob, os\nfrom importlib.resources import files\nfrom grpc_tools import protoc\n\
-         os.chdir({proto:?})\nsys.exit(protoc.main(['protoc', '-I.', '-I' + str(files('grpc_tools') / '_proto'), \
-         '--python_out={out}', '--grpc_python_out={out}', *sorted(glob.glob('tetragon/*.proto'))]))",
-        proto = proto.display().to_string(),
-        out = stubs.display()
-    );
-    let st = Command::new(&python)
-        .args(["-c", &gen_script])
-        .status()
-        .unwrap();
-    assert!(st.success(), "grpc_tools.protoc failed");
     let (agent, sock, _) = start("api-python", &[]);
     let out = Command::new(&python)
         .arg(root.join("tests/integration/python/api_client.py"))

@@ -38,9 +38,8 @@ pub enum LoadError {
     Missing(&'static str),
     #[error(".rodata of the lifecycle object is {found} bytes, expected {expected}")]
     Rodata { found: usize, expected: usize },
-    #[error(
-        "the kernel refused the eBPF programs: {0} (run with RUST_LOG=debug for the verifier log)"
-    )]
+    // libbpf writes the verifier log to stderr itself, before this error is logged.
+    #[error("the kernel refused the eBPF programs: {0} (the verifier log is printed above)")]
     Load(libbpf_rs::Error),
     #[error("cannot attach {program}: {source}")]
     Attach {

@@ -6,9 +6,7 @@ sys.path.insert(0, sys.argv[1])
 import grpc  # noqa: E402
 from tetragon import events_pb2, sensors_pb2, sensors_pb2_grpc, tetragon_pb2  # noqa: E402
 
-# grpcio puts the socket path in :authority, which HTTP/2 servers built on hyper refuse
-# (RST_STREAM PROTOCOL_ERROR); Go clients (tetra) send "localhost". Set it as Go does.
-ch = grpc.insecure_channel("unix://" + sys.argv[2], options=[("grpc.default_authority", "localhost")])
+ch = grpc.insecure_channel("unix://" + sys.argv[2])
 stub = sensors_pb2_grpc.FineGuidanceSensorsStub(ch)
 
 h = stub.GetHealth(tetragon_pb2.GetHealthStatusRequest(), timeout=10)
