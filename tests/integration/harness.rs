@@ -82,15 +82,23 @@ impl Agent {
 
     /// `start` with extra environment variables for the agent.
     pub fn start_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Agent {
-        let dir = scratch_dir(name);
+        Agent::start_in(&scratch_dir(name), args, |c| {
+            c.envs(env.iter().copied());
+        })
+    }
+
+    /// As [`Agent::start`], with the agent's files in `dir` and `customize` applied to the
+    /// command before it is spawned (e.g. a `pre_exec` confinement).
+    pub fn start_in(dir: &Path, args: &[&str], customize: impl FnOnce(&mut Command)) -> Agent {
         let events_path = dir.join("events.json");
         let stderr_path = dir.join("agent.log");
-        let mut child = Command::new(vigil_bin())
+        let mut command = Command::new(vigil_bin());
+        command
             .arg("agent")
             .arg("--export-filename")
             .arg(&events_path)
             .arg("--state-dir")
-            .arg(&dir)
+            .arg(dir)
             // Tests read one file: no size rotation unless a test asks for it.
             .arg("--export-file-max-size-mb=100000")
             // Each test agent has its own API socket and no health port, so that it never
@@ -101,11 +109,10 @@ impl Agent {
             ))
             .arg("--health-server-address=")
             .args(args)
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&stderr_path).unwrap()))
-            .spawn()
-            .expect("spawn vigil agent");
+            .stderr(Stdio::from(std::fs::File::create(&stderr_path).unwrap()));
+        customize(&mut command);
+        let mut child = command.spawn().expect("spawn vigil agent");
         // Emulated kernels (the qemu tier) run tens of times slower than this host.
         let patience = if std::env::var_os("VIGIL_KERNEL_COLUMN").is_some() {
             120
