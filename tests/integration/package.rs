@@ -121,6 +121,35 @@ spec:
     )
 }
 
+fn stack_policy(name: &str, target: &Path) -> String {
+    format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: {name}
+spec:
+  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    args:
+    - index: 1
+      type: "string"
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: "Equal"
+        values: ["{}"]
+      matchActions:
+      - action: Post
+        userStackTrace: true
+        kernelStackTrace: true
+"#,
+        target.display()
+    )
+}
+
+const WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The agent as the unit starts it (ExecStart's flags, /etc/vigil mapped to the package's
 /// sources), confined as the unit says: it enforces a Sigkill policy whose binary lives in
 /// /tmp (a private /tmp or a hidden home would make matchBinaries name nothing), and a
@@ -146,7 +175,10 @@ fn service_unit_confinement_enforces_and_hands_over_on_restart() {
     );
 
     let logs = service_values(&unit, "LogsDirectory");
-    let logs_dir = Path::new("/var/log").join(logs.first().expect("{UNIT}: LogsDirectory"));
+    let logs_dir = Path::new("/var/log").join(
+        logs.first()
+            .unwrap_or_else(|| panic!("{UNIT}: no LogsDirectory for the export")),
+    );
     let agent_dir = |n: &str| {
         let d = logs_dir.join(format!("it-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
@@ -192,7 +224,26 @@ fn service_unit_confinement_enforces_and_hands_over_on_restart() {
         "confined-kill",
         &kill_policy_for_binary("confined-kill", &cat_copy, &guarded),
     );
-    unit_args.extend(["--tracing-policy".into(), policy]);
+    // Stack traces need capabilities a plain Sigkill does not: CAP_SYS_ADMIN and
+    // CAP_DAC_READ_SEARCH (another user's /proc/PID/map_files, for the user frames' symbols),
+    // CAP_SYSLOG (kernel symbols).
+    let stacked = scratch.join("stacked");
+    std::fs::write(&stacked, "x").unwrap();
+    let stack_policy = write_policy(
+        &scratch,
+        "confined-stack",
+        &stack_policy("confined-stack", &stacked),
+    );
+    unit_args.extend([
+        "--tracing-policy".into(),
+        policy,
+        "--tracing-policy".into(),
+        stack_policy,
+    ]);
+    // Started before the agent, with every capability: the start-up scan reads its
+    // /proc/PID/exe only with CAP_SYS_PTRACE.
+    let mut early = Command::new("/usr/bin/sleep").arg("30").spawn().unwrap();
+    let early_pid = early.id();
     let args: Vec<&str> = unit_args.iter().map(String::as_str).collect();
     let _release = ReleaseKept;
 
@@ -216,14 +267,43 @@ fn service_unit_confinement_enforces_and_hands_over_on_restart() {
         None,
         "matchBinaries selects the copy only"
     );
-    let events = agent.wait_for(
-        "the Sigkill event",
-        std::time::Duration::from_secs(15),
-        |ev| !kprobes(ev, "confined-kill").is_empty(),
-    );
+    // As another user: its /proc/PID/map_files is searchable only with CAP_DAC_READ_SEARCH.
+    let helper = scratch.join("helper");
+    std::fs::copy(helper_bin(), &helper).unwrap();
+    let stacker = run(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&helper)
+        .args(["stack-open", stacked.to_str().unwrap(), "1000"]));
+    let events = agent.wait_for("the policies' events and the scan's", WAIT, |ev| {
+        !kprobes(ev, "confined-kill").is_empty()
+            && kprobes(ev, "confined-stack")
+                .iter()
+                .any(|e| pid_of(e) == u64::from(stacker))
+            && !execs_of_pid(ev, early_pid).is_empty()
+    });
+    let _ = early.kill();
+    let _ = early.wait();
     assert_eq!(
         kprobes(&events, "confined-kill")[0]["action"],
         "KPROBE_ACTION_SIGKILL"
+    );
+    let scanned = execs_of_pid(&events, early_pid)[0];
+    assert_eq!(scanned["process"]["binary"], "/usr/bin/sleep", "{scanned}");
+    let stack = kprobes(&events, "confined-stack")
+        .into_iter()
+        .find(|e| pid_of(e) == u64::from(stacker))
+        .unwrap();
+    assert_eq!(
+        stack["user_stack_trace"][0]["symbol"], "vigil_stack_open",
+        "{stack}"
+    );
+    let kframes = stack["kernel_stack_trace"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        kframes.iter().any(|f| f["symbol"] == "do_syscall_64"),
+        "kernel frames symbolised: {kframes:?}"
     );
 
     // systemctl restart: SIGTERM, then a new agent; enforcement holds in between.
