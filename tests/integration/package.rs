@@ -270,19 +270,26 @@ fn service_unit_confinement_enforces_and_hands_over_on_restart() {
     // As another user: its /proc/PID/map_files is searchable only with CAP_DAC_READ_SEARCH.
     let helper = scratch.join("helper");
     std::fs::copy(helper_bin(), &helper).unwrap();
-    let stacker = run(Command::new("setpriv")
+    // Alive until its event is out: the agent reads its maps after the event (a loaded
+    // machine can take longer than any fixed pause).
+    let mut stacker = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&helper)
-        .args(["stack-open", stacked.to_str().unwrap(), "1000"]));
+        .args(["stack-open", stacked.to_str().unwrap(), "30000"])
+        .spawn()
+        .unwrap();
+    let stacker_pid = stacker.id();
     let events = agent.wait_for("the policies' events and the scan's", WAIT, |ev| {
         !kprobes(ev, "confined-kill").is_empty()
             && kprobes(ev, "confined-stack")
                 .iter()
-                .any(|e| pid_of(e) == u64::from(stacker))
+                .any(|e| pid_of(e) == u64::from(stacker_pid))
             && !execs_of_pid(ev, early_pid).is_empty()
     });
-    let _ = early.kill();
-    let _ = early.wait();
+    for child in [&mut early, &mut stacker] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     assert_eq!(
         kprobes(&events, "confined-kill")[0]["action"],
         "KPROBE_ACTION_SIGKILL"
@@ -291,7 +298,7 @@ fn service_unit_confinement_enforces_and_hands_over_on_restart() {
     assert_eq!(scanned["process"]["binary"], "/usr/bin/sleep", "{scanned}");
     let stack = kprobes(&events, "confined-stack")
         .into_iter()
-        .find(|e| pid_of(e) == u64::from(stacker))
+        .find(|e| pid_of(e) == u64::from(stacker_pid))
         .unwrap();
     assert_eq!(
         stack["user_stack_trace"][0]["symbol"], "vigil_stack_open",
