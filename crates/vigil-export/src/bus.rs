@@ -12,6 +12,10 @@ pub type Event = Arc<GetEventsResponse>;
 pub trait Sink: Send {
     /// Name for logs and loss reports.
     fn name(&self) -> &str;
+    /// Takes one event before it is shared with the other sinks, for a sink that renders
+    /// it itself: it may take parts out while rendering but leaves the event as it found it.
+    /// Must not block for long, as `publish`.
+    fn publish_first(&mut self, _event: &mut GetEventsResponse) {}
     /// Takes one event. Must not block for long: drop and count instead.
     fn publish(&mut self, event: &Event);
     /// Called when the pipeline is idle and at shutdown.
@@ -56,6 +60,9 @@ impl Bus {
     pub fn publish(&mut self, mut event: GetEventsResponse) {
         if let Some(r) = &self.redactor {
             r.apply(&mut event);
+        }
+        for sink in &mut self.sinks {
+            sink.publish_first(&mut event);
         }
         let event = Arc::new(event);
         for sink in &mut self.sinks {

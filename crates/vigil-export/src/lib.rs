@@ -33,6 +33,7 @@ pub mod ratelimit;
 pub mod redact;
 pub mod rotate;
 pub mod seq;
+mod splice;
 
 pub use bus::{Bus, Event, Sink};
 pub use fields::FieldFilters;
@@ -83,6 +84,8 @@ pub struct JsonLinesSink {
     failing: bool,
     /// Reused for every line: one allocation per sink, not per event.
     line: Vec<u8>,
+    /// The JSON of the processes written last, reused while they are unchanged.
+    processes: splice::ProcessJson,
     /// The last `vigil_seq` given.
     seq: u64,
     /// Numbered lines lost since the last line known written: the sequence numbers a
@@ -144,6 +147,7 @@ impl JsonLinesSink {
             lost: 0,
             failing: false,
             line: Vec::with_capacity(4096),
+            processes: splice::ProcessJson::default(),
             seq: 0,
             skipped: 0,
             report_due: false,
@@ -232,8 +236,9 @@ impl JsonLinesSink {
             .store(now.as_secs(), Ordering::Relaxed);
     }
 
-    /// Exports one event: filters, rate limit, field filters, then the line.
-    pub fn export(&mut self, ev: &GetEventsResponse) {
+    /// Exports one event: filters, rate limit, field filters, then the line. The event is
+    /// borrowed mutably only to render its processes apart (`splice`): it is left as it was.
+    pub fn export(&mut self, ev: &mut GetEventsResponse) {
         if !self.cfg.filters.passes(ev) {
             return;
         }
@@ -248,10 +253,18 @@ impl JsonLinesSink {
             return;
         }
         if self.cfg.fields.is_empty() {
-            self.write(ev);
+            let mut line = std::mem::take(&mut self.line);
+            match self.processes.write_event(ev, &mut line) {
+                Ok(()) => self.write_line(&mut line),
+                Err(e) => {
+                    tracing::error!(sink = %self.name, error = %e, "cannot encode event, dropped");
+                    self.add_lost(1);
+                }
+            }
+            self.line = line;
             return;
         }
-        match serde_json::to_value(ev) {
+        match serde_json::to_value(&*ev) {
             Ok(mut v) => {
                 self.cfg.fields.apply(ev, &mut v);
                 self.write(&v);
@@ -358,9 +371,12 @@ impl Sink for JsonLinesSink {
         &self.name
     }
 
-    fn publish(&mut self, event: &Event) {
-        self.export(event.as_ref());
+    /// The line is rendered before the event is shared (see `splice`).
+    fn publish_first(&mut self, event: &mut GetEventsResponse) {
+        self.export(event);
     }
+
+    fn publish(&mut self, _event: &Event) {}
 
     fn flush(&mut self) {
         JsonLinesSink::flush(self);

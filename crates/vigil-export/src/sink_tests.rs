@@ -80,7 +80,7 @@ fn lines_are_numbered_after_the_filters() {
     };
     let mut sink = JsonLinesSink::file(&path, 0o600).unwrap().with_config(cfg);
     for i in 0..10 {
-        sink.export(&exec(if i % 3 == 0 { "/keep" } else { "/drop" }));
+        sink.export(&mut exec(if i % 3 == 0 { "/keep" } else { "/drop" }));
     }
     sink.flush();
     let lines = lines_of(&path);
@@ -96,14 +96,14 @@ fn lines_lost_to_a_failed_write_are_explained_before_the_next_line() {
     // /dev/full fails every write: the first lines are numbered and lost.
     let mut sink = JsonLinesSink::file(Path::new("/dev/full"), 0o600).unwrap();
     for _ in 0..5 {
-        sink.export(&exec("/a"));
+        sink.export(&mut exec("/a"));
     }
     sink.flush();
     assert_eq!(sink.lost(), 5);
     // The destination works again.
     sink.dest = Destination::File(LogFile::open(&path, Rotation::default()).unwrap());
     for _ in 0..3 {
-        sink.export(&exec("/b"));
+        sink.export(&mut exec("/b"));
     }
     sink.flush();
     let lines = lines_of(&path);
@@ -130,14 +130,14 @@ fn rate_limit_drops_are_reported_before_the_next_line() {
     let t0 = Instant::now();
     sink.limiter = Some(RateLimiter::new(60, t0));
     for _ in 0..62 {
-        sink.export(&exec("/a"));
+        sink.export(&mut exec("/a"));
     }
     // Tokens come back, one a second (this takes one, and leaves one for /b).
     sink.limiter = sink.limiter.take().map(|mut l| {
         assert!(l.allow(t0 + std::time::Duration::from_secs(3)));
         l
     });
-    sink.export(&exec("/b"));
+    sink.export(&mut exec("/b"));
     sink.flush();
     let lines = lines_of(&path);
     std::fs::remove_file(&path).unwrap();
@@ -165,7 +165,7 @@ fn filters_rate_limit_and_rate_limit_info() {
     };
     let mut sink = JsonLinesSink::file(&path, 0o600).unwrap().with_config(cfg);
     for i in 0..10 {
-        sink.export(&exec(if i % 2 == 0 { "/keep" } else { "/drop" }));
+        sink.export(&mut exec(if i % 2 == 0 { "/keep" } else { "/drop" }));
     }
     Sink::close(&mut sink);
     let text = std::fs::read_to_string(&path).unwrap();
