@@ -68,8 +68,6 @@ fn adversarial_policy_churn_gives_ids_and_kernel_objects_back() {
         write_policy(&dir, "churn-b", &getpgid_policy("churn-b")),
     ];
     let agent = Agent::start("adversarial-churn", &[]);
-    // The default's built-in io_uring policy is loaded beside the start: counted in the base.
-    agent.wait_log("io_uring: rings are reported", WAIT);
     let me = u64::from(std::process::id());
     let (mut objects_after_first, mut rss_after_first) = (0, 0);
     let t0 = Instant::now();

@@ -122,7 +122,9 @@ impl Agent {
         let deadline = Instant::now() + Duration::from_secs(patience);
         loop {
             let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            if log.contains("vigil agent ready") {
+            // The built-in io_uring policy (default `auto`) is loaded beside the start, after
+            // `ready`: tests that count kernel objects or programs need it settled.
+            if log.contains("vigil agent ready") && log.contains("io_uring: ") {
                 break;
             }
             if let Some(status) = child.try_wait().unwrap() {
