@@ -36,6 +36,7 @@ struct {
 } vigil_events SEC(".maps");
 
 #include "vigil_wakeup.h"
+#include "vigil_cgroup_rate.h"
 
 
 struct {
@@ -295,7 +296,7 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 	struct inode *inode;
 	struct file *file;
 	struct dentry *leaf;
-	__u32 tgid, ppid, path_len, cwd_len, cg_len, args_len, env_len = 0, total, off;
+	__u32 tgid, ppid, path_len, cwd_len = 0, cg_len, args_len = 0, env_len = 0, total, off;
 	__u64 now = bpf_ktime_get_boot_ns();
 
 	if (!s)
@@ -371,8 +372,13 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 		count(VIGIL_CNT_PROC_MAP_FULL);
 
 	path_len = walk_path(task, &file->f_path, 0, &m->flags);
-	cwd_len = walk_path(task, &task->fs->pwd, 1, &m->flags);
 	cg_len = read_cgroup(task, s->cgroup, &m->cgroup_id);
+	/* Throttled: what later events of the process need (binary, cgroup), nothing more. */
+	if (vigil_cfg.rate_interval_ns && vigil_rate_throttled(task, now)) {
+		m->flags |= VIGIL_EXEC_THROTTLED;
+		goto send;
+	}
+	cwd_len = walk_path(task, &task->fs->pwd, 1, &m->flags);
 
 	mm = task->mm;
 	args_len = read_user_block(s->args, mm->arg_start, mm->arg_end,
@@ -383,6 +389,7 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 					  ENV_MASK,
 					  VIGIL_EXEC_TRUNC_ENV, VIGIL_EXEC_ERR_ENV, &m->env_size,
 					  &m->flags);
+send:
 
 	path_len &= PATH_BUF - 1;
 	cwd_len &= PATH_BUF - 1;
@@ -524,6 +531,8 @@ int BPF_PROG(vigil_exit, struct task_struct *task)
 		flags |= VIGIL_EXIT_NO_ENTRY;
 		count(VIGIL_CNT_EXIT_NO_ENTRY);
 	}
+	if (vigil_cfg.rate_interval_ns && vigil_rate_throttled(task, bpf_ktime_get_boot_ns()))
+		flags |= VIGIL_EXIT_THROTTLED;
 	/* Whichever thread reports, the group's status is the one exit_group() recorded. */
 	if (BPF_CORE_READ(sig, flags) & SIGNAL_GROUP_EXIT)
 		code = BPF_CORE_READ(sig, group_exit_code);

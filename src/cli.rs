@@ -152,6 +152,10 @@ pub struct AgentFlags {
     /// Entries of the kernel process table (Tetragon's execve_map); 0: 32768.
     #[arg(long, default_value = "0")]
     pub execve_map_entries: u32,
+    /// Exec and exit events per cgroup: `N,interval` (e.g. 1000,1s) per CPU; over it the
+    /// cgroup is throttled (process_throttle events). Empty: off.
+    #[arg(long, default_value = "")]
+    pub cgroup_rate: String,
     /// Size of the user-space process cache.
     #[arg(long, default_value = "65536")]
     pub process_cache_size: usize,

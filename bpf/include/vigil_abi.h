@@ -23,6 +23,7 @@ enum vigil_msg_kind {
 	VIGIL_MSG_EXIT = 3,
 	VIGIL_MSG_SYSCALL = 4,
 	VIGIL_MSG_DATA = 5, /* a chunk of a maxData char_buf (struct vigil_data_msg) */
+	VIGIL_MSG_THROTTLE = 6, /* --cgroup-rate: a cgroup went over the rate on one CPU */
 };
 
 /* Indices of the per-CPU counter array `vigil_counters`. */
@@ -51,6 +52,9 @@ enum vigil_counter {
 #define VIGIL_EXEC_TRUNC_ENV (1u << 9)
 #define VIGIL_EXEC_ERR_ENV (1u << 10)
 #define VIGIL_EXEC_NO_PARENT (1u << 11) /* parent not in the kernel process table */
+/* --cgroup-rate throttled this exec: identity only (no cwd, argv, environment), for the
+ * process cache; no process_exec is emitted. */
+#define VIGIL_EXEC_THROTTLED (1u << 12)
 
 /* Privilege changes at exec (vigil_exec_msg.privs), Tetragon's ProcessPrivilegesChanged. */
 #define VIGIL_PRIV_SETUID (1u << 0)
@@ -65,6 +69,7 @@ enum vigil_counter {
 
 /* Flags of an exit message. */
 #define VIGIL_EXIT_NO_ENTRY (1u << 0)
+#define VIGIL_EXIT_THROTTLED (1u << 1) /* --cgroup-rate: ends the cached image, not emitted */
 
 /* Identity of one process image: exec_id = base64("<node>:<ktime>:<pid>"). */
 struct vigil_proc_key {
@@ -147,6 +152,26 @@ struct vigil_exit_msg {
 	__u32 exit_code;  /* task->exit_code: status << 8 | signal */
 	__u32 flags;      /* VIGIL_EXIT_* */
 	__u32 pad;
+};
+
+/* --cgroup-rate (bpf/include/vigil_cgroup_rate.h): the first event over the rate of one
+ * cgroup on one CPU. */
+struct vigil_throttle_msg {
+	struct vigil_msg_header hdr;
+	__u64 cgroup_id;
+	__u32 cgroup_len;
+	__u32 pad;
+	char cgroup[VIGIL_CGROUP_NAME_MAX]; /* the cgroup's name, as on exec messages */
+};
+
+/* Per-CPU value of `vigil_cgroup_rate`, keyed by cgroup id: exec and exit events counted
+ * in windows of the configured interval. Times are CLOCK_BOOTTIME ns. */
+struct vigil_rate_value {
+	__u64 curr;      /* events in the current window */
+	__u64 prev;      /* events in the previous window */
+	__u64 window;    /* start of the current window */
+	__u64 rate;      /* the sliding-window estimate at the last event */
+	__u64 throttled; /* when this CPU started throttling the cgroup; 0: not throttled */
 };
 
 /* Value of the kernel process table `vigil_procs`, keyed by tgid. */
@@ -664,6 +689,9 @@ struct vigil_hook_prep {
 struct vigil_config {
 	__u32 args_limit; /* bytes of argv copied, <= VIGIL_ARGS_REGION - 1 */
 	__u32 env_limit;  /* 0 disables environment capture */
+	__u32 rate_events; /* --cgroup-rate: events per interval per cgroup and CPU */
+	__u32 pad;
+	__u64 rate_interval_ns; /* 0: --cgroup-rate off */
 };
 
 #endif

@@ -65,7 +65,12 @@ pub fn exec_info(ids: &ExecIds, rec: &ExecRecord, parent_exec_id: String) -> Pro
         // As d_path and /proc/<pid>/exe show an unlinked file.
         binary.push_str(" (deleted)");
     }
-    let cwd = valid_utf8(&decode_path(&rec.cwd));
+    // A throttled exec carries no cwd (decoding nothing would read as "/").
+    let cwd = if f & VIGIL_EXEC_THROTTLED != 0 {
+        String::new()
+    } else {
+        valid_utf8(&decode_path(&rec.cwd))
+    };
     let argv = split_nul(&rec.args);
     let mut flags = vec!["execve"];
     cwd_flags(&cwd, &mut flags);

@@ -6,6 +6,7 @@
 
 mod api;
 mod build_ids;
+mod cgroup_rate;
 mod containers;
 mod convert;
 mod encode;
@@ -137,6 +138,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         args_limit: opts.args_limit,
         env_limit: if opts.environment { 32 * 1024 - 1 } else { 0 },
         btf: opts.btf.clone(),
+        cgroup_rate: opts.cgroup_rate,
     })?;
     let counters = sensor.counters()?;
     // This agent's pins under KEEP_DIR start with its own instance name; others' are what a
@@ -222,6 +224,14 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     pipeline.set_hook_registry(Arc::clone(&hook_registry));
     user_actions::start(opts.dns_lookup_server);
     pipeline.set_kprobe_ancestors(opts.ancestors_kprobe);
+    if let Some(rate) = opts.cgroup_rate {
+        pipeline.set_throttles(cgroup_rate::Throttles::new(rate, sensor.cgroup_rate()?));
+        tracing::info!(
+            events = rate.events,
+            interval_ms = rate.interval_ns / 1_000_000,
+            "cgroup rate started"
+        );
+    }
     let runtime_hooks =
         containers::RuntimeRegistry::new(containers::RuntimeRegistry::host_cgroup_root());
     let mut resolver =
@@ -360,6 +370,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
                     let _ = std::fs::remove_file(f);
                 }
             }
+            pipeline.check_throttles(Instant::now());
             pipeline.report_losses(counters.read());
             if manager.release_idle() {
                 pipeline.release_memory();

@@ -41,6 +41,8 @@ pub struct AgentOptions {
     pub k8s: Option<K8sOptions>,
     /// `--io-uring`: the built-in io_uring policy (resolved against the kernel at load).
     pub io_uring: super::io_uring::IoUringMode,
+    /// `--cgroup-rate`; `None`: off.
+    pub cgroup_rate: Option<vigil_bpf::cgroup_rate::CgroupRate>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +81,34 @@ pub fn parse_duration(flag: &str, value: &str) -> Result<Duration> {
         "h" => Duration::from_secs(n * 3600),
         _ => bail!(bad()),
     })
+}
+
+/// Bounds of `--cgroup-rate`, so that the kernel's rate arithmetic cannot overflow
+/// (events x interval in ns stays below 2^63).
+const MAX_RATE_EVENTS: u32 = 1_000_000;
+const MAX_RATE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Parses `--cgroup-rate N,interval` (Tetragon's form, e.g. `1000,1s`, `100,1m`). Empty, or
+/// a zero count or interval, is off, as in Tetragon; anything else malformed is an error.
+pub fn parse_cgroup_rate(value: &str) -> Result<Option<vigil_bpf::cgroup_rate::CgroupRate>> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let bad = || format!("--cgroup-rate: {value:?} is not <events>,<interval> (e.g. 1000,1s)");
+    let (events, interval) = v.split_once(',').with_context(bad)?;
+    let events: u32 = events.trim().parse().with_context(bad)?;
+    let interval = parse_duration("cgroup-rate", interval).with_context(bad)?;
+    if events == 0 || interval.is_zero() {
+        return Ok(None);
+    }
+    if events > MAX_RATE_EVENTS || interval > MAX_RATE_INTERVAL {
+        bail!("--cgroup-rate: {value:?} is above the maximum of {MAX_RATE_EVENTS} events per 1h");
+    }
+    Ok(Some(vigil_bpf::cgroup_rate::CgroupRate {
+        events,
+        interval_ns: interval.as_nanos() as u64,
+    }))
 }
 
 const ANCESTOR_TYPES: &[&str] = &[
@@ -184,6 +214,7 @@ impl AgentOptions {
                 pod_wait,
             }),
             io_uring: super::io_uring::IoUringMode::parse(&f.io_uring)?,
+            cgroup_rate: parse_cgroup_rate(&f.cgroup_rate)?,
         })
     }
 }
@@ -209,5 +240,33 @@ mod tests {
         );
         assert_eq!(parse_duration("x", "30s").unwrap(), Duration::from_secs(30));
         assert!(parse_duration("x", "1y").is_err());
+    }
+
+    #[test]
+    fn cgroup_rate_values() {
+        let rate = |v| {
+            parse_cgroup_rate(v)
+                .unwrap()
+                .map(|r| (r.events, r.interval_ns))
+        };
+        assert_eq!(rate("10,1s"), Some((10, 1_000_000_000)));
+        assert_eq!(rate("100,1m"), Some((100, 60_000_000_000)));
+        assert_eq!(rate(" 5 ,500ms"), Some((5, 500_000_000)));
+        // Tetragon: empty, or a zero count or interval, is off.
+        assert_eq!(rate(""), None);
+        assert_eq!(rate("0,1s"), None);
+        assert_eq!(rate("10,0s"), None);
+        for bad in [
+            "10",
+            "ten,1s",
+            "10,soon",
+            "-1,1s",
+            "10,1s,2",
+            "2000000,1s",
+            "10,2h",
+        ] {
+            let err = format!("{:#}", parse_cgroup_rate(bad).unwrap_err());
+            assert!(err.contains("--cgroup-rate"), "{bad}: {err}");
+        }
     }
 }

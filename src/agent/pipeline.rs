@@ -49,12 +49,14 @@ pub struct Pipeline {
     reported_kernel: [u64; VIGIL_CNT_MAX as usize],
     reported_sink_lost: u64,
     /// Totals of the user-space losses already reported (see `report_losses`).
-    reported_user: [u64; 4],
+    reported_user: [u64; 6],
     hooks: super::policies::HookRegistry,
     cgroups: Option<super::containers::CgroupResolver>,
     pods: Option<super::containers::PodIdentity>,
     /// `--enable-k8s-api`: this node's labels, put on every event (`node_labels`).
     node_labels: Option<vigil_k8s::NodeLabels>,
+    /// `--cgroup-rate`: the throttled cgroups.
+    throttles: Option<super::cgroup_rate::Throttles>,
     pub stats: PipelineStats,
 }
 
@@ -79,11 +81,12 @@ impl Pipeline {
             bus,
             reported_kernel: [0; VIGIL_CNT_MAX as usize],
             reported_sink_lost: 0,
-            reported_user: [0; 4],
+            reported_user: [0; 6],
             hooks: super::policies::HookRegistry::default(),
             cgroups: None,
             pods: None,
             node_labels: None,
+            throttles: None,
             stats: PipelineStats::default(),
         }
     }
@@ -205,6 +208,15 @@ impl Pipeline {
             Ok(Record::Exit(msg)) => self.on_exit(&msg, now),
             Ok(Record::Syscall(rec)) => self.on_syscall(&rec),
             Ok(Record::Data(d)) => self.data.add(&d),
+            Ok(Record::Throttle(t)) => {
+                let start = self
+                    .throttles
+                    .as_mut()
+                    .and_then(|th| th.started(t.cgroup_id, &t.cgroup, t.ktime));
+                if let Some(start) = start {
+                    self.emit(Event::ProcessThrottle(start.event), start.ktime);
+                }
+            }
             Err(e) => {
                 self.stats.decode_errors += 1;
                 tracing::error!(error = %e, "undecodable kernel message dropped");
@@ -229,6 +241,13 @@ impl Pipeline {
             // After the insert: an exec replacing an exec is the new image's parent.
             self.cache.end(key(&m.replaced), now);
         }
+        if m.flags & VIGIL_EXEC_THROTTLED != 0 {
+            // Known to the cache for the process's later events, but not reported.
+            if let Some(th) = &mut self.throttles {
+                th.withheld_execs += 1;
+            }
+            return;
+        }
         let event = tetragon::ProcessExec {
             process: Some(self.proto(&info, true)),
             parent: parent.as_deref().map(|p| self.proto(p, false)),
@@ -244,6 +263,12 @@ impl Pipeline {
     }
 
     fn on_exit(&mut self, msg: &vigil_exit_msg, now: Instant) {
+        if msg.flags & VIGIL_EXIT_THROTTLED != 0 {
+            if let Some(th) = &mut self.throttles {
+                th.withheld_exits += 1;
+            }
+            return self.cache.end(key(&msg.process), now);
+        }
         let info = self.image_of(&msg.process, msg.tid);
         let parent = info.parent_key.and_then(|p| self.cache.get(&p));
         let code = msg.exit_code;
@@ -263,6 +288,21 @@ impl Pipeline {
     /// Looks up full cgroup paths in procfs when a cgroup's name does not name a container.
     pub fn set_cgroup_resolver(&mut self, resolver: super::containers::CgroupResolver) {
         self.cgroups = Some(resolver);
+    }
+
+    /// `--cgroup-rate`: throttled cgroups get process_throttle events.
+    pub fn set_throttles(&mut self, throttles: super::cgroup_rate::Throttles) {
+        self.throttles = Some(throttles);
+    }
+
+    /// `--cgroup-rate`: ends the throttles that calmed down (THROTTLE_STOP).
+    pub fn check_throttles(&mut self, now: Instant) {
+        let Some(th) = &mut self.throttles else {
+            return;
+        };
+        for stop in th.check(now, boot_ns()) {
+            self.emit(Event::ProcessThrottle(stop.event), stop.ktime);
+        }
     }
 
     /// `--enable-ancestors kprobe`: ancestors on process_kprobe events too.
@@ -381,6 +421,10 @@ impl Pipeline {
             }
         }
         // User-space budgets: each count is a total since start.
+        let (withheld_execs, withheld_exits) = self
+            .throttles
+            .as_ref()
+            .map_or((0, 0), |t| (t.withheld_execs, t.withheld_exits));
         let user = [
             (
                 self.cache.stats().refused_full,
@@ -399,6 +443,9 @@ impl Pipeline {
                 LossStage::PolicyState,
                 "PROCESS_KPROBE",
             ),
+            // Withheld by the kernel; counted here from the identity-only messages.
+            (withheld_execs, LossStage::CgroupRate, "PROCESS_EXEC"),
+            (withheld_exits, LossStage::CgroupRate, "PROCESS_EXIT"),
         ];
         for (i, (total, stage, event_type)) in user.into_iter().enumerate() {
             let before = self.reported_user[i];

@@ -58,6 +58,8 @@ fn bad_flag_values_name_the_flag() {
             "--process-cache-gc-interval",
         ),
         (&["--export-file-perm", "rw"][..], "--export-file-perm"),
+        (&["--cgroup-rate", "10"][..], "--cgroup-rate"),
+        (&["--cgroup-rate", "10,fast"][..], "--cgroup-rate"),
     ] {
         let (code, err) = agent_error(args, false);
         assert_eq!(code, 1, "{args:?}");

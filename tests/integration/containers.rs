@@ -381,7 +381,7 @@ fn oci_hook_without_agent_does_not_block_the_container() {
 }
 
 /// Seconds since the epoch of an RFC 3339 UTC time (`2026-11-28T21:36:15.9915Z`).
-fn utc_seconds(t: &str) -> f64 {
+pub(crate) fn utc_seconds(t: &str) -> f64 {
     let (date, time) = t.trim_end_matches('Z').split_once('T').unwrap();
     let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
     // Days from civil (Howard Hinnant's algorithm).

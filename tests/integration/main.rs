@@ -10,6 +10,7 @@ mod api_debug;
 mod api_policies;
 mod args;
 mod bugtool;
+mod cgroup_rate;
 mod char_buf;
 mod cli;
 mod compat_debian;

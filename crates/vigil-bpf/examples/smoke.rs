@@ -13,6 +13,7 @@ fn main() {
         args_limit: 65536,
         env_limit: 0,
         btf: None,
+        cgroup_rate: None,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
@@ -53,6 +54,11 @@ fn main() {
                     c.process.pid, c.process.ktime, c.parent.pid
                 ),
                 Record::Data(d) => println!("DATA tid={} id={} off={}", d.tid, d.id, d.off),
+                Record::Throttle(t) => println!(
+                    "THROTTLE cgroup={} id={}",
+                    String::from_utf8_lossy(&t.cgroup),
+                    t.cgroup_id
+                ),
                 Record::Syscall(s) => {
                     println!("SYSCALL hook={} pid={}", s.msg.hook_id, s.msg.process.pid)
                 }

@@ -11,6 +11,7 @@
 //! - [`records`]: pure decoding of the raw messages into typed records.
 
 pub mod abi;
+pub mod cgroup_rate;
 pub mod cgroup_sock;
 pub mod hooks;
 pub mod kfuncs;

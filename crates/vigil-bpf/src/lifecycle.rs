@@ -23,6 +23,8 @@ pub struct LifecycleOptions {
     pub env_limit: u32,
     /// BTF to relocate against instead of the running kernel's (`--btf`).
     pub btf: Option<PathBuf>,
+    /// `--cgroup-rate`; `None`: off (the programs' one test of it skips the counting).
+    pub cgroup_rate: Option<crate::cgroup_rate::CgroupRate>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +88,9 @@ impl LifecycleSensor {
         let config = vigil_config {
             args_limit: opts.args_limit.min(VIGIL_ARGS_REGION - 1),
             env_limit: opts.env_limit,
+            rate_events: opts.cgroup_rate.map_or(0, |r| r.events),
+            pad: 0,
+            rate_interval_ns: opts.cgroup_rate.map_or(0, |r| r.interval_ns),
         };
         for mut map in open.maps_mut() {
             let name = map.name().to_string_lossy().into_owned();
@@ -102,6 +107,10 @@ impl LifecycleSensor {
                     "vigil_procs",
                 )?,
                 "vigil_scratch" => set(map.set_max_entries(cpus), "vigil_scratch")?,
+                "vigil_cgroup_rate" if opts.cgroup_rate.is_some() => set(
+                    map.set_max_entries(crate::cgroup_rate::TRACKED_CGROUPS),
+                    "vigil_cgroup_rate",
+                )?,
                 n if n.ends_with(".rodata") => {
                     let data = map
                         .initial_value_mut()
@@ -112,8 +121,14 @@ impl LifecycleSensor {
                             expected: size_of::<vigil_config>(),
                         });
                     }
-                    data[0..4].copy_from_slice(&config.args_limit.to_ne_bytes());
-                    data[4..8].copy_from_slice(&config.env_limit.to_ne_bytes());
+                    // SAFETY: vigil_config is plain old data with explicit padding.
+                    let bytes = unsafe {
+                        std::slice::from_raw_parts(
+                            (&config as *const vigil_config).cast::<u8>(),
+                            size_of::<vigil_config>(),
+                        )
+                    };
+                    data.copy_from_slice(bytes);
                 }
                 _ => {}
             }
@@ -172,6 +187,13 @@ impl LifecycleSensor {
     pub fn counters(&self) -> Result<KernelCounters, LoadError> {
         Ok(KernelCounters {
             map: self.map_handle("vigil_counters")?,
+        })
+    }
+
+    /// `--cgroup-rate`'s count table, for ending throttles.
+    pub fn cgroup_rate(&self) -> Result<crate::cgroup_rate::CgroupRateMap, LoadError> {
+        Ok(crate::cgroup_rate::CgroupRateMap {
+            map: self.map_handle("vigil_cgroup_rate")?,
         })
     }
 

@@ -6,8 +6,8 @@ use std::mem::size_of;
 
 use crate::abi::{
     VIGIL_MSG_CLONE, VIGIL_MSG_DATA, VIGIL_MSG_EXEC, VIGIL_MSG_EXIT, VIGIL_MSG_SYSCALL,
-    VIGIL_SYSMSG_PATH, vigil_clone_msg, vigil_data_msg, vigil_exec_msg, vigil_exit_msg,
-    vigil_msg_header, vigil_syscall_msg,
+    VIGIL_MSG_THROTTLE, VIGIL_SYSMSG_PATH, vigil_clone_msg, vigil_data_msg, vigil_exec_msg,
+    vigil_exit_msg, vigil_msg_header, vigil_syscall_msg, vigil_throttle_msg,
 };
 
 /// One message from the kernel.
@@ -19,6 +19,17 @@ pub enum Record {
     Syscall(Box<SyscallRecord>),
     /// A chunk of a maxData buffer, ahead of the event that refers to it.
     Data(DataRecord),
+    /// `--cgroup-rate`: a cgroup went over the rate on one CPU.
+    Throttle(ThrottleRecord),
+}
+
+/// A cgroup the kernel started throttling.
+#[derive(Debug, Clone)]
+pub struct ThrottleRecord {
+    pub ktime: u64,
+    pub cgroup_id: u64,
+    /// The cgroup's name (exec messages' cgroup section).
+    pub cgroup: Vec<u8>,
 }
 
 /// A chunk of a maxData `char_buf`: bytes at `off` of buffer `id` of thread `tid`.
@@ -94,6 +105,7 @@ pub fn decode(data: &[u8]) -> Result<Record, DecodeError> {
         VIGIL_MSG_EXIT => read::<vigil_exit_msg>(data, kind).map(Record::Exit),
         VIGIL_MSG_SYSCALL => decode_syscall(data).map(|r| Record::Syscall(Box::new(r))),
         VIGIL_MSG_DATA => decode_data(data).map(Record::Data),
+        VIGIL_MSG_THROTTLE => decode_throttle(data).map(Record::Throttle),
         _ => Err(DecodeError::UnknownKind(kind)),
     }
 }
@@ -138,6 +150,17 @@ fn decode_data(data: &[u8]) -> Result<DataRecord, DecodeError> {
         id: msg.id,
         off: msg.off,
         bytes: bytes.to_vec(),
+    })
+}
+
+fn decode_throttle(data: &[u8]) -> Result<ThrottleRecord, DecodeError> {
+    let msg: vigil_throttle_msg = read(data, VIGIL_MSG_THROTTLE as u8)?;
+    let name = msg.cgroup.map(|c| c as u8);
+    let len = len_of(msg.cgroup_len).min(name.len());
+    Ok(ThrottleRecord {
+        ktime: msg.hdr.ktime,
+        cgroup_id: msg.cgroup_id,
+        cgroup: name[..len].to_vec(),
     })
 }
 
@@ -296,6 +319,34 @@ mod tests {
             panic!("not a syscall record")
         };
         assert_eq!(rec.user_stack, vec![1]);
+    }
+
+    /// A throttle message's name length is not trusted: at most the name field is read.
+    #[test]
+    fn throttle_name_is_bounded_by_its_field() {
+        let mut msg = vigil_throttle_msg::default();
+        msg.hdr.kind = VIGIL_MSG_THROTTLE as u8;
+        msg.cgroup_id = 77;
+        msg.cgroup[..4].copy_from_slice(&[b'a' as _, b'b' as _, b'c' as _, b'd' as _]);
+        msg.cgroup_len = 3;
+        // SAFETY: plain-old-data ABI struct viewed as bytes.
+        let mut bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&msg as *const vigil_throttle_msg).cast::<u8>(),
+                size_of::<vigil_throttle_msg>(),
+            )
+        }
+        .to_vec();
+        let Record::Throttle(rec) = decode(&bytes).unwrap() else {
+            panic!("not a throttle record")
+        };
+        assert_eq!((rec.cgroup_id, rec.cgroup.as_slice()), (77, &b"abc"[..]));
+        bytes[size_of::<vigil_msg_header>() + 8..][..4].copy_from_slice(&u32::MAX.to_ne_bytes());
+        let Record::Throttle(rec) = decode(&bytes).unwrap() else {
+            panic!("not a throttle record")
+        };
+        assert_eq!(rec.cgroup.len(), msg.cgroup.len());
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
     }
 
     #[test]

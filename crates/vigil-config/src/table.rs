@@ -42,11 +42,6 @@ pub const UNIMPLEMENTED: &[(&str, bool, Disposition)] = &[
              read (a BTF file is given with --btf)",
         ),
     ),
-    (
-        "cgroup-rate",
-        true,
-        Refuse("cgroup rate throttling is not implemented"),
-    ),
     ("cpuprofile", true, Warn(PROFILING)),
     ("memprofile", true, Warn(PROFILING)),
     ("gops-address", true, Warn(PROFILING)),
