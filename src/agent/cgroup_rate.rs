@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use vigil_bpf::abi::vigil_rate_value;
 use vigil_bpf::cgroup_rate::{CgroupRate, CgroupRateMap};
 use vigil_proto::tetragon::{ProcessThrottle, ThrottleType};
 
@@ -31,6 +32,17 @@ fn throttle(kind: ThrottleType, cgroup: &str, ktime: u64) -> Throttle {
         },
         ktime,
     }
+}
+
+/// Whether a throttled cgroup may go: on every CPU, no event for CALM (counted from the
+/// start of the last event's window, as Tetragon), or under the rate and throttled for CALM.
+fn released(cpus: &[vigil_rate_value], events: u64, now_ns: u64) -> bool {
+    let calm = CALM.as_nanos() as u64;
+    cpus.iter().all(|v| {
+        let quiet = now_ns > v.window.saturating_add(calm);
+        let under = v.rate < events && now_ns > v.throttled.saturating_add(calm);
+        quiet || under
+    })
 }
 
 /// The cgroups being throttled, by cgroup id, with their names.
@@ -78,7 +90,7 @@ impl Throttles {
             return Vec::new();
         }
         self.last_check = now;
-        let calm = CALM.as_nanos() as u64;
+        let events = u64::from(self.rate.events);
         let mut stops = Vec::new();
         self.throttled.retain(|&id, name| {
             // No entry: the kernel no longer counts the cgroup, so nothing holds it back.
@@ -86,13 +98,7 @@ impl Throttles {
                 stops.push(throttle(ThrottleType::ThrottleStop, name, now_ns));
                 return false;
             };
-            let released = cpus.iter().all(|v| {
-                let quiet = now_ns > v.window.saturating_add(calm);
-                let under = v.rate < u64::from(self.rate.events)
-                    && now_ns > v.throttled.saturating_add(calm);
-                quiet || under
-            });
-            if !released {
+            if !released(&cpus, events, now_ns) {
                 return true;
             }
             if let Err(e) = self.map.clear_throttled(id, cpus) {
@@ -111,5 +117,38 @@ impl Throttles {
                 .remove_idle(before, |id| throttled.contains_key(&id));
         }
         stops
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn cpu(window: u64, rate: u64, throttled: u64) -> vigil_rate_value {
+        vigil_rate_value {
+            window,
+            rate,
+            throttled,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_cgroup_goes_when_every_cpu_is_quiet_or_calm_for_five_seconds() {
+        let now = 100 * S;
+        // Quiet: last window started more than 5 s ago, whatever its rate.
+        assert!(released(&[cpu(94 * S, 500, 90 * S)], 10, now));
+        assert!(!released(&[cpu(96 * S, 500, 90 * S)], 10, now));
+        // Still busy but under the rate, throttled long enough.
+        assert!(released(&[cpu(99 * S, 9, 90 * S)], 10, now));
+        // Under the rate, but throttled less than 5 s ago.
+        assert!(!released(&[cpu(99 * S, 9, 97 * S)], 10, now));
+        // At the rate: held.
+        assert!(!released(&[cpu(99 * S, 10, 90 * S)], 10, now));
+        // Every CPU must agree; a CPU that never ran the cgroup (zeroed) does.
+        assert!(!released(&[cpu(0, 0, 0), cpu(99 * S, 10, 90 * S)], 10, now));
+        assert!(released(&[cpu(0, 0, 0), cpu(94 * S, 10, 90 * S)], 10, now));
     }
 }
