@@ -15,6 +15,7 @@ mod cli;
 mod compat_debian;
 mod containers;
 mod export;
+mod export_cel;
 mod grpc_authority;
 mod harness;
 mod hooks;
