@@ -39,6 +39,7 @@ mod netfallback;
 mod package;
 mod policy;
 mod policy_actions;
+mod policy_cel;
 mod policy_engine;
 mod probe_cmd;
 mod process_selectors;
