@@ -1,9 +1,11 @@
 //! CEL expressions over events (`Filter.cel_expression`), evaluated as Tetragon does: every
 //! event type of `GetEventsResponse` is a variable named after its field of the `event`
-//! oneof (`process_exec`, `process_kprobe`, ...), bound to the message of the event at hand
-//! (the others are unbound: reading one fails, which is a no-match), and fields are read
-//! under their proto names (`process_exec.process.binary`). The expression must be boolean;
-//! several expressions in one filter match when any of them does.
+//! oneof (`process_exec`, `process_kprobe`, ...). The event's own type holds its message;
+//! the others hold an empty message, as Tetragon binds them (the getter of an unset oneof
+//! field is a nil message, which cel-go reads as all defaults): on an exec event,
+//! `process_kprobe.function_name` is `""`. Fields are read under their proto names
+//! (`process_exec.process.binary`). The expression must be boolean; several expressions in
+//! one filter match when any of them does.
 //!
 //! cel-go type-checks expressions against the protobuf schema before running them; the Rust
 //! CEL crate only parses, so [`check`] walks the parsed expression against the descriptors
@@ -26,7 +28,7 @@ use std::sync::{Arc, LazyLock};
 
 use cel::common::ast::IdedExpr;
 use cel::common::types::CelBool;
-use cel::{Context, Env, ExecutionError, Value as CelValue};
+use cel::{Context, Env, Value as CelValue};
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Value};
 use vigil_proto::tetragon::GetEventsResponse;
@@ -53,6 +55,8 @@ struct Schema {
     response: MessageDescriptor,
     /// The `event` oneof: field number, variable name, message type.
     events: Vec<(u32, String, MessageDescriptor)>,
+    /// An empty message of each event type, in the order of `events`.
+    empty: Vec<DynamicMessage>,
 }
 
 static SCHEMA: LazyLock<Result<Schema, String>> = LazyLock::new(|| {
@@ -70,11 +74,16 @@ static SCHEMA: LazyLock<Result<Schema, String>> = LazyLock::new(|| {
             prost_reflect::Kind::Message(m) => Some((f.number(), f.name().to_owned(), m)),
             _ => None,
         })
+        .collect::<Vec<_>>();
+    let empty = events
+        .iter()
+        .map(|(_, _, m)| DynamicMessage::new(m.clone()))
         .collect();
     Ok(Schema {
         env: Arc::new(Env::stdlib()),
         response,
         events,
+        empty,
     })
 });
 
@@ -90,27 +99,34 @@ fn schema() -> Result<&'static Schema, CompileError> {
 struct Expression {
     source: String,
     ast: IdedExpr,
-    /// Field numbers of the event variables it reads; empty: it reads none.
-    events: Vec<u32>,
 }
 
 /// The `cel_expression` list of one filter: matches when any expression is true.
 #[derive(Debug, Default)]
 pub struct CelFilter {
     expressions: Vec<Expression>,
+    /// Field numbers of the event variables the expressions read.
+    events: Vec<u32>,
     errors: AtomicU64,
 }
 
 impl CelFilter {
     /// Compiles `sources`; the error names the index of the expression at fault.
     pub fn compile(sources: &[String]) -> Result<Self, (usize, CompileError)> {
-        let expressions = sources
-            .iter()
-            .enumerate()
-            .map(|(i, s)| compile_one(s).map_err(|e| (i, e)))
-            .collect::<Result<_, _>>()?;
+        let mut expressions = Vec::with_capacity(sources.len());
+        let mut events = Vec::new();
+        for (i, source) in sources.iter().enumerate() {
+            let (expression, read) = compile_one(source).map_err(|e| (i, e))?;
+            expressions.push(expression);
+            for n in read {
+                if !events.contains(&n) {
+                    events.push(n);
+                }
+            }
+        }
         Ok(Self {
             expressions,
+            events,
             errors: AtomicU64::new(0),
         })
     }
@@ -126,46 +142,49 @@ impl CelFilter {
 
     /// True when one of the expressions evaluates to true on `ev`.
     pub fn matches(&self, ev: &GetEventsResponse) -> bool {
-        // The oneof field numbers are the EventType numbers (events.proto keeps them in
-        // sync), so expressions about other event types are skipped without decoding.
-        let number = event_type(ev) as i32 as u32;
-        let relevant = |e: &&Expression| e.events.is_empty() || e.events.contains(&number);
-        if !self.expressions.iter().any(|e| relevant(&e)) {
+        if self.expressions.is_empty() {
             return false;
         }
         let Ok(schema) = schema() else { return false };
-        let response =
-            match DynamicMessage::decode(schema.response.clone(), ev.encode_to_vec().as_slice()) {
-                Ok(r) => r,
+        // The oneof field numbers are the EventType numbers (events.proto keeps them in
+        // sync): the event is decoded only when an expression reads its type.
+        let number = event_type(ev) as i32 as u32;
+        let response = if self.events.contains(&number) {
+            let bytes = ev.encode_to_vec();
+            match DynamicMessage::decode(schema.response.clone(), bytes.as_slice()) {
+                Ok(r) => Some(r),
                 Err(e) => {
-                    self.failed(&format!("the event does not decode: {e}"), "");
+                    self.failed(&format_args!("the event does not decode: {e}"), "");
                     return false;
                 }
-            };
-        let mut ctx = Context::with_env(Arc::clone(&schema.env));
-        if let Some((_, name, _)) = schema.events.iter().find(|(n, ..)| *n == number)
-            && let Some(Cow::Borrowed(Value::Message(m))) = response.get_field_by_number(number)
-        {
-            ctx.add_variable_as_val(name.as_str(), Box::new(Message(Cow::Borrowed(m))));
-        }
-        self.expressions.iter().filter(relevant).any(|e| {
-            match CelValue::resolve_val(&e.ast, &ctx) {
-                Ok(v) => v.downcast_ref::<CelBool>().is_some_and(|b| *b.inner()),
-                // Reading the variable of another event type: a no-match, not a fault.
-                Err(ExecutionError::UndeclaredReference(name))
-                    if schema.events.iter().any(|(_, n, _)| *n == *name) =>
-                {
-                    false
-                }
-                Err(err) => {
-                    self.failed(&err.to_string(), &e.source);
-                    false
-                }
             }
-        })
+        } else {
+            None
+        };
+        let mut ctx = Context::with_env(Arc::clone(&schema.env));
+        for ((n, name, _), empty) in schema.events.iter().zip(&schema.empty) {
+            if !self.events.contains(n) {
+                continue;
+            }
+            let message = match response.as_ref().map(|r| r.get_field_by_number(*n)) {
+                Some(Some(Cow::Borrowed(Value::Message(m)))) if *n == number => m,
+                _ => empty,
+            };
+            ctx.add_variable_as_val(name.as_str(), Box::new(Message(Cow::Borrowed(message))));
+        }
+        self.expressions
+            .iter()
+            .any(|e| match CelValue::resolve_val(&e.ast, &ctx) {
+                Ok(v) => v.downcast_ref::<CelBool>().is_some_and(|b| *b.inner()),
+                Err(err) => {
+                    self.failed(&err, &e.source);
+                    false
+                }
+            })
     }
 
-    fn failed(&self, reason: &str, source: &str) {
+    /// Counts an evaluation error; only the first is logged, so `reason` is formatted once.
+    fn failed(&self, reason: &dyn std::fmt::Display, source: &str) {
         if self.errors.fetch_add(1, Ordering::Relaxed) == 0 {
             tracing::warn!(
                 expression = source,
@@ -175,7 +194,8 @@ impl CelFilter {
     }
 }
 
-fn compile_one(source: &str) -> Result<Expression, CompileError> {
+/// The expression and the field numbers of the event variables it reads.
+fn compile_one(source: &str) -> Result<(Expression, Vec<u32>), CompileError> {
     if source.len() > MAX_EXPRESSION_LEN {
         return Err(CompileError {
             column: MAX_EXPRESSION_LEN + 1,
@@ -199,11 +219,13 @@ fn compile_one(source: &str) -> Result<Expression, CompileError> {
             }
         })?;
     let events = check::check(schema, &mut ast, &info)?;
-    Ok(Expression {
-        source: source.to_owned(),
-        ast,
+    Ok((
+        Expression {
+            source: source.to_owned(),
+            ast,
+        },
         events,
-    })
+    ))
 }
 
 #[cfg(test)]

@@ -178,11 +178,20 @@ fn kprobe_arguments_and_comprehensions() {
     assert!(!f.matches(&kprobe("fd_install", vec![Arg::StringArg("/tmp/x".into())])));
 }
 
+/// As in Tetragon, the variables of the other event types are empty messages.
 #[test]
-fn other_event_types_do_not_match_and_are_not_errors() {
+fn other_event_types_read_as_empty_messages() {
     let f = filter(&["process_kprobe.function_name == 'x'"]);
     assert!(!f.matches(&exec(proc("/x", 1), None)));
-    // both variables in one expression: an error on the unbound side is absorbed by ||
+    let f = filter(&["process_kprobe.function_name == ''"]);
+    assert!(f.matches(&exec(proc("/x", 1), None)));
+    assert!(!f.matches(&kprobe("x", vec![])));
+    // a negation holds on the other types: Tetragon's footgun, kept
+    let f = filter(&["process_exec.process.binary != '/bin/ls'"]);
+    assert!(f.matches(&kprobe("x", vec![])));
+    let f = filter(&["has(process_exec.process) && process_exec.process.binary != '/bin/ls'"]);
+    assert!(!f.matches(&kprobe("x", vec![])));
+    assert!(f.matches(&exec(proc("/x", 1), None)));
     let f = filter(&["process_kprobe.function_name == 'x' || process_exec.process.binary == '/x'"]);
     assert!(f.matches(&exec(proc("/x", 1), None)));
     assert!(!f.matches(&exec(proc("/y", 1), None)));
@@ -193,6 +202,10 @@ fn other_event_types_do_not_match_and_are_not_errors() {
     };
     assert!(!f.matches(&exit));
     assert_eq!(f.errors(), 0);
+    // the empty message's wrapper fields are null: comparing them is an error, a no-match
+    let f = filter(&["process_exec.process.pid > uint(1)"]);
+    assert!(!f.matches(&kprobe("x", vec![])));
+    assert_eq!(f.errors(), 1);
 }
 
 #[test]
