@@ -132,7 +132,8 @@ pub struct GetEventsArgs {
     /// Namespace regular expressions.
     #[arg(long, value_delimiter = ',')]
     pub namespace_regex: Vec<String>,
-    /// CEL expressions (the agent refuses them: no CEL support yet).
+    /// CEL expressions over the event (Tetragon's variables: `process_exec.process.binary`, ...);
+    /// one matching is enough.
     #[arg(long)]
     pub cel_expression: Vec<String>,
     /// Prefix compact lines with the event time.

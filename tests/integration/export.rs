@@ -356,10 +356,13 @@ fn export_check_config_exit_codes() {
     assert_eq!(code, Some(1));
     assert!(err.contains("--field-filters: line 1"), "{err}");
     let d = scratch_dir("check-config");
-    std::fs::write(d.join("export-allowlist"), r#"{"cel_expression":["true"]}"#).unwrap();
+    std::fs::write(d.join("export-allowlist"), r#"{"cel_expression":["1 +"]}"#).unwrap();
     let (code, err) = check(&["--config-dir", d.to_str().unwrap()]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("cel_expression"), "{err}");
+    assert!(
+        err.contains("--export-allowlist: line 1: cel_expression[0] \"1 +\": column 4:"),
+        "{err}"
+    );
     std::fs::write(d.join("export-allowlist"), "").unwrap();
     std::fs::write(d.join("no-such-flag"), "1").unwrap();
     let (code, err) = check(&["--config-dir", d.to_str().unwrap()]);

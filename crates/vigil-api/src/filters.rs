@@ -3,7 +3,8 @@
 //! Lists follow Tetragon: filters in a list are OR'ed, the fields inside one filter are
 //! AND'ed; an event passes when the allow list is empty or one of its filters matches, and
 //! no filter of the deny list matches. Regular expressions are unanchored searches, as Go's
-//! `regexp.MatchString` (RE2 syntax; the `regex` crate has the same semantics).
+//! `regexp.MatchString` (RE2 syntax; the `regex` crate has the same semantics);
+//! `cel_expression` is evaluated by [`vigil_export::cel`], shared with the JSON export.
 //!
 //! This module does not depend on the gRPC server: the JSON export's `--export-allowlist` /
 //! `--export-denylist` can reuse [`FilterList`] as is.
@@ -11,6 +12,7 @@
 use std::collections::HashSet;
 
 use regex::Regex;
+use vigil_export::cel::CelFilter;
 use vigil_proto::tetragon::get_events_response::Event;
 use vigil_proto::tetragon::{EventType, Filter, GetEventsResponse, Process};
 
@@ -26,6 +28,13 @@ pub enum FilterError {
     Unsupported {
         field: &'static str,
         why: &'static str,
+    },
+    #[error("filter field cel_expression[{index}] {expression:?}: column {column}: {reason}")]
+    Cel {
+        index: usize,
+        expression: String,
+        column: usize,
+        reason: String,
     },
     #[error("filter field event_set: unknown event type {0}")]
     EventType(i32),
@@ -146,6 +155,7 @@ pub struct CompiledFilter {
     health_check: Option<bool>,
     in_init_tree: Option<bool>,
     policy_names: Vec<String>,
+    cel: Option<CelFilter>,
 }
 
 impl CompiledFilter {
@@ -156,12 +166,18 @@ impl CompiledFilter {
                 why: "pod labels need Kubernetes support, not implemented yet",
             });
         }
-        if !f.cel_expression.is_empty() {
-            return Err(FilterError::Unsupported {
-                field: "cel_expression",
-                why: "no CEL evaluator",
-            });
-        }
+        let cel = if f.cel_expression.is_empty() {
+            None
+        } else {
+            Some(
+                CelFilter::compile(&f.cel_expression).map_err(|(index, e)| FilterError::Cel {
+                    index,
+                    expression: f.cel_expression[index].clone(),
+                    column: e.column,
+                    reason: e.reason,
+                })?,
+            )
+        };
         if f.capabilities.is_some() {
             return Err(FilterError::Unsupported {
                 field: "capabilities",
@@ -190,6 +206,7 @@ impl CompiledFilter {
             health_check: f.health_check.as_ref().map(|b| b.value),
             in_init_tree: f.in_init_tree.as_ref().map(|b| b.value),
             policy_names: f.policy_names.clone(),
+            cel,
         })
     }
 
@@ -298,6 +315,11 @@ impl CompiledFilter {
         }
         if !self.policy_names.is_empty()
             && !policy_name(ev).is_some_and(|n| self.policy_names.iter().any(|p| p == n))
+        {
+            return false;
+        }
+        if let Some(cel) = &self.cel
+            && !cel.matches(ev)
         {
             return false;
         }
@@ -495,12 +517,17 @@ mod tests {
         assert!(e.to_string().contains("binary_regex"), "{e}");
         let e = FilterList::new(
             &[Filter {
-                cel_expression: vec!["true".into()],
+                cel_expression: vec!["process_exec.process.binary ==".into()],
                 ..Default::default()
             }],
             &[],
         )
         .unwrap_err();
-        assert!(e.to_string().contains("cel_expression"), "{e}");
+        assert!(
+            e.to_string().starts_with(
+                "filter field cel_expression[0] \"process_exec.process.binary ==\": column 31:"
+            ),
+            "{e}"
+        );
     }
 }

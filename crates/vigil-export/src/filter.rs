@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use regex::Regex;
 use vigil_proto::tetragon::{CapFilterSet, EventType, Filter, GetEventsResponse, Process};
 
+use crate::cel::CelFilter;
 use crate::event::{Parts, event_type, parts};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,17 @@ pub enum FilterError {
         line: usize,
         field: &'static str,
         expr: String,
+        reason: String,
+    },
+    #[error(
+        "{flag}: line {line}: cel_expression[{index}] {expression:?}: column {column}: {reason}"
+    )]
+    Cel {
+        flag: String,
+        line: usize,
+        index: usize,
+        expression: String,
+        column: usize,
         reason: String,
     },
     #[error("{flag}: line {line}: {field}: {reason}")]
@@ -76,6 +88,8 @@ struct Compiled {
     ancestor_binary: Vec<Regex>,
     container_name: Vec<Regex>,
     namespace_re: Vec<Regex>,
+    /// Checked last: the dearest field.
+    cel: Option<CelFilter>,
 }
 
 /// The last line of a regex error (the explanation; the rest draws the pattern).
@@ -125,15 +139,20 @@ impl Compiled {
                 })
                 .collect()
         };
-        if !f.cel_expression.is_empty() {
-            return Err(FilterError::Unsupported {
-                flag: flag.to_string(),
-                line,
-                field: "cel_expression",
-                reason: "CEL expressions are not supported by vigil; use the other filter fields"
-                    .into(),
-            });
-        }
+        let cel = if f.cel_expression.is_empty() {
+            None
+        } else {
+            let compiled =
+                CelFilter::compile(&f.cel_expression).map_err(|(index, e)| FilterError::Cel {
+                    flag: flag.to_string(),
+                    line,
+                    index,
+                    expression: f.cel_expression[index].clone(),
+                    column: e.column,
+                    reason: e.reason,
+                })?;
+            Some(compiled)
+        };
         let labels = if f.labels.is_empty() {
             None
         } else {
@@ -169,6 +188,7 @@ impl Compiled {
             ancestor_binary: re("ancestor_binary_regex", &f.ancestor_binary_regex)?,
             container_name: re("container_name_regex", &f.container_name_regex)?,
             namespace_re: re("namespace_regex", &f.namespace_regex)?,
+            cel,
         })
     }
 
@@ -275,6 +295,11 @@ impl Compiled {
             {
                 return false;
             }
+        }
+        if let Some(cel) = &self.cel
+            && !cel.matches(ev)
+        {
+            return false;
         }
         true
     }

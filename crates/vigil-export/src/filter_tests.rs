@@ -234,8 +234,40 @@ fn errors_name_flag_line_and_field() {
         s.contains("--export-allowlist: line 2: binary_regex"),
         "{s}"
     );
-    let e = FilterList::parse("--export-denylist", r#"{"cel_expression":["true"]}"#).unwrap_err();
-    assert!(e.to_string().contains("cel_expression"), "{e}");
+    let e = FilterList::parse(
+        "--export-denylist",
+        "{}\n{\"cel_expression\":[\"true\", \"process_exec.process.binry == 'x'\"]}",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "--export-denylist: line 2: cel_expression[1] \"process_exec.process.binry == 'x'\": \
+         column 22: tetragon.Process has no field 'binry'"
+    );
     let e = FilterList::parse("--export-denylist", r#"{"bogus":1}"#).unwrap_err();
     assert!(e.to_string().contains("line 1"), "{e}");
+}
+
+/// `cel_expression` is ANDed with the other fields of its filter; its expressions are ORed.
+#[test]
+fn cel_expressions_combine_with_the_other_fields() {
+    let allow = FilterList::parse(
+        "--export-allowlist",
+        r#"{"binary_regex":["curl"],"cel_expression":["process_exec.process.pid == uint(10)","process_exec.process.arguments.contains('-v')"]}"#,
+    )
+    .unwrap();
+    assert!(allow.any(&exec(proc("/usr/bin/curl", 10, "-s"), None)));
+    assert!(allow.any(&exec(proc("/usr/bin/curl", 11, "-v"), None)));
+    assert!(!allow.any(&exec(proc("/usr/bin/curl", 11, "-s"), None)));
+    assert!(!allow.any(&exec(proc("/bin/ls", 10, "-v"), None)));
+    let deny = AllowDeny {
+        allow: FilterList::default(),
+        deny: FilterList::parse(
+            "--export-denylist",
+            r#"{"cel_expression":["process_exec.process.binary == '/bin/ls'"]}"#,
+        )
+        .unwrap(),
+    };
+    assert!(!deny.passes(&exec(proc("/bin/ls", 1, ""), None)));
+    assert!(deny.passes(&exec(proc("/bin/cat", 1, ""), None)));
 }

@@ -24,6 +24,7 @@ use vigil_proto::tetragon::{GetEventsResponse, LossStage, RateLimitInfo, get_eve
 use dest::{Destination, StdoutLines};
 
 pub mod bus;
+pub mod cel;
 mod dest;
 pub mod event;
 pub mod fields;

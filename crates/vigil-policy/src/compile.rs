@@ -631,6 +631,27 @@ fn expand_lists(spec: &Spec, op: Operator, values: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// A `CelExpr` filter as the engine comparisons it stands for (validation refused the
+/// others). `None` leaves the filter as written, for the runtime to refuse by name: a
+/// filter is never dropped.
+fn lower_cel_expr(origin: ArgOrigin, f: &ArgSelector) -> Option<Vec<Filter>> {
+    if f.operator != Operator::CelExpr || f.values.len() != 1 {
+        return None;
+    }
+    let comparisons = crate::celexpr::lower(&f.values[0], f.args.len()).ok()?;
+    Some(
+        comparisons
+            .into_iter()
+            .map(|c| Filter::Arg {
+                origin,
+                positions: vec![f.args[c.arg]],
+                operator: c.operator,
+                values: vec![c.value],
+            })
+            .collect(),
+    )
+}
+
 fn tables(spec: &Spec, selectors: &[Selector]) -> Vec<SelectorTable> {
     selectors
         .iter()
@@ -645,26 +666,33 @@ fn tables(spec: &Spec, selectors: &[Selector]) -> Vec<SelectorTable> {
                 return_actions: Vec::new(),
             };
             for p in parts {
-                let arg = |origin, f: &ArgSelector| Filter::Arg {
-                    origin,
-                    positions: if f.args.is_empty() {
-                        f.index.into_iter().collect()
-                    } else {
-                        f.args.clone()
-                    },
-                    operator: f.operator,
-                    values: expand_lists(spec, f.operator, &f.values),
+                let arg = |origin, f: &ArgSelector| -> Vec<Filter> {
+                    if let Some(lowered) = lower_cel_expr(origin, f) {
+                        return lowered;
+                    }
+                    vec![Filter::Arg {
+                        origin,
+                        positions: if f.args.is_empty() {
+                            f.index.into_iter().collect()
+                        } else {
+                            f.args.clone()
+                        },
+                        operator: f.operator,
+                        values: expand_lists(spec, f.operator, &f.values),
+                    }]
                 };
+                table.filters.extend(
+                    p.match_args
+                        .iter()
+                        .flat_map(|f| arg(ArgOrigin::Argument, f)),
+                );
                 table
                     .filters
-                    .extend(p.match_args.iter().map(|f| arg(ArgOrigin::Argument, f)));
-                table
-                    .filters
-                    .extend(p.match_data.iter().map(|f| arg(ArgOrigin::Data, f)));
+                    .extend(p.match_data.iter().flat_map(|f| arg(ArgOrigin::Data, f)));
                 table.filters.extend(
                     p.match_return_args
                         .iter()
-                        .map(|f| arg(ArgOrigin::Return, f)),
+                        .flat_map(|f| arg(ArgOrigin::Return, f)),
                 );
                 table
                     .filters

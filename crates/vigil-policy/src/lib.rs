@@ -20,9 +20,11 @@
 //! - [`serialize::to_yaml`]: a policy back to YAML (same meaning when parsed again).
 //! - [`state`]: policy identity (domain, namespace, name), mode and states.
 //! - [`limits`]: every limit of the language in one place.
+//! - [`celexpr`]: the `CelExpr` operator's integer subset, as the engine's comparisons.
 
 pub mod aliases;
 pub mod btf;
+pub mod celexpr;
 pub mod cli;
 pub mod compile;
 mod decode;

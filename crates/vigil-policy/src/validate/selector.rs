@@ -144,6 +144,7 @@ impl Checker<'_> {
             limits::MAX_MATCH_ARGS,
             "argument filters per selector",
         );
+        self.cel_exprs(filters, path);
         for (i, filter) in filters.iter().enumerate() {
             let fp = format!("{path}[{i}]");
             let mut types = Vec::new();
@@ -206,6 +207,61 @@ impl Checker<'_> {
                 }
                 self.filter_values(filter, arg_type, &fp);
             }
+        }
+    }
+
+    /// `CelExpr` filters: each must lower to engine comparisons (see [`crate::celexpr`]),
+    /// and what they lower to counts against the selector's argument filters.
+    fn cel_exprs(&mut self, filters: &[ArgSelector], path: &str) {
+        let mut total = 0;
+        let mut first_cel = None;
+        for (i, filter) in filters.iter().enumerate() {
+            if filter.operator != Operator::CelExpr {
+                total += 1;
+                continue;
+            }
+            let fp = format!("{path}[{i}]");
+            first_cel.get_or_insert_with(|| fp.clone());
+            total += 1;
+            if filter.args.is_empty() {
+                self.at_value(
+                    &format!("{fp}.operator"),
+                    ErrorCode::MissingField,
+                    "CelExpr names its arguments with `args` (arg0 is the argument at args[0])",
+                );
+                continue;
+            }
+            if filter.values.len() != 1 {
+                self.at_value(
+                    &format!("{fp}.values"),
+                    ErrorCode::InvalidValue,
+                    format!(
+                        "CelExpr takes exactly one expression, not {}",
+                        filter.values.len()
+                    ),
+                );
+                continue;
+            }
+            match crate::celexpr::lower(&filter.values[0], filter.args.len()) {
+                Ok(comparisons) => total += comparisons.len().saturating_sub(1),
+                Err(reason) => {
+                    self.at_value(&format!("{fp}.values[0]"), ErrorCode::InvalidValue, reason)
+                }
+            }
+        }
+        let max = limits::MAX_MATCH_ARGS.max;
+        if let Some(fp) = first_cel
+            && filters.len() <= max
+            && total > max
+        {
+            self.at_value(
+                &format!("{fp}.values[0]"),
+                ErrorCode::Limit,
+                format!(
+                    "CelExpr: with its comparisons the selector has {total} argument filters, \
+                     more than {max}"
+                ),
+            );
         }
     }
 
