@@ -15,6 +15,7 @@ mod char_buf;
 mod cli;
 mod compat_debian;
 mod containers;
+mod exec_hash;
 mod export;
 mod grpc_authority;
 mod harness;
