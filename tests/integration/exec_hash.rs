@@ -29,7 +29,7 @@ fn write_true(path: &Path, tail: &[u8]) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-fn exec_of<'a>(events: &'a [Value], pid: u32) -> Option<&'a Value> {
+fn exec_of(events: &[Value], pid: u32) -> Option<&Value> {
     execs_of_pid(events, pid).into_iter().next()
 }
 
@@ -64,9 +64,8 @@ fn exec_sha256_matches_sha256sum_for_short_lived_and_replaced_binaries() {
 
     // 1,000 short-lived processes: each has exited before the next starts.
     let mut runs: Vec<(u32, usize)> = Vec::with_capacity(1000);
-    for round in 0..100 {
+    for _ in 0..100 {
         for (i, b) in bins.iter().enumerate() {
-            let _ = round;
             runs.push((run(&mut Command::new(b)), i));
         }
     }
