@@ -78,6 +78,8 @@ pub fn request(rec: &ExecRecord, info: &ProcessInfo) -> Request {
         pid: m.process.pid,
         ppid: m.ppid,
         path: (ordinary && m.flags & no_path == 0).then(|| info.binary.clone()),
+        mnt_ns: m.ns.mnt,
+        peers: Vec::new(),
     }
 }
 
@@ -268,6 +270,8 @@ mod tests {
             pid: u32::MAX - 1,
             ppid: u32::MAX - 1,
             path: Some(f.display().to_string()),
+            mnt_ns: 0,
+            peers: Vec::new(),
         };
         let cfg = HasherConfig {
             proc_root: "/proc".into(),

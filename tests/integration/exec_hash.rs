@@ -210,3 +210,84 @@ fn exec_sha256_is_off_by_default_and_says_too_large() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Short-lived processes in another mount namespace, started from outside it (as `nsenter`
+/// and container runtimes' exec do): the binaries exist only on a tmpfs mounted in that
+/// namespace, so once a process has exited its file is reached only through another
+/// process of the namespace. Every one carries sha256sum's digest.
+#[test]
+fn exec_sha256_for_short_lived_processes_entering_another_mount_namespace() {
+    let _g = serial();
+    let dir = scratch_dir("exec-sha256-ns-files");
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mut expected = Vec::new();
+    let mut script = format!("mount -t tmpfs vigil-exec-sha256 {}", mnt.display());
+    for i in 0..20 {
+        let src = dir.join(format!("src{i}"));
+        write_true(&src, format!("namespace copy {i}\n").as_bytes());
+        expected.push(sha256sum(&src));
+        script.push_str(&format!(
+            " && cp -p {} {}/bin{i}",
+            src.display(),
+            mnt.display()
+        ));
+    }
+    script.push_str(" && exec sleep 120");
+
+    let agent = Agent::start("exec-sha256-ns", &["--enable-process-exec-sha256"]);
+    let mut holder = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    let holder_pid = holder.id();
+    agent.wait_for("the namespace's sleep", WAIT, |ev| {
+        execs_of_pid(ev, holder_pid)
+            .iter()
+            .any(|e| e["process"]["binary"] == "/usr/bin/sleep")
+    });
+    assert!(
+        !mnt.join("bin0").exists(),
+        "the binaries must not be visible outside the namespace"
+    );
+    let target = holder_pid.to_string();
+    let pids: Vec<u32> = (0..20)
+        .map(|i| {
+            let bin = mnt.join(format!("bin{i}"));
+            run(Command::new("nsenter")
+                .args(["-t", &target, "-m", "--"])
+                .arg(&bin))
+        })
+        .collect();
+    let events = agent.wait_for("the nsenter execs", WAIT, |ev| {
+        pids.iter().all(|p| {
+            execs_of_pid(ev, *p).iter().any(|e| {
+                e["process"]["binary"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("/mnt/bin")
+            })
+        })
+    });
+    let _ = holder.kill();
+    let _ = holder.wait();
+    agent.stop();
+    for (i, pid) in pids.iter().enumerate() {
+        let exec = execs_of_pid(&events, *pid)
+            .into_iter()
+            .find(|e| {
+                e["process"]["binary"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("/mnt/bin")
+            })
+            .unwrap();
+        let p = &exec["process"];
+        assert_eq!(
+            p["binary_sha256"].as_str(),
+            Some(expected[i].as_str()),
+            "bin{i}: {p}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

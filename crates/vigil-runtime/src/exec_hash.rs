@@ -10,7 +10,10 @@
 //! 1. `/proc/PID/exe`: the very file, while the process lives (also memfd and unlinked);
 //! 2. the path under the parent's root (`/proc/PPID/root`, `openat2` with `RESOLVE_IN_ROOT`):
 //!    a process that exited at once usually leaves a parent in the same container;
-//! 3. the path in the agent's own mount namespace (host processes whose parent is gone).
+//! 3. the path under the root of another process seen executing in the same mount
+//!    namespace (a container's long-lived processes, when the exec's parent is outside it,
+//!    as with `nsenter` or a runtime's exec);
+//! 4. the path in the agent's own mount namespace (host processes whose parent is gone).
 //!
 //! Paths are walked with `RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS` and opened
 //! `O_NONBLOCK` (no FIFO can block a worker), and only a regular file whose identity,
@@ -65,6 +68,10 @@ pub struct Request {
     /// The path in the process's root; `None` where no path can name the file (memfd,
     /// unlinked, a truncated path).
     pub path: Option<String>,
+    /// The process's mount namespace (inode number).
+    pub mnt_ns: u32,
+    /// Other processes seen executing in that namespace ([`Hasher::lookup`] fills them).
+    pub peers: Vec<u32>,
 }
 
 /// `st_dev` as the kernel's `s_dev` encoding.
@@ -120,16 +127,31 @@ fn candidates(proc_root: &str, req: &Request) -> Vec<std::io::Result<File>> {
             .read(true)
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
             .open(format!("{proc_root}/{}/root", req.ppid));
-        out.push(root.and_then(|r| {
-            openat2(
-                r.as_raw_fd(),
-                path.trim_start_matches('/'),
-                libc::RESOLVE_IN_ROOT,
-            )
-        }));
+        out.push(root.and_then(|r| in_root(&r, path)));
+        for peer in &req.peers {
+            // The pid may be another process's by now: only one still in the namespace.
+            let same_ns = std::fs::metadata(format!("{proc_root}/{peer}/ns/mnt"))
+                .is_ok_and(|m| m.ino() == u64::from(req.mnt_ns));
+            if same_ns {
+                let root = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+                    .open(format!("{proc_root}/{peer}/root"));
+                out.push(root.and_then(|r| in_root(&r, path)));
+            }
+        }
         out.push(openat2(libc::AT_FDCWD, path, 0));
     }
     out
+}
+
+/// `path` resolved with `root` as its `/`.
+fn in_root(root: &File, path: &str) -> std::io::Result<File> {
+    openat2(
+        root.as_raw_fd(),
+        path.trim_start_matches('/'),
+        libc::RESOLVE_IN_ROOT,
+    )
 }
 
 fn ctime_ns(m: &std::fs::Metadata) -> u64 {
@@ -248,8 +270,16 @@ pub struct Hasher {
     failures: HashMap<ExecutedFile, (Missing, Instant)>,
     in_flight: HashSet<ExecutedFile>,
     max_file_bytes: u64,
+    /// Recent execs' pids per mount namespace: ways into a namespace after an exec's own
+    /// process and parent are gone.
+    peers: HashMap<u32, VecDeque<u32>>,
+    proc_root: String,
     pub stats: HasherStats,
 }
+
+/// Pids remembered per mount namespace, and namespaces remembered (cleared when full).
+const PEERS_PER_NS: usize = 4;
+const MAX_NAMESPACES: usize = 4096;
 
 impl Hasher {
     pub fn start(cfg: &HasherConfig) -> std::io::Result<Self> {
@@ -288,15 +318,18 @@ impl Hasher {
             failures: HashMap::new(),
             in_flight: HashSet::new(),
             max_file_bytes: cfg.max_file_bytes,
+            peers: HashMap::new(),
+            proc_root: cfg.proc_root.clone(),
             stats: HasherStats::default(),
         })
     }
 
     /// The outcome for `req` if known now (a cache hit, a fixed answer); otherwise the
     /// file is queued for a worker (once) and [`Hasher::outcome`] answers later.
-    pub fn lookup(&mut self, req: Request) -> Option<Outcome> {
+    pub fn lookup(&mut self, mut req: Request) -> Option<Outcome> {
         self.stats.lookups += 1;
         self.collect();
+        self.note_peer(&mut req);
         if let Some(d) = self.cache.get(&req.file) {
             self.stats.cache_hits += 1;
             return Some(Ok(*d));
@@ -321,6 +354,31 @@ impl Hasher {
                 Some(Err(Missing::QueueFull))
             }
         }
+    }
+
+    /// Gives `req` the namespace's known processes and remembers its own.
+    fn note_peer(&mut self, req: &mut Request) {
+        if self.peers.len() >= MAX_NAMESPACES && !self.peers.contains_key(&req.mnt_ns) {
+            self.peers.clear();
+        }
+        let known = self.peers.entry(req.mnt_ns).or_default();
+        req.peers = known
+            .iter()
+            .rev()
+            .copied()
+            .filter(|p| *p != req.pid)
+            .collect();
+        known.retain(|p| *p != req.pid);
+        if known.len() >= PEERS_PER_NS {
+            // Short-lived processes must not crowd out the namespace's long-lived ones (a
+            // container's init): the exited go first (a stat of procfs, never blocking).
+            let root = &self.proc_root;
+            known.retain(|p| std::path::Path::new(&format!("{root}/{p}")).exists());
+        }
+        if known.len() >= PEERS_PER_NS {
+            known.pop_front();
+        }
+        known.push_back(req.pid);
     }
 
     /// The outcome for `file` once its worker is done (`None`: still in flight).
@@ -417,6 +475,8 @@ mod tests {
             pid: u32::MAX - 1,
             ppid: u32::MAX - 1,
             path: Some(path.display().to_string()),
+            mnt_ns: 0,
+            peers: Vec::new(),
         }
     }
 
@@ -438,6 +498,8 @@ mod tests {
             pid: std::process::id(),
             ppid: std::process::id(),
             path: None,
+            mnt_ns: 0,
+            peers: Vec::new(),
         };
         let got = hash_executed("/proc", &req, u64::MAX).unwrap();
         let want = crate::elf::sha256_hex(&std::fs::read(&exe).unwrap());
