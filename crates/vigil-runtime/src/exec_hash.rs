@@ -235,8 +235,9 @@ pub struct HasherConfig {
 /// the map's own overhead.
 const ENTRY_BYTES: usize = 2 * std::mem::size_of::<ExecutedFile>() + 32 + 48;
 
-/// Failures are kept only for the events waiting on them, this long.
-const FAILURE_KEPT: Duration = Duration::from_secs(2);
+/// Failures are kept only for the events waiting on them, this long (longer than the
+/// longest wait the agent allows, so a waiting event never finds its answer gone).
+const FAILURE_KEPT: Duration = Duration::from_secs(10);
 
 /// Failures remembered at most.
 const MAX_FAILURES: usize = 4096;
