@@ -80,7 +80,27 @@ pub fn request(rec: &ExecRecord, info: &ProcessInfo) -> Request {
         path: (ordinary && m.flags & no_path == 0).then(|| info.binary.clone()),
         mnt_ns: m.ns.mnt,
         peers: Vec::new(),
+        background: false,
     }
+}
+
+/// The hash request of a process found by the start-up scan (alive then: its
+/// `/proc/PID/exe` is the file; no path, which may name another file by now).
+pub fn scanned_request(p: &vigil_process::procfs::ScannedProcess) -> Option<Request> {
+    (p.exe_ino != 0 && !p.kernel_thread).then(|| Request {
+        file: ExecutedFile {
+            dev: p.exe_dev,
+            ino: p.exe_ino,
+            size: p.exe_size,
+            ctime_ns: p.exe_ctime_ns,
+        },
+        pid: p.pid,
+        ppid: p.ppid,
+        path: None,
+        mnt_ns: p.namespaces.mnt,
+        peers: Vec::new(),
+        background: true,
+    })
 }
 
 fn missing_name(m: Missing) -> tetragon::BinaryHashMissing {
@@ -272,6 +292,7 @@ mod tests {
             path: Some(f.display().to_string()),
             mnt_ns: 0,
             peers: Vec::new(),
+            background: false,
         };
         let cfg = HasherConfig {
             proc_root: "/proc".into(),

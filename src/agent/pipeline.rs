@@ -439,11 +439,17 @@ impl Pipeline {
                 parent: parent_info.as_deref().map(|i| self.proto(i, false)),
                 ancestors: self.ancestors_of(parent_info.as_deref()),
             };
-            self.emit_for(
+            let request = self
+                .hashes
+                .is_some()
+                .then(|| super::exec_hash::scanned_request(p))
+                .flatten();
+            self.emit_hashed(
                 Event::ProcessExec(event),
                 boot_ns(),
                 Some(info),
                 parent_info,
+                request,
             );
         }
     }

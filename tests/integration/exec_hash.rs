@@ -172,9 +172,10 @@ fn exec_sha256_matches_sha256sum_for_short_lived_and_replaced_binaries() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Without the option no event carries the fields; a file over the size limit says so.
+/// Without the option no event carries the fields; a file over the size limit says so; a
+/// process older than the agent (its procFS exec) carries its binary's digest.
 #[test]
-fn exec_sha256_is_off_by_default_and_says_too_large() {
+fn exec_sha256_is_off_by_default_says_too_large_and_covers_procfs_execs() {
     let _g = serial();
     let dir = scratch_dir("exec-sha256-large");
     let big = dir.join("big");
@@ -187,6 +188,9 @@ fn exec_sha256_is_off_by_default_and_says_too_large() {
     let p = &exec_of(&events, pid).unwrap()["process"];
     assert!(p.get("binary_sha256").is_none() && p.get("binary_sha256_missing").is_none());
 
+    let old_sleep = dir.join("sleep-before-agent");
+    std::fs::copy("/usr/bin/sleep", &old_sleep).unwrap();
+    let mut older = Command::new(&old_sleep).arg("60").spawn().unwrap();
     let capped = Agent::start(
         "exec-sha256-capped",
         &[
@@ -200,6 +204,18 @@ fn exec_sha256_is_off_by_default_and_says_too_large() {
         exec_of(ev, pid).is_some() && exec_of(ev, small).is_some()
     });
     capped.stop();
+    let _ = older.kill();
+    let _ = older.wait();
+    let scanned = &exec_of(&events, older.id()).expect("procFS exec")["process"];
+    assert!(
+        scanned["flags"].as_str().unwrap().contains("procFS"),
+        "{scanned}"
+    );
+    assert_eq!(
+        scanned["binary_sha256"].as_str(),
+        Some(sha256sum(&old_sleep).as_str()),
+        "{scanned}"
+    );
     let p = &exec_of(&events, pid).unwrap()["process"];
     assert!(p.get("binary_sha256").is_none(), "{p}");
     assert_eq!(p["binary_sha256_missing"], "BINARY_HASH_MISSING_TOO_LARGE");

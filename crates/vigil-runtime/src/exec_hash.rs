@@ -27,8 +27,8 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The executed file as the kernel saw it at exec: the cache key.
@@ -72,6 +72,8 @@ pub struct Request {
     pub mnt_ns: u32,
     /// Other processes seen executing in that namespace ([`Hasher::lookup`] fills them).
     pub peers: Vec<u32>,
+    /// A process found by the start-up scan: read after every waiting exec's file.
+    pub background: bool,
 }
 
 /// `st_dev` as the kernel's `s_dev` encoding.
@@ -255,16 +257,100 @@ pub struct HasherStats {
     pub evicted: u64,
 }
 
-struct Job {
-    req: Request,
+/// Files larger than this are read by one worker at a time, so that a burst of large
+/// files never holds up every worker while small ones (most binaries) wait.
+const LARGE_FILE: u64 = 8 << 20;
+
+/// The workers' queue: execs' files first (small ones before large ones, at most one
+/// large read at a time), the start-up scan's after them.
+#[derive(Default)]
+struct Queue {
+    small: VecDeque<Request>,
+    large: VecDeque<Request>,
+    background: VecDeque<Request>,
+    large_busy: bool,
+    closed: bool,
 }
+
+impl Queue {
+    fn len(&self) -> usize {
+        self.small.len() + self.large.len() + self.background.len()
+    }
+
+    fn push(&mut self, req: Request) {
+        if req.background {
+            self.background.push_back(req);
+        } else if req.file.size > LARGE_FILE {
+            self.large.push_back(req);
+        } else {
+            self.small.push_back(req);
+        }
+    }
+
+    /// The next request a free worker takes, and whether it is a large one.
+    fn next(&mut self) -> Option<(Request, bool)> {
+        if let Some(r) = self.small.pop_front() {
+            return Some((r, false));
+        }
+        if !self.large_busy
+            && let Some(r) = self.large.pop_front()
+        {
+            self.large_busy = true;
+            return Some((r, true));
+        }
+        let busy = self.large_busy;
+        let i = self
+            .background
+            .iter()
+            .position(|r| r.file.size <= LARGE_FILE || !busy)?;
+        let r = self.background.remove(i)?;
+        let large = r.file.size > LARGE_FILE;
+        self.large_busy |= large;
+        Some((r, large))
+    }
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+fn worker(shared: &Shared, done: &std::sync::mpsc::SyncSender<Done>, root: &str, max: u64) {
+    loop {
+        let (req, large) = {
+            let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if q.closed {
+                    return;
+                }
+                if let Some(job) = q.next() {
+                    break job;
+                }
+                q = shared.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let outcome = hash_executed(root, &req, max);
+        if large {
+            let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.large_busy = false;
+            shared.ready.notify_all();
+        }
+        let bytes = if outcome.is_ok() { req.file.size } else { 0 };
+        if done.send((req.file, outcome, bytes)).is_err() {
+            return;
+        }
+    }
+}
+
+type Done = (ExecutedFile, Outcome, u64);
 
 /// The hash service: a bounded queue to worker threads, a byte-bounded cache of digests
 /// by [`ExecutedFile`], and the requests in flight (one read per file however many execs
 /// wait for it). Used from one thread (the pipeline); only the workers run elsewhere.
 pub struct Hasher {
-    jobs: SyncSender<Job>,
-    done: Receiver<(ExecutedFile, Outcome, u64)>,
+    shared: Arc<Shared>,
+    queue_cap: usize,
+    done: Receiver<Done>,
     cache: HashMap<ExecutedFile, Digest>,
     order: VecDeque<ExecutedFile>,
     max_entries: usize,
@@ -284,34 +370,25 @@ const MAX_NAMESPACES: usize = 4096;
 
 impl Hasher {
     pub fn start(cfg: &HasherConfig) -> std::io::Result<Self> {
-        let (jobs, rx) = sync_channel::<Job>(cfg.queue.max(1));
-        // Every accepted job gives one result; the channel holds what queue and workers can.
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+        });
+        // Every accepted request gives one result; the channel holds what queue and workers
+        // can.
         let (done_tx, done) = sync_channel(cfg.queue.max(1) + cfg.workers.max(1));
-        let rx = Arc::new(Mutex::new(rx));
         for i in 0..cfg.workers.max(1) {
-            let rx = Arc::clone(&rx);
+            let shared = Arc::clone(&shared);
             let done_tx = done_tx.clone();
             let root = cfg.proc_root.clone();
             let max = cfg.max_file_bytes;
             std::thread::Builder::new()
                 .name(format!("vigil-exec-hash-{i}"))
-                .spawn(move || {
-                    loop {
-                        let job = {
-                            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
-                            rx.recv()
-                        };
-                        let Ok(Job { req }) = job else { return };
-                        let outcome = hash_executed(&root, &req, max);
-                        let bytes = if outcome.is_ok() { req.file.size } else { 0 };
-                        if done_tx.send((req.file, outcome, bytes)).is_err() {
-                            return;
-                        }
-                    }
-                })?;
+                .spawn(move || worker(&shared, &done_tx, &root, max))?;
         }
         Ok(Self {
-            jobs,
+            shared,
+            queue_cap: cfg.queue.max(1),
             done,
             cache: HashMap::new(),
             order: VecDeque::new(),
@@ -339,22 +416,30 @@ impl Hasher {
             return Some(Err(Missing::TooLarge));
         }
         if self.in_flight.contains(&req.file) {
+            if !req.background {
+                // Waiting behind the start-up scan: an exec waits for it now.
+                let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(i) = q.background.iter().position(|r| r.file == req.file) {
+                    q.background.remove(i);
+                    q.push(req);
+                }
+            }
             return None;
         }
         // A failure that waiting events have seen is tried again for a new exec: the
         // process of this one may still be alive.
         self.failures.remove(&req.file);
         let file = req.file;
-        match self.jobs.try_send(Job { req }) {
-            Ok(()) => {
-                self.in_flight.insert(file);
-                None
-            }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.stats.queue_full += 1;
-                Some(Err(Missing::QueueFull))
-            }
+        let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= self.queue_cap {
+            self.stats.queue_full += 1;
+            return Some(Err(Missing::QueueFull));
         }
+        q.push(req);
+        self.shared.ready.notify_one();
+        drop(q);
+        self.in_flight.insert(file);
+        None
     }
 
     /// Gives `req` the namespace's known processes and remembers its own.
@@ -445,6 +530,14 @@ impl Hasher {
     }
 }
 
+impl Drop for Hasher {
+    fn drop(&mut self) {
+        let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.closed = true;
+        self.shared.ready.notify_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,6 +571,7 @@ mod tests {
             path: Some(path.display().to_string()),
             mnt_ns: 0,
             peers: Vec::new(),
+            background: false,
         }
     }
 
@@ -506,6 +600,7 @@ mod tests {
             path: None,
             mnt_ns: 0,
             peers: Vec::new(),
+            background: false,
         };
         let got = hash_executed("/proc", &req, u64::MAX);
         let _ = child.kill();
@@ -561,6 +656,50 @@ mod tests {
             Err(Missing::Unreadable)
         );
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    fn queued(size: u64, background: bool, ino: u64) -> Request {
+        Request {
+            file: ExecutedFile {
+                dev: 1,
+                ino,
+                size,
+                ctime_ns: 0,
+            },
+            pid: 1,
+            ppid: 1,
+            path: None,
+            mnt_ns: 0,
+            peers: Vec::new(),
+            background,
+        }
+    }
+
+    /// Execs' small files first, one large read at a time, the start-up scan's last.
+    #[test]
+    fn the_queue_serves_small_exec_files_first_and_one_large_at_a_time() {
+        let mut q = Queue::default();
+        let big = LARGE_FILE + 1;
+        for (size, background, ino) in [
+            (10, true, 1),
+            (big, false, 2),
+            (big, false, 3),
+            (10, false, 4),
+            (big, true, 5),
+        ] {
+            q.push(queued(size, background, ino));
+        }
+        let take = |q: &mut Queue| q.next().map(|(r, large)| (r.file.ino, large));
+        assert_eq!(take(&mut q), Some((4, false)));
+        assert_eq!(take(&mut q), Some((2, true)));
+        // The large lane is busy: the scan's small file, not the next large one.
+        assert_eq!(take(&mut q), Some((1, false)));
+        assert_eq!(take(&mut q), None);
+        q.large_busy = false;
+        assert_eq!(take(&mut q), Some((3, true)));
+        q.large_busy = false;
+        assert_eq!(take(&mut q), Some((5, true)));
+        assert_eq!(q.len(), 0);
     }
 
     fn wait_outcome(h: &mut Hasher, file: &ExecutedFile) -> Outcome {
