@@ -283,6 +283,31 @@ static __always_inline void detect_privileges(struct linux_binprm *bprm, struct 
 		m->privs |= VIGIL_PRIV_FILE_CAP;
 }
 
+/* struct inode's ctime before 6.11 (6.6-6.10: __i_ctime; older: i_ctime). */
+struct inode___ctime_v66 {
+	struct timespec64 __i_ctime;
+} __attribute__((preserve_access_index));
+struct inode___ctime_old {
+	struct timespec64 i_ctime;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u64 inode_ctime_ns(struct inode *inode)
+{
+	struct inode___ctime_v66 *v66 = (void *)inode;
+	struct inode___ctime_old *old = (void *)inode;
+
+	/* Since 6.13 the top bit of i_ctime_nsec flags a queried ctime (multigrain
+	 * timestamps); nanoseconds need 30 bits. */
+	if (bpf_core_field_exists(inode->i_ctime_sec))
+		return BPF_CORE_READ(inode, i_ctime_sec) * 1000000000ULL +
+		       (BPF_CORE_READ(inode, i_ctime_nsec) & 0x3fffffff);
+	if (bpf_core_field_exists(v66->__i_ctime))
+		return BPF_CORE_READ(v66, __i_ctime.tv_sec) * 1000000000ULL +
+		       BPF_CORE_READ(v66, __i_ctime.tv_nsec);
+	return BPF_CORE_READ(old, i_ctime.tv_sec) * 1000000000ULL +
+	       BPF_CORE_READ(old, i_ctime.tv_nsec);
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -353,6 +378,9 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 	m->file_gid = inode->i_gid.val;
 	m->file_ino = inode->i_ino;
 	m->file_nlink = inode->__i_nlink;
+	m->file_dev = inode->i_sb->s_dev;
+	m->file_size = inode->i_size;
+	m->file_ctime_ns = inode_ctime_ns(inode);
 	leaf = file->f_path.dentry;
 	if (!leaf->d_hash.pprev && (leaf->d_parent != leaf || m->file_nlink == 0))
 		m->flags |= VIGIL_EXEC_PATH_DELETED;

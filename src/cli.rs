@@ -195,6 +195,19 @@ pub struct AgentFlags {
     /// Include environment variables in process_exec events.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub enable_process_environment_variables: bool,
+    /// Add the SHA-256 of the executed file to process_exec (vigil; `binary_sha256`).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub enable_process_exec_sha256: bool,
+    /// With --enable-process-exec-sha256: how long a process_exec waits for its hash before
+    /// going out without it (vigil; e.g. 50ms, 0).
+    #[arg(long, default_value = "50ms")]
+    pub process_exec_sha256_wait: String,
+    /// With --enable-process-exec-sha256: larger executed files are not hashed (vigil; K/M/G).
+    #[arg(long, default_value = "128M")]
+    pub process_exec_sha256_max_size: String,
+    /// With --enable-process-exec-sha256: bytes of the digest cache (vigil; K/M/G).
+    #[arg(long, default_value = "4M")]
+    pub process_exec_sha256_cache_size: String,
     /// Resolve user names: disabled or unix (/etc/passwd, host processes only).
     #[arg(long, default_value = "disabled")]
     pub username_metadata: String,

@@ -133,6 +133,13 @@ struct vigil_exec_msg {
 	__u16 pad1;
 	__u32 args_len;
 	__u32 env_len;
+	/* The executed file as it was at exec (--enable-process-exec-sha256: the hash cache key,
+	 * and how user space knows the file it opens later is still that content). `file_dev`
+	 * is the kernel's encoding, as bin_dev. */
+	__u32 file_dev;
+	__u32 pad2;
+	__u64 file_size;
+	__u64 file_ctime_ns;
 };
 
 struct vigil_clone_msg {

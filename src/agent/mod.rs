@@ -10,6 +10,7 @@ mod cgroup_rate;
 mod containers;
 mod convert;
 mod encode;
+mod exec_hash;
 mod io_uring;
 mod kstruct_arg;
 mod logging;
@@ -50,6 +51,11 @@ const HOUSEKEEPING: Duration = Duration::from_millis(500);
 const TRIM_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a deleted pod's containers stay known (their processes' last events).
 const DELETED_POD_TTL: Duration = Duration::from_secs(60);
+/// `--enable-process-exec-sha256`: threads reading files, and hash requests waiting for
+/// them at most (a burst of new files beyond it goes out marked QUEUE_FULL). Two workers:
+/// one file that never answers (a stuck mount) does not stop every hash.
+const EXEC_HASH_WORKERS: usize = 2;
+const EXEC_HASH_QUEUE: usize = 1024;
 
 fn usernames() -> HashMap<u32, String> {
     std::fs::read_to_string("/etc/passwd")
@@ -247,6 +253,23 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     if let (Some(k8s), Some(pods)) = (&opts.k8s, pods) {
         pipeline.set_pod_identity(containers::PodIdentity::new(pods, k8s.pod_wait));
     }
+    if let Some(h) = &opts.exec_sha256 {
+        let hasher =
+            vigil_runtime::exec_hash::Hasher::start(&vigil_runtime::exec_hash::HasherConfig {
+                proc_root: opts
+                    .procfs
+                    .display()
+                    .to_string()
+                    .trim_end_matches('/')
+                    .to_string(),
+                max_file_bytes: h.max_file_bytes,
+                cache_bytes: h.cache_bytes,
+                workers: EXEC_HASH_WORKERS,
+                queue: EXEC_HASH_QUEUE,
+            })
+            .context("starting the process_exec sha256 workers")?;
+        pipeline.set_exec_hashes(exec_hash::HashWait::new(hasher, h.wait));
+    }
     if adopt {
         // Events the previous agent's programs wrote while no agent read them.
         let (hooks, files) = policies::kept_hooks_of_others(&instance);
@@ -321,7 +344,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     let mut removed_since_trim = 0;
     let mut last_trim = Instant::now();
     while !term.load(Ordering::Relaxed) {
-        match rx.recv_timeout(Duration::from_millis(100)) {
+        match rx.recv_timeout(pipeline.poll_interval()) {
             Ok(batch) => {
                 let now = Instant::now();
                 for data in &batch {

@@ -11,6 +11,9 @@ use crate::cli::AgentFlags;
 /// messages, ~0.5 KiB per exec) fits several times over (README, "Loss").
 pub const DEFAULT_RB_PER_CPU: u64 = 4 << 20;
 
+/// The longest a process_exec may wait for its hash: every event behind it waits too.
+pub const MAX_SHA256_WAIT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
     pub export_filename: Option<PathBuf>,
@@ -43,6 +46,16 @@ pub struct AgentOptions {
     pub io_uring: super::io_uring::IoUringMode,
     /// `--cgroup-rate`; `None`: off.
     pub cgroup_rate: Option<vigil_bpf::cgroup_rate::CgroupRate>,
+    /// `--enable-process-exec-sha256`: the hash settings.
+    pub exec_sha256: Option<ExecSha256Options>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecSha256Options {
+    /// How long a process_exec waits for its hash.
+    pub wait: Duration,
+    pub max_file_bytes: u64,
+    pub cache_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +188,23 @@ impl AgentOptions {
         }
         // Checked even without --enable-k8s-api: a bad value is a mistake either way.
         let pod_wait = parse_duration("k8s-pod-wait", &f.k8s_pod_wait)?;
+        let sha256 = ExecSha256Options {
+            wait: parse_duration("process-exec-sha256-wait", &f.process_exec_sha256_wait)?,
+            max_file_bytes: parse_size(
+                "process-exec-sha256-max-size",
+                &f.process_exec_sha256_max_size,
+            )?,
+            cache_bytes: parse_size(
+                "process-exec-sha256-cache-size",
+                &f.process_exec_sha256_cache_size,
+            )? as usize,
+        };
+        if sha256.wait > MAX_SHA256_WAIT {
+            bail!(
+                "--process-exec-sha256-wait: {:?} is above the {MAX_SHA256_WAIT:?} maximum (events behind a waiting exec wait with it)",
+                sha256.wait
+            );
+        }
         Ok(Self {
             export_filename: f.export_filename.clone(),
             export_file_perm: perm,
@@ -215,6 +245,7 @@ impl AgentOptions {
             }),
             io_uring: super::io_uring::IoUringMode::parse(&f.io_uring)?,
             cgroup_rate: parse_cgroup_rate(&f.cgroup_rate)?,
+            exec_sha256: f.enable_process_exec_sha256.then_some(sha256),
         })
     }
 }

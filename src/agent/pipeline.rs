@@ -53,6 +53,8 @@ pub struct Pipeline {
     hooks: super::policies::HookRegistry,
     cgroups: Option<super::containers::CgroupResolver>,
     pods: Option<super::containers::PodIdentity>,
+    /// `--enable-process-exec-sha256`: events waiting for their exec's hash.
+    hashes: Option<super::exec_hash::HashWait>,
     /// `--enable-k8s-api`: this node's labels, put on every event (`node_labels`).
     node_labels: Option<vigil_k8s::NodeLabels>,
     /// `--cgroup-rate`: the throttled cgroups.
@@ -85,6 +87,7 @@ impl Pipeline {
             hooks: super::policies::HookRegistry::default(),
             cgroups: None,
             pods: None,
+            hashes: None,
             node_labels: None,
             throttles: None,
             stats: PipelineStats::default(),
@@ -110,8 +113,43 @@ impl Pipeline {
     }
 
     /// Emits an event about `process` (and `parent`), with their pods under
-    /// `--enable-k8s-api` (possibly after waiting for them; see `PodIdentity`).
+    /// `--enable-k8s-api` (possibly after waiting for them; see `PodIdentity`), behind the
+    /// execs waiting for their hash (`--enable-process-exec-sha256`).
     fn emit_for(
+        &mut self,
+        event: Event,
+        ktime: u64,
+        process: Option<Arc<ProcessInfo>>,
+        parent: Option<Arc<ProcessInfo>>,
+    ) {
+        self.emit_hashed(event, ktime, process, parent, None);
+    }
+
+    /// `emit_for` for an exec whose file is to be hashed (`request`).
+    fn emit_hashed(
+        &mut self,
+        event: Event,
+        ktime: u64,
+        process: Option<Arc<ProcessInfo>>,
+        parent: Option<Arc<ProcessInfo>>,
+        request: Option<vigil_runtime::exec_hash::Request>,
+    ) {
+        use super::exec_hash::Outgoing;
+        let Some(hashes) = &mut self.hashes else {
+            return self.emit_with_pods(event, ktime, process, parent);
+        };
+        let out = Outgoing {
+            event,
+            ktime,
+            process,
+            parent,
+        };
+        for o in hashes.admit(out, request, Instant::now()) {
+            self.emit_with_pods(o.event, o.ktime, o.process, o.parent);
+        }
+    }
+
+    fn emit_with_pods(
         &mut self,
         event: Event,
         ktime: u64,
@@ -134,17 +172,39 @@ impl Pipeline {
         }
     }
 
-    /// Emits events whose pod wait is over; true if any went out.
+    /// Emits events whose hash or pod wait is over; true if any went out.
     pub fn release_pending(&mut self, now: Instant, all: bool) -> bool {
+        let hashed = match &mut self.hashes {
+            Some(h) => h.release(now, all),
+            None => Vec::new(),
+        };
+        let mut any = !hashed.is_empty();
+        for o in hashed {
+            self.emit_with_pods(o.event, o.ktime, o.process, o.parent);
+        }
         let Some(pods) = &mut self.pods else {
-            return false;
+            return any;
         };
         let ready = pods.release(now, all);
-        let any = !ready.is_empty();
+        any |= !ready.is_empty();
         for p in ready {
             self.emit(p.event, p.ktime);
         }
         any
+    }
+
+    /// How long the main loop may block waiting for records: short while events wait for
+    /// hashes (finished hashes do not wake it).
+    pub fn poll_interval(&self) -> std::time::Duration {
+        match &self.hashes {
+            Some(h) if h.waiting() => super::exec_hash::POLL,
+            _ => std::time::Duration::from_millis(100),
+        }
+    }
+
+    /// `--enable-process-exec-sha256`: hashes on process_exec.
+    pub fn set_exec_hashes(&mut self, hashes: super::exec_hash::HashWait) {
+        self.hashes = Some(hashes);
     }
 
     /// `--enable-k8s-api`: this node's labels for `node_labels`.
@@ -253,7 +313,17 @@ impl Pipeline {
             parent: parent.as_deref().map(|p| self.proto(p, false)),
             ancestors: self.ancestors_of(parent.as_deref()),
         };
-        self.emit_for(Event::ProcessExec(event), m.hdr.ktime, Some(info), parent);
+        let request = self
+            .hashes
+            .is_some()
+            .then(|| super::exec_hash::request(rec, &info));
+        self.emit_hashed(
+            Event::ProcessExec(event),
+            m.hdr.ktime,
+            Some(info),
+            parent,
+            request,
+        );
     }
 
     fn on_clone(&mut self, msg: &vigil_clone_msg, now: Instant) {
@@ -369,11 +439,17 @@ impl Pipeline {
                 parent: parent_info.as_deref().map(|i| self.proto(i, false)),
                 ancestors: self.ancestors_of(parent_info.as_deref()),
             };
-            self.emit_for(
+            let request = self
+                .hashes
+                .is_some()
+                .then(|| super::exec_hash::scanned_request(p))
+                .flatten();
+            self.emit_hashed(
                 Event::ProcessExec(event),
                 boot_ns(),
                 Some(info),
                 parent_info,
+                request,
             );
         }
     }
@@ -510,6 +586,9 @@ impl Pipeline {
     /// Shutdown: sinks report what is pending (rate-limit drops) and flush.
     pub fn close(&mut self) {
         self.release_pending(Instant::now(), true);
+        if let Some(h) = &self.hashes {
+            h.log_summary();
+        }
         self.bus.close();
     }
 

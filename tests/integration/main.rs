@@ -16,6 +16,7 @@ mod cli;
 mod compat_debian;
 mod containers;
 mod dashboard;
+mod exec_hash;
 mod export;
 mod export_cel;
 mod grpc_authority;

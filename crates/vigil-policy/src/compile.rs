@@ -521,6 +521,16 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
     }
     for (i, l) in spec.lsmhooks.iter().enumerate() {
         let path = policy.source.hook_path("lsmhooks", i);
+        let ima_hash = l
+            .selectors
+            .iter()
+            .flat_map(|s| &s.match_actions)
+            .any(|a| a.ima_hash);
+        if ima_hash && !caps.bpf_lsm() {
+            let reason = crate::kernel::ima_hash_absent(NO_FUNCTION_PROBES);
+            refuse(&mut plan, path, &reason);
+            continue;
+        }
         if !caps.bpf_lsm() {
             refuse(&mut plan, path, NO_FUNCTION_PROBES);
             continue;

@@ -39,6 +39,66 @@ pub trait KernelInfo {
     fn tracepoint(&self, subsystem: &str, event: &str) -> Answer<Vec<TracepointField>>;
     /// One line saying which kernel data is used.
     fn describe(&self) -> String;
+    /// What Tetragon's `imaHash` needs (BPF LSM programs, IMA active): `Err` names what
+    /// this kernel lacks.
+    fn lsm_ima(&self) -> Result<(), String> {
+        Err("BPF LSM and IMA are not known for this kernel description".into())
+    }
+}
+
+/// What `imaHash` gives where the kernel has BPF LSM: the hook loads, its events carry no
+/// `ima_hash` (`validate` lists it; README "Kernel-function and LSM hooks").
+pub const IMA_HASH_NOT_IMPLEMENTED: &str = "imaHash: vigil's LSM programs do not compute IMA \
+     hashes (bpf_ima_file_hash needs sleepable LSM programs, which cannot use the engine's \
+     LPM-trie maps): events carry no ima_hash; --enable-process-exec-sha256 puts the executed \
+     file's SHA-256 on process_exec";
+
+/// The refusal of `imaHash` on a kernel that lacks `why`.
+pub fn ima_hash_absent(why: &str) -> String {
+    format!("imaHash: needs LSM BPF hooks and IMA, absent on this kernel: {why}")
+}
+
+const SECURITYFS: &str = "/sys/kernel/security";
+
+/// BPF LSM and IMA as securityfs shows them.
+fn lsm_ima_facts(securityfs: &Path) -> Result<(), String> {
+    if !securityfs.join("lsm").exists() && !securityfs.join("ima").exists() {
+        return Err(format!(
+            "securityfs is not mounted at {} (BPF LSM and IMA cannot be seen)",
+            securityfs.display()
+        ));
+    }
+    let mut absent = Vec::new();
+    match std::fs::read_to_string(securityfs.join("lsm")) {
+        Ok(list) if list.split(',').any(|m| m.trim() == "bpf") => {}
+        Ok(list) => absent.push(format!("`bpf` is not an active LSM ({})", list.trim())),
+        Err(e) => absent.push(format!(
+            "the active LSMs are unknown ({}/lsm: {e})",
+            securityfs.display()
+        )),
+    }
+    let lockdown = std::fs::read_to_string(securityfs.join("lockdown")).unwrap_or_default();
+    for mode in ["[integrity]", "[confidentiality]"] {
+        if lockdown.contains(mode) {
+            absent.push(format!(
+                "lockdown={} refuses BPF LSM programs",
+                mode.trim_matches(['[', ']'])
+            ));
+        }
+    }
+    let ima = [securityfs.join("ima"), securityfs.join("integrity/ima")];
+    if !ima.iter().any(|p| p.is_dir()) {
+        absent.push(format!(
+            "IMA is not active (no {}/ima or {}/integrity/ima)",
+            securityfs.display(),
+            securityfs.display()
+        ));
+    }
+    if absent.is_empty() {
+        Ok(())
+    } else {
+        Err(absent.join("; "))
+    }
 }
 
 /// The running kernel (or a BTF file given with `--btf`). BTF and kallsyms are read on
@@ -195,6 +255,10 @@ impl KernelInfo for SystemKernel {
             "kallsyms unreadable"
         };
         format!("{btf}; {tracefs}; {kallsyms}")
+    }
+
+    fn lsm_ima(&self) -> Result<(), String> {
+        lsm_ima_facts(Path::new(SECURITYFS))
     }
 }
 
@@ -494,6 +558,21 @@ pub fn check_policy(policy: &TracingPolicy, kernel: &dyn KernelInfo) -> KernelRe
             Answer::Yes(_) => {}
             Answer::Unknown(why) => c.skip(format!("LSM hook existence ({why})")),
         }
+        for (s, selector) in l.selectors.iter().enumerate() {
+            for (a, action) in selector.match_actions.iter().enumerate() {
+                // Not an error here: whether the hook itself can attach is the compiler's
+                // call (refused by name without BPF LSM); this says what the action gives.
+                if action.ima_hash {
+                    let what = match kernel.lsm_ima() {
+                        Err(why) => ima_hash_absent(&why),
+                        Ok(()) => IMA_HASH_NOT_IMPLEMENTED.to_string(),
+                    };
+                    c.skip(format!(
+                        "{path}.selectors[{s}].matchActions[{a}].imaHash: {what}"
+                    ));
+                }
+            }
+        }
     }
     for (i, u) in spec.uprobes.iter().enumerate() {
         if !Path::new(&u.path).exists() {
@@ -514,4 +593,33 @@ fn is_char_like(name: &str) -> bool {
         name,
         "" | "void" | "char" | "unsigned char" | "signed char" | "u8" | "__u8" | "s8" | "__s8"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsm_and_ima_facts_name_what_is_absent() {
+        let dir = std::env::temp_dir().join(format!("vigil-securityfs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = lsm_ima_facts(&dir).unwrap_err();
+        assert!(e.starts_with("securityfs is not mounted"), "{e}");
+        std::fs::write(
+            dir.join("lsm"),
+            "lockdown,capability,landlock,yama,apparmor",
+        )
+        .unwrap();
+        std::fs::write(dir.join("lockdown"), "none [integrity] confidentiality\n").unwrap();
+        let e = lsm_ima_facts(&dir).unwrap_err();
+        assert!(e.contains("`bpf` is not an active LSM"), "{e}");
+        assert!(e.contains("lockdown=integrity"), "{e}");
+        assert!(e.contains("IMA is not active"), "{e}");
+        std::fs::write(dir.join("lsm"), "capability,bpf,ima").unwrap();
+        std::fs::write(dir.join("lockdown"), "[none] integrity confidentiality\n").unwrap();
+        std::fs::create_dir_all(dir.join("integrity/ima")).unwrap();
+        assert_eq!(lsm_ima_facts(&dir), Ok(()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -257,3 +257,33 @@ fn explain_names_mechanism_and_refusal() {
         out.text
     );
 }
+
+const IMA_POLICY: &str = "  lsmhooks:\n  - hook: file_open\n    args:\n    - index: 0\n      type: file\n    selectors:\n    - matchActions:\n      - action: Post\n        imaHash: true\n";
+
+#[test]
+fn ima_hash_is_refused_by_name_without_bpf_lsm_and_its_gap_is_listed() {
+    let parsed = parse_policy(&policy(IMA_POLICY), "t.yaml").unwrap();
+    let plan = compile(&parsed, &Capabilities::TRACEPOINTS_ONLY);
+    assert_eq!(plan.refusals.len(), 1, "{:?}", plan.refusals);
+    assert_eq!(
+        plan.refusals[0].reason,
+        "imaHash: needs LSM BPF hooks and IMA, absent on this kernel: kernel functions/LSM \
+         hooks need kprobes, fentry or BPF LSM, none available"
+    );
+    // Where BPF LSM exists the hook loads (Override and Post work), without the hash.
+    let plan = compile(&parsed, &Capabilities::FULL_NO_ERROR_INJECTION);
+    assert!(plan.is_loadable(), "{:?}", plan.refusals);
+    // `validate` lists what the action gives on this kernel, whichever kernel it is.
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return;
+    }
+    let report = check_policy(&parsed, &SystemKernel::running());
+    let listed: Vec<_> = report
+        .skipped
+        .iter()
+        .filter(|s| {
+            s.starts_with("spec.lsmhooks[0].selectors[0].matchActions[0].imaHash: imaHash: ")
+        })
+        .collect();
+    assert_eq!(listed.len(), 1, "{:?}", report.skipped);
+}

@@ -28,6 +28,9 @@ pub struct ScannedProcess {
     /// Identity of the executed file (inode, kernel-encoded device), 0 when unknown.
     pub exe_ino: u64,
     pub exe_dev: u64,
+    /// Size and ctime (ns) of the executed file when scanned (the exec hash's cache key).
+    pub exe_size: u64,
+    pub exe_ctime_ns: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,19 +124,25 @@ fn read_process(dir: &Path, pid: u32, ticks: u64) -> Option<ScannedProcess> {
     let container_id = crate::container::container_id_in_proc_cgroup(&cgroup_file)
         .unwrap_or_default()
         .to_string();
-    let (exe_ino, exe_dev) = fs::metadata(dir.join("exe"))
+    let (exe_ino, exe_dev, exe_size, exe_ctime_ns) = fs::metadata(dir.join("exe"))
         .map(|m| {
             use std::os::unix::fs::MetadataExt;
             let dev = m.dev();
             (
                 m.ino(),
                 (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev)),
+                m.len(),
+                (m.ctime() as u64)
+                    .wrapping_mul(1_000_000_000)
+                    .wrapping_add(m.ctime_nsec() as u64),
             )
         })
-        .unwrap_or((0, 0));
+        .unwrap_or((0, 0, 0, 0));
     Some(ScannedProcess {
         exe_ino,
         exe_dev,
+        exe_size,
+        exe_ctime_ns,
         pid,
         ppid,
         start_ktime: start_ticks.saturating_mul(1_000_000_000 / ticks),

@@ -12,16 +12,17 @@ use std::process::{Command, Stdio};
 
 use pbjson_types::{BoolValue, Int32Value, UInt32Value};
 use vigil_proto::tetragon::{
-    BinaryLocation, BinaryProperties, BpfCmd, Capabilities, CapabilitiesType, Container, EnvVar,
-    EventsLost, FileProperties, GetEventsResponse, Image, InodeProperties, KernelModule,
-    KprobeAction, KprobeArgument, KprobeBpfAttr, KprobeBpfMap, KprobeBpfProg, KprobeCapability,
-    KprobeCred, KprobeError, KprobeFile, KprobeLinuxBinprm, KprobeNetDev, KprobePath,
-    KprobePerfEvent, KprobeSkb, KprobeSock, KprobeSockaddr, KprobeSockaddrUn, KprobeTruncatedBytes,
-    KprobeUserNamespace, LossStage, Namespace, Namespaces, Pod, Process, ProcessCredentials,
-    ProcessExec, ProcessExit, ProcessKprobe, ProcessLoader, ProcessLsm, ProcessPrivilegesChanged,
-    ProcessThrottle, ProcessTracepoint, ProcessUprobe, ProcessUsdt, RateLimitInfo, SecureBitsType,
-    SecurityContext, StackTraceEntry, SyscallId, TaintedBitsType, Test, ThrottleType,
-    UserNamespace, UserRecord, get_events_response::Event, kprobe_argument::Arg,
+    BinaryHashMissing, BinaryLocation, BinaryProperties, BpfCmd, Capabilities, CapabilitiesType,
+    Container, EnvVar, EventsLost, FileProperties, GetEventsResponse, Image, InodeProperties,
+    KernelModule, KprobeAction, KprobeArgument, KprobeBpfAttr, KprobeBpfMap, KprobeBpfProg,
+    KprobeCapability, KprobeCred, KprobeError, KprobeFile, KprobeLinuxBinprm, KprobeNetDev,
+    KprobePath, KprobePerfEvent, KprobeSkb, KprobeSock, KprobeSockaddr, KprobeSockaddrUn,
+    KprobeTruncatedBytes, KprobeUserNamespace, LossStage, Namespace, Namespaces, Pod, Process,
+    ProcessCredentials, ProcessExec, ProcessExit, ProcessKprobe, ProcessLoader, ProcessLsm,
+    ProcessPrivilegesChanged, ProcessThrottle, ProcessTracepoint, ProcessUprobe, ProcessUsdt,
+    RateLimitInfo, SecureBitsType, SecurityContext, StackTraceEntry, SyscallId, TaintedBitsType,
+    Test, ThrottleType, UserNamespace, UserRecord, get_events_response::Event,
+    kprobe_argument::Arg,
 };
 use vigil_proto::wkt::Timestamp;
 
@@ -146,6 +147,9 @@ fn full_process() -> Process {
         }],
         argv: vec![b"sudo".to_vec(), vec![0xc3, 0x28]],
         binary_location: BinaryLocation::Unlinked as i32,
+        binary_sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into(),
+        // Never beside a hash in a real event; here to put the enum on the wire.
+        binary_sha256_missing: BinaryHashMissing::Timeout as i32,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod all_syscalls;
 pub mod elf;
+pub mod exec_hash;
 pub mod hooks;
 pub mod ksyms;
 pub mod mapped_file;
