@@ -95,8 +95,13 @@ fn cache() -> &'static SymbolCache {
 
 /// The symbols of the file process `pid` maps at `[start, end)` (see [`crate::mapped_file`]:
 /// the mapped file itself, regular, size-capped, read off this thread with a deadline).
-fn symbols_of(proc_root: &str, pid: u32, start: u64, end: u64, path: &str) -> Option<Arc<Symbols>> {
-    let limits = Limits::default();
+fn symbols_of(
+    proc_root: &str,
+    pid: u32,
+    (start, end): (u64, u64),
+    path: &str,
+    limits: Limits,
+) -> Option<Arc<Symbols>> {
     let root = proc_root.to_string();
     mapped_file::with_deadline(path, limits.timeout, move || {
         let (mut f, key) = mapped_file::open_mapping(&root, pid, start, end, limits.max_bytes)?;
@@ -119,6 +124,11 @@ fn symbols_of(proc_root: &str, pid: u32, start: u64, end: u64, path: &str) -> Op
 /// Symbolises `addrs` of process `pid` (procfs root `proc_root`, `/proc` on the host);
 /// nothing when the process has exited.
 pub fn symbolize(proc_root: &str, pid: u32, addrs: &[u64]) -> Vec<Frame> {
+    symbolize_within(proc_root, pid, addrs, Limits::default())
+}
+
+/// [`symbolize`] with other read limits (a debug test binary is larger than the default cap).
+fn symbolize_within(proc_root: &str, pid: u32, addrs: &[u64], limits: Limits) -> Vec<Frame> {
     let Ok(maps) = mapped_file::read_maps(proc_root, pid) else {
         // The process has gone: nothing to say about its addresses.
         return Vec::new();
@@ -138,7 +148,7 @@ pub fn symbolize(proc_root: &str, pid: u32, addrs: &[u64]) -> Vec<Frame> {
             };
             let offset = address - start + off;
             let symbol = if path.starts_with('/') {
-                symbols_of(proc_root, pid, *start, *end, path)
+                symbols_of(proc_root, pid, (*start, *end), path, limits)
                     .and_then(|s| s.symbol_at_offset(offset).map(str::to_string))
                     .unwrap_or_default()
             } else {
@@ -200,7 +210,12 @@ mod tests {
             std::hint::black_box(7)
         }
         let addr = vigil_symbolize_probe as *const () as usize as u64 + 1;
-        let frames = symbolize("/proc", std::process::id(), &[addr, 8]);
+        // This debug test binary is larger than the agent's 32 MiB cap: read it all.
+        let limits = Limits {
+            max_bytes: 1 << 30,
+            timeout: std::time::Duration::from_secs(30),
+        };
+        let frames = symbolize_within("/proc", std::process::id(), &[addr, 8], limits);
         assert_eq!(frames[0].symbol, "vigil_symbolize_probe");
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
         assert_eq!(frames[0].module, exe.display().to_string());
