@@ -134,7 +134,7 @@ pub fn build(o: OutputOptions, node_name: &str) -> Result<(Bus, Option<Arc<Metri
     bus.set_redactor(o.redaction);
     let metrics = o.metrics_server.as_ref().map(|_| Metrics::new(o.metrics));
     if let Some((cfg, filters)) = o.otlp {
-        let display = cfg.display.clone();
+        let endpoint = cfg.display.clone();
         // Rate limit 0 turns the JSON export off, not the collector's feed.
         let rate_limit = o.rate_limit.filter(|n| *n > 0);
         let sink = OtlpSink::start(cfg, filters, rate_limit, node_name)?;
@@ -142,7 +142,7 @@ pub fn build(o: OutputOptions, node_name: &str) -> Result<(Bus, Option<Arc<Metri
             m.add_otlp(sink.counters());
         }
         bus.add(Box::new(sink));
-        tracing::info!(endpoint = %display, "OTLP export on");
+        tracing::info!(%endpoint, "OTLP export on");
     }
     if o.rate_limit == Some(0) {
         tracing::info!("--export-rate-limit=0: JSON export disabled");

@@ -118,8 +118,8 @@ fn wait_records(rx: &Receiver, n: usize, timeout: Duration) -> Vec<Value> {
 #[test]
 fn otlp_exec_burst_arrives_as_log_records_with_attributes() {
     let _s = serial();
-    let dir = scratch_dir("otlp-burst");
-    let rx = Receiver::start(&dir, 0);
+    // Not the agent's directory: Agent::start empties that.
+    let rx = Receiver::start(&scratch_dir("otlp-burst-rx"), 0);
     let endpoint = rx.endpoint();
     let agent = Agent::start(
         "otlp-burst",
@@ -195,8 +195,7 @@ fn of_kind_full(events: &[Value]) -> Vec<&Value> {
 /// A burst while the receiver stalls 10 s: what arrives plus what the agent counted lost is
 /// exactly what it produced. Returns (produced, received, lost).
 fn stalled_run(name: &str, queue_bytes: &str) -> (usize, usize, u64) {
-    let dir = scratch_dir(name);
-    let rx = Receiver::start(&dir, 10);
+    let rx = Receiver::start(&scratch_dir(&format!("{name}-rx")), 10);
     let endpoint = rx.endpoint();
     let agent = Agent::start(
         name,
