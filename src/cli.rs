@@ -284,6 +284,28 @@ pub struct OutputFlags {
     /// Events per minute exported; -1: unlimited, 0: no JSON export.
     #[arg(long, default_value = "-1", allow_hyphen_values = true)]
     pub export_rate_limit: i64,
+    /// OTLP/gRPC collector to send events to as log records: host:port (TLS unless
+    /// --export-otlp-insecure), http://host:port or https://host:port; empty: off.
+    #[arg(long, default_value = "")]
+    pub export_otlp_endpoint: String,
+    /// Plaintext to a host:port OTLP endpoint (no TLS).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub export_otlp_insecure: bool,
+    /// CA certificate (PEM) the OTLP collector's certificate must chain to (besides the system's).
+    #[arg(long)]
+    pub export_otlp_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for the OTLP collector (mutual TLS).
+    #[arg(long)]
+    pub export_otlp_cert_file: Option<PathBuf>,
+    /// Client key (PEM) for --export-otlp-cert-file.
+    #[arg(long)]
+    pub export_otlp_key_file: Option<PathBuf>,
+    /// Bytes of events the OTLP export queues (encoded size) before it drops and counts.
+    #[arg(long, default_value = "67108864")]
+    pub export_otlp_queue_bytes: u64,
+    /// Timeout of one OTLP Export request.
+    #[arg(long, default_value = "10s")]
+    pub export_otlp_timeout: String,
     /// Accepted as in Tetragon, where aggregation is a pass-through.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub enable_export_aggregation: bool,

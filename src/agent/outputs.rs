@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use vigil_export::otlp::{OtlpConfig, OtlpSink, OtlpTlsFiles};
 use vigil_export::{
     AllowDeny, Bus, ExportConfig, FieldFilters, FilterList, JsonLinesSink, Redactor, Rotation,
 };
@@ -24,6 +25,9 @@ pub struct OutputOptions {
     pub rate_limit: Option<u64>,
     pub metrics_server: Option<String>,
     pub metrics: MetricsOptions,
+    /// `--export-otlp-endpoint` and its settings, checked, with its own copy of the export
+    /// filters (a filter keeps state: the pids it follows).
+    pub otlp: Option<(OtlpConfig, AllowDeny)>,
 }
 
 impl OutputOptions {
@@ -50,6 +54,41 @@ impl OutputOptions {
             -1 => None,
             n if n >= 0 => Some(n as u64),
             n => bail!("--export-rate-limit: {n} is not -1 (unlimited), 0 (no export) or a rate"),
+        };
+        let otlp = if f.export_otlp_endpoint.is_empty() {
+            let tls_flag = [
+                ("--export-otlp-ca-file", f.export_otlp_ca_file.is_some()),
+                ("--export-otlp-cert-file", f.export_otlp_cert_file.is_some()),
+                ("--export-otlp-key-file", f.export_otlp_key_file.is_some()),
+                ("--export-otlp-insecure", f.export_otlp_insecure),
+            ];
+            if let Some((flag, _)) = tls_flag.iter().find(|(_, set)| *set) {
+                bail!("{flag} needs --export-otlp-endpoint");
+            }
+            None
+        } else {
+            let tls = OtlpTlsFiles {
+                ca_file: f.export_otlp_ca_file.clone(),
+                cert_file: f.export_otlp_cert_file.clone(),
+                key_file: f.export_otlp_key_file.clone(),
+            };
+            let mut cfg = OtlpConfig::new(&f.export_otlp_endpoint, f.export_otlp_insecure, &tls)?;
+            if f.export_otlp_queue_bytes < 1 << 16 {
+                bail!(
+                    "--export-otlp-queue-bytes: {} is below the minimum of 65536",
+                    f.export_otlp_queue_bytes
+                );
+            }
+            cfg.queue_bytes = f.export_otlp_queue_bytes;
+            cfg.timeout = parse_duration("export-otlp-timeout", &f.export_otlp_timeout)?;
+            if cfg.timeout.is_zero() {
+                bail!("--export-otlp-timeout: must be more than 0s");
+            }
+            let filters = AllowDeny {
+                allow: FilterList::parse("--export-allowlist", &f.export_allowlist)?,
+                deny: FilterList::parse("--export-denylist", &f.export_denylist)?,
+            };
+            Some((cfg, filters))
         };
         let mut labels = Vec::new();
         for l in f.metrics_label_filter.iter().map(|s| s.trim()) {
@@ -83,6 +122,7 @@ impl OutputOptions {
                 node_name: node_name.to_string(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
+            otlp,
         })
     }
 }
@@ -93,6 +133,17 @@ pub fn build(o: OutputOptions, node_name: &str) -> Result<(Bus, Option<Arc<Metri
     let mut bus = Bus::new();
     bus.set_redactor(o.redaction);
     let metrics = o.metrics_server.as_ref().map(|_| Metrics::new(o.metrics));
+    if let Some((cfg, filters)) = o.otlp {
+        let endpoint = cfg.display.clone();
+        // Rate limit 0 turns the JSON export off, not the collector's feed.
+        let rate_limit = o.rate_limit.filter(|n| *n > 0);
+        let sink = OtlpSink::start(cfg, filters, rate_limit, node_name)?;
+        if let Some(m) = &metrics {
+            m.add_otlp(sink.counters());
+        }
+        bus.add(Box::new(sink));
+        tracing::info!(%endpoint, "OTLP export on");
+    }
     if o.rate_limit == Some(0) {
         tracing::info!("--export-rate-limit=0: JSON export disabled");
     } else {

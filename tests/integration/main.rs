@@ -39,6 +39,7 @@ mod lifecycle;
 mod load;
 mod namespaces;
 mod netfallback;
+mod otlp;
 mod package;
 mod policy;
 mod policy_actions;

@@ -30,6 +30,7 @@ pub mod event;
 pub mod fields;
 pub mod filter;
 mod labels;
+pub mod otlp;
 pub mod ratelimit;
 pub mod redact;
 pub mod rotate;

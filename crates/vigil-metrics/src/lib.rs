@@ -13,6 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use vigil_export::event::{event_type, parts};
+use vigil_export::otlp::OtlpCounters;
 use vigil_export::{Event, ExportCounters, Sink};
 use vigil_proto::tetragon::{LossStage, get_events_response::Event as Payload};
 
@@ -59,6 +60,10 @@ pub struct Metrics {
     last_exported: Gauge,
     ratelimit_dropped: Counter,
     export: Mutex<Vec<Arc<ExportCounters>>>,
+    otlp_exported: Counter,
+    otlp_lost: Family<Labels, Counter>,
+    otlp_queue_bytes: Gauge,
+    otlp: Mutex<Option<Arc<OtlpCounters>>>,
     received_total: AtomicU64,
     cache: (AtomicI64, AtomicI64),
     /// Label sets of `tetragon_events` so far: their values (binary, pod...) are chosen by
@@ -162,6 +167,24 @@ impl Metrics {
             "Events lost, per stage (LOSS_STAGE_*) and event type, as in events_lost events",
             vigil_lost.clone(),
         );
+        let otlp_exported = Counter::default();
+        r.register(
+            "vigil_otlp_log_records_exported",
+            "Log records the OTLP receiver accepted",
+            otlp_exported.clone(),
+        );
+        let otlp_lost = Family::<Labels, Counter>::default();
+        r.register(
+            "vigil_otlp_log_records_lost",
+            "Events the OTLP export lost, by reason: queue_full, send_failed, rejected",
+            otlp_lost.clone(),
+        );
+        let otlp_queue_bytes = Gauge::default();
+        r.register(
+            "vigil_otlp_queue_bytes",
+            "Bytes of events queued or in flight for the OTLP receiver",
+            otlp_queue_bytes.clone(),
+        );
         let build = Family::<Labels, Gauge>::default();
         build
             .get_or_create(&vec![("version".into(), opts.version.clone())])
@@ -188,6 +211,10 @@ impl Metrics {
             last_exported,
             ratelimit_dropped,
             export: Mutex::default(),
+            otlp_exported,
+            otlp_lost,
+            otlp_queue_bytes,
+            otlp: Mutex::default(),
             received_total: AtomicU64::new(0),
             cache: (AtomicI64::new(0), AtomicI64::new(0)),
             event_series: Mutex::default(),
@@ -205,6 +232,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(counters);
+    }
+
+    /// Counters of the OTLP sink, read at scrape time.
+    pub fn add_otlp(&self, counters: Arc<OtlpCounters>) {
+        *self.otlp.lock().unwrap_or_else(|e| e.into_inner()) = Some(counters);
     }
 
     pub fn set_process_cache(&self, size: usize, capacity: usize) {
@@ -329,6 +361,21 @@ impl Metrics {
             .unwrap_or(0);
         self.last_exported.set(last as i64);
         drop(export);
+        if let Some(c) = &*self.otlp.lock().unwrap_or_else(|e| e.into_inner()) {
+            sync(&self.otlp_exported, c.exported.load(Ordering::Relaxed));
+            for (reason, n) in [
+                ("queue_full", &c.lost_queue_full),
+                ("send_failed", &c.lost_send_failed),
+                ("rejected", &c.lost_rejected),
+            ] {
+                let counter = self
+                    .otlp_lost
+                    .get_or_create(&vec![("reason".into(), reason.into())]);
+                sync(&counter, n.load(Ordering::Relaxed));
+            }
+            self.otlp_queue_bytes
+                .set(c.queue_bytes.load(Ordering::Relaxed) as i64);
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

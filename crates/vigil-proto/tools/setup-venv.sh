@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates (idempotently) the Python venv used by check_json.py:
-# grpcio-tools (bundles protoc + well-known .protos) and protobuf.
+# grpcio-tools (bundles protoc + well-known .protos) and protobuf; opentelemetry-proto for
+# the OTLP receiver of the export tests (tests/integration/python/otlp_receiver.py).
 # Location: ${VIGIL_VENV:-/var/cache/vigil/venv}. Prints the venv path.
 set -euo pipefail
 
@@ -9,7 +10,7 @@ PY="${PYTHON:-python3}"
 
 have_deps() {
     [ -x "$VENV/bin/python" ] &&
-        "$VENV/bin/python" -c 'import grpc_tools.protoc, google.protobuf.json_format' >/dev/null 2>&1
+        "$VENV/bin/python" -c 'import grpc_tools.protoc, google.protobuf.json_format, opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc' >/dev/null 2>&1
 }
 
 if ! have_deps; then
@@ -27,8 +28,8 @@ if ! have_deps; then
         fi
     fi
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check grpcio-tools protobuf
-    have_deps || { echo "setup-venv: grpcio-tools/protobuf not importable in $VENV" >&2; exit 1; }
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check grpcio-tools protobuf opentelemetry-proto
+    have_deps || { echo "setup-venv: grpcio-tools/protobuf/opentelemetry-proto not importable in $VENV" >&2; exit 1; }
 fi
 
 echo "$VENV"
