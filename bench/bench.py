@@ -219,6 +219,11 @@ class Vigil(Subject):
         if self.policy:
             cmd += ["--tracing-policy", os.path.join(BENCH, "policies", self.policy)]
         self.errlog = open(os.path.join(WORK, f"{self.name}.stderr"), "w+")
+        # Agents with --io-uring load its default policy beside the start, after ready: the
+        # subject is settled (its RSS at rest measurable) once that decision is logged too.
+        help_text = subprocess.run([self.binary, "agent", "--help"], capture_output=True,
+                                   text=True).stdout
+        uring_pending = "--io-uring" in help_text
         t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.pid = self.proc.pid
@@ -234,10 +239,13 @@ class Vigil(Subject):
                 self.proc.terminate()
                 self.proc.wait()
                 raise SubjectError("policy refused by the agent: " + line.split("not loaded:", 1)[-1].strip())
+            if "io_uring: " in line:
+                uring_pending = False
             if "vigil agent ready" in line:
                 self.startup_s = time.monotonic() - t0
                 m = re.search(r"ready_ms=(\d+)", line)
                 self.ready_ms = int(m.group(1)) if m else None
+            if self.startup_s is not None and not uring_pending:
                 break
             if time.monotonic() > deadline:
                 raise SubjectError("vigil agent not ready after 30 s")
