@@ -65,6 +65,14 @@ VIGIL_POLICY = {
 SUBJECTS = ["none", "vigil-lifecycle", "vigil-openat-nomatch", "vigil-openat-all", "vigil-enforce",
             "bpftrace-lifecycle-print", "bpftrace-lifecycle-count", "bpftrace-open-print",
             "bpftrace-open-count", "auditd-lifecycle", "auditd-open"]
+# `--baseline-bin B` adds `vigil-X@base` beside each `vigil-X`: the same subject run by another
+# vigil binary, interleaved in the same rounds, so two builds compare under one machine state.
+BASE = "@base"
+
+
+def role(name):
+    """The subject's kind, whichever binary runs it (vigil-lifecycle@base -> vigil-lifecycle)."""
+    return name[:-len(BASE)] if name.endswith(BASE) else name
 
 
 def log(*a):
@@ -484,7 +492,7 @@ def prog_op_kind(prog_name, subject):
         return "exec"
     if "open" in n:
         return "open"
-    return OBSERVES.get(subject)
+    return OBSERVES.get(role(subject))
 
 
 # ---------------------------------------------------------------- workloads
@@ -508,7 +516,7 @@ def workloads(quick):
 
 
 def expected_events(subject, kind, ops):
-    obs = OBSERVES.get(subject, "")
+    obs = OBSERVES.get(role(subject), "")
     if kind == "exec" and "exec" in obs:
         # auditd's rule is on execve only: one record per exec; the others see exec + exit
         return ops if subject.startswith("auditd") else 2 * ops
@@ -640,28 +648,31 @@ def latencies(subj, lines):
 
 
 # ---------------------------------------------------------------- main
-def make_subject(name, vigil_bin):
+def make_subject(name, vigil_bin, base_bin=None):
     if name == "none":
         return Subject("none")
     if name.startswith("vigil"):
-        return Vigil(name, vigil_bin, VIGIL_POLICY.get(name))
+        return Vigil(name, base_bin if name.endswith(BASE) else vigil_bin, VIGIL_POLICY.get(role(name)))
     if name.startswith("bpftrace"):
         return Bpftrace(name)
     return Auditd(name)
 
 
-def availability(vigil_bin):
+def availability(vigil_bin, base_bin=None):
     """name -> None if runnable, else the reason."""
     av = {}
-    help_text = ""
-    if vigil_bin and os.access(vigil_bin, os.X_OK):
-        help_text = sh([vigil_bin, "agent", "--help"], check=False).stdout
+    helps = {}
+    for b in (vigil_bin, base_bin):
+        if b and os.access(b, os.X_OK):
+            helps[b] = sh([b, "agent", "--help"], check=False).stdout
     for s in SUBJECTS:
         reason = None
         if s.startswith("vigil"):
+            binary = base_bin if s.endswith(BASE) else vigil_bin
+            help_text = helps.get(binary, "")
             if not help_text:
-                reason = f"vigil binary not runnable: {vigil_bin}"
-            elif s in VIGIL_POLICY and "--tracing-policy" not in help_text:
+                reason = f"vigil binary not runnable: {binary}"
+            elif role(s) in VIGIL_POLICY and "--tracing-policy" not in help_text:
                 reason = NA_POLICY
         elif s.startswith("bpftrace") and not shutil.which("bpftrace"):
             reason = "bpftrace is not installed (apt-get install bpftrace failed?)"
@@ -720,17 +731,22 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--vigil-bin", default=os.environ.get("VIGIL_BIN"))
-    ap.add_argument("--only", help="comma-separated subjects (plus none)")
+    ap.add_argument("--baseline-bin", default=os.environ.get("VIGIL_BASELINE_BIN"),
+                    help="a second vigil binary: adds vigil-X@base beside each vigil-X subject")
+    ap.add_argument("--only", help="comma-separated subjects (plus none); vigil-X also selects vigil-X@base")
     a = ap.parse_args()
+    global SUBJECTS
+    if a.baseline_bin:
+        SUBJECTS = [x for s in SUBJECTS for x in ([s, s + BASE] if s.startswith("vigil") else [s])]
     rounds = a.rounds or (3 if a.quick else 5)
     t_start = time.monotonic()
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(RESULTS, exist_ok=True)
     setup(a.vigil_bin)
-    avail = availability(a.vigil_bin)
+    avail = availability(a.vigil_bin, a.baseline_bin)
     if a.only:
         keep = set(a.only.split(",")) | {"none"}
-        avail = {k: (v if k in keep else "excluded by --only") for k, v in avail.items()}
+        avail = {k: (v if role(k) in keep or k in keep else "excluded by --only") for k, v in avail.items()}
     failed = {}
     raw, sessions, bpf, bursts, lat = [], [], [], [], []
     wls = workloads(a.quick)
@@ -753,7 +769,7 @@ def main():
             for name in order:
                 if name in failed:
                     continue
-                subj = make_subject(name, a.vigil_bin)
+                subj = make_subject(name, a.vigil_bin, a.baseline_bin)
                 try:
                     session(subj, wls, raw, r, sessions)
                 except (SubjectError, subprocess.SubprocessError, OSError, ValueError) as e:
@@ -772,13 +788,13 @@ def main():
             if name in failed or name == "none":
                 continue
             for wname, kind, argv in burst_wls:
-                if kind not in OBSERVES.get(name, ""):
+                if kind not in OBSERVES.get(role(name), ""):
                     continue
                 if a.quick and not name.startswith("vigil") and kind == "exec":
                     continue  # quick: the exec burst only where it is an acceptance check
                 if a.quick and name.startswith("auditd"):
                     continue
-                subj = make_subject(name, a.vigil_bin)
+                subj = make_subject(name, a.vigil_bin, a.baseline_bin)
                 try:
                     subj.start()
                     s = measure(subj, wname, kind, argv)
@@ -792,10 +808,13 @@ def main():
 
         # ---- latency: paced execs, lines stamped on arrival
         rate, secs = (100, 2) if a.quick else (200, 5)
-        for name in ["vigil-lifecycle", "bpftrace-lifecycle-print", "auditd-lifecycle"]:
+        for name in ["vigil-lifecycle", "vigil-lifecycle" + BASE, "bpftrace-lifecycle-print",
+                     "auditd-lifecycle"]:
+            if name not in avail:
+                continue
             if avail.get(name) or name in failed:
                 continue
-            subj = make_subject(name, a.vigil_bin)
+            subj = make_subject(name, a.vigil_bin, a.baseline_bin)
             try:
                 subj.start()
                 time.sleep(0.3)
@@ -825,7 +844,7 @@ def main():
         for name in runnable:
             if name in failed or not (name.startswith("vigil") or name.startswith("bpftrace")):
                 continue
-            subj = make_subject(name, a.vigil_bin)
+            subj = make_subject(name, a.vigil_bin, a.baseline_bin)
             try:
                 subj.start()
                 progs = bpf_progs_of(subj.pid)
@@ -882,13 +901,13 @@ def summarise(a, rounds, avail, failed, raw, sessions, bursts, lat, bpf, wls, du
     bpf_by = {(b["subject"], b["workload"]): b for b in bpf if "status" not in b}
 
     def bpf_for(subject, wname, kind):
-        own = "exec-1w" if "exec" in OBSERVES.get(subject, "") else "open-nomatch"
+        own = "exec-1w" if "exec" in OBSERVES.get(role(subject), "") else "open-nomatch"
         b = bpf_by.get((subject, own))
         if b is None:
             return None, None
         # ns/run: the subject's programs on the workload they hook; ns/op: 0 when none of
         # its programs fires once per operation of this workload (e.g. lifecycle vs connect)
-        op = b["bpf_ns_per_op"] if kind in OBSERVES.get(subject, "") else 0.0
+        op = b["bpf_ns_per_op"] if kind in OBSERVES.get(role(subject), "") else 0.0
         return b["bpf_ns_per_run"], op
 
     lat_by = {l["subject"]: l for l in lat if "status" not in l}
@@ -905,7 +924,7 @@ def summarise(a, rounds, avail, failed, raw, sessions, bursts, lat, bpf, wls, du
                     "latency_p50_ms": None, "latency_p99_ms": None, "startup_s": None,
                     "ready_ms": None, "samples": []}
             if reason:
-                if not is_burst or kind in OBSERVES.get(subject, ""):
+                if not is_burst or kind in OBSERVES.get(role(subject), ""):
                     rows.append(dict(base, status=reason))
                 continue
             src = bursts if is_burst else raw
@@ -964,7 +983,7 @@ def summarise(a, rounds, avail, failed, raw, sessions, bursts, lat, bpf, wls, du
                 "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
                 "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "mode": "quick" if a.quick else "full", "rounds": rounds, "duration_s": round(dur, 1),
-                "vigil_bin": a.vigil_bin, "loadavg_end": open("/proc/loadavg").read().split()[:3],
+                "vigil_bin": a.vigil_bin, "baseline_bin": a.baseline_bin, "loadavg_end": open("/proc/loadavg").read().split()[:3],
                 "bpftrace": sh(["bpftrace", "--version"], check=False).stdout.strip() if shutil.which("bpftrace") else None,
                 "auditd": "auditd (Debian bookworm)" if shutil.which("auditd") else None,
                 "workloads": [{"name": n, "kind": k, "argv": [str(x) for x in v]} for n, k, v in wls]},

@@ -20,6 +20,49 @@ def spread_txt(sp, scale=1.0, fmt="{:.3f}"):
     return f"{fmt.format(sp['min'] * scale)}–{fmt.format(sp['max'] * scale)} (n={sp['n']})"
 
 
+BASE = "@base"
+PER_WORKLOAD = [("ratio_vs_none", "ratio vs none", "{:.3f}"),
+                ("agent_cpu_us_per_event_schedstat", "agent CPU µs/event (schedstat)", "{:.2f}"),
+                ("events_per_sec_delivered", "events/s delivered", "{:.0f}")]
+PER_SUBJECT = [("agent_rss_mb_rest", "RSS rest MB", "{:.1f}"), ("agent_rss_mb_peak", "RSS peak MB", "{:.1f}"),
+               ("ready_ms", "ready ms", "{:.0f}")]
+
+
+def baseline_table(doc):
+    """vigil-X (this build) against vigil-X@base (--baseline-bin), measured in the same rounds."""
+    run, rows = doc["run"], doc["results"]
+    L = ["## This build against the baseline binary\n",
+         f"`vigil-X` = `{run['vigil_bin']}`, `vigil-X@base` = `{run['baseline_bin']}`, interleaved in the "
+         "same rounds. new/base: for ratio vs none and events/s higher is better; for the others lower is.\n",
+         "| subject | workload | figure | base | new | new/base |", "|---|---|---|---|---|---|"]
+
+    def line(subject, wl, label, fmt, b, n):
+        if b is not None and n is not None:
+            L.append(f"| {subject} | {wl} | {label} | {f(float(b), fmt)} | {f(float(n), fmt)} "
+                     f"| {f(n / b, '{:.3f}') if b else '–'} |")
+
+    by = {(r["subject"], r["workload"]): r for r in rows if r["status"] == "ok"}
+    bpf = {(b["subject"], b["workload"]): b for b in doc["bpf_stats"] if "status" not in b}
+    subjects = sorted({s[:-len(BASE)] for s, _ in by if s.endswith(BASE)})
+    for s in subjects:
+        for (subject, wl), base in by.items():
+            if subject == s + BASE and (s, wl) in by:
+                for key, label, fmt in PER_WORKLOAD:
+                    line(s, wl, label, fmt, base.get(key), by[(s, wl)].get(key))
+        first = next(((b, by[(s, w)]) for (x, w), b in by.items() if x == s + BASE and (s, w) in by), None)
+        if first:
+            for key, label, fmt in PER_SUBJECT:
+                line(s, "(subject)", label, fmt, first[0].get(key), first[1].get(key))
+        for wl in ("exec-1w", "open-nomatch"):
+            b, n = bpf.get((s + BASE, wl)), bpf.get((s, wl))
+            if b and n:
+                line(s, wl, "in-kernel ns/op (bpf_stats pass)", "{:.0f}", b["bpf_ns_per_op"], n["bpf_ns_per_op"])
+                line(s, wl, "in-kernel ns/op, all its programs", "{:.0f}", b["bpf_ns_total_per_op"],
+                     n["bpf_ns_total_per_op"])
+    L.append("")
+    return L
+
+
 def write(doc, outdir):
     run = doc["run"]
     rows = doc["results"]
@@ -38,6 +81,8 @@ def write(doc, outdir):
         L.append(f"| {s} | {st} |")
     L.append("")
 
+    if run.get("baseline_bin"):
+        L += baseline_table(doc)
     L.append("## Throughput and overhead (interleaved rounds)\n")
     L.append("ratio = median over rounds of (ops/s with the subject) / (ops/s of `none` in the same round); "
              "spread = min–max of those per-round ratios. Higher is better; 1.00 = no slowdown.\n")
