@@ -55,42 +55,45 @@ struct {
 
 /*
  * 32-bit calls (int 0x80 from any process) do not fire the per-syscall tracepoints; they do
- * fire raw_syscalls:sys_enter, with the ia32 number and the arguments in order. Attached
- * only when a policy hooks a syscall; every other call leaves after one load and a branch.
+ * fire the sys_enter/sys_exit raw tracepoints, with the ia32 number. Attached only when a
+ * policy hooks a syscall, these run for every system call on the host: BTF-typed raw
+ * tracepoints (called straight from the tracepoint, no perf record built) that leave after
+ * one load and a branch. Arguments are the registers the ia32 entry takes them from,
+ * truncated to 32 bits as the kernel's __ia32_sys_* wrappers do (a 64-bit process's int 0x80
+ * can leave garbage in the upper halves: the kernel ignores it, and so must the policy).
  */
-SEC("tracepoint/raw_syscalls/sys_enter")
-int vigil_sys_enter_ia32(struct trace_event_raw_sys_enter *ctx)
+SEC("tp_btf/sys_enter")
+int BPF_PROG(vigil_sys_enter_ia32, struct pt_regs *regs, long id)
 {
 	__u32 nr, *hook;
 
-	/* Runs for every system call on the host: one BTF load, not a probe read. */
 	if (!(bpf_get_current_task_btf()->thread_info.status & TS_COMPAT))
 		return 0;
-	nr = (__u32)BPF_CORE_READ(ctx, id);
+	nr = (__u32)id;
 	hook = bpf_map_lookup_elem(&vigil_ia32_hooks, &nr);
 	if (!hook)
 		return 0;
 	{
-		__u64 args[VIGIL_ENGINE_NARGS];
+		__u64 args[VIGIL_ENGINE_NARGS] = {
+			(__u32)regs->bx, (__u32)regs->cx, (__u32)regs->dx,
+			(__u32)regs->si, (__u32)regs->di, (__u32)regs->bp,
+		};
 
-		sys_args(ctx, args);
 		return engine_handle(ctx, *hook, args, VIGIL_ENGINE_COMPAT);
 	}
 }
 
-
 /* The exit of 32-bit calls, attached only when an ia32-reachable hook pairs its exit. */
-SEC("tracepoint/raw_syscalls/sys_exit")
-int vigil_sys_exit_ia32(struct trace_event_raw_sys_exit *ctx)
+SEC("tp_btf/sys_exit")
+int BPF_PROG(vigil_sys_exit_ia32, struct pt_regs *regs, long ret)
 {
 	__u32 nr, *hook;
 
-	/* Runs for every system call on the host: one BTF load, not a probe read. */
 	if (!(bpf_get_current_task_btf()->thread_info.status & TS_COMPAT))
 		return 0;
-	nr = (__u32)BPF_CORE_READ(ctx, id);
+	nr = (__u32)regs->orig_ax;
 	hook = bpf_map_lookup_elem(&vigil_ia32_hooks, &nr);
 	if (!hook)
 		return 0;
-	return engine_handle_exit(ctx, *hook, BPF_CORE_READ(ctx, ret));
+	return engine_handle_exit(ctx, *hook, ret);
 }

@@ -354,41 +354,50 @@ spec:
     );
     let agent = Agent::start("policy-ia32", &["--tracing-policy", &policy]);
     let helper = helper_bin();
-    let out = Command::new(&helper)
-        .args(["ia32-open", "/etc/hostname"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the int 0x80 openat succeeded: {out:?}"
-    );
-    let pid = {
-        // The helper's pid: find its exec (binary = the helper) with ia32-open in its argv.
-        let events = agent.wait_for("helper exec", WAIT, |ev| {
-            of_kind(ev, "process_exec")
+    // A clean call, then one with garbage in the upper half of the path register: the kernel
+    // takes 32 bits and opens the file, so the policy must see that open too.
+    for mode in ["clean", "dirty"] {
+        let out = Command::new(&helper)
+            .args(["ia32-open", "/etc/hostname", mode])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "the {mode} int 0x80 openat succeeded: {out:?}"
+        );
+        let argv = format!("ia32-open /etc/hostname {mode}");
+        let pid = {
+            // The helper's pid: its exec (binary = the helper) with this argv.
+            let events = agent.wait_for("helper exec", WAIT, |ev| {
+                of_kind(ev, "process_exec")
+                    .iter()
+                    .any(|e| e["process"]["arguments"] == argv.as_str())
+            });
+            pid_of(
+                of_kind(&events, "process_exec")
+                    .into_iter()
+                    .find(|e| e["process"]["arguments"] == argv.as_str())
+                    .unwrap(),
+            )
+        };
+        let events = agent.wait_for("ia32 openat event", WAIT, |ev| {
+            kprobes(ev, "hostname-open")
                 .iter()
-                .any(|e| e["process"]["arguments"] == "ia32-open /etc/hostname")
+                .any(|e| pid_of(e) == pid)
         });
-        pid_of(
-            of_kind(&events, "process_exec")
-                .into_iter()
-                .find(|e| e["process"]["arguments"] == "ia32-open /etc/hostname")
-                .unwrap(),
-        )
-    };
-    let events = agent.wait_for("ia32 openat event", WAIT, |ev| {
-        kprobes(ev, "hostname-open")
-            .iter()
-            .any(|e| pid_of(e) == pid)
-    });
-    let hits: Vec<_> = kprobes(&events, "hostname-open")
-        .into_iter()
-        .filter(|e| pid_of(e) == pid)
-        .collect();
-    assert_eq!(hits.len(), 1, "exactly the one 32-bit open: {hits:?}");
-    assert_eq!(hits[0]["function_name"], "__ia32_sys_openat");
-    assert_eq!(path_arg(hits[0]), "/etc/hostname");
-    assert_eq!(hits[0]["args"][0]["int_arg"], -100);
+        let hits: Vec<_> = kprobes(&events, "hostname-open")
+            .into_iter()
+            .filter(|e| pid_of(e) == pid)
+            .collect();
+        assert_eq!(
+            hits.len(),
+            1,
+            "exactly the one {mode} 32-bit open: {hits:?}"
+        );
+        assert_eq!(hits[0]["function_name"], "__ia32_sys_openat");
+        assert_eq!(path_arg(hits[0]), "/etc/hostname");
+        assert_eq!(hits[0]["args"][0]["int_arg"], -100);
+    }
     agent.stop();
 }
 

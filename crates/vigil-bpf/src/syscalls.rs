@@ -256,12 +256,11 @@ impl SyscallSensor {
                 .progs_mut()
                 .find(|p| p.name() == program)
                 .ok_or(LoadError::Missing(program))?;
-            let link = prog
-                .attach_tracepoint(TracepointCategory::Custom("raw_syscalls".into()), event)
-                .map_err(|source| LoadError::Attach {
-                    program: format!("{program} on raw_syscalls:{event}"),
-                    source,
-                })?;
+            // tp_btf programs: attached to the raw tracepoint their section names.
+            let link = prog.attach().map_err(|source| LoadError::Attach {
+                program: format!("{program} on the {event} raw tracepoint"),
+                source,
+            })?;
             links.push(link);
         }
         for (program, phase) in [("vigil_sys_enter", "enter"), ("vigil_sys_exit", "exit")] {

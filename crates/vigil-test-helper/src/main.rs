@@ -9,8 +9,9 @@
 //! - `unlinked-exec SRC DIR [ARGS...]`: copy SRC into DIR, unlink it, execute it by fd.
 //! - `spawn-loop N PROG [ARGS...]`: fork+exec+wait PROG N times.
 //! - `sleep MS`: sleep, then exit 0.
-//! - `ia32-open PATH`: open PATH with the 32-bit `int 0x80` openat (ia32 number 295), as a
-//!   64-bit process can; prints the returned fd or -errno.
+//! - `ia32-open PATH [dirty]`: open PATH with the 32-bit `int 0x80` openat (ia32 number 295),
+//!   as a 64-bit process can; prints the returned fd or -errno. `dirty`: garbage in the upper
+//!   half of the path register (the kernel uses the lower 32 bits).
 //! - `uring-open PATH [async]`: opens PATH read-only through io_uring (with `async`, forced to
 //!   the kernel's io-wq workers by IOSQE_ASYNC); prints the result (fd or -errno).
 //! - `write PATH`: opens PATH for appending and writes one line.
@@ -73,7 +74,7 @@ fn copy_into(src: &str, dst: &mut std::fs::File) {
 
 /// openat(AT_FDCWD, path, O_RDONLY) through `int 0x80`. The path must live below 4 GiB:
 /// 32-bit calls take 32-bit pointers.
-fn ia32_open(path: &str) {
+fn ia32_open(path: &str, dirty: bool) {
     const IA32_OPENAT: u64 = 295;
     let bytes = CString::new(path.as_bytes()).expect("NUL in path");
     // SAFETY: a fresh anonymous mapping, written only within its 4096 bytes.
@@ -95,6 +96,9 @@ fn ia32_open(path: &str) {
     // SAFETY: buf is 4096 writable bytes.
     unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), buf.cast::<u8>(), src.len()) };
     let mut ret = IA32_OPENAT;
+    // `dirty`: garbage in the upper half of the path register, which the kernel's ia32
+    // entry ignores (it takes 32 bits): an observer reading 64 bits would miss the open.
+    let garbage: u64 = if dirty { 0xdead_beef_0000_0000 } else { 0 };
     // rbx cannot be an asm operand (LLVM reserves it): swap the first argument in and out.
     // SAFETY: int 0x80 reads ebx/ecx/edx and writes eax; r8-r11 may be cleared by the kernel.
     unsafe {
@@ -104,7 +108,7 @@ fn ia32_open(path: &str) {
             "xchg {dirfd}, rbx",
             dirfd = inout(reg) (libc::AT_FDCWD as i64) as u64 => _,
             inout("rax") ret,
-            in("rcx") buf as u64,
+            in("rcx") buf as u64 | garbage,
             in("rdx") libc::O_RDONLY as u64,
             out("r8") _, out("r9") _, out("r10") _, out("r11") _,
         );
@@ -263,7 +267,7 @@ fn main() {
             }
         }
         Some("sleep") => std::thread::sleep(Duration::from_millis(num(1))),
-        Some("ia32-open") => ia32_open(&args[1]),
+        Some("ia32-open") => ia32_open(&args[1], args.get(2).is_some_and(|a| a == "dirty")),
         Some("uprobe-call") => {
             let n = num(1) as i32;
             let text = CString::new(args.get(2).cloned().unwrap_or_default()).expect("text");
