@@ -12,27 +12,10 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 
 fn open_policy(name: &str, path: &str) -> String {
-    format!(
-        r#"apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: {name}
-spec:
-  kprobes:
-  - call: "sys_openat"
-    syscall: true
-    args:
-    - index: 0
-      type: "int"
-    - index: 1
-      type: "string"
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: "Equal"
-        values: ["{path}"]
-"#
-    )
+    OpenatPolicy::new(name)
+        .dirfd()
+        .path("Equal", &[path])
+        .yaml()
 }
 
 fn namespaced(ns: &str, name: &str) -> String {

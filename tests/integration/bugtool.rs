@@ -10,23 +10,11 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-const POLICY: &str = r#"apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: bugtool-open
-spec:
-  kprobes:
-  - call: "sys_openat"
-    syscall: true
-    args:
-    - index: 1
-      type: "string"
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: "Equal"
-        values: ["/nonexistent/vigil-bugtool-test"]
-"#;
+fn bugtool_policy() -> String {
+    OpenatPolicy::new("bugtool-open")
+        .path("Equal", &["/nonexistent/vigil-bugtool-test"])
+        .yaml()
+}
 
 /// Runs `vigil bugtool --out OUT ARGS`; returns the printed path.
 fn bugtool(out: &Path, args: &[&str]) -> PathBuf {
@@ -110,7 +98,7 @@ fn bugtool_archive_of_a_running_agent_and_without_one() {
     let env_marker = format!("vigil-bugtool-env-marker-{}", std::process::id());
     let argv_marker = format!("vigil-bugtool-argv-marker-{}", std::process::id());
     let dir = scratch_dir("bugtool-files");
-    let policy = write_policy(&dir, "bugtool.yaml", POLICY);
+    let policy = write_policy(&dir, "bugtool.yaml", &bugtool_policy());
     let agent = Agent::start_with_env(
         "bugtool",
         &["--tracing-policy", &policy],

@@ -232,32 +232,11 @@ impl Drop for Unmount {
 }
 
 fn open_policy(name: &str, binary: &Path, file: &Path, action: &str) -> String {
-    format!(
-        r#"apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: {name}
-spec:
-  kprobes:
-  - call: "sys_openat"
-    syscall: true
-    args:
-    - index: 1
-      type: "string"
-    selectors:
-    - matchBinaries:
-      - operator: "In"
-        values: ["{}"]
-      matchArgs:
-      - index: 1
-        operator: "Equal"
-        values: ["{}"]
-      matchActions:
-      - action: {action}
-"#,
-        binary.display(),
-        file.display()
-    )
+    OpenatPolicy::new(name)
+        .path("Equal", &[&file.display().to_string()])
+        .binary(&binary.display().to_string())
+        .action(action, &[])
+        .yaml()
 }
 
 /// The sum of the agent's series of `name` (from its /metrics) whose labels hold every one

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Agent, read_events, run, scratch_dir, serial, vigil_bin, write_policy};
+use crate::harness::{
+    Agent, OpenatPolicy, read_events, run, scratch_dir, serial, vigil_bin, write_policy,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -136,33 +138,11 @@ fn export_cel_allowlist_keeps_exactly_the_selected_events() {
     let policy = write_policy(
         &dir,
         "cel-opens",
-        &format!(
-            r#"
-apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: cel-opens
-spec:
-  kprobes:
-  - call: "sys_openat"
-    syscall: true
-    args:
-    - index: 0
-      type: "int"
-    - index: 1
-      type: "string"
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: "Prefix"
-        values: ["{}/"]
-      matchBinaries:
-      - operator: "In"
-        values: ["{}"]
-"#,
-            dir.display(),
-            cat.display()
-        ),
+        &OpenatPolicy::new("cel-opens")
+            .dirfd()
+            .path("Prefix", &[&format!("{}/", dir.display())])
+            .binary(&cat.display().to_string())
+            .yaml(),
     );
     let allow = serde_json::json!({ "cel_expression": EXPRESSIONS }).to_string();
     let agent = Agent::start(

@@ -353,3 +353,100 @@ pub fn of_policy<'a>(events: &'a [Value], kind: &str, policy: &str) -> Vec<&'a V
         .filter(|e| e["policy_name"] == policy)
         .collect()
 }
+
+/// A `sys_openat` TracingPolicy, the hook most tests use: the path argument (index 1), the
+/// dirfd (index 0) when asked, and one selector whose path filter, binaries and actions the
+/// test chooses. `yaml()` is the text a user would write.
+#[derive(Debug, Clone, Default)]
+pub struct OpenatPolicy {
+    name: String,
+    dirfd: bool,
+    path: Option<(String, Vec<String>)>,
+    binaries: Vec<String>,
+    actions: Vec<(String, Vec<String>)>,
+}
+
+impl OpenatPolicy {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            ..Self::default()
+        }
+    }
+
+    /// Also report the dirfd (index 0, `int`).
+    pub fn dirfd(mut self) -> Self {
+        self.dirfd = true;
+        self
+    }
+
+    /// Select on the path with `operator` (Equal, Prefix, ...) and these values.
+    pub fn path(mut self, operator: &str, values: &[&str]) -> Self {
+        self.path = Some((
+            operator.to_string(),
+            values.iter().map(|v| v.to_string()).collect(),
+        ));
+        self
+    }
+
+    /// Only for processes running `binary` (matchBinaries In).
+    pub fn binary(mut self, binary: &str) -> Self {
+        self.binaries.push(binary.to_string());
+        self
+    }
+
+    /// Adds a matchActions entry: `action`, then `fields` as written (`key: value`).
+    pub fn action(mut self, action: &str, fields: &[&str]) -> Self {
+        self.actions.push((
+            action.to_string(),
+            fields.iter().map(|f| f.to_string()).collect(),
+        ));
+        self
+    }
+
+    pub fn yaml(&self) -> String {
+        // JSON strings are YAML double-quoted scalars: paths need no escaping rules of their own.
+        let list = |vs: &[String]| {
+            vs.iter()
+                .map(|v| serde_json::to_string(v).unwrap())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut y = format!(
+            "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: {}\nspec:\n  kprobes:\n  - call: \"sys_openat\"\n    syscall: true\n    args:\n",
+            self.name
+        );
+        if self.dirfd {
+            y.push_str("    - index: 0\n      type: \"int\"\n");
+        }
+        y.push_str("    - index: 1\n      type: \"string\"\n");
+        let mut selector = Vec::new();
+        if let Some((op, values)) = &self.path {
+            selector.push(format!(
+                "matchArgs:\n      - index: 1\n        operator: \"{op}\"\n        values: [{}]\n",
+                list(values)
+            ));
+        }
+        if !self.binaries.is_empty() {
+            selector.push(format!(
+                "matchBinaries:\n      - operator: \"In\"\n        values: [{}]\n",
+                list(&self.binaries)
+            ));
+        }
+        if !self.actions.is_empty() {
+            let mut a = String::from("matchActions:\n");
+            for (action, fields) in &self.actions {
+                a.push_str(&format!("      - action: {action}\n"));
+                for f in fields {
+                    a.push_str(&format!("        {f}\n"));
+                }
+            }
+            selector.push(a);
+        }
+        if !selector.is_empty() {
+            y.push_str("    selectors:\n    - ");
+            y.push_str(&selector.join("      "));
+        }
+        y
+    }
+}

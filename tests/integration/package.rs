@@ -91,61 +91,19 @@ impl Drop for ReleaseKept {
 }
 
 fn kill_policy_for_binary(name: &str, binary: &Path, target: &Path) -> String {
-    format!(
-        r#"apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: {name}
-spec:
-  kprobes:
-  - call: "sys_openat"
-    syscall: true
-    args:
-    - index: 0
-      type: "int"
-    - index: 1
-      type: "string"
-    selectors:
-    - matchBinaries:
-      - operator: "In"
-        values: ["{}"]
-      matchArgs:
-      - index: 1
-        operator: "Equal"
-        values: ["{}"]
-      matchActions:
-      - action: Sigkill
-"#,
-        binary.display(),
-        target.display()
-    )
+    OpenatPolicy::new(name)
+        .dirfd()
+        .path("Equal", &[&target.display().to_string()])
+        .binary(&binary.display().to_string())
+        .action("Sigkill", &[])
+        .yaml()
 }
 
 fn stack_policy(name: &str, target: &Path) -> String {
-    format!(
-        r#"apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: {name}
-spec:
-  kprobes:
-  - call: "sys_openat"
-    syscall: true
-    args:
-    - index: 1
-      type: "string"
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: "Equal"
-        values: ["{}"]
-      matchActions:
-      - action: Post
-        userStackTrace: true
-        kernelStackTrace: true
-"#,
-        target.display()
-    )
+    OpenatPolicy::new(name)
+        .path("Equal", &[&target.display().to_string()])
+        .action("Post", &["userStackTrace: true", "kernelStackTrace: true"])
+        .yaml()
 }
 
 const WAIT: std::time::Duration = std::time::Duration::from_secs(15);

@@ -142,31 +142,11 @@ fn sigkill_on_a_syscall_kills_the_process() {
     let dir = scratch_dir("policy-kill-files");
     let target = dir.join("forbidden.txt");
     std::fs::write(&target, "secret\n").unwrap();
-    let yaml = format!(
-        r#"
-apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: kill-forbidden
-spec:
-  kprobes:
-  - call: "sys_openat"
-    syscall: true
-    args:
-    - index: 0
-      type: "int"
-    - index: 1
-      type: "string"
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: "Equal"
-        values: ["{}"]
-      matchActions:
-      - action: Sigkill
-"#,
-        target.display()
-    );
+    let yaml = OpenatPolicy::new("kill-forbidden")
+        .dirfd()
+        .path("Equal", &[&target.display().to_string()])
+        .action("Sigkill", &[])
+        .yaml();
     let policy = write_policy(&dir, "kill", &yaml);
     let agent = Agent::start("policy-kill", &["--tracing-policy", &policy]);
     let out = Command::new("/usr/bin/cat").arg(&target).output().unwrap();
@@ -331,26 +311,10 @@ fn an_ia32_int80_open_is_seen() {
     let policy = write_policy(
         &dir,
         "ia32",
-        r#"
-apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: hostname-open
-spec:
-  kprobes:
-  - call: "sys_openat"
-    syscall: true
-    args:
-    - index: 0
-      type: "int"
-    - index: 1
-      type: "string"
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: "Equal"
-        values: ["/etc/hostname"]
-"#,
+        &OpenatPolicy::new("hostname-open")
+            .dirfd()
+            .path("Equal", &["/etc/hostname"])
+            .yaml(),
     );
     let agent = Agent::start("policy-ia32", &["--tracing-policy", &policy]);
     let helper = helper_bin();

@@ -77,34 +77,17 @@ fn get_url_and_dns_lookup_run_from_the_agent_and_the_event_is_posted() {
     let policy = dir.join("actions.yaml");
     std::fs::write(
         &policy,
-        format!(
-            r#"
-apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: canary-actions
-spec:
-  kprobes:
-  - call: "sys_openat"
-    syscall: true
-    args:
-    - index: 0
-      type: "int"
-    - index: 1
-      type: "string"
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: "Equal"
-        values: ["{}"]
-      matchActions:
-      - action: GetUrl
-        argUrl: "http://127.0.0.1:{http_port}/canary?token=42"
-      - action: DnsLookup
-        argFqdn: "canary.vigil.test"
-"#,
-            canary.display()
-        ),
+        OpenatPolicy::new("canary-actions")
+            .dirfd()
+            .path("Equal", &[&canary.display().to_string()])
+            .action(
+                "GetUrl",
+                &[&format!(
+                    "argUrl: \"http://127.0.0.1:{http_port}/canary?token=42\""
+                )],
+            )
+            .action("DnsLookup", &["argFqdn: \"canary.vigil.test\""])
+            .yaml(),
     )
     .unwrap();
     let dns = format!("--dns-lookup-server=127.0.0.1:{dns_port}");
@@ -200,31 +183,16 @@ fn stack_traces_name_the_helpers_function_and_the_kernels_syscall_path() {
         let path = dir.join(format!("{name}.yaml"));
         std::fs::write(
             &path,
-            format!(
-                r#"
-apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: {name}
-spec:
-  kprobes:
-  - call: "sys_openat"
-    syscall: true
-    args:
-    - index: 1
-      type: "string"
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: "Equal"
-        values: ["{}"]
-      matchActions:
-      - action: Post
-        userStackTrace: {stack}
-        kernelStackTrace: {stack}
-"#,
-                target.display()
-            ),
+            OpenatPolicy::new(name)
+                .path("Equal", &[&target.display().to_string()])
+                .action(
+                    "Post",
+                    &[
+                        &format!("userStackTrace: {stack}"),
+                        &format!("kernelStackTrace: {stack}"),
+                    ],
+                )
+                .yaml(),
         )
         .unwrap();
         path.display().to_string()
