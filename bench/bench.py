@@ -125,6 +125,19 @@ def mem_mb(pid):
     return out.get("VmRSS"), out.get("VmHWM")
 
 
+def rss_anon_mb(pid):
+    """RssAnon: the process's own memory (heap, stacks), without its mapped files and the
+    BPF ring buffers it maps."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def kthread_pid(comm):
     for p in os.listdir("/proc"):
         if p.isdigit():
@@ -512,6 +525,7 @@ def workloads(quick):
         ("open-match", "open", ["open", 10000 * s, 1, WATCHED]),
         ("open-nomatch", "open", ["open", 10000 * s, 1, OTHER]),
         ("connect", "connect", ["connect", 2000 * s, 1]),
+        ("syscall", "syscall", ["syscall", 200000 * s, 1]),
     ]
 
 
@@ -714,6 +728,7 @@ def session(subj, wls, rows_raw, round_no, sessions):
     rest, _ = subj.mem()
     sess = {"subject": subj.name, "round": round_no, "startup_s": subj.startup_s,
             "ready_ms": subj.ready_ms, "rss_mb_rest": rest,
+            "rss_anon_mb_rest": rss_anon_mb(subj.pid) if subj.pid else None,
             "cpu_pct_rest": (c1 - c0) / 0.5 * 100 if (c0 is not None and c1 is not None) else None}
     try:
         for name, kind, argv in wls:
@@ -942,6 +957,10 @@ def summarise(a, rounds, avail, failed, raw, sessions, bursts, lat, bpf, wls, du
                 if ratios:
                     row["ratio_vs_none"] = statistics.median(ratios)
                     row["ratio_spread"] = spread(ratios)
+                # Time the subject adds to one operation, against `none` in the same round.
+                added = [1e9 / s["ops_per_sec"] - 1e9 / none_by_round[(wname, s["round"])]
+                         for s in smp if (wname, s["round"]) in none_by_round]
+                row["ns_added_per_op"] = statistics.median(added) if added else None
             if subject != "none":
                 row["bpf_ns_per_run"], row["bpf_ns_per_op"] = bpf_for(subject, wname, kind) \
                     if subject.startswith(("vigil", "bpftrace")) else (None, None)
@@ -966,6 +985,8 @@ def summarise(a, rounds, avail, failed, raw, sessions, bursts, lat, bpf, wls, du
                     peak = [s.get("rss_mb_peak") for s in sess if s.get("rss_mb_peak") is not None]
                     peak += [s.get("rss_mb_peak") for s in smp if s.get("rss_mb_peak") is not None]
                     row["agent_rss_mb_rest"] = statistics.median(rest) if rest else None
+                    anon = [s["rss_anon_mb_rest"] for s in sess if s.get("rss_anon_mb_rest") is not None]
+                    row["agent_rss_anon_mb_rest"] = statistics.median(anon) if anon else None
                     row["agent_rss_mb_peak"] = max(peak) if peak else None
                     st = [s["startup_s"] for s in sess if s["startup_s"] is not None]
                     row["startup_s"] = statistics.median(st) if st else None

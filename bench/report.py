@@ -21,10 +21,10 @@ def spread_txt(sp, scale=1.0, fmt="{:.3f}"):
 
 
 BASE = "@base"
-PER_WORKLOAD = [("ratio_vs_none", "ratio vs none", "{:.3f}"),
+PER_WORKLOAD = [("ratio_vs_none", "ratio vs none", "{:.3f}"), ("ns_added_per_op", "ns added per op", "{:.0f}"),
                 ("agent_cpu_us_per_event_schedstat", "agent CPU µs/event (schedstat)", "{:.2f}"),
                 ("events_per_sec_delivered", "events/s delivered", "{:.0f}")]
-PER_SUBJECT = [("agent_rss_mb_rest", "RSS rest MB", "{:.1f}"), ("agent_rss_mb_peak", "RSS peak MB", "{:.1f}"),
+PER_SUBJECT = [("agent_rss_mb_rest", "RSS rest MB", "{:.1f}"), ("agent_rss_anon_mb_rest", "RssAnon rest MB", "{:.1f}"), ("agent_rss_mb_peak", "RSS peak MB", "{:.1f}"),
                ("ready_ms", "ready ms", "{:.0f}")]
 
 
@@ -89,17 +89,18 @@ def write(doc, outdir):
     wls = [w["name"] for w in run["workloads"]]
     for w in wls:
         L.append(f"### {w}\n")
-        L.append("| subject | ops/s (median) | ratio vs none | ratio spread | in-kernel ns/run | in-kernel ns/op "
-                 "| agent CPU µs/event (stat) | (schedstat) | events exp/recv/lost |\n|---|---|---|---|---|---|---|---|---|")
+        L.append("| subject | ops/s (median) | ratio vs none | ratio spread | ns added/op | in-kernel ns/run | in-kernel ns/op "
+                 "| agent CPU µs/event (stat) | (schedstat) | events exp/recv/lost |\n|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             if r["workload"] != w:
                 continue
             if r["status"] != "ok":
-                L.append(f"| {r['subject']} | {r['status']} | | | | | | | |")
+                L.append(f"| {r['subject']} | {r['status']} | | | | | | | | |")
                 continue
             ev = "/".join(f(r[k]) for k in ("events_expected", "events_received", "events_lost"))
             L.append(f"| {r['subject']} | {f(r['ops_per_sec'], '{:.0f}')} | {f(r['ratio_vs_none'], '{:.3f}')} "
-                     f"| {spread_txt(r['ratio_spread'])} | {f(r['bpf_ns_per_run'], '{:.0f}')} "
+                     f"| {spread_txt(r['ratio_spread'])} | {f(r.get('ns_added_per_op'), '{:.0f}')} "
+                     f"| {f(r['bpf_ns_per_run'], '{:.0f}')} "
                      f"| {f(r['bpf_ns_per_op'], '{:.0f}')} | {f(r['agent_cpu_us_per_event'], '{:.2f}')} "
                      f"| {f(r.get('agent_cpu_us_per_event_schedstat'), '{:.2f}')} | {ev} |")
         L.append("")
@@ -108,10 +109,11 @@ def write(doc, outdir):
     L.append("RSS at rest = VmRSS 0.5 s after ready (median of sessions); CPU at rest = schedstat over those 0.5 s; peak = highest VmHWM seen. "
              "Startup = wall time from spawn to ready (vigil: the `ready` log line; bpftrace: its programs loaded; "
              "auditd: daemon registered and rules loaded). auditd CPU includes the kauditd kernel thread.\n")
-    L.append("| subject | RSS rest MB | RSS peak MB | CPU % at rest | startup s | vigil ready_ms |\n|---|---|---|---|---|---|")
+    L.append("| subject | RSS rest MB | RssAnon rest MB | RSS peak MB | CPU % at rest | startup s | vigil ready_ms |\n|---|---|---|---|---|---|---|")
     for r in rows:
         if r["workload"] == wls[0] and r["subject"] != "none" and r["status"] == "ok":
-            L.append(f"| {r['subject']} | {f(r['agent_rss_mb_rest'], '{:.1f}')} | {f(r['agent_rss_mb_peak'], '{:.1f}')} "
+            L.append(f"| {r['subject']} | {f(r['agent_rss_mb_rest'], '{:.1f}')} "
+                     f"| {f(r.get('agent_rss_anon_mb_rest'), '{:.1f}')} | {f(r['agent_rss_mb_peak'], '{:.1f}')} "
                      f"| {f(r.get('agent_cpu_pct_rest'), '{:.2f}')} | {f(r['startup_s'], '{:.3f}')} | {f(r['ready_ms'])} |")
     L.append("")
 

@@ -2,6 +2,8 @@
  * usage: wl exec N WORKERS PATH [RATE]   fork+execv(PATH)+waitpid, N per worker (RATE: paced, per second)
  *        wl open N WORKERS PATH          open(PATH, O_RDONLY)+close, N per worker
  *        wl connect N WORKERS            TCP connect+accept+close on 127.0.0.1, N per worker
+ *        wl syscall N WORKERS            getppid(), N per worker: what an observer adds to a system
+ *                                        call it does not watch (the host-wide per-syscall tax)
  * prints one JSON line: {"mode":..,"ops":total,"elapsed_ns":..,"errors":..}  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -80,8 +83,14 @@ static long do_connect(long n) {
     return errors;
 }
 
+static long do_syscall(long n) {
+    for (long i = 0; i < n; i++)
+        syscall(SYS_getppid); /* not getppid(): no libc caching, always a real system call */
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 4) { fprintf(stderr, "usage: wl exec|open|connect N WORKERS [PATH [RATE]]\n"); return 2; }
+    if (argc < 4) { fprintf(stderr, "usage: wl exec|open|connect|syscall N WORKERS [PATH [RATE]]\n"); return 2; }
     const char *mode = argv[1];
     long n = atol(argv[2]);
     int workers = atoi(argv[3]);
@@ -96,6 +105,7 @@ int main(int argc, char **argv) {
             if (!strcmp(mode, "exec")) e = do_exec(n, path, rate / workers);
             else if (!strcmp(mode, "open")) e = do_open(n, path);
             else if (!strcmp(mode, "connect")) e = do_connect(n);
+            else if (!strcmp(mode, "syscall")) e = do_syscall(n);
             else e = n;
             __atomic_add_fetch(errs, e, __ATOMIC_SEQ_CST);
             _exit(0);
