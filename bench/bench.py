@@ -112,6 +112,33 @@ def sched_ns(pid):
     return total
 
 
+def sched_ns_by_thread(pid):
+    """On-CPU ns of each live thread of a process: {tid: ns}."""
+    out = {}
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                    out[t] = int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    except OSError:
+        return None
+    return out
+
+
+def rest_cpu_pct(pids, seconds):
+    """CPU % of processes over `seconds`, by thread: a thread that ends meanwhile (the agent's
+    policy loader) must not take its earlier time out of the sum."""
+    t0 = [sched_ns_by_thread(p) for p in pids]
+    time.sleep(seconds)
+    t1 = [sched_ns_by_thread(p) for p in pids]
+    if t0[0] is None or t1[0] is None:
+        return None
+    return sum(ns - (a or {}).get(t, 0) for a, b in zip(t0, t1) for t, ns in (b or {}).items()) \
+        / (seconds * 1e9) * 100
+
+
 def mem_mb(pid):
     out = {}
     try:
@@ -722,14 +749,12 @@ def setup(vigil_bin):
 def session(subj, wls, rows_raw, round_no, sessions):
     """Start subject, take RSS at rest, run each workload once, stop."""
     subj.start()
-    c0 = subj.cpu_sched()
-    time.sleep(0.5)
-    c1 = subj.cpu_sched()
+    cpu_rest = rest_cpu_pct([subj.pid] + subj.extra_cpu_pids, 0.5) if subj.pid else (time.sleep(0.5) or None)
     rest, _ = subj.mem()
     sess = {"subject": subj.name, "round": round_no, "startup_s": subj.startup_s,
             "ready_ms": subj.ready_ms, "rss_mb_rest": rest,
             "rss_anon_mb_rest": rss_anon_mb(subj.pid) if subj.pid else None,
-            "cpu_pct_rest": (c1 - c0) / 0.5 * 100 if (c0 is not None and c1 is not None) else None}
+            "cpu_pct_rest": cpu_rest}
     try:
         for name, kind, argv in wls:
             s = measure(subj, name, kind, argv)
