@@ -163,8 +163,12 @@ pub fn start(runtime: &Arc<Runtime>, mode: IoUringMode) -> Loading {
     let runtime = Arc::clone(runtime);
     match std::thread::Builder::new()
         .name("io-uring-load".into())
-        .spawn(move || load(&runtime, mode))
-    {
+        .spawn(move || {
+            let built_in = load(&runtime, mode);
+            // This thread's share of the load's memory goes back before the thread ends.
+            super::memory::return_free_memory();
+            built_in
+        }) {
         Ok(handle) => Loading::Background(handle),
         Err(e) => {
             tracing::error!(

@@ -15,6 +15,7 @@ mod io_uring;
 mod kstruct_arg;
 mod logging;
 mod maxdata;
+mod memory;
 mod net_arg;
 mod options;
 mod outputs;
@@ -331,6 +332,9 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         policies = loaded_policies,
         "vigil agent ready"
     );
+    // What loading freed (the kernel BTF parsed for each object): resident memory at rest
+    // from the start, not after the first trim (23.7 -> 6.4 MB RssAnon with one policy).
+    memory::return_free_memory();
     if let Some(api) = &api {
         api.set_serving();
         api.watch_liveness(&progress);

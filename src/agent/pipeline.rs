@@ -564,19 +564,7 @@ impl Pipeline {
     /// Returns memory freed after a burst to the system.
     pub fn release_memory(&mut self) {
         self.cache.shrink();
-        // glibc keeps freed heap pages in its arenas; a burst of short-lived processes
-        // would otherwise leave the agent's RSS at its peak.
-        #[cfg(target_env = "gnu")]
-        // SAFETY: malloc_trim only releases free memory; it has no preconditions.
-        unsafe {
-            libc::malloc_trim(0);
-        }
-        // mimalloc (the global allocator, src/main.rs) keeps freed pages for reuse in the
-        // same way: without this the 100,000-process burst left RSS 5.5-7.6 MB above rest.
-        // SAFETY: mi_collect only frees unused memory; it has no preconditions.
-        unsafe {
-            mi_collect(true);
-        }
+        super::memory::return_free_memory();
     }
 
     pub fn flush(&mut self) {
@@ -649,9 +637,4 @@ fn has_ancestors(event: &Event) -> bool {
         Event::ProcessUsdt(e) => !e.ancestors.is_empty(),
         _ => false,
     }
-}
-
-unsafe extern "C" {
-    /// mimalloc's "return free memory to the system now" (linked in by the `mimalloc` crate).
-    fn mi_collect(force: bool);
 }
