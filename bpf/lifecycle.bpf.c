@@ -448,7 +448,7 @@ send:
 	bpf_dynptr_write(&rec, off, s->args, args_len, 0);
 	off += args_len;
 	bpf_dynptr_write(&rec, off, s->env, env_len, 0);
-	bpf_ringbuf_submit_dynptr(&rec, wakeup_flags());
+	bpf_ringbuf_submit_dynptr(&rec, vigil_cfg.wake_on_exec ? BPF_RB_FORCE_WAKEUP : wakeup_flags());
 	return 0;
 }
 

@@ -697,7 +697,9 @@ struct vigil_config {
 	__u32 args_limit; /* bytes of argv copied, <= VIGIL_ARGS_REGION - 1 */
 	__u32 env_limit;  /* 0 disables environment capture */
 	__u32 rate_events; /* --cgroup-rate: events per interval per cgroup and CPU */
-	__u32 pad;
+	/* Wake the reader for every exec record: exec hashing (--enable-process-exec-sha256)
+	 * must reach a short-lived process's file before it can be replaced. */
+	__u32 wake_on_exec;
 	__u64 rate_interval_ns; /* 0: --cgroup-rate off */
 };
 

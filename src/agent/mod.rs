@@ -146,6 +146,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         env_limit: if opts.environment { 32 * 1024 - 1 } else { 0 },
         btf: opts.btf.clone(),
         cgroup_rate: opts.cgroup_rate,
+        wake_on_exec: opts.exec_sha256.is_some(),
     })?;
     let counters = sensor.counters()?;
     // This agent's pins under KEEP_DIR start with its own instance name; others' are what a
@@ -296,9 +297,10 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     pipeline.on_scanned(&scanned, &table, Instant::now());
     pipeline.flush();
 
-    // The reader hands records over in batches of up to BATCH.
-    let (tx, rx) =
-        sync_channel::<Vec<Vec<u8>>>(opts.queue_size.div_ceil(vigil_bpf::ringbuf::BATCH));
+    // The reader hands records over in batches of up to BATCH records and BATCH_BYTES.
+    let (tx, rx) = sync_channel::<vigil_bpf::ringbuf::Batch>(
+        opts.queue_size.div_ceil(vigil_bpf::ringbuf::BATCH),
+    );
     let stop_reader = Arc::new(AtomicBool::new(false));
     // Health liveness compares what the reader handed over with what the loop handled.
     let progress = api::Progress::default();
@@ -351,7 +353,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         match rx.recv_timeout(pipeline.poll_interval()) {
             Ok(batch) => {
                 let now = Instant::now();
-                for data in &batch {
+                for data in batch.iter() {
                     pipeline.handle_raw(data, now);
                 }
                 progress.handled_one();
@@ -359,7 +361,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
                 // Drain what is queued before flushing.
                 while let Ok(more) = rx.try_recv() {
                     let now = Instant::now();
-                    for data in &more {
+                    for data in more.iter() {
                         pipeline.handle_raw(data, now);
                     }
                     progress.handled_one();
@@ -433,7 +435,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(batch) => {
-                for data in &batch {
+                for data in batch.iter() {
                     pipeline.handle_raw(data, Instant::now());
                 }
             }

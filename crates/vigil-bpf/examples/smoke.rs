@@ -14,6 +14,7 @@ fn main() {
         env_limit: 0,
         btf: None,
         cgroup_rate: None,
+        wake_on_exec: false,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
@@ -26,11 +27,11 @@ fn main() {
     let _h = vigil_bpf::ringbuf::spawn_reader(sensor.events().unwrap(), tx, stop).unwrap();
     let end = std::time::Instant::now() + std::time::Duration::from_secs(3);
     while std::time::Instant::now() < end {
-        for d in rx
+        let batch: vigil_bpf::ringbuf::Batch = rx
             .recv_timeout(std::time::Duration::from_millis(100))
-            .unwrap_or_default()
-        {
-            match decode(&d).unwrap() {
+            .unwrap_or_default();
+        for d in batch.iter() {
+            match decode(d).unwrap() {
                 Record::Exec(r) => println!(
                     "EXEC pid={} tid={} parent={}:{} flags={:#x} privs={} path={} cwd={} cg={} args={:?} uid={} euid={}",
                     r.msg.process.pid,

@@ -25,6 +25,9 @@ pub struct LifecycleOptions {
     pub btf: Option<PathBuf>,
     /// `--cgroup-rate`; `None`: off (the programs' one test of it skips the counting).
     pub cgroup_rate: Option<crate::cgroup_rate::CgroupRate>,
+    /// Wake the reader for each exec record (exec hashing needs the file before it changes);
+    /// otherwise records wait for the reader's poll unless a burst builds up.
+    pub wake_on_exec: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +92,7 @@ impl LifecycleSensor {
             args_limit: opts.args_limit.min(VIGIL_ARGS_REGION - 1),
             env_limit: opts.env_limit,
             rate_events: opts.cgroup_rate.map_or(0, |r| r.events),
-            pad: 0,
+            wake_on_exec: u32::from(opts.wake_on_exec),
             rate_interval_ns: opts.cgroup_rate.map_or(0, |r| r.interval_ns),
         };
         for mut map in open.maps_mut() {

@@ -14,8 +14,47 @@ use std::time::Duration;
 
 use libbpf_rs::{MapHandle, RingBufferBuilder};
 
-/// Records per hand-over to the pipeline.
+/// Records per hand-over to the pipeline, at most.
 pub const BATCH: usize = 256;
+/// Bytes per hand-over, at most (a record may take it past this once): the channel's bound
+/// in batches is then a bound in bytes too, whatever the records' sizes.
+pub const BATCH_BYTES: usize = 1 << 20;
+
+/// Records handed over at once: their bytes back to back (one allocation per batch, not
+/// one per record), and where each ends.
+#[derive(Debug, Default)]
+pub struct Batch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    pub fn push(&mut self, record: &[u8]) {
+        self.bytes.extend_from_slice(record);
+        self.ends.push(self.bytes.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// No more records fit.
+    pub fn full(&self) -> bool {
+        self.ends.len() >= BATCH || self.bytes.len() >= BATCH_BYTES
+    }
+
+    /// The records, in ring order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter())
+            .map(|(a, &b)| &self.bytes[a..b])
+    }
+}
 
 /// Longest time a message waits in the ring before the reader sees it (when no burst
 /// wakes it earlier).
@@ -60,7 +99,7 @@ pub fn drain_pinned(path: &std::path::Path, max_bytes: usize) -> Result<Vec<Vec<
 /// ring) or when the receiving side is gone.
 pub fn spawn_reader(
     events: MapHandle,
-    out: SyncSender<Vec<Vec<u8>>>,
+    out: SyncSender<Batch>,
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, ReaderError> {
     spawn_reader_counted(events, out, stop, Arc::default())
@@ -71,7 +110,7 @@ pub fn spawn_reader(
 /// compares it with the batches the pipeline handled to know whether records are waiting.
 pub fn spawn_reader_counted(
     events: MapHandle,
-    out: SyncSender<Vec<Vec<u8>>>,
+    out: SyncSender<Batch>,
     stop: Arc<AtomicBool>,
     offered: Arc<AtomicU64>,
 ) -> Result<JoinHandle<()>, ReaderError> {
@@ -82,15 +121,15 @@ pub fn spawn_reader_counted(
         .spawn(move || {
             // Records are handed over in batches: one channel operation (and at most one
             // wake-up of the pipeline) per batch instead of per record.
-            let batch: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+            let batch: Rc<RefCell<Batch>> = Rc::default();
             let sink = Rc::clone(&batch);
             let mut builder = RingBufferBuilder::new();
             if let Err(e) = builder.add(&events, move |data: &[u8]| {
                 let mut b = sink.borrow_mut();
-                b.push(data.to_vec());
+                b.push(data);
                 // A full batch stops this consume() (the record is kept: libbpf commits
                 // it before returning the error); the loop below hands it over.
-                if b.len() >= BATCH { -1 } else { 0 }
+                if b.full() { -1 } else { 0 }
             }) {
                 let _ = ready_tx.send(Err(ReaderError::Setup(e)));
                 return;
@@ -139,5 +178,38 @@ pub fn spawn_reader_counted(
         Err(_) => Err(ReaderError::Spawn(std::io::Error::other(
             "reader thread died",
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_gives_back_its_records_in_order() {
+        let mut b = Batch::default();
+        assert!(b.is_empty() && b.iter().next().is_none());
+        for r in [&b"exec"[..], b"", b"exit-record"] {
+            b.push(r);
+        }
+        let got: Vec<&[u8]> = b.iter().collect();
+        assert_eq!(got, [&b"exec"[..], b"", b"exit-record"]);
+        assert_eq!(b.len(), 3);
+    }
+
+    #[test]
+    fn a_batch_is_full_by_count_or_by_bytes() {
+        let mut by_count = Batch::default();
+        for _ in 0..BATCH - 1 {
+            by_count.push(b"x");
+        }
+        assert!(!by_count.full());
+        by_count.push(b"x");
+        assert!(by_count.full());
+        let mut by_bytes = Batch::default();
+        by_bytes.push(&vec![0u8; BATCH_BYTES - 1]);
+        assert!(!by_bytes.full());
+        by_bytes.push(b"y");
+        assert!(by_bytes.full());
     }
 }
