@@ -3,13 +3,15 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use vigil_api::runtime_hook::{Registration, RuntimeHooks};
 use vigil_proto::tetragon;
 
-use vigil_process::container::{container_id_in_proc_cgroup, docker_of_id, in_init_tree};
+use vigil_process::container::{
+    container_id_in_path, container_id_in_proc_cgroup, docker_of_id, in_init_tree,
+};
 use vigil_process::model::ProcessInfo;
 
 /// Cgroups remembered at most; cleared when full (a miss costs one /proc read).
@@ -22,6 +24,8 @@ const MAX_CGROUPS: usize = 8192;
 pub struct CgroupResolver {
     procfs: PathBuf,
     known: HashMap<u64, String>,
+    /// The unified hierarchy's mount and an open directory on it (opened on first use).
+    unified: Option<(PathBuf, std::fs::File)>,
     runtime: Option<Arc<RuntimeRegistry>>,
     /// Pod-scoped policies learn a container's cgroup from its execs too (a container
     /// started after its pod was listed, without a runtime hook).
@@ -33,6 +37,7 @@ impl CgroupResolver {
         Self {
             procfs,
             known: HashMap::new(),
+            unified: None,
             runtime,
             scopes: None,
         }
@@ -56,6 +61,20 @@ impl CgroupResolver {
     /// What the runtime hook said about cgroup `cgroup_id`, if it said anything.
     pub fn registered(&self, cgroup_id: u64) -> Option<Registration> {
         self.runtime.as_ref()?.get(cgroup_id)
+    }
+
+    /// The path of cgroup `cgroup_id` in the unified hierarchy (`/kubepods/...`), opened by
+    /// its id: a cgroup's id is its kernfs node id, which is also its file handle
+    /// (FILEID_KERNFS), so no process needs to be in it. None on hosts without a cgroup v2
+    /// mount (the caller reads /proc/PID/cgroup instead).
+    fn unified_path(&mut self, cgroup_id: u64) -> Option<String> {
+        if self.unified.is_none() {
+            let root = RuntimeRegistry::host_cgroup_root();
+            let dir = std::fs::File::open(&root).ok()?;
+            self.unified = Some((root, dir));
+        }
+        let (root, dir) = self.unified.as_ref()?;
+        cgroup_path_by_id(root, dir, cgroup_id)
     }
 
     /// The pod of a process whose container the runtime hook registered with pod identity.
@@ -85,6 +104,14 @@ impl CgroupResolver {
         if let Some(id) = self.known.get(&cgroup_id) {
             return id.clone();
         }
+        // By the cgroup's own id first: the process may be gone by the time its record is
+        // read (short-lived processes are the common case).
+        if let Some(id) = self
+            .unified_path(cgroup_id)
+            .and_then(|path| container_id_in_path(&path).map(str::to_string))
+        {
+            return self.remember(cgroup_id, id);
+        }
         let path = self.procfs.join(pid.to_string()).join("cgroup");
         let Ok(text) = std::fs::read_to_string(path) else {
             // Gone already: do not remember a guess.
@@ -93,12 +120,53 @@ impl CgroupResolver {
         let id = container_id_in_proc_cgroup(&text)
             .unwrap_or_default()
             .to_string();
+        self.remember(cgroup_id, id)
+    }
+
+    fn remember(&mut self, cgroup_id: u64, id: String) -> String {
         if self.known.len() >= MAX_CGROUPS {
             self.known.clear();
         }
         self.known.insert(cgroup_id, id.clone());
         id
     }
+}
+
+/// The path, relative to `root` (a cgroup v2 mount, `dir` open on it), of the cgroup whose
+/// id is `cgroup_id`: the directory is opened by file handle and its link read back.
+fn cgroup_path_by_id(root: &Path, dir: &std::fs::File, cgroup_id: u64) -> Option<String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// `struct file_handle` with kernfs's 8-byte handle: the node id.
+    #[repr(C)]
+    struct KernfsHandle {
+        handle_bytes: u32,
+        handle_type: i32,
+        id: u64,
+    }
+    const FILEID_KERNFS: i32 = 0xfe;
+    let mut handle = KernfsHandle {
+        handle_bytes: 8,
+        handle_type: FILEID_KERNFS,
+        id: cgroup_id,
+    };
+    // SAFETY: `handle` is a file_handle header followed by its 8 handle bytes, valid for the
+    // call; a returned descriptor is owned by the OwnedFd below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            dir.as_raw_fd(),
+            &mut handle as *mut KernfsHandle,
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a descriptor the kernel just returned to us, closed once.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let rel = link.strip_prefix(root).ok()?;
+    Some(format!("/{}", rel.to_str()?))
 }
 
 /// Containers registered by the runtime hook (`RuntimeHook` RPC), by cgroup id: filled by the
@@ -380,6 +448,24 @@ impl PodIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cgroup made here, its id resolved back to its path with no process in it (root).
+    #[test]
+    fn a_cgroup_id_resolves_to_its_path_without_a_process() {
+        let root = RuntimeRegistry::host_cgroup_root();
+        let name = format!("vigil-unit-cgid-{}", std::process::id());
+        let dir = root.join(&name);
+        if std::fs::create_dir(&dir).is_err() {
+            panic!("cannot make {}: this test runs as root", dir.display());
+        }
+        let id = std::fs::metadata(&dir).unwrap().ino();
+        let open = std::fs::File::open(&root).unwrap();
+        let got = cgroup_path_by_id(&root, &open, id);
+        let missing = cgroup_path_by_id(&root, &open, u64::MAX - 1);
+        std::fs::remove_dir(&dir).unwrap();
+        assert_eq!(got.as_deref(), Some(format!("/{name}").as_str()));
+        assert_eq!(missing, None);
+    }
 
     fn reg(dir: &str) -> Registration {
         Registration {
