@@ -21,13 +21,16 @@ pub const KNOWN_ATTRS: &[&str] = &[
     "no-event",
 ];
 
+/// An info string's markings, in order: `key` or `key=value`.
+pub type Attrs = Vec<(String, Option<String>)>;
+
 pub struct Block {
     /// Relative to the repository root.
     pub file: PathBuf,
     /// Line of the opening fence, from 1.
     pub line: usize,
     pub lang: String,
-    pub attrs: Vec<(String, Option<String>)>,
+    pub attrs: Attrs,
     pub body: String,
 }
 
@@ -113,7 +116,8 @@ fn collect_md(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
 /// The fenced blocks of `text`; a malformed info string panics with its place.
 pub fn blocks(file: &Path, text: &str) -> Vec<Block> {
     let mut out = Vec::new();
-    let mut open: Option<(usize, String, Vec<(String, Option<String>)>, Vec<&str>)> = None;
+    // While inside a fence: its line, language, markings and the lines so far.
+    let mut open: Option<(usize, String, Attrs, Vec<&str>)> = None;
     for (i, line) in text.lines().enumerate() {
         match open.take() {
             None => {
@@ -146,7 +150,7 @@ pub fn blocks(file: &Path, text: &str) -> Vec<Block> {
 }
 
 /// `sh test expect="a b" exit=1` -> ("sh", [(test, None), (expect, "a b"), (exit, "1")]).
-pub fn parse_info(info: &str) -> Result<(String, Vec<(String, Option<String>)>), String> {
+pub fn parse_info(info: &str) -> Result<(String, Attrs), String> {
     let info = info.trim();
     let (lang, mut rest) = info.split_once(' ').unwrap_or((info, ""));
     let mut attrs = Vec::new();

@@ -129,7 +129,7 @@ fn docs_newcomer_path() {
         workdir,
         bin_dir: target_dir.join("debug"),
         server: format!("unix://{}/vigil.sock", dir.display()),
-        events: events.clone(),
+        events,
     };
     let ran = run_page(&guide, &env);
     assert!(ran >= 5, "only {ran} of the guide's commands ran");
