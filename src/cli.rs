@@ -229,7 +229,7 @@ pub struct AgentFlags {
     pub k8s_pod_wait: String,
     /// io_uring requests bypass syscall hooks: auto (report where the kernel lacks
     /// kernel-function hooks, else allow), allow, report (an event per ring created) or
-    /// kill (SIGKILL at ring creation) (vigil; README "io_uring").
+    /// kill (SIGKILL at ring creation) (vigil; docs/guides/no-lsm-kernels.md).
     #[arg(long, default_value = "auto")]
     pub io_uring: String,
     /// TracingPolicy file to load at start (repeatable).
@@ -254,7 +254,7 @@ pub struct AgentFlags {
     pub effective: Vec<(String, String)>,
 }
 
-/// Export, configuration, logging and metrics flags (Tetragon's names; README tables).
+/// Export, configuration, logging and metrics flags (Tetragon's names; docs/reference/flags.md).
 #[derive(Debug, Args)]
 pub struct OutputFlags {
     /// Size in MB at which the export file is rotated.

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         cli::Command::Agent(flags) => match agent::run(&flags, &warnings) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                // One line naming the problem, as the README promises.
+                // One line naming the problem, as docs/troubleshooting.md promises.
                 eprintln!("vigil agent: error: {e:#}");
                 ExitCode::FAILURE
             }

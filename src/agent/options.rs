@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use crate::cli::AgentFlags;
 
 /// Default ring buffer size per CPU: a 5,000-process burst (two events each plus clone
-/// messages, ~0.5 KiB per exec) fits several times over (README, "Loss").
+/// messages, ~0.5 KiB per exec) fits several times over (docs/reference/events.md, "Loss").
 pub const DEFAULT_RB_PER_CPU: u64 = 4 << 20;
 
 /// The longest a process_exec may wait for its hash: every event behind it waits too.

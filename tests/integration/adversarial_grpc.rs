@@ -24,7 +24,7 @@ use vigil_proto::tetragon::{
 
 use crate::harness::{Agent, read_events, run, scratch_dir, serial};
 
-/// The agent's RSS budget during the 50-client run (README, "Slow clients").
+/// The agent's RSS budget during the 50-client run (docs/reference/cli.md, "Slow clients").
 const RSS_BUDGET_MIB: u64 = 192;
 const BURST: usize = 5_000;
 const BURST_SECS: u64 = 60;

@@ -1,5 +1,5 @@
 //! Tetragon daemon flags (tetragon.md §3.2) that vigil does not implement, and what vigil
-//! does with each. The README's flag table is this list.
+//! does with each. The table in docs/reference/flags.md is this list.
 
 /// What happens to a Tetragon flag vigil does not implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,7 +233,9 @@ pub const UNIMPLEMENTED: &[(&str, bool, Disposition)] = &[
     (
         "generate-docs",
         false,
-        Refuse("vigil generates no docs: its flags are in the README and `vigil agent --help`"),
+        Refuse(
+            "vigil generates no docs: its flags are in docs/reference/flags.md and `vigil agent --help`",
+        ),
     ),
     (
         "health-server-interval",

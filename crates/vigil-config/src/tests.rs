@@ -111,15 +111,15 @@ fn table_has_no_duplicates() {
     assert_eq!(before, names.len());
 }
 
-/// The README's table of unimplemented Tetragon flags, one row per flag: flag, what vigil
+/// docs/reference/flags.md's table of unimplemented Tetragon flags, one row per flag: flag, what vigil
 /// does, why.
-fn readme_unimplemented_rows() -> Vec<(String, String, String)> {
-    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
-    let text = std::fs::read_to_string(readme).unwrap();
+fn reference_unimplemented_rows() -> Vec<(String, String, String)> {
+    let reference = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/reference/flags.md");
+    let text = std::fs::read_to_string(reference).unwrap();
     let section = text
-        .split("### Tetragon flags vigil does not implement")
+        .split("\n## Tetragon flags vigil does not implement\n")
         .nth(1)
-        .expect("README has no section `Tetragon flags vigil does not implement`");
+        .expect("docs/reference/flags.md has no section `Tetragon flags vigil does not implement`");
     section
         .lines()
         .skip_while(|l| !l.starts_with("| Flag |"))
@@ -127,14 +127,14 @@ fn readme_unimplemented_rows() -> Vec<(String, String, String)> {
         .take_while(|l| l.starts_with('|'))
         .map(|row| {
             let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
-            assert_eq!(cells.len(), 3, "README row {row}");
+            assert_eq!(cells.len(), 3, "docs/reference/flags.md row {row}");
             (cells[0].into(), cells[1].into(), cells[2].into())
         })
         .collect()
 }
 
 #[test]
-fn readme_lists_every_unimplemented_flag_with_its_reason() {
+fn flags_reference_lists_every_unimplemented_flag_with_its_reason() {
     let expected: Vec<(String, String, String)> = UNIMPLEMENTED
         .iter()
         .map(|(flag, _, disposition)| {
@@ -145,7 +145,7 @@ fn readme_lists_every_unimplemented_flag_with_its_reason() {
             (format!("`--{flag}`"), what.to_string(), why.to_string())
         })
         .collect();
-    let rows = readme_unimplemented_rows();
+    let rows = reference_unimplemented_rows();
     let as_markdown = |rows: &[(String, String, String)]| {
         rows.iter()
             .map(|(a, b, c)| format!("| {a} | {b} | {c} |\n"))
@@ -153,7 +153,7 @@ fn readme_lists_every_unimplemented_flag_with_its_reason() {
     };
     assert!(
         rows == expected,
-        "README's table of unimplemented flags differs from crates/vigil-config/src/table.rs; \
+        "docs/reference/flags.md's table of unimplemented flags differs from crates/vigil-config/src/table.rs; \
          the table says:\n{}",
         as_markdown(&expected)
     );

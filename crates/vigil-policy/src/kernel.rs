@@ -47,7 +47,7 @@ pub trait KernelInfo {
 }
 
 /// What `imaHash` gives where the kernel has BPF LSM: the hook loads, its events carry no
-/// `ima_hash` (`validate` lists it; README "Kernel-function and LSM hooks").
+/// `ima_hash` (`validate` lists it; docs/reference/policy-kernel-functions.md).
 pub const IMA_HASH_NOT_IMPLEMENTED: &str = "imaHash: vigil's LSM programs do not compute IMA \
      hashes (bpf_ima_file_hash needs sleepable LSM programs, which cannot use the engine's \
      LPM-trie maps): events carry no ima_hash; --enable-process-exec-sha256 puts the executed \

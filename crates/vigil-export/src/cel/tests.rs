@@ -231,7 +231,7 @@ fn runtime_errors_are_no_match_and_counted() {
     assert_eq!(f.errors(), 3);
 }
 
-/// Not an assertion: prints what one typical expression costs per event, for the README.
+/// Not an assertion: prints what one typical expression costs per event, for docs/reference/export.md.
 #[test]
 fn cost_per_event_printout() {
     let f = filter(&[

@@ -1,6 +1,6 @@
 //! One event as an OpenTelemetry log record. The body is the event's JSON line, so nothing
 //! is lost in translation; the attributes are what a collector filters and routes on, named
-//! by OpenTelemetry's semantic conventions where one exists (README, "OTLP export").
+//! by OpenTelemetry's semantic conventions where one exists (docs/reference/export.md, "OTLP export").
 
 use std::time::SystemTime;
 
