@@ -111,7 +111,10 @@ mod tests {
             )
         );
         assert_eq!(cgroup_dir("-.slice::x").as_deref(), Some("x.scope"));
-        assert_eq!(cgroup_dir("a.slice:p:b.slice").as_deref(), Some("a.slice/b.slice"));
+        assert_eq!(
+            cgroup_dir("a.slice:p:b.slice").as_deref(),
+            Some("a.slice/b.slice")
+        );
         assert_eq!(cgroup_dir("notaslice:p:x"), None);
         assert_eq!(cgroup_dir("a--b.slice:p:x"), None);
         assert_eq!(cgroup_dir("a.slice:p:"), None);

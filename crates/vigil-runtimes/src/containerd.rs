@@ -79,7 +79,11 @@ impl Containerd {
     pub async fn list(&self) -> Result<Vec<Found>, Error> {
         let channel = self.channel().await?;
         let rpc = |what: &str, e: tonic::Status| {
-            Error::Protocol(format!("{}: {what}: {}", self.socket.display(), e.message()))
+            Error::Protocol(format!(
+                "{}: {what}: {}",
+                self.socket.display(),
+                e.message()
+            ))
         };
         let mut namespaces = NamespacesClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE)
@@ -97,8 +101,11 @@ impl Containerd {
             let Ok(header) = ns.name.parse::<tonic::metadata::MetadataValue<_>>() else {
                 continue;
             };
-            let mut request = tonic::Request::new(proto::containers::ListContainersRequest::default());
-            request.metadata_mut().insert(NAMESPACE_HEADER, header.clone());
+            let mut request =
+                tonic::Request::new(proto::containers::ListContainersRequest::default());
+            request
+                .metadata_mut()
+                .insert(NAMESPACE_HEADER, header.clone());
             let containers = ContainersClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .list(request)
@@ -107,7 +114,10 @@ impl Containerd {
                 .into_inner()
                 .containers;
             let mut digests: HashMap<String, String> = HashMap::new();
-            for c in containers.into_iter().take(MAX_CONTAINERS - found.len().min(MAX_CONTAINERS)) {
+            for c in containers
+                .into_iter()
+                .take(MAX_CONTAINERS - found.len().min(MAX_CONTAINERS))
+            {
                 let Some(cgroup_dir) = c.spec.as_ref().and_then(|s| spec_cgroup_dir(&s.value))
                 else {
                     continue;
@@ -147,7 +157,9 @@ impl Containerd {
         let mut request = tonic::Request::new(proto::images::GetImageRequest {
             name: image.to_string(),
         });
-        request.metadata_mut().insert(NAMESPACE_HEADER, namespace.clone());
+        request
+            .metadata_mut()
+            .insert(NAMESPACE_HEADER, namespace.clone());
         let reply = ImagesClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE)
             .get(request)
@@ -176,9 +188,9 @@ fn spec_cgroup_dir(spec_json: &[u8]) -> Option<String> {
 /// without a well-formed digest.
 fn image_id(image: &str, digest: &str) -> String {
     let well_formed = digest.len() <= 200
-        && digest
-            .split_once(':')
-            .is_some_and(|(alg, hex)| !alg.is_empty() && !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        && digest.split_once(':').is_some_and(|(alg, hex)| {
+            !alg.is_empty() && !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        });
     if !well_formed || image.is_empty() {
         return String::new();
     }

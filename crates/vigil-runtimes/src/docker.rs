@@ -47,15 +47,20 @@ impl Docker {
             .map_err(|e| Error::Unreachable(format!("{}: {e}", where_())))?;
         let io = |e: std::io::Error| Error::Unreachable(format!("{}: {e}", where_()));
         s.set_write_timeout(Some(self.timeout)).map_err(io)?;
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nAccept: application/json\r\n\r\n");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nAccept: application/json\r\n\r\n"
+        );
         s.write_all(request.as_bytes()).map_err(io)?;
         let mut raw = Vec::new();
         let mut buf = [0u8; 16 << 10];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::Unreachable(format!("{}: no answer in {:?}", where_(), self.timeout)));
+                return Err(Error::Unreachable(format!(
+                    "{}: no answer in {:?}",
+                    where_(),
+                    self.timeout
+                )));
             }
             s.set_read_timeout(Some(left)).map_err(io)?;
             let n = s.read(&mut buf).map_err(io)?;
@@ -63,15 +68,22 @@ impl Docker {
                 break;
             }
             if raw.len() + n > MAX_RESPONSE + MAX_HEAD {
-                return Err(Error::Protocol(format!("{}: answer over {MAX_RESPONSE} bytes", where_())));
+                return Err(Error::Protocol(format!(
+                    "{}: answer over {MAX_RESPONSE} bytes",
+                    where_()
+                )));
             }
             raw.extend_from_slice(&buf[..n]);
         }
-        let (status, body) = parse_response(&raw).map_err(|e| Error::Protocol(format!("{}: {e}", where_())))?;
+        let (status, body) =
+            parse_response(&raw).map_err(|e| Error::Protocol(format!("{}: {e}", where_())))?;
         match status {
             200 => Ok(Some(body)),
             404 => Ok(None),
-            other => Err(Error::Protocol(format!("{}: GET {path}: HTTP {other}", where_()))),
+            other => Err(Error::Protocol(format!(
+                "{}: GET {path}: HTTP {other}",
+                where_()
+            ))),
         }
     }
 }
@@ -91,7 +103,10 @@ pub(crate) fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
     if !version.starts_with("HTTP/1.") {
-        return Err(format!("not an HTTP/1 answer: {:?}", bounded(status_line, 80)));
+        return Err(format!(
+            "not an HTTP/1 answer: {:?}",
+            bounded(status_line, 80)
+        ));
     }
     let status: u16 = parts
         .next()
@@ -113,7 +128,9 @@ pub(crate) fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
     let body = if chunked {
         dechunk(body)?
     } else if let Some(n) = length {
-        body.get(..n).ok_or("body shorter than its Content-Length")?.to_vec()
+        body.get(..n)
+            .ok_or("body shorter than its Content-Length")?
+            .to_vec()
     } else {
         body.to_vec()
     };
@@ -165,7 +182,10 @@ pub(crate) fn parse_inspect(body: &[u8]) -> Result<Found, Error> {
         runtime: Runtime::Docker,
         id: bounded(&c.id, crate::MAX_ID),
         name: bounded(c.name.strip_prefix('/').unwrap_or(&c.name), crate::MAX_NAME),
-        image: bounded(&c.config.map(|c| c.image).unwrap_or_default(), crate::MAX_IMAGE),
+        image: bounded(
+            &c.config.map(|c| c.image).unwrap_or_default(),
+            crate::MAX_IMAGE,
+        ),
         image_id: bounded(&c.image_id, crate::MAX_IMAGE),
         cgroup_dir: String::new(),
     })
@@ -177,7 +197,8 @@ mod tests {
 
     #[test]
     fn responses() {
-        let r = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}xx";
+        let r =
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}xx";
         assert_eq!(parse_response(r).unwrap(), (200, b"{}".to_vec()));
         let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
         assert_eq!(parse_response(r).unwrap(), (200, b"abcde".to_vec()));
@@ -191,7 +212,11 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
             b"HTTP/1.1 200 OK",
         ] {
-            assert!(parse_response(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_response(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -200,11 +225,135 @@ mod tests {
         let body = br#"{"Id":"abc","Name":"/web","Image":"sha256:11","Config":{"Image":"busybox:1"},"State":{}}"#;
         let f = parse_inspect(body).unwrap();
         assert_eq!(
-            (f.id.as_str(), f.name.as_str(), f.image.as_str(), f.image_id.as_str()),
+            (
+                f.id.as_str(),
+                f.name.as_str(),
+                f.image.as_str(),
+                f.image_id.as_str()
+            ),
             ("abc", "web", "busybox:1", "sha256:11")
         );
         assert!(parse_inspect(b"[]").is_err());
         let long = format!(r#"{{"Id":"a","Name":"/{}"}}"#, "n".repeat(10_000));
-        assert_eq!(parse_inspect(long.as_bytes()).unwrap().name.len(), crate::MAX_NAME);
+        assert_eq!(
+            parse_inspect(long.as_bytes()).unwrap().name.len(),
+            crate::MAX_NAME
+        );
+    }
+}
+
+/// The client against a local server on a unix socket answering as Docker's engine does
+/// (chunked JSON for a known id, 404 for an unknown one), and against servers that misbehave.
+#[cfg(test)]
+mod server_tests {
+    use super::*;
+    use std::io::BufRead;
+    use std::os::unix::net::UnixListener;
+
+    /// Serves one connection per entry of `answers`; returns the request lines seen.
+    fn serve(dir: &Path, answers: Vec<Vec<u8>>) -> (PathBuf, std::thread::JoinHandle<Vec<String>>) {
+        let sock = dir.join("docker.sock");
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).unwrap();
+        let handle = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for answer in answers {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                seen.push(line.trim_end().to_string());
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let _ = s.write_all(&answer);
+            }
+            seen
+        });
+        (sock, handle)
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vigil-docker-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn inspect_over_a_unix_socket() {
+        let d = dir("ok");
+        let id = "ab".repeat(32);
+        let json = format!(
+            r#"{{"Id":"{id}","Created":"2024-01-01T00:00:00Z","Name":"/shop-web","Image":"sha256:{}","Config":{{"Image":"nginx:1.27","Env":["A=b"]}}}}"#,
+            "cd".repeat(32)
+        );
+        let (a, b) = json.split_at(json.len() / 2);
+        let chunked = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+            a.len(),
+            b.len()
+        );
+        let not_found = b"HTTP/1.1 404 Not Found\r\nContent-Length: 29\r\n\r\n{\"message\":\"No such thing\"}\r\n".to_vec();
+        let (sock, server) = serve(&d, vec![chunked.into_bytes(), not_found]);
+        let docker = Docker::new(sock, Duration::from_secs(2));
+        let found = docker.inspect(&id).unwrap().unwrap();
+        assert_eq!(found.name, "shop-web");
+        assert_eq!(found.image, "nginx:1.27");
+        assert_eq!(found.image_id, format!("sha256:{}", "cd".repeat(32)));
+        assert_eq!(found.id, id);
+        assert_eq!(docker.inspect(&"ef".repeat(32)).unwrap(), None);
+        let seen = server.join().unwrap();
+        assert_eq!(
+            seen,
+            [
+                format!("GET /containers/{id}/json HTTP/1.1"),
+                format!("GET /containers/{}/json HTTP/1.1", "ef".repeat(32)),
+            ]
+        );
+        // Not an id: never sent (it would be a path in the request line).
+        assert_eq!(docker.inspect("../../info").unwrap(), None);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn misbehaving_servers() {
+        let d = dir("bad");
+        let id = "ab".repeat(32);
+        let huge = {
+            let mut r = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+            r.resize(MAX_RESPONSE + MAX_HEAD + 10, b'x');
+            r
+        };
+        let answers = vec![
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nnope!".to_vec(),
+            huge,
+        ];
+        let (sock, server) = serve(&d, answers);
+        let docker = Docker::new(sock.clone(), Duration::from_secs(2));
+        let e = docker.inspect(&id).unwrap_err().to_string();
+        assert!(e.contains("HTTP 500"), "{e}");
+        let e = docker.inspect(&id).unwrap_err().to_string();
+        assert!(e.contains("inspect"), "{e}");
+        let e = docker.inspect(&id).unwrap_err().to_string();
+        assert!(e.contains("over"), "{e}");
+        server.join().unwrap();
+        // A server that accepts and never answers: the call gives up at its timeout.
+        let _ = std::fs::remove_file(&sock);
+        let silent = UnixListener::bind(&sock).unwrap();
+        let docker = Docker::new(sock, Duration::from_millis(200));
+        let t = Instant::now();
+        let e = docker.inspect(&id).unwrap_err().to_string();
+        assert!(t.elapsed() < Duration::from_secs(2), "{e}");
+        drop(silent);
+        let e = Docker::new(d.join("absent.sock"), Duration::from_secs(1))
+            .inspect(&id)
+            .unwrap_err();
+        assert!(matches!(e, Error::Unreachable(_)), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

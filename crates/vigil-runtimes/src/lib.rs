@@ -18,7 +18,7 @@ pub mod docker;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -170,8 +170,15 @@ impl RuntimeNames {
     }
 
     /// The container in `cgroup_id`, asking the runtimes the first time the cgroup is seen
-    /// and waiting for them at most the configured wait (not at all while none answers).
-    pub fn resolve(&self, cgroup_id: u64, pid: u32, container_id: &str) -> Option<Arc<Found>> {
+    /// and then, with `wait`, waiting for them at most the configured wait (not at all
+    /// while none answers).
+    pub fn ask(
+        &self,
+        cgroup_id: u64,
+        pid: u32,
+        container_id: &str,
+        wait: bool,
+    ) -> Option<Arc<Found>> {
         if cgroup_id == 0 {
             return None;
         }
@@ -187,14 +194,12 @@ impl RuntimeNames {
             pid,
             container_id: container_id.to_string(),
         };
-        match self.requests.try_send(request) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                state.asked.remove(&cgroup_id);
-                return None;
-            }
+        // Full queue (a burst of new cgroups) or no worker: unnamed, asked again next time.
+        if self.requests.try_send(request).is_err() {
+            state.asked.remove(&cgroup_id);
+            return None;
         }
-        if !state.answering {
+        if !wait || !state.answering {
             return None;
         }
         let deadline = Instant::now() + self.wait;
@@ -217,7 +222,12 @@ impl RuntimeNames {
 
     /// What is known about `cgroup_id` now (never waits, never asks).
     pub fn get(&self, cgroup_id: u64) -> Option<Arc<Found>> {
-        self.shared.lock().by_cgroup.get(&cgroup_id).cloned().flatten()
+        self.shared
+            .lock()
+            .by_cgroup
+            .get(&cgroup_id)
+            .cloned()
+            .flatten()
     }
 }
 
@@ -248,7 +258,9 @@ impl Worker {
             containerd: config
                 .containerd
                 .map(|s| containerd::Containerd::new(s, config.timeout)),
-            docker: config.docker.map(|s| docker::Docker::new(s, config.timeout)),
+            docker: config
+                .docker
+                .map(|s| docker::Docker::new(s, config.timeout)),
             cgroup_root: config.cgroup_root,
             procfs: config.procfs,
             shared,
@@ -308,11 +320,19 @@ impl Worker {
             Runtime::Docker => (1, self.docker.as_ref().map(|d| d.socket())),
         };
         let socket = socket.map(|s| s.display().to_string()).unwrap_or_default();
-        let now = if outcome.is_ok() { Health::Up } else { Health::Down };
+        let now = if outcome.is_ok() {
+            Health::Up
+        } else {
+            Health::Down
+        };
         if now != self.health[slot] {
             match &outcome {
-                Ok(()) => tracing::info!(runtime = runtime.scheme(), %socket, "container runtime answers: containers get their names and images"),
-                Err(e) => tracing::warn!(runtime = runtime.scheme(), %socket, error = %e, "container runtime does not answer: its containers go without names until it does"),
+                Ok(()) => {
+                    tracing::info!(runtime = runtime.scheme(), %socket, "container runtime answers: containers get their names and images")
+                }
+                Err(e) => {
+                    tracing::warn!(runtime = runtime.scheme(), %socket, error = %e, "container runtime does not answer: its containers go without names until it does")
+                }
             }
             self.health[slot] = now;
         }
@@ -340,11 +360,8 @@ impl Worker {
         if self.listed.is_empty() {
             return None;
         }
-        let text = std::fs::read_to_string(
-            self.procfs
-                .join(request.pid.to_string())
-                .join("cgroup"),
-        );
+        let text =
+            std::fs::read_to_string(self.procfs.join(request.pid.to_string()).join("cgroup"));
         if let Ok(text) = text
             && let Some(path) = cgroup::unified_path(&text)
         {
@@ -380,5 +397,107 @@ impl Worker {
         }
         state.bytes += cost;
         state.by_cgroup.insert(cgroup_id, answer);
+    }
+}
+
+/// The pipeline's side against a slow Docker-speaking server: an event waits at most the
+/// configured wait, the answer lands in the cache for later events, and nothing waits
+/// while no runtime answers.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, Write};
+    use std::os::unix::net::UnixListener;
+
+    fn config(docker: PathBuf, wait: Duration) -> Config {
+        Config {
+            containerd: None,
+            docker: Some(docker),
+            cgroup_root: PathBuf::from("/nonexistent"),
+            procfs: PathBuf::from("/proc"),
+            timeout: Duration::from_secs(2),
+            wait,
+            cache_bytes: 1 << 20,
+        }
+    }
+
+    /// Answers the start-up probe at once and every other inspect after `delay`.
+    fn slow_docker(sock: &std::path::Path, delay: Duration) {
+        let listener = UnixListener::bind(sock).unwrap();
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(mut s) = s else { return };
+                let mut line = String::new();
+                let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+                reader.read_line(&mut line).unwrap();
+                if line.contains(&"0".repeat(64)) {
+                    let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                    continue;
+                }
+                std::thread::sleep(delay);
+                let body = r#"{"Id":"x","Name":"/slow","Image":"sha256:1","Config":{"Image":"i"}}"#;
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vigil-names-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn wait_until(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !f() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn events_wait_at_most_the_wait_then_read_the_cache() {
+        let d = dir("slow");
+        let sock = d.join("docker.sock");
+        slow_docker(&sock, Duration::from_millis(400));
+        let names = RuntimeNames::start(config(sock, Duration::from_millis(50))).unwrap();
+        wait_until("the probe answered", || names.shared.lock().answering);
+        let id = "ab".repeat(32);
+        let t = Instant::now();
+        assert!(names.ask(7, 1, &id, true).is_none(), "slower than the wait");
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(50) && waited < Duration::from_millis(300),
+            "{waited:?}"
+        );
+        // Asked already: the next event of the cgroup does not wait again.
+        let t = Instant::now();
+        assert!(names.ask(7, 1, &id, true).is_none());
+        assert!(t.elapsed() < Duration::from_millis(40));
+        wait_until("the answer cached", || names.get(7).is_some());
+        assert_eq!(names.get(7).unwrap().name, "slow");
+        assert_eq!(names.ask(7, 1, &id, true).unwrap().name, "slow");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn nothing_waits_while_no_runtime_answers() {
+        let d = dir("absent");
+        let names =
+            RuntimeNames::start(config(d.join("absent.sock"), Duration::from_secs(1))).unwrap();
+        // Give the start-up probe time to fail.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!names.shared.lock().answering);
+        let t = Instant::now();
+        for cgroup in 1..=20 {
+            assert!(names.ask(cgroup, 1, &"ab".repeat(32), true).is_none());
+        }
+        assert!(t.elapsed() < Duration::from_millis(200), "{:?}", t.elapsed());
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }
