@@ -497,7 +497,11 @@ mod tests {
         for cgroup in 1..=20 {
             assert!(names.ask(cgroup, 1, &"ab".repeat(32), true).is_none());
         }
-        assert!(t.elapsed() < Duration::from_millis(200), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            t.elapsed()
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
