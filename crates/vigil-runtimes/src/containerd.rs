@@ -170,7 +170,7 @@ impl Containerd {
 }
 
 /// `linux.cgroupsPath` of an OCI spec (JSON), as a directory below the cgroup root.
-fn spec_cgroup_dir(spec_json: &[u8]) -> Option<String> {
+pub fn spec_cgroup_dir(spec_json: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Spec {
         linux: Option<Linux>,

@@ -90,7 +90,7 @@ impl Docker {
 
 /// Status and body of an HTTP/1.1 response read to its end (Content-Length, chunked, or
 /// until the connection closed).
-pub(crate) fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
+pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
     let head_end = raw
         .windows(4)
         .take(MAX_HEAD)
@@ -159,7 +159,7 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Docker's inspect JSON -> name (without the leading `/`), image as given and image id.
-pub(crate) fn parse_inspect(body: &[u8]) -> Result<Found, Error> {
+pub fn parse_inspect(body: &[u8]) -> Result<Found, Error> {
     #[derive(serde::Deserialize)]
     struct Inspect {
         #[serde(rename = "Id")]

@@ -161,7 +161,7 @@ impl RuntimeNames {
         let worker = Worker::new(config, shared.clone())?;
         std::thread::Builder::new()
             .name("vigil-runtimes".into())
-            .spawn(move || worker.run(rx))?;
+            .spawn(move || worker.run(&rx))?;
         Ok(Self {
             shared,
             requests: tx,
@@ -273,12 +273,12 @@ impl Worker {
         })
     }
 
-    fn run(mut self, requests: Receiver<Request>) {
+    fn run(mut self, requests: &Receiver<Request>) {
         self.relist();
         if let Some(d) = &self.docker {
             // A probe: an unknown id answers 404 from a live engine.
             let outcome = d.inspect(&"0".repeat(64)).map(|_| ());
-            self.note(Runtime::Docker, outcome);
+            self.note(Runtime::Docker, outcome.as_ref().err());
         }
         while let Ok(first) = requests.recv() {
             let mut batch = vec![first];
@@ -310,27 +310,27 @@ impl Worker {
                 .map(|f| (f.cgroup_dir.clone(), Arc::new(f)))
                 .collect();
         });
-        self.note(Runtime::Containerd, outcome);
+        self.note(Runtime::Containerd, outcome.as_ref().err());
     }
 
     /// Logs a runtime's change of health, once per change.
-    fn note(&mut self, runtime: Runtime, outcome: Result<(), Error>) {
+    fn note(&mut self, runtime: Runtime, error: Option<&Error>) {
         let (slot, socket) = match runtime {
             Runtime::Containerd => (0, self.containerd.as_ref().map(|c| c.socket())),
             Runtime::Docker => (1, self.docker.as_ref().map(|d| d.socket())),
         };
         let socket = socket.map(|s| s.display().to_string()).unwrap_or_default();
-        let now = if outcome.is_ok() {
+        let now = if error.is_none() {
             Health::Up
         } else {
             Health::Down
         };
         if now != self.health[slot] {
-            match &outcome {
-                Ok(()) => {
+            match error {
+                None => {
                     tracing::info!(runtime = runtime.scheme(), %socket, "container runtime answers: containers get their names and images")
                 }
-                Err(e) => {
+                Some(e) => {
                     tracing::warn!(runtime = runtime.scheme(), %socket, error = %e, "container runtime does not answer: its containers go without names until it does")
                 }
             }
@@ -350,7 +350,7 @@ impl Worker {
         }
         let outcome = docker.inspect(&request.container_id);
         let found = outcome.as_ref().ok().cloned().flatten();
-        self.note(Runtime::Docker, outcome.map(|_| ()));
+        self.note(Runtime::Docker, outcome.as_ref().err());
         found.map(Arc::new)
     }
 
