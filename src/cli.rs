@@ -227,6 +227,23 @@ pub struct AgentFlags {
     /// waits for it before going out without `pod` (vigil; e.g. 2s, 500ms, 0).
     #[arg(long, default_value = "2s")]
     pub k8s_pod_wait: String,
+    /// Name containers run without Kubernetes: ask containerd (every namespace) and Docker
+    /// which container a new cgroup belongs to, and put its name and image in
+    /// `process.container` (vigil).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub enable_container_runtimes: bool,
+    /// With --enable-container-runtimes: containerd's socket; empty: containerd is not asked
+    /// (vigil).
+    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    pub containerd_address: String,
+    /// With --enable-container-runtimes: Docker's engine socket; empty: Docker is not asked
+    /// (vigil).
+    #[arg(long, default_value = "/var/run/docker.sock")]
+    pub docker_address: String,
+    /// With --enable-container-runtimes: how long an event from a cgroup not seen before
+    /// waits for the runtimes' answer (vigil; at most 1s; e.g. 100ms, 0).
+    #[arg(long, default_value = "100ms")]
+    pub container_runtime_wait: String,
     /// io_uring requests bypass syscall hooks: auto (report where the kernel lacks
     /// kernel-function hooks, else allow), allow, report (an event per ring created) or
     /// kill (SIGKILL at ring creation) (vigil; docs/guides/no-lsm-kernels.md).

@@ -30,6 +30,8 @@ pub struct CgroupResolver {
     /// Pod-scoped policies learn a container's cgroup from its execs too (a container
     /// started after its pod was listed, without a runtime hook).
     scopes: Option<vigil_k8s::SharedScopes>,
+    /// `--enable-container-runtimes`: names and images from containerd and Docker.
+    names: Option<vigil_runtimes::RuntimeNames>,
 }
 
 impl CgroupResolver {
@@ -40,7 +42,39 @@ impl CgroupResolver {
             unified: None,
             runtime,
             scopes: None,
+            names: None,
         }
+    }
+
+    pub fn set_runtime_names(&mut self, names: vigil_runtimes::RuntimeNames) {
+        self.names = Some(names);
+    }
+
+    /// Asks the runtimes about a new image's cgroup: waits (bounded) the first time the
+    /// cgroup is seen, unless `wait` is false (the start-up scan: many cgroups at once).
+    pub fn ask_runtimes(&self, info: &ProcessInfo, wait: bool) {
+        if let Some(names) = &self.names {
+            names.ask(info.cgroup_id, info.key.pid, &info.container_id, wait);
+        }
+    }
+
+    /// `process.container` (vigil's extension): the container as its runtime names it.
+    ///
+    /// Not Tetragon's `pod.container`: outside Kubernetes there is no pod, and a `pod`
+    /// with an invented (empty) namespace and name would read as one to every consumer
+    /// that keys on it (namespace filters, pod labels).
+    pub fn runtime_container(&self, info: &ProcessInfo) -> Option<tetragon::Container> {
+        let found = self.names.as_ref()?.get(info.cgroup_id)?;
+        Some(tetragon::Container {
+            id: format!("{}://{}", found.runtime.scheme(), found.id),
+            name: found.name.clone(),
+            image: Some(tetragon::Image {
+                id: found.image_id.clone(),
+                name: found.image.clone(),
+            }),
+            pid: Some(vigil_proto::pbjson_types::UInt32Value { value: info.nspid }),
+            ..Default::default()
+        })
     }
 
     pub fn set_scopes(&mut self, scopes: vigil_k8s::SharedScopes) {
@@ -276,10 +310,11 @@ pub fn complete(
         info.container_id = r.container_id(info.key.pid, info.cgroup_id);
         info.docker = docker_of_id(&info.container_id);
     }
-    if let Some(r) = resolver
-        && !info.container_id.is_empty()
-    {
-        r.note_cgroup(&info.container_id, info.cgroup_id);
+    if let Some(r) = resolver {
+        if !info.container_id.is_empty() {
+            r.note_cgroup(&info.container_id, info.cgroup_id);
+        }
+        r.ask_runtimes(info, true);
     }
     info.in_init_tree = in_init_tree(
         info.key.pid,

@@ -57,6 +57,11 @@ const DELETED_POD_TTL: Duration = Duration::from_secs(60);
 /// one file that never answers (a stuck mount) does not stop every hash.
 const EXEC_HASH_WORKERS: usize = 2;
 const EXEC_HASH_QUEUE: usize = 1024;
+/// `--enable-container-runtimes`: one call to containerd or Docker gives up after this (on
+/// the runtimes' thread; events wait at most --container-runtime-wait), and the answers
+/// kept take at most this many bytes.
+const RUNTIME_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+const RUNTIME_CACHE_BYTES: usize = 4 << 20;
 
 fn usernames() -> HashMap<u32, String> {
     std::fs::read_to_string("/etc/passwd")
@@ -247,6 +252,19 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
     if let Some(s) = &scopes {
         resolver.set_scopes(Arc::clone(s));
         runtime_hooks.set_scopes(Arc::clone(s));
+    }
+    if let Some(r) = &opts.runtimes {
+        let names = vigil_runtimes::RuntimeNames::start(vigil_runtimes::Config {
+            containerd: r.containerd.clone(),
+            docker: r.docker.clone(),
+            cgroup_root: containers::RuntimeRegistry::host_cgroup_root(),
+            procfs: opts.procfs.clone(),
+            timeout: RUNTIME_CALL_TIMEOUT,
+            wait: r.wait,
+            cache_bytes: RUNTIME_CACHE_BYTES,
+        })
+        .context("starting the container runtimes' thread")?;
+        resolver.set_runtime_names(names);
     }
     pipeline.set_cgroup_resolver(resolver);
     if let Some(n) = node_labels {

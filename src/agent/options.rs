@@ -42,6 +42,8 @@ pub struct AgentOptions {
     pub state_dir: PathBuf,
     /// `--enable-k8s-api`: the pod watch's options.
     pub k8s: Option<K8sOptions>,
+    /// `--enable-container-runtimes`: names and images from containerd and Docker.
+    pub runtimes: Option<RuntimeOptions>,
     /// `--io-uring`: the built-in io_uring policy (resolved against the kernel at load).
     pub io_uring: super::io_uring::IoUringMode,
     /// `--cgroup-rate`; `None`: off.
@@ -57,6 +59,18 @@ pub struct ExecSha256Options {
     pub max_file_bytes: u64,
     pub cache_bytes: usize,
 }
+
+/// `--enable-container-runtimes`.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    pub containerd: Option<PathBuf>,
+    pub docker: Option<PathBuf>,
+    /// How long an event from a new cgroup waits for the runtimes.
+    pub wait: Duration,
+}
+
+/// An event from a new cgroup waits at most this long (the events behind it wait too).
+const MAX_RUNTIME_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct K8sOptions {
@@ -188,6 +202,34 @@ impl AgentOptions {
         }
         // Checked even without --enable-k8s-api: a bad value is a mistake either way.
         let pod_wait = parse_duration("k8s-pod-wait", &f.k8s_pod_wait)?;
+        let runtime_wait = parse_duration("container-runtime-wait", &f.container_runtime_wait)?;
+        if runtime_wait > MAX_RUNTIME_WAIT {
+            bail!(
+                "--container-runtime-wait: {runtime_wait:?} is above the {MAX_RUNTIME_WAIT:?} maximum (events behind a waiting one wait with it)"
+            );
+        }
+        let socket = |flag: &str, v: &str| -> Result<Option<PathBuf>> {
+            match v {
+                "" => Ok(None),
+                v if v.starts_with('/') => Ok(Some(PathBuf::from(v))),
+                v => bail!("--{flag}: {v:?} is not an absolute socket path"),
+            }
+        };
+        let runtimes = RuntimeOptions {
+            containerd: socket(
+                "containerd-address",
+                f.containerd_address
+                    .strip_prefix("unix://")
+                    .unwrap_or(&f.containerd_address),
+            )?,
+            docker: socket(
+                "docker-address",
+                f.docker_address
+                    .strip_prefix("unix://")
+                    .unwrap_or(&f.docker_address),
+            )?,
+            wait: runtime_wait,
+        };
         let sha256 = ExecSha256Options {
             wait: parse_duration("process-exec-sha256-wait", &f.process_exec_sha256_wait)?,
             max_file_bytes: parse_size(
@@ -243,6 +285,7 @@ impl AgentOptions {
                 annotations: f.enable_pod_annotations,
                 pod_wait,
             }),
+            runtimes: f.enable_container_runtimes.then_some(runtimes),
             io_uring: super::io_uring::IoUringMode::parse(&f.io_uring)?,
             cgroup_rate: parse_cgroup_rate(&f.cgroup_rate)?,
             exec_sha256: f.enable_process_exec_sha256.then_some(sha256),

@@ -219,8 +219,11 @@ impl Pipeline {
 
     fn proto(&self, info: &ProcessInfo, exec: bool) -> tetragon::Process {
         let mut p = encode::process(info, &self.clock, &self.enc, exec);
-        if p.pod.is_none() {
-            p.pod = self.cgroups.as_ref().and_then(|c| c.hook_pod(info));
+        if let Some(c) = &self.cgroups {
+            if p.pod.is_none() {
+                p.pod = c.hook_pod(info);
+            }
+            p.container = c.runtime_container(info);
         }
         p
     }
@@ -400,6 +403,9 @@ impl Pipeline {
             let mut info = scanned_info(&self.ids, p, parent);
             // The scan read the full cgroup paths already: no resolver.
             super::containers::complete(&mut info, parent_info.as_deref(), None);
+            if let Some(c) = &self.cgroups {
+                c.ask_runtimes(&info, false);
+            }
             let entry = vigil_proc_entry {
                 key: vigil_proc_key {
                     pid: p.pid,

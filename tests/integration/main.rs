@@ -51,5 +51,6 @@ mod policy_engine;
 mod probe_cmd;
 mod process_selectors;
 mod proto_check;
+mod runtimes;
 mod same_file;
 mod service_unit;

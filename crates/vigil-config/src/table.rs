@@ -13,7 +13,9 @@ pub enum Disposition {
 use Disposition::{Refuse, Warn};
 
 const PROFILING: &str = "Go runtime profiling has no equivalent in vigil";
-const K8S: &str = "not implemented: containers come from cgroup paths, pods from --enable-k8s-api";
+const K8S: &str = "not implemented (vigil has no CRI client): containers come from cgroup paths, \
+     pods from --enable-k8s-api, names and images outside Kubernetes from containerd's own API \
+     and Docker's with --enable-container-runtimes";
 const CGIDMAP: &str = "vigil has no cgroup-id map fed by the CRI: a process's container comes from \
      its cgroup path, its pod from the Pod objects watched with --enable-k8s-api";
 const PARENTS: &str = "matchParentBinaries always works: each process's entry in vigil's kernel \

@@ -22,6 +22,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("maps", maps),
     ("policy", policy),
     ("pod", pod),
+    ("runtime_answers", runtime_answers),
 ];
 
 /// An ELF file: as a uprobe's target, a `spec.loader` build ID, a stack's module.
@@ -124,6 +125,18 @@ pub fn pod(data: &[u8]) {
     }
 }
 
+/// What containerd and Docker answer (`--enable-container-runtimes`): an HTTP response
+/// from Docker's socket and its inspect JSON, an OCI spec's cgroupsPath from containerd.
+pub fn runtime_answers(data: &[u8]) {
+    if let Ok((_, body)) = vigil_runtimes::docker::parse_response(data) {
+        let _ = vigil_runtimes::docker::parse_inspect(&body);
+    }
+    let _ = vigil_runtimes::docker::parse_inspect(data);
+    let _ = vigil_runtimes::containerd::spec_cgroup_dir(data);
+    let _ = vigil_runtimes::cgroup::cgroup_dir(&String::from_utf8_lossy(data));
+    let _ = vigil_runtimes::cgroup::unified_path(&String::from_utf8_lossy(data));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +191,11 @@ mod tests {
     #[test]
     fn fuzz_pod() {
         fuzz("pod");
+    }
+
+    #[test]
+    fn fuzz_runtime_answers() {
+        fuzz("runtime_answers");
     }
 
     #[test]

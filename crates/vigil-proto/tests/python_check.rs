@@ -150,6 +150,16 @@ fn full_process() -> Process {
         binary_sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into(),
         // Never beside a hash in a real event; here to put the enum on the wire.
         binary_sha256_missing: BinaryHashMissing::Timeout as i32,
+        container: Some(Container {
+            id: "containerd://vigil-web".into(),
+            name: "vigil-web".into(),
+            image: Some(Image {
+                id: "vigil.test/busybox@sha256:00".into(),
+                name: "vigil.test/busybox:1".into(),
+            }),
+            pid: u32v(1),
+            ..Default::default()
+        }),
     }
 }
 
