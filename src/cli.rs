@@ -44,6 +44,10 @@ pub enum Command {
     Bugtool(Box<crate::bugtool::BugtoolArgs>),
     /// OCI createRuntime/createContainer hook: registers the container with the agent.
     OciHook(crate::oci_hook::OciHookArgs),
+    /// The flight recorder's events (the agent's --history-dir): process trees, events by
+    /// time, binary, pod, policy, action.
+    #[command(subcommand)]
+    History(crate::history_cmd::HistoryCommand),
 }
 
 #[derive(Debug, Args)]
@@ -320,6 +324,21 @@ pub struct OutputFlags {
     /// Bytes of events the OTLP export queues (encoded size) before it drops and counts.
     #[arg(long, default_value = "67108864")]
     pub export_otlp_queue_bytes: u64,
+    /// Flight recorder: keep every event (after redaction) in SQLite files in this
+    /// directory, for `vigil history`; empty: off.
+    #[arg(long)]
+    pub history_dir: Option<PathBuf>,
+    /// Bytes the recorder's files (databases and WALs together) may take; the oldest
+    /// slice goes first.
+    #[arg(long, default_value = "1G")]
+    pub history_max_bytes: String,
+    /// Recorded events older than this go (by whole slices, about an eighth of it each).
+    #[arg(long, default_value = "168h")]
+    pub history_max_age: String,
+    /// Bytes of events (protobuf size) waiting for the recorder's writer before it drops
+    /// and counts.
+    #[arg(long, default_value = "64M")]
+    pub history_queue_bytes: String,
     /// Timeout of one OTLP Export request.
     #[arg(long, default_value = "10s")]
     pub export_otlp_timeout: String,

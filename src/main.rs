@@ -3,6 +3,7 @@
 mod agent;
 mod bugtool;
 mod cli;
+mod history_cmd;
 mod kernel_probe;
 mod oci_hook;
 mod policy_cmd;
@@ -53,5 +54,6 @@ fn main() -> ExitCode {
         cli::Command::OciHook(args) => oci_hook::run(&args),
         cli::Command::Probe(args) => kernel_probe::run(&args),
         cli::Command::Bugtool(args) => bugtool::run(&args),
+        cli::Command::History(cmd) => history_cmd::run(cmd),
     }
 }

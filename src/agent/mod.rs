@@ -17,7 +17,7 @@ mod logging;
 mod maxdata;
 mod memory;
 mod net_arg;
-mod options;
+pub(crate) mod options;
 mod outputs;
 mod pipeline;
 mod policies;

@@ -8,9 +8,11 @@ use vigil_export::otlp::{OtlpConfig, OtlpSink, OtlpTlsFiles};
 use vigil_export::{
     AllowDeny, Bus, ExportConfig, FieldFilters, FilterList, JsonLinesSink, Redactor, Rotation,
 };
+use vigil_history::slices::Budget;
+use vigil_history::{HistoryConfig, HistorySink};
 use vigil_metrics::{FILTERABLE_LABELS, Metrics, MetricsOptions};
 
-use super::options::parse_duration;
+use super::options::{parse_duration, parse_size};
 use crate::cli::OutputFlags;
 
 /// The export, metrics and redaction settings, all checked.
@@ -28,6 +30,39 @@ pub struct OutputOptions {
     /// `--export-otlp-endpoint` and its settings, checked, with its own copy of the export
     /// filters (a filter keeps state: the pids it follows).
     pub otlp: Option<(OtlpConfig, AllowDeny)>,
+    /// `--history-dir` and its limits, checked.
+    pub history: Option<HistoryConfig>,
+}
+
+/// `--history-*`: the flight recorder's settings, or None when `--history-dir` is not given.
+fn history_config(f: &OutputFlags, node_name: &str) -> Result<Option<HistoryConfig>> {
+    let max_bytes = parse_size("history-max-bytes", &f.history_max_bytes)?;
+    let max_age = parse_duration("history-max-age", &f.history_max_age)?;
+    let queue_bytes = parse_size("history-queue-bytes", &f.history_queue_bytes)?;
+    let Some(dir) = f.history_dir.clone().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(None);
+    };
+    if max_bytes < vigil_history::slices::MIN_BUDGET {
+        bail!(
+            "--history-max-bytes: {max_bytes} is below the minimum of {} (4M)",
+            vigil_history::slices::MIN_BUDGET
+        );
+    }
+    if max_age.is_zero() {
+        bail!("--history-max-age: must be more than 0s");
+    }
+    if queue_bytes < 1 << 16 {
+        bail!("--history-queue-bytes: {queue_bytes} is below the minimum of 65536");
+    }
+    if !dir.is_absolute() {
+        bail!("--history-dir {}: must be an absolute path", dir.display());
+    }
+    Ok(Some(HistoryConfig {
+        dir,
+        budget: Budget { max_bytes, max_age },
+        queue_bytes,
+        node: node_name.to_string(),
+    }))
 }
 
 impl OutputOptions {
@@ -123,6 +158,7 @@ impl OutputOptions {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
             otlp,
+            history: history_config(f, node_name)?,
         })
     }
 }
@@ -143,6 +179,14 @@ pub fn build(o: OutputOptions, node_name: &str) -> Result<(Bus, Option<Arc<Metri
         }
         bus.add(Box::new(sink));
         tracing::info!(%endpoint, "OTLP export on");
+    }
+    if let Some(cfg) = o.history {
+        let dir = cfg.dir.clone();
+        let budget = cfg.budget;
+        let sink = HistorySink::start(cfg).context("--history-dir")?;
+        bus.add(Box::new(sink));
+        tracing::info!(dir = %dir.display(), max_bytes = budget.max_bytes,
+            max_age = ?budget.max_age, "flight recorder on");
     }
     if o.rate_limit == Some(0) {
         tracing::info!("--export-rate-limit=0: JSON export disabled");

@@ -1,0 +1,191 @@
+//! The recorder's sink on the event bus: it only queues the shared event, in a queue bounded
+//! in bytes (the events' protobuf size); the writer thread (`writer`) does the rest.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use prost::Message;
+use vigil_export::{Event, Sink};
+
+use crate::HistoryError;
+use crate::slices::{Budget, MIN_BUDGET};
+
+/// The recorder's settings, checked by the agent.
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    pub dir: PathBuf,
+    pub budget: Budget,
+    /// Bytes of events (protobuf size) waiting for the writer, at most.
+    pub queue_bytes: u64,
+    /// `node` of each slice (for readers that merge nodes).
+    pub node: String,
+}
+
+/// The recorder's counters (metrics, logs, tests).
+#[derive(Debug, Default)]
+pub struct HistoryCounters {
+    /// Events committed to a slice.
+    pub recorded: AtomicU64,
+    /// Events dropped because the writer was behind (queue full).
+    pub lost_queue_full: AtomicU64,
+    /// Events dropped because their write failed (full disk, corrupt or unwritable file).
+    pub lost_write_failed: AtomicU64,
+    /// Bytes waiting for the writer now.
+    pub queue_bytes: AtomicU64,
+    /// Slices removed by retention.
+    pub slices_dropped: AtomicU64,
+}
+
+impl HistoryCounters {
+    pub fn lost(&self) -> u64 {
+        self.lost_queue_full.load(Ordering::Relaxed)
+            + self.lost_write_failed.load(Ordering::Relaxed)
+    }
+}
+
+/// What one queued event is charged: its protobuf size plus the queue's own bookkeeping.
+pub(crate) fn charge(event: &Event) -> u64 {
+    event.encoded_len() as u64 + 64
+}
+
+#[derive(Default)]
+pub(crate) struct Queue {
+    pub items: VecDeque<Event>,
+    /// Bytes charged for events queued or being written.
+    pub bytes: u64,
+    pub closing: bool,
+}
+
+pub(crate) struct Shared {
+    queue: Mutex<Queue>,
+    pub ready: Condvar,
+    pub counters: Arc<HistoryCounters>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The writer is done with events charged `bytes`.
+    pub fn release(&self, bytes: u64) {
+        let mut q = self.lock();
+        q.bytes = q.bytes.saturating_sub(bytes);
+        self.counters.queue_bytes.store(q.bytes, Ordering::Relaxed);
+    }
+}
+
+/// The flight recorder on the bus.
+pub struct HistorySink {
+    name: String,
+    shared: Arc<Shared>,
+    queue_bytes: u64,
+    /// Inside a burst of queue-full drops (logged once per burst).
+    dropping: bool,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for HistorySink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistorySink")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl HistorySink {
+    /// Checks the directory, recovers and ages the slices already there, and starts the
+    /// writer thread. Every error here is a start-up error naming the directory.
+    pub fn start(cfg: HistoryConfig) -> Result<Self, HistoryError> {
+        if cfg.budget.max_bytes < MIN_BUDGET {
+            return Err(HistoryError::BudgetTooSmall(cfg.budget.max_bytes));
+        }
+        crate::prepare_dir(&cfg.dir)?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::default(),
+            ready: Condvar::new(),
+            counters: Arc::default(),
+        });
+        let name = format!("history {}", cfg.dir.display());
+        let queue_bytes = cfg.queue_bytes;
+        let writer = crate::writer::Writer::open(cfg, Arc::clone(&shared.counters))?;
+        let thread_shared = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name("vigil-history".into())
+            .spawn(move || writer.run(&thread_shared))
+            .map_err(HistoryError::Thread)?;
+        Ok(Self {
+            name,
+            shared,
+            queue_bytes,
+            dropping: false,
+            writer: Some(handle),
+        })
+    }
+
+    pub fn counters(&self) -> Arc<HistoryCounters> {
+        Arc::clone(&self.shared.counters)
+    }
+}
+
+impl Sink for HistorySink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn publish(&mut self, event: &Event) {
+        let size = charge(event);
+        let mut q = self.shared.lock();
+        if q.bytes + size > self.queue_bytes {
+            drop(q);
+            let c = &self.shared.counters;
+            c.lost_queue_full.fetch_add(1, Ordering::Relaxed);
+            if !self.dropping {
+                self.dropping = true;
+                tracing::error!(sink = %self.name, queue_bytes = self.queue_bytes,
+                    lost_so_far = c.lost(),
+                    "history writer behind (queue full); events are dropped and counted as lost until it catches up");
+            }
+            return;
+        }
+        self.dropping = false;
+        q.bytes += size;
+        q.items.push_back(Arc::clone(event));
+        let first = q.items.len() == 1;
+        self.shared
+            .counters
+            .queue_bytes
+            .store(q.bytes, Ordering::Relaxed);
+        drop(q);
+        // The writer sleeps only on an empty queue: one wake-up per batch, not per event.
+        if first {
+            self.shared.ready.notify_one();
+        }
+    }
+
+    fn close(&mut self) {
+        self.shared.lock().closing = true;
+        self.shared.ready.notify_one();
+        if let Some(t) = self.writer.take()
+            && t.join().is_err()
+        {
+            tracing::error!(sink = %self.name, "history writer thread panicked");
+        }
+        // Whatever the writer could not take (it panicked) is lost, and counted.
+        let mut q = self.shared.lock();
+        let left = q.items.len() as u64;
+        q.items.clear();
+        q.bytes = 0;
+        drop(q);
+        let c = &self.shared.counters;
+        c.lost_write_failed.fetch_add(left, Ordering::Relaxed);
+        tracing::info!(sink = %self.name, recorded = c.recorded.load(Ordering::Relaxed),
+            lost = c.lost(), "history recorder closed");
+    }
+
+    fn lost(&self) -> u64 {
+        self.shared.counters.lost()
+    }
+}
