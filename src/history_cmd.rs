@@ -12,7 +12,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use vigil_api::compact::{Colors, escape, render};
 use vigil_history::{EventFilter, History, ProcessRow, StoredEvent, keys};
 
-/// The agent's recommended --history-dir (README, "Flight recorder").
+/// The agent's recommended --history-dir (docs/guides/flight-recorder.md).
 pub const DEFAULT_DIR: &str = "/var/lib/vigil/history";
 
 #[derive(Debug, Subcommand)]
@@ -149,7 +149,7 @@ fn query(cmd: HistoryCommand) -> Result<()> {
                     n += 1;
                     result = match a.common.output {
                         Format::Json => writeln!(out, "{}", e.line),
-                        _ => write_text(&mut out, std::slice::from_ref(&e)),
+                        _ => writeln!(out, "{}", compact(&e)),
                     };
                     result.is_ok() && n < limit
                 })?;

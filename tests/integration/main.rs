@@ -24,6 +24,7 @@ mod export;
 mod export_cel;
 mod grpc_authority;
 mod harness;
+mod history;
 mod hooks;
 mod k8s;
 mod k8s_install;

@@ -21,8 +21,13 @@ use crate::{HistoryError, keys, schema};
 /// Events per compressed batch, and their JSON bytes, at most.
 const BATCH_EVENTS: usize = 512;
 const BATCH_BYTES: usize = 256 << 10;
-/// Events per transaction at most (the WAL grows by a transaction before a checkpoint).
+/// Events per transaction at most (the WAL grows by a transaction before a checkpoint);
+/// fewer with a small budget (`chunk_events`).
 const CHUNK_EVENTS: usize = 4096;
+/// Bytes of pages a new process row costs with its index entries, and an index row of a
+/// batch, for the estimate of a transaction's size before it is written.
+const ROW_COST: u64 = 512;
+const INDEX_ROW_COST: u64 = 128;
 /// zstd level: the writer shares the machine with the pipeline; level 1 compresses JSON
 /// lines of one node about tenfold already.
 const ZSTD_LEVEL: i32 = 1;
@@ -156,7 +161,7 @@ impl Writer {
             };
             let small = drained.len() < BATCH_EVENTS;
             let drained: Vec<Event> = drained.into();
-            for chunk in drained.chunks(CHUNK_EVENTS) {
+            for chunk in drained.chunks(self.chunk_events()) {
                 let charged: u64 = chunk.iter().map(charge).sum();
                 self.write(chunk);
                 shared.release(charged);
@@ -172,6 +177,15 @@ impl Writer {
             }
         }
         self.close_current();
+    }
+
+    /// Events per transaction: one per 8 KiB of budget (an event with its process row takes
+    /// about 1 KiB, counted twice, WAL and database), within [256, 4096]: 512 at the 4 MiB
+    /// minimum, 4,096 from 32 MiB.
+    fn chunk_events(&self) -> usize {
+        usize::try_from(self.budget.max_bytes / 8192)
+            .unwrap_or(CHUNK_EVENTS)
+            .clamp(256, CHUNK_EVENTS)
     }
 
     /// Rotation by age and age retention while little is written.
@@ -194,7 +208,12 @@ impl Writer {
         self.count_lost(events.len() as u64 - chunk.events);
         self.rotate_if_due();
         let compressed: u64 = chunk.batches.iter().map(|b| b.data.len() as u64).sum();
-        let index = 128 * (chunk.rows.len() as u64 + chunk.batches.len() as u64 * 8);
+        let index_rows: usize = chunk
+            .batches
+            .iter()
+            .map(|b| b.processes.len() + b.policies.len() + 1)
+            .sum();
+        let index = ROW_COST * chunk.rows.len() as u64 + INDEX_ROW_COST * index_rows as u64;
         // The transaction's pages sit in the WAL, and again in the database after the
         // checkpoint: twice its size, or twice what the last one really took if more.
         let incoming = (2 * (compressed + index) + (64 << 10)).max(2 * self.last_growth);
