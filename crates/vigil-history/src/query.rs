@@ -318,10 +318,11 @@ impl History {
         let mut queue = VecDeque::from([root.exec_id.clone()]);
         if !root.parent_exec_id.is_empty() {
             for id in self.children(&root.parent_exec_id)? {
-                if id != root.exec_id && processes.len() < MAX_TREE {
-                    if let Some(p) = self.process(&id)? {
-                        processes.insert(id, p);
-                    }
+                if id != root.exec_id
+                    && processes.len() < MAX_TREE
+                    && let Some(p) = self.process(&id)?
+                {
+                    processes.insert(id, p);
                 }
             }
         }

@@ -219,14 +219,14 @@ impl Writer {
         let incoming = (2 * (compressed + index) + (64 << 10)).max(2 * self.last_growth);
         if !self.make_room(incoming) {
             self.count_lost(chunk.events);
-            self.fail_episode("no room within --history-max-bytes for the next batch".into());
+            self.fail_episode("no room within --history-max-bytes for the next batch");
             return;
         }
         if self.current.is_none()
             && let Err(e) = self.new_slice()
         {
             self.count_lost(chunk.events);
-            self.fail_episode(e.to_string());
+            self.fail_episode(&e.to_string());
             self.backoff_until = Some(Instant::now() + BACKOFF);
             return;
         }
@@ -275,7 +275,7 @@ impl Writer {
                     Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
                 );
                 let full = matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull));
-                self.fail_episode(format!("{}: {e}", path.display()));
+                self.fail_episode(&format!("{}: {e}", path.display()));
                 if corrupt {
                     // Left where it is (retention removes it in its turn); writing goes on
                     // in a new slice.
@@ -297,7 +297,7 @@ impl Writer {
             .fetch_add(n, Ordering::Relaxed);
     }
 
-    fn fail_episode(&mut self, what: String) {
+    fn fail_episode(&mut self, what: &str) {
         if !self.failing {
             self.failing = true;
             tracing::error!(dir = %self.dir.display(), error = %what,
