@@ -132,11 +132,37 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// Processes that have not exited. A zombie (a child some earlier test never waited for) has
+/// exited: its exit was reported and the cache rightly holds it as dead.
 fn live_pids() -> HashSet<u32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid| !matches!(state(*pid), Some('Z' | 'X')))
         .collect()
+}
+
+fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// "PID (comm) state S ppid P flags 0x..": enough to tell a kernel thread from a workload process.
+fn describe(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let (comm, rest) = match (stat.find('('), stat.rfind(')')) {
+        (Some(a), Some(b)) => (&stat[a..=b], &stat[b + 1..]),
+        _ => return format!("{pid} (gone)"),
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first().copied().unwrap_or("?");
+    let ppid = fields.get(1).copied().unwrap_or("?");
+    let flags: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
+    format!("{pid} {comm} state {state} ppid {ppid} flags {flags:#x}")
 }
 
 fn dump(agent: &Agent) -> Vec<serde_json::Value> {
@@ -168,6 +194,12 @@ fn cache_tracks_live_processes_after_100000_short_lived_ones() {
     let after = rss_kb(agent.pid());
 
     // Processes start and end while we compare: retry until one comparison is stable.
+    let zombies: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid| state(*pid) == Some('Z'))
+        .collect();
+    eprintln!("zombies left on the host (not counted as live): {zombies:?}");
     let mut entries = Vec::new();
     let mut problems = String::new();
     for _ in 0..5 {
@@ -190,8 +222,9 @@ fn cache_tracks_live_processes_after_100000_short_lived_ones() {
             problems.clear();
             break;
         }
+        let described: Vec<String> = missing.iter().map(|p| describe(**p)).collect();
         problems = format!(
-            "live processes missing from the cache: {missing:?}; dead processes still alive in it: {extra:?}"
+            "live processes missing from the cache: {described:?}; dead processes still alive in it: {extra:?}"
         );
     }
     assert!(problems.is_empty(), "{problems}");
