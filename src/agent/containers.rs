@@ -24,8 +24,9 @@ const MAX_CGROUPS: usize = 8192;
 pub struct CgroupResolver {
     procfs: PathBuf,
     known: HashMap<u64, String>,
-    /// The unified hierarchy's mount and an open directory on it (opened on first use).
-    unified: Option<(PathBuf, std::fs::File)>,
+    /// The unified hierarchy's mount and an open directory on it: opened on first use;
+    /// `Some(None)` once the open failed (a v1-only host), so it is not tried per cgroup.
+    unified: Option<Option<(PathBuf, std::fs::File)>>,
     runtime: Option<Arc<RuntimeRegistry>>,
     /// Pod-scoped policies learn a container's cgroup from its execs too (a container
     /// started after its pod was listed, without a runtime hook).
@@ -102,12 +103,14 @@ impl CgroupResolver {
     /// (FILEID_KERNFS), so no process needs to be in it. None on hosts without a cgroup v2
     /// mount (the caller reads /proc/PID/cgroup instead).
     fn unified_path(&mut self, cgroup_id: u64) -> Option<String> {
-        if self.unified.is_none() {
-            let root = RuntimeRegistry::host_cgroup_root();
-            let dir = std::fs::File::open(&root).ok()?;
-            self.unified = Some((root, dir));
-        }
-        let (root, dir) = self.unified.as_ref()?;
+        let (root, dir) = self
+            .unified
+            .get_or_insert_with(|| {
+                let root = RuntimeRegistry::host_cgroup_root();
+                let dir = std::fs::File::open(&root).ok()?;
+                Some((root, dir))
+            })
+            .as_ref()?;
         cgroup_path_by_id(root, dir, cgroup_id)
     }
 
