@@ -34,6 +34,10 @@ fn main() {
     println!("cargo:rerun-if-env-changed=VIGIL_CLANG");
     println!("cargo:rerun-if-env-changed=CLANG");
     println!("cargo:rerun-if-changed={}", include.display());
+    // Each header too: an edit inside the directory was seen to leave the objects stale.
+    for entry in std::fs::read_dir(&include).expect("bpf/include").flatten() {
+        println!("cargo:rerun-if-changed={}", entry.path().display());
+    }
     for program in PROGRAMS {
         let source = bpf_dir.join(format!("{program}.bpf.c"));
         println!("cargo:rerun-if-changed={}", source.display());
