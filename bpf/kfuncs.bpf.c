@@ -18,6 +18,7 @@
 #include <bpf/bpf_core_read.h>
 #include "vigil_kobj.h"
 #define VIGIL_KSTRUCT
+#define VIGIL_ENGINE_IMA
 #include "vigil_engine.h"
 #include "vigil_kobj_struct.h"
 
@@ -128,4 +129,49 @@ long vigil_lsm(void *ctx)
 	if (rc > 0 || rc < -4095)
 		return -1;
 	return rc;
+}
+
+/*
+ * Post imaHash: the digest of the hook's file, when the engine's program (which ran just
+ * before on this hook) matched a selector that asks for it (vigil_engine_ima.h). Sleepable,
+ * so only on the hooks where the kernel lets BPF LSM programs sleep; one program per
+ * argument shape, the loader keeps the one the hook has. Never a verdict: always 0.
+ */
+static __always_inline void ima_post(struct file *file)
+{
+	struct vigil_ima_slot *slot;
+
+	slot = bpf_task_storage_get(&vigil_ima, bpf_get_current_task_btf(), 0, 0);
+	if (!slot || slot->hook != vigil_hook_id + 1)
+		return;
+	slot->hook = 0;
+	if (file)
+		slot->msg.d.algo = bpf_ima_file_hash(file, slot->msg.d.digest,
+						     sizeof(slot->msg.d.digest));
+	else
+		slot->msg.d.algo = -2; /* -ENOENT: no file (an anonymous mapping) */
+	slot->msg.hdr.kind = VIGIL_MSG_IMA;
+	slot->msg.hdr.pad[0] = slot->msg.hdr.pad[1] = slot->msg.hdr.pad[2] = 0;
+	slot->msg.hdr.size = sizeof(slot->msg);
+	slot->msg.hdr.ktime = bpf_ktime_get_boot_ns();
+	/* Lost with a full ring: user space then emits the event without a digest, and the
+	 * policy-event loss counter says so. */
+	if (bpf_ringbuf_output(&vigil_events, &slot->msg, sizeof(slot->msg), wakeup_flags()))
+		count(VIGIL_CNT_RB_LOST_POLICY);
+}
+
+/* Hooks whose first argument is the file: file_open, file_ioctl, file_lock, mmap_file, ... */
+SEC("lsm.s/file_open")
+int BPF_PROG(vigil_lsm_ima_file, struct file *file)
+{
+	ima_post(file);
+	return 0;
+}
+
+/* Hooks whose first argument is the binprm: the file about to be executed. */
+SEC("lsm.s/bprm_check_security")
+int BPF_PROG(vigil_lsm_ima_bprm, struct linux_binprm *bprm)
+{
+	ima_post(bprm->file);
+	return 0;
 }

@@ -111,6 +111,12 @@ impl KernelFacts {
             raw_tp_cookie: self.raw_tp_cookie,
             fentry: trampolines,
             bpf_lsm: trampolines && self.lsms.iter().any(|m| m == "bpf"),
+            ima: [
+                "/sys/kernel/security/ima",
+                "/sys/kernel/security/integrity/ima",
+            ]
+            .iter()
+            .any(|p| Path::new(p).is_dir()),
             // Override goes through fmod_ret and LSM programs; vigil never emits
             // bpf_override_return (its `override_return` row only reports the helper).
             error_injection: false,

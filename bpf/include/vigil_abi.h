@@ -24,6 +24,7 @@ enum vigil_msg_kind {
 	VIGIL_MSG_SYSCALL = 4,
 	VIGIL_MSG_DATA = 5, /* a chunk of a maxData char_buf (struct vigil_data_msg) */
 	VIGIL_MSG_THROTTLE = 6, /* --cgroup-rate: a cgroup went over the rate on one CPU */
+	VIGIL_MSG_IMA = 7, /* Post imaHash: the digest of an LSM event posted just before */
 };
 
 /* Indices of the per-CPU counter array `vigil_counters`. */
@@ -611,6 +612,7 @@ struct vigil_syscall_msg {
 #define VIGIL_USTACK_MAX 32 /* user stack frames an event carries */
 #define VIGIL_SEL_KERNEL_STACK (1u << 8) /* Post kernelStackTrace: the event carries the kernel stack */
 #define VIGIL_KSTACK_MAX 32 /* kernel stack frames an event carries */
+#define VIGIL_SEL_IMA_HASH (1u << 9) /* Post imaHash: the event carries the file's IMA digest */
 
 /* A filter slot naming the return value (matchReturnArgs). */
 #define VIGIL_SLOT_RET 7
@@ -624,6 +626,28 @@ struct vigil_syscall_msg {
 #define VIGIL_SYSMSG_FAIL_CLOSED (1u << 3) /* matched because an argument was unreadable */
 #define VIGIL_SYSMSG_TASK_STATE (1u << 4) /* task_caps and task_ns are set */
 #define VIGIL_SYSMSG_SOCK_OWNER (1u << 5) /* `process` is the tracked owner of the socket */
+#define VIGIL_SYSMSG_IMA (1u << 6) /* a VIGIL_MSG_IMA record for this event follows */
+
+/* Post imaHash (LSM hooks on kernels with IMA): what bpf_ima_file_hash gave for the hook's
+ * file. `algo` is the kernel's enum hash_algo (4: sha256), whose digest length user space
+ * knows, or -errno when IMA could not hash the file. */
+#define VIGIL_IMA_DIGEST_MAX 64 /* SHA-512, the longest digest IMA computes */
+struct vigil_ima_digest {
+	__s32 algo;
+	__u32 pad;
+	__u8 digest[VIGIL_IMA_DIGEST_MAX];
+};
+
+/* The digest of the event of thread `tid` on hook `hook_id` posted at `event_ktime` (its
+ * hdr.ktime), which carries VIGIL_SYSMSG_IMA: hashing may sleep, so a sleepable program
+ * that runs after the engine's computes it and posts this record after the event. */
+struct vigil_ima_msg {
+	struct vigil_msg_header hdr;
+	__u64 event_ktime;
+	__u32 tid;
+	__u32 hook_id;
+	struct vigil_ima_digest d;
+};
 
 /* Policy mode, one per policy object (`vigil_policy_conf`, key 0): one map write switches. */
 enum vigil_policy_mode {

@@ -411,6 +411,9 @@ static __always_inline void read_args(struct sys_scratch *s, const struct vigil_
 /* ---- actions and posting -------------------------------------------------------------- */
 
 #include "vigil_engine_post.h"
+#ifdef VIGIL_ENGINE_IMA
+#include "vigil_engine_ima.h"
+#endif
 
 /* Runs selector `matched`'s actions (enforcement first: it must not depend on ring space),
  * then posts. `actions` are the bits that apply in this phase. */
@@ -502,6 +505,12 @@ static __always_inline int act(void *ctx, struct sys_scratch *s, __u32 hook, __u
 	m->tid = (__u32)pid_tgid;
 	m->hook_id = hook;
 	m->selector = matched;
+	m->flags &= ~VIGIL_SYSMSG_IMA;
+#ifdef VIGIL_ENGINE_IMA
+	/* After tid and ktime are set: the digest record names the event by them. */
+	if ((sel->flags & VIGIL_SEL_IMA_HASH) && engine_ima_want(hook, m))
+		m->flags |= VIGIL_SYSMSG_IMA;
+#endif
 	post(s, hook, matched);
 	return verdict;
 }

@@ -20,6 +20,7 @@ use vigil_runtime::{HookArg, HookEvent};
 use super::convert::{clone_info, exec_info, key, scanned_info};
 use super::encode::{self, EncodeOptions, signal_name, timestamp};
 
+mod ima_wait;
 mod policy_events;
 
 /// Ancestors printed per event at most (a fork bomb must not produce megabyte lines).
@@ -59,6 +60,8 @@ pub struct Pipeline {
     node_labels: Option<vigil_k8s::NodeLabels>,
     /// `--cgroup-rate`: the throttled cgroups.
     throttles: Option<super::cgroup_rate::Throttles>,
+    /// Post imaHash: LSM events waiting for their file digest.
+    ima: ima_wait::ImaWait,
     pub stats: PipelineStats,
 }
 
@@ -90,6 +93,7 @@ impl Pipeline {
             hashes: None,
             node_labels: None,
             throttles: None,
+            ima: ima_wait::ImaWait::default(),
             stats: PipelineStats::default(),
         }
     }
@@ -174,11 +178,16 @@ impl Pipeline {
 
     /// Emits events whose hash or pod wait is over; true if any went out.
     pub fn release_pending(&mut self, now: Instant, all: bool) -> bool {
+        let undigested = self.ima.release(now, all);
+        let from_ima = !undigested.is_empty();
+        for rec in undigested {
+            self.on_syscall(&rec);
+        }
         let hashed = match &mut self.hashes {
             Some(h) => h.release(now, all),
             None => Vec::new(),
         };
-        let mut any = !hashed.is_empty();
+        let mut any = from_ima || !hashed.is_empty();
         for o in hashed {
             self.emit_with_pods(o.event, o.ktime, o.process, o.parent);
         }
@@ -197,6 +206,7 @@ impl Pipeline {
     /// hashes (finished hashes do not wake it).
     pub fn poll_interval(&self) -> std::time::Duration {
         match &self.hashes {
+            _ if self.ima.waiting() => ima_wait::POLL,
             Some(h) if h.waiting() => super::exec_hash::POLL,
             _ => std::time::Duration::from_millis(100),
         }
@@ -269,7 +279,17 @@ impl Pipeline {
             Ok(Record::Exec(rec)) => self.on_exec(&rec, now),
             Ok(Record::Clone(msg)) => self.on_clone(&msg, now),
             Ok(Record::Exit(msg)) => self.on_exit(&msg, now),
+            Ok(Record::Syscall(rec)) if u32::from(rec.msg.flags) & VIGIL_SYSMSG_IMA != 0 => {
+                for rec in self.ima.admit(rec, now) {
+                    self.on_syscall(&rec);
+                }
+            }
             Ok(Record::Syscall(rec)) => self.on_syscall(&rec),
+            Ok(Record::Ima(digest)) => {
+                if let Some(rec) = self.ima.complete(digest) {
+                    self.on_syscall(&rec);
+                }
+            }
             Ok(Record::Data(d)) => self.data.add(&d),
             Ok(Record::Throttle(t)) => {
                 let start = self

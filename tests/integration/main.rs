@@ -34,6 +34,7 @@ mod keep_sensors;
 mod kernel_caps;
 mod kfuncs;
 mod kfuncs_creds;
+mod kfuncs_ima;
 mod kfuncs_loader;
 mod kfuncs_multi;
 mod kfuncs_net;

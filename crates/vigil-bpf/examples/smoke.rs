@@ -60,6 +60,7 @@ fn main() {
                     String::from_utf8_lossy(&t.cgroup),
                     t.cgroup_id
                 ),
+                Record::Ima(i) => println!("IMA tid={} hook={}", i.tid, i.hook_id),
                 Record::Syscall(s) => {
                     println!("SYSCALL hook={} pid={}", s.msg.hook_id, s.msg.process.pid)
                 }

@@ -295,10 +295,12 @@ fn load_one(
             data[..4].copy_from_slice(&hook.id.to_ne_bytes());
         }
     }
+    let ima = ima_program(hook, how);
     for mut prog in open.progs_mut() {
         prog.set_autoattach(false);
         let keep = prog.name() == how.program()
-            || (how == KfuncAttach::KprobeRet && prog.name() == KfuncAttach::Kprobe.program());
+            || (how == KfuncAttach::KprobeRet && prog.name() == KfuncAttach::Kprobe.program())
+            || Some(prog.name().to_str().unwrap_or_default()) == ima;
         prog.set_autoload(keep);
         if !keep {
             continue;
@@ -325,6 +327,18 @@ fn load_one(
         }
     };
     let mut links = Vec::new();
+    if let Some(ima) = ima {
+        // Attached before the engine's program: the kernel runs a hook's programs newest
+        // first, and the digest is computed only for what the engine posted.
+        let prog = object
+            .progs_mut()
+            .find(|p| p.name() == ima)
+            .ok_or(LoadError::Missing("kfuncs imaHash program"))?;
+        links.push(prog.attach_lsm().map_err(|source| LoadError::Attach {
+            program: format!("lsm.s (imaHash) on {}", hook.function),
+            source,
+        })?);
+    }
     if how == KfuncAttach::KprobeRet {
         // The entry first: a return without its entry finds nothing pending.
         let entry = object
@@ -356,6 +370,23 @@ fn load_one(
         object,
         hooks: vec![hook.id],
         mechanism: how,
+    })
+}
+
+/// The sleepable program that computes Post imaHash digests for `hook`, if a selector asks
+/// for them: by the hook's first argument (a binprm or a file).
+fn ima_program(hook: &KfuncHook, how: KfuncAttach) -> Option<&'static str> {
+    let wanted = how == KfuncAttach::Lsm
+        && hook
+            .selectors
+            .iter()
+            .any(|s| s.flags & VIGIL_SEL_IMA_HASH != 0);
+    wanted.then(|| {
+        if hook.function.starts_with("bprm_") {
+            "vigil_lsm_ima_bprm"
+        } else {
+            "vigil_lsm_ima_file"
+        }
     })
 }
 

@@ -5,9 +5,10 @@
 use std::mem::size_of;
 
 use crate::abi::{
-    VIGIL_MSG_CLONE, VIGIL_MSG_DATA, VIGIL_MSG_EXEC, VIGIL_MSG_EXIT, VIGIL_MSG_SYSCALL,
-    VIGIL_MSG_THROTTLE, VIGIL_SYSMSG_PATH, vigil_clone_msg, vigil_data_msg, vigil_exec_msg,
-    vigil_exit_msg, vigil_msg_header, vigil_syscall_msg, vigil_throttle_msg,
+    VIGIL_MSG_CLONE, VIGIL_MSG_DATA, VIGIL_MSG_EXEC, VIGIL_MSG_EXIT, VIGIL_MSG_IMA,
+    VIGIL_MSG_SYSCALL, VIGIL_MSG_THROTTLE, VIGIL_SYSMSG_PATH, vigil_clone_msg, vigil_data_msg,
+    vigil_exec_msg, vigil_exit_msg, vigil_ima_msg, vigil_msg_header, vigil_syscall_msg,
+    vigil_throttle_msg,
 };
 
 /// One message from the kernel.
@@ -21,6 +22,8 @@ pub enum Record {
     Data(DataRecord),
     /// `--cgroup-rate`: a cgroup went over the rate on one CPU.
     Throttle(ThrottleRecord),
+    /// Post imaHash: the digest of an LSM event posted just before.
+    Ima(ImaRecord),
 }
 
 /// A cgroup the kernel started throttling.
@@ -53,6 +56,69 @@ pub struct SyscallRecord {
     pub user_stack: Vec<u64>,
     /// Post kernelStackTrace: kernel return addresses, innermost first.
     pub kernel_stack: Vec<u64>,
+    /// Post imaHash: what the kernel's IMA gave for the hook's file, joined by the pipeline
+    /// from the [`ImaRecord`] that follows an event flagged `VIGIL_SYSMSG_IMA`.
+    pub ima: Option<ImaDigest>,
+}
+
+/// The digest for the LSM event of thread `tid` on `hook_id` posted at `event_ktime`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImaRecord {
+    pub event_ktime: u64,
+    pub tid: u32,
+    pub hook_id: u32,
+    pub digest: ImaDigest,
+}
+
+/// A file digest computed by the kernel's IMA (`bpf_ima_file_hash`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImaDigest {
+    /// `algo` as IMA names it (`sha256`) and the digest.
+    Digest { algo: &'static str, digest: Vec<u8> },
+    /// IMA could not hash the file (-errno), or used an algorithm this agent cannot name.
+    Failed { error: i32 },
+}
+
+impl ImaDigest {
+    /// From the kernel's `enum hash_algo` value (or -errno) and its 64-byte buffer.
+    fn from_kernel(algo: i32, buf: &[u8]) -> Self {
+        // include/uapi/linux/hash_info.h: value, name, digest bytes.
+        let known = match algo {
+            0 => Some(("md4", 16)),
+            1 => Some(("md5", 16)),
+            2 => Some(("sha1", 20)),
+            3 => Some(("rmd160", 20)),
+            4 => Some(("sha256", 32)),
+            5 => Some(("sha384", 48)),
+            6 => Some(("sha512", 64)),
+            7 => Some(("sha224", 28)),
+            17 => Some(("sm3", 32)),
+            _ => None,
+        };
+        match known {
+            Some((algo, len)) if len <= buf.len() => Self::Digest {
+                algo,
+                digest: buf[..len].to_vec(),
+            },
+            _ => Self::Failed { error: algo },
+        }
+    }
+
+    /// Tetragon's `ima_hash` text: `sha256:<hex>`; empty when there is no digest.
+    pub fn tetragon_text(&self) -> String {
+        match self {
+            Self::Digest { algo, digest } => {
+                let mut out = String::with_capacity(algo.len() + 1 + 2 * digest.len());
+                out.push_str(algo);
+                out.push(':');
+                for b in digest {
+                    out.push_str(&format!("{b:02x}"));
+                }
+                out
+            }
+            Self::Failed { .. } => String::new(),
+        }
+    }
 }
 
 /// An exec message with its variable sections split out.
@@ -106,6 +172,7 @@ pub fn decode(data: &[u8]) -> Result<Record, DecodeError> {
         VIGIL_MSG_SYSCALL => decode_syscall(data).map(|r| Record::Syscall(Box::new(r))),
         VIGIL_MSG_DATA => decode_data(data).map(Record::Data),
         VIGIL_MSG_THROTTLE => decode_throttle(data).map(Record::Throttle),
+        VIGIL_MSG_IMA => decode_ima(data).map(Record::Ima),
         _ => Err(DecodeError::UnknownKind(kind)),
     }
 }
@@ -219,6 +286,17 @@ fn decode_syscall(data: &[u8]) -> Result<SyscallRecord, DecodeError> {
         path: has_path.then(|| path.to_vec()),
         user_stack: words(ustack),
         kernel_stack: words(kstack),
+        ima: None,
+    })
+}
+
+fn decode_ima(data: &[u8]) -> Result<ImaRecord, DecodeError> {
+    let msg: vigil_ima_msg = read(data, VIGIL_MSG_IMA as u8)?;
+    Ok(ImaRecord {
+        event_ktime: msg.event_ktime,
+        tid: msg.tid,
+        hook_id: msg.hook_id,
+        digest: ImaDigest::from_kernel(msg.d.algo, &msg.d.digest),
     })
 }
 
@@ -309,6 +387,32 @@ mod tests {
                 assert!(decode(&msg[..cut]).is_err(), "cut at {cut}");
             }
         }
+        // imaHash: the digest record, named by the kernel's algorithm number.
+        let mut ima = vigil_ima_msg::default();
+        ima.hdr.kind = VIGIL_MSG_IMA as u8;
+        (ima.tid, ima.hook_id, ima.event_ktime) = (7, 3, 99);
+        ima.d.algo = 4;
+        for (i, b) in ima.d.digest.iter_mut().enumerate() {
+            *b = 0xa0 + i as u8;
+        }
+        let msg = bytes_of(&ima);
+        let rec = match decode(&msg).unwrap() {
+            Record::Ima(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((rec.tid, rec.hook_id, rec.event_ktime), (7, 3, 99));
+        let text = rec.digest.tetragon_text();
+        assert_eq!(text.len(), "sha256:".len() + 64);
+        assert!(text.starts_with("sha256:a0a1a2"), "{text}");
+        assert!(text.ends_with("bdbebf"), "{text}");
+        assert!(decode(&msg[..msg.len() - 1]).is_err(), "a cut digest");
+        ima.d.algo = -95;
+        let rec = match decode(&bytes_of(&ima)).unwrap() {
+            Record::Ima(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(rec.digest, ImaDigest::Failed { error: -95 });
+        assert_eq!(rec.digest.tetragon_text(), "");
         // A stack length that is not a whole number of words keeps only whole words.
         let mut sys = vigil_syscall_msg::default();
         sys.hdr.kind = VIGIL_MSG_SYSCALL as u8;

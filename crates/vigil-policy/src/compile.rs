@@ -18,6 +18,8 @@ pub trait KernelCapabilities {
     fn kprobe_multi(&self) -> bool;
     fn fentry(&self) -> bool;
     fn bpf_lsm(&self) -> bool;
+    /// IMA is active (securityfs shows it): Post `imaHash` can get file digests.
+    fn ima(&self) -> bool;
     /// `bpf_override_return` on syscalls and error-injectable functions.
     fn error_injection(&self) -> bool;
     /// `available_filter_functions` is readable (for generated_ftrace lists).
@@ -36,6 +38,7 @@ pub struct Capabilities {
     pub kprobe_multi: bool,
     pub fentry: bool,
     pub bpf_lsm: bool,
+    pub ima: bool,
     pub error_injection: bool,
     pub ftrace_function_list: bool,
     pub raw_tp_cookie: bool,
@@ -51,6 +54,7 @@ impl Capabilities {
         kprobe_multi: false,
         fentry: false,
         bpf_lsm: false,
+        ima: false,
         error_injection: false,
         ftrace_function_list: false,
         raw_tp_cookie: true,
@@ -63,6 +67,7 @@ impl Capabilities {
         kprobe_multi: true,
         fentry: true,
         bpf_lsm: true,
+        ima: true,
         error_injection: false,
         ftrace_function_list: true,
         raw_tp_cookie: true,
@@ -82,6 +87,9 @@ impl KernelCapabilities for Capabilities {
     }
     fn bpf_lsm(&self) -> bool {
         self.bpf_lsm
+    }
+    fn ima(&self) -> bool {
+        self.ima
     }
     fn error_injection(&self) -> bool {
         self.error_injection
@@ -528,6 +536,13 @@ pub fn compile(policy: &TracingPolicy, caps: &dyn KernelCapabilities) -> Plan {
             .any(|a| a.ima_hash);
         if ima_hash && !caps.bpf_lsm() {
             let reason = crate::kernel::ima_hash_absent(NO_FUNCTION_PROBES);
+            refuse(&mut plan, path, &reason);
+            continue;
+        }
+        if ima_hash && !caps.ima() {
+            let reason = crate::kernel::ima_hash_absent(
+                "IMA is not active (no /sys/kernel/security/ima): the kernel was built or booted without it",
+            );
             refuse(&mut plan, path, &reason);
             continue;
         }

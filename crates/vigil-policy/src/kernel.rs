@@ -46,13 +46,6 @@ pub trait KernelInfo {
     }
 }
 
-/// What `imaHash` gives where the kernel has BPF LSM: the hook loads, its events carry no
-/// `ima_hash` (`validate` lists it; docs/reference/policy-kernel-functions.md).
-pub const IMA_HASH_NOT_IMPLEMENTED: &str = "imaHash: vigil's LSM programs do not compute IMA \
-     hashes (bpf_ima_file_hash needs sleepable LSM programs, which cannot use the engine's \
-     LPM-trie maps): events carry no ima_hash; --enable-process-exec-sha256 puts the executed \
-     file's SHA-256 on process_exec";
-
 /// The refusal of `imaHash` on a kernel that lacks `why`.
 pub fn ima_hash_absent(why: &str) -> String {
     format!("imaHash: needs LSM BPF hooks and IMA, absent on this kernel: {why}")
@@ -560,15 +553,16 @@ pub fn check_policy(policy: &TracingPolicy, kernel: &dyn KernelInfo) -> KernelRe
         }
         for (s, selector) in l.selectors.iter().enumerate() {
             for (a, action) in selector.match_actions.iter().enumerate() {
-                // Not an error here: whether the hook itself can attach is the compiler's
-                // call (refused by name without BPF LSM); this says what the action gives.
-                if action.ima_hash {
-                    let what = match kernel.lsm_ima() {
-                        Err(why) => ima_hash_absent(&why),
-                        Ok(()) => IMA_HASH_NOT_IMPLEMENTED.to_string(),
-                    };
+                if !action.ima_hash {
+                    continue;
+                }
+                // Not an error here: whether the hook can load is the compiler's call
+                // (refused by name where the kernel lacks BPF LSM or IMA). Hooks where
+                // imaHash cannot work at all are refused by the parser.
+                if let Err(why) = kernel.lsm_ima() {
                     c.skip(format!(
-                        "{path}.selectors[{s}].matchActions[{a}].imaHash: {what}"
+                        "{path}.selectors[{s}].matchActions[{a}].imaHash: {}",
+                        ima_hash_absent(&why)
                     ));
                 }
             }

@@ -261,7 +261,7 @@ fn explain_names_mechanism_and_refusal() {
 const IMA_POLICY: &str = "  lsmhooks:\n  - hook: file_open\n    args:\n    - index: 0\n      type: file\n    selectors:\n    - matchActions:\n      - action: Post\n        imaHash: true\n";
 
 #[test]
-fn ima_hash_is_refused_by_name_without_bpf_lsm_and_its_gap_is_listed() {
+fn ima_hash_is_refused_by_name_where_the_kernel_or_the_hook_cannot_hash() {
     let parsed = parse_policy(&policy(IMA_POLICY), "t.yaml").unwrap();
     let plan = compile(&parsed, &Capabilities::TRACEPOINTS_ONLY);
     assert_eq!(plan.refusals.len(), 1, "{:?}", plan.refusals);
@@ -270,20 +270,45 @@ fn ima_hash_is_refused_by_name_without_bpf_lsm_and_its_gap_is_listed() {
         "imaHash: needs LSM BPF hooks and IMA, absent on this kernel: kernel functions/LSM \
          hooks need kprobes, fentry or BPF LSM, none available"
     );
-    // Where BPF LSM exists the hook loads (Override and Post work), without the hash.
+    // BPF LSM without IMA: refused, naming IMA.
+    let no_ima = Capabilities {
+        ima: false,
+        ..Capabilities::FULL_NO_ERROR_INJECTION
+    };
+    let plan = compile(&parsed, &no_ima);
+    assert_eq!(plan.refusals.len(), 1, "{:?}", plan.refusals);
+    assert!(
+        plan.refusals[0].reason.contains("IMA is not active"),
+        "{}",
+        plan.refusals[0].reason
+    );
+    // BPF LSM and IMA: the hook loads, with the hash.
     let plan = compile(&parsed, &Capabilities::FULL_NO_ERROR_INJECTION);
     assert!(plan.is_loadable(), "{:?}", plan.refusals);
-    // `validate` lists what the action gives on this kernel, whichever kernel it is.
+    // A hook where BPF programs may not sleep cannot hash: refused by the parser, naming
+    // the hooks that can (so neither the compiler nor `validate` ever see it).
+    let err = parse_policy(
+        &policy(&IMA_POLICY.replace("file_open", "file_permission")),
+        "t.yaml",
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:?}").contains("imaHash works only on the LSM hooks bprm_check_security"),
+        "{err:?}"
+    );
+    // `validate` on this kernel: the gap is listed where the kernel lacks BPF LSM or IMA.
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return;
     }
-    let report = check_policy(&parsed, &SystemKernel::running());
-    let listed: Vec<_> = report
+    let kernel = SystemKernel::running();
+    let report = check_policy(&parsed, &kernel);
+    let listed = report
         .skipped
         .iter()
         .filter(|s| {
             s.starts_with("spec.lsmhooks[0].selectors[0].matchActions[0].imaHash: imaHash: ")
         })
-        .collect();
-    assert_eq!(listed.len(), 1, "{:?}", report.skipped);
+        .count();
+    let expected = usize::from(kernel.lsm_ima().is_err());
+    assert_eq!(listed, expected, "{:?}", report.skipped);
 }

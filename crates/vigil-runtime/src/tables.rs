@@ -463,6 +463,9 @@ pub(crate) fn build_hook(
         if user_actions::wants_kernel_stack(&table.actions) {
             sel.flags |= VIGIL_SEL_KERNEL_STACK;
         }
+        if user_actions::wants_ima_hash(&table.actions) {
+            sel.flags |= VIGIL_SEL_IMA_HASH;
+        }
         if !table.return_actions.is_empty() {
             let rpath = format!("{spath}.matchReturnActions");
             let (bits, signal, _) = actions(&rpath, &table.return_actions, false)?;

@@ -189,6 +189,12 @@ impl Pipeline {
                 action: action as i32,
                 tags: hook.tags.clone(),
                 ancestors,
+                // Post imaHash; empty when IMA could not hash the file (Tetragon's too).
+                ima_hash: rec
+                    .ima
+                    .as_ref()
+                    .map(|d| d.tetragon_text())
+                    .unwrap_or_default(),
                 ..Default::default()
             };
             drop(hooks);

@@ -81,6 +81,11 @@ pub(crate) fn wants_kernel_stack(list: &[ActionSelector]) -> bool {
         .any(|a| a.action == Action::Post && a.kernel_stack_trace)
 }
 
+/// Whether Post's `imaHash` is asked for (the hook then carries the file's IMA digest).
+pub(crate) fn wants_ima_hash(list: &[ActionSelector]) -> bool {
+    list.iter().any(|a| a.action == Action::Post && a.ima_hash)
+}
+
 /// Whether Post's `userStackTrace` is asked for (the engine then captures the user stack).
 pub(crate) fn wants_user_stack(list: &[ActionSelector]) -> bool {
     list.iter()
