@@ -52,7 +52,7 @@ AUDIT_RULES = {
 # Which workload kinds a subject produces events for ("exec" or "open").
 OBSERVES = {
     "vigil-lifecycle": "exec", "vigil-openat-nomatch": "exec", "vigil-openat-all": "exec+open",
-    "vigil-enforce": "exec",
+    "vigil-enforce": "exec", "vigil-history": "exec+open",
     "bpftrace-lifecycle-print": "exec", "bpftrace-lifecycle-count": "exec",
     "bpftrace-open-print": "open", "bpftrace-open-count": "open",
     "auditd-lifecycle": "exec", "auditd-open": "open",
@@ -61,8 +61,15 @@ VIGIL_POLICY = {
     "vigil-openat-nomatch": "openat-nomatch.yaml",
     "vigil-openat-all": "openat-all.yaml",
     "vigil-enforce": "enforce.yaml",
+    "vigil-history": "openat-all.yaml",
+}
+# Extra agent flags of a subject ({work}: the bench's scratch directory). vigil-history is
+# vigil-openat-all with the flight recorder on (issue 21: CPU per event at most 2 µs above).
+VIGIL_FLAGS = {
+    "vigil-history": ["--history-dir", "{work}/history-{name}"],
 }
 SUBJECTS = ["none", "vigil-lifecycle", "vigil-openat-nomatch", "vigil-openat-all", "vigil-enforce",
+            "vigil-history",
             "bpftrace-lifecycle-print", "bpftrace-lifecycle-count", "bpftrace-open-print",
             "bpftrace-open-count", "auditd-lifecycle", "auditd-open"]
 # `--baseline-bin B` adds `vigil-X@base` beside each `vigil-X`: the same subject run by another
@@ -251,10 +258,11 @@ class Subject:
 
 
 class Vigil(Subject):
-    def __init__(self, name, binary, policy=None):
+    def __init__(self, name, binary, policy=None, flags=()):
         super().__init__(name)
         self.binary = binary
         self.policy = policy
+        self.flags = [f.format(work=WORK, name=name) for f in flags]
         self.out_path = os.path.join(WORK, f"{name}.jsonl")
 
     def start(self):
@@ -266,6 +274,12 @@ class Vigil(Subject):
                f"--server-address=unix://{WORK}/{self.name}.sock"]
         if self.policy:
             cmd += ["--tracing-policy", os.path.join(BENCH, "policies", self.policy)]
+        if self.flags:
+            # A fresh recorder per start: what an earlier round recorded is not this one's.
+            for f in self.flags:
+                if f.startswith(WORK) and os.path.isdir(f):
+                    shutil.rmtree(f)
+            cmd += self.flags
         self.errlog = open(os.path.join(WORK, f"{self.name}.stderr"), "w+")
         # Agents with --io-uring load its default policy beside the start, after ready: the
         # subject is settled (its RSS at rest measurable) once that decision is logged too.
@@ -693,7 +707,8 @@ def make_subject(name, vigil_bin, base_bin=None):
     if name == "none":
         return Subject("none")
     if name.startswith("vigil"):
-        return Vigil(name, base_bin if name.endswith(BASE) else vigil_bin, VIGIL_POLICY.get(role(name)))
+        return Vigil(name, base_bin if name.endswith(BASE) else vigil_bin, VIGIL_POLICY.get(role(name)),
+                     VIGIL_FLAGS.get(role(name), ()))
     if name.startswith("bpftrace"):
         return Bpftrace(name)
     return Auditd(name)
@@ -715,6 +730,8 @@ def availability(vigil_bin, base_bin=None):
                 reason = f"vigil binary not runnable: {binary}"
             elif role(s) in VIGIL_POLICY and "--tracing-policy" not in help_text:
                 reason = NA_POLICY
+            elif any(f.startswith("--") and f not in help_text for f in VIGIL_FLAGS.get(role(s), [])):
+                reason = "this vigil binary lacks " + " ".join(VIGIL_FLAGS[role(s)][::2])
         elif s.startswith("bpftrace") and not shutil.which("bpftrace"):
             reason = "bpftrace is not installed (apt-get install bpftrace failed?)"
         elif s.startswith("auditd") and not (shutil.which("auditd") and shutil.which("auditctl")):

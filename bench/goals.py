@@ -19,6 +19,11 @@ def get(subject, workload, key):
 
 V = "vigil-lifecycle"
 NM, ALL, ENF = "vigil-openat-nomatch", "vigil-openat-all", "vigil-enforce"
+HIST = "vigil-history"
+
+
+def diff(a, b):
+    return None if a is None or b is None else a - b
 
 
 def most(key, subjects, workloads):
@@ -51,6 +56,11 @@ goals = [
      "ms", 300, False),
     ("#18", "per-syscall tax while a syscall policy is loaded (getppid)", get(NM, "syscall", "ns_added_per_op"),
      "ns", 25.0, False),
+    ("#21", "recorder on: agent CPU per open event above openat-all (100,000-open burst)",
+     diff(get(HIST, "burst-open-100000", "agent_cpu_us_per_event_schedstat"),
+          get(ALL, "burst-open-100000", "agent_cpu_us_per_event_schedstat")), "µs", 2.0, False),
+    ("#21", "recorder on: events lost in the 100,000-open burst", get(HIST, "burst-open-100000", "events_lost"),
+     "", 0, False),
 ]
 print(f"run: {doc['run']['date']} commit {doc['run']['commit'][:12]} ({doc['run']['mode']}, "
       f"{doc['run']['rounds']} rounds) on {doc['run']['cpu']}, {doc['run']['ncpu']} CPUs, kernel {doc['run']['kernel']}")
