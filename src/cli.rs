@@ -89,6 +89,9 @@ pub enum PolicyCommand {
         #[arg(long)]
         btf: Option<PathBuf>,
     },
+    /// What a policy would have done (posted, killed, overridden) to the calls the flight
+    /// recorder holds, per selector, and what the history cannot tell.
+    Backtest(crate::backtest::BacktestArgs),
     /// Add a policy to the running agent.
     Add {
         file: PathBuf,

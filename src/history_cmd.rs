@@ -162,7 +162,7 @@ fn query(cmd: HistoryCommand) -> Result<()> {
 }
 
 /// A time given as a duration ago or RFC 3339, in ns since the epoch.
-fn parse_time(flag: &str, value: &str, now: SystemTime) -> Result<i64> {
+pub(crate) fn parse_time(flag: &str, value: &str, now: SystemTime) -> Result<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
         return t
             .timestamp_nanos_opt()

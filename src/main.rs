@@ -1,6 +1,7 @@
 //! `vigil`: eBPF runtime-security agent, Tetragon-compatible.
 
 mod agent;
+mod backtest;
 mod bugtool;
 mod cli;
 mod history_cmd;

@@ -1,4 +1,4 @@
-//! `vigil tracingpolicy validate|explain`.
+//! `vigil tracingpolicy validate|explain|backtest` and the agent's policy commands.
 
 use std::process::ExitCode;
 
@@ -56,6 +56,7 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
             let kernel = kernel_info(btf.as_deref());
             cli::validate(&files, if no_kernel { None } else { Some(&kernel) })
         }
+        PolicyCommand::Backtest(args) => return crate::backtest::run(args),
         PolicyCommand::Explain { file, btf } => {
             let kernel = kernel_info(btf.as_deref());
             let caps = detect_capabilities();

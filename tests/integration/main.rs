@@ -9,6 +9,7 @@ mod api;
 mod api_debug;
 mod api_policies;
 mod args;
+mod backtest;
 mod bugtool;
 mod cgroup_rate;
 mod char_buf;

@@ -20,9 +20,12 @@
 //! - [`serialize::to_yaml`]: a policy back to YAML (same meaning when parsed again).
 //! - [`state`]: policy identity (domain, namespace, name), mode and states.
 //! - [`limits`]: every limit of the language in one place.
+//! - [`backtest`]: a compiled hook's selector tables run over recorded calls, with the
+//!   engine's semantics (`vigil tracingpolicy backtest`).
 //! - [`celexpr`]: the `CelExpr` operator's integer subset, as the engine's comparisons.
 
 pub mod aliases;
+pub mod backtest;
 pub mod btf;
 pub mod celexpr;
 pub mod cli;
