@@ -42,6 +42,14 @@ pub fn fired(event: &Value) -> Option<Fired<'_>> {
     })
 }
 
+/// The count of a loss report of the recorder itself (`events_lost`, stage
+/// `LOSS_STAGE_SINK`): events the history does not hold.
+pub fn recorder_loss(event: &Value) -> Option<u64> {
+    let lost = event.get("events_lost")?;
+    (text(lost, "stage") == "LOSS_STAGE_SINK")
+        .then(|| lost.get("count").and_then(int_of).unwrap_or(0).max(0) as u64)
+}
+
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }

@@ -93,6 +93,9 @@ fn file_identity(p: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(p).ok().map(|m| (m.ino(), m.dev()))
 }
 
+/// How long after the range a loss report of the recorder is looked for.
+const LOSS_REPORT_WAIT_NS: i64 = 60_000_000_000;
+
 /// This machine: binaries compare by inode and device, as the kernel's matchBinaries.
 struct ThisHost;
 
@@ -130,15 +133,17 @@ fn backtest(args: &BacktestArgs) -> Result<Report> {
     }
     recorders.insert(plan.name.clone(), plan.clone());
     let now = SystemTime::now();
+    // Only `since` goes to the query: loss reports published after `until` may count losses
+    // of the range (below).
     let filter = EventFilter {
         since_ns: Some(crate::history_cmd::parse_time("since", &args.since, now)?),
-        until_ns: args
-            .until
-            .as_deref()
-            .map(|u| crate::history_cmd::parse_time("until", u, now))
-            .transpose()?,
         ..EventFilter::default()
     };
+    let until_ns = args
+        .until
+        .as_deref()
+        .map(|u| crate::history_cmd::parse_time("until", u, now))
+        .transpose()?;
     let history = History::open(&args.history_dir)?;
     for s in &history.skipped {
         eprintln!("vigil tracingpolicy backtest: warning: skipped {s}");
@@ -149,11 +154,26 @@ fn backtest(args: &BacktestArgs) -> Result<Report> {
     // hook, so a call two policies recorded is counted once.
     let mut by_hook: Vec<BTreeMap<String, HookReport>> = vec![BTreeMap::new(); plan.hooks.len()];
     let mut parse_errors = 0u64;
+    let mut recorder_lost = 0u64;
     history.each_event(&filter, |stored| {
+        let time = vigil_history::keys::event_time_ns(&stored.event).unwrap_or(i64::MIN);
+        let after = until_ns.is_some_and(|u| time > u);
+        if until_ns.is_some_and(|u| time > u.saturating_add(LOSS_REPORT_WAIT_NS)) {
+            return false;
+        }
         let Ok(event) = serde_json::from_str::<Value>(&stored.line) else {
-            parse_errors += 1;
+            parse_errors += u64::from(!after);
             return true;
         };
+        // A loss report counts the recorder's losses since the previous one: the first
+        // report after the range may still count calls of the range.
+        if let Some(n) = events::recorder_loss(&event) {
+            recorder_lost += n;
+            return !after;
+        }
+        if after {
+            return true;
+        }
         let Some(f) = events::fired(&event) else {
             return true;
         };
@@ -171,6 +191,7 @@ fn backtest(args: &BacktestArgs) -> Result<Report> {
         true
     })?;
     report.unparsed = parse_errors;
+    report.recorder_lost = recorder_lost;
     for (hook, recorded) in plan.hooks.iter().zip(by_hook) {
         report
             .hooks

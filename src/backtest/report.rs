@@ -128,6 +128,9 @@ pub struct Report {
     pub hooks: Vec<HookReport>,
     /// Recorded lines that were not JSON.
     pub unparsed: u64,
+    /// Events the recorder reported lost (`events_lost`, LOSS_STAGE_SINK) that may be of the
+    /// range: calls among them are not in the history.
+    pub recorder_lost: u64,
 }
 
 fn effect_names(e: &Effects, monitor: bool) -> Vec<String> {
@@ -161,6 +164,7 @@ impl Report {
             since: since.to_string(),
             hooks: Vec::new(),
             unparsed: 0,
+            recorder_lost: 0,
         }
     }
 
@@ -215,6 +219,7 @@ impl Report {
             "history_dir": self.history_dir,
             "since": self.since,
             "unparsed_events": self.unparsed,
+            "recorder_lost_events": self.recorder_lost,
             "hooks": hooks,
         })
     }
@@ -227,6 +232,14 @@ impl Report {
             "policy {} ({mode}) against {} since {}",
             self.policy, self.history_dir, self.since
         );
+        if self.recorder_lost > 0 {
+            let _ = writeln!(
+                out,
+                "CANNOT JUDGE the calls among {} events the recorder reported lost (queue full \
+                 or disk error, events_lost LOSS_STAGE_SINK) in or right after this range",
+                self.recorder_lost
+            );
+        }
         for h in &self.hooks {
             let _ = writeln!(out, "\n{} ({})", h.path, h.targets.join(", "));
             if let Some(c) = &h.coverage {
