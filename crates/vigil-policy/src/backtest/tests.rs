@@ -11,7 +11,11 @@ impl Host for NoHost {
         Some(4026531836)
     }
     fn syscall_number(&self, name: &str) -> Option<i64> {
-        (name == "sys_dup").then_some(32)
+        match name {
+            "sys_dup" => Some(32),
+            "sys_dup2" => Some(33),
+            _ => None,
+        }
     }
 }
 
@@ -225,7 +229,7 @@ fn binaries_and_pids_name_the_state_they_would_need() {
 
 #[test]
 fn in_map_names_system_calls_by_number_as_the_runtime_rewrites_them() {
-    let yaml = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  tracepoints:\n  - subsystem: raw_syscalls\n    event: sys_enter\n    args:\n    - index: 4\n      type: uint64\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: InMap\n        values: [\"sys_dup\", \"33\"]\n";
+    let yaml = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  lists:\n  - name: dups\n    type: syscalls\n    values: [\"sys_dup\", \"sys_dup2\"]\n  tracepoints:\n  - subsystem: raw_syscalls\n    event: sys_enter\n    args:\n    - index: 4\n      type: uint64\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: InMap\n        values: [\"list:dups\"]\n";
     let policy = crate::parse_policy(yaml, "t.yaml").expect("policy parses");
     let hook = compile(&policy, &Capabilities::TRACEPOINTS_ONLY)
         .hooks
