@@ -56,7 +56,7 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
             let kernel = kernel_info(btf.as_deref());
             cli::validate(&files, if no_kernel { None } else { Some(&kernel) })
         }
-        PolicyCommand::Backtest(args) => return crate::backtest::run(args),
+        PolicyCommand::Backtest(args) => return crate::backtest::run(&args),
         PolicyCommand::Explain { file, btf } => {
             let kernel = kernel_info(btf.as_deref());
             let caps = detect_capabilities();

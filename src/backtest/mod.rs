@@ -49,8 +49,8 @@ pub struct BacktestArgs {
     pub output: Output,
 }
 
-pub fn run(args: BacktestArgs) -> ExitCode {
-    match backtest(&args) {
+pub fn run(args: &BacktestArgs) -> ExitCode {
+    match backtest(args) {
         Ok(report) => {
             let text = match args.output {
                 Output::Json => format!("{:#}\n", report.to_json()),

@@ -317,7 +317,7 @@ fn pids(p: &PidSelector, pid: u32) -> Verdict {
         (Operator::In, false) => Verdict::Fails,
         (Operator::NotIn, false) => judge(!listed),
         (Operator::NotIn, true) if listed => Verdict::Fails,
-        (op, _) if matches!(op, Operator::In | Operator::NotIn) => cannot(
+        (Operator::In | Operator::NotIn, _) => cannot(
             "matchPIDs followForks: whether an ancestor had a listed pid is state the history \
              does not keep",
         ),
