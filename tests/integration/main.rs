@@ -56,3 +56,4 @@ mod proto_check;
 mod runtimes;
 mod same_file;
 mod service_unit;
+mod web;
