@@ -132,28 +132,24 @@ pub fn decode_component(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn param(query: Option<&str>, name: &str) -> Result<Option<String>, Answer> {
+/// A query parameter, decoded; the error is the 400's message.
+fn param(query: Option<&str>, name: &str) -> Result<Option<String>, String> {
     match guard::query_param(query, name) {
         None => Ok(None),
-        Some(raw) => decode_component(raw).map(Some).ok_or_else(|| {
-            text(
-                StatusCode::BAD_REQUEST,
-                &format!("parameter {name}: bad percent-encoding"),
-            )
-        }),
+        Some(raw) => decode_component(raw)
+            .map(Some)
+            .ok_or_else(|| format!("parameter {name}: bad percent-encoding")),
     }
 }
 
-fn millis(query: Option<&str>, name: &str) -> Result<Option<i64>, Answer> {
+fn millis(query: Option<&str>, name: &str) -> Result<Option<i64>, String> {
     match param(query, name)? {
         None => Ok(None),
         Some(v) if v.is_empty() => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| {
-            text(
-                StatusCode::BAD_REQUEST,
-                &format!("parameter {name}: {v:?} is not milliseconds since the epoch"),
-            )
-        }),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("parameter {name}: {v:?} is not milliseconds since the epoch")),
     }
 }
 
@@ -218,7 +214,7 @@ async fn respond(state: &State, req: &Request<Incoming>) -> Answer {
         "/api/view" => {
             let q = match view_query(query) {
                 Ok(q) => q,
-                Err(r) => return r,
+                Err(message) => return text(StatusCode::BAD_REQUEST, &message),
             };
             let dir = state.history_dir.clone();
             read(state, move || api::view(&dir, &q).map(Some)).await
@@ -227,7 +223,7 @@ async fn respond(state: &State, req: &Request<Incoming>) -> Answer {
             let exec_id = match param(query, "exec_id") {
                 Ok(Some(id)) if !id.is_empty() && id.len() <= 256 => id,
                 Ok(_) => return text(StatusCode::BAD_REQUEST, "parameter exec_id: required"),
-                Err(r) => return r,
+                Err(message) => return text(StatusCode::BAD_REQUEST, &message),
             };
             let dir = state.history_dir.clone();
             read(state, move || api::process(&dir, &exec_id)).await
@@ -236,13 +232,10 @@ async fn respond(state: &State, req: &Request<Incoming>) -> Answer {
     }
 }
 
-fn view_query(query: Option<&str>) -> Result<ViewQuery, Answer> {
+fn view_query(query: Option<&str>) -> Result<ViewQuery, String> {
     let search = param(query, "q")?.unwrap_or_default();
     if search.chars().count() > MAX_SEARCH {
-        return Err(text(
-            StatusCode::BAD_REQUEST,
-            &format!("parameter q: longer than {MAX_SEARCH} characters"),
-        ));
+        return Err(format!("parameter q: longer than {MAX_SEARCH} characters"));
     }
     Ok(ViewQuery {
         since_ms: millis(query, "since")?,
