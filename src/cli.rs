@@ -342,6 +342,11 @@ pub struct OutputFlags {
     /// and counts.
     #[arg(long, default_value = "64M")]
     pub history_queue_bytes: String,
+    /// Flight recorder's web explorer: serve a read-only page over the history on this
+    /// address (`:2113` is loopback; a token is required, `vigil history web-url` prints
+    /// the URL); needs --history-dir; empty: off.
+    #[arg(long, default_value = "")]
+    pub web_address: String,
     /// Timeout of one OTLP Export request.
     #[arg(long, default_value = "10s")]
     pub export_otlp_timeout: String,

@@ -21,6 +21,16 @@ pub enum HistoryCommand {
     Tree(TreeArgs),
     /// Recorded events, filtered by time, binary, pod, policy, action, type.
     Events(EventsArgs),
+    /// The web explorer's URL with its token (the agent's --web-address), from the token
+    /// file in the history directory.
+    WebUrl(WebUrlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WebUrlArgs {
+    /// The agent's --history-dir.
+    #[arg(long, default_value = DEFAULT_DIR)]
+    pub history_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,6 +116,9 @@ fn query(cmd: HistoryCommand) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match cmd {
+        HistoryCommand::WebUrl(a) => {
+            writeln!(out, "{}", vigil_web::read_url(&a.history_dir)?)?;
+        }
         HistoryCommand::Tree(a) => {
             let h = open(&a.common)?;
             let exec_id = match (&a.exec_id, a.pid) {

@@ -32,6 +32,8 @@ pub struct OutputOptions {
     pub otlp: Option<(OtlpConfig, AllowDeny)>,
     /// `--history-dir` and its limits, checked.
     pub history: Option<HistoryConfig>,
+    /// `--web-address`, checked (only with `--history-dir`).
+    pub web_address: Option<String>,
 }
 
 /// `--history-*`: the flight recorder's settings, or None when `--history-dir` is not given.
@@ -134,6 +136,17 @@ impl OutputOptions {
                 tracing::warn!("--metrics-label-filter: unknown label {l:?} ignored");
             }
         }
+        let history = history_config(f, node_name)?;
+        let web_address = match f.web_address.trim() {
+            "" => None,
+            _ if history.is_none() => bail!(
+                "--web-address needs --history-dir: the web explorer shows the flight recorder's files"
+            ),
+            addr => {
+                vigil_web::parse_address(addr)?;
+                Some(addr.to_string())
+            }
+        };
         Ok(Self {
             filename,
             rotation: Rotation {
@@ -158,7 +171,8 @@ impl OutputOptions {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
             otlp,
-            history: history_config(f, node_name)?,
+            history,
+            web_address,
         })
     }
 }
@@ -187,6 +201,11 @@ pub fn build(o: OutputOptions, node_name: &str) -> Result<(Bus, Option<Arc<Metri
         bus.add(Box::new(sink));
         tracing::info!(dir = %dir.display(), max_bytes = budget.max_bytes,
             max_age = ?budget.max_age, "flight recorder on");
+        if let Some(addr) = &o.web_address {
+            let web = vigil_web::start(addr, &dir)?;
+            tracing::info!(address = %web.address, token_file = %web.token_file.display(),
+                "web explorer listening (`vigil history web-url` prints its URL)");
+        }
     }
     if o.rate_limit == Some(0) {
         tracing::info!("--export-rate-limit=0: JSON export disabled");

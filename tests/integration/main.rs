@@ -57,3 +57,4 @@ mod proto_check;
 mod runtimes;
 mod same_file;
 mod service_unit;
+mod web;

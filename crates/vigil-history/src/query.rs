@@ -477,6 +477,9 @@ fn decode(
         .collect()
 }
 
+#[path = "overview.rs"]
+mod overview;
+
 #[cfg(test)]
 #[path = "query_tests.rs"]
 mod tests;
