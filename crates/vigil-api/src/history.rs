@@ -45,7 +45,7 @@ impl HistoryService {
     }
 }
 
-fn status(e: HistoryError) -> Status {
+fn status(e: &HistoryError) -> Status {
     match e {
         HistoryError::Empty(_) | HistoryError::UnknownExecId(_) | HistoryError::UnknownPid(_) => {
             Status::not_found(e.to_string())
@@ -180,7 +180,7 @@ fn process(p: ProcessRow) -> pb::Process {
 }
 
 fn open(dir: &std::path::Path) -> Result<History, Status> {
-    let h = History::open(dir).map_err(status)?;
+    let h = History::open(dir).map_err(|e| status(&e))?;
     for s in &h.skipped {
         tracing::warn!(slice = %s, "history query skipped a slice");
     }
@@ -192,26 +192,27 @@ fn events(dir: &std::path::Path, r: pb::EventsRequest) -> Result<pb::EventsRespo
     let filter = filter_of(r)?;
     let h = open(dir)?;
     let mut out = Bounded::new(limit);
-    h.each_event(&filter, |e| out.push(e)).map_err(status)?;
+    h.each_event(&filter, |e| out.push(e))
+        .map_err(|e| status(&e))?;
     Ok(pb::EventsResponse {
         events: out.events,
         truncated: out.truncated,
     })
 }
 
-fn tree(dir: &std::path::Path, r: pb::TreeRequest) -> Result<pb::TreeResponse, Status> {
+fn tree(dir: &std::path::Path, r: &pb::TreeRequest) -> Result<pb::TreeResponse, Status> {
     let h = open(dir)?;
     let exec_id = match (r.exec_id.as_str(), r.pid) {
         ("", None) => return Err(Status::invalid_argument("give exec_id or pid")),
         ("", Some(pid)) => {
             h.newest_with_pid(pid)
-                .map_err(status)?
-                .ok_or_else(|| status(HistoryError::UnknownPid(pid)))?
+                .map_err(|e| status(&e))?
+                .ok_or_else(|| status(&HistoryError::UnknownPid(pid)))?
                 .exec_id
         }
         (id, _) => id.to_string(),
     };
-    let tree = h.tree(&exec_id).map_err(status)?;
+    let tree = h.tree(&exec_id).map_err(|e| status(&e))?;
     let mut out = Bounded::new(limit_of(r.limit));
     let mut processes = Vec::new();
     for p in tree.processes.into_values() {
@@ -251,7 +252,7 @@ impl pb::history_server::History for HistoryService {
     ) -> Result<Response<pb::TreeResponse>, Status> {
         let dir = self.dir()?;
         let r = request.into_inner();
-        blocking(move || tree(&dir, r)).await
+        blocking(move || tree(&dir, &r)).await
     }
 
     async fn events(
