@@ -60,6 +60,30 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     std::fs::write(&serde_path, serde_src)?;
 
+    compile_vigil_services(&out_dir)?;
+    Ok(())
+}
+
+/// vigil's own services, in packages of their own (`vigil.*`). Compiled apart from the
+/// Tetragon protos, into their own directory, so that `FILE_DESCRIPTOR_SET` stays Tetragon's
+/// API; the Tetragon messages they use are the ones generated above.
+fn compile_vigil_services(out_dir: &std::path::Path) -> Result<(), Box<dyn Error>> {
+    const VIGIL_PROTOS: &[&str] = &["proto/vigil/history/v1/history.proto"];
+    for proto in VIGIL_PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let dir = out_dir.join("vigil");
+    std::fs::create_dir_all(&dir)?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .out_dir(&dir)
+        // As above: our Timestamp, and no default mapping to prost-types.
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf.Timestamp", "crate::wkt::Timestamp")
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .extern_path(".tetragon", "crate::tetragon")
+        .compile_protos(VIGIL_PROTOS, &["proto"])?;
     Ok(())
 }
 

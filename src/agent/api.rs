@@ -15,7 +15,7 @@ use vigil_api::{
 };
 use vigil_proto::tetragon::{DumpProcessCacheReqArgs, LogLevel, ProcessInternal};
 
-use crate::cli::ServerFlags;
+use crate::cli::{AgentFlags, ServerFlags};
 
 use super::pipeline::Pipeline;
 
@@ -155,14 +155,21 @@ pub fn hub(flags: &ServerFlags) -> (Arc<Hub>, GrpcSink) {
 /// Binds and starts serving. `None` when the API is disabled (`--server-address ""` and
 /// `--health-server-address ""`).
 pub fn start(
-    flags: &ServerFlags,
+    agent_flags: &AgentFlags,
     hub: Arc<Hub>,
     reload: LogReload,
-    log_level: &str,
-    conf: Vec<(String, String)>,
     manager: Arc<MemoryPolicyManager>,
     runtime_hooks: Arc<super::containers::RuntimeRegistry>,
 ) -> Result<Option<Api>> {
+    let flags = &agent_flags.api;
+    let log_level = agent_flags.log_level.as_str();
+    let conf = agent_flags.effective.clone();
+    // For vigil.history.v1.History, served on the same listener.
+    let history_dir = agent_flags
+        .out
+        .history_dir
+        .clone()
+        .filter(|d| !d.as_os_str().is_empty());
     if flags.server_address.is_empty() && flags.health_server_address.is_empty() {
         return Ok(None);
     }
@@ -193,6 +200,7 @@ pub fn start(
             require_client_cert: flags.server_tls_require_client_cert,
         },
         health_address: flags.health_server_address.clone(),
+        history_dir,
     };
     let server = ApiServer::start(&cfg, service)?;
     tracing::info!(

@@ -333,16 +333,7 @@ pub fn run(flags: &AgentFlags, warnings: &[String]) -> Result<()> {
         .iter()
         .map(|(_, id)| id.to_string())
         .collect();
-    let conf = flags.effective.clone();
-    let api = api::start(
-        &flags.api,
-        hub,
-        log_reload,
-        &flags.log_level,
-        conf,
-        Arc::clone(&manager),
-        runtime_hooks,
-    )?;
+    let api = api::start(flags, hub, log_reload, Arc::clone(&manager), runtime_hooks)?;
     tracing::info!(
         ready_ms = started.elapsed().as_millis() as u64,
         program_ids = program_ids.join(","),

@@ -26,6 +26,7 @@ mod export_cel;
 mod grpc_authority;
 mod harness;
 mod history;
+mod history_api;
 mod hooks;
 mod k8s;
 mod k8s_install;

@@ -427,6 +427,50 @@ fn seed_chroot(root: &Path, deb: &Path) {
     }
 }
 
+/// Checks that every relative link (`](target)`, anchors aside) of every Markdown page under
+/// `doc` names a file under `doc`; returns the number of pages.
+fn doc_links_resolve(doc: &Path) -> usize {
+    let readme = doc.join("README.md");
+    assert!(readme.exists(), "{} missing", readme.display());
+    let pages: Vec<PathBuf> = tree(doc)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .map(|p| doc.join(p))
+        .collect();
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        for (at, _) in text.match_indices("](") {
+            let rest = &text[at + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = rest[..end].split('#').next().unwrap_or("");
+            if target.is_empty() || target.contains("://") || target.contains(char::is_whitespace) {
+                continue;
+            }
+            let mut resolved = page.parent().unwrap().to_path_buf();
+            for part in Path::new(target).components() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        resolved.pop();
+                    }
+                    std::path::Component::Normal(p) => resolved.push(p),
+                    _ => {}
+                }
+            }
+            if !resolved.starts_with(doc) || !resolved.exists() {
+                broken.push(format!("{}: {target}", page.display()));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "links that do not resolve in {}:\n{}",
+        doc.display(),
+        broken.join("\n")
+    );
+    pages.len()
+}
+
 fn dpkg(root: &Path, args: &[&str]) -> String {
     check(
         &format!("dpkg {args:?}"),
@@ -526,6 +570,15 @@ fn debian_package_installs_verifies_and_removes_in_a_chroot() {
             std::fs::read(f.path()).unwrap()
         );
     }
+
+    // The documentation: every relative link of every installed page names an installed file.
+    let doc = root.join("usr/share/doc/vigil");
+    let pages = doc_links_resolve(&doc);
+    assert!(
+        pages > 20 && doc.join("docs/guides/install-service.md").exists(),
+        "{pages} pages in {}",
+        doc.display()
+    );
 
     let version = check(
         "vigil version in the chroot",

@@ -1,13 +1,14 @@
 //! vigil's API: the `tetragon.FineGuidanceSensors` gRPC service (wire-compatible with
 //! Tetragon's), `grpc.health.v1`, the fan-out of bus events to `GetEvents` clients, event
-//! and field filters, the policy-manager interface, and client helpers for the CLI
-//! (connection, compact rendering).
+//! and field filters, the policy-manager interface, client helpers for the CLI (connection,
+//! compact rendering), and vigil's `vigil.history.v1.History` extension (`history`).
 
 pub mod client;
 pub mod compact;
 pub mod fanout;
 pub mod fields;
 pub mod filters;
+pub mod history;
 pub mod limit;
 pub mod liveness;
 pub mod policy;

@@ -14,6 +14,8 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use vigil_proto::tetragon::fine_guidance_sensors_server::FineGuidanceSensorsServer;
 
+use crate::history::{HistoryServer, HistoryService};
+
 use crate::service::Service;
 
 /// Largest message a client may send (policies are YAML text).
@@ -93,6 +95,8 @@ pub struct ServerConfig {
     pub tls: TlsFiles,
     /// Empty: no health server.
     pub health_address: String,
+    /// The agent's --history-dir, for `vigil.history.v1.History` (None: its calls fail).
+    pub history_dir: Option<PathBuf>,
 }
 
 fn read(p: &Path) -> Result<Vec<u8>, ServerError> {
@@ -228,6 +232,9 @@ impl ApiServer {
                 .ok_or_else(|| ServerError::Address(cfg.server_address.clone()))?;
             let svc =
                 FineGuidanceSensorsServer::new(service).max_decoding_message_size(MAX_DECODING);
+            // Its requests are a few filters.
+            let history = HistoryServer::new(HistoryService::new(cfg.history_dir.clone()))
+                .max_decoding_message_size(64 << 10);
             let (tx, rx) = oneshot::channel::<()>();
             let stop = async {
                 let _ = rx.await;
@@ -253,6 +260,7 @@ impl ApiServer {
                     runtime.spawn(async move {
                         if let Err(e) = Server::builder()
                             .add_service(svc)
+                            .add_service(history)
                             .serve_with_incoming_shutdown(incoming, stop)
                             .await
                         {
@@ -287,6 +295,7 @@ impl ApiServer {
                     runtime.spawn(async move {
                         if let Err(e) = builder
                             .add_service(svc)
+                            .add_service(history)
                             .serve_with_incoming_shutdown(incoming, stop)
                             .await
                         {

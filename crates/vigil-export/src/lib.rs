@@ -24,6 +24,7 @@ use vigil_proto::tetragon::{GetEventsResponse, LossStage, RateLimitInfo, get_eve
 use dest::{Destination, StdoutLines};
 
 pub mod bus;
+pub mod byte_queue;
 pub mod cel;
 mod dest;
 pub mod event;
@@ -38,6 +39,7 @@ pub mod seq;
 mod splice;
 
 pub use bus::{Bus, Event, Sink};
+pub use byte_queue::ByteQueue;
 pub use fields::FieldFilters;
 pub use filter::{AllowDeny, FilterError, FilterList};
 pub use ratelimit::RateLimiter;

@@ -1,13 +1,12 @@
 //! The recorder's sink on the event bus: it only queues the shared event, in a queue bounded
 //! in bytes (the events' protobuf size); the writer thread (`writer`) does the rest.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use prost::Message;
-use vigil_export::{Event, Sink};
+use vigil_export::{ByteQueue, Event, Sink};
 
 use crate::HistoryError;
 use crate::slices::{Budget, MIN_BUDGET};
@@ -50,11 +49,9 @@ pub(crate) fn charge(event: &Event) -> u64 {
     event.encoded_len() as u64 + 64
 }
 
-#[derive(Default)]
 pub(crate) struct Queue {
-    pub items: VecDeque<Event>,
-    /// Bytes charged for events queued or being written.
-    pub bytes: u64,
+    /// Charged [`charge`] per event until the writer is done with it.
+    pub items: ByteQueue<Event>,
     pub closing: bool,
 }
 
@@ -72,8 +69,10 @@ impl Shared {
     /// The writer is done with events charged `bytes`.
     pub fn release(&self, bytes: u64) {
         let mut q = self.lock();
-        q.bytes = q.bytes.saturating_sub(bytes);
-        self.counters.queue_bytes.store(q.bytes, Ordering::Relaxed);
+        q.items.release(bytes);
+        self.counters
+            .queue_bytes
+            .store(q.items.charged(), Ordering::Relaxed);
     }
 }
 
@@ -81,9 +80,6 @@ impl Shared {
 pub struct HistorySink {
     name: String,
     shared: Arc<Shared>,
-    queue_bytes: u64,
-    /// Inside a burst of queue-full drops (logged once per burst).
-    dropping: bool,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -104,12 +100,14 @@ impl HistorySink {
         }
         crate::prepare_dir(&cfg.dir)?;
         let shared = Arc::new(Shared {
-            queue: Mutex::default(),
+            queue: Mutex::new(Queue {
+                items: ByteQueue::new(cfg.queue_bytes),
+                closing: false,
+            }),
             ready: Condvar::new(),
             counters: Arc::default(),
         });
         let name = format!("history {}", cfg.dir.display());
-        let queue_bytes = cfg.queue_bytes;
         let writer = crate::writer::Writer::open(cfg, Arc::clone(&shared.counters))?;
         let thread_shared = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
@@ -119,8 +117,6 @@ impl HistorySink {
         Ok(Self {
             name,
             shared,
-            queue_bytes,
-            dropping: false,
             writer: Some(handle),
         })
     }
@@ -138,30 +134,30 @@ impl Sink for HistorySink {
     fn publish(&mut self, event: &Event) {
         let size = charge(event);
         let mut q = self.shared.lock();
-        if q.bytes + size > self.queue_bytes {
-            drop(q);
-            let c = &self.shared.counters;
-            c.lost_queue_full.fetch_add(1, Ordering::Relaxed);
-            if !self.dropping {
-                self.dropping = true;
-                tracing::error!(sink = %self.name, queue_bytes = self.queue_bytes,
-                    lost_so_far = c.lost(),
-                    "history writer behind (queue full); events are dropped and counted as lost until it catches up");
+        match q.items.push(Arc::clone(event), size) {
+            Ok(len) => {
+                let bytes = q.items.charged();
+                drop(q);
+                self.shared
+                    .counters
+                    .queue_bytes
+                    .store(bytes, Ordering::Relaxed);
+                // The writer sleeps only on an empty queue: one wake-up per batch, not per
+                // event.
+                if len == 1 {
+                    self.shared.ready.notify_one();
+                }
             }
-            return;
-        }
-        self.dropping = false;
-        q.bytes += size;
-        q.items.push_back(Arc::clone(event));
-        let first = q.items.len() == 1;
-        self.shared
-            .counters
-            .queue_bytes
-            .store(q.bytes, Ordering::Relaxed);
-        drop(q);
-        // The writer sleeps only on an empty queue: one wake-up per batch, not per event.
-        if first {
-            self.shared.ready.notify_one();
+            Err(dropped) => {
+                let queue_bytes = q.items.capacity();
+                drop(q);
+                let c = &self.shared.counters;
+                c.lost_queue_full.fetch_add(1, Ordering::Relaxed);
+                if dropped.first_in_burst {
+                    tracing::error!(sink = %self.name, queue_bytes, lost_so_far = c.lost(),
+                        "history writer behind (queue full); events are dropped and counted as lost until it catches up");
+                }
+            }
         }
     }
 
@@ -174,11 +170,7 @@ impl Sink for HistorySink {
             tracing::error!(sink = %self.name, "history writer thread panicked");
         }
         // Whatever the writer could not take (it panicked) is lost, and counted.
-        let mut q = self.shared.lock();
-        let left = q.items.len() as u64;
-        q.items.clear();
-        q.bytes = 0;
-        drop(q);
+        let left = self.shared.lock().items.clear() as u64;
         let c = &self.shared.counters;
         c.lost_write_failed.fetch_add(left, Ordering::Relaxed);
         tracing::info!(sink = %self.name, recorded = c.recorded.load(Ordering::Relaxed),

@@ -157,10 +157,9 @@ impl Writer {
                         break;
                     }
                 }
-                (std::mem::take(&mut q.items), q.closing)
+                (q.items.take(usize::MAX), q.closing)
             };
             let small = drained.len() < BATCH_EVENTS;
-            let drained: Vec<Event> = drained.into();
             for chunk in drained.chunks(self.chunk_events()) {
                 let charged: u64 = chunk.iter().map(charge).sum();
                 self.write(chunk);

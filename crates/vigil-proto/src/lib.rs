@@ -27,6 +27,24 @@ pub mod tetragon {
     include!(concat!(env!("OUT_DIR"), "/tetragon.serde.rs"));
 }
 
+/// vigil's own services (package `vigil.*`, `proto/vigil/`): extensions beside the Tetragon
+/// API, which they leave unchanged.
+pub mod vigil {
+    pub mod history {
+        /// `vigil.history.v1.History`: the flight recorder's queries.
+        #[allow(
+            clippy::all,
+            clippy::pedantic,
+            missing_docs,
+            rust_2018_idioms,
+            unused_qualifications
+        )]
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/vigil/vigil.history.v1.rs"));
+        }
+    }
+}
+
 /// Re-export of the well-known types used in the API (wrappers, Duration,
 /// FieldMask, Any); `Timestamp` is [`wkt::Timestamp`].
 pub use pbjson_types;

@@ -9,7 +9,6 @@
 //! ends up delivered or counted lost: queue full, retries exhausted (or a permanent error),
 //! or rejected by the receiver (`partial_success.rejected_log_records`).
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +17,7 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
+use crate::byte_queue::ByteQueue;
 use crate::{AllowDeny, Event, RateLimiter, Sink};
 
 mod record;
@@ -208,23 +208,17 @@ struct Queued {
     seq: u64,
 }
 
-#[derive(Default)]
-struct Queue {
-    items: VecDeque<Queued>,
-    /// Bytes of queued and in-flight events.
-    bytes: u64,
-}
-
 /// What the sink and the sender thread share.
 struct Shared {
-    queue: Mutex<Queue>,
+    /// Charged with the events' encoded size until their batch is settled.
+    queue: Mutex<ByteQueue<Queued>>,
     wake: tokio::sync::Notify,
     closing: AtomicBool,
     counters: Arc<OtlpCounters>,
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByteQueue<Queued>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -238,11 +232,8 @@ pub struct OtlpSink {
     shared: Arc<Shared>,
     filters: AllowDeny,
     limiter: Option<RateLimiter>,
-    queue_bytes: u64,
     batch_records: usize,
     seq: u64,
-    /// Inside a burst of queue-full drops (logged once per burst).
-    dropping: bool,
     sender: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -263,13 +254,13 @@ impl OtlpSink {
         node_name: &str,
     ) -> Result<Self, OtlpError> {
         let shared = Arc::new(Shared {
-            queue: Mutex::default(),
+            queue: Mutex::new(ByteQueue::new(cfg.queue_bytes)),
             wake: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
             counters: Arc::default(),
         });
         let name = format!("otlp {}", cfg.display);
-        let (queue_bytes, batch_records) = (cfg.queue_bytes, cfg.batch_records);
+        let batch_records = cfg.batch_records;
         let sender = sender::spawn(cfg, Arc::clone(&shared), node_name.to_string())
             .map_err(OtlpError::Thread)?;
         Ok(Self {
@@ -277,10 +268,8 @@ impl OtlpSink {
             shared,
             filters,
             limiter: rate_limit.map(|n| RateLimiter::new(n, Instant::now())),
-            queue_bytes,
             batch_records,
             seq: 0,
-            dropping: false,
             sender: Some(sender),
         })
     }
@@ -306,36 +295,36 @@ impl Sink for OtlpSink {
             return;
         }
         let size = event.encoded_len() as u64;
-        let mut q = self.shared.lock();
-        if q.bytes + size > self.queue_bytes {
-            drop(q);
-            let c = &self.shared.counters;
-            c.lost_queue_full.fetch_add(1, Ordering::Relaxed);
-            if !self.dropping {
-                self.dropping = true;
-                tracing::error!(sink = %self.name, queue_bytes = self.queue_bytes,
-                    lost_so_far = c.lost(),
-                    "OTLP queue full (the receiver is slow or unreachable); events are dropped and counted as lost until it drains");
-            }
-            return;
-        }
-        self.dropping = false;
-        self.seq += 1;
-        q.bytes += size;
-        q.items.push_back(Queued {
+        let queued = Queued {
             event: Arc::clone(event),
             size,
-            seq: self.seq,
-        });
-        let (len, bytes) = (q.items.len(), q.bytes);
-        drop(q);
-        self.shared
-            .counters
-            .queue_bytes
-            .store(bytes, Ordering::Relaxed);
-        // Wake the sender for a new batch or a full one, not for every event.
-        if len == 1 || len == self.batch_records {
-            self.shared.wake.notify_one();
+            seq: self.seq + 1,
+        };
+        let mut q = self.shared.lock();
+        match q.push(queued, size) {
+            Ok(len) => {
+                let bytes = q.charged();
+                drop(q);
+                self.seq += 1;
+                self.shared
+                    .counters
+                    .queue_bytes
+                    .store(bytes, Ordering::Relaxed);
+                // Wake the sender for a new batch or a full one, not for every event.
+                if len == 1 || len == self.batch_records {
+                    self.shared.wake.notify_one();
+                }
+            }
+            Err(dropped) => {
+                let queue_bytes = q.capacity();
+                drop(q);
+                let c = &self.shared.counters;
+                c.lost_queue_full.fetch_add(1, Ordering::Relaxed);
+                if dropped.first_in_burst {
+                    tracing::error!(sink = %self.name, queue_bytes, lost_so_far = c.lost(),
+                        "OTLP queue full (the receiver is slow or unreachable); events are dropped and counted as lost until it drains");
+                }
+            }
         }
     }
 
@@ -352,11 +341,7 @@ impl Sink for OtlpSink {
             tracing::error!(sink = %self.name, "OTLP sender thread panicked");
         }
         // Anything the sender could not take (it panicked) is lost, and counted.
-        let mut q = self.shared.lock();
-        let left = q.items.len() as u64;
-        q.items.clear();
-        q.bytes = 0;
-        drop(q);
+        let left = self.shared.lock().clear() as u64;
         if left > 0 {
             self.shared
                 .counters

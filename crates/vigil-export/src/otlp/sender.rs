@@ -93,7 +93,7 @@ impl Sender {
     async fn run(mut self) {
         loop {
             // Wait for a first event (a permit is stored if the sink notified first).
-            while self.shared.lock().items.is_empty() {
+            while self.shared.lock().is_empty() {
                 if self.closing() {
                     return;
                 }
@@ -101,7 +101,7 @@ impl Sender {
             }
             // Let the batch fill for a while, unless it is full already or we are closing.
             let fill_by = Instant::now() + self.cfg.batch_delay;
-            while self.shared.lock().items.len() < self.cfg.batch_records && !self.closing() {
+            while self.shared.lock().len() < self.cfg.batch_records && !self.closing() {
                 if tokio::time::timeout_at(fill_by, self.shared.wake.notified())
                     .await
                     .is_err()
@@ -109,19 +109,15 @@ impl Sender {
                     break;
                 }
             }
-            let batch: Vec<Queued> = {
-                let mut q = self.shared.lock();
-                let n = q.items.len().min(self.cfg.batch_records);
-                q.items.drain(..n).collect()
-            };
+            let batch: Vec<Queued> = self.shared.lock().take(self.cfg.batch_records);
             self.send(&batch).await;
             let size: u64 = batch.iter().map(|q| q.size).sum();
             let mut q = self.shared.lock();
-            q.bytes -= size;
+            q.release(size);
             self.shared
                 .counters
                 .queue_bytes
-                .store(q.bytes, Ordering::Relaxed);
+                .store(q.charged(), Ordering::Relaxed);
         }
     }
 
