@@ -37,6 +37,7 @@ pub mod redact;
 pub mod rotate;
 pub mod seq;
 mod splice;
+pub use splice::ProcessJson;
 
 pub use bus::{Bus, Event, Sink};
 pub use byte_queue::ByteQueue;

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use prost::Message;
-use vigil_export::{ByteQueue, Event, Sink};
+use vigil_export::{ByteQueue, Event, ProcessJson, Sink};
+use vigil_proto::tetragon::GetEventsResponse;
 
 use crate::HistoryError;
 use crate::slices::{Budget, MIN_BUDGET};
@@ -44,14 +45,29 @@ impl HistoryCounters {
     }
 }
 
-/// What one queued event is charged: its protobuf size plus the queue's own bookkeeping.
-pub(crate) fn charge(event: &Event) -> u64 {
-    event.encoded_len() as u64 + 64
+/// One event for the writer: the shared event, and its JSON line, rendered on the pipeline
+/// thread the way the file sink renders it (the processes' JSON reused while they are
+/// unchanged: `ProcessJson`), which costs a fraction of rendering it whole on the writer.
+pub(crate) struct Recorded {
+    pub event: Event,
+    /// `None` when rendering failed: the writer renders (and reports) it again.
+    pub json: Option<Box<[u8]>>,
+    /// What the queue charged for it.
+    pub charge: u64,
+}
+
+/// What one queued event is charged: the event (shared with the other sinks; about as large
+/// as its JSON) and its line, plus the queue's own bookkeeping.
+pub(crate) fn charge(event: &Event, json: Option<&[u8]>) -> u64 {
+    match json {
+        Some(line) => 2 * line.len() as u64 + 64,
+        None => event.encoded_len() as u64 + 64,
+    }
 }
 
 pub(crate) struct Queue {
     /// Charged [`charge`] per event until the writer is done with it.
-    pub items: ByteQueue<Event>,
+    pub items: ByteQueue<Recorded>,
     pub closing: bool,
 }
 
@@ -81,6 +97,10 @@ pub struct HistorySink {
     name: String,
     shared: Arc<Shared>,
     writer: Option<std::thread::JoinHandle<()>>,
+    processes: ProcessJson,
+    line: Vec<u8>,
+    /// The line of the event between `publish_first` and `publish`.
+    rendered: Option<Box<[u8]>>,
 }
 
 impl std::fmt::Debug for HistorySink {
@@ -118,6 +138,9 @@ impl HistorySink {
             name,
             shared,
             writer: Some(handle),
+            processes: ProcessJson::default(),
+            line: Vec::with_capacity(4096),
+            rendered: None,
         })
     }
 
@@ -131,10 +154,24 @@ impl Sink for HistorySink {
         &self.name
     }
 
+    /// Renders the line while the event can still be borrowed mutably (see `Recorded`).
+    fn publish_first(&mut self, event: &mut GetEventsResponse) {
+        self.rendered = match self.processes.write_event(event, &mut self.line) {
+            Ok(()) => Some(self.line.as_slice().into()),
+            Err(_) => None,
+        };
+    }
+
     fn publish(&mut self, event: &Event) {
-        let size = charge(event);
+        let json = self.rendered.take();
+        let size = charge(event, json.as_deref());
+        let recorded = Recorded {
+            event: Arc::clone(event),
+            json,
+            charge: size,
+        };
         let mut q = self.shared.lock();
-        match q.items.push(Arc::clone(event), size) {
+        match q.items.push(recorded, size) {
             Ok(len) => {
                 let bytes = q.items.charged();
                 drop(q);

@@ -14,7 +14,7 @@ use rusqlite::{Connection, params};
 use vigil_export::Event;
 use vigil_proto::tetragon::get_events_response::Event as Payload;
 
-use crate::sink::{HistoryConfig, HistoryCounters, Shared, charge};
+use crate::sink::{HistoryConfig, HistoryCounters, Recorded, Shared};
 use crate::slices::{self, Budget, SliceState};
 use crate::{HistoryError, keys, schema};
 
@@ -161,7 +161,7 @@ impl Writer {
             };
             let small = drained.len() < BATCH_EVENTS;
             for chunk in drained.chunks(self.chunk_events()) {
-                let charged: u64 = chunk.iter().map(charge).sum();
+                let charged: u64 = chunk.iter().map(|r| r.charge).sum();
                 self.write(chunk);
                 shared.release(charged);
             }
@@ -194,7 +194,7 @@ impl Writer {
         self.make_room(0);
     }
 
-    fn write(&mut self, events: &[Event]) {
+    fn write(&mut self, events: &[Recorded]) {
         if let Some(until) = self.backoff_until {
             if Instant::now() < until {
                 self.count_lost(events.len() as u64);
@@ -465,10 +465,11 @@ fn settle_old_slice(path: &Path) -> Option<u64> {
 }
 
 /// Renders and compresses a chunk, and collects its index rows.
-fn prepare(events: &[Event]) -> Chunk {
+fn prepare(events: &[Recorded]) -> Chunk {
     let mut chunk = Chunk::default();
     let mut batch = BatchBuilder::default();
-    for ev in events {
+    for recorded in events {
+        let ev = &recorded.event;
         let time_ns = keys::event_time_ns(ev).unwrap_or_else(now_ns);
         chunk.newest_ns = chunk.newest_ns.max(time_ns);
         let parts = vigil_export::event::parts(ev);
@@ -489,7 +490,7 @@ fn prepare(events: &[Event]) -> Chunk {
             chunk.exits.push((p.exec_id.clone(), time_ns));
         }
         let exec_id = parts.process.map(|p| p.exec_id.as_str()).unwrap_or("");
-        if !batch.add(ev, time_ns, exec_id) {
+        if !batch.add(ev, recorded.json.as_deref(), time_ns, exec_id) {
             continue;
         }
         if batch.events as usize >= BATCH_EVENTS || batch.json.len() >= BATCH_BYTES {
@@ -512,9 +513,11 @@ struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    fn add(&mut self, ev: &Event, time_ns: i64, exec_id: &str) -> bool {
+    fn add(&mut self, ev: &Event, line: Option<&[u8]>, time_ns: i64, exec_id: &str) -> bool {
         let start = self.json.len();
-        if let Err(e) = serde_json::to_writer(&mut self.json, &**ev) {
+        if let Some(line) = line {
+            self.json.extend_from_slice(line);
+        } else if let Err(e) = serde_json::to_writer(&mut self.json, &**ev) {
             self.json.truncate(start);
             tracing::error!(error = %e, "history: cannot encode event, dropped");
             return false;
