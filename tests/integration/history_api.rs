@@ -76,6 +76,11 @@ fn history_grpc_answers_as_the_cli_does() {
     let _g = serial();
     let dir = history_dir("grpc");
     let agent = Agent::start("history-grpc", &["--history-dir", dir.to_str().unwrap()]);
+    // A binary of this test's own: other tests running beside it start /usr/bin/true too.
+    let own_true = std::env::temp_dir().join(format!("vigil-it-{}-grpc-true", std::process::id()));
+    std::fs::copy("/usr/bin/true", &own_true).unwrap();
+    let own = own_true.to_str().unwrap().to_string();
+    let own = own.as_str();
     let status = Command::new("sh")
         .args(["-c", "sh -c \"cat /etc/hostname | wc -c\""])
         .stdout(std::process::Stdio::null())
@@ -83,12 +88,23 @@ fn history_grpc_answers_as_the_cli_does() {
         .unwrap();
     assert!(status.success());
     for _ in 0..20 {
-        Command::new("/usr/bin/true").status().unwrap();
+        // ETXTBSY while another test's fork still holds the copy's descriptor, briefly.
+        for attempt in 0.. {
+            match Command::new(own).status() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 100 => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                r => {
+                    r.unwrap();
+                    break;
+                }
+            }
+        }
     }
     let true_exits = |evs: &[Value]| {
         of_kind(evs, "process_exit")
             .iter()
-            .filter(|e| e["process"]["binary"] == "/usr/bin/true")
+            .filter(|e| e["process"]["binary"] == own)
             .count()
     };
     let events = agent.wait_for("the 20 exits", Duration::from_secs(10), |evs| {
@@ -96,7 +112,7 @@ fn history_grpc_answers_as_the_cli_does() {
     });
     // The recorder writes on its own thread: wait until it holds the 40 events.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while cli_lines(&dir, &["events", "--binary", "/usr/bin/true"]).len() < 40 {
+    while cli_lines(&dir, &["events", "--binary", own]).len() < 40 {
         assert!(Instant::now() < deadline, "the recorder did not catch up");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -111,9 +127,17 @@ fn history_grpc_answers_as_the_cli_does() {
         })
         .expect("the outer sh's exec");
     let outer_id = outer["process"]["exec_id"].as_str().unwrap().to_string();
+    // The tree is asked of the inner sh: a tree holds the root's siblings, and the outer sh's
+    // siblings are this test's children, which the queries below keep adding (each `vigil
+    // history` run is one), so two answers a moment apart could differ there.
+    let inner = of_kind(&events, "process_exec")
+        .into_iter()
+        .find(|e| e["process"]["parent_exec_id"] == outer_id.as_str())
+        .expect("the inner sh's exec");
+    let inner_id = inner["process"]["exec_id"].as_str().unwrap().to_string();
     let true_execs: Vec<&Value> = events
         .iter()
-        .filter(|e| e["process_exec"]["process"]["binary"] == "/usr/bin/true")
+        .filter(|e| e["process_exec"]["process"]["binary"] == own)
         .collect();
     assert_eq!(true_execs.len(), 20);
     let (from, to) = (true_execs[4], true_execs[14]);
@@ -131,13 +155,13 @@ fn history_grpc_answers_as_the_cli_does() {
         // By binary: all 40 events, each also decoded.
         let r = c
             .events(EventsRequest {
-                binary: "/usr/bin/true".into(),
+                binary: own.into(),
                 ..Default::default()
             })
             .await
             .unwrap()
             .into_inner();
-        let cli = cli_lines(&dir, &["events", "--binary", "/usr/bin/true"]);
+        let cli = cli_lines(&dir, &["events", "--binary", own]);
         assert_eq!(cli.len(), 40);
         assert_eq!(json(&r.events), cli);
         assert!(!r.truncated);
@@ -152,7 +176,7 @@ fn history_grpc_answers_as_the_cli_does() {
             .events(EventsRequest {
                 since: Some(time_of(from)),
                 until: Some(time_of(to)),
-                binary: "/usr/bin/true".into(),
+                binary: own.into(),
                 event_type: "exec".into(),
                 ..Default::default()
             })
@@ -162,15 +186,7 @@ fn history_grpc_answers_as_the_cli_does() {
         let cli = cli_lines(
             &dir,
             &[
-                "events",
-                "--since",
-                &since,
-                "--until",
-                &until,
-                "--binary",
-                "/usr/bin/true",
-                "--type",
-                "exec",
+                "events", "--since", &since, "--until", &until, "--binary", own, "--type", "exec",
             ],
         );
         assert_eq!(cli.len(), 11, "{cli:#?}");
@@ -179,17 +195,14 @@ fn history_grpc_answers_as_the_cli_does() {
         // A limit: the oldest 3, and the answer says more matched.
         let r = c
             .events(EventsRequest {
-                binary: "/usr/bin/true".into(),
+                binary: own.into(),
                 limit: 3,
                 ..Default::default()
             })
             .await
             .unwrap()
             .into_inner();
-        let cli = cli_lines(
-            &dir,
-            &["events", "--binary", "/usr/bin/true", "--limit", "3"],
-        );
+        let cli = cli_lines(&dir, &["events", "--binary", own, "--limit", "3"]);
         assert_eq!(json(&r.events), cli);
         assert_eq!(r.events.len(), 3);
         assert!(r.truncated);
@@ -197,16 +210,16 @@ fn history_grpc_answers_as_the_cli_does() {
         // A process tree.
         let r = c
             .tree(TreeRequest {
-                exec_id: outer_id.clone(),
+                exec_id: inner_id.clone(),
                 ..Default::default()
             })
             .await
             .unwrap()
             .into_inner();
-        let cli = cli_lines(&dir, &["tree", "--exec-id", &outer_id]);
+        let cli = cli_lines(&dir, &["tree", "--exec-id", &inner_id]);
         assert!(cli.len() >= 8, "outer sh, inner sh, cat, wc: {cli:#?}");
         assert_eq!(json(&r.events), cli);
-        assert_eq!(r.root_exec_id, outer_id);
+        assert_eq!(r.root_exec_id, inner_id);
         let binaries: Vec<&str> = r.processes.iter().map(|p| p.binary.as_str()).collect();
         assert!(
             binaries.iter().any(|b| b.ends_with("/cat"))
