@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::harness::*;
 
 /// `vigil history ARGS --history-dir DIR`: (exit code, stdout, stderr).
-fn history(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+pub(crate) fn history(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(vigil_bin())
         .arg("history")
         .args(args)
@@ -32,7 +32,7 @@ fn history(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
 }
 
 /// The recorded events as JSON lines (`-o json`), parsed.
-fn recorded(dir: &Path, args: &[&str]) -> Vec<Value> {
+pub(crate) fn recorded(dir: &Path, args: &[&str]) -> Vec<Value> {
     let mut all = args.to_vec();
     all.extend_from_slice(&["-o", "json"]);
     let (code, out, err) = history(dir, &all);

@@ -15,33 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::*;
-
-/// `vigil history ARGS --history-dir DIR`: (exit code, stdout, stderr).
-fn history(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(vigil_bin())
-        .arg("history")
-        .args(args)
-        .arg("--history-dir")
-        .arg(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The recorded events `vigil history ARGS -o json` prints, parsed.
-fn recorded(dir: &Path, args: &[&str]) -> Vec<Value> {
-    let mut all = args.to_vec();
-    all.extend_from_slice(&["-o", "json"]);
-    let (code, out, err) = history(dir, &all);
-    assert_eq!(code, Some(0), "vigil history {args:?}: {err}");
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
+use crate::history::{history, recorded};
 
 /// One HTTP/1.1 exchange on `port` (the connection closed after it): (status, headers with
 /// lower-case names, body).
