@@ -6,16 +6,18 @@ use std::sync::Arc;
 
 use vigil_proto::tetragon::GetEventsResponse;
 
+use crate::EventLine;
+
 /// An event as sinks see it: shared, immutable.
 pub type Event = Arc<GetEventsResponse>;
 
 pub trait Sink: Send {
     /// Name for logs and loss reports.
     fn name(&self) -> &str;
-    /// Takes one event before it is shared with the other sinks, for a sink that renders
-    /// it itself: it may take parts out while rendering but leaves the event as it found it.
-    /// Must not block for long, as `publish`.
-    fn publish_first(&mut self, _event: &mut GetEventsResponse) {}
+    /// Takes one event before it is shared with the other sinks, for a sink that writes its
+    /// JSON line: `line` renders it once for all of them. A sink may take parts of the event
+    /// out but leaves it as it found it. Must not block for long, as `publish`.
+    fn publish_first(&mut self, _event: &mut GetEventsResponse, _line: &mut EventLine) {}
     /// Takes one event. Must not block for long: drop and count instead.
     fn publish(&mut self, event: &Event);
     /// Called when the pipeline is idle and at shutdown.
@@ -34,6 +36,7 @@ pub trait Sink: Send {
 pub struct Bus {
     sinks: Vec<Box<dyn Sink>>,
     redactor: Option<crate::Redactor>,
+    line: EventLine,
 }
 
 impl std::fmt::Debug for Bus {
@@ -61,8 +64,9 @@ impl Bus {
         if let Some(r) = &self.redactor {
             r.apply(&mut event);
         }
+        self.line.next_event();
         for sink in &mut self.sinks {
-            sink.publish_first(&mut event);
+            sink.publish_first(&mut event, &mut self.line);
         }
         let event = Arc::new(event);
         for sink in &mut self.sinks {

@@ -28,6 +28,7 @@ pub mod byte_queue;
 pub mod cel;
 mod dest;
 pub mod event;
+mod event_line;
 pub mod fields;
 pub mod filter;
 mod labels;
@@ -37,10 +38,10 @@ pub mod redact;
 pub mod rotate;
 pub mod seq;
 mod splice;
-pub use splice::ProcessJson;
 
 pub use bus::{Bus, Event, Sink};
 pub use byte_queue::ByteQueue;
+pub use event_line::EventLine;
 pub use fields::FieldFilters;
 pub use filter::{AllowDeny, FilterError, FilterList};
 pub use ratelimit::RateLimiter;
@@ -89,8 +90,8 @@ pub struct JsonLinesSink {
     failing: bool,
     /// Reused for every line: one allocation per sink, not per event.
     line: Vec<u8>,
-    /// The JSON of the processes written last, reused while they are unchanged.
-    processes: splice::ProcessJson,
+    /// The line of an event exported directly (`export`); on the bus, the bus's is shared.
+    own_line: EventLine,
     /// The last `vigil_seq` given.
     seq: u64,
     /// Numbered lines lost since the last line known written: the sequence numbers a
@@ -152,7 +153,7 @@ impl JsonLinesSink {
             lost: 0,
             failing: false,
             line: Vec::with_capacity(4096),
-            processes: splice::ProcessJson::default(),
+            own_line: EventLine::default(),
             seq: 0,
             skipped: 0,
             report_due: false,
@@ -244,6 +245,14 @@ impl JsonLinesSink {
     /// Exports one event: filters, rate limit, field filters, then the line. The event is
     /// borrowed mutably only to render its processes apart (`splice`): it is left as it was.
     pub fn export(&mut self, ev: &mut GetEventsResponse) {
+        let mut own = std::mem::take(&mut self.own_line);
+        own.next_event();
+        self.export_with(ev, &mut own);
+        self.own_line = own;
+    }
+
+    /// `export`, with the line the bus renders once for all its sinks.
+    pub fn export_with(&mut self, ev: &mut GetEventsResponse, shared: &mut EventLine) {
         if !self.cfg.filters.passes(ev) {
             return;
         }
@@ -259,8 +268,12 @@ impl JsonLinesSink {
         }
         if self.cfg.fields.is_empty() {
             let mut line = std::mem::take(&mut self.line);
-            match self.processes.write_event(ev, &mut line) {
-                Ok(()) => self.write_line(&mut line),
+            match shared.get(ev) {
+                Ok(rendered) => {
+                    line.clear();
+                    line.extend_from_slice(rendered);
+                    self.write_line(&mut line);
+                }
                 Err(e) => {
                     tracing::error!(sink = %self.name, error = %e, "cannot encode event, dropped");
                     self.add_lost(1);
@@ -377,8 +390,8 @@ impl Sink for JsonLinesSink {
     }
 
     /// The line is rendered before the event is shared (see `splice`).
-    fn publish_first(&mut self, event: &mut GetEventsResponse) {
-        self.export(event);
+    fn publish_first(&mut self, event: &mut GetEventsResponse, line: &mut EventLine) {
+        self.export_with(event, line);
     }
 
     fn publish(&mut self, _event: &Event) {}

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 mod dir;
 pub mod keys;
 pub mod query;
+mod record;
 pub mod schema;
 mod sink;
 pub mod slices;

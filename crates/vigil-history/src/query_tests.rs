@@ -1,7 +1,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vigil_export::Sink;
 use vigil_proto::tetragon::{
     KprobeAction, Pod, Process, ProcessExec, ProcessExit, ProcessKprobe,
     get_events_response::Event as Payload,
@@ -117,7 +116,7 @@ fn kprobe(p: &Process, policy: &str, action: KprobeAction, t: i64) -> GetEventsR
 }
 
 fn record(dir: &Path, max_bytes: u64, events: &[GetEventsResponse]) -> Arc<crate::HistoryCounters> {
-    let mut sink = HistorySink::start(HistoryConfig {
+    let sink = HistorySink::start(HistoryConfig {
         dir: dir.to_path_buf(),
         budget: Budget {
             max_bytes,
@@ -127,11 +126,14 @@ fn record(dir: &Path, max_bytes: u64, events: &[GetEventsResponse]) -> Arc<crate
         node: "n".into(),
     })
     .unwrap();
-    for e in events {
-        sink.publish(&Arc::new(e.clone()));
-    }
     let counters = sink.counters();
-    sink.close();
+    // As the agent publishes: through a bus, which renders each line once for its sinks.
+    let mut bus = vigil_export::Bus::new();
+    bus.add(Box::new(sink));
+    for e in events {
+        bus.publish(e.clone());
+    }
+    bus.close();
     counters
 }
 

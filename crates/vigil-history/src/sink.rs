@@ -1,23 +1,25 @@
-//! The recorder's sink on the event bus: it only queues the shared event, in a queue bounded
-//! in bytes (the events' protobuf size); the writer thread (`writer`) does the rest.
+//! The recorder's sink on the event bus: it appends each event's JSON line (the one the bus
+//! renders once for every sink) and what the writer indexes of it (`record`) to a group, and
+//! queues full groups, and whatever is pending when the pipeline goes idle, in a queue
+//! bounded in bytes; the writer thread (`writer`) compresses and commits them.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use prost::Message;
-use vigil_export::{ByteQueue, Event, ProcessJson, Sink};
+use vigil_export::{ByteQueue, Event, EventLine, Sink};
 use vigil_proto::tetragon::GetEventsResponse;
 
-use crate::HistoryError;
+use crate::record::{BATCH_BYTES, BATCH_EVENTS, Group, Indexer, Meta};
 use crate::slices::{Budget, MIN_BUDGET};
+use crate::{HistoryError, keys};
 
 /// The recorder's settings, checked by the agent.
 #[derive(Debug, Clone)]
 pub struct HistoryConfig {
     pub dir: PathBuf,
     pub budget: Budget,
-    /// Bytes of events (protobuf size) waiting for the writer, at most.
+    /// Bytes of events (their JSON lines and index entries) waiting for the writer, at most.
     pub queue_bytes: u64,
     /// `node` of each slice (for readers that merge nodes).
     pub node: String,
@@ -30,7 +32,8 @@ pub struct HistoryCounters {
     pub recorded: AtomicU64,
     /// Events dropped because the writer was behind (queue full).
     pub lost_queue_full: AtomicU64,
-    /// Events dropped because their write failed (full disk, corrupt or unwritable file).
+    /// Events dropped because their write failed (full disk, corrupt or unwritable file, or
+    /// an event that could not be encoded).
     pub lost_write_failed: AtomicU64,
     /// Bytes waiting for the writer now.
     pub queue_bytes: AtomicU64,
@@ -45,29 +48,16 @@ impl HistoryCounters {
     }
 }
 
-/// One event for the writer: the shared event, and its JSON line, rendered on the pipeline
-/// thread the way the file sink renders it (the processes' JSON reused while they are
-/// unchanged: `ProcessJson`), which costs a fraction of rendering it whole on the writer.
-pub(crate) struct Recorded {
-    pub event: Event,
-    /// `None` when rendering failed: the writer renders (and reports) it again.
-    pub json: Option<Box<[u8]>>,
-    /// What the queue charged for it.
-    pub charge: u64,
-}
-
-/// What one queued event is charged: the event (shared with the other sinks; about as large
-/// as its JSON) and its line, plus the queue's own bookkeeping.
-pub(crate) fn charge(event: &Event, json: Option<&[u8]>) -> u64 {
-    match json {
-        Some(line) => 2 * line.len() as u64 + 64,
-        None => event.encoded_len() as u64 + 64,
-    }
+/// Bytes of a group besides its lines and rows: its metas and the queue's bookkeeping.
+fn charge(group: &Group, fresh_rows: usize) -> u64 {
+    (group.json.capacity() + group.metas.capacity() * std::mem::size_of::<Meta>() + fresh_rows)
+        as u64
+        + 64
 }
 
 pub(crate) struct Queue {
-    /// Charged [`charge`] per event until the writer is done with it.
-    pub items: ByteQueue<Recorded>,
+    /// Charged `charge` per group until the writer is done with it.
+    pub items: ByteQueue<Group>,
     pub closing: bool,
 }
 
@@ -97,10 +87,16 @@ pub struct HistorySink {
     name: String,
     shared: Arc<Shared>,
     writer: Option<std::thread::JoinHandle<()>>,
-    processes: ProcessJson,
-    line: Vec<u8>,
-    /// The line of the event between `publish_first` and `publish`.
-    rendered: Option<Box<[u8]>>,
+    indexer: Indexer,
+    /// Events not queued yet.
+    pending: Group,
+    /// A group's lines are cut before they pass this: a full batch, or a quarter of the
+    /// queue when it is smaller (a group is charged at most twice its lines).
+    group_bytes: usize,
+    /// Bytes of rows in `pending` that the indexer's cache does not hold.
+    pending_rows: usize,
+    /// An event could not be encoded, and was logged: the next failures are only counted.
+    encode_failing: bool,
 }
 
 impl std::fmt::Debug for HistorySink {
@@ -128,6 +124,8 @@ impl HistorySink {
             counters: Arc::default(),
         });
         let name = format!("history {}", cfg.dir.display());
+        let group_bytes =
+            usize::try_from(cfg.queue_bytes / 4).map_or(BATCH_BYTES, |q| q.min(BATCH_BYTES));
         let writer = crate::writer::Writer::open(cfg, Arc::clone(&shared.counters))?;
         let thread_shared = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
@@ -138,10 +136,49 @@ impl HistorySink {
             name,
             shared,
             writer: Some(handle),
-            processes: ProcessJson::default(),
-            line: Vec::with_capacity(4096),
-            rendered: None,
+            indexer: Indexer::default(),
+            pending: Group::default(),
+            pending_rows: 0,
+            group_bytes,
+            encode_failing: false,
         })
+    }
+
+    /// Hands the pending group to the writer, or counts its events lost when the queue is
+    /// full.
+    fn queue_pending(&mut self) {
+        if self.pending.metas.is_empty() {
+            return;
+        }
+        let mut group = std::mem::take(&mut self.pending);
+        let size = charge(&group, std::mem::take(&mut self.pending_rows));
+        group.charge = size;
+        let events = group.metas.len() as u64;
+        let mut q = self.shared.lock();
+        match q.items.push(group, size) {
+            Ok(len) => {
+                let bytes = q.items.charged();
+                drop(q);
+                self.shared
+                    .counters
+                    .queue_bytes
+                    .store(bytes, Ordering::Relaxed);
+                // The writer sleeps only on an empty queue.
+                if len == 1 {
+                    self.shared.ready.notify_one();
+                }
+            }
+            Err(dropped) => {
+                let queue_bytes = q.items.capacity();
+                drop(q);
+                let c = &self.shared.counters;
+                c.lost_queue_full.fetch_add(events, Ordering::Relaxed);
+                if dropped.first_in_burst {
+                    tracing::error!(sink = %self.name, queue_bytes, lost_so_far = c.lost(),
+                        "history writer behind (queue full); events are dropped and counted as lost until it catches up");
+                }
+            }
+        }
     }
 
     pub fn counters(&self) -> Arc<HistoryCounters> {
@@ -154,51 +191,45 @@ impl Sink for HistorySink {
         &self.name
     }
 
-    /// Renders the line while the event can still be borrowed mutably (see `Recorded`).
-    fn publish_first(&mut self, event: &mut GetEventsResponse) {
-        self.rendered = match self.processes.write_event(event, &mut self.line) {
-            Ok(()) => Some(self.line.as_slice().into()),
-            Err(_) => None,
-        };
-    }
-
-    fn publish(&mut self, event: &Event) {
-        let json = self.rendered.take();
-        let size = charge(event, json.as_deref());
-        let recorded = Recorded {
-            event: Arc::clone(event),
-            json,
-            charge: size,
-        };
-        let mut q = self.shared.lock();
-        match q.items.push(recorded, size) {
-            Ok(len) => {
-                let bytes = q.items.charged();
-                drop(q);
-                self.shared
-                    .counters
-                    .queue_bytes
-                    .store(bytes, Ordering::Relaxed);
-                // The writer sleeps only on an empty queue: one wake-up per batch, not per
-                // event.
-                if len == 1 {
-                    self.shared.ready.notify_one();
+    /// Takes the event's line and index entries; the event itself is not kept.
+    fn publish_first(&mut self, event: &mut GetEventsResponse, line: &mut EventLine) {
+        match line.get(event) {
+            Ok(rendered) => {
+                if self.pending.json.len() + rendered.len() >= self.group_bytes {
+                    self.queue_pending();
                 }
+                self.pending.json.extend_from_slice(rendered);
+                self.pending.json.push(b'\n');
+                self.encode_failing = false;
             }
-            Err(dropped) => {
-                let queue_bytes = q.items.capacity();
-                drop(q);
+            Err(e) => {
                 let c = &self.shared.counters;
-                c.lost_queue_full.fetch_add(1, Ordering::Relaxed);
-                if dropped.first_in_burst {
-                    tracing::error!(sink = %self.name, queue_bytes, lost_so_far = c.lost(),
-                        "history writer behind (queue full); events are dropped and counted as lost until it catches up");
+                c.lost_write_failed.fetch_add(1, Ordering::Relaxed);
+                if !std::mem::replace(&mut self.encode_failing, true) {
+                    tracing::error!(sink = %self.name, error = %e, lost_so_far = c.lost(),
+                        "history: cannot encode an event; such events are counted as lost");
                 }
+                return;
             }
+        }
+        let time_ns = keys::event_time_ns(event).unwrap_or_else(crate::writer::now_ns);
+        let (meta, fresh) = self.indexer.meta(event, time_ns);
+        self.pending.metas.push(meta);
+        self.pending_rows += fresh;
+        if self.pending.metas.len() >= BATCH_EVENTS {
+            self.queue_pending();
         }
     }
 
+    fn publish(&mut self, _event: &Event) {}
+
+    /// The pipeline is idle: what is pending goes to the writer.
+    fn flush(&mut self) {
+        self.queue_pending();
+    }
+
     fn close(&mut self) {
+        self.queue_pending();
         self.shared.lock().closing = true;
         self.shared.ready.notify_one();
         if let Some(t) = self.writer.take()
@@ -207,7 +238,9 @@ impl Sink for HistorySink {
             tracing::error!(sink = %self.name, "history writer thread panicked");
         }
         // Whatever the writer could not take (it panicked) is lost, and counted.
-        let left = self.shared.lock().items.clear() as u64;
+        let left: u64 = (self.shared.lock().items.take(usize::MAX).iter())
+            .map(|g| g.metas.len() as u64)
+            .sum();
         let c = &self.shared.counters;
         c.lost_write_failed.fetch_add(left, Ordering::Relaxed);
         tracing::info!(sink = %self.name, recorded = c.recorded.load(Ordering::Relaxed),

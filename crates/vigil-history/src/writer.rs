@@ -1,6 +1,6 @@
-//! The writer thread: takes queued events, renders each to its Tetragon JSON line, packs
-//! them into compressed batches, and commits them with their index rows, one transaction
-//! per chunk. Before each transaction retention makes room for it (`slices::plan`), so the
+//! The writer thread: takes the sink's groups of JSON lines, compresses them into batches
+//! (a full group is one batch; small ones are joined), and commits them with their index
+//! rows, one transaction per chunk. Before each transaction retention makes room for it (`slices::plan`), so the
 //! files stay within the budget at every moment, WAL included.
 
 use std::collections::{HashMap, HashSet};
@@ -11,16 +11,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{Connection, params};
-use vigil_export::Event;
-use vigil_proto::tetragon::get_events_response::Event as Payload;
 
-use crate::sink::{HistoryConfig, HistoryCounters, Recorded, Shared};
+use crate::record::{BATCH_BYTES, BATCH_EVENTS, Group, Row};
+use crate::sink::{HistoryConfig, HistoryCounters, Shared};
 use crate::slices::{self, Budget, SliceState};
-use crate::{HistoryError, keys, schema};
-
-/// Events per compressed batch, and their JSON bytes, at most.
-const BATCH_EVENTS: usize = 512;
-const BATCH_BYTES: usize = 256 << 10;
+use crate::{HistoryError, schema};
 /// Events per transaction at most (the WAL grows by a transaction before a checkpoint);
 /// fewer with a small budget (`chunk_events`).
 const CHUNK_EVENTS: usize = 4096;
@@ -45,7 +40,7 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
@@ -67,33 +62,23 @@ struct Closed {
 }
 
 /// One compressed batch, ready to insert.
-struct Batch {
+struct Batch<'a> {
     first_ns: i64,
     last_ns: i64,
     events: u32,
     raw_bytes: usize,
     data: Vec<u8>,
-    processes: HashMap<String, u32>,
-    policies: HashMap<(String, &'static str), u32>,
-}
-
-/// A process row to insert if the slice has none.
-struct Row {
-    exec_id: String,
-    parent_exec_id: String,
-    pid: Option<u32>,
-    binary: String,
-    arguments: String,
-    pod: Option<(String, String)>,
-    start_ns: Option<i64>,
+    processes: HashMap<&'a str, u32>,
+    policies: HashMap<(&'a str, &'static str), u32>,
 }
 
 /// A chunk, prepared outside the transaction.
 #[derive(Default)]
-struct Chunk {
-    batches: Vec<Batch>,
-    rows: Vec<Row>,
-    exits: Vec<(String, i64)>,
+struct Chunk<'a> {
+    batches: Vec<Batch<'a>>,
+    /// The chunk's processes and parents, each once.
+    rows: Vec<&'a Row>,
+    exits: Vec<(&'a str, i64)>,
     events: u64,
     newest_ns: i64,
 }
@@ -110,6 +95,8 @@ pub(crate) struct Writer {
     failing: bool,
     backoff_until: Option<Instant>,
     last_housekeeping: Instant,
+    /// One compression context for all batches (making one per batch showed in profiles).
+    compressor: zstd::bulk::Compressor<'static>,
 }
 
 impl Writer {
@@ -120,6 +107,11 @@ impl Writer {
             path: cfg.dir.clone(),
             source,
         })?;
+        let compressor =
+            zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(|source| HistoryError::Io {
+                path: cfg.dir.clone(),
+                source,
+            })?;
         let mut closed = Vec::new();
         for (start_ms, path) in listed {
             let newest_ms = settle_old_slice(&path).unwrap_or(start_ms);
@@ -136,6 +128,7 @@ impl Writer {
             failing: false,
             backoff_until: None,
             last_housekeeping: Instant::now(),
+            compressor,
         };
         w.make_room(0);
         Ok(w)
@@ -159,11 +152,23 @@ impl Writer {
                 }
                 (q.items.take(usize::MAX), q.closing)
             };
-            let small = drained.len() < BATCH_EVENTS;
-            for chunk in drained.chunks(self.chunk_events()) {
-                let charged: u64 = chunk.iter().map(|r| r.charge).sum();
+            let events: usize = drained.iter().map(|g| g.metas.len()).sum();
+            let small = events < BATCH_EVENTS;
+            let per_chunk = self.chunk_events();
+            let mut rest = drained.as_slice();
+            while !rest.is_empty() {
+                // Whole groups up to the chunk's events, at least one.
+                let mut n = 0;
+                let mut in_chunk = 0;
+                while n < rest.len() && (n == 0 || in_chunk + rest[n].metas.len() <= per_chunk) {
+                    in_chunk += rest[n].metas.len();
+                    n += 1;
+                }
+                let (chunk, after) = rest.split_at(n);
+                let charged: u64 = chunk.iter().map(|g| g.charge).sum();
                 self.write(chunk);
                 shared.release(charged);
+                rest = after;
             }
             if drained.is_empty() || self.last_housekeeping.elapsed() >= Duration::from_secs(5) {
                 self.housekeeping();
@@ -194,17 +199,18 @@ impl Writer {
         self.make_room(0);
     }
 
-    fn write(&mut self, events: &[Recorded]) {
+    fn write(&mut self, groups: &[Group]) {
+        let events: u64 = groups.iter().map(|g| g.metas.len() as u64).sum();
         if let Some(until) = self.backoff_until {
             if Instant::now() < until {
-                self.count_lost(events.len() as u64);
+                self.count_lost(events);
                 return;
             }
             self.backoff_until = None;
         }
-        let chunk = prepare(events);
-        // Events that could not be rendered are in no batch (each was logged).
-        self.count_lost(events.len() as u64 - chunk.events);
+        let chunk = prepare(groups, &mut self.compressor);
+        // Batches that could not be compressed are in no batch (each was logged).
+        self.count_lost(events - chunk.events);
         self.rotate_if_due();
         let compressed: u64 = chunk.batches.iter().map(|b| b.data.len() as u64).sum();
         let index_rows: usize = chunk
@@ -464,110 +470,81 @@ fn settle_old_slice(path: &Path) -> Option<u64> {
     }
 }
 
-/// Renders and compresses a chunk, and collects its index rows.
-fn prepare(events: &[Recorded]) -> Chunk {
+/// Compresses a chunk's groups into batches (a full group as it is, small ones joined), and
+/// collects its index rows.
+fn prepare<'a>(groups: &'a [Group], compressor: &mut zstd::bulk::Compressor<'static>) -> Chunk<'a> {
     let mut chunk = Chunk::default();
-    let mut batch = BatchBuilder::default();
-    for recorded in events {
-        let ev = &recorded.event;
-        let time_ns = keys::event_time_ns(ev).unwrap_or_else(now_ns);
-        chunk.newest_ns = chunk.newest_ns.max(time_ns);
-        let parts = vigil_export::event::parts(ev);
-        for p in [parts.process, parts.parent].into_iter().flatten() {
-            if !p.exec_id.is_empty() {
-                chunk.rows.push(Row {
-                    exec_id: p.exec_id.clone(),
-                    parent_exec_id: p.parent_exec_id.clone(),
-                    pid: p.pid.map(|v| v.value),
-                    binary: p.binary.clone(),
-                    arguments: p.arguments.clone(),
-                    pod: keys::pod(p).map(|(ns, n)| (ns.to_string(), n.to_string())),
-                    start_ns: keys::timestamp_ns(p.start_time.as_ref()),
-                });
+    let mut in_chunk: HashSet<&str> = HashSet::new();
+    let mut joined: Vec<u8> = Vec::new();
+    let mut i = 0;
+    while i < groups.len() {
+        // The groups of the next batch: [i, j).
+        let (mut j, mut events, mut bytes) = (i, 0, 0);
+        while j < groups.len()
+            && (j == i
+                || (events + groups[j].metas.len() <= BATCH_EVENTS
+                    && bytes + groups[j].json.len() <= BATCH_BYTES))
+        {
+            events += groups[j].metas.len();
+            bytes += groups[j].json.len();
+            j += 1;
+        }
+        let json: &[u8] = if j == i + 1 {
+            &groups[i].json
+        } else {
+            joined.clear();
+            for g in &groups[i..j] {
+                joined.extend_from_slice(&g.json);
             }
-        }
-        if let (Some(Payload::ProcessExit(_)), Some(p)) = (&ev.event, parts.process) {
-            chunk.exits.push((p.exec_id.clone(), time_ns));
-        }
-        let exec_id = parts.process.map(|p| p.exec_id.as_str()).unwrap_or("");
-        if !batch.add(ev, recorded.json.as_deref(), time_ns, exec_id) {
-            continue;
-        }
-        if batch.events as usize >= BATCH_EVENTS || batch.json.len() >= BATCH_BYTES {
-            chunk.batches.extend(std::mem::take(&mut batch).finish());
-        }
-    }
-    chunk.batches.extend(batch.finish());
-    chunk.events = chunk.batches.iter().map(|b| u64::from(b.events)).sum();
-    chunk
-}
-
-#[derive(Default)]
-struct BatchBuilder {
-    json: Vec<u8>,
-    events: u32,
-    first_ns: i64,
-    last_ns: i64,
-    processes: HashMap<String, u32>,
-    policies: HashMap<(String, &'static str), u32>,
-}
-
-impl BatchBuilder {
-    fn add(&mut self, ev: &Event, line: Option<&[u8]>, time_ns: i64, exec_id: &str) -> bool {
-        let start = self.json.len();
-        if let Some(line) = line {
-            self.json.extend_from_slice(line);
-        } else if let Err(e) = serde_json::to_writer(&mut self.json, &**ev) {
-            self.json.truncate(start);
-            tracing::error!(error = %e, "history: cannot encode event, dropped");
-            return false;
-        }
-        self.json.push(b'\n');
-        if self.events == 0 {
-            (self.first_ns, self.last_ns) = (time_ns, time_ns);
-        }
-        self.first_ns = self.first_ns.min(time_ns);
-        self.last_ns = self.last_ns.max(time_ns);
-        self.events += 1;
-        if !exec_id.is_empty() {
-            *self.processes.entry(exec_id.to_string()).or_default() += 1;
-        }
-        let policy = keys::policy(ev);
-        if !policy.is_empty() {
-            *self
-                .policies
-                .entry((policy.to_string(), keys::action(ev)))
-                .or_default() += 1;
-        }
-        true
-    }
-
-    fn finish(self) -> Option<Batch> {
-        if self.events == 0 {
-            return None;
-        }
-        let data = match zstd::bulk::compress(&self.json, ZSTD_LEVEL) {
+            &joined
+        };
+        let data = match compressor.compress(json) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "history: cannot compress a batch, dropped");
-                return None;
+                i = j;
+                continue;
             }
         };
-        Some(Batch {
-            first_ns: self.first_ns,
-            last_ns: self.last_ns,
-            events: self.events,
-            raw_bytes: self.json.len(),
+        let mut batch = Batch {
+            first_ns: i64::MAX,
+            last_ns: i64::MIN,
+            events: 0,
+            raw_bytes: json.len(),
             data,
-            processes: self.processes,
-            policies: self.policies,
-        })
+            processes: HashMap::new(),
+            policies: HashMap::new(),
+        };
+        for meta in groups[i..j].iter().flat_map(|g| &g.metas) {
+            batch.first_ns = batch.first_ns.min(meta.time_ns);
+            batch.last_ns = batch.last_ns.max(meta.time_ns);
+            batch.events += 1;
+            for row in [&meta.process, &meta.parent].into_iter().flatten() {
+                if in_chunk.insert(row.exec_id.as_str()) {
+                    chunk.rows.push(row);
+                }
+            }
+            if let Some(p) = &meta.process {
+                *batch.processes.entry(p.exec_id.as_str()).or_default() += 1;
+                if meta.exit {
+                    chunk.exits.push((p.exec_id.as_str(), meta.time_ns));
+                }
+            }
+            if let Some((policy, action)) = &meta.policy {
+                *batch.policies.entry((&**policy, *action)).or_default() += 1;
+            }
+        }
+        chunk.newest_ns = chunk.newest_ns.max(batch.last_ns);
+        chunk.events += u64::from(batch.events);
+        chunk.batches.push(batch);
+        i = j;
     }
+    chunk
 }
 
 /// One transaction: process rows this slice lacks, exits, batches and their index rows.
 /// Returns the exec ids that got their row.
-fn commit(cur: &mut Current, chunk: &Chunk) -> rusqlite::Result<Vec<String>> {
+fn commit(cur: &mut Current, chunk: &Chunk<'_>) -> rusqlite::Result<Vec<String>> {
     let tx = cur.conn.transaction()?;
     let mut new_ids = Vec::new();
     {
@@ -576,12 +553,15 @@ fn commit(cur: &mut Current, chunk: &Chunk) -> rusqlite::Result<Vec<String>> {
              pod_namespace, pod_name, start_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
              ON CONFLICT (exec_id) DO NOTHING",
         )?;
-        let mut in_chunk = HashSet::new();
         for r in &chunk.rows {
-            if cur.seen.contains(&r.exec_id) || !in_chunk.insert(r.exec_id.as_str()) {
+            if cur.seen.contains(&r.exec_id) {
                 continue;
             }
-            let (ns, name) = r.pod.clone().unzip();
+            let (ns, name) = r
+                .pod
+                .as_ref()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .unzip();
             insert.execute(params![
                 r.exec_id,
                 r.parent_exec_id,
