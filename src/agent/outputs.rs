@@ -198,6 +198,9 @@ pub fn build(o: OutputOptions, node_name: &str) -> Result<(Bus, Option<Arc<Metri
         let dir = cfg.dir.clone();
         let budget = cfg.budget;
         let sink = HistorySink::start(cfg).context("--history-dir")?;
+        if let Some(m) = &metrics {
+            m.add_history(sink.counters());
+        }
         bus.add(Box::new(sink));
         tracing::info!(dir = %dir.display(), max_bytes = budget.max_bytes,
             max_age = ?budget.max_age, "flight recorder on");

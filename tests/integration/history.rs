@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::*;
+use crate::otlp::{metric, scrape_metrics};
 
 /// `vigil history ARGS --history-dir DIR`: (exit code, stdout, stderr).
 pub(crate) fn history(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
@@ -156,18 +157,38 @@ fn every_event_of_100000_is_recorded_within_the_byte_budget() {
     let _ = std::fs::remove_dir_all(&dir);
     // About twice what the run needs (30 MiB here): tight enough that the check means something.
     let budget: u64 = 64 << 20;
+    let metrics_port = free_port();
     let agent = Agent::start(
         "history-volume",
         &[
             "--history-dir",
             dir.to_str().unwrap(),
             &format!("--history-max-bytes={budget}"),
+            "--metrics-server",
+            &format!("127.0.0.1:{metrics_port}"),
         ],
     );
     let sampler = Sampler::start(&dir);
     // 50,000 processes: an exec and an exit each.
     burst(2, 25_000);
     std::thread::sleep(Duration::from_secs(1));
+    // What an operator watches: the recorder's metrics say every event got in, none lost.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let scrape = loop {
+        let text = scrape_metrics(metrics_port);
+        if metric(&text, "vigil_history_events_recorded_total") >= 100_000
+            || std::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let recorded_metric = metric(&scrape, "vigil_history_events_recorded_total");
+    assert!(recorded_metric >= 100_000, "{scrape}");
+    for reason in ["queue_full", "write_failed"] {
+        let series = format!("vigil_history_events_lost_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric(&scrape, &series), 0, "{series}");
+    }
     // Files are private while the agent writes (the WAL and shared memory too).
     assert_private(&dir);
     let (events, log) = agent.stop();
@@ -185,6 +206,11 @@ fn every_event_of_100000_is_recorded_within_the_byte_budget() {
     let stream: Vec<u64> = events.iter().map(digest).collect();
     drop(events);
     let db: Vec<u64> = recorded(&dir, &["events"]).iter().map(digest).collect();
+    assert!(
+        recorded_metric <= db.len() as u64,
+        "the metric said {recorded_metric} recorded; the database has {}",
+        db.len()
+    );
     if db != stream {
         let (a, b): (HashSet<u64>, HashSet<u64>) = (
             stream.iter().copied().collect(),

@@ -326,7 +326,7 @@ fn otlp_bad_endpoint_is_one_clear_error_at_start() {
 }
 
 /// The agent's /metrics on `port`.
-fn scrape_metrics(port: u16) -> String {
+pub(crate) fn scrape_metrics(port: u16) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut out = String::new();
@@ -335,7 +335,7 @@ fn scrape_metrics(port: u16) -> String {
 }
 
 /// The value of the series `series` (name and labels, as written) in a scrape.
-fn metric(text: &str, series: &str) -> u64 {
+pub(crate) fn metric(text: &str, series: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))

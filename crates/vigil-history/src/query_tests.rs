@@ -273,3 +273,71 @@ fn retention_keeps_the_files_within_the_budget_and_the_newest_events() {
         assert_eq!(mode, 0o600, "{}", path.display());
     }
 }
+
+/// A writer that cannot keep up (held still here) fills the queue: the pipeline does not
+/// wait, later events are counted lost, and what got into the queue is recorded.
+#[test]
+fn a_writer_behind_drops_and_counts_instead_of_stalling_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = HistorySink::start(HistoryConfig {
+        dir: dir.path().to_path_buf(),
+        budget: Budget {
+            max_bytes: 64 << 20,
+            max_age: Duration::from_secs(86400),
+        },
+        queue_bytes: 1 << 16,
+        node: "n".into(),
+    })
+    .unwrap();
+    let hold = sink.hold_writer();
+    let counters = sink.counters();
+    let mut bus = vigil_export::Bus::new();
+    bus.add(Box::new(sink));
+    let t = 1_700_000_000_000_000_000_i64;
+    let events: Vec<GetEventsResponse> = (0..2000u32)
+        .map(|i| {
+            exec(
+                &process(&format!("id-{i}"), "init", 100 + i, "/bin/true"),
+                None,
+                t + i64::from(i),
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    for (i, e) in events.iter().enumerate() {
+        bus.publish(e.clone());
+        if i % 10 == 9 {
+            // The pipeline going idle: the pending group goes to the queue.
+            bus.flush();
+        }
+    }
+    let publishing = started.elapsed();
+    let lost = counters
+        .lost_queue_full
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        lost > 1000,
+        "only {lost} of 2000 dropped with the writer held"
+    );
+    assert!(
+        publishing < Duration::from_secs(2),
+        "publishing took {publishing:?}"
+    );
+    // The writer resumes; closing writes what was queued.
+    hold.store(false, std::sync::atomic::Ordering::Relaxed);
+    bus.close();
+    let recorded = counters.recorded.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(recorded + counters.lost(), 2000);
+    assert_eq!(counters.lost(), lost, "only queue-full losses");
+    // What was recorded is the first events, in order: the queue dropped only later ones.
+    let stored = History::open(dir.path())
+        .unwrap()
+        .events(&EventFilter::default())
+        .unwrap();
+    let times: Vec<i64> = stored
+        .iter()
+        .map(|s| keys::event_time_ns(&s.event).unwrap())
+        .collect();
+    let want: Vec<i64> = (0..recorded as i64).map(|i| t + i).collect();
+    assert_eq!(times, want);
+}

@@ -35,8 +35,9 @@ pub struct HistoryCounters {
     /// Events dropped because their write failed (full disk, corrupt or unwritable file, or
     /// an event that could not be encoded).
     pub lost_write_failed: AtomicU64,
-    /// Bytes waiting for the writer now.
+    /// Bytes waiting for the writer now, and at most so far.
     pub queue_bytes: AtomicU64,
+    pub queue_peak_bytes: AtomicU64,
     /// Slices removed by retention.
     pub slices_dropped: AtomicU64,
 }
@@ -46,6 +47,11 @@ impl HistoryCounters {
         self.lost_queue_full.load(Ordering::Relaxed)
             + self.lost_write_failed.load(Ordering::Relaxed)
     }
+}
+
+/// The queue holds enough for the writer to stop lingering.
+fn past_linger_mark(charged: u64, capacity: u64) -> bool {
+    charged >= capacity / 4
 }
 
 /// Bytes of a group besides its lines and rows: its metas and the queue's bookkeeping.
@@ -65,11 +71,26 @@ pub(crate) struct Shared {
     queue: Mutex<Queue>,
     pub ready: Condvar,
     pub counters: Arc<HistoryCounters>,
+    /// Tests hold the writer still to fill the queue.
+    #[cfg(test)]
+    pub hold_writer: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The writer waits up to `most` for batches to fill: until the queue holds a quarter of
+    /// its bytes, or it closes.
+    pub fn linger(&self, most: std::time::Duration) {
+        let q = self.lock();
+        let _ = self
+            .ready
+            .wait_timeout_while(q, most, |q| {
+                !q.closing && !past_linger_mark(q.items.charged(), q.items.capacity())
+            })
+            .unwrap_or_else(|e| e.into_inner());
     }
 
     /// The writer is done with events charged `bytes`.
@@ -122,6 +143,8 @@ impl HistorySink {
             }),
             ready: Condvar::new(),
             counters: Arc::default(),
+            #[cfg(test)]
+            hold_writer: Default::default(),
         });
         let name = format!("history {}", cfg.dir.display());
         let group_bytes =
@@ -155,16 +178,18 @@ impl HistorySink {
         group.charge = size;
         let events = group.metas.len() as u64;
         let mut q = self.shared.lock();
+        let was_past = past_linger_mark(q.items.charged(), q.items.capacity());
         match q.items.push(group, size) {
             Ok(len) => {
                 let bytes = q.items.charged();
+                let crossed = !was_past && past_linger_mark(bytes, q.items.capacity());
                 drop(q);
-                self.shared
-                    .counters
-                    .queue_bytes
-                    .store(bytes, Ordering::Relaxed);
-                // The writer sleeps only on an empty queue.
-                if len == 1 {
+                let c = &self.shared.counters;
+                c.queue_bytes.store(bytes, Ordering::Relaxed);
+                c.queue_peak_bytes.fetch_max(bytes, Ordering::Relaxed);
+                // The writer waits on an empty queue, or lingers on a small one: one wake-up
+                // per batch, not per group.
+                if len == 1 || crossed {
                     self.shared.ready.notify_one();
                 }
             }
@@ -179,6 +204,13 @@ impl HistorySink {
                 }
             }
         }
+    }
+
+    /// Holds the writer still until the flag returned is cleared (tests fill the queue).
+    #[cfg(test)]
+    pub(crate) fn hold_writer(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.shared.hold_writer.store(true, Ordering::Relaxed);
+        Arc::clone(&self.shared.hold_writer)
     }
 
     pub fn counters(&self) -> Arc<HistoryCounters> {
@@ -244,7 +276,8 @@ impl Sink for HistorySink {
         let c = &self.shared.counters;
         c.lost_write_failed.fetch_add(left, Ordering::Relaxed);
         tracing::info!(sink = %self.name, recorded = c.recorded.load(Ordering::Relaxed),
-            lost = c.lost(), "history recorder closed");
+            lost = c.lost(), queue_peak_bytes = c.queue_peak_bytes.load(Ordering::Relaxed),
+            "history recorder closed");
     }
 
     fn lost(&self) -> u64 {

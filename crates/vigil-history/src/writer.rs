@@ -26,7 +26,8 @@ const INDEX_ROW_COST: u64 = 128;
 /// zstd level: the writer shares the machine with the pipeline; level 1 compresses JSON
 /// lines of one node about tenfold already.
 const ZSTD_LEVEL: i32 = 1;
-/// A smaller drain is written, then the writer waits this long so that batches fill.
+/// After a smaller drain the writer waits this long so that batches fill, or less when the
+/// queue passes a quarter of its bytes first (the sink wakes it then).
 const LINGER: Duration = Duration::from_millis(100);
 /// After a failed write, events are counted lost without trying for this long.
 const BACKOFF: Duration = Duration::from_secs(1);
@@ -136,6 +137,10 @@ impl Writer {
 
     pub fn run(mut self, shared: &Shared) {
         loop {
+            #[cfg(test)]
+            while shared.hold_writer.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let (drained, closing) = {
                 let mut q = shared.lock();
                 while q.items.is_empty() && !q.closing {
@@ -177,7 +182,7 @@ impl Writer {
                 break;
             }
             if small && !closing {
-                std::thread::sleep(LINGER);
+                shared.linger(LINGER);
             }
         }
         self.close_current();

@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 use vigil_export::event::{event_type, parts};
 use vigil_export::otlp::OtlpCounters;
 use vigil_export::{Event, ExportCounters, Sink};
+use vigil_history::HistoryCounters;
 use vigil_proto::tetragon::{LossStage, get_events_response::Event as Payload};
 
 mod server;
@@ -64,6 +65,11 @@ pub struct Metrics {
     otlp_lost: Family<Labels, Counter>,
     otlp_queue_bytes: Gauge,
     otlp: Mutex<Option<Arc<OtlpCounters>>>,
+    history_recorded: Counter,
+    history_lost: Family<Labels, Counter>,
+    history_queue_bytes: Gauge,
+    history_slices_dropped: Counter,
+    history: Mutex<Option<Arc<HistoryCounters>>>,
     received_total: AtomicU64,
     cache: (AtomicI64, AtomicI64),
     /// Label sets of `tetragon_events` so far: their values (binary, pod...) are chosen by
@@ -185,6 +191,30 @@ impl Metrics {
             "Bytes of events queued or in flight for the OTLP receiver",
             otlp_queue_bytes.clone(),
         );
+        let history_recorded = Counter::default();
+        r.register(
+            "vigil_history_events_recorded",
+            "Events the flight recorder committed to its database",
+            history_recorded.clone(),
+        );
+        let history_lost = Family::<Labels, Counter>::default();
+        r.register(
+            "vigil_history_events_lost",
+            "Events the flight recorder lost, by reason: queue_full, write_failed",
+            history_lost.clone(),
+        );
+        let history_queue_bytes = Gauge::default();
+        r.register(
+            "vigil_history_queue_bytes",
+            "Bytes of events waiting for the flight recorder's writer",
+            history_queue_bytes.clone(),
+        );
+        let history_slices_dropped = Counter::default();
+        r.register(
+            "vigil_history_slices_dropped",
+            "History slices removed by retention (--history-max-bytes, --history-max-age)",
+            history_slices_dropped.clone(),
+        );
         let build = Family::<Labels, Gauge>::default();
         build
             .get_or_create(&vec![("version".into(), opts.version.clone())])
@@ -215,6 +245,11 @@ impl Metrics {
             otlp_lost,
             otlp_queue_bytes,
             otlp: Mutex::default(),
+            history_recorded,
+            history_lost,
+            history_queue_bytes,
+            history_slices_dropped,
+            history: Mutex::default(),
             received_total: AtomicU64::new(0),
             cache: (AtomicI64::new(0), AtomicI64::new(0)),
             event_series: Mutex::default(),
@@ -232,6 +267,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(counters);
+    }
+
+    /// Counters of the flight recorder, read at scrape time.
+    pub fn add_history(&self, counters: Arc<HistoryCounters>) {
+        *self.history.lock().unwrap_or_else(|e| e.into_inner()) = Some(counters);
     }
 
     /// Counters of the OTLP sink, read at scrape time.
@@ -375,6 +415,24 @@ impl Metrics {
             }
             self.otlp_queue_bytes
                 .set(c.queue_bytes.load(Ordering::Relaxed) as i64);
+        }
+        if let Some(c) = &*self.history.lock().unwrap_or_else(|e| e.into_inner()) {
+            sync(&self.history_recorded, c.recorded.load(Ordering::Relaxed));
+            for (reason, n) in [
+                ("queue_full", &c.lost_queue_full),
+                ("write_failed", &c.lost_write_failed),
+            ] {
+                let counter = self
+                    .history_lost
+                    .get_or_create(&vec![("reason".into(), reason.into())]);
+                sync(&counter, n.load(Ordering::Relaxed));
+            }
+            self.history_queue_bytes
+                .set(c.queue_bytes.load(Ordering::Relaxed) as i64);
+            sync(
+                &self.history_slices_dropped,
+                c.slices_dropped.load(Ordering::Relaxed),
+            );
         }
         let mut out = String::new();
         // Writing to a String cannot fail.
