@@ -44,6 +44,11 @@ BT_SCRIPTS = {
         'tracepoint:syscalls:sys_enter_openat { printf("%d %s\\n", pid, str(args->filename)); }\n'),
     "bpftrace-open-count": (
         'tracepoint:syscalls:sys_enter_openat { @open = count(); }\n'),
+    # The floor of the mechanism (issue 18): a program on the same tracepoint that decides
+    # "no" with one helper call and a compare, as a perfect in-kernel filter would. What it
+    # costs, no openat policy can avoid on a kernel whose only syscall hooks are tracepoints.
+    "bpftrace-open-floor": (
+        'tracepoint:syscalls:sys_enter_openat /pid == 0/ { @open = count(); }\n'),
 }
 AUDIT_RULES = {
     "auditd-lifecycle": ["-a", "always,exit", "-F", "arch=b64", "-S", "execve,execveat"],
@@ -54,7 +59,7 @@ OBSERVES = {
     "vigil-lifecycle": "exec", "vigil-openat-nomatch": "exec", "vigil-openat-all": "exec+open",
     "vigil-enforce": "exec", "vigil-history": "exec+open",
     "bpftrace-lifecycle-print": "exec", "bpftrace-lifecycle-count": "exec",
-    "bpftrace-open-print": "open", "bpftrace-open-count": "open",
+    "bpftrace-open-print": "open", "bpftrace-open-count": "open", "bpftrace-open-floor": "open",
     "auditd-lifecycle": "exec", "auditd-open": "open",
 }
 VIGIL_POLICY = {
@@ -71,7 +76,7 @@ VIGIL_FLAGS = {
 SUBJECTS = ["none", "vigil-lifecycle", "vigil-openat-nomatch", "vigil-openat-all", "vigil-enforce",
             "vigil-history",
             "bpftrace-lifecycle-print", "bpftrace-lifecycle-count", "bpftrace-open-print",
-            "bpftrace-open-count", "auditd-lifecycle", "auditd-open"]
+            "bpftrace-open-count", "bpftrace-open-floor", "auditd-lifecycle", "auditd-open"]
 # `--baseline-bin B` adds `vigil-X@base` beside each `vigil-X`: the same subject run by another
 # vigil binary, interleaved in the same rounds, so two builds compare under one machine state.
 BASE = "@base"

@@ -71,7 +71,7 @@ int BPF_PROG(vigil_sys_enter_ia32, struct pt_regs *regs, long id)
 		return 0;
 	nr = (__u32)id;
 	hook = bpf_map_lookup_elem(&vigil_ia32_hooks, &nr);
-	if (!hook)
+	if (!hook || (*hook & VIGIL_IA32_AT_EXIT))
 		return 0;
 	{
 		__u64 args[VIGIL_ENGINE_NARGS] = {
@@ -83,11 +83,15 @@ int BPF_PROG(vigil_sys_enter_ia32, struct pt_regs *regs, long id)
 	}
 }
 
-/* The exit of 32-bit calls, attached only when an ia32-reachable hook pairs its exit. */
+/*
+ * The exit of 32-bit calls, attached only when an ia32-reachable hook pairs its exit. For a
+ * VIGIL_IA32_AT_EXIT hook it runs the entry phase first, from the argument registers, which
+ * the call leaves as they were (only ax takes the return value).
+ */
 SEC("tp_btf/sys_exit")
 int BPF_PROG(vigil_sys_exit_ia32, struct pt_regs *regs, long ret)
 {
-	__u32 nr, *hook;
+	__u32 nr, *hook, id;
 
 	if (!(bpf_get_current_task_btf()->thread_info.status & TS_COMPAT))
 		return 0;
@@ -95,5 +99,14 @@ int BPF_PROG(vigil_sys_exit_ia32, struct pt_regs *regs, long ret)
 	hook = bpf_map_lookup_elem(&vigil_ia32_hooks, &nr);
 	if (!hook)
 		return 0;
-	return engine_handle_exit(ctx, *hook, ret);
+	id = *hook & ~VIGIL_IA32_AT_EXIT;
+	if (*hook & VIGIL_IA32_AT_EXIT) {
+		__u64 args[VIGIL_ENGINE_NARGS] = {
+			(__u32)regs->bx, (__u32)regs->cx, (__u32)regs->dx,
+			(__u32)regs->si, (__u32)regs->di, (__u32)regs->bp,
+		};
+
+		engine_handle(ctx, id, args, VIGIL_ENGINE_COMPAT);
+	}
+	return engine_handle_exit(ctx, id, ret);
 }

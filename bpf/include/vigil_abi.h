@@ -600,6 +600,12 @@ struct vigil_syscall_msg {
 #define VIGIL_HOOK_RET_TRACK_SOCK (1u << 2)   /* returnArgAction: TrackSock */
 #define VIGIL_HOOK_RET_UNTRACK_SOCK (1u << 3) /* returnArgAction: UntrackSock */
 
+/* vigil_ia32_hooks value bit: the hook's entry phase runs in the ia32 exit program too, from
+ * the registers the call left (open-like hooks, whose arguments are values and user strings
+ * the call does not change). The ia32 entry program skips such hooks, and is not attached
+ * when no hook needs it: each raw-syscalls program costs every system call of the host. */
+#define VIGIL_IA32_AT_EXIT (1u << 31)
+
 /* vigil_selector_cfg.flags */
 #define VIGIL_SEL_RATE_PROCESS (1u << 0) /* rateLimitScope process (default thread) */
 #define VIGIL_SEL_RATE_GLOBAL (1u << 1)  /* rateLimitScope global */

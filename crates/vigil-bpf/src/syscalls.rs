@@ -63,6 +63,29 @@ impl SyscallHook {
     pub fn pairs_exit(&self) -> bool {
         self.config.flags & VIGIL_HOOK_EXIT != 0
     }
+
+    /// A 32-bit call of this hook can be judged whole at its exit (`VIGIL_IA32_AT_EXIT`):
+    /// an open-like call, whose arguments are plain values and user strings that the call
+    /// reads and does not change, and whose exit the hook needs anyway.
+    pub fn ia32_at_exit(&self) -> bool {
+        let c = &self.config;
+        let plain = |kind: u8| {
+            [
+                VIGIL_ARG_INT,
+                VIGIL_ARG_UINT32,
+                VIGIL_ARG_INT64,
+                VIGIL_ARG_UINT64,
+                VIGIL_ARG_STRING,
+            ]
+            .iter()
+            .any(|k| *k as u8 == kind)
+        };
+        self.pairs_exit()
+            && c.flags & VIGIL_HOOK_FD_PATH != 0
+            && c.flags & VIGIL_HOOK_RET_COPY == 0
+            && !self.syscall.starts_with("exec")
+            && c.arg_kind.iter().take(c.nargs as usize).all(|k| plain(*k))
+    }
 }
 
 pub struct SyscallSensor {
@@ -226,8 +249,14 @@ impl SyscallSensor {
             crate::policy_object::put_hook(&object, hook.id, &hook.config, &hook.selectors)?;
         }
         crate::policy_object::put_value_sets(&object, &t.value_sets())?;
-        for (nr, hook) in &t.ia32 {
-            put("vigil_ia32_hooks", &nr.to_ne_bytes(), &hook.to_ne_bytes())?;
+        let ia32_hook = |id: u32| t.hooks.iter().find(|h| h.id == id);
+        for (nr, id) in &t.ia32 {
+            let value = if ia32_hook(*id).is_some_and(SyscallHook::ia32_at_exit) {
+                id | VIGIL_IA32_AT_EXIT
+            } else {
+                *id
+            };
+            put("vigil_ia32_hooks", &nr.to_ne_bytes(), &value.to_ne_bytes())?;
         }
         let conf = vigil_policy_conf {
             mode: if t.monitor {
@@ -244,9 +273,13 @@ impl SyscallSensor {
         let ia32_exit = t
             .ia32
             .iter()
-            .any(|(_, id)| t.hooks.iter().any(|h| h.id == *id && h.pairs_exit()));
+            .any(|(_, id)| ia32_hook(*id).is_some_and(SyscallHook::pairs_exit));
+        let ia32_enter = t
+            .ia32
+            .iter()
+            .any(|(_, id)| !ia32_hook(*id).is_some_and(SyscallHook::ia32_at_exit));
         for (program, event, wanted) in [
-            ("vigil_sys_enter_ia32", "sys_enter", !t.ia32.is_empty()),
+            ("vigil_sys_enter_ia32", "sys_enter", ia32_enter),
             ("vigil_sys_exit_ia32", "sys_exit", ia32_exit),
         ] {
             if !wanted {
@@ -339,5 +372,42 @@ impl SyscallSensor {
     /// Per-hook counters summed over CPUs, indexed by `enum vigil_hook_counter`.
     pub fn hook_counters(&self, hook: u32) -> [u64; VIGIL_HOOK_COUNTERS as usize] {
         crate::policy_object::hook_counters(&self.object, hook)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(syscall: &str, flags: u32, kinds: &[u32]) -> SyscallHook {
+        let mut config = vigil_hook_cfg {
+            nargs: kinds.len() as u32,
+            flags,
+            ..Default::default()
+        };
+        for (slot, kind) in config.arg_kind.iter_mut().zip(kinds) {
+            *slot = *kind as u8;
+        }
+        SyscallHook {
+            id: 1,
+            syscall: syscall.into(),
+            config,
+            selectors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_open_like_hooks_of_plain_arguments_are_judged_at_the_ia32_exit() {
+        let open = VIGIL_HOOK_EXIT | VIGIL_HOOK_FD_PATH;
+        let path = [VIGIL_ARG_INT, VIGIL_ARG_STRING, VIGIL_ARG_INT];
+        assert!(hook("openat", open, &path).ia32_at_exit());
+        // Entry-only hooks keep the entry program; so do calls whose memory or file table
+        // the call itself changes (exec replaces the image; an fd argument may be closed).
+        assert!(!hook("openat", 0, &path).ia32_at_exit());
+        assert!(!hook("unlinkat", VIGIL_HOOK_EXIT, &path).ia32_at_exit());
+        assert!(!hook("execve", open, &[VIGIL_ARG_STRING]).ia32_at_exit());
+        assert!(!hook("openat", open, &[VIGIL_ARG_FD, VIGIL_ARG_STRING]).ia32_at_exit());
+        assert!(!hook("openat", open, &[VIGIL_ARG_BUF]).ia32_at_exit());
+        assert!(!hook("openat", open | VIGIL_HOOK_RET_COPY, &path).ia32_at_exit());
     }
 }
