@@ -86,10 +86,6 @@ mod tests {
             .to_string()
     }
 
-    fn hex(b: &[u8]) -> String {
-        b.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
     #[test]
     fn the_mapped_binary_has_the_build_id_readelf_shows() {
         let mut child = std::process::Command::new("sleep")
@@ -109,13 +105,16 @@ mod tests {
         let got = build_id(pid, &exe, false);
         let _ = child.kill();
         let _ = child.wait();
-        assert_eq!(hex(&got), readelf_build_id(&exe));
+        assert_eq!(vigil_hex::encode(&got), readelf_build_id(&exe));
         // A path the process does not map gives nothing, even if the file exists.
         assert!(build_id(std::process::id(), "/bin/true", false).is_empty());
         // Unless the process is gone and was in the host's mount namespace: then the path
         // is opened here (without following links: /bin is a link on merged-/usr systems).
         let direct = build_id(u32::MAX, "/usr/bin/true", true);
-        assert_eq!(hex(&direct), readelf_build_id("/usr/bin/true"));
+        assert_eq!(
+            vigil_hex::encode(&direct),
+            readelf_build_id("/usr/bin/true")
+        );
         // A file past the size cap is not read (this test binary is over 1 MiB).
         let me = std::fs::read_link("/proc/self/exe")
             .unwrap()

@@ -162,11 +162,7 @@ fn event_line(ev: &GetEventsResponse, c: Colors) -> Option<String> {
             let buildid: String = if l.buildid.is_empty() {
                 String::new()
             } else {
-                l.buildid
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>()
-                    + " "
+                vigil_hex::encode(&l.buildid) + " "
             };
             cap_trailer(
                 format!(

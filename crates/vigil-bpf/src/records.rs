@@ -111,9 +111,7 @@ impl ImaDigest {
                 let mut out = String::with_capacity(algo.len() + 1 + 2 * digest.len());
                 out.push_str(algo);
                 out.push(':');
-                for b in digest {
-                    out.push_str(&format!("{b:02x}"));
-                }
+                vigil_hex::push(&mut out, digest);
                 out
             }
             Self::Failed { .. } => String::new(),

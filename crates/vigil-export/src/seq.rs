@@ -25,7 +25,7 @@ pub fn instance() -> &'static str {
             b[..8].copy_from_slice(&(t as u64).to_le_bytes());
             b[8..12].copy_from_slice(&std::process::id().to_le_bytes());
         }
-        b.iter().map(|x| format!("{x:02x}")).collect()
+        vigil_hex::encode(&b)
     })
 }
 

@@ -349,7 +349,6 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// `sha1`, `sha384` or `sha512` of the bytes as lowercase hex.
 pub fn digest_hex(algorithm: &str, data: &[u8]) -> String {
-    use std::fmt::Write;
     let algo = match algorithm {
         "sha1" => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
         "sha384" => &ring::digest::SHA384,
@@ -357,10 +356,7 @@ pub fn digest_hex(algorithm: &str, data: &[u8]) -> String {
         _ => &ring::digest::SHA256,
     };
     let digest = ring::digest::digest(algo, data);
-    digest.as_ref().iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    vigil_hex::encode(digest.as_ref())
 }
 
 #[cfg(test)]

@@ -83,11 +83,7 @@ pub fn kernel_dev(st_dev: u64) -> u64 {
 
 /// Lowercase hex of a digest.
 pub fn hex(d: &Digest) -> String {
-    d.iter().fold(String::with_capacity(64), |mut s, b| {
-        use std::fmt::Write as _;
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    vigil_hex::encode(d)
 }
 
 fn openat2(dir: libc::c_int, path: &str, resolve: u64) -> std::io::Result<File> {

@@ -94,7 +94,7 @@ fn random_token() -> Result<String, WebError> {
         }
         filled += n as usize;
     }
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(vigil_hex::encode(&bytes))
 }
 
 /// Writes the token and the URL, readable by the owner only (an existing file is replaced
