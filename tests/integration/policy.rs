@@ -365,6 +365,52 @@ fn an_ia32_int80_open_is_seen() {
     agent.stop();
 }
 
+/// A 32-bit open of a watched file meets the Sigkill as a 64-bit one does: the open-like
+/// hook is judged whole at the ia32 exit (no ia32 entry program is attached for it), and the
+/// kill lands when the call returns, before the process prints the descriptor.
+#[test]
+fn an_ia32_int80_open_meets_the_sigkill() {
+    let _g = serial();
+    let dir = scratch_dir("policy-ia32-kill-files");
+    let target = dir.join("forbidden32.txt");
+    std::fs::write(&target, "secret\n").unwrap();
+    let yaml = OpenatPolicy::new("kill-ia32")
+        .dirfd()
+        .path("Equal", &[&target.display().to_string()])
+        .action("Sigkill", &[])
+        .yaml();
+    let policy = write_policy(&dir, "kill32", &yaml);
+    let agent = Agent::start("policy-ia32-kill", &["--tracing-policy", &policy]);
+    let out = Command::new(helper_bin())
+        .args(["ia32-open", target.to_str().unwrap()])
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{out:?}");
+    assert!(
+        out.stdout.is_empty(),
+        "the helper printed {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let events = agent.wait_for("ia32 kill event", WAIT, |ev| {
+        !kprobes(ev, "kill-ia32").is_empty()
+    });
+    let k = kprobes(&events, "kill-ia32")[0];
+    assert_eq!(k["function_name"], "__ia32_sys_openat");
+    assert_eq!(k["action"], "KPROBE_ACTION_SIGKILL");
+    assert_eq!(path_arg(k), target.to_str().unwrap());
+    // An ia32 open of another file is left alone.
+    let other = Command::new(helper_bin())
+        .args(["ia32-open", "/etc/hostname"])
+        .output()
+        .unwrap();
+    assert!(other.status.success(), "{other:?}");
+    let c = counters(&agent);
+    agent.stop();
+    let row = c.iter().find(|r| r["policy"] == "kill-ia32").unwrap();
+    assert_eq!(row["enforced"], 1, "{row}");
+}
+
 #[test]
 fn kprobe_events_carry_ancestors_when_enabled() {
     let _g = serial();
