@@ -52,38 +52,3 @@ impl EventLine {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use vigil_proto::tetragon::{Process, ProcessExec, get_events_response::Event};
-
-    fn exec(binary: &str) -> GetEventsResponse {
-        GetEventsResponse {
-            event: Some(Event::ProcessExec(ProcessExec {
-                process: Some(Process {
-                    exec_id: format!("id-{binary}"),
-                    binary: binary.into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })),
-            node_name: "n".into(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn each_event_gets_its_own_line_equal_to_serde_json() {
-        let mut line = EventLine::default();
-        for binary in ["/a", "/b", "/a"] {
-            let mut ev = exec(binary);
-            line.next_event();
-            let want = serde_json::to_vec(&ev).unwrap();
-            assert_eq!(line.get(&mut ev).unwrap(), want.as_slice());
-            // A second sink asking gets the same line, and the event is unchanged.
-            assert_eq!(line.get(&mut ev).unwrap(), want.as_slice());
-            assert_eq!(serde_json::to_vec(&ev).unwrap(), want);
-        }
-    }
-}

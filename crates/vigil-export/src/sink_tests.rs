@@ -188,3 +188,18 @@ fn filters_rate_limit_and_rate_limit_info() {
     assert_eq!(c.ratelimit_dropped.load(Ordering::Relaxed), 2);
     assert_eq!(c.exported.load(Ordering::Relaxed), 4);
 }
+
+/// The bus renders each event's line once for its sinks: every sink that asks gets the line
+/// of the event being published, equal to serde_json's, and the event is left as it was.
+#[test]
+fn each_event_gets_its_own_line_equal_to_serde_json() {
+    let mut line = crate::EventLine::default();
+    for binary in ["/a", "/b", "/a"] {
+        let mut ev = exec(binary);
+        line.next_event();
+        let want = serde_json::to_vec(&ev).unwrap();
+        assert_eq!(line.get(&mut ev).unwrap(), want.as_slice());
+        assert_eq!(line.get(&mut ev).unwrap(), want.as_slice());
+        assert_eq!(serde_json::to_vec(&ev).unwrap(), want);
+    }
+}

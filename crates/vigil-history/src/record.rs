@@ -8,25 +8,18 @@ use std::sync::Arc;
 use vigil_proto::tetragon::{GetEventsResponse, Process, get_events_response::Event as Payload};
 
 use crate::keys;
+use crate::query::ProcessRow;
 
 /// Events per compressed batch, and their JSON bytes, at most: the sink's groups are cut at
 /// the same bounds, so a full group is one batch as it is.
 pub(crate) const BATCH_EVENTS: usize = 512;
 pub(crate) const BATCH_BYTES: usize = 256 << 10;
 
-/// A process row, inserted into a slice the first time the slice sees the process.
-#[derive(Debug, PartialEq)]
-pub(crate) struct Row {
-    pub exec_id: String,
-    pub parent_exec_id: String,
-    pub pid: Option<u32>,
-    pub binary: String,
-    pub arguments: String,
-    pub pod: Option<(String, String)>,
-    pub start_ns: Option<i64>,
-}
+/// A process row, inserted into a slice the first time the slice sees the process: the row
+/// the queries read back (its exit time is set by the process's exit event, not here).
+pub(crate) type Row = ProcessRow;
 
-impl Row {
+impl ProcessRow {
     fn of(p: &Process) -> Self {
         Self {
             exec_id: p.exec_id.clone(),
@@ -36,11 +29,12 @@ impl Row {
             arguments: p.arguments.clone(),
             pod: keys::pod(p).map(|(ns, n)| (ns.to_string(), n.to_string())),
             start_ns: keys::timestamp_ns(p.start_time.as_ref()),
+            exit_ns: None,
         }
     }
 
     /// Heap and inline bytes, for the queue's charge and the cache's bound.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.exec_id.len()
             + self.parent_exec_id.len()
