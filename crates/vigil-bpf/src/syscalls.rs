@@ -70,15 +70,14 @@ impl SyscallHook {
     pub fn ia32_at_exit(&self) -> bool {
         let c = &self.config;
         let plain = |kind: u8| {
-            [
-                VIGIL_ARG_INT,
-                VIGIL_ARG_UINT32,
-                VIGIL_ARG_INT64,
-                VIGIL_ARG_UINT64,
-                VIGIL_ARG_STRING,
-            ]
-            .iter()
-            .any(|k| *k as u8 == kind)
+            matches!(
+                u32::from(kind),
+                VIGIL_ARG_INT
+                    | VIGIL_ARG_UINT32
+                    | VIGIL_ARG_INT64
+                    | VIGIL_ARG_UINT64
+                    | VIGIL_ARG_STRING
+            )
         };
         self.pairs_exit()
             && c.flags & VIGIL_HOOK_FD_PATH != 0

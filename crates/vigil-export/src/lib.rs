@@ -90,8 +90,9 @@ pub struct JsonLinesSink {
     failing: bool,
     /// Reused for every line: one allocation per sink, not per event.
     line: Vec<u8>,
-    /// The line of an event exported directly (`export`); on the bus, the bus's is shared.
-    own_line: EventLine,
+    /// The line of an event exported directly (`export`), made on first use: on the bus, the
+    /// bus's is shared.
+    own_line: Option<Box<EventLine>>,
     /// The last `vigil_seq` given.
     seq: u64,
     /// Numbered lines lost since the last line known written: the sequence numbers a
@@ -153,7 +154,7 @@ impl JsonLinesSink {
             lost: 0,
             failing: false,
             line: Vec::with_capacity(4096),
-            own_line: EventLine::default(),
+            own_line: None,
             seq: 0,
             skipped: 0,
             report_due: false,
@@ -245,10 +246,10 @@ impl JsonLinesSink {
     /// Exports one event: filters, rate limit, field filters, then the line. The event is
     /// borrowed mutably only to render its processes apart (`splice`): it is left as it was.
     pub fn export(&mut self, ev: &mut GetEventsResponse) {
-        let mut own = std::mem::take(&mut self.own_line);
+        let mut own = self.own_line.take().unwrap_or_default();
         own.next_event();
         self.export_with(ev, &mut own);
-        self.own_line = own;
+        self.own_line = Some(own);
     }
 
     /// `export`, with the line the bus renders once for all its sinks.

@@ -54,7 +54,8 @@ fn past_linger_mark(charged: u64, capacity: u64) -> bool {
     charged >= capacity / 4
 }
 
-/// Bytes of a group besides its lines and rows: its metas and the queue's bookkeeping.
+/// What a queued group is charged: its lines and metas as allocated, the rows no cache holds
+/// (`fresh_rows`), and the queue's bookkeeping.
 fn charge(group: &Group, fresh_rows: usize) -> u64 {
     (group.json.capacity() + group.metas.capacity() * std::mem::size_of::<Meta>() + fresh_rows)
         as u64

@@ -1,6 +1,7 @@
 //! The writer thread: takes the sink's groups of JSON lines, compresses them into batches
 //! (a full group is one batch; small ones are joined), and commits them with their index
-//! rows, one transaction per chunk. Before each transaction retention makes room for it (`slices::plan`), so the
+//! rows, one transaction per chunk. Before each transaction retention makes room for it
+//! (`slices::plan`), so the
 //! files stay within the budget at every moment, WAL included.
 
 use std::collections::{HashMap, HashSet};
@@ -162,14 +163,7 @@ impl Writer {
             let per_chunk = self.chunk_events();
             let mut rest = drained.as_slice();
             while !rest.is_empty() {
-                // Whole groups up to the chunk's events, at least one.
-                let mut n = 0;
-                let mut in_chunk = 0;
-                while n < rest.len() && (n == 0 || in_chunk + rest[n].metas.len() <= per_chunk) {
-                    in_chunk += rest[n].metas.len();
-                    n += 1;
-                }
-                let (chunk, after) = rest.split_at(n);
+                let (chunk, after) = rest.split_at(leading_groups(rest, per_chunk, usize::MAX));
                 let charged: u64 = chunk.iter().map(|g| g.charge).sum();
                 self.write(chunk);
                 shared.release(charged);
@@ -475,6 +469,21 @@ fn settle_old_slice(path: &Path) -> Option<u64> {
     }
 }
 
+/// How many of the first groups fit in `max_events` events and `max_bytes` of lines
+/// together; at least one (a group is never split).
+fn leading_groups(groups: &[Group], max_events: usize, max_bytes: usize) -> usize {
+    let (mut n, mut events, mut bytes) = (0, 0, 0);
+    for g in groups {
+        events += g.metas.len();
+        bytes += g.json.len();
+        if n > 0 && (events > max_events || bytes > max_bytes) {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
 /// Compresses a chunk's groups into batches (a full group as it is, small ones joined), and
 /// collects its index rows.
 fn prepare<'a>(groups: &'a [Group], compressor: &mut zstd::bulk::Compressor<'static>) -> Chunk<'a> {
@@ -484,16 +493,7 @@ fn prepare<'a>(groups: &'a [Group], compressor: &mut zstd::bulk::Compressor<'sta
     let mut i = 0;
     while i < groups.len() {
         // The groups of the next batch: [i, j).
-        let (mut j, mut events, mut bytes) = (i, 0, 0);
-        while j < groups.len()
-            && (j == i
-                || (events + groups[j].metas.len() <= BATCH_EVENTS
-                    && bytes + groups[j].json.len() <= BATCH_BYTES))
-        {
-            events += groups[j].metas.len();
-            bytes += groups[j].json.len();
-            j += 1;
-        }
+        let j = i + leading_groups(&groups[i..], BATCH_EVENTS, BATCH_BYTES);
         let json: &[u8] = if j == i + 1 {
             &groups[i].json
         } else {
